@@ -1,0 +1,719 @@
+//! The catalog: connectors' checkpoints, jobs, items, versions, chunks with reference
+//! counts, the change feed and failed items. The only crate with SQL.
+//!
+//! SQL is kept portable (`$N` placeholders, `RETURNING`, `ON CONFLICT`, BIGINT/BLOB/TEXT)
+//! so that a PostgreSQL backend is a second set of migrations and a pool type, not a
+//! redesign. Timestamps are Unix nanoseconds (`i64`).
+//!
+//! Invariant: [`Catalog::commit_batch`] writes versions, their chunk lists, reference
+//! counts, change rows and the connector checkpoint in one transaction; the caller has
+//! uploaded every chunk it names before calling it.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+
+pub type Hash = [u8; 32];
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("catalog database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("catalog migration {version}: {source}")]
+    Migration { version: i64, source: sqlx::Error },
+    #[error("catalog data is inconsistent: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
+
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
+
+/// Current time in Unix nanoseconds.
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+#[derive(Clone)]
+pub struct Catalog {
+    pool: SqlitePool,
+}
+
+/// The catalog's view of one item, as planning needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemState {
+    pub id: i64,
+    pub source_id: Vec<u8>,
+    pub path: Vec<u8>,
+    pub deleted: bool,
+    pub size: i64,
+    pub mtime_ns: i64,
+    pub inode: Option<i64>,
+    pub change_tag: Option<String>,
+}
+
+/// A chunk as stored: its hash, plain size, stored size and compression.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRef {
+    #[serde(with = "hex_hash")]
+    pub hash: Hash,
+    pub size: u64,
+    pub stored_size: u64,
+    pub compression: String,
+}
+
+/// A version to commit (content or tombstone).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewVersion {
+    #[serde(with = "hex_bytes")]
+    pub source_id: Vec<u8>,
+    #[serde(with = "hex_bytes")]
+    pub path: Vec<u8>,
+    pub deleted: bool,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub inode: Option<i64>,
+    pub change_tag: Option<String>,
+    #[serde(with = "opt_hex_hash")]
+    pub digest: Option<Hash>,
+    pub chunks: Vec<ChunkRef>,
+    /// When it was committed; set by the caller so that manifests and catalog agree.
+    pub committed_at: i64,
+}
+
+/// One catalog transaction's worth of work.
+#[derive(Debug, Clone)]
+pub struct CommitBatch<'a> {
+    pub connector: &'a str,
+    pub job_id: Option<i64>,
+    pub versions: &'a [NewVersion],
+    pub checkpoint: Option<&'a str>,
+    pub manifest: Option<&'a str>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub seq: i64,
+    pub connector: String,
+    pub item_id: i64,
+    pub version_id: i64,
+    pub op: String,
+    pub path: Vec<u8>,
+    pub at: i64,
+}
+
+/// What restoring one file needs.
+#[derive(Debug, Clone)]
+pub struct RestoreEntry {
+    pub path: Vec<u8>,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub digest: Option<Hash>,
+    pub chunks: Vec<ChunkRef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemError {
+    pub connector: String,
+    pub path: Vec<u8>,
+    pub error: String,
+    pub retry_count: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRow {
+    pub id: i64,
+    pub connector: String,
+    pub kind: String,
+    pub status: String,
+    pub error_count: i64,
+    pub last_error: Option<String>,
+    pub stats: String,
+}
+
+impl Catalog {
+    /// Opens (creating if needed) the SQLite catalog at `path` in WAL mode and applies
+    /// pending migrations.
+    pub async fn open_sqlite(path: &Path) -> Result<Catalog> {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                CatalogError::Db(sqlx::Error::Configuration(
+                    format!("create catalog directory {}: {e}", dir.display()).into(),
+                ))
+            })?;
+        }
+        let opts = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(30))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await?;
+        let cat = Catalog { pool };
+        cat.migrate().await?;
+        Ok(cat)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        sqlx::raw_sql(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        )
+        .execute(&self.pool)
+        .await?;
+        for (version, sql) in MIGRATIONS {
+            let mut tx = self.pool.begin().await?;
+            let done: Option<i64> =
+                sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
+                    .bind(version)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if done.is_some() {
+                continue;
+            }
+            sqlx::raw_sql(*sql)
+                .execute(&mut *tx)
+                .await
+                .map_err(|source| CatalogError::Migration {
+                    version: *version,
+                    source,
+                })?;
+            sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
+                .bind(version)
+                .bind(now_ns())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// True when the catalog holds no item at all.
+    pub async fn is_empty(&self) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM items")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n == 0)
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    // ---- jobs -------------------------------------------------------------------
+
+    pub async fn create_job(&self, connector: &str, kind: &str, trigger: &str) -> Result<i64> {
+        let id = sqlx::query_scalar(
+            "INSERT INTO jobs (connector, kind, trigger, status, started_at) VALUES ($1, $2, $3, 'running', $4) RETURNING id",
+        )
+        .bind(connector)
+        .bind(kind)
+        .bind(trigger)
+        .bind(now_ns())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    pub async fn finish_job(
+        &self,
+        id: i64,
+        status: &str,
+        stats_json: &str,
+        error_count: i64,
+        last_error: Option<&str>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE jobs SET status = $1, finished_at = $2, stats = $3, error_count = $4, last_error = $5 WHERE id = $6",
+        )
+        .bind(status)
+        .bind(now_ns())
+        .bind(stats_json)
+        .bind(error_count)
+        .bind(last_error)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Marks jobs left `running` (by a crash) as `interrupted`; returns how many.
+    pub async fn interrupt_running_jobs(&self) -> Result<u64> {
+        let r = sqlx::query(
+            "UPDATE jobs SET status = 'interrupted', finished_at = $1 WHERE status = 'running'",
+        )
+        .bind(now_ns())
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    pub async fn job(&self, id: i64) -> Result<Option<JobRow>> {
+        let row = sqlx::query(
+            "SELECT id, connector, kind, status, error_count, last_error, stats FROM jobs WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| JobRow {
+            id: r.get(0),
+            connector: r.get(1),
+            kind: r.get(2),
+            status: r.get(3),
+            error_count: r.get(4),
+            last_error: r.get(5),
+            stats: r.get(6),
+        }))
+    }
+
+    // ---- planning ---------------------------------------------------------------
+
+    /// Every item of a connector (live and deleted).
+    pub async fn items(&self, connector: &str) -> Result<Vec<ItemState>> {
+        let rows = sqlx::query(
+            "SELECT id, source_id, path, deleted, size, mtime_ns, inode, change_tag FROM items WHERE connector = $1",
+        )
+        .bind(connector)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ItemState {
+                id: r.get(0),
+                source_id: r.get(1),
+                path: r.get(2),
+                deleted: r.get::<i64, _>(3) != 0,
+                size: r.get::<Option<i64>, _>(4).unwrap_or(0),
+                mtime_ns: r.get::<Option<i64>, _>(5).unwrap_or(0),
+                inode: r.get(6),
+                change_tag: r.get(7),
+            })
+            .collect())
+    }
+
+    pub async fn checkpoint(&self, connector: &str) -> Result<Option<String>> {
+        let v: Option<Option<String>> =
+            sqlx::query_scalar("SELECT checkpoint FROM connectors WHERE id = $1")
+                .bind(connector)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(v.flatten())
+    }
+
+    /// The subset of `hashes` the catalog already holds (committed chunks).
+    pub async fn known_chunks(&self, hashes: &[Hash]) -> Result<HashSet<Hash>> {
+        let mut found = HashSet::new();
+        for batch in hashes.chunks(500) {
+            let placeholders: Vec<String> = (1..=batch.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT hash FROM chunks WHERE hash IN ({})",
+                placeholders.join(", ")
+            );
+            let mut q = sqlx::query_scalar::<_, Vec<u8>>(sqlx::AssertSqlSafe(sql));
+            for h in batch {
+                q = q.bind(h.as_slice());
+            }
+            for h in q.fetch_all(&self.pool).await? {
+                found.insert(to_hash(&h)?);
+            }
+        }
+        Ok(found)
+    }
+
+    // ---- commit -----------------------------------------------------------------
+
+    /// Commits a batch in one transaction. Returns the new version ids in order.
+    pub async fn commit_batch(&self, batch: &CommitBatch<'_>) -> Result<Vec<i64>> {
+        let mut tx = self.pool.begin().await?;
+        let mut ids = Vec::with_capacity(batch.versions.len());
+        for v in batch.versions {
+            ids.push(insert_version(&mut tx, batch, v).await?);
+        }
+        sqlx::query(
+            "INSERT INTO connectors (id, checkpoint, updated_at) VALUES ($1, $2, $3)
+             ON CONFLICT (id) DO UPDATE SET checkpoint = COALESCE(excluded.checkpoint, connectors.checkpoint), updated_at = excluded.updated_at",
+        )
+        .bind(batch.connector)
+        .bind(batch.checkpoint)
+        .bind(now_ns())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    // ---- item errors ------------------------------------------------------------
+
+    pub async fn record_item_error(
+        &self,
+        connector: &str,
+        source_id: &[u8],
+        path: &[u8],
+        job_id: Option<i64>,
+        error: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO item_errors (connector, source_id, path, job_id, error, retry_count, at) VALUES ($1, $2, $3, $4, $5, 0, $6)
+             ON CONFLICT (connector, source_id) DO UPDATE SET path = excluded.path, job_id = excluded.job_id, error = excluded.error,
+               retry_count = item_errors.retry_count + 1, at = excluded.at",
+        )
+        .bind(connector)
+        .bind(source_id)
+        .bind(path)
+        .bind(job_id)
+        .bind(error)
+        .bind(now_ns())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn item_errors(&self, connector: &str) -> Result<Vec<ItemError>> {
+        let rows = sqlx::query(
+            "SELECT connector, path, error, retry_count FROM item_errors WHERE connector = $1 ORDER BY path",
+        )
+        .bind(connector)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ItemError {
+                connector: r.get(0),
+                path: r.get(1),
+                error: r.get(2),
+                retry_count: r.get(3),
+            })
+            .collect())
+    }
+
+    // ---- change feed --------------------------------------------------------------
+
+    pub async fn changes(&self, after: i64, limit: i64) -> Result<Vec<Change>> {
+        let rows = sqlx::query(
+            "SELECT seq, connector, item_id, version_id, op, path, at FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| Change {
+                seq: r.get(0),
+                connector: r.get(1),
+                item_id: r.get(2),
+                version_id: r.get(3),
+                op: r.get(4),
+                path: r.get(5),
+                at: r.get(6),
+            })
+            .collect())
+    }
+
+    // ---- restore / verify / gc ----------------------------------------------------
+
+    /// The files under `prefix` (a path prefix in the target namespace, raw bytes) as
+    /// they were at `at` (Unix ns; `None` = now). Tombstoned items are left out.
+    pub async fn restore_set(&self, prefix: &[u8], at: Option<i64>) -> Result<Vec<RestoreEntry>> {
+        let at = at.unwrap_or(i64::MAX);
+        let (lo, hi) = prefix_range(prefix);
+        let rows = sqlx::query(
+            "SELECT i.path, v.id, v.deleted, v.size, v.mtime_ns, v.digest
+             FROM items i JOIN versions v ON v.item_id = i.id
+             WHERE i.path >= $1 AND ($2 IS NULL OR i.path < $2)
+               AND v.id = (SELECT v2.id FROM versions v2 WHERE v2.item_id = i.id AND v2.committed_at <= $3
+                           ORDER BY v2.committed_at DESC, v2.id DESC LIMIT 1)
+             ORDER BY i.path",
+        )
+        .bind(lo)
+        .bind(hi)
+        .bind(at)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::new();
+        for r in rows {
+            if r.get::<i64, _>(2) != 0 {
+                continue;
+            }
+            let vid: i64 = r.get(1);
+            let digest: Option<Vec<u8>> = r.get(5);
+            out.push(RestoreEntry {
+                path: r.get(0),
+                size: r.get::<i64, _>(3) as u64,
+                mtime_ns: r.get(4),
+                digest: digest.map(|d| to_hash(&d)).transpose()?,
+                chunks: self.version_chunks(vid).await?,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn version_chunks(&self, version_id: i64) -> Result<Vec<ChunkRef>> {
+        let rows = sqlx::query(
+            "SELECT c.hash, c.size, c.stored_size, c.compression FROM version_chunks vc JOIN chunks c ON c.hash = vc.hash
+             WHERE vc.version_id = $1 ORDER BY vc.idx",
+        )
+        .bind(version_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(chunk_ref).collect()
+    }
+
+    /// Every chunk the catalog holds, ordered by hash, in pages after `after`.
+    pub async fn chunks_page(&self, after: Option<Hash>, limit: i64) -> Result<Vec<ChunkRef>> {
+        let after = after.map(|h| h.to_vec()).unwrap_or_default();
+        let rows = sqlx::query(
+            "SELECT hash, size, stored_size, compression FROM chunks WHERE hash > $1 ORDER BY hash LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(chunk_ref).collect()
+    }
+
+    /// Whether a chunk is committed with a positive reference count.
+    pub async fn chunk_referenced(&self, hash: &Hash) -> Result<bool> {
+        let n: Option<i64> = sqlx::query_scalar("SELECT refcount FROM chunks WHERE hash = $1")
+            .bind(hash.as_slice())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(n.unwrap_or(0) > 0)
+    }
+
+    /// Counts for status output.
+    pub async fn counts(&self) -> Result<(i64, i64, i64)> {
+        let r = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM items WHERE deleted = 0), (SELECT COUNT(*) FROM versions), (SELECT COUNT(*) FROM chunks)",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((r.get(0), r.get(1), r.get(2)))
+    }
+
+    // ---- leases -----------------------------------------------------------------
+
+    /// Takes the named lease for `ttl` unless someone else holds an unexpired one.
+    pub async fn try_lock(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {
+        let now = now_ns();
+        let r = sqlx::query(
+            "INSERT INTO locks (name, holder, expires_at) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+             WHERE locks.expires_at < $4 OR locks.holder = excluded.holder",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(now + ttl.as_nanos() as i64)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub async fn unlock(&self, name: &str, holder: &str) -> Result<()> {
+        sqlx::query("DELETE FROM locks WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+async fn insert_version(
+    tx: &mut Transaction<'_, Sqlite>,
+    batch: &CommitBatch<'_>,
+    v: &NewVersion,
+) -> Result<i64> {
+    let item_id: i64 = sqlx::query_scalar(
+        "INSERT INTO items (connector, source_id, path) VALUES ($1, $2, $3)
+         ON CONFLICT (connector, source_id) DO UPDATE SET path = excluded.path
+         RETURNING id",
+    )
+    .bind(batch.connector)
+    .bind(&v.source_id)
+    .bind(&v.path)
+    .fetch_one(&mut **tx)
+    .await?;
+    let version_id: i64 = sqlx::query_scalar(
+        "INSERT INTO versions (item_id, job_id, deleted, size, mtime_ns, inode, change_tag, digest, committed_at, manifest)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+    )
+    .bind(item_id)
+    .bind(batch.job_id)
+    .bind(v.deleted as i64)
+    .bind(v.size as i64)
+    .bind(v.mtime_ns)
+    .bind(v.inode)
+    .bind(&v.change_tag)
+    .bind(v.digest.map(|d| d.to_vec()))
+    .bind(v.committed_at)
+    .bind(batch.manifest)
+    .fetch_one(&mut **tx)
+    .await?;
+    for (idx, c) in v.chunks.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO chunks (hash, size, stored_size, compression, refcount, created_at) VALUES ($1, $2, $3, $4, 1, $5)
+             ON CONFLICT (hash) DO UPDATE SET refcount = chunks.refcount + 1",
+        )
+        .bind(c.hash.as_slice())
+        .bind(c.size as i64)
+        .bind(c.stored_size as i64)
+        .bind(&c.compression)
+        .bind(v.committed_at)
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query("INSERT INTO version_chunks (version_id, idx, hash) VALUES ($1, $2, $3)")
+            .bind(version_id)
+            .bind(idx as i64)
+            .bind(c.hash.as_slice())
+            .execute(&mut **tx)
+            .await?;
+    }
+    sqlx::query(
+        "UPDATE items SET current_version = $1, deleted = $2, size = $3, mtime_ns = $4, inode = $5, change_tag = $6 WHERE id = $7",
+    )
+    .bind(version_id)
+    .bind(v.deleted as i64)
+    .bind(v.size as i64)
+    .bind(v.mtime_ns)
+    .bind(v.inode)
+    .bind(&v.change_tag)
+    .bind(item_id)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO changes (connector, item_id, version_id, op, path, at) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(batch.connector)
+    .bind(item_id)
+    .bind(version_id)
+    .bind(if v.deleted { "delete" } else { "upsert" })
+    .bind(&v.path)
+    .bind(v.committed_at)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("DELETE FROM item_errors WHERE connector = $1 AND source_id = $2")
+        .bind(batch.connector)
+        .bind(&v.source_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(version_id)
+}
+
+fn chunk_ref(r: sqlx::sqlite::SqliteRow) -> Result<ChunkRef> {
+    Ok(ChunkRef {
+        hash: to_hash(&r.get::<Vec<u8>, _>(0))?,
+        size: r.get::<i64, _>(1) as u64,
+        stored_size: r.get::<i64, _>(2) as u64,
+        compression: r.get(3),
+    })
+}
+
+fn to_hash(b: &[u8]) -> Result<Hash> {
+    b.try_into()
+        .map_err(|_| CatalogError::Corrupt(format!("hash of {} bytes, expected 32", b.len())))
+}
+
+/// `[lo, hi)` bounds of all byte strings starting with `prefix`; `hi` is `None` when
+/// there is no upper bound (prefix all 0xff or empty).
+fn prefix_range(prefix: &[u8]) -> (Vec<u8>, Option<Vec<u8>>) {
+    let mut hi = prefix.to_vec();
+    while let Some(last) = hi.pop() {
+        if last < 0xff {
+            hi.push(last + 1);
+            return (prefix.to_vec(), Some(hi));
+        }
+    }
+    (prefix.to_vec(), None)
+}
+
+mod hex_hash {
+    use serde::{Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(h: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        super::hex_bytes::serialize(&h.to_vec(), s)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        let v = super::hex_bytes::deserialize(d)?;
+        v.try_into()
+            .map_err(|_| serde::de::Error::custom("expected 32 bytes"))
+    }
+}
+
+mod opt_hex_hash {
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(h: &Option<[u8; 32]>, s: S) -> Result<S::Ok, S::Error> {
+        match h {
+            Some(h) => super::hex_hash::serialize(h, s),
+            None => s.serialize_none(),
+        }
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<[u8; 32]>, D::Error> {
+        let v: Option<String> = Option::deserialize(d)?;
+        v.map(|s| {
+            let b = super::hex_bytes::decode(&s).map_err(serde::de::Error::custom)?;
+            b.try_into()
+                .map_err(|_| serde::de::Error::custom("expected 32 bytes"))
+        })
+        .transpose()
+    }
+}
+
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(b: &Vec<u8>, s: S) -> Result<S::Ok, S::Error> {
+        let mut out = String::with_capacity(b.len() * 2);
+        for x in b {
+            out.push_str(&format!("{x:02x}"));
+        }
+        s.serialize_str(&out)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        decode(&s).map_err(serde::de::Error::custom)
+    }
+    pub fn decode(s: &str) -> Result<Vec<u8>, String> {
+        if s.len() % 2 != 0 {
+            return Err("odd hex length".into());
+        }
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(|e| e.to_string()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_ranges() {
+        assert_eq!(prefix_range(b"/a"), (b"/a".to_vec(), Some(b"/b".to_vec())));
+        assert_eq!(
+            prefix_range(&[0x61, 0xff]),
+            (vec![0x61, 0xff], Some(vec![0x62]))
+        );
+        assert_eq!(prefix_range(b""), (vec![], None));
+    }
+}

@@ -1,0 +1,272 @@
+//! YAML configuration: read, interpolate, parse, validate into [`Config`].
+//!
+//! Two phases, as in ripgrep's low/high args: [`raw`] mirrors the file and rejects
+//! unknown keys; [`validate`] turns it into typed values, collecting every semantic
+//! problem at once, each with `file:line:column` (from [`positions`]), the key path and
+//! what was expected. The only I/O is reading the configuration file and the `*_file`
+//! secrets it names; the environment is passed in, never read here.
+
+pub mod interpolate;
+pub mod positions;
+pub mod raw;
+pub mod units;
+mod validate;
+pub use validate::parse_schedule;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use raw::{Compression, ConnectorKind, SseKind, StoreKind};
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from.
+    pub source: PathBuf,
+    pub state_dir: PathBuf,
+    pub catalog: CatalogConfig,
+    pub object_store: ObjectStoreConfig,
+    pub pipeline: PipelineConfig,
+    pub connectors: Vec<ConnectorConfig>,
+}
+
+impl Config {
+    pub fn connector(&self, id: &str) -> Option<&ConnectorConfig> {
+        self.connectors.iter().find(|c| c.id == id)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum CatalogConfig {
+    Sqlite { path: PathBuf },
+}
+
+#[derive(Debug, Clone)]
+pub enum ObjectStoreConfig {
+    Local { path: PathBuf },
+    S3(S3Config),
+}
+
+#[derive(Debug, Clone)]
+pub struct S3Config {
+    pub endpoint: Option<String>,
+    pub bucket: String,
+    pub prefix: String,
+    pub region: String,
+    pub path_style: bool,
+    /// Static credentials; `None` means environment / default chain.
+    pub credentials: Option<(String, Secret)>,
+    pub sse: Option<SseKind>,
+    pub sse_kms_key_id: Option<String>,
+    pub request_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    pub chunk_min_size: u32,
+    pub chunk_avg_size: u32,
+    pub chunk_max_size: u32,
+    pub compression: Compression,
+    pub zstd_level: i32,
+    pub file_concurrency: usize,
+    pub upload_concurrency: usize,
+    pub max_bytes_in_flight: u64,
+    pub commit_batch_size: usize,
+    pub torn_read_retries: u32,
+    pub upload_max_attempts: u32,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            chunk_min_size: 256 << 10,
+            chunk_avg_size: 1 << 20,
+            chunk_max_size: 4 << 20,
+            compression: Compression::Zstd,
+            zstd_level: 3,
+            file_concurrency: 4,
+            upload_concurrency: 8,
+            max_bytes_in_flight: 64 << 20,
+            commit_batch_size: 256,
+            torn_read_retries: 3,
+            upload_max_attempts: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ConnectorConfig {
+    pub id: String,
+    pub kind: ConnectorKind,
+    /// Target prefix in the catalog namespace: starts with `/`, no trailing `/`
+    /// (the root is the empty string).
+    pub target: String,
+    pub schedule: Option<Schedule>,
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+    pub glob_case_insensitive: bool,
+    pub max_file_size: Option<u64>,
+    pub max_delete_percent: f64,
+    pub watch: bool,
+    pub source: SourceConfig,
+}
+
+#[derive(Debug, Clone)]
+pub enum SourceConfig {
+    Local {
+        path: PathBuf,
+        follow_symlinks: bool,
+        one_file_system: bool,
+    },
+}
+
+/// A parsed cron schedule and the expression the user wrote.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    pub expression: String,
+    pub cron: cron::Schedule,
+}
+
+/// A secret value: never printed by `Debug` or `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// One problem in the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// 1-based line and column, where known.
+    pub pos: Option<positions::Pos>,
+    /// Dotted key path, e.g. `connectors[1].schedule`; empty for the whole document.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(p) = self.pos {
+            write!(f, ":{}:{}", p.line, p.column)?;
+        }
+        if !self.path.is_empty() {
+            write!(f, ": {}", self.path)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Every problem found; displayed one per line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// A loaded configuration and the warnings worth showing (never fatal).
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<String>,
+}
+
+/// Reads, interpolates, parses and validates the file at `path`.
+pub fn load(path: &Path, env: &HashMap<String, String>) -> Result<Loaded, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: path.to_path_buf(),
+            pos: None,
+            path: String::new(),
+            message: format!("cannot read configuration file: {e}"),
+        }])
+    })?;
+    load_str(path, &text, env)
+}
+
+/// As [`load`], with the text already read (`path` names it in messages and anchors
+/// relative paths).
+pub fn load_str(
+    path: &Path,
+    text: &str,
+    env: &HashMap<String, String>,
+) -> Result<Loaded, ConfigErrors> {
+    let err = |pos, key: &str, message: String| ConfigError {
+        file: path.to_path_buf(),
+        pos,
+        path: key.to_string(),
+        message,
+    };
+    let text = interpolate::interpolate(text, env).map_err(|errs| {
+        ConfigErrors(
+            errs.into_iter()
+                .map(|e| {
+                    err(
+                        Some(positions::Pos {
+                            line: e.line,
+                            column: e.column,
+                        }),
+                        "",
+                        e.message,
+                    )
+                })
+                .collect(),
+        )
+    })?;
+    let de = serde_yaml::Deserializer::from_str(&text);
+    let raw: raw::RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = e.path().to_string();
+        let inner = e.into_inner();
+        let pos = inner.location().map(|l| positions::Pos {
+            line: l.line(),
+            column: l.column(),
+        });
+        ConfigErrors(vec![err(
+            pos,
+            if key == "." { "" } else { &key },
+            strip_location(&inner.to_string()),
+        )])
+    })?;
+    let positions = positions::Positions::index(&text);
+    validate::validate(path, raw, &positions)
+}
+
+/// serde_yaml appends " at line L column C" to its messages; the position is printed in
+/// front instead.
+fn strip_location(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+/// The JSON Schema of the configuration file, for editors.
+pub fn json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(raw::RawConfig)).expect("schema serializes")
+}

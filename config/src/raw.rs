@@ -1,0 +1,199 @@
+//! The file as written: serde types that mirror the YAML one to one.
+//!
+//! Every struct rejects unknown keys. Values that need checking beyond their YAML type
+//! (sizes, durations, cron strings, globs) stay raw here and are checked by
+//! [`crate::validate`], which reports all problems at once.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::units::{RawDuration, RawSize};
+
+/// Tributary configuration file, `version: 1`.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Format version of this file; must be 1.
+    pub version: u32,
+    /// Directory for the catalog and other state. Relative paths are relative to the
+    /// directory of the configuration file. Default: `./var`.
+    #[serde(default)]
+    pub state_dir: Option<String>,
+    /// The catalog database.
+    #[serde(default)]
+    pub catalog: Option<RawCatalog>,
+    /// Where chunks and manifests are stored. Default: a local directory
+    /// `<state_dir>/objects`.
+    #[serde(default)]
+    pub object_store: Option<RawObjectStore>,
+    /// Chunking, compression and concurrency settings of the pipeline.
+    #[serde(default)]
+    pub pipeline: Option<RawPipeline>,
+    /// The sources to ingest.
+    #[serde(default)]
+    pub connectors: Vec<RawConnector>,
+}
+
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawCatalog {
+    /// `sqlite://PATH` (relative paths are relative to the configuration file).
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    Local,
+    S3,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SseKind {
+    /// SSE-S3 (`AES256`).
+    Aes256,
+    /// SSE-KMS; needs `sse_kms_key_id`.
+    Kms,
+}
+
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawObjectStore {
+    pub kind: StoreKind,
+    /// local: the directory.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// s3: endpoint URL (omit for AWS).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// s3: bucket name.
+    #[serde(default)]
+    pub bucket: Option<String>,
+    /// s3: key prefix inside the bucket.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// s3: region (default `us-east-1`).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// s3: path-style addressing (needed by most self-hosted servers). Default true when
+    /// an endpoint is given.
+    #[serde(default)]
+    pub path_style: Option<bool>,
+    /// s3: access key id; with the secret, static credentials. Without both, the
+    /// environment and the AWS default chain are used.
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    #[serde(default)]
+    pub access_key_id_file: Option<String>,
+    #[serde(default)]
+    pub secret_access_key: Option<String>,
+    #[serde(default)]
+    pub secret_access_key_file: Option<String>,
+    /// s3: server-side encryption.
+    #[serde(default)]
+    pub sse: Option<SseKind>,
+    #[serde(default)]
+    pub sse_kms_key_id: Option<String>,
+    /// s3: timeout of one request attempt (default 60s).
+    #[serde(default)]
+    pub request_timeout: Option<RawDuration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    None,
+    Zstd,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawPipeline {
+    /// FastCDC minimum chunk size (default 256KiB).
+    #[serde(default)]
+    pub chunk_min_size: Option<RawSize>,
+    /// FastCDC average chunk size (default 1MiB).
+    #[serde(default)]
+    pub chunk_avg_size: Option<RawSize>,
+    /// FastCDC maximum chunk size (default 4MiB).
+    #[serde(default)]
+    pub chunk_max_size: Option<RawSize>,
+    /// Chunk compression; a compressed chunk is kept only when smaller (default zstd).
+    #[serde(default)]
+    pub compression: Option<Compression>,
+    /// zstd level (default 3).
+    #[serde(default)]
+    pub zstd_level: Option<i32>,
+    /// Files read at the same time per job (default 4).
+    #[serde(default)]
+    pub file_concurrency: Option<usize>,
+    /// Chunk uploads in flight per job (default 8).
+    #[serde(default)]
+    pub upload_concurrency: Option<usize>,
+    /// Bound on chunk bytes read but not yet uploaded (default 64MiB).
+    #[serde(default)]
+    pub max_bytes_in_flight: Option<RawSize>,
+    /// Versions per catalog transaction and manifest (default 256).
+    #[serde(default)]
+    pub commit_batch_size: Option<usize>,
+    /// How often a file that changes while being read is read again in one job before it
+    /// is failed for this run (default 3).
+    #[serde(default)]
+    pub torn_read_retries: Option<u32>,
+    /// Upload attempts per object before the item fails (default 10).
+    #[serde(default)]
+    pub upload_max_attempts: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnectorKind {
+    Local,
+    Smb,
+    Sharepoint,
+}
+
+/// One source. Keys that belong to another `kind` are rejected by validation.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawConnector {
+    /// Unique id: lowercase letters, digits, `-` and `_`.
+    pub id: String,
+    pub kind: ConnectorKind,
+    /// local: the folder to ingest.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Prefix in the catalog namespace (default `/<id>`).
+    #[serde(default)]
+    pub target: Option<String>,
+    /// Cron expression: 5 fields (minute hour day month weekday) or 6 with seconds.
+    #[serde(default)]
+    pub schedule: Option<String>,
+    /// Only paths matching one of these globs (relative to the source root; `**` spans
+    /// folders) are ingested. Default: everything.
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// Paths matching one of these globs are skipped (a matching folder is not entered).
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Match include/exclude globs case-insensitively (default false).
+    #[serde(default)]
+    pub glob_case_insensitive: Option<bool>,
+    /// Files larger than this are skipped and counted.
+    #[serde(default)]
+    pub max_file_size: Option<RawSize>,
+    /// local: follow symbolic links (default false; loops are detected when true).
+    #[serde(default)]
+    pub follow_symlinks: Option<bool>,
+    /// local: stay on the file system of `path` (default true).
+    #[serde(default)]
+    pub one_file_system: Option<bool>,
+    /// local: run incremental jobs on file-system events.
+    #[serde(default)]
+    pub watch: Option<bool>,
+    /// A job that would delete more than this percentage of the connector's live items
+    /// deletes nothing and fails (default 50).
+    #[serde(default)]
+    pub max_delete_percent: Option<f64>,
+}

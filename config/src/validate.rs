@@ -1,0 +1,628 @@
+//! Raw file → [`Config`]: every semantic check, all errors collected.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::positions::Positions;
+use crate::raw::{self, ConnectorKind, RawConfig, StoreKind};
+use crate::units::RawSize;
+use crate::{
+    CatalogConfig, Config, ConfigError, ConfigErrors, ConnectorConfig, Loaded, ObjectStoreConfig,
+    PipelineConfig, S3Config, Schedule, Secret, SourceConfig,
+};
+
+struct Ctx<'a> {
+    file: &'a Path,
+    base: PathBuf,
+    positions: &'a Positions,
+    errors: Vec<ConfigError>,
+    warnings: Vec<String>,
+}
+
+impl Ctx<'_> {
+    fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        let path = path.into();
+        self.errors.push(ConfigError {
+            file: self.file.to_path_buf(),
+            pos: self.positions.get(&path),
+            path,
+            message: message.into(),
+        });
+    }
+
+    fn resolve(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    fn size(&mut self, path: &str, v: &Option<RawSize>) -> Option<u64> {
+        match v.as_ref()?.bytes() {
+            Ok(b) => Some(b),
+            Err(m) => {
+                self.error(path, m);
+                None
+            }
+        }
+    }
+
+    /// A secret given inline or as `<key>_file`; exactly one may be set.
+    fn secret(
+        &mut self,
+        path: &str,
+        key: &str,
+        inline: &Option<String>,
+        file: &Option<String>,
+    ) -> Option<Secret> {
+        match (inline, file) {
+            (Some(_), Some(_)) => {
+                self.error(
+                    format!("{path}.{key}_file"),
+                    format!("give either `{key}` or `{key}_file`, not both"),
+                );
+                None
+            }
+            (Some(v), None) => Some(Secret::new(v.clone())),
+            (None, Some(f)) => {
+                let fpath = self.resolve(f);
+                match std::fs::read_to_string(&fpath) {
+                    Ok(mut s) => {
+                        if s.ends_with('\n') {
+                            s.pop();
+                            if s.ends_with('\r') {
+                                s.pop();
+                            }
+                        }
+                        warn_if_world_readable(&fpath, &mut self.warnings);
+                        Some(Secret::new(s))
+                    }
+                    Err(e) => {
+                        self.error(
+                            format!("{path}.{key}_file"),
+                            format!("cannot read secret file `{}`: {e}", fpath.display()),
+                        );
+                        None
+                    }
+                }
+            }
+            (None, None) => None,
+        }
+    }
+}
+
+#[cfg(unix)]
+fn warn_if_world_readable(path: &Path, warnings: &mut Vec<String>) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(md) = std::fs::metadata(path)
+        && md.permissions().mode() & 0o004 != 0
+    {
+        warnings.push(format!(
+            "secret file `{}` is readable by every user; restrict it with `chmod o-r`",
+            path.display()
+        ));
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_world_readable(_: &Path, _: &mut Vec<String>) {}
+
+pub(crate) fn validate(
+    file: &Path,
+    raw: RawConfig,
+    positions: &Positions,
+) -> Result<Loaded, ConfigErrors> {
+    let base = file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let mut cx = Ctx {
+        file,
+        base,
+        positions,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
+    if raw.version != 1 {
+        cx.error(
+            "version",
+            format!("unsupported version {}, expected 1", raw.version),
+        );
+    }
+    let state_dir = cx.resolve(raw.state_dir.as_deref().unwrap_or("var"));
+    let catalog = catalog(&mut cx, raw.catalog.as_ref(), &state_dir);
+    let object_store = object_store(&mut cx, raw.object_store.as_ref(), &state_dir);
+    let pipeline = pipeline(
+        &mut cx,
+        raw.pipeline.as_ref().unwrap_or(&Default::default()),
+    );
+    let mut connectors = Vec::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (i, rc) in raw.connectors.iter().enumerate() {
+        let path = format!("connectors[{i}]");
+        if let Some(first) = seen.get(&rc.id) {
+            let line = positions
+                .get(&format!("connectors[{first}].id"))
+                .map(|p| format!(" (first defined at line {})", p.line))
+                .unwrap_or_default();
+            cx.error(
+                format!("{path}.id"),
+                format!("duplicate connector id `{}`{line}", rc.id),
+            );
+        } else {
+            seen.insert(rc.id.clone(), i);
+        }
+        if let Some(c) = connector(&mut cx, &path, rc) {
+            connectors.push(c);
+        }
+    }
+    if cx.errors.is_empty() {
+        Ok(Loaded {
+            config: Config {
+                source: file.to_path_buf(),
+                state_dir,
+                catalog: catalog.expect("no errors"),
+                object_store: object_store.expect("no errors"),
+                pipeline,
+                connectors,
+            },
+            warnings: cx.warnings,
+        })
+    } else {
+        Err(ConfigErrors(cx.errors))
+    }
+}
+
+fn catalog(cx: &mut Ctx, raw: Option<&raw::RawCatalog>, state_dir: &Path) -> Option<CatalogConfig> {
+    let Some(raw) = raw else {
+        return Some(CatalogConfig::Sqlite {
+            path: state_dir.join("catalog.db"),
+        });
+    };
+    if let Some(rest) = raw.url.strip_prefix("sqlite://") {
+        if rest.is_empty() {
+            cx.error("catalog.url", "expected `sqlite://PATH`, the path is empty");
+            return None;
+        }
+        Some(CatalogConfig::Sqlite {
+            path: cx.resolve(rest),
+        })
+    } else if raw.url.starts_with("postgres://") || raw.url.starts_with("postgresql://") {
+        cx.error(
+            "catalog.url",
+            "PostgreSQL catalogs are not supported by this version yet; use `sqlite://PATH`",
+        );
+        None
+    } else {
+        cx.error("catalog.url", "expected a URL of the form `sqlite://PATH`");
+        None
+    }
+}
+
+fn object_store(
+    cx: &mut Ctx,
+    raw: Option<&raw::RawObjectStore>,
+    state_dir: &Path,
+) -> Option<ObjectStoreConfig> {
+    let Some(raw) = raw else {
+        return Some(ObjectStoreConfig::Local {
+            path: state_dir.join("objects"),
+        });
+    };
+    let p = "object_store";
+    let s3_only: [(&str, bool); 10] = [
+        ("endpoint", raw.endpoint.is_some()),
+        ("bucket", raw.bucket.is_some()),
+        ("prefix", raw.prefix.is_some()),
+        ("region", raw.region.is_some()),
+        ("path_style", raw.path_style.is_some()),
+        (
+            "access_key_id",
+            raw.access_key_id.is_some() || raw.access_key_id_file.is_some(),
+        ),
+        (
+            "secret_access_key",
+            raw.secret_access_key.is_some() || raw.secret_access_key_file.is_some(),
+        ),
+        ("sse", raw.sse.is_some()),
+        ("sse_kms_key_id", raw.sse_kms_key_id.is_some()),
+        ("request_timeout", raw.request_timeout.is_some()),
+    ];
+    match raw.kind {
+        StoreKind::Local => {
+            for (key, set) in s3_only {
+                if set {
+                    cx.error(format!("{p}.{key}"), "only valid for `kind: s3`");
+                }
+            }
+            let Some(path) = &raw.path else {
+                cx.error(format!("{p}.path"), "missing: `kind: local` needs `path`");
+                return None;
+            };
+            Some(ObjectStoreConfig::Local {
+                path: cx.resolve(path),
+            })
+        }
+        StoreKind::S3 => {
+            if raw.path.is_some() {
+                cx.error(format!("{p}.path"), "only valid for `kind: local`");
+            }
+            let bucket = match &raw.bucket {
+                Some(b) if valid_bucket(b) => Some(b.clone()),
+                Some(b) => {
+                    cx.error(
+                        format!("{p}.bucket"),
+                        format!("invalid bucket name `{b}`: expected 3-63 lowercase letters, digits, `.` and `-`"),
+                    );
+                    None
+                }
+                None => {
+                    cx.error(format!("{p}.bucket"), "missing: `kind: s3` needs `bucket`");
+                    None
+                }
+            };
+            if let Some(ep) = &raw.endpoint
+                && !(ep.starts_with("http://") || ep.starts_with("https://"))
+            {
+                cx.error(
+                    format!("{p}.endpoint"),
+                    format!("expected an http:// or https:// URL, got `{ep}`"),
+                );
+            }
+            let key = cx.secret(
+                p,
+                "access_key_id",
+                &raw.access_key_id,
+                &raw.access_key_id_file,
+            );
+            let secret = cx.secret(
+                p,
+                "secret_access_key",
+                &raw.secret_access_key,
+                &raw.secret_access_key_file,
+            );
+            let credentials = match (key, secret) {
+                (Some(k), Some(s)) => Some((k.expose().to_string(), s)),
+                (None, None) => None,
+                (Some(_), None) => {
+                    if raw.secret_access_key_file.is_none() {
+                        cx.error(format!("{p}.secret_access_key"), "missing: `access_key_id` is set, so `secret_access_key` (or `secret_access_key_file`) is needed");
+                    }
+                    None
+                }
+                (None, Some(_)) => {
+                    if raw.access_key_id_file.is_none() {
+                        cx.error(format!("{p}.access_key_id"), "missing: `secret_access_key` is set, so `access_key_id` (or `access_key_id_file`) is needed");
+                    }
+                    None
+                }
+            };
+            if raw.sse == Some(raw::SseKind::Kms) && raw.sse_kms_key_id.is_none() {
+                cx.error(
+                    format!("{p}.sse_kms_key_id"),
+                    "missing: `sse: kms` needs `sse_kms_key_id`",
+                );
+            }
+            if raw.sse != Some(raw::SseKind::Kms) && raw.sse_kms_key_id.is_some() {
+                cx.error(format!("{p}.sse_kms_key_id"), "only valid with `sse: kms`");
+            }
+            let request_timeout = match &raw.request_timeout {
+                None => Duration::from_secs(60),
+                Some(d) => match d.duration() {
+                    Ok(d) if d >= Duration::from_secs(1) => d,
+                    Ok(_) => {
+                        cx.error(format!("{p}.request_timeout"), "must be at least 1s");
+                        Duration::ZERO
+                    }
+                    Err(m) => {
+                        cx.error(format!("{p}.request_timeout"), m);
+                        Duration::ZERO
+                    }
+                },
+            };
+            let mut prefix = raw.prefix.clone().unwrap_or_default();
+            while prefix.starts_with('/') {
+                prefix.remove(0);
+            }
+            if !prefix.is_empty() && !prefix.ends_with('/') {
+                prefix.push('/');
+            }
+            Some(ObjectStoreConfig::S3(S3Config {
+                path_style: raw.path_style.unwrap_or(raw.endpoint.is_some()),
+                endpoint: raw.endpoint.clone(),
+                bucket: bucket?,
+                prefix,
+                region: raw.region.clone().unwrap_or_else(|| "us-east-1".into()),
+                credentials,
+                sse: raw.sse,
+                sse_kms_key_id: raw.sse_kms_key_id.clone(),
+                request_timeout,
+            }))
+        }
+    }
+}
+
+fn valid_bucket(b: &str) -> bool {
+    (3..=63).contains(&b.len())
+        && b.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+        && b.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && b.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+/// FastCDC (2020) limits.
+const CDC_MIN: (u64, u64) = (64, 1 << 20);
+const CDC_AVG: (u64, u64) = (256, 4 << 20);
+const CDC_MAX: (u64, u64) = (1024, 16 << 20);
+
+fn pipeline(cx: &mut Ctx, raw: &raw::RawPipeline) -> PipelineConfig {
+    let d = PipelineConfig::default();
+    let p = "pipeline";
+    let mut bounded =
+        |cx: &mut Ctx, key: &str, v: &Option<RawSize>, dflt: u32, (lo, hi): (u64, u64)| {
+            let path = format!("{p}.{key}");
+            match cx.size(&path, v) {
+                None => dflt,
+                Some(b) if (lo..=hi).contains(&b) => b as u32,
+                Some(b) => {
+                    cx.error(
+                        path,
+                        format!("{b} bytes is out of range: expected {lo} to {hi} bytes"),
+                    );
+                    dflt
+                }
+            }
+        };
+    let min = bounded(
+        cx,
+        "chunk_min_size",
+        &raw.chunk_min_size,
+        d.chunk_min_size,
+        CDC_MIN,
+    );
+    let avg = bounded(
+        cx,
+        "chunk_avg_size",
+        &raw.chunk_avg_size,
+        d.chunk_avg_size,
+        CDC_AVG,
+    );
+    let max = bounded(
+        cx,
+        "chunk_max_size",
+        &raw.chunk_max_size,
+        d.chunk_max_size,
+        CDC_MAX,
+    );
+    if !(min <= avg && avg <= max) {
+        cx.error(
+            format!("{p}.chunk_avg_size"),
+            format!("chunk sizes must satisfy min ≤ avg ≤ max, got {min} / {avg} / {max}"),
+        );
+    }
+    let mut positive = |cx: &mut Ctx, key: &str, v: Option<usize>, dflt: usize| match v {
+        Some(0) => {
+            cx.error(format!("{p}.{key}"), "must be at least 1");
+            dflt
+        }
+        Some(n) => n,
+        None => dflt,
+    };
+    let file_concurrency = positive(
+        cx,
+        "file_concurrency",
+        raw.file_concurrency,
+        d.file_concurrency,
+    );
+    let upload_concurrency = positive(
+        cx,
+        "upload_concurrency",
+        raw.upload_concurrency,
+        d.upload_concurrency,
+    );
+    let commit_batch_size = positive(
+        cx,
+        "commit_batch_size",
+        raw.commit_batch_size,
+        d.commit_batch_size,
+    );
+    let upload_max_attempts = positive(
+        cx,
+        "upload_max_attempts",
+        raw.upload_max_attempts.map(|n| n as usize),
+        d.upload_max_attempts as usize,
+    ) as u32;
+    let max_bytes_in_flight = match cx.size(
+        &format!("{p}.max_bytes_in_flight"),
+        &raw.max_bytes_in_flight,
+    ) {
+        Some(b) if b < 2 * max as u64 => {
+            cx.error(
+                format!("{p}.max_bytes_in_flight"),
+                format!(
+                    "must be at least twice chunk_max_size ({} bytes)",
+                    2 * max as u64
+                ),
+            );
+            d.max_bytes_in_flight
+        }
+        Some(b) => b,
+        None => d.max_bytes_in_flight,
+    };
+    let zstd_level = match raw.zstd_level {
+        Some(l) if !(1..=19).contains(&l) => {
+            cx.error(
+                format!("{p}.zstd_level"),
+                format!("expected 1 to 19, got {l}"),
+            );
+            d.zstd_level
+        }
+        Some(l) => l,
+        None => d.zstd_level,
+    };
+    PipelineConfig {
+        chunk_min_size: min,
+        chunk_avg_size: avg,
+        chunk_max_size: max,
+        compression: raw.compression.unwrap_or(d.compression),
+        zstd_level,
+        file_concurrency,
+        upload_concurrency,
+        max_bytes_in_flight,
+        commit_batch_size,
+        torn_read_retries: raw.torn_read_retries.unwrap_or(d.torn_read_retries),
+        upload_max_attempts,
+    }
+}
+
+/// Accepts 5-field crontab lines (a seconds field of `0` is prepended) and the 6/7-field
+/// forms and `@daily`-style shorthands of the `cron` crate.
+pub fn parse_schedule(expr: &str) -> Result<Schedule, String> {
+    let trimmed = expr.trim();
+    let fields = trimmed.split_whitespace().count();
+    let full = if fields == 5 {
+        format!("0 {trimmed}")
+    } else {
+        trimmed.to_string()
+    };
+    if !(trimmed.starts_with('@') || (6..=7).contains(&fields) || fields == 5) {
+        return Err(format!(
+            "invalid cron expression `{expr}`: expected 5 fields (minute hour day-of-month month day-of-week), 6 with seconds first, or a shorthand like `@daily`"
+        ));
+    }
+    cron::Schedule::from_str(&full)
+        .map(|cron| Schedule {
+            expression: expr.to_string(),
+            cron,
+        })
+        .map_err(|e| {
+            format!(
+                "invalid cron expression `{expr}`: {e}; expected 5 fields (minute hour day-of-month month day-of-week) or 6 with seconds first"
+            )
+        })
+}
+
+fn connector(cx: &mut Ctx, path: &str, rc: &raw::RawConnector) -> Option<ConnectorConfig> {
+    let before = cx.errors.len();
+    let id_ok = !rc.id.is_empty()
+        && rc.id.len() <= 64
+        && rc
+            .id
+            .starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && rc
+            .id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if !id_ok {
+        cx.error(
+            format!("{path}.id"),
+            format!("invalid connector id `{}`: expected 1-64 lowercase letters, digits, `-` or `_`, starting with a letter or digit", rc.id),
+        );
+    }
+    let target = match &rc.target {
+        None => format!("/{}", rc.id),
+        Some(t) => {
+            let norm = t.trim_end_matches('/').to_string();
+            if !t.starts_with('/') {
+                cx.error(
+                    format!("{path}.target"),
+                    format!("expected an absolute path starting with `/`, got `{t}`"),
+                );
+            } else if norm.split('/').any(|s| s == "." || s == "..") || norm.contains("//") {
+                cx.error(
+                    format!("{path}.target"),
+                    format!("`{t}` must not contain empty, `.` or `..` segments"),
+                );
+            }
+            norm
+        }
+    };
+    let schedule = rc
+        .schedule
+        .as_deref()
+        .and_then(|s| match parse_schedule(s) {
+            Ok(s) => Some(s),
+            Err(m) => {
+                cx.error(format!("{path}.schedule"), m);
+                None
+            }
+        });
+    let ci = rc.glob_case_insensitive.unwrap_or(false);
+    for (key, globs) in [("include", &rc.include), ("exclude", &rc.exclude)] {
+        for (j, g) in globs.iter().enumerate() {
+            if let Err(e) = globset::GlobBuilder::new(g)
+                .literal_separator(true)
+                .case_insensitive(ci)
+                .build()
+            {
+                cx.error(
+                    format!("{path}.{key}[{j}]"),
+                    format!("invalid glob `{g}`: {}", e.kind()),
+                );
+            }
+        }
+    }
+    let max_file_size = cx.size(&format!("{path}.max_file_size"), &rc.max_file_size);
+    let max_delete_percent = rc.max_delete_percent.unwrap_or(50.0);
+    if !(0.0..=100.0).contains(&max_delete_percent) {
+        cx.error(
+            format!("{path}.max_delete_percent"),
+            format!("expected a percentage from 0 to 100, got {max_delete_percent}"),
+        );
+    }
+    let source = match rc.kind {
+        ConnectorKind::Local => match &rc.path {
+            Some(p) => Some(SourceConfig::Local {
+                path: cx.resolve(p),
+                follow_symlinks: rc.follow_symlinks.unwrap_or(false),
+                one_file_system: rc.one_file_system.unwrap_or(true),
+            }),
+            None => {
+                cx.error(
+                    format!("{path}.path"),
+                    "missing: `kind: local` needs `path`, the folder to ingest",
+                );
+                None
+            }
+        },
+        kind @ (ConnectorKind::Smb | ConnectorKind::Sharepoint) => {
+            cx.error(
+                format!("{path}.kind"),
+                format!(
+                    "connector kind `{}` is not available in this version yet; available: `local`",
+                    kind_name(kind)
+                ),
+            );
+            None
+        }
+    };
+    if cx.errors.len() > before {
+        return None;
+    }
+    Some(ConnectorConfig {
+        id: rc.id.clone(),
+        kind: rc.kind,
+        target,
+        schedule,
+        include: rc.include.clone(),
+        exclude: rc.exclude.clone(),
+        glob_case_insensitive: ci,
+        max_file_size,
+        max_delete_percent,
+        watch: rc.watch.unwrap_or(false),
+        source: source?,
+    })
+}
+
+fn kind_name(k: ConnectorKind) -> &'static str {
+    match k {
+        ConnectorKind::Local => "local",
+        ConnectorKind::Smb => "smb",
+        ConnectorKind::Sharepoint => "sharepoint",
+    }
+}

@@ -1,0 +1,171 @@
+//! Connectors: where files come from.
+//!
+//! A [`Connector`] lists a source as a stream of [`Change`]s (upserts, deletes, listing
+//! errors, checkpoints) into a bounded channel, and opens entries for reading as a
+//! blocking [`SourceFile`] (the pipeline reads on blocking threads, never on the async
+//! reactor). Implementations: [`local::LocalConnector`] and the in-memory
+//! [`memory::MemoryConnector`] used by pipeline tests. Every implementation passes
+//! [`testsuite`] (feature `testsuite`).
+//!
+//! Paths are raw bytes, `/`-separated and relative to the source root, so names that
+//! are not UTF-8 survive unchanged.
+
+pub mod filter;
+pub mod local;
+pub mod memory;
+#[cfg(feature = "testsuite")]
+pub mod testsuite;
+
+use std::io::Read;
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+
+/// One file as the source describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Stable identity in the source (the relative path where the source has no ids).
+    pub source_id: Vec<u8>,
+    /// Relative path, `/`-separated, raw bytes.
+    pub rel_path: Vec<u8>,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub inode: Option<i64>,
+    /// A source change tag (cTag, hash) where the source has one.
+    pub change_tag: Option<String>,
+}
+
+impl Entry {
+    /// The state that decides whether content changed.
+    pub fn fingerprint(&self) -> Fingerprint {
+        Fingerprint {
+            size: self.size,
+            mtime_ns: self.mtime_ns,
+            inode: self.inode,
+            change_tag: self.change_tag.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint {
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub inode: Option<i64>,
+    pub change_tag: Option<String>,
+}
+
+/// What a listing yields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Upsert(Entry),
+    Delete {
+        source_id: Vec<u8>,
+    },
+    /// A file or folder that could not be listed. With `subtree`, nothing known under
+    /// `rel_path` may be reconciled as deleted by this job.
+    Error {
+        rel_path: Vec<u8>,
+        subtree: bool,
+        message: String,
+    },
+    /// An entry left out on purpose (too large, a symlink, another file system).
+    Skipped {
+        rel_path: Vec<u8>,
+        reason: SkipReason,
+    },
+    /// Everything before this point is covered by the given source position.
+    Checkpoint(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    TooLarge,
+    Symlink,
+    OtherFileSystem,
+    SymlinkLoop,
+    Special,
+}
+
+impl SkipReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::TooLarge => "larger than max_file_size",
+            SkipReason::Symlink => "symbolic link (follow_symlinks is off)",
+            SkipReason::OtherFileSystem => "on another file system",
+            SkipReason::SymlinkLoop => "symbolic link loop",
+            SkipReason::Special => "not a regular file",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListMode {
+    /// Walk everything; the job reconciles what it did not see as deleted.
+    Full,
+    /// Only what changed since the checkpoint, where the source can tell.
+    Incremental,
+}
+
+/// How a listing ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListOutcome {
+    /// The listing covers the whole source (deletes may be reconciled from it).
+    pub complete: bool,
+}
+
+/// A source failure that stops this connector's job.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectorError {
+    #[error("source unavailable: {0}")]
+    Unavailable(String),
+    #[error("access denied: {0}")]
+    Auth(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A failure that concerns one item only.
+#[derive(Debug, thiserror::Error)]
+pub enum ItemError {
+    #[error("vanished before it could be read")]
+    Vanished,
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+    #[error("{0}")]
+    Io(String),
+}
+
+impl ItemError {
+    pub fn from_io(e: std::io::Error) -> ItemError {
+        match e.kind() {
+            std::io::ErrorKind::NotFound => ItemError::Vanished,
+            std::io::ErrorKind::PermissionDenied => ItemError::PermissionDenied(e.to_string()),
+            _ => ItemError::Io(e.to_string()),
+        }
+    }
+}
+
+/// An open file, read on a blocking thread.
+pub trait SourceFile: Read + Send {
+    /// The file's state now (through the open handle where possible), to detect a
+    /// change during the read.
+    fn fingerprint(&mut self) -> std::io::Result<Fingerprint>;
+}
+
+#[async_trait]
+pub trait Connector: Send + Sync + 'static {
+    fn id(&self) -> &str;
+    /// Sends the listing into `tx`; stops early (Ok) when the receiver is gone.
+    async fn list(
+        &self,
+        mode: ListMode,
+        tx: mpsc::Sender<Change>,
+    ) -> Result<ListOutcome, ConnectorError>;
+    /// The entry's current state, `None` if it no longer exists.
+    async fn stat(&self, source_id: &[u8]) -> Result<Option<Entry>, ItemError>;
+    /// Opens an entry for reading.
+    async fn open(&self, entry: &Entry) -> Result<Box<dyn SourceFile>, ItemError>;
+    /// Checks that the source is reachable (for `tributary check --connect`).
+    async fn check(&self) -> Result<(), ConnectorError>;
+}

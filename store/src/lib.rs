@@ -1,0 +1,90 @@
+//! Object stores: where chunks and manifests live.
+//!
+//! One trait, [`ObjectStore`], two implementations: [`local::LocalStore`] (a directory;
+//! the embedded default) and [`s3::S3Store`] (any S3-compatible server through
+//! aws-sdk-s3). Both pass the shared suite in [`testsuite`] (feature `testsuite`).
+//! Keys are `/`-separated relative paths such as `chunks/ab/ab12…`.
+
+pub mod local;
+pub mod retry;
+pub mod s3;
+#[cfg(feature = "testsuite")]
+pub mod testsuite;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+/// Why an operation failed, in the terms callers branch on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Worth retrying: connection refused/reset, timeouts, 5xx, throttling.
+    Transient,
+    /// Credentials rejected or access denied.
+    Auth,
+    /// The key (or bucket) does not exist.
+    NotFound,
+    /// A conditional write found the key already present.
+    AlreadyExists,
+    /// Anything else: bad request, corrupt data, local I/O errors.
+    Permanent,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct StoreError {
+    pub class: ErrorClass,
+    pub message: String,
+}
+
+impl StoreError {
+    pub fn new(class: ErrorClass, message: impl Into<String>) -> StoreError {
+        StoreError {
+            class,
+            message: message.into(),
+        }
+    }
+    pub fn is_transient(&self) -> bool {
+        self.class == ErrorClass::Transient
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// How a put treats an existing object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutMode {
+    /// Replace whatever is there (content-addressed keys: same key, same bytes).
+    Overwrite,
+    /// Fail with [`ErrorClass::AlreadyExists`] if the key exists (conditional put).
+    IfAbsent,
+}
+
+/// One listed object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub key: String,
+    pub size: u64,
+    /// Last modification, Unix nanoseconds.
+    pub modified_ns: i64,
+}
+
+#[async_trait]
+pub trait ObjectStore: Send + Sync + 'static {
+    /// A short description for messages (`s3://bucket/prefix`, `file:///dir`).
+    fn describe(&self) -> String;
+    /// Checks that the store is reachable and usable (bucket exists, credentials work).
+    async fn check(&self) -> Result<()>;
+    async fn put(&self, key: &str, data: Bytes, mode: PutMode) -> Result<()>;
+    async fn get(&self, key: &str) -> Result<Bytes>;
+    /// `None` when the key does not exist.
+    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>>;
+    /// Every object whose key starts with `prefix`, in key order.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>>;
+    /// Deleting a missing key is not an error.
+    async fn delete(&self, key: &str) -> Result<()>;
+}
+
+/// The object key of a chunk: `chunks/<first 2 hex>/<hash hex>`.
+pub fn chunk_key(hash_hex: &str) -> String {
+    format!("chunks/{}/{}", &hash_hex[..2], hash_hex)
+}
