@@ -9,7 +9,7 @@
 //! counts, change rows and the connector checkpoint in one transaction; the caller has
 //! uploaded every chunk it names before calling it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -316,22 +316,41 @@ impl Catalog {
         Ok(v.flatten())
     }
 
-    /// The subset of `hashes` the catalog already holds (committed chunks).
-    pub async fn known_chunks(&self, hashes: &[Hash]) -> Result<HashSet<Hash>> {
-        let mut found = HashSet::new();
+    /// The chunks among `hashes` that the catalog already holds (committed).
+    pub async fn known_chunks(&self, hashes: &[Hash]) -> Result<HashMap<Hash, ChunkRef>> {
+        let mut found = HashMap::new();
         for batch in hashes.chunks(500) {
             let placeholders: Vec<String> = (1..=batch.len()).map(|i| format!("${i}")).collect();
             let sql = format!(
-                "SELECT hash FROM chunks WHERE hash IN ({})",
+                "SELECT hash, size, stored_size, compression FROM chunks WHERE hash IN ({})",
                 placeholders.join(", ")
             );
-            let mut q = sqlx::query_scalar::<_, Vec<u8>>(sqlx::AssertSqlSafe(sql));
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for h in batch {
                 q = q.bind(h.as_slice());
             }
-            for h in q.fetch_all(&self.pool).await? {
-                found.insert(to_hash(&h)?);
+            for row in q.fetch_all(&self.pool).await? {
+                let c = chunk_ref(row)?;
+                found.insert(c.hash, c);
             }
+        }
+        Ok(found)
+    }
+
+    /// The manifest keys among `keys` that committed versions name.
+    pub async fn known_manifests(&self, keys: &[String]) -> Result<HashSet<String>> {
+        let mut found = HashSet::new();
+        for batch in keys.chunks(500) {
+            let placeholders: Vec<String> = (1..=batch.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT DISTINCT manifest FROM versions WHERE manifest IN ({})",
+                placeholders.join(", ")
+            );
+            let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
+            for k in batch {
+                q = q.bind(k);
+            }
+            found.extend(q.fetch_all(&self.pool).await?);
         }
         Ok(found)
     }

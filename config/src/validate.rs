@@ -363,7 +363,7 @@ const CDC_MAX: (u64, u64) = (1024, 16 << 20);
 fn pipeline(cx: &mut Ctx, raw: &raw::RawPipeline) -> PipelineConfig {
     let d = PipelineConfig::default();
     let p = "pipeline";
-    let mut bounded =
+    let bounded =
         |cx: &mut Ctx, key: &str, v: &Option<RawSize>, dflt: u32, (lo, hi): (u64, u64)| {
             let path = format!("{p}.{key}");
             match cx.size(&path, v) {
@@ -405,7 +405,7 @@ fn pipeline(cx: &mut Ctx, raw: &raw::RawPipeline) -> PipelineConfig {
             format!("chunk sizes must satisfy min ≤ avg ≤ max, got {min} / {avg} / {max}"),
         );
     }
-    let mut positive = |cx: &mut Ctx, key: &str, v: Option<usize>, dflt: usize| match v {
+    let positive = |cx: &mut Ctx, key: &str, v: Option<usize>, dflt: usize| match v {
         Some(0) => {
             cx.error(format!("{p}.{key}"), "must be at least 1");
             dflt

@@ -1,0 +1,538 @@
+//! Subcommands.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use tributary_pipeline::{JobKind, JobReport, JobSpec, JobStatus, Progress, Stats, maintenance};
+
+use crate::wiring;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "tributary",
+    version,
+    about = "Ingests file shares, SharePoint and local folders into deduplicated object storage"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log filter (tracing EnvFilter syntax); also RUST_LOG.
+    #[arg(long, global = true)]
+    pub log: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Validate a configuration file (offline unless --connect).
+    Check {
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Also try the object store and every connector.
+        #[arg(long)]
+        connect: bool,
+    },
+    /// Configuration helpers.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Run one job of a connector in the foreground.
+    Once {
+        #[arg(short, long)]
+        config: PathBuf,
+        /// The connector id.
+        connector: String,
+        /// Incremental (changes only, no delete reconciliation) instead of full.
+        #[arg(long)]
+        incremental: bool,
+        /// Allow this job to delete more than the connector's max_delete_percent.
+        #[arg(long)]
+        allow_mass_delete: bool,
+        /// Print the summary as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write stored files back to a folder.
+    Restore {
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Path prefix in the target namespace (e.g. `/docs/reports`; `/` for all).
+        prefix: String,
+        /// Destination folder.
+        dest: PathBuf,
+        /// Restore as of this moment (RFC 3339, e.g. 2026-11-01T12:00:00Z, or Unix seconds).
+        #[arg(long)]
+        at: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-read every referenced chunk and check its hash.
+    Verify {
+        #[arg(short, long)]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete chunks and manifests that no committed version references.
+    Gc {
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Objects younger than this are kept (they may belong to a running ingest).
+        #[arg(long, default_value = "24h")]
+        grace: String,
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rebuild an empty catalog from the manifests in the object store.
+    RebuildCatalog {
+        #[arg(short, long)]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show catalog counts and recent item errors.
+    Status {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Print the JSON Schema of the configuration file.
+    Schema,
+}
+
+pub fn init_tracing(args: &Cli) {
+    use tracing_subscriber::EnvFilter;
+    let default = "warn";
+    let filter = args
+        .log
+        .clone()
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .unwrap_or_else(|| default.to_string());
+    let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::io::stderr().is_terminal() {
+        builder.init();
+    } else {
+        builder.json().init();
+    }
+}
+
+pub async fn run(args: Cli) -> ExitCode {
+    let result = match args.command {
+        Command::Check { config, connect } => check(config, connect).await,
+        Command::Config {
+            command: ConfigCommand::Schema,
+        } => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&tributary_config::json_schema()).expect("schema")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Once {
+            config,
+            connector,
+            incremental,
+            allow_mass_delete,
+            json,
+        } => once(config, connector, incremental, allow_mass_delete, json).await,
+        Command::Restore {
+            config,
+            prefix,
+            dest,
+            at,
+            json,
+        } => restore(config, prefix, dest, at, json).await,
+        Command::Verify { config, json } => verify(config, json).await,
+        Command::Gc {
+            config,
+            grace,
+            dry_run,
+            json,
+        } => gc(config, grace, dry_run, json).await,
+        Command::RebuildCatalog { config, json } => rebuild(config, json).await,
+        Command::Status { config } => status(config).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Config errors exit with 2 and every message, one per line.
+fn config(path: &PathBuf) -> Result<tributary_config::Config, ExitCode> {
+    wiring::load_config(path).map_err(|errs| {
+        eprintln!("{errs}");
+        ExitCode::from(2)
+    })
+}
+
+macro_rules! load {
+    ($path:expr) => {
+        match config(&$path) {
+            Ok(c) => c,
+            Err(code) => return Ok(code),
+        }
+    };
+}
+
+async fn check(path: PathBuf, connect: bool) -> anyhow::Result<ExitCode> {
+    let cfg = load!(path);
+    println!(
+        "{}: ok ({} connector(s))",
+        path.display(),
+        cfg.connectors.len()
+    );
+    if !connect {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut failed = false;
+    let store = wiring::open_store(&cfg).await?;
+    match store.check().await {
+        Ok(()) => println!("object store {}: ok", store.describe()),
+        Err(e) => {
+            failed = true;
+            println!("object store {}: {e}", store.describe());
+        }
+    }
+    for c in &cfg.connectors {
+        let r = match wiring::connector(c) {
+            Ok(conn) => conn.check().await.map_err(anyhow::Error::from),
+            Err(e) => Err(e),
+        };
+        match r {
+            Ok(()) => println!("connector {}: ok", c.id),
+            Err(e) => {
+                failed = true;
+                println!("connector {}: {e:#}", c.id);
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn dedup_ratio(s: &Stats) -> f64 {
+    if s.bytes_uploaded == 0 {
+        if s.bytes_read == 0 {
+            1.0
+        } else {
+            f64::INFINITY
+        }
+    } else {
+        s.bytes_read as f64 / s.bytes_uploaded as f64
+    }
+}
+
+fn progress_line(s: &Stats, elapsed: Duration) -> String {
+    let secs = elapsed.as_secs_f64().max(0.001);
+    let rate = s.bytes_read as f64 / secs;
+    let eta = if s.listing_done && rate > 0.0 && s.bytes_planned > s.bytes_read {
+        format!(
+            ", ETA {:.0}s",
+            (s.bytes_planned - s.bytes_read) as f64 / rate
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "files {}/{} ({} unchanged, {} failed), {} of {} read, {}/s, dedup {:.2}x{eta}",
+        s.files_done,
+        s.files_planned,
+        s.files_unchanged,
+        s.files_failed,
+        human_bytes(s.bytes_read),
+        human_bytes(s.bytes_planned),
+        human_bytes(rate as u64),
+        dedup_ratio(s)
+    )
+}
+
+async fn once(
+    path: PathBuf,
+    id: String,
+    incremental: bool,
+    allow_mass_delete: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let cfg = load!(path);
+    let Some(c) = cfg.connector(&id) else {
+        let ids: Vec<_> = cfg.connectors.iter().map(|c| c.id.as_str()).collect();
+        bail!(
+            "no connector `{id}` in {} (connectors: {})",
+            path.display(),
+            ids.join(", ")
+        );
+    };
+    let pipeline = wiring::pipeline(&cfg).await?;
+    let connector = wiring::connector(c)?;
+    let spec = JobSpec {
+        connector_id: c.id.clone(),
+        target: c.target.clone(),
+        kind: if incremental {
+            JobKind::Incremental
+        } else {
+            JobKind::Full
+        },
+        trigger: "cli".into(),
+        max_delete_percent: c.max_delete_percent,
+        allow_mass_delete,
+    };
+    let progress = Arc::new(Progress::default());
+    let started = std::time::Instant::now();
+    let ticker = {
+        let progress = progress.clone();
+        let tty = std::io::stderr().is_terminal();
+        tokio::spawn(async move {
+            if tty {
+                let bar = indicatif::ProgressBar::new_spinner();
+                bar.enable_steady_tick(Duration::from_millis(200));
+                loop {
+                    bar.set_message(progress_line(&progress.snapshot(), started.elapsed()));
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            } else {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    eprintln!(
+                        "progress: {}",
+                        progress_line(&progress.snapshot(), started.elapsed())
+                    );
+                }
+            }
+        })
+    };
+    let report = pipeline.run_job(connector, &spec, progress).await;
+    ticker.abort();
+    let _ = ticker.await;
+    let report = report?;
+    print_report(&report, json);
+    pipeline.catalog.close().await;
+    Ok(if report.status == JobStatus::Succeeded {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn print_report(r: &JobReport, json: bool) {
+    let s = &r.stats;
+    if json {
+        let v = serde_json::json!({
+            "job_id": r.job_id,
+            "status": match r.status { JobStatus::Succeeded => "succeeded", JobStatus::Failed => "failed" },
+            "error": r.error,
+            "item_errors": r.item_errors,
+            "elapsed_secs": r.elapsed.as_secs_f64(),
+            "stats": s,
+        });
+        println!("{v}");
+        return;
+    }
+    let status = match r.status {
+        JobStatus::Succeeded => "succeeded",
+        JobStatus::Failed => "FAILED",
+    };
+    println!(
+        "job {} {status} in {:.1}s",
+        r.job_id,
+        r.elapsed.as_secs_f64()
+    );
+    println!(
+        "  files:  {} seen, {} unchanged, {} stored, {} deleted, {} failed, {} skipped",
+        s.files_seen,
+        s.files_unchanged,
+        s.files_done,
+        s.files_deleted,
+        s.files_failed,
+        s.files_skipped
+    );
+    println!(
+        "  bytes:  {} read, {} uploaded, {} deduplicated (ratio {:.2}x)",
+        human_bytes(s.bytes_read),
+        human_bytes(s.bytes_uploaded),
+        human_bytes(s.bytes_deduplicated),
+        dedup_ratio(s)
+    );
+    println!(
+        "  chunks: {} new, {} reused; {} upload retries, {} torn reads",
+        s.chunks_new, s.chunks_reused, s.upload_retries, s.torn_reads
+    );
+    for e in r.item_errors.iter().take(20) {
+        println!("  item error: {e}");
+    }
+    if r.item_errors.len() > 20 {
+        println!(
+            "  … and {} more item errors (tributary status)",
+            r.item_errors.len() - 20
+        );
+    }
+    if let Some(e) = &r.error {
+        println!("  error: {e}");
+    }
+}
+
+fn parse_at(s: &str) -> anyhow::Result<i64> {
+    if let Ok(secs) = s.parse::<f64>() {
+        return Ok((secs * 1e9) as i64);
+    }
+    let t = chrono::DateTime::parse_from_rfc3339(s).with_context(|| {
+        format!("--at `{s}`: expected RFC 3339 (2026-11-01T12:00:00Z) or Unix seconds")
+    })?;
+    t.timestamp_nanos_opt().context("--at is out of range")
+}
+
+async fn restore(
+    path: PathBuf,
+    prefix: String,
+    dest: PathBuf,
+    at: Option<String>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let cfg = load!(path);
+    let at = at.as_deref().map(parse_at).transpose()?;
+    let catalog = wiring::open_catalog(&cfg).await?;
+    let store = wiring::open_store(&cfg).await?;
+    let prefix = if prefix == "/" { String::new() } else { prefix };
+    let report = maintenance::restore(&catalog, store, prefix.as_bytes(), &dest, at).await?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "restored {} file(s), {} into {}",
+            report.files,
+            human_bytes(report.bytes),
+            dest.display()
+        );
+        for e in &report.errors {
+            println!("  error: {e}");
+        }
+    }
+    Ok(if report.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn verify(path: PathBuf, json: bool) -> anyhow::Result<ExitCode> {
+    let cfg = load!(path);
+    let catalog = wiring::open_catalog(&cfg).await?;
+    let store = wiring::open_store(&cfg).await?;
+    let report = maintenance::verify(&catalog, store).await?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "verified {} chunk(s), {}: {} missing, {} corrupt",
+            report.chunks_checked,
+            human_bytes(report.bytes_checked),
+            report.missing.len(),
+            report.corrupt.len()
+        );
+        for m in &report.missing {
+            println!("  missing: {m}");
+        }
+        for c in &report.corrupt {
+            println!("  corrupt: {c}");
+        }
+    }
+    Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn gc(path: PathBuf, grace: String, dry_run: bool, json: bool) -> anyhow::Result<ExitCode> {
+    let cfg = load!(path);
+    let grace = tributary_config::units::parse_duration(&grace)
+        .map_err(anyhow::Error::msg)
+        .context("--grace")?;
+    let catalog = wiring::open_catalog(&cfg).await?;
+    let store = wiring::open_store(&cfg).await?;
+    let report = maintenance::gc(&catalog, store, grace, dry_run).await?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "gc{}: {} chunk(s) listed, {} deleted ({}), {} manifest(s) deleted, {} kept within the grace period",
+            if dry_run { " (dry run)" } else { "" },
+            report.chunks_listed,
+            report.chunks_deleted,
+            human_bytes(report.bytes_deleted),
+            report.manifests_deleted,
+            report.kept_in_grace
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn rebuild(path: PathBuf, json: bool) -> anyhow::Result<ExitCode> {
+    let cfg = load!(path);
+    let catalog = wiring::open_catalog(&cfg).await?;
+    let store = wiring::open_store(&cfg).await?;
+    let report = maintenance::rebuild_catalog(&catalog, store).await?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "rebuilt the catalog from {} manifest(s): {} version(s), {} duplicate(s) skipped",
+            report.manifests, report.versions, report.duplicates_skipped
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn status(path: PathBuf) -> anyhow::Result<ExitCode> {
+    let cfg = load!(path);
+    let catalog = wiring::open_catalog(&cfg).await?;
+    let (items, versions, chunks) = catalog.counts().await?;
+    println!("catalog: {items} live item(s), {versions} version(s), {chunks} chunk(s)");
+    for c in &cfg.connectors {
+        let errs = catalog.item_errors(&c.id).await?;
+        println!("connector {}: {} failed item(s)", c.id, errs.len());
+        for e in errs.iter().take(50) {
+            println!(
+                "  {}: {} (retries: {})",
+                String::from_utf8_lossy(&e.path),
+                e.error,
+                e.retry_count
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,122 @@
+//! Configuration → implementations: catalog, object store, connectors, pipeline.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use tributary_catalog::Catalog;
+use tributary_config::{
+    CatalogConfig, Compression, Config, ConfigErrors, ConnectorConfig, ObjectStoreConfig,
+    SourceConfig, SseKind,
+};
+use tributary_connectors::Connector;
+use tributary_connectors::filter::Filter;
+use tributary_connectors::local::{LocalConnector, LocalSettings};
+use tributary_pipeline::chunking::ChunkParams;
+use tributary_pipeline::{Pipeline, Settings};
+use tributary_store::ObjectStore;
+use tributary_store::local::LocalStore;
+use tributary_store::retry::RetryPolicy;
+use tributary_store::s3::{S3Settings, S3Store, Sse};
+
+/// Loads the configuration with the process environment; prints warnings.
+pub fn load_config(path: &Path) -> Result<Config, ConfigErrors> {
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let loaded = tributary_config::load(path, &env)?;
+    for w in &loaded.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(loaded.config)
+}
+
+pub async fn open_catalog(cfg: &Config) -> anyhow::Result<Catalog> {
+    match &cfg.catalog {
+        CatalogConfig::Sqlite { path } => Catalog::open_sqlite(path)
+            .await
+            .with_context(|| format!("open catalog {}", path.display())),
+    }
+}
+
+pub async fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn ObjectStore>> {
+    Ok(match &cfg.object_store {
+        ObjectStoreConfig::Local { path } => Arc::new(LocalStore::new(path)?),
+        ObjectStoreConfig::S3(s) => Arc::new(
+            S3Store::new(S3Settings {
+                endpoint: s.endpoint.clone(),
+                bucket: s.bucket.clone(),
+                prefix: s.prefix.clone(),
+                region: s.region.clone(),
+                path_style: s.path_style,
+                credentials: s
+                    .credentials
+                    .as_ref()
+                    .map(|(k, v)| (k.clone(), v.expose().to_string())),
+                sse: match s.sse {
+                    None => None,
+                    Some(SseKind::Aes256) => Some(Sse::Aes256),
+                    Some(SseKind::Kms) => Some(Sse::Kms {
+                        key_id: s.sse_kms_key_id.clone().unwrap_or_default(),
+                    }),
+                },
+                request_timeout: s.request_timeout,
+            })
+            .await,
+        ),
+    })
+}
+
+pub fn settings(cfg: &Config) -> Settings {
+    let p = &cfg.pipeline;
+    Settings {
+        chunk: ChunkParams {
+            min: p.chunk_min_size,
+            avg: p.chunk_avg_size,
+            max: p.chunk_max_size,
+        },
+        zstd_level: match p.compression {
+            Compression::None => None,
+            Compression::Zstd => Some(p.zstd_level),
+        },
+        file_concurrency: p.file_concurrency,
+        upload_concurrency: p.upload_concurrency,
+        max_bytes_in_flight: p.max_bytes_in_flight,
+        commit_batch_size: p.commit_batch_size,
+        torn_read_retries: p.torn_read_retries,
+        retry: RetryPolicy {
+            max_attempts: p.upload_max_attempts,
+            ..RetryPolicy::default()
+        },
+        ..Settings::default()
+    }
+}
+
+pub fn connector(c: &ConnectorConfig) -> anyhow::Result<Arc<dyn Connector>> {
+    let filter =
+        Filter::new(&c.include, &c.exclude, c.glob_case_insensitive).map_err(anyhow::Error::msg)?;
+    match &c.source {
+        SourceConfig::Local {
+            path,
+            follow_symlinks,
+            one_file_system,
+        } => Ok(Arc::new(LocalConnector::new(
+            c.id.clone(),
+            LocalSettings {
+                root: path.clone(),
+                filter,
+                max_file_size: c.max_file_size,
+                follow_symlinks: *follow_symlinks,
+                one_file_system: *one_file_system,
+            },
+        ))),
+    }
+}
+
+pub async fn pipeline(cfg: &Config) -> anyhow::Result<Pipeline> {
+    let catalog = open_catalog(cfg).await?;
+    let store = open_store(cfg).await?;
+    if let Err(e) = store.check().await {
+        bail!("object store {}: {e}", store.describe());
+    }
+    Ok(Pipeline::new(catalog, store, settings(cfg)))
+}

@@ -1,0 +1,703 @@
+//! One job: list → plan → read/chunk/hash → dedup → upload → commit → reconcile.
+//!
+//! Stages are tasks joined by bounded channels, so a slow store slows the reader
+//! instead of filling memory; a byte semaphore bounds chunk bytes read but not yet
+//! stored. Files are read on blocking threads. Chunks are uploaded before the batch that
+//! names them is committed, and each batch's manifest is written before its catalog
+//! transaction (invariant 3). A file that changes while it is read is read again (up to
+//! `torn_read_retries` times) and never committed half-changed.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use tokio::sync::{OnceCell, Semaphore, mpsc};
+use tributary_catalog::{ChunkRef, CommitBatch, ItemState, NewVersion, now_ns};
+use tributary_connectors::{Change, Connector, Entry, ListMode};
+use tributary_store::retry::with_retry;
+use tributary_store::{PutMode, chunk_key};
+
+use crate::chunking::{self, Chunk};
+use crate::manifest::{self, Manifest};
+use crate::progress::{Progress, Stats};
+use crate::{Hash, Pipeline, fault, target_path};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    /// Walk everything and reconcile deletes.
+    Full,
+    /// Only changes; no reconcile.
+    Incremental,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Full => "full",
+            JobKind::Incremental => "incremental",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct JobSpec {
+    pub connector_id: String,
+    /// Target prefix in the catalog namespace (`/docs`).
+    pub target: String,
+    pub kind: JobKind,
+    pub trigger: String,
+    pub max_delete_percent: f64,
+    /// Let this job delete more than `max_delete_percent`.
+    pub allow_mass_delete: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobStatus {
+    Succeeded,
+    Failed,
+}
+
+#[derive(Debug, Clone)]
+pub struct JobReport {
+    pub job_id: i64,
+    pub status: JobStatus,
+    pub stats: Stats,
+    /// Why the job failed, when it did.
+    pub error: Option<String>,
+    /// Per-item errors (the first ones).
+    pub item_errors: Vec<String>,
+    pub elapsed: std::time::Duration,
+}
+
+enum CommitMsg {
+    Version(NewVersion),
+    Checkpoint(String),
+}
+
+/// State shared by the tasks of one job.
+struct Job {
+    p: Pipeline,
+    connector: Arc<dyn Connector>,
+    spec: JobSpec,
+    job_id: i64,
+    progress: Arc<Progress>,
+    /// Chunks uploaded (or being uploaded) by this job and not yet known to be
+    /// committed: a second file with the same chunk waits for the first upload.
+    uploaded: Mutex<HashMap<Hash, Arc<OnceCell<ChunkRef>>>>,
+    bytes_budget: Arc<Semaphore>,
+    upload_slots: Semaphore,
+    fatal: Mutex<Option<String>>,
+    failed: AtomicBool,
+}
+
+impl Job {
+    fn fail(&self, msg: String) {
+        let mut f = self.fatal.lock().unwrap();
+        if f.is_none() {
+            tracing::error!(connector = %self.spec.connector_id, job_id = self.job_id, error = %msg, "job failed");
+            *f = Some(msg);
+        }
+        self.failed.store(true, Ordering::SeqCst);
+    }
+
+    fn stopped(&self) -> bool {
+        self.failed.load(Ordering::SeqCst)
+    }
+
+    async fn item_error(&self, source_id: &[u8], rel: &[u8], msg: &str) {
+        let path = target_path(&self.spec.target, rel);
+        let shown = String::from_utf8_lossy(&path).into_owned();
+        tracing::warn!(connector = %self.spec.connector_id, job_id = self.job_id, item = %shown, error = %msg, "item failed");
+        Progress::add(&self.progress.files_failed, 1);
+        self.progress.error(format!("{shown}: {msg}"));
+        if let Err(e) = self
+            .p
+            .catalog
+            .record_item_error(
+                &self.spec.connector_id,
+                source_id,
+                &path,
+                Some(self.job_id),
+                msg,
+            )
+            .await
+        {
+            self.fail(format!("record item error: {e}"));
+        }
+    }
+}
+
+fn permits_for(len: usize) -> u32 {
+    (len.div_ceil(1024)).max(1) as u32
+}
+
+pub(crate) async fn run(
+    p: &Pipeline,
+    connector: Arc<dyn Connector>,
+    spec: &JobSpec,
+    progress: Arc<Progress>,
+) -> anyhow::Result<JobReport> {
+    let started = Instant::now();
+    let job_id = p
+        .catalog
+        .create_job(&spec.connector_id, spec.kind.as_str(), &spec.trigger)
+        .await?;
+    let budget_permits = (p.settings.max_bytes_in_flight / 1024).max(1) as usize;
+    let job = Arc::new(Job {
+        p: p.clone(),
+        connector,
+        spec: spec.clone(),
+        job_id,
+        progress: progress.clone(),
+        uploaded: Mutex::new(HashMap::new()),
+        bytes_budget: Arc::new(Semaphore::new(budget_permits)),
+        upload_slots: Semaphore::new(p.settings.upload_concurrency),
+        fatal: Mutex::new(None),
+        failed: AtomicBool::new(false),
+    });
+    tracing::info!(connector = %spec.connector_id, job_id, kind = spec.kind.as_str(), "job started");
+    let result = drive(job.clone()).await;
+    let stats = progress.snapshot();
+    let error = match result {
+        Ok(()) => job.fatal.lock().unwrap().clone(),
+        Err(e) => {
+            job.fail(format!("{e:#}"));
+            job.fatal.lock().unwrap().clone()
+        }
+    };
+    let status = if error.is_some() {
+        JobStatus::Failed
+    } else {
+        JobStatus::Succeeded
+    };
+    let item_errors = progress.errors();
+    let last_error = error.clone().or_else(|| item_errors.last().cloned());
+    p.catalog
+        .finish_job(
+            job_id,
+            if status == JobStatus::Succeeded {
+                "succeeded"
+            } else {
+                "failed"
+            },
+            &serde_json::to_string(&stats)?,
+            stats.files_failed as i64,
+            last_error.as_deref(),
+        )
+        .await?;
+    tracing::info!(connector = %spec.connector_id, job_id, status = ?status, "job finished");
+    Ok(JobReport {
+        job_id,
+        status,
+        stats,
+        error,
+        item_errors,
+        elapsed: started.elapsed(),
+    })
+}
+
+async fn drive(job: Arc<Job>) -> anyhow::Result<()> {
+    let known: HashMap<Vec<u8>, ItemState> = job
+        .p
+        .catalog
+        .items(&job.spec.connector_id)
+        .await?
+        .into_iter()
+        .map(|i| (i.source_id.clone(), i))
+        .collect();
+
+    // committer
+    let (commit_tx, commit_rx) = mpsc::channel::<CommitMsg>(job.p.settings.commit_batch_size * 2);
+    let committer = tokio::spawn(commit_loop(job.clone(), commit_rx));
+
+    // workers
+    let (work_tx, work_rx) = mpsc::channel::<Entry>(job.p.settings.file_concurrency * 4);
+    let work_rx = Arc::new(tokio::sync::Mutex::new(work_rx));
+    let mut workers = Vec::new();
+    for _ in 0..job.p.settings.file_concurrency {
+        let (job, rx, tx) = (job.clone(), work_rx.clone(), commit_tx.clone());
+        workers.push(tokio::spawn(async move {
+            loop {
+                let next = rx.lock().await.recv().await;
+                let Some(entry) = next else { break };
+                if job.stopped() {
+                    continue;
+                }
+                match process_file(&job, entry.clone()).await {
+                    Ok(v) => {
+                        if tx.send(CommitMsg::Version(v)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(Failure::Item(msg)) => {
+                        job.item_error(&entry.source_id, &entry.rel_path, &msg)
+                            .await
+                    }
+                    Err(Failure::Fatal(msg)) => job.fail(msg),
+                }
+            }
+        }));
+    }
+
+    // listing + plan
+    let (list_tx, mut list_rx) = mpsc::channel::<Change>(1024);
+    let mode = match job.spec.kind {
+        JobKind::Full => ListMode::Full,
+        JobKind::Incremental => ListMode::Incremental,
+    };
+    let lister = {
+        let c = job.connector.clone();
+        tokio::spawn(async move { c.list(mode, list_tx).await })
+    };
+    let mut seen: HashSet<Vec<u8>> = HashSet::new();
+    let mut protected: Vec<Vec<u8>> = Vec::new();
+    let mut explicit_deletes: Vec<Vec<u8>> = Vec::new();
+    let mut checkpoint = None;
+    let pr = &job.progress;
+    while let Some(change) = list_rx.recv().await {
+        if job.stopped() {
+            break;
+        }
+        match change {
+            Change::Upsert(e) => {
+                Progress::add(&pr.files_seen, 1);
+                seen.insert(e.source_id.clone());
+                let unchanged = known.get(&e.source_id).is_some_and(|k| {
+                    !k.deleted
+                        && k.size == e.size as i64
+                        && k.mtime_ns == e.mtime_ns
+                        && (k.inode.is_none() || e.inode.is_none() || k.inode == e.inode)
+                        && k.change_tag == e.change_tag
+                });
+                if unchanged {
+                    Progress::add(&pr.files_unchanged, 1);
+                } else {
+                    Progress::add(&pr.files_planned, 1);
+                    Progress::add(&pr.bytes_planned, e.size);
+                    if work_tx.send(e).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            Change::Delete { source_id } => explicit_deletes.push(source_id),
+            Change::Error {
+                rel_path,
+                subtree,
+                message,
+            } => {
+                job.item_error(&rel_path, &rel_path, &message).await;
+                if subtree {
+                    protected.push(rel_path);
+                } else {
+                    seen.insert(rel_path);
+                }
+            }
+            Change::Skipped { rel_path, reason } => {
+                Progress::add(&pr.files_skipped, 1);
+                tracing::debug!(item = %String::from_utf8_lossy(&rel_path), reason = reason.as_str(), "skipped");
+            }
+            Change::Checkpoint(c) => checkpoint = Some(c),
+        }
+    }
+    drop(list_rx);
+    drop(work_tx);
+    Progress::add(&pr.listing_done, 1);
+    let outcome = lister.await?;
+    for w in workers {
+        w.await?;
+    }
+
+    let listing = match outcome {
+        Ok(o) => Some(o),
+        Err(e) => {
+            job.fail(format!("listing {}: {e}", job.spec.connector_id));
+            None
+        }
+    };
+
+    // reconcile deletes
+    if !job.stopped() {
+        let reconcile =
+            job.spec.kind == JobKind::Full && listing.as_ref().is_some_and(|o| o.complete);
+        let live: Vec<&ItemState> = known.values().filter(|k| !k.deleted).collect();
+        let under = |id: &[u8], p: &[u8]| {
+            p.is_empty() || (id.starts_with(p) && (id.len() == p.len() || id[p.len()] == b'/'))
+        };
+        let mut doomed: Vec<&ItemState> = Vec::new();
+        if reconcile {
+            doomed.extend(live.iter().copied().filter(|k| {
+                !seen.contains(&k.source_id) && !protected.iter().any(|p| under(&k.source_id, p))
+            }));
+        }
+        for id in &explicit_deletes {
+            if let Some(k) = known.get(id).filter(|k| !k.deleted)
+                && !doomed.iter().any(|d| d.id == k.id)
+            {
+                doomed.push(k);
+            }
+        }
+        let pct = if live.is_empty() {
+            0.0
+        } else {
+            doomed.len() as f64 * 100.0 / live.len() as f64
+        };
+        if !doomed.is_empty() && pct > job.spec.max_delete_percent && !job.spec.allow_mass_delete {
+            job.fail(format!(
+                "mass delete held: this job would delete {} of {} live items ({pct:.1}%), more than max_delete_percent ({}%); nothing was deleted. \
+                 If the source really lost these files, rerun with --allow-mass-delete or raise max_delete_percent for connector `{}`",
+                doomed.len(),
+                live.len(),
+                job.spec.max_delete_percent,
+                job.spec.connector_id
+            ));
+        } else if !doomed.is_empty() {
+            fault::point("reconcile.before_commit");
+            for k in doomed {
+                let v = NewVersion {
+                    source_id: k.source_id.clone(),
+                    path: k.path.clone(),
+                    deleted: true,
+                    size: 0,
+                    mtime_ns: k.mtime_ns,
+                    inode: None,
+                    change_tag: None,
+                    digest: None,
+                    chunks: Vec::new(),
+                    committed_at: 0,
+                };
+                if commit_tx.send(CommitMsg::Version(v)).await.is_err() {
+                    break;
+                }
+            }
+        }
+        if let Some(c) = checkpoint.filter(|_| !job.stopped()) {
+            let _ = commit_tx.send(CommitMsg::Checkpoint(c)).await;
+        }
+    }
+    drop(commit_tx);
+    committer.await?;
+    Ok(())
+}
+
+enum Failure {
+    Item(String),
+    Fatal(String),
+}
+
+/// Reads, chunks, dedups and uploads one file; returns the version to commit.
+async fn process_file(job: &Arc<Job>, mut entry: Entry) -> Result<NewVersion, Failure> {
+    let retries = job.p.settings.torn_read_retries;
+    for _attempt in 0..=retries {
+        let expected = entry.fingerprint();
+        let file = job
+            .connector
+            .open(&entry)
+            .await
+            .map_err(|e| Failure::Item(e.to_string()))?;
+        let (chunk_tx, mut chunk_rx) =
+            mpsc::channel::<(Chunk, tokio::sync::OwnedSemaphorePermit)>(2);
+        let budget = job.bytes_budget.clone();
+        let params = job.p.settings.chunk;
+        let handle = tokio::runtime::Handle::current();
+        let progress = job.progress.clone();
+        let size_hint = entry.size;
+        let reader = tokio::task::spawn_blocking(move || {
+            let mut file = file;
+            let fp_open = file.fingerprint();
+            let digest = chunking::chunk_stream(&mut *file, params, size_hint, |c| {
+                Progress::add(&progress.bytes_read, c.data.len() as u64);
+                let Ok(permit) =
+                    handle.block_on(budget.clone().acquire_many_owned(permits_for(c.data.len())))
+                else {
+                    return false;
+                };
+                chunk_tx.blocking_send((c, permit)).is_ok()
+            });
+            let fp_end = file.fingerprint();
+            (fp_open, digest, fp_end)
+        });
+
+        // dedup + upload, in chunk order
+        let mut refs: Vec<Option<ChunkRef>> = Vec::new();
+        let mut uploads = FuturesUnordered::new();
+        let mut fatal = None;
+        while let Some(first) = chunk_rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < 64 {
+                match chunk_rx.try_recv() {
+                    Ok(m) => batch.push(m),
+                    Err(_) => break,
+                }
+            }
+            let unknown: Vec<Hash> = {
+                let up = job.uploaded.lock().unwrap();
+                batch
+                    .iter()
+                    .map(|(c, _)| c.hash)
+                    .filter(|h| !up.contains_key(h))
+                    .collect()
+            };
+            let known = match job.p.catalog.known_chunks(&unknown).await {
+                Ok(k) => k,
+                Err(e) => {
+                    fatal = Some(format!("catalog lookup: {e}"));
+                    break;
+                }
+            };
+            for (chunk, permit) in batch {
+                let idx = refs.len();
+                refs.push(None);
+                if let Some(r) = known.get(&chunk.hash) {
+                    Progress::add(&job.progress.chunks_reused, 1);
+                    Progress::add(&job.progress.bytes_deduplicated, chunk.data.len() as u64);
+                    refs[idx] = Some(r.clone());
+                    continue;
+                }
+                let cell = job
+                    .uploaded
+                    .lock()
+                    .unwrap()
+                    .entry(chunk.hash)
+                    .or_default()
+                    .clone();
+                let job = job.clone();
+                uploads.push(tokio::spawn(async move {
+                    let r = upload_chunk(&job, &cell, chunk).await;
+                    drop(permit);
+                    (idx, r)
+                }));
+            }
+        }
+        while let Some(done) = uploads.next().await {
+            match done {
+                Ok((idx, Ok(r))) => refs[idx] = Some(r),
+                Ok((_, Err(e))) => fatal = fatal.or(Some(e)),
+                Err(e) => fatal = fatal.or(Some(format!("upload task: {e}"))),
+            }
+        }
+        drop(chunk_rx);
+        let (fp_open, digest, fp_end) = reader
+            .await
+            .map_err(|e| Failure::Item(format!("reader task: {e}")))?;
+        if let Some(f) = fatal {
+            return Err(Failure::Fatal(f));
+        }
+        let digest = match digest {
+            Ok(Some(d)) => d,
+            Ok(None) => return Err(Failure::Fatal("job stopped".into())),
+            Err(e) => return Err(Failure::Item(format!("read failed: {e}"))),
+        };
+        let torn = match (&fp_open, &fp_end) {
+            (Ok(a), Ok(b)) => *a != expected || *b != expected || digest.len != expected.size,
+            _ => true,
+        };
+        if torn {
+            Progress::add(&job.progress.torn_reads, 1);
+            tracing::debug!(item = %String::from_utf8_lossy(&entry.rel_path), "changed while being read; reading again");
+            match job.connector.stat(&entry.source_id).await {
+                Ok(Some(e)) => entry = e,
+                Ok(None) => return Err(Failure::Item("vanished while being read".into())),
+                Err(e) => return Err(Failure::Item(e.to_string())),
+            }
+            continue;
+        }
+        return Ok(NewVersion {
+            path: target_path(&job.spec.target, &entry.rel_path),
+            source_id: entry.source_id,
+            deleted: false,
+            size: digest.len,
+            mtime_ns: entry.mtime_ns,
+            inode: entry.inode,
+            change_tag: entry.change_tag,
+            digest: Some(digest.digest),
+            chunks: refs
+                .into_iter()
+                .map(|r| r.expect("every chunk resolved"))
+                .collect(),
+            committed_at: 0,
+        });
+    }
+    Err(Failure::Item(format!(
+        "changed while being read, {} times in a row; not committed (the next job tries again)",
+        retries + 1
+    )))
+}
+
+/// Uploads a chunk once per job (concurrent callers with the same hash wait for the
+/// first); compresses it when that makes it smaller.
+async fn upload_chunk(
+    job: &Arc<Job>,
+    cell: &OnceCell<ChunkRef>,
+    chunk: Chunk,
+) -> Result<ChunkRef, String> {
+    let fresh = AtomicBool::new(false);
+    let len = chunk.data.len() as u64;
+    let r = cell
+        .get_or_try_init(|| async {
+            fresh.store(true, Ordering::Relaxed);
+            let _slot = job
+                .upload_slots
+                .acquire()
+                .await
+                .map_err(|e| e.to_string())?;
+            let (body, compression) = compress(job.p.settings.zstd_level, chunk.data).await?;
+            let key = chunk_key(&hex::encode(chunk.hash));
+            let stored = body.len() as u64;
+            let store = job.p.store.clone();
+            with_retry(
+                job.p.settings.retry,
+                |attempt, e| {
+                    Progress::add(&job.progress.upload_retries, 1);
+                    tracing::warn!(attempt, error = %e, "upload failed; retrying");
+                },
+                || store.put(&key, body.clone(), PutMode::Overwrite),
+            )
+            .await
+            .map_err(|e| format!("object store {}: {e}", job.p.store.describe()))?;
+            fault::point("upload.after_put");
+            Ok::<_, String>(ChunkRef {
+                hash: chunk.hash,
+                size: len,
+                stored_size: stored,
+                compression: compression.into(),
+            })
+        })
+        .await?
+        .clone();
+    if fresh.load(Ordering::Relaxed) {
+        Progress::add(&job.progress.chunks_new, 1);
+        Progress::add(&job.progress.bytes_uploaded, r.stored_size);
+    } else {
+        Progress::add(&job.progress.chunks_reused, 1);
+        Progress::add(&job.progress.bytes_deduplicated, len);
+    }
+    Ok(r)
+}
+
+async fn compress(level: Option<i32>, data: Bytes) -> Result<(Bytes, &'static str), String> {
+    let Some(level) = level else {
+        return Ok((data, "none"));
+    };
+    if data.len() < 64 {
+        return Ok((data, "none"));
+    }
+    tokio::task::spawn_blocking(move || match zstd::bulk::compress(&data, level) {
+        Ok(c) if c.len() < data.len() => (Bytes::from(c), "zstd"),
+        _ => (data, "none"),
+    })
+    .await
+    .map_err(|e| format!("compression task: {e}"))
+}
+
+/// Batches versions into catalog transactions, each preceded by its manifest.
+async fn commit_loop(job: Arc<Job>, mut rx: mpsc::Receiver<CommitMsg>) {
+    let s = &job.p.settings;
+    let mut batch: Vec<NewVersion> = Vec::new();
+    let mut checkpoint: Option<String> = None;
+    let mut batch_no = 0u64;
+    let mut deadline = tokio::time::Instant::now();
+    loop {
+        let msg = if batch.is_empty() {
+            rx.recv().await
+        } else {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(m) => m,
+                Err(_) => {
+                    flush(&job, &mut batch, &mut checkpoint, &mut batch_no).await;
+                    continue;
+                }
+            }
+        };
+        match msg {
+            None => break,
+            Some(CommitMsg::Version(v)) => {
+                if batch.is_empty() {
+                    deadline = tokio::time::Instant::now() + s.commit_interval;
+                }
+                batch.push(v);
+                if batch.len() >= s.commit_batch_size {
+                    flush(&job, &mut batch, &mut checkpoint, &mut batch_no).await;
+                }
+            }
+            Some(CommitMsg::Checkpoint(c)) => checkpoint = Some(c),
+        }
+    }
+    if !batch.is_empty() || checkpoint.is_some() {
+        flush(&job, &mut batch, &mut checkpoint, &mut batch_no).await;
+    }
+}
+
+async fn flush(
+    job: &Arc<Job>,
+    batch: &mut Vec<NewVersion>,
+    checkpoint: &mut Option<String>,
+    batch_no: &mut u64,
+) {
+    if job.stopped() {
+        // A failed job commits nothing more; what it uploaded is collected by gc.
+        batch.clear();
+        return;
+    }
+    let committed_at = now_ns();
+    for v in batch.iter_mut() {
+        v.committed_at = committed_at;
+    }
+    *batch_no += 1;
+    let key = manifest::key(&job.spec.connector_id, committed_at, job.job_id, *batch_no);
+    let m = Manifest {
+        format: 1,
+        connector: job.spec.connector_id.clone(),
+        job_id: Some(job.job_id),
+        committed_at,
+        checkpoint: checkpoint.clone(),
+        versions: std::mem::take(batch),
+    };
+    let body = match serde_json::to_vec(&m) {
+        Ok(b) => Bytes::from(b),
+        Err(e) => return job.fail(format!("encode manifest: {e}")),
+    };
+    fault::point("commit.before_manifest");
+    let store = job.p.store.clone();
+    let put = with_retry(
+        job.p.settings.retry,
+        |_, _| Progress::add(&job.progress.upload_retries, 1),
+        || store.put(&key, body.clone(), PutMode::IfAbsent),
+    )
+    .await;
+    match put {
+        Ok(()) => {}
+        // a retried put whose first attempt landed
+        Err(e) if e.class == tributary_store::ErrorClass::AlreadyExists => {}
+        Err(e) => return job.fail(format!("write manifest to {}: {e}", job.p.store.describe())),
+    }
+    fault::point("commit.after_manifest");
+    let commit = CommitBatch {
+        connector: &job.spec.connector_id,
+        job_id: Some(job.job_id),
+        versions: &m.versions,
+        checkpoint: m.checkpoint.as_deref(),
+        manifest: Some(&key),
+    };
+    if let Err(e) = job.p.catalog.commit_batch(&commit).await {
+        return job.fail(format!("catalog commit: {e}"));
+    }
+    fault::point("commit.after_catalog");
+    let deleted = m.versions.iter().filter(|v| v.deleted).count() as u64;
+    Progress::add(&job.progress.versions_committed, m.versions.len() as u64);
+    Progress::add(&job.progress.files_deleted, deleted);
+    Progress::add(&job.progress.files_done, m.versions.len() as u64 - deleted);
+    *checkpoint = None;
+    // Committed chunks are now in the catalog; the job map need not keep them.
+    let mut up = job.uploaded.lock().unwrap();
+    for v in &m.versions {
+        for c in &v.chunks {
+            if up.get(&c.hash).is_some_and(|cell| cell.initialized()) {
+                up.remove(&c.hash);
+            }
+        }
+    }
+}

@@ -1,0 +1,346 @@
+//! Operations over what the pipeline stored: restore, verify, gc, rebuild-catalog.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use futures::StreamExt;
+use serde::Serialize;
+use tributary_catalog::{Catalog, ChunkRef, CommitBatch, Hash, NewVersion, now_ns};
+use tributary_store::retry::{RetryPolicy, with_retry};
+use tributary_store::{ErrorClass, ObjectStore, chunk_key};
+
+use crate::manifest::{self, Manifest};
+
+/// Fetches a chunk, undoes its compression and checks its hash.
+pub async fn fetch_chunk(store: &dyn ObjectStore, c: &ChunkRef) -> anyhow::Result<Bytes> {
+    let key = chunk_key(&hex::encode(c.hash));
+    let raw = with_retry(RetryPolicy::default(), |_, _| {}, || store.get(&key))
+        .await
+        .with_context(|| format!("fetch chunk {key}"))?;
+    let data = match c.compression.as_str() {
+        "none" => raw,
+        "zstd" => {
+            let size = c.size as usize;
+            let plain = tokio::task::spawn_blocking(move || zstd::bulk::decompress(&raw, size))
+                .await?
+                .with_context(|| format!("decompress chunk {key}"))?;
+            Bytes::from(plain)
+        }
+        other => bail!("chunk {key}: unknown compression `{other}`"),
+    };
+    let hash = *blake3::hash(&data).as_bytes();
+    if hash != c.hash || data.len() as u64 != c.size {
+        bail!("chunk {key} is corrupt: content does not match its hash");
+    }
+    Ok(data)
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct RestoreReport {
+    pub files: u64,
+    pub bytes: u64,
+    pub errors: Vec<String>,
+}
+
+/// Writes every file under `prefix` (as of `at`, Unix ns) into `dest`, at
+/// `dest/<path without the leading />`, byte-identical and with its mtime.
+/// A prefix matches whole path segments: `/a` covers `/a` and `/a/…`, not `/ab`.
+pub async fn restore(
+    catalog: &Catalog,
+    store: Arc<dyn ObjectStore>,
+    prefix: &[u8],
+    dest: &Path,
+    at: Option<i64>,
+) -> anyhow::Result<RestoreReport> {
+    let trimmed: &[u8] = if prefix.len() > 1 && prefix.ends_with(b"/") {
+        &prefix[..prefix.len() - 1]
+    } else {
+        prefix
+    };
+    let entries = catalog.restore_set(trimmed, at).await?;
+    let mut report = RestoreReport::default();
+    for e in entries {
+        let segment_ok = trimmed.is_empty()
+            || trimmed == b"/"
+            || e.path.len() == trimmed.len()
+            || e.path[trimmed.len()] == b'/';
+        if !segment_ok {
+            continue;
+        }
+        let rel = e.path.strip_prefix(b"/").unwrap_or(&e.path);
+        let out = dest.join(std::ffi::OsStr::from_bytes(rel));
+        match restore_file(store.clone(), &e, &out).await {
+            Ok(()) => {
+                report.files += 1;
+                report.bytes += e.size;
+            }
+            Err(err) => report
+                .errors
+                .push(format!("{}: {err:#}", String::from_utf8_lossy(&e.path))),
+        }
+    }
+    Ok(report)
+}
+
+async fn restore_file(
+    store: Arc<dyn ObjectStore>,
+    e: &tributary_catalog::RestoreEntry,
+    out: &Path,
+) -> anyhow::Result<()> {
+    let dir = out.parent().context("restore path has no parent")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    let tmp: PathBuf = dir.join(format!(".tributary-restore-{:016x}", rand::random::<u64>()));
+    let result = async {
+        let mut f =
+            std::fs::File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?;
+        let mut hasher = blake3::Hasher::new();
+        let mut chunks = futures::stream::iter(e.chunks.iter().cloned())
+            .map(|c| {
+                let store = store.clone();
+                async move { fetch_chunk(&*store, &c).await }
+            })
+            .buffered(8);
+        while let Some(data) = chunks.next().await {
+            let data = data?;
+            hasher.update(&data);
+            f.write_all(&data).context("write restored file")?;
+        }
+        if let Some(d) = e.digest
+            && *hasher.finalize().as_bytes() != d
+        {
+            bail!("restored content does not match the recorded digest");
+        }
+        f.sync_all().context("fsync restored file")?;
+        let mtime = std::time::UNIX_EPOCH + Duration::from_nanos(e.mtime_ns.max(0) as u64);
+        f.set_modified(mtime).context("set mtime")?;
+        drop(f);
+        std::fs::rename(&tmp, out).with_context(|| format!("rename into {}", out.display()))?;
+        Ok(())
+    }
+    .await;
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct VerifyReport {
+    pub chunks_checked: u64,
+    pub bytes_checked: u64,
+    pub missing: Vec<String>,
+    pub corrupt: Vec<String>,
+}
+
+impl VerifyReport {
+    pub fn ok(&self) -> bool {
+        self.missing.is_empty() && self.corrupt.is_empty()
+    }
+}
+
+/// Reads back every chunk the catalog references and checks its hash.
+pub async fn verify(
+    catalog: &Catalog,
+    store: Arc<dyn ObjectStore>,
+) -> anyhow::Result<VerifyReport> {
+    let mut report = VerifyReport::default();
+    let mut after: Option<Hash> = None;
+    loop {
+        let page = catalog.chunks_page(after, 1000).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.hash);
+        let results: Vec<_> = futures::stream::iter(page.into_iter())
+            .map(|c| {
+                let store = store.clone();
+                async move {
+                    let r = fetch_chunk(&*store, &c).await;
+                    (c, r)
+                }
+            })
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        for (c, r) in results {
+            report.chunks_checked += 1;
+            report.bytes_checked += c.size;
+            if let Err(e) = r {
+                let key = chunk_key(&hex::encode(c.hash));
+                let missing = e.chain().any(|s| {
+                    s.downcast_ref::<tributary_store::StoreError>()
+                        .is_some_and(|se| se.class == ErrorClass::NotFound)
+                });
+                if missing {
+                    report.missing.push(key);
+                } else {
+                    report.corrupt.push(format!("{key}: {e:#}"));
+                }
+            }
+        }
+    }
+    Ok(report)
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct GcReport {
+    pub chunks_listed: u64,
+    pub chunks_deleted: u64,
+    pub bytes_deleted: u64,
+    pub manifests_deleted: u64,
+    pub kept_in_grace: u64,
+}
+
+/// Deletes chunks no committed version references, and manifests no committed version
+/// names, when they are older than `grace` (fresh objects may belong to a running
+/// ingest that has not committed yet). One gc at a time, through a catalog lease.
+pub async fn gc(
+    catalog: &Catalog,
+    store: Arc<dyn ObjectStore>,
+    grace: Duration,
+    dry_run: bool,
+) -> anyhow::Result<GcReport> {
+    let holder = format!("gc-{}-{:08x}", std::process::id(), rand::random::<u32>());
+    if !catalog
+        .try_lock("gc", &holder, Duration::from_secs(3600))
+        .await?
+    {
+        bail!("another gc is running (lease `gc` is held); try again later");
+    }
+    let result = gc_locked(catalog, &*store, grace, dry_run).await;
+    catalog.unlock("gc", &holder).await?;
+    result
+}
+
+async fn gc_locked(
+    catalog: &Catalog,
+    store: &dyn ObjectStore,
+    grace: Duration,
+    dry_run: bool,
+) -> anyhow::Result<GcReport> {
+    let mut report = GcReport::default();
+    let cutoff = now_ns() - grace.as_nanos() as i64;
+    // orphan manifests first: a manifest names chunks, so it must not outlive them
+    let manifests = store.list(manifest::PREFIX).await?;
+    for batch in manifests.chunks(500) {
+        let keys: Vec<String> = batch.iter().map(|m| m.key.clone()).collect();
+        let known = catalog.known_manifests(&keys).await?;
+        for m in batch {
+            if known.contains(&m.key) {
+                continue;
+            }
+            if m.modified_ns > cutoff {
+                report.kept_in_grace += 1;
+                continue;
+            }
+            if !dry_run {
+                store.delete(&m.key).await?;
+            }
+            report.manifests_deleted += 1;
+        }
+    }
+    let objects = store.list("chunks/").await?;
+    report.chunks_listed = objects.len() as u64;
+    for batch in objects.chunks(500) {
+        let parsed: Vec<(Hash, &tributary_store::ObjectMeta)> = batch
+            .iter()
+            .filter_map(|m| {
+                let name = m.key.rsplit('/').next()?;
+                let bytes = hex::decode(name).ok()?;
+                Some((bytes.try_into().ok()?, m))
+            })
+            .collect();
+        let hashes: Vec<Hash> = parsed.iter().map(|(h, _)| *h).collect();
+        let known = catalog.known_chunks(&hashes).await?;
+        for (h, m) in parsed {
+            if known.contains_key(&h) {
+                continue;
+            }
+            if m.modified_ns > cutoff {
+                report.kept_in_grace += 1;
+                continue;
+            }
+            // re-check just before deleting: an ingest may have committed it meanwhile
+            if catalog.chunk_referenced(&h).await? {
+                continue;
+            }
+            if !dry_run {
+                store.delete(&m.key).await?;
+            }
+            report.chunks_deleted += 1;
+            report.bytes_deleted += m.size;
+        }
+    }
+    Ok(report)
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct RebuildReport {
+    pub manifests: u64,
+    pub versions: u64,
+    pub duplicates_skipped: u64,
+}
+
+/// Rebuilds an empty catalog from the manifests in the object store.
+///
+/// Manifests are applied in commit order. A manifest whose catalog transaction never
+/// happened (a crash between the two) is applied too: its data was uploaded first, so
+/// it is valid; a version identical to the item's previous one is skipped, so a batch
+/// redone after such a crash does not appear twice.
+pub async fn rebuild_catalog(
+    catalog: &Catalog,
+    store: Arc<dyn ObjectStore>,
+) -> anyhow::Result<RebuildReport> {
+    if !catalog.is_empty().await? {
+        bail!(
+            "the catalog is not empty; rebuild-catalog only fills an empty catalog (move the old one away first)"
+        );
+    }
+    let mut keys = store.list(manifest::PREFIX).await?;
+    let mut loaded: Vec<(String, Manifest)> = Vec::new();
+    for m in keys.drain(..) {
+        let body = store.get(&m.key).await?;
+        let parsed: Manifest =
+            serde_json::from_slice(&body).with_context(|| format!("parse manifest {}", m.key))?;
+        loaded.push((m.key, parsed));
+    }
+    loaded.sort_by(|a, b| (a.1.committed_at, &a.0).cmp(&(b.1.committed_at, &b.0)));
+    let mut last: HashMap<(String, Vec<u8>), NewVersion> = HashMap::new();
+    let mut report = RebuildReport::default();
+    for (key, m) in loaded {
+        report.manifests += 1;
+        let mut fresh = Vec::new();
+        for v in m.versions {
+            let id = (m.connector.clone(), v.source_id.clone());
+            let same = last.get(&id).is_some_and(|p| {
+                p.deleted == v.deleted
+                    && p.digest == v.digest
+                    && p.size == v.size
+                    && p.mtime_ns == v.mtime_ns
+                    && p.path == v.path
+            });
+            let dead_tombstone = v.deleted && last.get(&id).is_none_or(|p| p.deleted);
+            if same || dead_tombstone {
+                report.duplicates_skipped += 1;
+                continue;
+            }
+            last.insert(id, v.clone());
+            fresh.push(v);
+        }
+        report.versions += fresh.len() as u64;
+        catalog
+            .commit_batch(&CommitBatch {
+                connector: &m.connector,
+                job_id: None,
+                versions: &fresh,
+                checkpoint: m.checkpoint.as_deref(),
+                manifest: Some(&key),
+            })
+            .await?;
+    }
+    Ok(report)
+}

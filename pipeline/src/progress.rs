@@ -1,0 +1,93 @@
+//! Live job counters, shared with whoever displays them (a progress bar, the API).
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub files_seen: AtomicU64,
+    pub files_unchanged: AtomicU64,
+    pub files_planned: AtomicU64,
+    pub bytes_planned: AtomicU64,
+    pub files_done: AtomicU64,
+    pub files_failed: AtomicU64,
+    pub files_skipped: AtomicU64,
+    pub files_deleted: AtomicU64,
+    pub bytes_read: AtomicU64,
+    pub bytes_uploaded: AtomicU64,
+    pub bytes_deduplicated: AtomicU64,
+    pub chunks_new: AtomicU64,
+    pub chunks_reused: AtomicU64,
+    pub upload_retries: AtomicU64,
+    pub torn_reads: AtomicU64,
+    pub versions_committed: AtomicU64,
+    pub listing_done: AtomicU64,
+    errors: Mutex<Vec<String>>,
+}
+
+/// Kept per job: the first errors, like the head of a job's stderr.
+const MAX_ERRORS_KEPT: usize = 200;
+
+impl Progress {
+    pub fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn error(&self, msg: String) {
+        let mut e = self.errors.lock().unwrap();
+        if e.len() < MAX_ERRORS_KEPT {
+            e.push(msg);
+        }
+    }
+
+    pub fn errors(&self) -> Vec<String> {
+        self.errors.lock().unwrap().clone()
+    }
+
+    pub fn snapshot(&self) -> Stats {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Stats {
+            files_seen: g(&self.files_seen),
+            files_unchanged: g(&self.files_unchanged),
+            files_planned: g(&self.files_planned),
+            bytes_planned: g(&self.bytes_planned),
+            files_done: g(&self.files_done),
+            files_failed: g(&self.files_failed),
+            files_skipped: g(&self.files_skipped),
+            files_deleted: g(&self.files_deleted),
+            bytes_read: g(&self.bytes_read),
+            bytes_uploaded: g(&self.bytes_uploaded),
+            bytes_deduplicated: g(&self.bytes_deduplicated),
+            chunks_new: g(&self.chunks_new),
+            chunks_reused: g(&self.chunks_reused),
+            upload_retries: g(&self.upload_retries),
+            torn_reads: g(&self.torn_reads),
+            versions_committed: g(&self.versions_committed),
+            listing_done: g(&self.listing_done) != 0,
+        }
+    }
+}
+
+/// A point-in-time copy of [`Progress`].
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Stats {
+    pub files_seen: u64,
+    pub files_unchanged: u64,
+    pub files_planned: u64,
+    pub bytes_planned: u64,
+    pub files_done: u64,
+    pub files_failed: u64,
+    pub files_skipped: u64,
+    pub files_deleted: u64,
+    pub bytes_read: u64,
+    pub bytes_uploaded: u64,
+    pub bytes_deduplicated: u64,
+    pub chunks_new: u64,
+    pub chunks_reused: u64,
+    pub upload_retries: u64,
+    pub torn_reads: u64,
+    pub versions_committed: u64,
+    pub listing_done: bool,
+}
