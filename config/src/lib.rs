@@ -242,28 +242,50 @@ pub fn load_str(
     let de = serde_yaml::Deserializer::from_str(&text);
     let raw: raw::RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
         let key = e.path().to_string();
+        let key = if key == "." { String::new() } else { key };
         let inner = e.into_inner();
-        let pos = inner.location().map(|l| positions::Pos {
+        let loc = inner.location();
+        let pos = loc.as_ref().map(|l| positions::Pos {
             line: l.line(),
             column: l.column(),
         });
-        ConfigErrors(vec![err(
-            pos,
-            if key == "." { "" } else { &key },
-            strip_location(&inner.to_string()),
-        )])
+        let mut msg = inner.to_string();
+        // serde_yaml repeats the path in front and the position inside its message;
+        // both are printed once, in front, instead
+        if let Some((head, rest)) = msg.split_once(": ")
+            && !head.contains(' ')
+            && key.starts_with(head)
+        {
+            msg = rest.to_string();
+        }
+        msg = plain_types(&msg);
+        if let Some(l) = loc {
+            msg = msg.replacen(&format!(" at line {} column {}", l.line(), l.column()), "", 1);
+        }
+        ConfigErrors(vec![err(pos, &key, msg)])
     })?;
     let positions = positions::Positions::index(&text);
     validate::validate(path, raw, &positions)
 }
 
-/// serde_yaml appends " at line L column C" to its messages; the position is printed in
-/// front instead.
-fn strip_location(msg: &str) -> String {
-    match msg.rfind(" at line ") {
-        Some(i) => msg[..i].to_string(),
-        None => msg.to_string(),
+/// Rust type names in serde messages, in the words of a configuration file.
+fn plain_types(msg: &str) -> String {
+    let mut out = msg.to_string();
+    for (rust, plain) in [
+        ("expected usize", "expected a non-negative integer"),
+        ("expected u32", "expected a non-negative integer"),
+        ("expected u64", "expected a non-negative integer"),
+        ("expected i32", "expected an integer"),
+        ("expected f64", "expected a number"),
+        ("expected a boolean", "expected true or false"),
+    ] {
+        out = out.replace(rust, plain);
     }
+    if let Some(i) = out.find("expected struct Raw") {
+        out.truncate(i);
+        out.push_str("expected a mapping of keys");
+    }
+    out
 }
 
 /// The JSON Schema of the configuration file, for editors.

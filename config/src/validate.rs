@@ -162,7 +162,7 @@ pub(crate) fn validate(
         }
     }
     if cx.errors.is_empty() {
-        Ok(Loaded {
+        return Ok(Loaded {
             config: Config {
                 source: file.to_path_buf(),
                 state_dir,
@@ -172,10 +172,11 @@ pub(crate) fn validate(
                 connectors,
             },
             warnings: cx.warnings,
-        })
-    } else {
-        Err(ConfigErrors(cx.errors))
+        });
     }
+    // in file order, as an editor would list them
+    cx.errors.sort_by_key(|e| e.pos.map(|p| (p.line, p.column)));
+    Err(ConfigErrors(cx.errors))
 }
 
 fn catalog(cx: &mut Ctx, raw: Option<&raw::RawCatalog>, state_dir: &Path) -> Option<CatalogConfig> {
@@ -501,8 +502,11 @@ pub fn parse_schedule(expr: &str) -> Result<Schedule, String> {
             cron,
         })
         .map_err(|e| {
+            // the cron crate draws a caret under the bad field; keep only its sentence
+            let text = e.to_string();
+            let reason = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
             format!(
-                "invalid cron expression `{expr}`: {e}; expected 5 fields (minute hour day-of-month month day-of-week) or 6 with seconds first"
+                "invalid cron expression `{expr}`: {reason}; expected minute hour day-of-month month day-of-week (5 fields) or seconds first (6 fields)"
             )
         })
 }

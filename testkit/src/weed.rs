@@ -19,6 +19,19 @@ pub struct Weed {
     pub dir: PathBuf,
     pub base_port: u16,
     child: Option<Child>,
+    /// Remove `dir` once the server has exited (for process-wide shared instances).
+    cleanup: bool,
+}
+
+/// One instance shared by every test of a test binary, with its data in a temporary
+/// folder that the watchdog removes when the process exits. Tests keep apart through
+/// distinct key prefixes.
+pub fn shared() -> &'static Weed {
+    static SHARED: std::sync::OnceLock<Weed> = std::sync::OnceLock::new();
+    SHARED.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("tributary-weed-{}-{:08x}", std::process::id(), rand::random::<u32>()));
+        Weed::start_inner(&dir, true)
+    })
 }
 
 fn weed_binary() -> PathBuf {
@@ -55,6 +68,10 @@ fn ports_free(base: u16) -> bool {
 impl Weed {
     /// Starts a fresh instance with its data in `dir` and the test bucket created.
     pub fn start(dir: &Path) -> Weed {
+        Weed::start_inner(dir, false)
+    }
+
+    fn start_inner(dir: &Path, cleanup: bool) -> Weed {
         std::fs::create_dir_all(dir.join("data")).unwrap();
         std::fs::write(
             dir.join("s3.json"),
@@ -70,6 +87,7 @@ impl Weed {
                     dir: dir.to_path_buf(),
                     base_port: base,
                     child: None,
+                    cleanup,
                 };
                 w.spawn();
                 return w;
@@ -102,11 +120,12 @@ impl Weed {
         // The watchdog: stops weed when the test process (our pid) goes away.
         let script = format!(
             "{weed} mini {args} >>{log} 2>&1 & w=$!; echo $w > {pidf}; trap 'kill $w; wait $w; exit 0' TERM; \
-             while kill -0 {me} 2>/dev/null && kill -0 $w 2>/dev/null; do sleep 0.5; done; kill $w 2>/dev/null; wait $w",
+             while kill -0 {me} 2>/dev/null && kill -0 $w 2>/dev/null; do sleep 0.5; done; kill $w 2>/dev/null; wait $w; {cleanup}",
             weed = weed.display(),
             log = self.dir.join("weed.log").display(),
             pidf = self.dir.join("weed.pid").display(),
             me = std::process::id(),
+            cleanup = if self.cleanup { format!("rm -rf '{}'", self.dir.display()) } else { String::new() },
         );
         let child = Command::new("sh")
             .arg("-c")

@@ -1,0 +1,183 @@
+//! End-to-end ingest behaviour against the local store and a real S3 server (SeaweedFS).
+
+mod common;
+
+use std::os::unix::fs::MetadataExt;
+use std::sync::Arc;
+
+use common::{Harness, StoreKind, assert_same_tree, small_chunks};
+use tributary_connectors::memory::MemoryConnector;
+use tributary_pipeline::{JobStatus, maintenance};
+use tributary_testkit::tree;
+
+const MIB: usize = 1 << 20;
+
+async fn roundtrip(kind: StoreKind) {
+    let h = Harness::new(kind).await;
+    let files = tree::generate(&h.src(), 7, 100 * MIB);
+    let r = h.run().await;
+    assert_eq!(r.status, JobStatus::Succeeded, "{:?}", r.error);
+    assert_eq!(r.stats.files_done as usize, files.len());
+    assert_eq!(r.stats.files_failed, 0, "{:?}", r.item_errors);
+    // the duplicate files were stored once
+    assert!(r.stats.bytes_deduplicated >= 3 * MIB as u64, "{:?}", r.stats);
+
+    let out = h.restore(None).await;
+    assert_same_tree(&h.src(), &out);
+    // mtimes come back too
+    for f in &files {
+        let a = std::fs::metadata(h.src().join(f)).unwrap();
+        let b = std::fs::metadata(out.join(f)).unwrap();
+        assert_eq!((a.mtime(), a.mtime_nsec()), (b.mtime(), b.mtime_nsec()), "mtime of {}", f.display());
+    }
+
+    // a second run reads and uploads nothing
+    let r2 = h.run().await;
+    assert_eq!(r2.status, JobStatus::Succeeded);
+    assert_eq!(r2.stats.files_unchanged as usize, files.len());
+    assert_eq!((r2.stats.bytes_read, r2.stats.bytes_uploaded, r2.stats.chunks_new, r2.stats.versions_committed), (0, 0, 0, 0));
+
+    let v = maintenance::verify(&h.pipeline.catalog, h.pipeline.store.clone()).await.unwrap();
+    assert!(v.ok() && v.chunks_checked > 100, "{v:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_store_roundtrip_is_byte_identical_and_rerun_is_free() {
+    roundtrip(StoreKind::Local).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_store_roundtrip_is_byte_identical_and_rerun_is_free() {
+    roundtrip(StoreKind::S3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_byte_insert_in_50_mib_uploads_at_most_3_chunks() {
+    let h = Harness::new(StoreKind::S3).await;
+    let mut data = tree::random_bytes(11, 50 * MIB);
+    std::fs::write(h.src().join("big.bin"), &data).unwrap();
+    let r1 = h.run().await;
+    assert!(r1.stats.chunks_new >= 20, "{:?}", r1.stats);
+    data.insert(25 * MIB + 12345, 0xAB);
+    std::fs::write(h.src().join("big.bin"), &data).unwrap();
+    let r2 = h.run().await;
+    assert_eq!(r2.status, JobStatus::Succeeded);
+    assert!(r2.stats.chunks_new <= 3, "one-byte insert uploaded {} chunks", r2.stats.chunks_new);
+    assert!(r2.stats.chunks_new >= 1);
+    assert_eq!(std::fs::read(h.restore(None).await.join("big.bin")).unwrap(), data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletes_become_tombstones_and_change_rows_and_restore_at_sees_the_past() {
+    let h = Harness::with_settings(StoreKind::Local, small_chunks()).await;
+    for i in 0..10 {
+        std::fs::write(h.src().join(format!("f{i}.txt")), format!("file {i}")).unwrap();
+    }
+    h.run().await;
+    let before = h.pipeline.catalog.changes(0, 1000).await.unwrap();
+    assert_eq!(before.len(), 10);
+    assert!(before.iter().all(|c| c.op == "upsert"));
+    let t_between = tributary_catalog::now_ns();
+    std::fs::remove_file(h.src().join("f3.txt")).unwrap();
+    std::fs::remove_file(h.src().join("f7.txt")).unwrap();
+    let r = h.run().await;
+    assert_eq!(r.status, JobStatus::Succeeded);
+    assert_eq!(r.stats.files_deleted, 2);
+    let after = h.pipeline.catalog.changes(before.last().unwrap().seq, 1000).await.unwrap();
+    let mut deleted: Vec<_> = after.iter().map(|c| (c.op.as_str(), String::from_utf8_lossy(&c.path).into_owned())).collect();
+    deleted.sort();
+    assert_eq!(deleted, vec![("delete", "/docs/f3.txt".to_string()), ("delete", "/docs/f7.txt".to_string())]);
+    // now: 8 files; as of before the delete: all 10
+    assert_same_tree(&h.src(), &h.restore(None).await);
+    let past = h.restore(Some(t_between)).await;
+    assert_eq!(tree::snapshot(&past).len(), 10);
+    assert_eq!(std::fs::read(past.join("f3.txt")).unwrap(), b"file 3");
+    // a file that comes back is live again
+    std::fs::write(h.src().join("f3.txt"), "file 3 again").unwrap();
+    h.run().await;
+    assert_same_tree(&h.src(), &h.restore(None).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mass_delete_is_held_until_allowed() {
+    let h = Harness::new(StoreKind::Local).await;
+    for i in 0..10 {
+        std::fs::write(h.src().join(format!("f{i}.txt")), format!("file {i}")).unwrap();
+    }
+    h.run().await;
+    // the share "mounts empty": every file is gone
+    for i in 0..10 {
+        std::fs::remove_file(h.src().join(format!("f{i}.txt"))).unwrap();
+    }
+    let r = h.run().await;
+    assert_eq!(r.status, JobStatus::Failed);
+    let e = r.error.unwrap();
+    assert!(e.contains("mass delete held") && e.contains("10 of 10") && e.contains("--allow-mass-delete"), "{e}");
+    assert_eq!(h.pipeline.catalog.counts().await.unwrap().0, 10, "nothing was deleted");
+    let job = h.pipeline.catalog.job(r.job_id).await.unwrap().unwrap();
+    assert_eq!(job.status, "failed");
+    assert!(job.last_error.unwrap().contains("mass delete held"));
+    // an operator allows it
+    let mut spec = h.spec();
+    spec.allow_mass_delete = true;
+    let r = h.run_with(h.connector(), spec).await;
+    assert_eq!(r.status, JobStatus::Succeeded);
+    assert_eq!(r.stats.files_deleted, 10);
+    assert_eq!(h.pipeline.catalog.counts().await.unwrap().0, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_and_vanishing_files_fail_alone() {
+    let h = Harness::new(StoreKind::Local).await;
+    std::fs::write(h.src().join("ok.txt"), "fine").unwrap();
+    let locked = h.src().join("locked.txt");
+    std::fs::write(&locked, "secret").unwrap();
+    let sub = h.src().join("closed");
+    std::fs::create_dir(&sub).unwrap();
+    std::fs::write(sub.join("inside.txt"), "x").unwrap();
+    // A connector whose file vanishes between listing and reading.
+    let mem = MemoryConnector::new("docs");
+    mem.write(b"a.txt", b"a");
+    let r = h.run().await;
+    assert_eq!(r.stats.files_done, 3);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+    std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o000)).unwrap();
+    std::fs::write(h.src().join("ok.txt"), "changed").unwrap();
+    let running_as_root = std::fs::read(&locked).is_ok();
+    let r = h.run().await;
+    std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert_eq!(r.status, JobStatus::Succeeded, "{:?}", r.error);
+    if !running_as_root {
+        assert!(r.stats.files_failed >= 1, "{:?}", r.stats);
+        // the folder we could not list keeps its known file
+        assert_eq!(h.pipeline.catalog.counts().await.unwrap().0, 3);
+    }
+    let out = h.restore(None).await;
+    assert_eq!(std::fs::read(out.join("ok.txt")).unwrap(), b"changed");
+
+    // vanished between listing and reading
+    struct Vanishing(MemoryConnector);
+    #[async_trait::async_trait]
+    impl tributary_connectors::Connector for Vanishing {
+        fn id(&self) -> &str { "docs" }
+        async fn list(&self, m: tributary_connectors::ListMode, tx: tokio::sync::mpsc::Sender<tributary_connectors::Change>) -> Result<tributary_connectors::ListOutcome, tributary_connectors::ConnectorError> {
+            self.0.list(m, tx).await
+        }
+        async fn stat(&self, id: &[u8]) -> Result<Option<tributary_connectors::Entry>, tributary_connectors::ItemError> { self.0.stat(id).await }
+        async fn open(&self, e: &tributary_connectors::Entry) -> Result<Box<dyn tributary_connectors::SourceFile>, tributary_connectors::ItemError> {
+            self.0.remove(&e.source_id);
+            self.0.open(e).await
+        }
+        async fn check(&self) -> Result<(), tributary_connectors::ConnectorError> { Ok(()) }
+    }
+    let h2 = Harness::new(StoreKind::Local).await;
+    mem.write(b"b.txt", b"b");
+    let r = h2.run_with(Arc::new(Vanishing(mem)), h2.spec()).await;
+    assert_eq!(r.status, JobStatus::Succeeded);
+    assert_eq!(r.stats.files_failed, 2);
+    assert!(r.item_errors.iter().all(|e| e.contains("vanished")), "{:?}", r.item_errors);
+    let errs = h2.pipeline.catalog.item_errors("docs").await.unwrap();
+    assert_eq!(errs.len(), 2);
+}
