@@ -712,7 +712,7 @@ mod hex_bytes {
         decode(&s).map_err(serde::de::Error::custom)
     }
     pub fn decode(s: &str) -> Result<Vec<u8>, String> {
-        if s.len() % 2 != 0 {
+        if !s.len().is_multiple_of(2) {
             return Err("odd hex length".into());
         }
         (0..s.len())

@@ -260,7 +260,11 @@ pub fn load_str(
         }
         msg = plain_types(&msg);
         if let Some(l) = loc {
-            msg = msg.replacen(&format!(" at line {} column {}", l.line(), l.column()), "", 1);
+            msg = msg.replacen(
+                &format!(" at line {} column {}", l.line(), l.column()),
+                "",
+                1,
+            );
         }
         ConfigErrors(vec![err(pos, &key, msg)])
     })?;

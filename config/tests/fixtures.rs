@@ -36,7 +36,10 @@ fn malformed_fixtures_give_the_expected_messages() {
         }
         let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
         if got != expected {
-            mismatches.push(format!("{}:\n--- expected\n{expected}--- got\n{got}", yaml.display()));
+            mismatches.push(format!(
+                "{}:\n--- expected\n{expected}--- got\n{got}",
+                yaml.display()
+            ));
         }
     }
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
@@ -47,23 +50,37 @@ fn valid_fixture_gives_typed_values_and_never_prints_secrets() {
     let loaded = load(Path::new("tests/fixtures/valid.yaml"), &env()).unwrap();
     let c = loaded.config;
     assert_eq!(c.state_dir, Path::new("/var/lib/tributary"));
-    let ObjectStoreConfig::S3(s3) = &c.object_store else { panic!("s3 expected") };
+    let ObjectStoreConfig::S3(s3) = &c.object_store else {
+        panic!("s3 expected")
+    };
     assert_eq!(s3.prefix, "ingest/");
     assert!(s3.path_style);
     assert_eq!(s3.sse, Some(SseKind::Aes256));
     assert_eq!(s3.request_timeout, Duration::from_secs(90));
     let (key, secret) = s3.credentials.as_ref().unwrap();
     assert_eq!(key, "AKIDFROMENV");
-    assert_eq!(secret.expose(), "secret-from-file", "trailing newline stripped");
-    assert!(!format!("{c:?}").contains("secret-from-file"), "Debug redacts secrets");
+    assert_eq!(
+        secret.expose(),
+        "secret-from-file",
+        "trailing newline stripped"
+    );
+    assert!(
+        !format!("{c:?}").contains("secret-from-file"),
+        "Debug redacts secrets"
+    );
     assert_eq!(c.pipeline.chunk_avg_size, 512 << 10);
     assert_eq!(c.pipeline.max_bytes_in_flight, 32 << 20);
     let d = &c.connectors[0];
     assert_eq!(d.target, "/docs");
     assert_eq!(d.max_file_size, Some(64 << 20));
     assert_eq!(d.max_delete_percent, 50.0);
-    assert_eq!(d.schedule.as_ref().unwrap().cron.to_string(), "0 */15 * * * *");
-    let SourceConfig::Local { follow_symlinks, .. } = &d.source;
+    assert_eq!(
+        d.schedule.as_ref().unwrap().cron.to_string(),
+        "0 */15 * * * *"
+    );
+    let SourceConfig::Local {
+        follow_symlinks, ..
+    } = &d.source;
     assert!(!follow_symlinks);
 }
 
@@ -82,14 +99,25 @@ fn world_readable_secret_files_are_warned_about() {
     .unwrap();
     let loaded = load(&cfg, &HashMap::new()).unwrap();
     assert_eq!(loaded.warnings.len(), 1);
-    assert!(loaded.warnings[0].contains("readable by every user"), "{:?}", loaded.warnings);
+    assert!(
+        loaded.warnings[0].contains("readable by every user"),
+        "{:?}",
+        loaded.warnings
+    );
 }
 
 #[test]
 fn schema_names_every_top_level_key() {
     let s = tributary_config::json_schema();
     let props = s["properties"].as_object().unwrap();
-    for k in ["version", "state_dir", "catalog", "object_store", "pipeline", "connectors"] {
+    for k in [
+        "version",
+        "state_dir",
+        "catalog",
+        "object_store",
+        "pipeline",
+        "connectors",
+    ] {
         assert!(props.contains_key(k), "schema lacks {k}");
     }
     assert_eq!(s["additionalProperties"], serde_json::json!(false));

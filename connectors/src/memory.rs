@@ -12,10 +12,13 @@ use crate::{
     SourceFile,
 };
 
+/// Path → (bytes, mtime in ns).
+type Files = Arc<Mutex<BTreeMap<Vec<u8>, (Vec<u8>, i64)>>>;
+
 #[derive(Clone, Default)]
 pub struct MemoryConnector {
     id: String,
-    files: Arc<Mutex<BTreeMap<Vec<u8>, (Vec<u8>, i64)>>>,
+    files: Files,
     clock: Arc<Mutex<i64>>,
 }
 
@@ -56,7 +59,7 @@ impl MemoryConnector {
 struct MemFile {
     data: Cursor<Vec<u8>>,
     rel: Vec<u8>,
-    files: Arc<Mutex<BTreeMap<Vec<u8>, (Vec<u8>, i64)>>>,
+    files: Files,
 }
 
 impl std::io::Read for MemFile {

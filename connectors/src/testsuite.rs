@@ -112,7 +112,7 @@ pub async fn run(fx: &dyn Fixture) {
     );
     assert_eq!(read_all(c, a).await, b"alpha, longer");
     assert!(
-        !after.contains_key(&b"empty".to_vec()),
+        !after.contains_key(b"empty".as_slice()),
         "a removed file is not listed"
     );
     let gone = &listed[&b"empty".to_vec()];

@@ -175,7 +175,7 @@ pub async fn run(args: Cli) -> ExitCode {
 }
 
 /// Config errors exit with 2 and every message, one per line.
-fn config(path: &PathBuf) -> Result<tributary_config::Config, ExitCode> {
+fn config(path: &std::path::Path) -> Result<tributary_config::Config, ExitCode> {
     wiring::load_config(path).map_err(|errs| {
         eprintln!("{errs}");
         ExitCode::from(2)

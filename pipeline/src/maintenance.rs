@@ -155,7 +155,7 @@ pub async fn verify(
         let page = catalog.chunks_page(after, 1000).await?;
         let Some(last) = page.last() else { break };
         after = Some(last.hash);
-        let results: Vec<_> = futures::stream::iter(page.into_iter())
+        let results: Vec<_> = futures::stream::iter(page)
             .map(|c| {
                 let store = store.clone();
                 async move {

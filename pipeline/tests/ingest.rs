@@ -20,7 +20,11 @@ async fn roundtrip(kind: StoreKind) {
     assert_eq!(r.stats.files_done as usize, files.len());
     assert_eq!(r.stats.files_failed, 0, "{:?}", r.item_errors);
     // the duplicate files were stored once
-    assert!(r.stats.bytes_deduplicated >= 3 * MIB as u64, "{:?}", r.stats);
+    assert!(
+        r.stats.bytes_deduplicated >= 3 * MIB as u64,
+        "{:?}",
+        r.stats
+    );
 
     let out = h.restore(None).await;
     assert_same_tree(&h.src(), &out);
@@ -28,16 +32,31 @@ async fn roundtrip(kind: StoreKind) {
     for f in &files {
         let a = std::fs::metadata(h.src().join(f)).unwrap();
         let b = std::fs::metadata(out.join(f)).unwrap();
-        assert_eq!((a.mtime(), a.mtime_nsec()), (b.mtime(), b.mtime_nsec()), "mtime of {}", f.display());
+        assert_eq!(
+            (a.mtime(), a.mtime_nsec()),
+            (b.mtime(), b.mtime_nsec()),
+            "mtime of {}",
+            f.display()
+        );
     }
 
     // a second run reads and uploads nothing
     let r2 = h.run().await;
     assert_eq!(r2.status, JobStatus::Succeeded);
     assert_eq!(r2.stats.files_unchanged as usize, files.len());
-    assert_eq!((r2.stats.bytes_read, r2.stats.bytes_uploaded, r2.stats.chunks_new, r2.stats.versions_committed), (0, 0, 0, 0));
+    assert_eq!(
+        (
+            r2.stats.bytes_read,
+            r2.stats.bytes_uploaded,
+            r2.stats.chunks_new,
+            r2.stats.versions_committed
+        ),
+        (0, 0, 0, 0)
+    );
 
-    let v = maintenance::verify(&h.pipeline.catalog, h.pipeline.store.clone()).await.unwrap();
+    let v = maintenance::verify(&h.pipeline.catalog, h.pipeline.store.clone())
+        .await
+        .unwrap();
     assert!(v.ok() && v.chunks_checked > 100, "{v:?}");
 }
 
@@ -62,9 +81,16 @@ async fn one_byte_insert_in_50_mib_uploads_at_most_3_chunks() {
     std::fs::write(h.src().join("big.bin"), &data).unwrap();
     let r2 = h.run().await;
     assert_eq!(r2.status, JobStatus::Succeeded);
-    assert!(r2.stats.chunks_new <= 3, "one-byte insert uploaded {} chunks", r2.stats.chunks_new);
+    assert!(
+        r2.stats.chunks_new <= 3,
+        "one-byte insert uploaded {} chunks",
+        r2.stats.chunks_new
+    );
     assert!(r2.stats.chunks_new >= 1);
-    assert_eq!(std::fs::read(h.restore(None).await.join("big.bin")).unwrap(), data);
+    assert_eq!(
+        std::fs::read(h.restore(None).await.join("big.bin")).unwrap(),
+        data
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,10 +109,24 @@ async fn deletes_become_tombstones_and_change_rows_and_restore_at_sees_the_past(
     let r = h.run().await;
     assert_eq!(r.status, JobStatus::Succeeded);
     assert_eq!(r.stats.files_deleted, 2);
-    let after = h.pipeline.catalog.changes(before.last().unwrap().seq, 1000).await.unwrap();
-    let mut deleted: Vec<_> = after.iter().map(|c| (c.op.as_str(), String::from_utf8_lossy(&c.path).into_owned())).collect();
+    let after = h
+        .pipeline
+        .catalog
+        .changes(before.last().unwrap().seq, 1000)
+        .await
+        .unwrap();
+    let mut deleted: Vec<_> = after
+        .iter()
+        .map(|c| (c.op.as_str(), String::from_utf8_lossy(&c.path).into_owned()))
+        .collect();
     deleted.sort();
-    assert_eq!(deleted, vec![("delete", "/docs/f3.txt".to_string()), ("delete", "/docs/f7.txt".to_string())]);
+    assert_eq!(
+        deleted,
+        vec![
+            ("delete", "/docs/f3.txt".to_string()),
+            ("delete", "/docs/f7.txt".to_string())
+        ]
+    );
     // now: 8 files; as of before the delete: all 10
     assert_same_tree(&h.src(), &h.restore(None).await);
     let past = h.restore(Some(t_between)).await;
@@ -112,8 +152,17 @@ async fn mass_delete_is_held_until_allowed() {
     let r = h.run().await;
     assert_eq!(r.status, JobStatus::Failed);
     let e = r.error.unwrap();
-    assert!(e.contains("mass delete held") && e.contains("10 of 10") && e.contains("--allow-mass-delete"), "{e}");
-    assert_eq!(h.pipeline.catalog.counts().await.unwrap().0, 10, "nothing was deleted");
+    assert!(
+        e.contains("mass delete held")
+            && e.contains("10 of 10")
+            && e.contains("--allow-mass-delete"),
+        "{e}"
+    );
+    assert_eq!(
+        h.pipeline.catalog.counts().await.unwrap().0,
+        10,
+        "nothing was deleted"
+    );
     let job = h.pipeline.catalog.job(r.job_id).await.unwrap().unwrap();
     assert_eq!(job.status, "failed");
     assert!(job.last_error.unwrap().contains("mass delete held"));
@@ -161,23 +210,45 @@ async fn unreadable_and_vanishing_files_fail_alone() {
     struct Vanishing(MemoryConnector);
     #[async_trait::async_trait]
     impl tributary_connectors::Connector for Vanishing {
-        fn id(&self) -> &str { "docs" }
-        async fn list(&self, m: tributary_connectors::ListMode, tx: tokio::sync::mpsc::Sender<tributary_connectors::Change>) -> Result<tributary_connectors::ListOutcome, tributary_connectors::ConnectorError> {
+        fn id(&self) -> &str {
+            "docs"
+        }
+        async fn list(
+            &self,
+            m: tributary_connectors::ListMode,
+            tx: tokio::sync::mpsc::Sender<tributary_connectors::Change>,
+        ) -> Result<tributary_connectors::ListOutcome, tributary_connectors::ConnectorError>
+        {
             self.0.list(m, tx).await
         }
-        async fn stat(&self, id: &[u8]) -> Result<Option<tributary_connectors::Entry>, tributary_connectors::ItemError> { self.0.stat(id).await }
-        async fn open(&self, e: &tributary_connectors::Entry) -> Result<Box<dyn tributary_connectors::SourceFile>, tributary_connectors::ItemError> {
+        async fn stat(
+            &self,
+            id: &[u8],
+        ) -> Result<Option<tributary_connectors::Entry>, tributary_connectors::ItemError> {
+            self.0.stat(id).await
+        }
+        async fn open(
+            &self,
+            e: &tributary_connectors::Entry,
+        ) -> Result<Box<dyn tributary_connectors::SourceFile>, tributary_connectors::ItemError>
+        {
             self.0.remove(&e.source_id);
             self.0.open(e).await
         }
-        async fn check(&self) -> Result<(), tributary_connectors::ConnectorError> { Ok(()) }
+        async fn check(&self) -> Result<(), tributary_connectors::ConnectorError> {
+            Ok(())
+        }
     }
     let h2 = Harness::new(StoreKind::Local).await;
     mem.write(b"b.txt", b"b");
     let r = h2.run_with(Arc::new(Vanishing(mem)), h2.spec()).await;
     assert_eq!(r.status, JobStatus::Succeeded);
     assert_eq!(r.stats.files_failed, 2);
-    assert!(r.item_errors.iter().all(|e| e.contains("vanished")), "{:?}", r.item_errors);
+    assert!(
+        r.item_errors.iter().all(|e| e.contains("vanished")),
+        "{:?}",
+        r.item_errors
+    );
     let errs = h2.pipeline.catalog.item_errors("docs").await.unwrap();
     assert_eq!(errs.len(), 2);
 }

@@ -26,16 +26,27 @@ async fn s3_stopped_for_ten_seconds_mid_run_slows_the_run_but_loses_nothing() {
         file_concurrency: 1,
         upload_concurrency: 1,
         commit_batch_size: 10,
-        retry: RetryPolicy { max_attempts: 30, base: Duration::from_millis(200), cap: Duration::from_secs(4) },
+        retry: RetryPolicy {
+            max_attempts: 30,
+            base: Duration::from_millis(200),
+            cap: Duration::from_secs(4),
+        },
         ..common::small_chunks()
     };
-    let catalog = Catalog::open_sqlite(&dir.path().join("catalog.db")).await.unwrap();
+    let catalog = Catalog::open_sqlite(&dir.path().join("catalog.db"))
+        .await
+        .unwrap();
     let store = s3_store(w.endpoint(), "outage/".into()).await;
     let pipeline = Pipeline::new(catalog, store, settings);
     let h = common::Harness { dir, pipeline };
     let progress = Arc::new(Progress::default());
     let job = {
-        let (p, c, spec, progress) = (h.pipeline.clone(), h.connector(), h.spec(), progress.clone());
+        let (p, c, spec, progress) = (
+            h.pipeline.clone(),
+            h.connector(),
+            h.spec(),
+            progress.clone(),
+        );
         tokio::spawn(async move { p.run_job(c, &spec, progress).await.unwrap() })
     };
     // stop the server as soon as the run is under way, for 10 s
@@ -54,9 +65,18 @@ async fn s3_stopped_for_ten_seconds_mid_run_slows_the_run_but_loses_nothing() {
     let r = job.await.unwrap();
     assert_eq!(r.status, JobStatus::Succeeded, "{:?}", r.error);
     assert_eq!(r.stats.files_done, 120);
-    assert!(r.stats.upload_retries > 0, "the outage was felt: {:?}", r.stats);
-    assert!(r.elapsed >= Duration::from_secs(9), "the run waited for the server");
-    let v = maintenance::verify(&h.pipeline.catalog, h.pipeline.store.clone()).await.unwrap();
+    assert!(
+        r.stats.upload_retries > 0,
+        "the outage was felt: {:?}",
+        r.stats
+    );
+    assert!(
+        r.elapsed >= Duration::from_secs(9),
+        "the run waited for the server"
+    );
+    let v = maintenance::verify(&h.pipeline.catalog, h.pipeline.store.clone())
+        .await
+        .unwrap();
     assert!(v.ok(), "{v:?}");
     assert_same_tree(&src, &h.restore(None).await);
     drop(w);

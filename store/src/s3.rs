@@ -98,13 +98,10 @@ impl S3Store {
 
 /// Maps an SDK error to a class and a message that names the operation and the key but
 /// never credentials.
-fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
-    op: &str,
-    what: &str,
-    e: SdkError<E, R>,
-) -> StoreError
+fn classify<E, R>(op: &str, what: &str, e: SdkError<E, R>) -> StoreError
 where
-    R: HasStatus,
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + HasStatus,
 {
     match &e {
         SdkError::ServiceError(se) => {

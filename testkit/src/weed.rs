@@ -29,7 +29,11 @@ pub struct Weed {
 pub fn shared() -> &'static Weed {
     static SHARED: std::sync::OnceLock<Weed> = std::sync::OnceLock::new();
     SHARED.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("tributary-weed-{}-{:08x}", std::process::id(), rand::random::<u32>()));
+        let dir = std::env::temp_dir().join(format!(
+            "tributary-weed-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
         Weed::start_inner(&dir, true)
     })
 }
@@ -125,7 +129,11 @@ impl Weed {
             log = self.dir.join("weed.log").display(),
             pidf = self.dir.join("weed.pid").display(),
             me = std::process::id(),
-            cleanup = if self.cleanup { format!("rm -rf '{}'", self.dir.display()) } else { String::new() },
+            cleanup = if self.cleanup {
+                format!("rm -rf '{}'", self.dir.display())
+            } else {
+                String::new()
+            },
         );
         let child = Command::new("sh")
             .arg("-c")

@@ -60,7 +60,9 @@ impl Harness {
                 s3_store(w.endpoint(), prefix).await
             }
         };
-        let catalog = Catalog::open_sqlite(&dir.path().join("catalog.db")).await.unwrap();
+        let catalog = Catalog::open_sqlite(&dir.path().join("catalog.db"))
+            .await
+            .unwrap();
         Harness {
             pipeline: Pipeline::new(catalog, store, settings),
             dir,
@@ -102,15 +104,24 @@ impl Harness {
     }
 
     pub async fn run_with(&self, c: Arc<dyn Connector>, spec: JobSpec) -> JobReport {
-        self.pipeline.run_job(c, &spec, Arc::new(Progress::default())).await.unwrap()
+        self.pipeline
+            .run_job(c, &spec, Arc::new(Progress::default()))
+            .await
+            .unwrap()
     }
 
     /// Restores `/docs` as of `at` into a fresh folder and returns `<folder>/docs`.
     pub async fn restore(&self, at: Option<i64>) -> PathBuf {
         let out = self.dir.path().join(format!("restore-{:08x}", rand_u64()));
-        let r = maintenance::restore(&self.pipeline.catalog, self.pipeline.store.clone(), b"/docs", &out, at)
-            .await
-            .unwrap();
+        let r = maintenance::restore(
+            &self.pipeline.catalog,
+            self.pipeline.store.clone(),
+            b"/docs",
+            &out,
+            at,
+        )
+        .await
+        .unwrap();
         assert!(r.errors.is_empty(), "restore errors: {:?}", r.errors);
         out.join("docs")
     }
@@ -122,7 +133,11 @@ pub fn rand_u64() -> u64 {
 
 pub fn small_chunks() -> Settings {
     Settings {
-        chunk: ChunkParams { min: 16 << 10, avg: 64 << 10, max: 256 << 10 },
+        chunk: ChunkParams {
+            min: 16 << 10,
+            avg: 64 << 10,
+            max: 256 << 10,
+        },
         ..Settings::default()
     }
 }

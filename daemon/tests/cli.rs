@@ -1,0 +1,290 @@
+//! The `tributary` binary end to end: crash consistency (aborts at named points of the
+//! commit path, then a rerun), rebuild-catalog from the object store alone, gc, and the
+//! messages of `check`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, SystemTime};
+
+use tributary_testkit::tree;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tributary");
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new(extra_pipeline: &str) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("src")).unwrap();
+        std::fs::write(
+            dir.path().join("tributary.yaml"),
+            format!(
+                "version: 1\nstate_dir: state\npipeline:\n  chunk_min_size: 16KiB\n  chunk_avg_size: 64KiB\n  chunk_max_size: 256KiB\n  commit_batch_size: 5\n{extra_pipeline}connectors:\n  - id: docs\n    kind: local\n    path: src\n    target: /docs\n"
+            ),
+        )
+        .unwrap();
+        Env { dir }
+    }
+    fn src(&self) -> PathBuf {
+        self.dir.path().join("src")
+    }
+    fn cfg(&self) -> PathBuf {
+        self.dir.path().join("tributary.yaml")
+    }
+    fn tributary(&self, args: &[&str], fault: Option<&str>) -> Output {
+        let mut c = Command::new(BIN);
+        c.args(args).env_remove("RUST_LOG");
+        if let Some(f) = fault {
+            c.env("TRIBUTARY_FAULT_POINT", f);
+        }
+        c.output().unwrap()
+    }
+    fn once(&self, fault: Option<&str>) -> Output {
+        self.tributary(
+            &["once", "-c", self.cfg().to_str().unwrap(), "docs", "--json"],
+            fault,
+        )
+    }
+    fn ok(&self, args: &[&str]) -> String {
+        let mut full: Vec<&str> = args.to_vec();
+        let cfg = self.cfg();
+        full.extend(["-c", cfg.to_str().unwrap()]);
+        let out = self.tributary(&full, None);
+        assert!(
+            out.status.success(),
+            "tributary {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+    /// Restores everything into a fresh folder and compares it with the source.
+    fn assert_restores_source(&self) {
+        let out = self
+            .dir
+            .path()
+            .join(format!("restore-{:08x}", rand::random::<u32>()));
+        self.ok(&["restore", "/docs", out.to_str().unwrap()]);
+        let a = tree::snapshot(&self.src());
+        let b = tree::snapshot(&out.join("docs"));
+        assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+        assert!(a == b, "restored bytes differ from the source");
+    }
+    fn verify_clean(&self) {
+        let v: serde_json::Value = serde_json::from_str(&self.ok(&["verify", "--json"])).unwrap();
+        assert_eq!(v["missing"], serde_json::json!([]), "{v}");
+        assert_eq!(v["corrupt"], serde_json::json!([]), "{v}");
+    }
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not json ({e}): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// Changes the tree: appends to one file, adds a 2 MB file and 16 small ones, and
+/// deletes one file every other round (enough for several commit batches).
+fn mutate(src: &Path, round: u64) {
+    let files: Vec<_> = tree::snapshot(src).into_keys().collect();
+    let edit = &files[(round as usize * 7) % files.len()];
+    let mut data = std::fs::read(src.join(edit)).unwrap();
+    data.extend_from_slice(&tree::random_bytes(round, 70_000));
+    std::fs::write(src.join(edit), data).unwrap();
+    std::fs::write(
+        src.join(format!("added-{round}.bin")),
+        tree::random_bytes(1000 + round, 2_000_000),
+    )
+    .unwrap();
+    for i in 0..16 {
+        std::fs::write(
+            src.join(format!("small-{round}-{i}.txt")),
+            format!("round {round} file {i}"),
+        )
+        .unwrap();
+    }
+    if round.is_multiple_of(2) {
+        let del = &files[(round as usize * 13 + 3) % files.len()];
+        if del != edit {
+            std::fs::remove_file(src.join(del)).unwrap();
+        }
+    }
+}
+
+#[test]
+fn killed_at_any_commit_point_a_rerun_ends_consistent_and_the_bucket_rebuilds_the_catalog() {
+    let env = Env::new("");
+    tree::generate(&env.src(), 5, 3 << 20);
+    let points = [
+        "upload.after_put:1",
+        "upload.after_put:9",
+        "commit.before_manifest:1",
+        "commit.after_manifest:1",
+        "commit.after_catalog:1",
+        "commit.after_manifest:2",
+        "commit.after_catalog:3",
+        "upload.after_put:30",
+        "reconcile.before_commit:1",
+        "commit.after_manifest:4",
+    ];
+    let mut first = true;
+    for (round, point) in points.iter().enumerate() {
+        if !first {
+            mutate(&env.src(), round as u64);
+        }
+        first = false;
+        let out = env.once(Some(point));
+        assert!(
+            out.status.code().is_none(),
+            "{point}: the process was expected to abort, got {:?}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = env.once(None);
+        let report = json(&out);
+        assert_eq!(report["status"], "succeeded", "{point}: {report}");
+        env.verify_clean();
+        env.assert_restores_source();
+        // a third run finds nothing to do: nothing was half-committed
+        let again = json(&env.once(None));
+        assert_eq!(again["stats"]["versions_committed"], 0, "{point}: {again}");
+    }
+
+    // the catalog is lost: rebuild it from the object store alone
+    let state = env.dir.path().join("state");
+    for f in ["catalog.db", "catalog.db-wal", "catalog.db-shm"] {
+        let _ = std::fs::remove_file(state.join(f));
+    }
+    let r: serde_json::Value =
+        serde_json::from_str(&env.ok(&["rebuild-catalog", "--json"])).unwrap();
+    assert!(r["versions"].as_u64().unwrap() > 0, "{r}");
+    env.verify_clean();
+    env.assert_restores_source();
+    let again = json(&env.once(None));
+    assert_eq!(
+        again["stats"]["versions_committed"], 0,
+        "the rebuilt catalog knows every file: {again}"
+    );
+    // rebuilding a non-empty catalog is refused
+    let out = env.tributary(
+        &["rebuild-catalog", "-c", env.cfg().to_str().unwrap()],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not empty"));
+}
+
+#[test]
+fn gc_removes_only_old_unreferenced_objects() {
+    let env = Env::new("");
+    tree::generate(&env.src(), 9, 0);
+    assert_eq!(json(&env.once(None))["status"], "succeeded");
+    let objects = env.dir.path().join("state/objects/chunks");
+    let old = objects.join("ff").join("ff".repeat(32));
+    let fresh = objects.join("fe").join("fe".repeat(32));
+    for p in [&old, &fresh] {
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, b"orphan").unwrap();
+    }
+    std::fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(SystemTime::now() - Duration::from_secs(7200))
+        .unwrap();
+    let dry: serde_json::Value =
+        serde_json::from_str(&env.ok(&["gc", "--grace", "1h", "--dry-run", "--json"])).unwrap();
+    assert_eq!(dry["chunks_deleted"], 1);
+    assert!(old.exists(), "a dry run deletes nothing");
+    let r: serde_json::Value =
+        serde_json::from_str(&env.ok(&["gc", "--grace", "1h", "--json"])).unwrap();
+    assert_eq!(r["chunks_deleted"], 1, "{r}");
+    assert_eq!(r["kept_in_grace"], 1, "{r}");
+    assert!(!old.exists() && fresh.exists());
+    env.verify_clean();
+    env.assert_restores_source();
+}
+
+#[test]
+fn mass_delete_through_the_cli_is_held_with_a_clear_message() {
+    let env = Env::new("");
+    for i in 0..4 {
+        std::fs::write(env.src().join(format!("f{i}")), format!("{i}")).unwrap();
+    }
+    env.once(None);
+    for i in 0..4 {
+        std::fs::remove_file(env.src().join(format!("f{i}"))).unwrap();
+    }
+    let out = env.tributary(&["once", "-c", env.cfg().to_str().unwrap(), "docs"], None);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("mass delete held") && text.contains("--allow-mass-delete"),
+        "{text}"
+    );
+    let out = env.tributary(
+        &[
+            "once",
+            "-c",
+            env.cfg().to_str().unwrap(),
+            "docs",
+            "--allow-mass-delete",
+        ],
+        None,
+    );
+    assert!(out.status.success());
+}
+
+#[test]
+fn check_reports_every_problem_and_exits_nonzero() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.yaml");
+    std::fs::write(
+        &cfg,
+        "version: 1\nconnectors:\n  - id: a\n    kind: local\n    path: /x\n    schedule: \"every day\"\n  - id: a\n    kind: local\n    path: /y\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "-c", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<_> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(lines[0].ends_with("bad.yaml:6:15: connectors[0].schedule: invalid cron expression `every day`: expected 5 fields (minute hour day-of-month month day-of-week), 6 with seconds first, or a shorthand like `@daily`"), "{err}");
+    assert!(
+        lines[1].contains(
+            "bad.yaml:7:9: connectors[1].id: duplicate connector id `a` (first defined at line 3)"
+        ),
+        "{err}"
+    );
+
+    let good = dir.path().join("good.yaml");
+    std::fs::write(
+        &good,
+        "version: 1\nconnectors:\n  - id: a\n    kind: local\n    path: .\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "-c", good.to_str().unwrap(), "--connect"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let schema = Command::new(BIN)
+        .args(["config", "schema"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&schema.stdout).unwrap();
+    assert!(v["properties"]["connectors"].is_object());
+}
