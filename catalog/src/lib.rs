@@ -34,7 +34,10 @@ pub enum CatalogError {
 
 pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/sqlite/0001_init.sql")),
+    (2, include_str!("../../migrations/sqlite/0002_daemon.sql")),
+];
 
 /// Current time in Unix nanoseconds.
 pub fn now_ns() -> i64 {
@@ -130,15 +133,100 @@ pub struct ItemError {
     pub retry_count: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct JobRow {
     pub id: i64,
     pub connector: String,
     pub kind: String,
+    pub trigger: String,
     pub status: String,
+    pub queued_at: Option<i64>,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
     pub error_count: i64,
     pub last_error: Option<String>,
     pub stats: String,
+}
+
+const JOB_COLUMNS: &str =
+    "id, connector, kind, trigger, status, queued_at, started_at, finished_at, error_count, last_error, stats";
+
+fn job_row(r: sqlx::sqlite::SqliteRow) -> JobRow {
+    JobRow {
+        id: r.get(0),
+        connector: r.get(1),
+        kind: r.get(2),
+        trigger: r.get(3),
+        status: r.get(4),
+        queued_at: r.get(5),
+        started_at: r.get(6),
+        finished_at: r.get(7),
+        error_count: r.get(8),
+        last_error: r.get(9),
+        stats: r.get(10),
+    }
+}
+
+/// Filters of a job listing.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    pub connector: Option<String>,
+    pub status: Option<String>,
+    /// Jobs queued or started at or after this time (Unix ns).
+    pub since: Option<i64>,
+}
+
+/// One line of a job's log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LogLine {
+    pub at: i64,
+    pub level: String,
+    pub message: String,
+}
+
+/// An item as listed: committed (live or deleted) or failed before its first commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ItemRow {
+    pub id: Option<i64>,
+    pub connector: String,
+    #[serde(skip)]
+    pub path_bytes: Vec<u8>,
+    pub path: String,
+    /// `completed`, `deleted` or `failed`.
+    pub status: String,
+    pub size: Option<i64>,
+    pub mtime_ns: Option<i64>,
+    pub current_version: Option<i64>,
+    pub last_error: Option<String>,
+    pub retry_count: Option<i64>,
+    pub failed_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ItemFilter {
+    pub connector: Option<String>,
+    pub prefix: Option<Vec<u8>>,
+    /// `completed`, `deleted` or `failed`.
+    pub status: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VersionRow {
+    pub id: i64,
+    pub deleted: bool,
+    pub size: i64,
+    pub mtime_ns: i64,
+    pub digest: Option<String>,
+    pub committed_at: i64,
+    pub job_id: Option<i64>,
+    pub chunks: i64,
+}
+
+/// A failed item whose retry is due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueRetry {
+    pub connector: String,
+    pub count: i64,
 }
 
 impl Catalog {
@@ -253,33 +341,347 @@ impl Catalog {
         Ok(())
     }
 
-    /// Marks jobs left `running` (by a crash) as `interrupted`; returns how many.
-    pub async fn interrupt_running_jobs(&self) -> Result<u64> {
-        let r = sqlx::query(
-            "UPDATE jobs SET status = 'interrupted', finished_at = $1 WHERE status = 'running'",
+    /// Marks jobs left `running` or `queued` (by a crash or a stop) as `interrupted`;
+    /// returns the connectors they belonged to.
+    pub async fn interrupt_unfinished_jobs(&self) -> Result<Vec<String>> {
+        let connectors: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT connector FROM jobs WHERE status IN ('running', 'queued') ORDER BY connector",
         )
-        .bind(now_ns())
-        .execute(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        Ok(r.rows_affected())
+        sqlx::query("UPDATE jobs SET status = 'interrupted', finished_at = $1 WHERE status IN ('running', 'queued')")
+            .bind(now_ns())
+            .execute(&self.pool)
+            .await?;
+        Ok(connectors)
     }
 
     pub async fn job(&self, id: i64) -> Result<Option<JobRow>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1")))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(job_row))
+    }
+
+    /// A job row in state `queued`, for the daemon's job queue.
+    pub async fn create_queued_job(&self, connector: &str, kind: &str, trigger: &str) -> Result<i64> {
+        let id = sqlx::query_scalar(
+            "INSERT INTO jobs (connector, kind, trigger, status, queued_at) VALUES ($1, $2, $3, 'queued', $4) RETURNING id",
+        )
+        .bind(connector)
+        .bind(kind)
+        .bind(trigger)
+        .bind(now_ns())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    pub async fn start_job(&self, id: i64) -> Result<()> {
+        sqlx::query("UPDATE jobs SET status = 'running', started_at = $1 WHERE id = $2")
+            .bind(now_ns())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Jobs, newest first, with the total count for pagination.
+    pub async fn list_jobs(&self, f: &JobFilter, page: i64, per_page: i64) -> Result<(Vec<JobRow>, i64)> {
+        const WHERE: &str = "($1 IS NULL OR connector = $1) AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR COALESCE(started_at, queued_at) >= $3)";
+        let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM jobs WHERE {WHERE}")))
+            .bind(&f.connector)
+            .bind(&f.status)
+            .bind(f.since)
+            .fetch_one(&self.pool)
+            .await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE {WHERE} ORDER BY id DESC LIMIT $4 OFFSET $5"
+        )))
+        .bind(&f.connector)
+        .bind(&f.status)
+        .bind(f.since)
+        .bind(per_page)
+        .bind((page - 1).max(0) * per_page)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok((rows.into_iter().map(job_row).collect(), total))
+    }
+
+    /// The latest job of a connector.
+    pub async fn last_job(&self, connector: &str) -> Result<Option<JobRow>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE connector = $1 ORDER BY id DESC LIMIT 1"
+        )))
+        .bind(connector)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(job_row))
+    }
+
+    /// When the connector's last successful job finished (Unix ns).
+    pub async fn last_success(&self, connector: &str) -> Result<Option<i64>> {
+        let v: Option<Option<i64>> = sqlx::query_scalar(
+            "SELECT MAX(finished_at) FROM jobs WHERE connector = $1 AND status = 'succeeded'",
+        )
+        .bind(connector)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(v.flatten())
+    }
+
+    /// Counts of jobs per status.
+    pub async fn job_status_counts(&self) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query("SELECT status, COUNT(*) FROM jobs GROUP BY status ORDER BY status")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// Replaces a job's log with `lines`.
+    pub async fn write_job_log(&self, job_id: i64, lines: &[LogLine]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM job_logs WHERE job_id = $1").bind(job_id).execute(&mut *tx).await?;
+        for (i, l) in lines.iter().enumerate() {
+            sqlx::query("INSERT INTO job_logs (job_id, seq, at, level, message) VALUES ($1, $2, $3, $4, $5)")
+                .bind(job_id)
+                .bind(i as i64)
+                .bind(l.at)
+                .bind(&l.level)
+                .bind(&l.message)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn job_log(&self, job_id: i64) -> Result<Vec<LogLine>> {
+        let rows = sqlx::query("SELECT at, level, message FROM job_logs WHERE job_id = $1 ORDER BY seq")
+            .bind(job_id)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| LogLine { at: r.get(0), level: r.get(1), message: r.get(2) })
+            .collect())
+    }
+
+    // ---- connectors -------------------------------------------------------------
+
+    pub async fn set_paused(&self, connector: &str, paused: bool) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO connectors (id, updated_at, paused) VALUES ($1, $2, $3)
+             ON CONFLICT (id) DO UPDATE SET paused = excluded.paused, updated_at = excluded.updated_at",
+        )
+        .bind(connector)
+        .bind(now_ns())
+        .bind(paused as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn paused_connectors(&self) -> Result<HashSet<String>> {
+        let v: Vec<String> = sqlx::query_scalar("SELECT id FROM connectors WHERE paused = 1")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(v.into_iter().collect())
+    }
+
+    // ---- items ------------------------------------------------------------------
+
+    /// Items by connector, path prefix and status, ordered by path, with the total.
+    pub async fn list_items(&self, f: &ItemFilter, page: i64, per_page: i64) -> Result<(Vec<ItemRow>, i64)> {
+        let (lo, hi) = match &f.prefix {
+            Some(p) => {
+                let (lo, hi) = prefix_range(p);
+                (Some(lo), hi)
+            }
+            None => (None, None),
+        };
+        let offset = (page - 1).max(0) * per_page;
+        if f.status.as_deref() == Some("failed") {
+            const WHERE: &str = "($1 IS NULL OR e.connector = $1) AND ($2 IS NULL OR e.path >= $2) AND ($3 IS NULL OR e.path < $3)";
+            let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM item_errors e WHERE {WHERE}")))
+                .bind(&f.connector)
+                .bind(&lo)
+                .bind(&hi)
+                .fetch_one(&self.pool)
+                .await?;
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT i.id, e.connector, e.path, i.size, i.mtime_ns, i.current_version, e.error, e.retry_count, e.at
+                 FROM item_errors e LEFT JOIN items i ON i.connector = e.connector AND i.source_id = e.source_id
+                 WHERE {WHERE} ORDER BY e.path LIMIT $4 OFFSET $5"
+            )))
+            .bind(&f.connector)
+            .bind(&lo)
+            .bind(&hi)
+            .bind(per_page)
+            .bind(offset)
+            .fetch_all(&self.pool)
+            .await?;
+            let items = rows
+                .into_iter()
+                .map(|r| {
+                    let path: Vec<u8> = r.get(2);
+                    ItemRow {
+                        id: r.get(0),
+                        connector: r.get(1),
+                        path: String::from_utf8_lossy(&path).into_owned(),
+                        path_bytes: path,
+                        status: "failed".into(),
+                        size: r.get(3),
+                        mtime_ns: r.get(4),
+                        current_version: r.get(5),
+                        last_error: r.get(6),
+                        retry_count: r.get(7),
+                        failed_at: r.get(8),
+                    }
+                })
+                .collect();
+            return Ok((items, total));
+        }
+        let deleted: Option<i64> = match f.status.as_deref() {
+            Some("deleted") => Some(1),
+            Some(_) => Some(0),
+            None => None,
+        };
+        const WHERE: &str = "($1 IS NULL OR i.connector = $1) AND ($2 IS NULL OR i.path >= $2) AND ($3 IS NULL OR i.path < $3) AND ($4 IS NULL OR i.deleted = $4)";
+        let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM items i WHERE {WHERE}")))
+            .bind(&f.connector)
+            .bind(&lo)
+            .bind(&hi)
+            .bind(deleted)
+            .fetch_one(&self.pool)
+            .await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT i.id, i.connector, i.path, i.deleted, i.size, i.mtime_ns, i.current_version, e.error, e.retry_count, e.at
+             FROM items i LEFT JOIN item_errors e ON e.connector = i.connector AND e.source_id = i.source_id
+             WHERE {WHERE} ORDER BY i.path LIMIT $5 OFFSET $6"
+        )))
+        .bind(&f.connector)
+        .bind(&lo)
+        .bind(&hi)
+        .bind(deleted)
+        .bind(per_page)
+        .bind(offset)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok((rows.into_iter().map(item_row).collect(), total))
+    }
+
+    pub async fn item(&self, id: i64) -> Result<Option<(ItemRow, Vec<VersionRow>)>> {
         let row = sqlx::query(
-            "SELECT id, connector, kind, status, error_count, last_error, stats FROM jobs WHERE id = $1",
+            "SELECT i.id, i.connector, i.path, i.deleted, i.size, i.mtime_ns, i.current_version, e.error, e.retry_count, e.at
+             FROM items i LEFT JOIN item_errors e ON e.connector = i.connector AND e.source_id = i.source_id
+             WHERE i.id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|r| JobRow {
-            id: r.get(0),
-            connector: r.get(1),
-            kind: r.get(2),
-            status: r.get(3),
-            error_count: r.get(4),
-            last_error: r.get(5),
-            stats: r.get(6),
+        let Some(row) = row else { return Ok(None) };
+        let versions = sqlx::query(
+            "SELECT v.id, v.deleted, v.size, v.mtime_ns, v.digest, v.committed_at, v.job_id,
+                    (SELECT COUNT(*) FROM version_chunks vc WHERE vc.version_id = v.id)
+             FROM versions v WHERE v.item_id = $1 ORDER BY v.committed_at DESC, v.id DESC",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|r| {
+            let digest: Option<Vec<u8>> = r.get(4);
+            VersionRow {
+                id: r.get(0),
+                deleted: r.get::<i64, _>(1) != 0,
+                size: r.get(2),
+                mtime_ns: r.get(3),
+                digest: digest.map(|d| d.iter().map(|b| format!("{b:02x}")).collect()),
+                committed_at: r.get(5),
+                job_id: r.get(6),
+                chunks: r.get(7),
+            }
+        })
+        .collect();
+        Ok(Some((item_row(row), versions)))
+    }
+
+    /// What it takes to stream a version's content.
+    pub async fn version_content(&self, version_id: i64) -> Result<Option<RestoreEntry>> {
+        let row = sqlx::query(
+            "SELECT i.path, v.deleted, v.size, v.mtime_ns, v.digest FROM versions v JOIN items i ON i.id = v.item_id WHERE v.id = $1",
+        )
+        .bind(version_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        if r.get::<i64, _>(1) != 0 {
+            return Ok(None);
+        }
+        let digest: Option<Vec<u8>> = r.get(4);
+        Ok(Some(RestoreEntry {
+            path: r.get(0),
+            size: r.get::<i64, _>(2) as u64,
+            mtime_ns: r.get(3),
+            digest: digest.map(|d| to_hash(&d)).transpose()?,
+            chunks: self.version_chunks(version_id).await?,
         }))
+    }
+
+    // ---- retries and retention ----------------------------------------------------
+
+    /// Failed items per connector whose next retry is due: fewer than `max_retries`
+    /// retries so far and a last failure older than `backoff × 2^retries`.
+    pub async fn due_retries(&self, max_retries: i64, backoff: Duration) -> Result<Vec<DueRetry>> {
+        let rows = sqlx::query("SELECT connector, retry_count, at FROM item_errors WHERE retry_count < $1")
+            .bind(max_retries)
+            .fetch_all(&self.pool)
+            .await?;
+        let now = now_ns();
+        let mut per: std::collections::BTreeMap<String, i64> = Default::default();
+        for r in rows {
+            let retries: i64 = r.get(1);
+            let at: i64 = r.get(2);
+            let wait = backoff.as_nanos() as i64 * (1i64 << retries.clamp(0, 20));
+            if at.saturating_add(wait) <= now {
+                *per.entry(r.get(0)).or_default() += 1;
+            }
+        }
+        Ok(per.into_iter().map(|(connector, count)| DueRetry { connector, count }).collect())
+    }
+
+    /// Failed items whose retries are exhausted, with the fingerprint they failed with:
+    /// planning leaves them alone until the source changes them.
+    pub async fn exhausted_failures(&self, connector: &str, max_retries: i64) -> Result<HashMap<Vec<u8>, Option<String>>> {
+        let rows = sqlx::query("SELECT source_id, fingerprint FROM item_errors WHERE connector = $1 AND retry_count >= $2")
+            .bind(connector)
+            .bind(max_retries)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// The oldest change still kept (feed cursors before it are invalid).
+    pub async fn oldest_change(&self) -> Result<Option<i64>> {
+        let v: Option<Option<i64>> = sqlx::query_scalar("SELECT MIN(seq) FROM changes").fetch_optional(&self.pool).await?;
+        Ok(v.flatten())
+    }
+
+    pub async fn latest_change(&self) -> Result<i64> {
+        let v: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM changes").fetch_one(&self.pool).await?;
+        Ok(v.unwrap_or(0))
+    }
+
+    /// Drops change-feed rows older than `before` (Unix ns), always keeping the newest
+    /// one so the feed's position survives. Returns how many were removed.
+    pub async fn prune_changes(&self, before: i64) -> Result<u64> {
+        let r = sqlx::query("DELETE FROM changes WHERE at < $1 AND seq < (SELECT MAX(seq) FROM changes)")
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
     }
 
     // ---- planning ---------------------------------------------------------------
@@ -379,6 +781,8 @@ impl Catalog {
 
     // ---- item errors ------------------------------------------------------------
 
+    /// Records a failed attempt; a repeated failure counts one more retry.
+    /// `fingerprint` is the source state the attempt saw, if known.
     pub async fn record_item_error(
         &self,
         connector: &str,
@@ -386,11 +790,12 @@ impl Catalog {
         path: &[u8],
         job_id: Option<i64>,
         error: &str,
+        fingerprint: Option<&str>,
     ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO item_errors (connector, source_id, path, job_id, error, retry_count, at) VALUES ($1, $2, $3, $4, $5, 0, $6)
+            "INSERT INTO item_errors (connector, source_id, path, job_id, error, retry_count, at, fingerprint) VALUES ($1, $2, $3, $4, $5, 0, $6, $7)
              ON CONFLICT (connector, source_id) DO UPDATE SET path = excluded.path, job_id = excluded.job_id, error = excluded.error,
-               retry_count = item_errors.retry_count + 1, at = excluded.at",
+               retry_count = item_errors.retry_count + 1, at = excluded.at, fingerprint = excluded.fingerprint",
         )
         .bind(connector)
         .bind(source_id)
@@ -398,6 +803,7 @@ impl Catalog {
         .bind(job_id)
         .bind(error)
         .bind(now_ns())
+        .bind(fingerprint)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -638,6 +1044,25 @@ async fn insert_version(
         .execute(&mut **tx)
         .await?;
     Ok(version_id)
+}
+
+fn item_row(r: sqlx::sqlite::SqliteRow) -> ItemRow {
+    let path: Vec<u8> = r.get(2);
+    let failed: Option<String> = r.get(7);
+    let deleted = r.get::<i64, _>(3) != 0;
+    ItemRow {
+        id: r.get(0),
+        connector: r.get(1),
+        path: String::from_utf8_lossy(&path).into_owned(),
+        path_bytes: path,
+        status: if deleted { "deleted" } else { "completed" }.into(),
+        size: r.get(4),
+        mtime_ns: r.get(5),
+        current_version: r.get(6),
+        last_error: failed,
+        retry_count: r.get(8),
+        failed_at: r.get(9),
+    }
 }
 
 fn chunk_ref(r: sqlx::sqlite::SqliteRow) -> Result<ChunkRef> {

@@ -18,7 +18,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use raw::{Compression, ConnectorKind, SseKind, StoreKind};
+pub use raw::{Compression, ConnectorKind, Role, SseKind, StoreKind};
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -29,7 +29,48 @@ pub struct Config {
     pub catalog: CatalogConfig,
     pub object_store: ObjectStoreConfig,
     pub pipeline: PipelineConfig,
+    pub api: ApiConfig,
+    pub daemon: DaemonConfig,
     pub connectors: Vec<ConnectorConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub listen: std::net::SocketAddr,
+    pub tokens: Vec<ApiToken>,
+    pub open_metrics: bool,
+    pub max_body_size: u64,
+}
+
+/// A bearer token, kept only as its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiToken {
+    pub name: String,
+    pub role: Role,
+    pub sha256: [u8; 32],
+}
+
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    pub max_concurrent_jobs: usize,
+    pub shutdown_deadline: Duration,
+    pub max_retries: u32,
+    pub retry_backoff: Duration,
+    pub change_retention: Duration,
+    pub watch_debounce: Duration,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            max_concurrent_jobs: 2,
+            shutdown_deadline: Duration::from_secs(30),
+            max_retries: 3,
+            retry_backoff: Duration::from_secs(600),
+            change_retention: Duration::from_secs(90 * 86400),
+            watch_debounce: Duration::from_secs(2),
+        }
+    }
 }
 
 impl Config {
@@ -122,11 +163,22 @@ pub enum SourceConfig {
     },
 }
 
-/// A parsed cron schedule and the expression the user wrote.
+/// A parsed cron schedule, its time zone and the expression the user wrote.
 #[derive(Debug, Clone)]
 pub struct Schedule {
     pub expression: String,
     pub cron: cron::Schedule,
+    pub offset: chrono::FixedOffset,
+}
+
+impl Schedule {
+    /// The first firing strictly after `after`.
+    pub fn next_after(&self, after: chrono::DateTime<chrono::Utc>) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.cron
+            .after(&after.with_timezone(&self.offset))
+            .next()
+            .map(|t| t.with_timezone(&chrono::Utc))
+    }
 }
 
 /// A secret value: never printed by `Debug` or `Display`.

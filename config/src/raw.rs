@@ -29,9 +29,83 @@ pub struct RawConfig {
     /// Chunking, compression and concurrency settings of the pipeline.
     #[serde(default)]
     pub pipeline: Option<RawPipeline>,
+    /// The admin REST API of the daemon.
+    #[serde(default)]
+    pub api: Option<RawApi>,
+    /// Daemon behaviour: concurrency, retries, retention, shutdown.
+    #[serde(default)]
+    pub daemon: Option<RawDaemon>,
     /// The sources to ingest.
     #[serde(default)]
     pub connectors: Vec<RawConnector>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Read-only: every GET.
+    Viewer,
+    /// Viewer, plus runs, pause/resume and cancel.
+    Operator,
+    /// Operator, plus configuration reload.
+    Admin,
+}
+
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawApi {
+    /// Address to listen on (default `127.0.0.1:8080`).
+    #[serde(default)]
+    pub listen: Option<String>,
+    /// Bearer tokens. Without any, every route but `/health` answers 401.
+    #[serde(default)]
+    pub tokens: Vec<RawToken>,
+    /// Serve `/api/v1/metrics` without a token (default false).
+    #[serde(default)]
+    pub open_metrics: Option<bool>,
+    /// Largest request body accepted (default 1MiB).
+    #[serde(default)]
+    pub max_body_size: Option<RawSize>,
+}
+
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawToken {
+    /// A name for logs and audit.
+    pub name: String,
+    pub role: Role,
+    /// Hex SHA-256 of the token (`printf %s TOKEN | sha256sum`).
+    #[serde(default)]
+    pub token_sha256: Option<String>,
+    /// A file holding the token itself.
+    #[serde(default)]
+    pub token_file: Option<String>,
+    /// The token inline (prefer `token_sha256` or `token_file`).
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawDaemon {
+    /// Jobs running at once across connectors (default 2).
+    #[serde(default)]
+    pub max_concurrent_jobs: Option<usize>,
+    /// How long a stop waits for files in flight (default 30s).
+    #[serde(default)]
+    pub shutdown_deadline: Option<RawDuration>,
+    /// Attempts after the first failure of a file before it stays failed (default 3).
+    #[serde(default)]
+    pub max_retries: Option<u32>,
+    /// Wait before the first retry of a failed file, doubling each time (default 10m).
+    #[serde(default)]
+    pub retry_backoff: Option<RawDuration>,
+    /// How long change-feed rows are kept (default 90d).
+    #[serde(default)]
+    pub change_retention: Option<RawDuration>,
+    /// Quiet time after file-system events before a watch job starts (default 2s).
+    #[serde(default)]
+    pub watch_debounce: Option<RawDuration>,
 }
 
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
@@ -170,6 +244,9 @@ pub struct RawConnector {
     /// Cron expression: 5 fields (minute hour day month weekday) or 6 with seconds.
     #[serde(default)]
     pub schedule: Option<String>,
+    /// Time zone of `schedule`: `UTC` (default) or a fixed offset like `+02:00`.
+    #[serde(default)]
+    pub timezone: Option<String>,
     /// Only paths matching one of these globs (relative to the source root; `**` spans
     /// folders) are ingested. Default: everything.
     #[serde(default)]

@@ -9,7 +9,7 @@ use crate::positions::Positions;
 use crate::raw::{self, ConnectorKind, RawConfig, StoreKind};
 use crate::units::RawSize;
 use crate::{
-    CatalogConfig, Config, ConfigError, ConfigErrors, ConnectorConfig, Loaded, ObjectStoreConfig,
+    ApiConfig, ApiToken, DaemonConfig, CatalogConfig, Config, ConfigError, ConfigErrors, ConnectorConfig, Loaded, ObjectStoreConfig,
     PipelineConfig, S3Config, Schedule, Secret, SourceConfig,
 };
 
@@ -137,10 +137,9 @@ pub(crate) fn validate(
     let state_dir = cx.resolve(raw.state_dir.as_deref().unwrap_or("var"));
     let catalog = catalog(&mut cx, raw.catalog.as_ref(), &state_dir);
     let object_store = object_store(&mut cx, raw.object_store.as_ref(), &state_dir);
-    let pipeline = pipeline(
-        &mut cx,
-        raw.pipeline.as_ref().unwrap_or(&Default::default()),
-    );
+    let pipeline = pipeline(&mut cx, raw.pipeline.as_ref().unwrap_or(&Default::default()));
+    let api = api(&mut cx, raw.api.as_ref());
+    let daemon = daemon(&mut cx, raw.daemon.as_ref().unwrap_or(&Default::default()));
     let mut connectors = Vec::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
     for (i, rc) in raw.connectors.iter().enumerate() {
@@ -169,6 +168,8 @@ pub(crate) fn validate(
                 catalog: catalog.expect("no errors"),
                 object_store: object_store.expect("no errors"),
                 pipeline,
+                api,
+                daemon,
                 connectors,
             },
             warnings: cx.warnings,
@@ -356,6 +357,121 @@ fn valid_bucket(b: &str) -> bool {
         && b.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
 
+fn api(cx: &mut Ctx, raw: Option<&raw::RawApi>) -> ApiConfig {
+    use sha2::Digest;
+    let p = "api";
+    let mut out = ApiConfig {
+        listen: "127.0.0.1:8080".parse().expect("valid default"),
+        tokens: Vec::new(),
+        open_metrics: false,
+        max_body_size: 1 << 20,
+    };
+    let Some(raw) = raw else { return out };
+    if let Some(l) = &raw.listen {
+        match l.parse() {
+            Ok(a) => out.listen = a,
+            Err(_) => cx.error(format!("{p}.listen"), format!("expected an address like `127.0.0.1:8080` or `[::1]:8080`, got `{l}`")),
+        }
+    }
+    out.open_metrics = raw.open_metrics.unwrap_or(false);
+    if let Some(b) = cx.size(&format!("{p}.max_body_size"), &raw.max_body_size) {
+        out.max_body_size = b;
+    }
+    let mut names = std::collections::HashSet::new();
+    for (i, t) in raw.tokens.iter().enumerate() {
+        let tp = format!("{p}.tokens[{i}]");
+        if !names.insert(t.name.clone()) {
+            cx.error(format!("{tp}.name"), format!("duplicate token name `{}`", t.name));
+        }
+        let given = [t.token_sha256.is_some(), t.token_file.is_some(), t.token.is_some()]
+            .iter()
+            .filter(|x| **x)
+            .count();
+        if given != 1 {
+            cx.error(tp.clone(), "give exactly one of `token_sha256`, `token_file` or `token`");
+            continue;
+        }
+        let sha = if let Some(h) = &t.token_sha256 {
+            let bytes: Option<Vec<u8>> = (h.len() == 64)
+                .then(|| (0..64).step_by(2).map(|j| u8::from_str_radix(&h[j..j + 2], 16).ok()).collect())
+                .flatten();
+            match bytes {
+                Some(b) => b.try_into().ok(),
+                None => {
+                    cx.error(format!("{tp}.token_sha256"), "expected 64 hex digits (the SHA-256 of the token)");
+                    None
+                }
+            }
+        } else {
+            cx.secret(&tp, "token", &t.token, &t.token_file).and_then(|s| {
+                if s.expose().len() < 16 {
+                    cx.error(format!("{tp}.token"), "a token must be at least 16 characters long");
+                    return None;
+                }
+                Some(sha2::Sha256::digest(s.expose().as_bytes()).into())
+            })
+        };
+        if let Some(sha256) = sha {
+            out.tokens.push(ApiToken { name: t.name.clone(), role: t.role, sha256 });
+        }
+    }
+    out
+}
+
+fn daemon(cx: &mut Ctx, raw: &raw::RawDaemon) -> DaemonConfig {
+    let d = DaemonConfig::default();
+    let p = "daemon";
+    let dur = |cx: &mut Ctx, key: &str, v: &Option<crate::units::RawDuration>, dflt: Duration| match v {
+        None => dflt,
+        Some(v) => match v.duration() {
+            Ok(x) => x,
+            Err(m) => {
+                cx.error(format!("{p}.{key}"), m);
+                dflt
+            }
+        },
+    };
+    let shutdown_deadline = dur(cx, "shutdown_deadline", &raw.shutdown_deadline, d.shutdown_deadline);
+    let retry_backoff = dur(cx, "retry_backoff", &raw.retry_backoff, d.retry_backoff);
+    let change_retention = dur(cx, "change_retention", &raw.change_retention, d.change_retention);
+    let watch_debounce = dur(cx, "watch_debounce", &raw.watch_debounce, d.watch_debounce);
+    let max_concurrent_jobs = match raw.max_concurrent_jobs {
+        Some(0) => {
+            cx.error(format!("{p}.max_concurrent_jobs"), "must be at least 1");
+            d.max_concurrent_jobs
+        }
+        Some(n) => n,
+        None => d.max_concurrent_jobs,
+    };
+    DaemonConfig {
+        max_concurrent_jobs,
+        shutdown_deadline,
+        max_retries: raw.max_retries.unwrap_or(d.max_retries),
+        retry_backoff,
+        change_retention,
+        watch_debounce,
+    }
+}
+
+/// `UTC`, `Z` or a fixed offset `±HH:MM`.
+fn parse_offset(tz: &str) -> Option<chrono::FixedOffset> {
+    let t = tz.trim();
+    if t.eq_ignore_ascii_case("utc") || t == "Z" {
+        return chrono::FixedOffset::east_opt(0);
+    }
+    let (sign, rest) = match t.as_bytes().first()? {
+        b'+' => (1, &t[1..]),
+        b'-' => (-1, &t[1..]),
+        _ => return None,
+    };
+    let (h, m) = rest.split_once(':').unwrap_or((rest, "0"));
+    let (h, m): (i32, i32) = (h.parse().ok()?, m.parse().ok()?);
+    if h > 14 || m > 59 {
+        return None;
+    }
+    chrono::FixedOffset::east_opt(sign * (h * 3600 + m * 60))
+}
+
 /// FastCDC (2020) limits.
 const CDC_MIN: (u64, u64) = (64, 1 << 20);
 const CDC_AVG: (u64, u64) = (256, 4 << 20);
@@ -500,6 +616,7 @@ pub fn parse_schedule(expr: &str) -> Result<Schedule, String> {
         .map(|cron| Schedule {
             expression: expr.to_string(),
             cron,
+            offset: chrono::FixedOffset::east_opt(0).expect("zero offset"),
         })
         .map_err(|e| {
             // the cron crate draws a caret under the bad field; keep only its sentence

@@ -300,6 +300,8 @@ async fn once(
     let pipeline = wiring::pipeline(&cfg).await?;
     let connector = wiring::connector(c)?;
     let spec = JobSpec {
+        job_id: None,
+        max_retries: None,
         connector_id: c.id.clone(),
         target: c.target.clone(),
         kind: if incremental {
@@ -335,7 +337,7 @@ async fn once(
             }
         })
     };
-    let report = pipeline.run_job(connector, &spec, progress).await;
+    let report = pipeline.run_job(connector, &spec, progress, Default::default()).await;
     ticker.abort();
     let _ = ticker.await;
     let report = report?;
@@ -353,7 +355,7 @@ fn print_report(r: &JobReport, json: bool) {
     if json {
         let v = serde_json::json!({
             "job_id": r.job_id,
-            "status": match r.status { JobStatus::Succeeded => "succeeded", JobStatus::Failed => "failed" },
+            "status": r.status.as_str(),
             "error": r.error,
             "item_errors": r.item_errors,
             "elapsed_secs": r.elapsed.as_secs_f64(),
@@ -363,8 +365,8 @@ fn print_report(r: &JobReport, json: bool) {
         return;
     }
     let status = match r.status {
-        JobStatus::Succeeded => "succeeded",
         JobStatus::Failed => "FAILED",
+        s => s.as_str(),
     };
     println!(
         "job {} {status} in {:.1}s",

@@ -17,7 +17,7 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use tokio::sync::{OnceCell, Semaphore, mpsc};
 use tributary_catalog::{ChunkRef, CommitBatch, ItemState, NewVersion, now_ns};
-use tributary_connectors::{Change, Connector, Entry, ListMode};
+use tributary_connectors::{Change, Connector, Entry, Fingerprint, ListMode};
 use tributary_store::retry::with_retry;
 use tributary_store::{PutMode, chunk_key};
 
@@ -45,6 +45,8 @@ impl JobKind {
 
 #[derive(Debug, Clone)]
 pub struct JobSpec {
+    /// A job row already created (queued) by the caller; `None` creates one.
+    pub job_id: Option<i64>,
     pub connector_id: String,
     /// Target prefix in the catalog namespace (`/docs`).
     pub target: String,
@@ -53,12 +55,61 @@ pub struct JobSpec {
     pub max_delete_percent: f64,
     /// Let this job delete more than `max_delete_percent`.
     pub allow_mass_delete: bool,
+    /// Files that failed this many times and have not changed since are left alone
+    /// (`None`: always try again).
+    pub max_retries: Option<i64>,
+}
+
+/// Why a job was stopped from outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// An operator cancelled it.
+    Cancelled,
+    /// The daemon is shutting down.
+    Shutdown,
+}
+
+/// Stops a running job: it takes no new file, lets the files in flight finish, commits
+/// what is done and ends `cancelled` or `interrupted`.
+#[derive(Debug, Clone, Default)]
+pub struct JobControl {
+    token: tokio_util::sync::CancellationToken,
+    reason: Arc<Mutex<Option<StopReason>>>,
+}
+
+impl JobControl {
+    pub fn stop(&self, reason: StopReason) {
+        self.reason.lock().unwrap().get_or_insert(reason);
+        self.token.cancel();
+    }
+    pub fn is_stopped(&self) -> bool {
+        self.token.is_cancelled()
+    }
+    pub fn reason(&self) -> Option<StopReason> {
+        *self.reason.lock().unwrap()
+    }
+    pub async fn stopped(&self) {
+        self.token.cancelled().await
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobStatus {
     Succeeded,
     Failed,
+    Cancelled,
+    Interrupted,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Succeeded => "succeeded",
+            JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
+            JobStatus::Interrupted => "interrupted",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -92,6 +143,7 @@ struct Job {
     upload_slots: Semaphore,
     fatal: Mutex<Option<String>>,
     failed: AtomicBool,
+    control: JobControl,
 }
 
 impl Job {
@@ -108,7 +160,12 @@ impl Job {
         self.failed.load(Ordering::SeqCst)
     }
 
-    async fn item_error(&self, source_id: &[u8], rel: &[u8], msg: &str) {
+    /// No new work: the job failed or was stopped from outside.
+    fn winding_down(&self) -> bool {
+        self.stopped() || self.control.is_stopped()
+    }
+
+    async fn item_error(&self, source_id: &[u8], rel: &[u8], msg: &str, fp: Option<&Fingerprint>) {
         let path = target_path(&self.spec.target, rel);
         let shown = String::from_utf8_lossy(&path).into_owned();
         tracing::warn!(connector = %self.spec.connector_id, job_id = self.job_id, item = %shown, error = %msg, "item failed");
@@ -123,12 +180,24 @@ impl Job {
                 &path,
                 Some(self.job_id),
                 msg,
+                fp.map(fingerprint_text).as_deref(),
             )
             .await
         {
             self.fail(format!("record item error: {e}"));
         }
     }
+}
+
+/// The form in which a failed attempt's source state is remembered.
+fn fingerprint_text(f: &Fingerprint) -> String {
+    format!(
+        "{}:{}:{}:{}",
+        f.size,
+        f.mtime_ns,
+        f.inode.map(|i| i.to_string()).unwrap_or_default(),
+        f.change_tag.as_deref().unwrap_or("")
+    )
 }
 
 fn permits_for(len: usize) -> u32 {
@@ -140,12 +209,20 @@ pub(crate) async fn run(
     connector: Arc<dyn Connector>,
     spec: &JobSpec,
     progress: Arc<Progress>,
+    control: JobControl,
 ) -> anyhow::Result<JobReport> {
     let started = Instant::now();
-    let job_id = p
-        .catalog
-        .create_job(&spec.connector_id, spec.kind.as_str(), &spec.trigger)
-        .await?;
+    let job_id = match spec.job_id {
+        Some(id) => {
+            p.catalog.start_job(id).await?;
+            id
+        }
+        None => {
+            p.catalog
+                .create_job(&spec.connector_id, spec.kind.as_str(), &spec.trigger)
+                .await?
+        }
+    };
     let budget_permits = (p.settings.max_bytes_in_flight / 1024).max(1) as usize;
     let job = Arc::new(Job {
         p: p.clone(),
@@ -158,8 +235,10 @@ pub(crate) async fn run(
         upload_slots: Semaphore::new(p.settings.upload_concurrency),
         fatal: Mutex::new(None),
         failed: AtomicBool::new(false),
+        control: control.clone(),
     });
     tracing::info!(connector = %spec.connector_id, job_id, kind = spec.kind.as_str(), "job started");
+    progress.log("info", format!("{} job started ({})", spec.kind.as_str(), spec.trigger));
     let result = drive(job.clone()).await;
     let stats = progress.snapshot();
     let error = match result {
@@ -169,21 +248,33 @@ pub(crate) async fn run(
             job.fatal.lock().unwrap().clone()
         }
     };
-    let status = if error.is_some() {
-        JobStatus::Failed
-    } else {
-        JobStatus::Succeeded
+    let status = match (&error, control.reason()) {
+        (Some(_), _) => JobStatus::Failed,
+        (None, Some(StopReason::Cancelled)) => JobStatus::Cancelled,
+        (None, Some(StopReason::Shutdown)) => JobStatus::Interrupted,
+        (None, None) => JobStatus::Succeeded,
     };
     let item_errors = progress.errors();
     let last_error = error.clone().or_else(|| item_errors.last().cloned());
+    match &error {
+        Some(e) => progress.log("error", format!("job failed: {e}")),
+        None => progress.log(
+            "info",
+            format!(
+                "job {}: {} stored, {} unchanged, {} deleted, {} failed",
+                status.as_str(),
+                stats.files_done,
+                stats.files_unchanged,
+                stats.files_deleted,
+                stats.files_failed
+            ),
+        ),
+    }
+    p.catalog.write_job_log(job_id, &progress.log_lines()).await?;
     p.catalog
         .finish_job(
             job_id,
-            if status == JobStatus::Succeeded {
-                "succeeded"
-            } else {
-                "failed"
-            },
+            status.as_str(),
             &serde_json::to_string(&stats)?,
             stats.files_failed as i64,
             last_error.as_deref(),
@@ -209,6 +300,10 @@ async fn drive(job: Arc<Job>) -> anyhow::Result<()> {
         .into_iter()
         .map(|i| (i.source_id.clone(), i))
         .collect();
+    let exhausted = match job.spec.max_retries {
+        Some(n) => job.p.catalog.exhausted_failures(&job.spec.connector_id, n).await?,
+        None => HashMap::new(),
+    };
 
     // committer
     let (commit_tx, commit_rx) = mpsc::channel::<CommitMsg>(job.p.settings.commit_batch_size * 2);
@@ -224,7 +319,7 @@ async fn drive(job: Arc<Job>) -> anyhow::Result<()> {
             loop {
                 let next = rx.lock().await.recv().await;
                 let Some(entry) = next else { break };
-                if job.stopped() {
+                if job.winding_down() {
                     continue;
                 }
                 match process_file(&job, entry.clone()).await {
@@ -234,7 +329,7 @@ async fn drive(job: Arc<Job>) -> anyhow::Result<()> {
                         }
                     }
                     Err(Failure::Item(msg)) => {
-                        job.item_error(&entry.source_id, &entry.rel_path, &msg)
+                        job.item_error(&entry.source_id, &entry.rel_path, &msg, Some(&entry.fingerprint()))
                             .await
                     }
                     Err(Failure::Fatal(msg)) => job.fail(msg),
@@ -258,8 +353,13 @@ async fn drive(job: Arc<Job>) -> anyhow::Result<()> {
     let mut explicit_deletes: Vec<Vec<u8>> = Vec::new();
     let mut checkpoint = None;
     let pr = &job.progress;
-    while let Some(change) = list_rx.recv().await {
-        if job.stopped() {
+    loop {
+        let change = tokio::select! {
+            c = list_rx.recv() => c,
+            _ = job.control.stopped() => None,
+        };
+        let Some(change) = change else { break };
+        if job.winding_down() {
             break;
         }
         match change {
@@ -273,8 +373,14 @@ async fn drive(job: Arc<Job>) -> anyhow::Result<()> {
                         && (k.inode.is_none() || e.inode.is_none() || k.inode == e.inode)
                         && k.change_tag == e.change_tag
                 });
+                let given_up = exhausted
+                    .get(&e.source_id)
+                    .is_some_and(|fp| fp.as_deref() == Some(fingerprint_text(&e.fingerprint()).as_str()));
                 if unchanged {
                     Progress::add(&pr.files_unchanged, 1);
+                } else if given_up {
+                    Progress::add(&pr.files_skipped, 1);
+                    tracing::debug!(item = %String::from_utf8_lossy(&e.rel_path), "retries exhausted and unchanged; skipped");
                 } else {
                     Progress::add(&pr.files_planned, 1);
                     Progress::add(&pr.bytes_planned, e.size);
@@ -289,7 +395,7 @@ async fn drive(job: Arc<Job>) -> anyhow::Result<()> {
                 subtree,
                 message,
             } => {
-                job.item_error(&rel_path, &rel_path, &message).await;
+                job.item_error(&rel_path, &rel_path, &message, None).await;
                 if subtree {
                     protected.push(rel_path);
                 } else {
@@ -319,8 +425,12 @@ async fn drive(job: Arc<Job>) -> anyhow::Result<()> {
         }
     };
 
+    if let Some(reason) = job.control.reason() {
+        pr.log("warn", format!("job stopped ({reason:?}); files in flight were finished and committed"));
+    }
+
     // reconcile deletes
-    if !job.stopped() {
+    if !job.winding_down() {
         let reconcile =
             job.spec.kind == JobKind::Full && listing.as_ref().is_some_and(|o| o.complete);
         let live: Vec<&ItemState> = known.values().filter(|k| !k.deleted).collect();
@@ -346,6 +456,7 @@ async fn drive(job: Arc<Job>) -> anyhow::Result<()> {
             doomed.len() as f64 * 100.0 / live.len() as f64
         };
         if !doomed.is_empty() && pct > job.spec.max_delete_percent && !job.spec.allow_mass_delete {
+            pr.log("error", "mass delete held".into());
             job.fail(format!(
                 "mass delete held: this job would delete {} of {} live items ({pct:.1}%), more than max_delete_percent ({}%); nothing was deleted. \
                  If the source really lost these files, rerun with --allow-mass-delete or raise max_delete_percent for connector `{}`",
@@ -355,6 +466,7 @@ async fn drive(job: Arc<Job>) -> anyhow::Result<()> {
                 job.spec.connector_id
             ));
         } else if !doomed.is_empty() {
+            pr.log("info", format!("{} item(s) no longer in the source: deleting", doomed.len()));
             fault::point("reconcile.before_commit");
             for k in doomed {
                 let v = NewVersion {
@@ -497,6 +609,10 @@ async fn process_file(job: &Arc<Job>, mut entry: Entry) -> Result<NewVersion, Fa
         };
         if torn {
             Progress::add(&job.progress.torn_reads, 1);
+            job.progress.log(
+                "info",
+                format!("{}: changed while being read; reading again", String::from_utf8_lossy(&entry.rel_path)),
+            );
             tracing::debug!(item = %String::from_utf8_lossy(&entry.rel_path), "changed while being read; reading again");
             match job.connector.stat(&entry.source_id).await {
                 Ok(Some(e)) => entry = e,

@@ -16,7 +16,7 @@ pub mod progress;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use ingest::{JobKind, JobReport, JobSpec, JobStatus};
+pub use ingest::{JobControl, JobKind, JobReport, JobSpec, JobStatus, StopReason};
 pub use progress::{Progress, Stats};
 use tributary_catalog::Catalog;
 use tributary_connectors::Connector;
@@ -78,14 +78,16 @@ impl Pipeline {
         }
     }
 
-    /// Runs one job of `connector` to the end and records it in the catalog.
+    /// Runs one job of `connector` to the end (or until `control` stops it) and
+    /// records it in the catalog.
     pub async fn run_job(
         &self,
         connector: Arc<dyn Connector>,
         spec: &JobSpec,
         progress: Arc<Progress>,
+        control: JobControl,
     ) -> anyhow::Result<JobReport> {
-        ingest::run(self, connector, spec, progress).await
+        ingest::run(self, connector, spec, progress, control).await
     }
 }
 

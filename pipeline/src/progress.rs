@@ -4,6 +4,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
+use tributary_catalog::{LogLine, now_ns};
 
 #[derive(Debug, Default)]
 pub struct Progress {
@@ -25,21 +26,54 @@ pub struct Progress {
     pub versions_committed: AtomicU64,
     pub listing_done: AtomicU64,
     errors: Mutex<Vec<String>>,
+    log: Mutex<(Vec<LogLine>, u64)>,
 }
 
 /// Kept per job: the first errors, like the head of a job's stderr.
 const MAX_ERRORS_KEPT: usize = 200;
+/// Log lines kept per job; later ones are counted, not kept.
+const MAX_LOG_LINES: usize = 1000;
 
 impl Progress {
     pub fn add(c: &AtomicU64, n: u64) {
         c.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// An item error: kept in the error list and the log.
     pub fn error(&self, msg: String) {
+        self.log("error", msg.clone());
         let mut e = self.errors.lock().unwrap();
         if e.len() < MAX_ERRORS_KEPT {
             e.push(msg);
         }
+    }
+
+    /// A line of the job's log (`info`, `warn`, `error`).
+    pub fn log(&self, level: &str, message: String) {
+        let mut l = self.log.lock().unwrap();
+        if l.0.len() < MAX_LOG_LINES {
+            l.0.push(LogLine {
+                at: now_ns(),
+                level: level.to_string(),
+                message,
+            });
+        } else {
+            l.1 += 1;
+        }
+    }
+
+    /// The log so far, with a last line saying how many were dropped.
+    pub fn log_lines(&self) -> Vec<LogLine> {
+        let l = self.log.lock().unwrap();
+        let mut out = l.0.clone();
+        if l.1 > 0 {
+            out.push(LogLine {
+                at: now_ns(),
+                level: "warn".into(),
+                message: format!("{} more log lines were dropped", l.1),
+            });
+        }
+        out
     }
 
     pub fn errors(&self) -> Vec<String> {

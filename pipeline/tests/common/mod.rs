@@ -90,6 +90,8 @@ impl Harness {
 
     pub fn spec(&self) -> JobSpec {
         JobSpec {
+            job_id: None,
+            max_retries: None,
             connector_id: "docs".into(),
             target: "/docs".into(),
             kind: JobKind::Full,
@@ -105,7 +107,7 @@ impl Harness {
 
     pub async fn run_with(&self, c: Arc<dyn Connector>, spec: JobSpec) -> JobReport {
         self.pipeline
-            .run_job(c, &spec, Arc::new(Progress::default()))
+            .run_job(c, &spec, Arc::new(Progress::default()), Default::default())
             .await
             .unwrap()
     }
