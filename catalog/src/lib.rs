@@ -663,10 +663,12 @@ impl Catalog {
         Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
-    /// The oldest change still kept (feed cursors before it are invalid).
-    pub async fn oldest_change(&self) -> Result<Option<i64>> {
-        let v: Option<Option<i64>> = sqlx::query_scalar("SELECT MIN(seq) FROM changes").fetch_optional(&self.pool).await?;
-        Ok(v.flatten())
+    /// Cursors below this sequence number point into pruned history.
+    pub async fn pruned_through(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT pruned_through FROM feed_state WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await?
+            .unwrap_or(0))
     }
 
     pub async fn latest_change(&self) -> Result<i64> {
@@ -675,12 +677,22 @@ impl Catalog {
     }
 
     /// Drops change-feed rows older than `before` (Unix ns), always keeping the newest
-    /// one so the feed's position survives. Returns how many were removed.
+    /// one, and moves the retention watermark. Returns how many were removed.
     pub async fn prune_changes(&self, before: i64) -> Result<u64> {
-        let r = sqlx::query("DELETE FROM changes WHERE at < $1 AND seq < (SELECT MAX(seq) FROM changes)")
-            .bind(before)
-            .execute(&self.pool)
+        let mut tx = self.pool.begin().await?;
+        let through: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(seq) FROM changes WHERE at < $1 AND seq < (SELECT MAX(seq) FROM changes)",
+        )
+        .bind(before)
+        .fetch_one(&mut *tx)
+        .await?;
+        let Some(through) = through else { return Ok(0) };
+        let r = sqlx::query("DELETE FROM changes WHERE seq <= $1").bind(through).execute(&mut *tx).await?;
+        sqlx::query("UPDATE feed_state SET pruned_through = $1 WHERE id = 1 AND pruned_through < $1")
+            .bind(through)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(r.rows_affected())
     }
 

@@ -663,7 +663,7 @@ fn connector(cx: &mut Ctx, path: &str, rc: &raw::RawConnector) -> Option<Connect
             norm
         }
     };
-    let schedule = rc
+    let mut schedule = rc
         .schedule
         .as_deref()
         .and_then(|s| match parse_schedule(s) {
@@ -673,6 +673,19 @@ fn connector(cx: &mut Ctx, path: &str, rc: &raw::RawConnector) -> Option<Connect
                 None
             }
         });
+    if let Some(tz) = &rc.timezone {
+        match parse_offset(tz) {
+            Some(off) => {
+                if let Some(s) = schedule.as_mut() {
+                    s.offset = off;
+                }
+            }
+            None => cx.error(
+                format!("{path}.timezone"),
+                format!("expected `UTC` or a fixed offset like `+02:00`, got `{tz}`"),
+            ),
+        }
+    }
     let ci = rc.glob_case_insensitive.unwrap_or(false);
     for (key, globs) in [("include", &rc.include), ("exclude", &rc.exclude)] {
         for (j, g) in globs.iter().enumerate() {

@@ -28,6 +28,11 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run the daemon: schedules, watches, the admin API.
+    Run {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
     /// Validate a configuration file (offline unless --connect).
     Check {
         #[arg(short, long)]
@@ -112,7 +117,8 @@ pub enum ConfigCommand {
 
 pub fn init_tracing(args: &Cli) {
     use tracing_subscriber::EnvFilter;
-    let default = "warn";
+    // the daemon reports its work; one-shot commands print their own summaries
+    let default = if matches!(args.command, Command::Run { .. }) { "info" } else { "warn" };
     let filter = args
         .log
         .clone()
@@ -131,6 +137,7 @@ pub fn init_tracing(args: &Cli) {
 
 pub async fn run(args: Cli) -> ExitCode {
     let result = match args.command {
+        Command::Run { config } => run_daemon(config).await,
         Command::Check { config, connect } => check(config, connect).await,
         Command::Config {
             command: ConfigCommand::Schema,
@@ -189,6 +196,12 @@ macro_rules! load {
             Err(code) => return Ok(code),
         }
     };
+}
+
+async fn run_daemon(path: PathBuf) -> anyhow::Result<ExitCode> {
+    let cfg = load!(path);
+    crate::server::run(path, cfg).await?;
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn check(path: PathBuf, connect: bool) -> anyhow::Result<ExitCode> {

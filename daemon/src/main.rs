@@ -3,6 +3,8 @@
 //! connectors and stores (design invariants 1 and 2).
 
 mod cli;
+mod sdnotify;
+mod server;
 mod wiring;
 
 use std::process::ExitCode;

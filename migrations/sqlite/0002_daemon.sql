@@ -16,3 +16,10 @@ CREATE TABLE job_logs (
 
 CREATE INDEX jobs_status ON jobs (status, id);
 CREATE INDEX changes_at ON changes (at);
+
+-- The change feed's retention watermark: cursors below it are no longer valid.
+CREATE TABLE feed_state (
+    id               INTEGER PRIMARY KEY CHECK (id = 1),
+    pruned_through   BIGINT NOT NULL
+);
+INSERT INTO feed_state (id, pruned_through) VALUES (1, 0);

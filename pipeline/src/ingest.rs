@@ -30,7 +30,8 @@ use crate::{Hash, Pipeline, fault, target_path};
 pub enum JobKind {
     /// Walk everything and reconcile deletes.
     Full,
-    /// Only changes; no reconcile.
+    /// Only what changed, where the source can tell (a local walk is always complete,
+    /// so deletes are still reconciled from it).
     Incremental,
 }
 
@@ -431,8 +432,8 @@ async fn drive(job: Arc<Job>) -> anyhow::Result<()> {
 
     // reconcile deletes
     if !job.winding_down() {
-        let reconcile =
-            job.spec.kind == JobKind::Full && listing.as_ref().is_some_and(|o| o.complete);
+        // a listing that covers the whole source may be reconciled, whatever the kind
+        let reconcile = listing.as_ref().is_some_and(|o| o.complete);
         let live: Vec<&ItemState> = known.values().filter(|k| !k.deleted).collect();
         let under = |id: &[u8], p: &[u8]| {
             p.is_empty() || (id.starts_with(p) && (id.len() == p.len() || id[p.len()] == b'/'))

@@ -1,0 +1,430 @@
+//! Route handlers.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tributary_catalog::{ItemFilter, JobFilter, JobRow};
+
+use crate::error::{ApiError, ApiResult};
+use crate::params::{Params, meta};
+use crate::{AppState, openapi};
+
+/// A JSON body whose rejections use the error envelope.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        use axum::extract::rejection::JsonRejection;
+        let empty = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v == "0");
+        if empty {
+            return serde_json::from_value(json!({})).map(JsonBody).map_err(|e| {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_BODY", format!("invalid body: {e}"))
+            });
+        }
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(JsonBody(v)),
+            Err(JsonRejection::BytesRejection(e)) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PAYLOAD_TOO_LARGE",
+                "the request body is larger than api.max_body_size",
+            )),
+            Err(JsonRejection::JsonDataError(e)) => Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "INVALID_BODY",
+                format!("invalid body: {}", e.body_text()),
+            )),
+            Err(e) => Err(ApiError::new(StatusCode::BAD_REQUEST, "INVALID_BODY", e.body_text())),
+        }
+    }
+}
+
+fn id_param(raw: &str, code: &'static str) -> ApiResult<i64> {
+    raw.parse().map_err(|_| ApiError::not_found(code, format!("`{raw}` is not a valid id")))
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("ROUTE_NOT_FOUND", "no such route; see /api/v1/openapi.json")
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "method not allowed on this route")
+}
+
+pub async fn health() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+pub async fn ready(State(st): State<AppState>) -> Response {
+    let mut parts = serde_json::Map::new();
+    let mut ok = true;
+    match st.catalog.ping().await {
+        Ok(()) => {
+            parts.insert("catalog".into(), json!({"ok": true}));
+        }
+        Err(e) => {
+            ok = false;
+            parts.insert("catalog".into(), json!({"ok": false, "error": e.to_string()}));
+        }
+    }
+    match tokio::time::timeout(std::time::Duration::from_secs(5), st.store.check()).await {
+        Ok(Ok(())) => {
+            parts.insert("object_store".into(), json!({"ok": true}));
+        }
+        Ok(Err(e)) => {
+            ok = false;
+            parts.insert("object_store".into(), json!({"ok": false, "error": e.to_string()}));
+        }
+        Err(_) => {
+            ok = false;
+            parts.insert("object_store".into(), json!({"ok": false, "error": "timed out after 5s"}));
+        }
+    }
+    if ok {
+        (StatusCode::OK, Json(json!({"status": "ready", "checks": parts}))).into_response()
+    } else {
+        let failing: Vec<String> = parts
+            .iter()
+            .filter(|(_, v)| v["ok"] == json!(false))
+            .map(|(k, _)| k.clone())
+            .collect();
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "NOT_READY",
+            format!("not ready: {}", failing.join(", ")),
+        )
+        .details(json!({"checks": parts}))
+        .into_response()
+    }
+}
+
+pub async fn metrics_text(State(st): State<AppState>) -> Response {
+    let mut out = st.control.metrics().await;
+    st.metrics.render(&mut out);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response()
+}
+
+pub async fn openapi_doc() -> Json<Value> {
+    Json(openapi::document())
+}
+
+// ---- connectors ---------------------------------------------------------------------
+
+pub async fn list_connectors(State(st): State<AppState>, Query(q): Query<HashMap<String, String>>) -> ApiResult<Json<Value>> {
+    let mut p = Params::new(q);
+    let (page, per_page) = p.page();
+    p.done()?;
+    let all = st.control.connectors();
+    let total = all.len() as i64;
+    let items: Vec<_> = all
+        .into_iter()
+        .skip(((page - 1) * per_page) as usize)
+        .take(per_page as usize)
+        .collect();
+    Ok(Json(json!({"items": items, "meta": meta(page, per_page, total)})))
+}
+
+pub async fn get_connector(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let c = st
+        .control
+        .connectors()
+        .into_iter()
+        .find(|c| c.id == id)
+        .ok_or_else(|| ApiError::not_found("CONNECTOR_NOT_FOUND", format!("no connector `{id}`")))?;
+    let last_job = st.catalog.last_job(&id).await?.map(|j| job_view(&st, j));
+    let mut v = serde_json::to_value(c).map_err(ApiError::internal)?;
+    v["last_job"] = json!(last_job);
+    Ok(Json(v))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunBody {
+    #[serde(default)]
+    kind: Option<RunKind>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum RunKind {
+    Full,
+    Incremental,
+}
+
+pub async fn run_connector(State(st): State<AppState>, Path(id): Path<String>, JsonBody(body): JsonBody<RunBody>) -> ApiResult<Response> {
+    let full = matches!(body.kind.unwrap_or(RunKind::Incremental), RunKind::Full);
+    let job_id = st.control.run_now(&id, full).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"job_id": job_id, "kind": if full { "full" } else { "incremental" }}))).into_response())
+}
+
+pub async fn pause_connector(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    st.control.set_paused(&id, true).await?;
+    Ok(Json(json!({"id": id, "paused": true})))
+}
+
+pub async fn resume_connector(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    st.control.set_paused(&id, false).await?;
+    Ok(Json(json!({"id": id, "paused": false})))
+}
+
+// ---- jobs ---------------------------------------------------------------------------
+
+const JOB_STATUSES: &[&str] = &["queued", "running", "succeeded", "failed", "cancelled", "interrupted"];
+
+fn job_view(st: &AppState, j: JobRow) -> Value {
+    let live = st.control.live_job(j.id);
+    let progress = match &live {
+        Some(l) => serde_json::to_value(&l.stats).unwrap_or(Value::Null),
+        None => serde_json::from_str(&j.stats).unwrap_or(Value::Null),
+    };
+    let ts = |ns: Option<i64>| ns.map(rfc3339);
+    json!({
+        "id": j.id,
+        "connector": j.connector,
+        "kind": j.kind,
+        "trigger": j.trigger,
+        "status": j.status,
+        "queued_at": ts(j.queued_at),
+        "started_at": ts(j.started_at),
+        "finished_at": ts(j.finished_at),
+        "error_count": if live.is_some() { progress["files_failed"].as_i64().unwrap_or(0) } else { j.error_count },
+        "last_error": j.last_error,
+        "progress": progress,
+    })
+}
+
+pub fn rfc3339(ns: i64) -> String {
+    chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+pub async fn list_jobs(State(st): State<AppState>, Query(q): Query<HashMap<String, String>>) -> ApiResult<Json<Value>> {
+    let mut p = Params::new(q);
+    let filter = JobFilter {
+        connector: p.string("connector"),
+        status: p.one_of("status", JOB_STATUSES),
+        since: p.time("since"),
+    };
+    let (page, per_page) = p.page();
+    p.done()?;
+    let (rows, total) = st.catalog.list_jobs(&filter, page, per_page).await?;
+    let items: Vec<Value> = rows.into_iter().map(|j| job_view(&st, j)).collect();
+    Ok(Json(json!({"items": items, "meta": meta(page, per_page, total)})))
+}
+
+pub async fn get_job(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let id = id_param(&id, "JOB_NOT_FOUND")?;
+    let j = st.catalog.job(id).await?.ok_or_else(|| ApiError::not_found("JOB_NOT_FOUND", format!("no job {id}")))?;
+    Ok(Json(job_view(&st, j)))
+}
+
+pub async fn job_log(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let id = id_param(&id, "JOB_NOT_FOUND")?;
+    st.catalog.job(id).await?.ok_or_else(|| ApiError::not_found("JOB_NOT_FOUND", format!("no job {id}")))?;
+    let lines = match st.control.live_job(id) {
+        Some(l) => l.log,
+        None => st.catalog.job_log(id).await?,
+    };
+    let items: Vec<Value> = lines
+        .into_iter()
+        .map(|l| json!({"at": rfc3339(l.at), "level": l.level, "message": l.message}))
+        .collect();
+    Ok(Json(json!({"items": items})))
+}
+
+pub async fn cancel_job(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+    let id = id_param(&id, "JOB_NOT_FOUND")?;
+    st.catalog.job(id).await?.ok_or_else(|| ApiError::not_found("JOB_NOT_FOUND", format!("no job {id}")))?;
+    st.control.cancel_job(id).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"job_id": id, "cancelling": true}))).into_response())
+}
+
+// ---- items --------------------------------------------------------------------------
+
+pub async fn list_items(State(st): State<AppState>, Query(q): Query<HashMap<String, String>>) -> ApiResult<Json<Value>> {
+    let mut p = Params::new(q);
+    let filter = ItemFilter {
+        connector: p.string("connector"),
+        prefix: p.string("prefix").map(String::into_bytes),
+        status: p.one_of("status", &["completed", "deleted", "failed"]),
+    };
+    let (page, per_page) = p.page();
+    p.done()?;
+    let (rows, total) = st.catalog.list_items(&filter, page, per_page).await?;
+    let items: Vec<Value> = rows.into_iter().map(item_view).collect();
+    Ok(Json(json!({"items": items, "meta": meta(page, per_page, total)})))
+}
+
+fn item_view(r: tributary_catalog::ItemRow) -> Value {
+    json!({
+        "id": r.id,
+        "connector": r.connector,
+        "path": r.path,
+        "status": r.status,
+        "size": r.size,
+        "mtime": r.mtime_ns.map(rfc3339),
+        "current_version": r.current_version,
+        "last_error": r.last_error,
+        "retry_count": r.retry_count,
+        "failed_at": r.failed_at.map(rfc3339),
+    })
+}
+
+pub async fn get_item(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let id = id_param(&id, "ITEM_NOT_FOUND")?;
+    let (row, versions) = st.catalog.item(id).await?.ok_or_else(|| ApiError::not_found("ITEM_NOT_FOUND", format!("no item {id}")))?;
+    let mut v = item_view(row);
+    v["versions"] = versions
+        .into_iter()
+        .map(|x| {
+            json!({
+                "id": x.id,
+                "deleted": x.deleted,
+                "size": x.size,
+                "mtime": rfc3339(x.mtime_ns),
+                "digest": x.digest.map(|d| format!("blake3:{d}")),
+                "committed_at": rfc3339(x.committed_at),
+                "job_id": x.job_id,
+                "chunks": x.chunks,
+                "status": if x.deleted { "deleted" } else { "completed" },
+            })
+        })
+        .collect();
+    Ok(Json(v))
+}
+
+/// `bytes=a-b`, `bytes=a-`, `bytes=-n` → inclusive range within `size`.
+fn parse_range(h: &str, size: u64) -> Option<(u64, u64)> {
+    let spec = h.strip_prefix("bytes=")?;
+    if spec.contains(',') || size == 0 {
+        return None;
+    }
+    let (a, b) = spec.split_once('-')?;
+    let (start, end) = match (a.trim(), b.trim()) {
+        ("", n) => {
+            let n: u64 = n.parse().ok()?;
+            (size.saturating_sub(n), size - 1)
+        }
+        (a, "") => (a.parse().ok()?, size - 1),
+        (a, b) => (a.parse().ok()?, b.parse::<u64>().ok()?.min(size - 1)),
+    };
+    (start <= end && start < size).then_some((start, end))
+}
+
+pub async fn item_content(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let id = id_param(&id, "ITEM_NOT_FOUND")?;
+    let mut p = Params::new(q);
+    let version = p.int("version", 1, i64::MAX);
+    p.done()?;
+    let (row, versions) = st.catalog.item(id).await?.ok_or_else(|| ApiError::not_found("ITEM_NOT_FOUND", format!("no item {id}")))?;
+    let vid = match version {
+        Some(v) if versions.iter().any(|x| x.id == v) => v,
+        Some(v) => return Err(ApiError::not_found("VERSION_NOT_FOUND", format!("item {id} has no version {v}"))),
+        None => row.current_version.ok_or_else(|| ApiError::not_found("VERSION_NOT_FOUND", "no version"))?,
+    };
+    let entry = st
+        .catalog
+        .version_content(vid)
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::GONE, "ITEM_DELETED", "this version is a delete (tombstone)"))?;
+    let size = entry.size;
+    let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+        Some(h) => match parse_range(h, size) {
+            Some(r) => Some(r),
+            None => {
+                let mut resp = ApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, "RANGE_NOT_SATISFIABLE", "invalid or unsatisfiable Range")
+                    .into_response();
+                resp.headers_mut().insert(header::CONTENT_RANGE, format!("bytes */{size}").parse().expect("header"));
+                return Ok(resp);
+            }
+        },
+        None => None,
+    };
+    let (start, end) = range.unwrap_or((0, size.saturating_sub(1)));
+    // the chunks that overlap [start, end], with their offsets
+    let mut pieces = Vec::new();
+    let mut off = 0u64;
+    for c in entry.chunks {
+        let (cs, ce) = (off, off + c.size);
+        off = ce;
+        if size == 0 || ce <= start || cs > end {
+            continue;
+        }
+        pieces.push((c, start.saturating_sub(cs), (end + 1).min(ce) - cs));
+    }
+    let store = st.store.clone();
+    let stream = futures::stream::iter(pieces).then(move |(c, from, to)| {
+        let store = store.clone();
+        async move {
+            let data = tributary_pipeline::maintenance::fetch_chunk(&*store, &c)
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            Ok::<_, std::io::Error>(data.slice(from as usize..to as usize))
+        }
+    });
+    use futures::StreamExt;
+    let name = row.path.rsplit('/').next().unwrap_or("content").replace('"', "");
+    let mut resp = Response::builder()
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\""))
+        .header(header::CONTENT_LENGTH, if size == 0 { 0 } else { end - start + 1 });
+    if range.is_some() {
+        resp = resp
+            .status(StatusCode::PARTIAL_CONTENT)
+            .header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{size}"));
+    }
+    resp.body(Body::from_stream(stream)).map_err(ApiError::internal)
+}
+
+// ---- change feed ----------------------------------------------------------------------
+
+pub async fn changes(State(st): State<AppState>, Query(q): Query<HashMap<String, String>>) -> ApiResult<Json<Value>> {
+    let mut p = Params::new(q);
+    let cursor = p.int("cursor", 0, i64::MAX).unwrap_or(0);
+    let limit = p.int("limit", 1, 1000).unwrap_or(100);
+    p.done()?;
+    let pruned = st.catalog.pruned_through().await?;
+    if cursor < pruned {
+        return Err(ApiError::new(
+            StatusCode::GONE,
+            "SYNC_CURSOR_INVALID",
+            format!("cursor {cursor} is older than the change retention; resynchronise from cursor {pruned} after a full read of /api/v1/items"),
+        )
+        .details(json!({"oldest_valid_cursor": pruned})));
+    }
+    let rows = st.catalog.changes(cursor, limit).await?;
+    let next = rows.last().map(|c| c.seq).unwrap_or(cursor);
+    let items: Vec<Value> = rows
+        .into_iter()
+        .map(|c| {
+            json!({
+                "seq": c.seq,
+                "connector": c.connector,
+                "op": c.op,
+                "item_id": c.item_id,
+                "version_id": c.version_id,
+                "path": String::from_utf8_lossy(&c.path),
+                "at": rfc3339(c.at),
+            })
+        })
+        .collect();
+    Ok(Json(json!({"items": items, "next_cursor": next})))
+}
+
+pub async fn reload(State(st): State<AppState>) -> ApiResult<Json<Value>> {
+    Ok(Json(st.control.reload().await?))
+}

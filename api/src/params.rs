@@ -1,0 +1,89 @@
+//! Query parameters, parsed by hand so that every bad field is reported at once.
+
+use std::collections::HashMap;
+
+use axum::http::StatusCode;
+use serde_json::json;
+
+use crate::error::ApiError;
+
+pub struct Params {
+    raw: HashMap<String, String>,
+    errors: Vec<serde_json::Value>,
+}
+
+impl Params {
+    pub fn new(raw: HashMap<String, String>) -> Params {
+        Params {
+            raw,
+            errors: Vec::new(),
+        }
+    }
+
+    pub fn string(&mut self, name: &str) -> Option<String> {
+        self.raw.get(name).filter(|v| !v.is_empty()).cloned()
+    }
+
+    pub fn int(&mut self, name: &str, min: i64, max: i64) -> Option<i64> {
+        let v = self.raw.get(name)?;
+        match v.parse::<i64>() {
+            Ok(n) if (min..=max).contains(&n) => Some(n),
+            _ => {
+                self.errors.push(json!({"field": name, "message": format!("expected an integer from {min} to {max}, got `{v}`")}));
+                None
+            }
+        }
+    }
+
+    pub fn one_of(&mut self, name: &str, allowed: &[&str]) -> Option<String> {
+        let v = self.string(name)?;
+        if allowed.contains(&v.as_str()) {
+            Some(v)
+        } else {
+            self.errors.push(json!({"field": name, "message": format!("expected one of {}, got `{v}`", allowed.join(", "))}));
+            None
+        }
+    }
+
+    /// RFC 3339 or Unix seconds, as Unix nanoseconds.
+    pub fn time(&mut self, name: &str) -> Option<i64> {
+        let v = self.string(name)?;
+        if let Ok(secs) = v.parse::<i64>() {
+            return Some(secs.saturating_mul(1_000_000_000));
+        }
+        match chrono::DateTime::parse_from_rfc3339(&v) {
+            Ok(t) => t.timestamp_nanos_opt(),
+            Err(_) => {
+                self.errors.push(json!({"field": name, "message": format!("expected RFC 3339 (2026-11-01T12:00:00Z) or Unix seconds, got `{v}`")}));
+                None
+            }
+        }
+    }
+
+    /// `page` and `per_page` (default 1 and 50, at most 500).
+    pub fn page(&mut self) -> (i64, i64) {
+        let page = self.int("page", 1, i64::MAX / 1000).unwrap_or(1);
+        let per_page = self.int("per_page", 1, 500).unwrap_or(50);
+        (page, per_page)
+    }
+
+    /// Fails with every invalid field, if any.
+    pub fn done(self) -> Result<(), ApiError> {
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::new(StatusCode::BAD_REQUEST, "INVALID_QUERY", "invalid query parameters")
+                .details(json!({"fields": self.errors})))
+        }
+    }
+}
+
+/// The `meta` of every paginated list.
+pub fn meta(page: i64, per_page: i64, total: i64) -> serde_json::Value {
+    json!({
+        "page": page,
+        "per_page": per_page,
+        "total": total,
+        "pages": if total == 0 { 0 } else { (total + per_page - 1) / per_page },
+    })
+}
