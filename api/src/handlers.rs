@@ -20,31 +20,27 @@ pub struct JsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
+    /// An absent or empty body is `{}`; otherwise it must be JSON of the right shape.
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        use axum::extract::rejection::JsonRejection;
-        let empty = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .is_some_and(|v| v == "0");
-        if empty {
-            return serde_json::from_value(json!({})).map(JsonBody).map_err(|e| {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_BODY", format!("invalid body: {e}"))
-            });
-        }
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(JsonBody(v)),
-            Err(JsonRejection::BytesRejection(e)) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "PAYLOAD_TOO_LARGE",
-                "the request body is larger than api.max_body_size",
-            )),
-            Err(JsonRejection::JsonDataError(e)) => Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "INVALID_BODY",
-                format!("invalid body: {}", e.body_text()),
-            )),
-            Err(e) => Err(ApiError::new(StatusCode::BAD_REQUEST, "INVALID_BODY", e.body_text())),
-        }
+        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "PAYLOAD_TOO_LARGE",
+                    "the request body is larger than api.max_body_size",
+                )
+            } else {
+                ApiError::new(StatusCode::BAD_REQUEST, "INVALID_BODY", e.body_text())
+            }
+        })?;
+        let parsed = if bytes.iter().all(u8::is_ascii_whitespace) {
+            serde_json::from_value(json!({}))
+        } else {
+            serde_json::from_slice(&bytes)
+        };
+        parsed.map(JsonBody).map_err(|e| {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_BODY", format!("invalid body: {e}"))
+        })
     }
 }
 

@@ -51,8 +51,12 @@ impl Params {
         if let Ok(secs) = v.parse::<i64>() {
             return Some(secs.saturating_mul(1_000_000_000));
         }
-        match chrono::DateTime::parse_from_rfc3339(&v) {
-            Ok(t) => t.timestamp_nanos_opt(),
+        match chrono::DateTime::parse_from_rfc3339(&v).map(|t| t.timestamp_nanos_opt()) {
+            Ok(Some(ns)) => Some(ns),
+            Ok(None) => {
+                self.errors.push(json!({"field": name, "message": format!("`{v}` is out of range (1677 to 2262)")}));
+                None
+            }
             Err(_) => {
                 self.errors.push(json!({"field": name, "message": format!("expected RFC 3339 (2026-11-01T12:00:00Z) or Unix seconds, got `{v}`")}));
                 None

@@ -665,7 +665,8 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
     }
     daemon.start_background();
     for id in &ids {
-        if interrupted.contains(id) {
+        let last = daemon.pipeline.catalog.last_job(id).await?;
+        if interrupted.contains(id) || last.is_some_and(|j| j.status == "interrupted") {
             tracing::info!(connector = %id, "resuming after an interrupted job");
             let _ = daemon.trigger(id, JobKind::Incremental, "startup").await;
         } else if daemon.pipeline.catalog.last_success(id).await?.is_none() {

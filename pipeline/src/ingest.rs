@@ -161,6 +161,15 @@ impl Job {
         self.failed.load(Ordering::SeqCst)
     }
 
+    /// Resolves when an operator cancels the job (not on shutdown, which lets uploads
+    /// in flight finish within the daemon's deadline).
+    async fn operator_cancelled(&self) {
+        self.control.stopped().await;
+        if self.control.reason() != Some(StopReason::Cancelled) {
+            std::future::pending::<()>().await;
+        }
+    }
+
     /// No new work: the job failed or was stopped from outside.
     fn winding_down(&self) -> bool {
         self.stopped() || self.control.is_stopped()
@@ -334,6 +343,7 @@ async fn drive(job: Arc<Job>) -> anyhow::Result<()> {
                             .await
                     }
                     Err(Failure::Fatal(msg)) => job.fail(msg),
+                    Err(Failure::Stopped) => {}
                 }
             }
         }));
@@ -499,6 +509,8 @@ async fn drive(job: Arc<Job>) -> anyhow::Result<()> {
 enum Failure {
     Item(String),
     Fatal(String),
+    /// An operator cancelled the job while this file was in flight.
+    Stopped,
 }
 
 /// Reads, chunks, dedups and uploads one file; returns the version to commit.
@@ -597,6 +609,9 @@ async fn process_file(job: &Arc<Job>, mut entry: Entry) -> Result<NewVersion, Fa
             .await
             .map_err(|e| Failure::Item(format!("reader task: {e}")))?;
         if let Some(f) = fatal {
+            if job.control.reason() == Some(StopReason::Cancelled) {
+                return Err(Failure::Stopped);
+            }
             return Err(Failure::Fatal(f));
         }
         let digest = match digest {
@@ -665,16 +680,18 @@ async fn upload_chunk(
             let key = chunk_key(&hex::encode(chunk.hash));
             let stored = body.len() as u64;
             let store = job.p.store.clone();
-            with_retry(
+            let put = with_retry(
                 job.p.settings.retry,
                 |attempt, e| {
                     Progress::add(&job.progress.upload_retries, 1);
                     tracing::warn!(attempt, error = %e, "upload failed; retrying");
                 },
                 || store.put(&key, body.clone(), PutMode::Overwrite),
-            )
-            .await
-            .map_err(|e| format!("object store {}: {e}", job.p.store.describe()))?;
+            );
+            tokio::select! {
+                r = put => r.map_err(|e| format!("object store {}: {e}", job.p.store.describe()))?,
+                _ = job.operator_cancelled() => return Err("cancelled".to_string()),
+            }
             fault::point("upload.after_put");
             Ok::<_, String>(ChunkRef {
                 hash: chunk.hash,
@@ -783,8 +800,12 @@ async fn flush(
         job.p.settings.retry,
         |_, _| Progress::add(&job.progress.upload_retries, 1),
         || store.put(&key, body.clone(), PutMode::IfAbsent),
-    )
-    .await;
+    );
+    let put = tokio::select! {
+        r = put => r,
+        // cancelled: this batch is not committed (its data is collected by gc)
+        _ = job.operator_cancelled() => return,
+    };
     match put {
         Ok(()) => {}
         // a retried put whose first attempt landed
