@@ -22,30 +22,37 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for JsonBody
     type Rejection = ApiError;
     /// An absent or empty body is `{}`; otherwise it must be JSON of the right shape.
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "PAYLOAD_TOO_LARGE",
-                    "the request body is larger than api.max_body_size",
-                )
-            } else {
-                ApiError::new(StatusCode::BAD_REQUEST, "INVALID_BODY", e.body_text())
-            }
-        })?;
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "PAYLOAD_TOO_LARGE",
+                        "the request body is larger than api.max_body_size",
+                    )
+                } else {
+                    ApiError::new(StatusCode::BAD_REQUEST, "INVALID_BODY", e.body_text())
+                }
+            })?;
         let parsed = if bytes.iter().all(u8::is_ascii_whitespace) {
             serde_json::from_value(json!({}))
         } else {
             serde_json::from_slice(&bytes)
         };
         parsed.map(JsonBody).map_err(|e| {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_BODY", format!("invalid body: {e}"))
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "INVALID_BODY",
+                format!("invalid body: {e}"),
+            )
         })
     }
 }
 
 fn id_param(raw: &str, code: &'static str) -> ApiResult<i64> {
-    raw.parse().map_err(|_| ApiError::not_found(code, format!("`{raw}` is not a valid id")))
+    raw.parse()
+        .map_err(|_| ApiError::not_found(code, format!("`{raw}` is not a valid id")))
 }
 
 pub async fn not_found() -> ApiError {
@@ -53,7 +60,11 @@ pub async fn not_found() -> ApiError {
 }
 
 pub async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "method not allowed on this route")
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        "method not allowed on this route",
+    )
 }
 
 pub async fn health() -> Json<Value> {
@@ -69,7 +80,10 @@ pub async fn ready(State(st): State<AppState>) -> Response {
         }
         Err(e) => {
             ok = false;
-            parts.insert("catalog".into(), json!({"ok": false, "error": e.to_string()}));
+            parts.insert(
+                "catalog".into(),
+                json!({"ok": false, "error": e.to_string()}),
+            );
         }
     }
     match tokio::time::timeout(std::time::Duration::from_secs(5), st.store.check()).await {
@@ -78,15 +92,25 @@ pub async fn ready(State(st): State<AppState>) -> Response {
         }
         Ok(Err(e)) => {
             ok = false;
-            parts.insert("object_store".into(), json!({"ok": false, "error": e.to_string()}));
+            parts.insert(
+                "object_store".into(),
+                json!({"ok": false, "error": e.to_string()}),
+            );
         }
         Err(_) => {
             ok = false;
-            parts.insert("object_store".into(), json!({"ok": false, "error": "timed out after 5s"}));
+            parts.insert(
+                "object_store".into(),
+                json!({"ok": false, "error": "timed out after 5s"}),
+            );
         }
     }
     if ok {
-        (StatusCode::OK, Json(json!({"status": "ready", "checks": parts}))).into_response()
+        (
+            StatusCode::OK,
+            Json(json!({"status": "ready", "checks": parts})),
+        )
+            .into_response()
     } else {
         let failing: Vec<String> = parts
             .iter()
@@ -106,7 +130,14 @@ pub async fn ready(State(st): State<AppState>) -> Response {
 pub async fn metrics_text(State(st): State<AppState>) -> Response {
     let mut out = st.control.metrics().await;
     st.metrics.render(&mut out);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response()
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    )
+        .into_response()
 }
 
 pub async fn openapi_doc() -> Json<Value> {
@@ -115,7 +146,10 @@ pub async fn openapi_doc() -> Json<Value> {
 
 // ---- connectors ---------------------------------------------------------------------
 
-pub async fn list_connectors(State(st): State<AppState>, Query(q): Query<HashMap<String, String>>) -> ApiResult<Json<Value>> {
+pub async fn list_connectors(
+    State(st): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
     let mut p = Params::new(q);
     let (page, per_page) = p.page();
     p.done()?;
@@ -126,16 +160,23 @@ pub async fn list_connectors(State(st): State<AppState>, Query(q): Query<HashMap
         .skip(((page - 1) * per_page) as usize)
         .take(per_page as usize)
         .collect();
-    Ok(Json(json!({"items": items, "meta": meta(page, per_page, total)})))
+    Ok(Json(
+        json!({"items": items, "meta": meta(page, per_page, total)}),
+    ))
 }
 
-pub async fn get_connector(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn get_connector(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let c = st
         .control
         .connectors()
         .into_iter()
         .find(|c| c.id == id)
-        .ok_or_else(|| ApiError::not_found("CONNECTOR_NOT_FOUND", format!("no connector `{id}`")))?;
+        .ok_or_else(|| {
+            ApiError::not_found("CONNECTOR_NOT_FOUND", format!("no connector `{id}`"))
+        })?;
     let last_job = st.catalog.last_job(&id).await?.map(|j| job_view(&st, j));
     let mut v = serde_json::to_value(c).map_err(ApiError::internal)?;
     v["last_job"] = json!(last_job);
@@ -156,25 +197,46 @@ enum RunKind {
     Incremental,
 }
 
-pub async fn run_connector(State(st): State<AppState>, Path(id): Path<String>, JsonBody(body): JsonBody<RunBody>) -> ApiResult<Response> {
+pub async fn run_connector(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<RunBody>,
+) -> ApiResult<Response> {
     let full = matches!(body.kind.unwrap_or(RunKind::Incremental), RunKind::Full);
     let job_id = st.control.run_now(&id, full).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"job_id": job_id, "kind": if full { "full" } else { "incremental" }}))).into_response())
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"job_id": job_id, "kind": if full { "full" } else { "incremental" }})),
+    )
+        .into_response())
 }
 
-pub async fn pause_connector(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn pause_connector(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     st.control.set_paused(&id, true).await?;
     Ok(Json(json!({"id": id, "paused": true})))
 }
 
-pub async fn resume_connector(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn resume_connector(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     st.control.set_paused(&id, false).await?;
     Ok(Json(json!({"id": id, "paused": false})))
 }
 
 // ---- jobs ---------------------------------------------------------------------------
 
-const JOB_STATUSES: &[&str] = &["queued", "running", "succeeded", "failed", "cancelled", "interrupted"];
+const JOB_STATUSES: &[&str] = &[
+    "queued",
+    "running",
+    "succeeded",
+    "failed",
+    "cancelled",
+    "interrupted",
+];
 
 fn job_view(st: &AppState, j: JobRow) -> Value {
     let live = st.control.live_job(j.id);
@@ -202,7 +264,10 @@ pub fn rfc3339(ns: i64) -> String {
     chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-pub async fn list_jobs(State(st): State<AppState>, Query(q): Query<HashMap<String, String>>) -> ApiResult<Json<Value>> {
+pub async fn list_jobs(
+    State(st): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
     let mut p = Params::new(q);
     let filter = JobFilter {
         connector: p.string("connector"),
@@ -213,18 +278,27 @@ pub async fn list_jobs(State(st): State<AppState>, Query(q): Query<HashMap<Strin
     p.done()?;
     let (rows, total) = st.catalog.list_jobs(&filter, page, per_page).await?;
     let items: Vec<Value> = rows.into_iter().map(|j| job_view(&st, j)).collect();
-    Ok(Json(json!({"items": items, "meta": meta(page, per_page, total)})))
+    Ok(Json(
+        json!({"items": items, "meta": meta(page, per_page, total)}),
+    ))
 }
 
 pub async fn get_job(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let id = id_param(&id, "JOB_NOT_FOUND")?;
-    let j = st.catalog.job(id).await?.ok_or_else(|| ApiError::not_found("JOB_NOT_FOUND", format!("no job {id}")))?;
+    let j = st
+        .catalog
+        .job(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("JOB_NOT_FOUND", format!("no job {id}")))?;
     Ok(Json(job_view(&st, j)))
 }
 
 pub async fn job_log(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let id = id_param(&id, "JOB_NOT_FOUND")?;
-    st.catalog.job(id).await?.ok_or_else(|| ApiError::not_found("JOB_NOT_FOUND", format!("no job {id}")))?;
+    st.catalog
+        .job(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("JOB_NOT_FOUND", format!("no job {id}")))?;
     let lines = match st.control.live_job(id) {
         Some(l) => l.log,
         None => st.catalog.job_log(id).await?,
@@ -238,14 +312,24 @@ pub async fn job_log(State(st): State<AppState>, Path(id): Path<String>) -> ApiR
 
 pub async fn cancel_job(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
     let id = id_param(&id, "JOB_NOT_FOUND")?;
-    st.catalog.job(id).await?.ok_or_else(|| ApiError::not_found("JOB_NOT_FOUND", format!("no job {id}")))?;
+    st.catalog
+        .job(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("JOB_NOT_FOUND", format!("no job {id}")))?;
     st.control.cancel_job(id).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"job_id": id, "cancelling": true}))).into_response())
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"job_id": id, "cancelling": true})),
+    )
+        .into_response())
 }
 
 // ---- items --------------------------------------------------------------------------
 
-pub async fn list_items(State(st): State<AppState>, Query(q): Query<HashMap<String, String>>) -> ApiResult<Json<Value>> {
+pub async fn list_items(
+    State(st): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
     let mut p = Params::new(q);
     let filter = ItemFilter {
         connector: p.string("connector"),
@@ -256,7 +340,9 @@ pub async fn list_items(State(st): State<AppState>, Query(q): Query<HashMap<Stri
     p.done()?;
     let (rows, total) = st.catalog.list_items(&filter, page, per_page).await?;
     let items: Vec<Value> = rows.into_iter().map(item_view).collect();
-    Ok(Json(json!({"items": items, "meta": meta(page, per_page, total)})))
+    Ok(Json(
+        json!({"items": items, "meta": meta(page, per_page, total)}),
+    ))
 }
 
 fn item_view(r: tributary_catalog::ItemRow) -> Value {
@@ -274,9 +360,16 @@ fn item_view(r: tributary_catalog::ItemRow) -> Value {
     })
 }
 
-pub async fn get_item(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn get_item(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let id = id_param(&id, "ITEM_NOT_FOUND")?;
-    let (row, versions) = st.catalog.item(id).await?.ok_or_else(|| ApiError::not_found("ITEM_NOT_FOUND", format!("no item {id}")))?;
+    let (row, versions) = st
+        .catalog
+        .item(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("ITEM_NOT_FOUND", format!("no item {id}")))?;
     let mut v = item_view(row);
     v["versions"] = versions
         .into_iter()
@@ -325,25 +418,45 @@ pub async fn item_content(
     let mut p = Params::new(q);
     let version = p.int("version", 1, i64::MAX);
     p.done()?;
-    let (row, versions) = st.catalog.item(id).await?.ok_or_else(|| ApiError::not_found("ITEM_NOT_FOUND", format!("no item {id}")))?;
+    let (row, versions) = st
+        .catalog
+        .item(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("ITEM_NOT_FOUND", format!("no item {id}")))?;
     let vid = match version {
         Some(v) if versions.iter().any(|x| x.id == v) => v,
-        Some(v) => return Err(ApiError::not_found("VERSION_NOT_FOUND", format!("item {id} has no version {v}"))),
-        None => row.current_version.ok_or_else(|| ApiError::not_found("VERSION_NOT_FOUND", "no version"))?,
+        Some(v) => {
+            return Err(ApiError::not_found(
+                "VERSION_NOT_FOUND",
+                format!("item {id} has no version {v}"),
+            ));
+        }
+        None => row
+            .current_version
+            .ok_or_else(|| ApiError::not_found("VERSION_NOT_FOUND", "no version"))?,
     };
-    let entry = st
-        .catalog
-        .version_content(vid)
-        .await?
-        .ok_or_else(|| ApiError::new(StatusCode::GONE, "ITEM_DELETED", "this version is a delete (tombstone)"))?;
+    let entry = st.catalog.version_content(vid).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::GONE,
+            "ITEM_DELETED",
+            "this version is a delete (tombstone)",
+        )
+    })?;
     let size = entry.size;
     let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
         Some(h) => match parse_range(h, size) {
             Some(r) => Some(r),
             None => {
-                let mut resp = ApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, "RANGE_NOT_SATISFIABLE", "invalid or unsatisfiable Range")
-                    .into_response();
-                resp.headers_mut().insert(header::CONTENT_RANGE, format!("bytes */{size}").parse().expect("header"));
+                let mut resp = ApiError::new(
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    "RANGE_NOT_SATISFIABLE",
+                    "invalid or unsatisfiable Range",
+                )
+                .into_response();
+                resp.headers_mut().insert(
+                    header::CONTENT_RANGE,
+                    format!("bytes */{size}").parse().expect("header"),
+                );
                 return Ok(resp);
             }
         },
@@ -372,23 +485,38 @@ pub async fn item_content(
         }
     });
     use futures::StreamExt;
-    let name = row.path.rsplit('/').next().unwrap_or("content").replace('"', "");
+    let name = row
+        .path
+        .rsplit('/')
+        .next()
+        .unwrap_or("content")
+        .replace('"', "");
     let mut resp = Response::builder()
         .header(header::CONTENT_TYPE, "application/octet-stream")
         .header(header::ACCEPT_RANGES, "bytes")
-        .header(header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\""))
-        .header(header::CONTENT_LENGTH, if size == 0 { 0 } else { end - start + 1 });
+        .header(
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{name}\""),
+        )
+        .header(
+            header::CONTENT_LENGTH,
+            if size == 0 { 0 } else { end - start + 1 },
+        );
     if range.is_some() {
         resp = resp
             .status(StatusCode::PARTIAL_CONTENT)
             .header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{size}"));
     }
-    resp.body(Body::from_stream(stream)).map_err(ApiError::internal)
+    resp.body(Body::from_stream(stream))
+        .map_err(ApiError::internal)
 }
 
 // ---- change feed ----------------------------------------------------------------------
 
-pub async fn changes(State(st): State<AppState>, Query(q): Query<HashMap<String, String>>) -> ApiResult<Json<Value>> {
+pub async fn changes(
+    State(st): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
     let mut p = Params::new(q);
     let cursor = p.int("cursor", 0, i64::MAX).unwrap_or(0);
     let limit = p.int("limit", 1, 1000).unwrap_or(100);

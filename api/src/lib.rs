@@ -75,7 +75,9 @@ impl From<ControlError> for ApiError {
     fn from(e: ControlError) -> Self {
         use serde_json::json;
         match e {
-            ControlError::ConnectorNotFound => ApiError::not_found("CONNECTOR_NOT_FOUND", "no such connector"),
+            ControlError::ConnectorNotFound => {
+                ApiError::not_found("CONNECTOR_NOT_FOUND", "no such connector")
+            }
             ControlError::JobNotFound => ApiError::not_found("JOB_NOT_FOUND", "no such job"),
             ControlError::AlreadyRunning(id) => ApiError::new(
                 StatusCode::CONFLICT,
@@ -83,9 +85,11 @@ impl From<ControlError> for ApiError {
                 format!("job {id} of this connector is already queued or running"),
             )
             .details(json!({"job_id": id})),
-            ControlError::JobNotRunning => {
-                ApiError::new(StatusCode::CONFLICT, "JOB_NOT_RUNNING", "the job is not queued or running")
-            }
+            ControlError::JobNotRunning => ApiError::new(
+                StatusCode::CONFLICT,
+                "JOB_NOT_RUNNING",
+                "the job is not queued or running",
+            ),
             ControlError::Paused => ApiError::new(
                 StatusCode::CONFLICT,
                 "CONNECTOR_PAUSED",
@@ -146,8 +150,16 @@ pub const ROUTES: &[(&str, &str, Option<Role>)] = &[
     ("GET", "/api/v1/connectors", Some(Role::Viewer)),
     ("GET", "/api/v1/connectors/{id}", Some(Role::Viewer)),
     ("POST", "/api/v1/connectors/{id}/runs", Some(Role::Operator)),
-    ("POST", "/api/v1/connectors/{id}/pause", Some(Role::Operator)),
-    ("POST", "/api/v1/connectors/{id}/resume", Some(Role::Operator)),
+    (
+        "POST",
+        "/api/v1/connectors/{id}/pause",
+        Some(Role::Operator),
+    ),
+    (
+        "POST",
+        "/api/v1/connectors/{id}/resume",
+        Some(Role::Operator),
+    ),
     ("GET", "/api/v1/jobs", Some(Role::Viewer)),
     ("GET", "/api/v1/jobs/{id}", Some(Role::Viewer)),
     ("GET", "/api/v1/jobs/{id}/log", Some(Role::Viewer)),
@@ -198,7 +210,10 @@ fn required_role(method: &Method, matched: Option<&str>) -> Option<Role> {
 }
 
 async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    let matched = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string());
+    let matched = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string());
     let Some(need) = required_role(req.method(), matched.as_deref()) else {
         return next.run(req).await;
     };
@@ -210,17 +225,34 @@ async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Response 
         .headers()
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(|t| Sha256::digest(t.trim().as_bytes()));
     let Some(presented) = presented else {
-        return ApiError::new(StatusCode::UNAUTHORIZED, "AUTH_TOKEN_INVALID", "a bearer token is required").into_response();
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "AUTH_TOKEN_INVALID",
+            "a bearer token is required",
+        )
+        .into_response();
     };
     // constant-time comparison against every configured hash
     let token = cfg.tokens.iter().find(|t| {
-        t.sha256.iter().zip(presented.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+        t.sha256
+            .iter()
+            .zip(presented.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
     });
     match token {
-        None => ApiError::new(StatusCode::UNAUTHORIZED, "AUTH_TOKEN_INVALID", "the bearer token is not valid").into_response(),
+        None => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "AUTH_TOKEN_INVALID",
+            "the bearer token is not valid",
+        )
+        .into_response(),
         Some(t) if t.role < need => ApiError::new(
             StatusCode::FORBIDDEN,
             "AUTHZ_FORBIDDEN",
@@ -259,6 +291,11 @@ async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Respon
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-request-id", v);
     }
-    st.metrics.record(method.as_str(), &route, resp.status().as_u16(), started.elapsed());
+    st.metrics.record(
+        method.as_str(),
+        &route,
+        resp.status().as_u16(),
+        started.elapsed(),
+    );
     resp
 }

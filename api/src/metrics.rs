@@ -24,7 +24,9 @@ impl ApiMetrics {
     pub fn record(&self, method: &str, route: &str, status: u16, took: Duration) {
         let class = format!("{}xx", status / 100);
         let mut m = self.series.lock().unwrap();
-        let s = m.entry((method.to_string(), route.to_string(), class)).or_default();
+        let s = m
+            .entry((method.to_string(), route.to_string(), class))
+            .or_default();
         let secs = took.as_secs_f64();
         s.count += 1;
         s.sum += secs;
@@ -37,21 +39,43 @@ impl ApiMetrics {
 
     pub fn render(&self, out: &mut String) {
         let m = self.series.lock().unwrap();
-        out.push_str("# HELP tributary_api_requests_total API requests by method, route and status class.\n");
+        out.push_str(
+            "# HELP tributary_api_requests_total API requests by method, route and status class.\n",
+        );
         out.push_str("# TYPE tributary_api_requests_total counter\n");
         for ((method, route, class), s) in m.iter() {
-            let _ = writeln!(out, "tributary_api_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{class}\"}} {}", s.count);
+            let _ = writeln!(
+                out,
+                "tributary_api_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{class}\"}} {}",
+                s.count
+            );
         }
         out.push_str("# HELP tributary_api_request_duration_seconds API request latency.\n");
         out.push_str("# TYPE tributary_api_request_duration_seconds histogram\n");
         for ((method, route, class), s) in m.iter() {
             let labels = format!("method=\"{method}\",route=\"{route}\",status=\"{class}\"");
             for (i, b) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(out, "tributary_api_request_duration_seconds_bucket{{{labels},le=\"{b}\"}} {}", s.buckets[i]);
+                let _ = writeln!(
+                    out,
+                    "tributary_api_request_duration_seconds_bucket{{{labels},le=\"{b}\"}} {}",
+                    s.buckets[i]
+                );
             }
-            let _ = writeln!(out, "tributary_api_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}", s.count);
-            let _ = writeln!(out, "tributary_api_request_duration_seconds_sum{{{labels}}} {}", s.sum);
-            let _ = writeln!(out, "tributary_api_request_duration_seconds_count{{{labels}}} {}", s.count);
+            let _ = writeln!(
+                out,
+                "tributary_api_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+                s.count
+            );
+            let _ = writeln!(
+                out,
+                "tributary_api_request_duration_seconds_sum{{{labels}}} {}",
+                s.sum
+            );
+            let _ = writeln!(
+                out,
+                "tributary_api_request_duration_seconds_count{{{labels}}} {}",
+                s.count
+            );
         }
     }
 }

@@ -16,46 +16,95 @@ fn describe(method: &str, path: &str) -> (&'static str, Vec<Value>, Option<Value
     let q = |name: &str, desc: &str| json!({"name": name, "in": "query", "description": desc, "schema": {"type": "string"}});
     match (method, path) {
         ("GET", "/api/v1/health") => ("Liveness", vec![], None, "200"),
-        ("GET", "/api/v1/health/ready") => ("Readiness of catalog and object store; 503 names the failing part", vec![], None, "200"),
+        ("GET", "/api/v1/health/ready") => (
+            "Readiness of catalog and object store; 503 names the failing part",
+            vec![],
+            None,
+            "200",
+        ),
         ("GET", "/api/v1/metrics") => ("Prometheus metrics (text format)", vec![], None, "200"),
         ("GET", "/api/v1/openapi.json") => ("This document", vec![], None, "200"),
         ("GET", "/api/v1/connectors") => ("List connectors with live status", page(), None, "200"),
-        ("GET", "/api/v1/connectors/{id}") => ("A connector: status, next run, last job, config with secrets redacted", vec![id()], None, "200"),
+        ("GET", "/api/v1/connectors/{id}") => (
+            "A connector: status, next run, last job, config with secrets redacted",
+            vec![id()],
+            None,
+            "200",
+        ),
         ("POST", "/api/v1/connectors/{id}/runs") => (
             "Queue a job now; 409 JOB_ALREADY_RUNNING when one is queued or running",
             vec![id()],
-            Some(json!({"type": "object", "properties": {"kind": {"type": "string", "enum": ["full", "incremental"]}}})),
+            Some(
+                json!({"type": "object", "properties": {"kind": {"type": "string", "enum": ["full", "incremental"]}}}),
+            ),
             "202",
         ),
-        ("POST", "/api/v1/connectors/{id}/pause") => ("Pause scheduled and watch runs", vec![id()], None, "200"),
-        ("POST", "/api/v1/connectors/{id}/resume") => ("Resume a paused connector", vec![id()], None, "200"),
+        ("POST", "/api/v1/connectors/{id}/pause") => {
+            ("Pause scheduled and watch runs", vec![id()], None, "200")
+        }
+        ("POST", "/api/v1/connectors/{id}/resume") => {
+            ("Resume a paused connector", vec![id()], None, "200")
+        }
         ("GET", "/api/v1/jobs") => {
-            let mut p = vec![q("connector", "connector id"), q("status", "queued, running, succeeded, failed, cancelled, interrupted"), q("since", "RFC 3339 or Unix seconds")];
+            let mut p = vec![
+                q("connector", "connector id"),
+                q(
+                    "status",
+                    "queued, running, succeeded, failed, cancelled, interrupted",
+                ),
+                q("since", "RFC 3339 or Unix seconds"),
+            ];
             p.extend(page());
             ("List jobs, newest first", p, None, "200")
         }
-        ("GET", "/api/v1/jobs/{id}") => ("A job with counters, progress, error_count and last_error", vec![id()], None, "200"),
+        ("GET", "/api/v1/jobs/{id}") => (
+            "A job with counters, progress, error_count and last_error",
+            vec![id()],
+            None,
+            "200",
+        ),
         ("GET", "/api/v1/jobs/{id}/log") => ("The job's log lines", vec![id()], None, "200"),
-        ("POST", "/api/v1/jobs/{id}/cancel") => ("Cancel a queued or running job (files in flight finish)", vec![id()], None, "202"),
+        ("POST", "/api/v1/jobs/{id}/cancel") => (
+            "Cancel a queued or running job (files in flight finish)",
+            vec![id()],
+            None,
+            "202",
+        ),
         ("GET", "/api/v1/items") => {
-            let mut p = vec![q("connector", "connector id"), q("prefix", "path prefix in the target namespace"), q("status", "completed, deleted or failed")];
+            let mut p = vec![
+                q("connector", "connector id"),
+                q("prefix", "path prefix in the target namespace"),
+                q("status", "completed, deleted or failed"),
+            ];
             p.extend(page());
             ("List items", p, None, "200")
         }
         ("GET", "/api/v1/items/{id}") => ("An item with its versions", vec![id()], None, "200"),
         ("GET", "/api/v1/items/{id}/content") => (
             "The stored bytes of the current (or given) version; supports Range",
-            vec![id(), json!({"name": "version", "in": "query", "schema": {"type": "integer"}}), json!({"name": "Range", "in": "header", "schema": {"type": "string"}})],
+            vec![
+                id(),
+                json!({"name": "version", "in": "query", "schema": {"type": "integer"}}),
+                json!({"name": "Range", "in": "header", "schema": {"type": "string"}}),
+            ],
             None,
             "200",
         ),
         ("GET", "/api/v1/changes") => (
             "The change feed after a cursor; 410 SYNC_CURSOR_INVALID past the retention",
-            vec![json!({"name": "cursor", "in": "query", "schema": {"type": "integer", "minimum": 0}}), json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}})],
+            vec![
+                json!({"name": "cursor", "in": "query", "schema": {"type": "integer", "minimum": 0}}),
+                json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}),
+            ],
             None,
             "200",
         ),
-        ("POST", "/api/v1/config/reload") => ("Re-read the configuration file; 422 CONFIG_INVALID keeps the old one", vec![], None, "200"),
+        ("POST", "/api/v1/config/reload") => (
+            "Re-read the configuration file; 422 CONFIG_INVALID keeps the old one",
+            vec![],
+            None,
+            "200",
+        ),
         _ => ("", vec![], None, "200"),
     }
 }
@@ -81,7 +130,8 @@ pub fn document() -> Value {
             None => op["security"] = json!([]),
         }
         if let Some(schema) = body {
-            op["requestBody"] = json!({"required": false, "content": {"application/json": {"schema": schema}}});
+            op["requestBody"] =
+                json!({"required": false, "content": {"application/json": {"schema": schema}}});
         }
         paths
             .entry(path.to_string())

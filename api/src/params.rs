@@ -76,8 +76,12 @@ impl Params {
         if self.errors.is_empty() {
             Ok(())
         } else {
-            Err(ApiError::new(StatusCode::BAD_REQUEST, "INVALID_QUERY", "invalid query parameters")
-                .details(json!({"fields": self.errors})))
+            Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "INVALID_QUERY",
+                "invalid query parameters",
+            )
+            .details(json!({"fields": self.errors})))
         }
     }
 }

@@ -148,8 +148,7 @@ pub struct JobRow {
     pub stats: String,
 }
 
-const JOB_COLUMNS: &str =
-    "id, connector, kind, trigger, status, queued_at, started_at, finished_at, error_count, last_error, stats";
+const JOB_COLUMNS: &str = "id, connector, kind, trigger, status, queued_at, started_at, finished_at, error_count, last_error, stats";
 
 fn job_row(r: sqlx::sqlite::SqliteRow) -> JobRow {
     JobRow {
@@ -357,15 +356,22 @@ impl Catalog {
     }
 
     pub async fn job(&self, id: i64) -> Result<Option<JobRow>> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1")))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.map(job_row))
     }
 
     /// A job row in state `queued`, for the daemon's job queue.
-    pub async fn create_queued_job(&self, connector: &str, kind: &str, trigger: &str) -> Result<i64> {
+    pub async fn create_queued_job(
+        &self,
+        connector: &str,
+        kind: &str,
+        trigger: &str,
+    ) -> Result<i64> {
         let id = sqlx::query_scalar(
             "INSERT INTO jobs (connector, kind, trigger, status, queued_at) VALUES ($1, $2, $3, 'queued', $4) RETURNING id",
         )
@@ -388,14 +394,21 @@ impl Catalog {
     }
 
     /// Jobs, newest first, with the total count for pagination.
-    pub async fn list_jobs(&self, f: &JobFilter, page: i64, per_page: i64) -> Result<(Vec<JobRow>, i64)> {
+    pub async fn list_jobs(
+        &self,
+        f: &JobFilter,
+        page: i64,
+        per_page: i64,
+    ) -> Result<(Vec<JobRow>, i64)> {
         const WHERE: &str = "($1 IS NULL OR connector = $1) AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR COALESCE(started_at, queued_at) >= $3)";
-        let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM jobs WHERE {WHERE}")))
-            .bind(&f.connector)
-            .bind(&f.status)
-            .bind(f.since)
-            .fetch_one(&self.pool)
-            .await?;
+        let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM jobs WHERE {WHERE}"
+        )))
+        .bind(&f.connector)
+        .bind(&f.status)
+        .bind(f.since)
+        .fetch_one(&self.pool)
+        .await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {JOB_COLUMNS} FROM jobs WHERE {WHERE} ORDER BY id DESC LIMIT $4 OFFSET $5"
         )))
@@ -442,7 +455,10 @@ impl Catalog {
     /// Replaces a job's log with `lines`.
     pub async fn write_job_log(&self, job_id: i64, lines: &[LogLine]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM job_logs WHERE job_id = $1").bind(job_id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM job_logs WHERE job_id = $1")
+            .bind(job_id)
+            .execute(&mut *tx)
+            .await?;
         for (i, l) in lines.iter().enumerate() {
             sqlx::query("INSERT INTO job_logs (job_id, seq, at, level, message) VALUES ($1, $2, $3, $4, $5)")
                 .bind(job_id)
@@ -458,13 +474,18 @@ impl Catalog {
     }
 
     pub async fn job_log(&self, job_id: i64) -> Result<Vec<LogLine>> {
-        let rows = sqlx::query("SELECT at, level, message FROM job_logs WHERE job_id = $1 ORDER BY seq")
-            .bind(job_id)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT at, level, message FROM job_logs WHERE job_id = $1 ORDER BY seq")
+                .bind(job_id)
+                .fetch_all(&self.pool)
+                .await?;
         Ok(rows
             .into_iter()
-            .map(|r| LogLine { at: r.get(0), level: r.get(1), message: r.get(2) })
+            .map(|r| LogLine {
+                at: r.get(0),
+                level: r.get(1),
+                message: r.get(2),
+            })
             .collect())
     }
 
@@ -493,7 +514,12 @@ impl Catalog {
     // ---- items ------------------------------------------------------------------
 
     /// Items by connector, path prefix and status, ordered by path, with the total.
-    pub async fn list_items(&self, f: &ItemFilter, page: i64, per_page: i64) -> Result<(Vec<ItemRow>, i64)> {
+    pub async fn list_items(
+        &self,
+        f: &ItemFilter,
+        page: i64,
+        per_page: i64,
+    ) -> Result<(Vec<ItemRow>, i64)> {
         let (lo, hi) = match &f.prefix {
             Some(p) => {
                 let (lo, hi) = prefix_range(p);
@@ -504,12 +530,14 @@ impl Catalog {
         let offset = (page - 1).max(0) * per_page;
         if f.status.as_deref() == Some("failed") {
             const WHERE: &str = "($1 IS NULL OR e.connector = $1) AND ($2 IS NULL OR e.path >= $2) AND ($3 IS NULL OR e.path < $3)";
-            let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM item_errors e WHERE {WHERE}")))
-                .bind(&f.connector)
-                .bind(&lo)
-                .bind(&hi)
-                .fetch_one(&self.pool)
-                .await?;
+            let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT COUNT(*) FROM item_errors e WHERE {WHERE}"
+            )))
+            .bind(&f.connector)
+            .bind(&lo)
+            .bind(&hi)
+            .fetch_one(&self.pool)
+            .await?;
             let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "SELECT i.id, e.connector, e.path, i.size, i.mtime_ns, i.current_version, e.error, e.retry_count, e.at
                  FROM item_errors e LEFT JOIN items i ON i.connector = e.connector AND i.source_id = e.source_id
@@ -549,13 +577,15 @@ impl Catalog {
             None => None,
         };
         const WHERE: &str = "($1 IS NULL OR i.connector = $1) AND ($2 IS NULL OR i.path >= $2) AND ($3 IS NULL OR i.path < $3) AND ($4 IS NULL OR i.deleted = $4)";
-        let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM items i WHERE {WHERE}")))
-            .bind(&f.connector)
-            .bind(&lo)
-            .bind(&hi)
-            .bind(deleted)
-            .fetch_one(&self.pool)
-            .await?;
+        let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM items i WHERE {WHERE}"
+        )))
+        .bind(&f.connector)
+        .bind(&lo)
+        .bind(&hi)
+        .bind(deleted)
+        .fetch_one(&self.pool)
+        .await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT i.id, i.connector, i.path, i.deleted, i.size, i.mtime_ns, i.current_version, e.error, e.retry_count, e.at
              FROM items i LEFT JOIN item_errors e ON e.connector = i.connector AND e.source_id = i.source_id
@@ -635,10 +665,12 @@ impl Catalog {
     /// Failed items per connector whose next retry is due: fewer than `max_retries`
     /// retries so far and a last failure older than `backoff × 2^retries`.
     pub async fn due_retries(&self, max_retries: i64, backoff: Duration) -> Result<Vec<DueRetry>> {
-        let rows = sqlx::query("SELECT connector, retry_count, at FROM item_errors WHERE retry_count < $1")
-            .bind(max_retries)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT connector, retry_count, at FROM item_errors WHERE retry_count < $1",
+        )
+        .bind(max_retries)
+        .fetch_all(&self.pool)
+        .await?;
         let now = now_ns();
         let mut per: std::collections::BTreeMap<String, i64> = Default::default();
         for r in rows {
@@ -649,12 +681,19 @@ impl Catalog {
                 *per.entry(r.get(0)).or_default() += 1;
             }
         }
-        Ok(per.into_iter().map(|(connector, count)| DueRetry { connector, count }).collect())
+        Ok(per
+            .into_iter()
+            .map(|(connector, count)| DueRetry { connector, count })
+            .collect())
     }
 
     /// Failed items whose retries are exhausted, with the fingerprint they failed with:
     /// planning leaves them alone until the source changes them.
-    pub async fn exhausted_failures(&self, connector: &str, max_retries: i64) -> Result<HashMap<Vec<u8>, Option<String>>> {
+    pub async fn exhausted_failures(
+        &self,
+        connector: &str,
+        max_retries: i64,
+    ) -> Result<HashMap<Vec<u8>, Option<String>>> {
         let rows = sqlx::query("SELECT source_id, fingerprint FROM item_errors WHERE connector = $1 AND retry_count >= $2")
             .bind(connector)
             .bind(max_retries)
@@ -665,14 +704,18 @@ impl Catalog {
 
     /// Cursors below this sequence number point into pruned history.
     pub async fn pruned_through(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT pruned_through FROM feed_state WHERE id = 1")
-            .fetch_optional(&self.pool)
-            .await?
-            .unwrap_or(0))
+        Ok(
+            sqlx::query_scalar("SELECT pruned_through FROM feed_state WHERE id = 1")
+                .fetch_optional(&self.pool)
+                .await?
+                .unwrap_or(0),
+        )
     }
 
     pub async fn latest_change(&self) -> Result<i64> {
-        let v: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM changes").fetch_one(&self.pool).await?;
+        let v: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM changes")
+            .fetch_one(&self.pool)
+            .await?;
         Ok(v.unwrap_or(0))
     }
 
@@ -687,11 +730,16 @@ impl Catalog {
         .fetch_one(&mut *tx)
         .await?;
         let Some(through) = through else { return Ok(0) };
-        let r = sqlx::query("DELETE FROM changes WHERE seq <= $1").bind(through).execute(&mut *tx).await?;
-        sqlx::query("UPDATE feed_state SET pruned_through = $1 WHERE id = 1 AND pruned_through < $1")
+        let r = sqlx::query("DELETE FROM changes WHERE seq <= $1")
             .bind(through)
             .execute(&mut *tx)
             .await?;
+        sqlx::query(
+            "UPDATE feed_state SET pruned_through = $1 WHERE id = 1 AND pruned_through < $1",
+        )
+        .bind(through)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(r.rows_affected())
     }

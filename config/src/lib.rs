@@ -173,7 +173,10 @@ pub struct Schedule {
 
 impl Schedule {
     /// The first firing strictly after `after`.
-    pub fn next_after(&self, after: chrono::DateTime<chrono::Utc>) -> Option<chrono::DateTime<chrono::Utc>> {
+    pub fn next_after(
+        &self,
+        after: chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
         self.cron
             .after(&after.with_timezone(&self.offset))
             .next()

@@ -9,8 +9,9 @@ use crate::positions::Positions;
 use crate::raw::{self, ConnectorKind, RawConfig, StoreKind};
 use crate::units::RawSize;
 use crate::{
-    ApiConfig, ApiToken, DaemonConfig, CatalogConfig, Config, ConfigError, ConfigErrors, ConnectorConfig, Loaded, ObjectStoreConfig,
-    PipelineConfig, S3Config, Schedule, Secret, SourceConfig,
+    ApiConfig, ApiToken, CatalogConfig, Config, ConfigError, ConfigErrors, ConnectorConfig,
+    DaemonConfig, Loaded, ObjectStoreConfig, PipelineConfig, S3Config, Schedule, Secret,
+    SourceConfig,
 };
 
 struct Ctx<'a> {
@@ -137,7 +138,10 @@ pub(crate) fn validate(
     let state_dir = cx.resolve(raw.state_dir.as_deref().unwrap_or("var"));
     let catalog = catalog(&mut cx, raw.catalog.as_ref(), &state_dir);
     let object_store = object_store(&mut cx, raw.object_store.as_ref(), &state_dir);
-    let pipeline = pipeline(&mut cx, raw.pipeline.as_ref().unwrap_or(&Default::default()));
+    let pipeline = pipeline(
+        &mut cx,
+        raw.pipeline.as_ref().unwrap_or(&Default::default()),
+    );
     let api = api(&mut cx, raw.api.as_ref());
     let daemon = daemon(&mut cx, raw.daemon.as_ref().unwrap_or(&Default::default()));
     let mut connectors = Vec::new();
@@ -370,7 +374,10 @@ fn api(cx: &mut Ctx, raw: Option<&raw::RawApi>) -> ApiConfig {
     if let Some(l) = &raw.listen {
         match l.parse() {
             Ok(a) => out.listen = a,
-            Err(_) => cx.error(format!("{p}.listen"), format!("expected an address like `127.0.0.1:8080` or `[::1]:8080`, got `{l}`")),
+            Err(_) => cx.error(
+                format!("{p}.listen"),
+                format!("expected an address like `127.0.0.1:8080` or `[::1]:8080`, got `{l}`"),
+            ),
         }
     }
     out.open_metrics = raw.open_metrics.unwrap_or(false);
@@ -381,38 +388,64 @@ fn api(cx: &mut Ctx, raw: Option<&raw::RawApi>) -> ApiConfig {
     for (i, t) in raw.tokens.iter().enumerate() {
         let tp = format!("{p}.tokens[{i}]");
         if !names.insert(t.name.clone()) {
-            cx.error(format!("{tp}.name"), format!("duplicate token name `{}`", t.name));
+            cx.error(
+                format!("{tp}.name"),
+                format!("duplicate token name `{}`", t.name),
+            );
         }
-        let given = [t.token_sha256.is_some(), t.token_file.is_some(), t.token.is_some()]
-            .iter()
-            .filter(|x| **x)
-            .count();
+        let given = [
+            t.token_sha256.is_some(),
+            t.token_file.is_some(),
+            t.token.is_some(),
+        ]
+        .iter()
+        .filter(|x| **x)
+        .count();
         if given != 1 {
-            cx.error(tp.clone(), "give exactly one of `token_sha256`, `token_file` or `token`");
+            cx.error(
+                tp.clone(),
+                "give exactly one of `token_sha256`, `token_file` or `token`",
+            );
             continue;
         }
         let sha = if let Some(h) = &t.token_sha256 {
             let bytes: Option<Vec<u8>> = (h.len() == 64)
-                .then(|| (0..64).step_by(2).map(|j| u8::from_str_radix(&h[j..j + 2], 16).ok()).collect())
+                .then(|| {
+                    (0..64)
+                        .step_by(2)
+                        .map(|j| u8::from_str_radix(&h[j..j + 2], 16).ok())
+                        .collect()
+                })
                 .flatten();
             match bytes {
                 Some(b) => b.try_into().ok(),
                 None => {
-                    cx.error(format!("{tp}.token_sha256"), "expected 64 hex digits (the SHA-256 of the token)");
+                    cx.error(
+                        format!("{tp}.token_sha256"),
+                        "expected 64 hex digits (the SHA-256 of the token)",
+                    );
                     None
                 }
             }
         } else {
-            cx.secret(&tp, "token", &t.token, &t.token_file).and_then(|s| {
-                if s.expose().len() < 16 {
-                    cx.error(format!("{tp}.token"), "a token must be at least 16 characters long");
-                    return None;
-                }
-                Some(sha2::Sha256::digest(s.expose().as_bytes()).into())
-            })
+            cx.secret(&tp, "token", &t.token, &t.token_file)
+                .and_then(|s| {
+                    if s.expose().len() < 16 {
+                        cx.error(
+                            format!("{tp}.token"),
+                            "a token must be at least 16 characters long",
+                        );
+                        return None;
+                    }
+                    Some(sha2::Sha256::digest(s.expose().as_bytes()).into())
+                })
         };
         if let Some(sha256) = sha {
-            out.tokens.push(ApiToken { name: t.name.clone(), role: t.role, sha256 });
+            out.tokens.push(ApiToken {
+                name: t.name.clone(),
+                role: t.role,
+                sha256,
+            });
         }
     }
     out
@@ -421,19 +454,30 @@ fn api(cx: &mut Ctx, raw: Option<&raw::RawApi>) -> ApiConfig {
 fn daemon(cx: &mut Ctx, raw: &raw::RawDaemon) -> DaemonConfig {
     let d = DaemonConfig::default();
     let p = "daemon";
-    let dur = |cx: &mut Ctx, key: &str, v: &Option<crate::units::RawDuration>, dflt: Duration| match v {
-        None => dflt,
-        Some(v) => match v.duration() {
-            Ok(x) => x,
-            Err(m) => {
-                cx.error(format!("{p}.{key}"), m);
-                dflt
-            }
-        },
-    };
-    let shutdown_deadline = dur(cx, "shutdown_deadline", &raw.shutdown_deadline, d.shutdown_deadline);
+    let dur =
+        |cx: &mut Ctx, key: &str, v: &Option<crate::units::RawDuration>, dflt: Duration| match v {
+            None => dflt,
+            Some(v) => match v.duration() {
+                Ok(x) => x,
+                Err(m) => {
+                    cx.error(format!("{p}.{key}"), m);
+                    dflt
+                }
+            },
+        };
+    let shutdown_deadline = dur(
+        cx,
+        "shutdown_deadline",
+        &raw.shutdown_deadline,
+        d.shutdown_deadline,
+    );
     let retry_backoff = dur(cx, "retry_backoff", &raw.retry_backoff, d.retry_backoff);
-    let change_retention = dur(cx, "change_retention", &raw.change_retention, d.change_retention);
+    let change_retention = dur(
+        cx,
+        "change_retention",
+        &raw.change_retention,
+        d.change_retention,
+    );
     let watch_debounce = dur(cx, "watch_debounce", &raw.watch_debounce, d.watch_debounce);
     let max_concurrent_jobs = match raw.max_concurrent_jobs {
         Some(0) => {

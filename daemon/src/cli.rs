@@ -118,7 +118,11 @@ pub enum ConfigCommand {
 pub fn init_tracing(args: &Cli) {
     use tracing_subscriber::EnvFilter;
     // the daemon reports its work; one-shot commands print their own summaries
-    let default = if matches!(args.command, Command::Run { .. }) { "info" } else { "warn" };
+    let default = if matches!(args.command, Command::Run { .. }) {
+        "info"
+    } else {
+        "warn"
+    };
     let filter = args
         .log
         .clone()
@@ -350,7 +354,9 @@ async fn once(
             }
         })
     };
-    let report = pipeline.run_job(connector, &spec, progress, Default::default()).await;
+    let report = pipeline
+        .run_job(connector, &spec, progress, Default::default())
+        .await;
     ticker.abort();
     let _ = ticker.await;
     let report = report?;

@@ -52,9 +52,12 @@ struct Live {
     control: JobControl,
 }
 
+/// Count, sum and bucket counts of a duration histogram.
+type Histogram = (u64, f64, [u64; 8]);
+
 #[derive(Default)]
 struct Metrics {
-    durations: Mutex<BTreeMap<String, (u64, f64, [u64; 8])>>,
+    durations: Mutex<BTreeMap<String, Histogram>>,
     totals: Mutex<tributary_pipeline::Stats>,
 }
 
@@ -88,7 +91,11 @@ fn connector_json(c: &ConnectorConfig) -> serde_json::Value {
         "watch": c.watch,
     });
     match &c.source {
-        SourceConfig::Local { path, follow_symlinks, one_file_system } => {
+        SourceConfig::Local {
+            path,
+            follow_symlinks,
+            one_file_system,
+        } => {
             v["path"] = json!(path.display().to_string());
             v["follow_symlinks"] = json!(follow_symlinks);
             v["one_file_system"] = json!(one_file_system);
@@ -162,7 +169,12 @@ impl Daemon {
         Box::pin(self.trigger_inner(id, kind, trigger))
     }
 
-    async fn trigger_inner(self: &Arc<Self>, id: &str, kind: JobKind, trigger: &str) -> Result<i64, ControlError> {
+    async fn trigger_inner(
+        self: &Arc<Self>,
+        id: &str,
+        kind: JobKind,
+        trigger: &str,
+    ) -> Result<i64, ControlError> {
         if self.shutdown.is_cancelled() {
             return Err(ControlError::ShuttingDown);
         }
@@ -186,16 +198,29 @@ impl Daemon {
             st.current = Some(0); // reserved until the job row exists
             (st.connector.clone(), st.cfg.clone())
         };
-        let job_id = match self.pipeline.catalog.create_queued_job(id, kind.as_str(), trigger).await {
+        let job_id = match self
+            .pipeline
+            .catalog
+            .create_queued_job(id, kind.as_str(), trigger)
+            .await
+        {
             Ok(j) => j,
             Err(e) => {
-                self.conns.lock().unwrap().get_mut(id).map(|s| s.current = None);
+                if let Some(s) = self.conns.lock().unwrap().get_mut(id) {
+                    s.current = None;
+                }
                 return Err(ControlError::Internal(format!("create job: {e}")));
             }
         };
         let progress = Arc::new(Progress::default());
         let control = JobControl::default();
-        self.live.lock().unwrap().insert(job_id, Live { progress: progress.clone(), control: control.clone() });
+        self.live.lock().unwrap().insert(
+            job_id,
+            Live {
+                progress: progress.clone(),
+                control: control.clone(),
+            },
+        );
         if let Some(s) = self.conns.lock().unwrap().get_mut(id) {
             s.current = Some(job_id);
         }
@@ -210,12 +235,25 @@ impl Daemon {
             allow_mass_delete: false,
             max_retries: Some(self.config().daemon.max_retries as i64),
         };
-        self.tracker.spawn(async move { me.run_job(connector, spec, progress, control).await });
-        tracing::info!(connector = id, job_id, trigger, kind = kind.as_str(), "job queued");
+        self.tracker
+            .spawn(async move { me.run_job(connector, spec, progress, control).await });
+        tracing::info!(
+            connector = id,
+            job_id,
+            trigger,
+            kind = kind.as_str(),
+            "job queued"
+        );
         Ok(job_id)
     }
 
-    async fn run_job(self: Arc<Self>, connector: Arc<dyn Connector>, spec: JobSpec, progress: Arc<Progress>, control: JobControl) {
+    async fn run_job(
+        self: Arc<Self>,
+        connector: Arc<dyn Connector>,
+        spec: JobSpec,
+        progress: Arc<Progress>,
+        control: JobControl,
+    ) {
         let id = spec.connector_id.clone();
         let job_id = spec.job_id.expect("daemon jobs are queued first");
         let permit = tokio::select! {
@@ -230,7 +268,12 @@ impl Daemon {
                     Some(StopReason::Shutdown) => "interrupted",
                     _ => "cancelled",
                 };
-                if let Err(e) = self.pipeline.catalog.finish_job(job_id, status, "{}", 0, Some("stopped before it started")).await {
+                if let Err(e) = self
+                    .pipeline
+                    .catalog
+                    .finish_job(job_id, status, "{}", 0, Some("stopped before it started"))
+                    .await
+                {
                     tracing::error!(job_id, error = %e, "record job end");
                 }
                 status.to_string()
@@ -239,7 +282,11 @@ impl Daemon {
                 if let Some(s) = self.conns.lock().unwrap().get_mut(&id) {
                     s.running = true;
                 }
-                match self.pipeline.run_job(connector, &spec, progress, control).await {
+                match self
+                    .pipeline
+                    .run_job(connector, &spec, progress, control)
+                    .await
+                {
                     Ok(r) => {
                         self.account(&r.stats);
                         if let Some(e) = &r.error {
@@ -249,7 +296,17 @@ impl Daemon {
                     }
                     Err(e) => {
                         tracing::error!(connector = %id, job_id, error = format!("{e:#}"), "job could not run");
-                        let _ = self.pipeline.catalog.finish_job(job_id, JobStatus::Failed.as_str(), "{}", 0, Some(&format!("{e:#}"))).await;
+                        let _ = self
+                            .pipeline
+                            .catalog
+                            .finish_job(
+                                job_id,
+                                JobStatus::Failed.as_str(),
+                                "{}",
+                                0,
+                                Some(&format!("{e:#}")),
+                            )
+                            .await;
                         "failed".to_string()
                     }
                 }
@@ -312,8 +369,7 @@ impl Daemon {
             let id = id.to_string();
             let token = token.clone();
             tokio::spawn(async move {
-                loop {
-                    let Some(next) = schedule.next_after(Utc::now()) else { break };
+                while let Some(next) = schedule.next_after(Utc::now()) {
                     if let Some(s) = me.conns.lock().unwrap().get_mut(&id) {
                         s.next_run = Some(next);
                     }
@@ -324,9 +380,15 @@ impl Daemon {
                     }
                     match me.trigger(&id, JobKind::Full, "schedule").await {
                         Ok(_) => {}
-                        Err(ControlError::AlreadyRunning(j)) => tracing::info!(connector = %id, running_job = j, "scheduled run skipped: a job is running"),
-                        Err(ControlError::Paused) => tracing::info!(connector = %id, "scheduled run skipped: paused"),
-                        Err(e) => tracing::warn!(connector = %id, error = ?e, "scheduled run not started"),
+                        Err(ControlError::AlreadyRunning(j)) => {
+                            tracing::info!(connector = %id, running_job = j, "scheduled run skipped: a job is running")
+                        }
+                        Err(ControlError::Paused) => {
+                            tracing::info!(connector = %id, "scheduled run skipped: paused")
+                        }
+                        Err(e) => {
+                            tracing::warn!(connector = %id, error = ?e, "scheduled run not started")
+                        }
                     }
                 }
             });
@@ -334,12 +396,21 @@ impl Daemon {
         if cfg.watch {
             let SourceConfig::Local { path, .. } = &cfg.source;
             if let Err(e) = self.clone().watch(id.to_string(), path.clone(), token) {
-                tracing::error!(connector = id, error = format!("{e:#}"), "cannot watch the folder; scheduled runs continue");
+                tracing::error!(
+                    connector = id,
+                    error = format!("{e:#}"),
+                    "cannot watch the folder; scheduled runs continue"
+                );
             }
         }
     }
 
-    fn watch(self: Arc<Self>, id: String, path: PathBuf, token: CancellationToken) -> anyhow::Result<()> {
+    fn watch(
+        self: Arc<Self>,
+        id: String,
+        path: PathBuf,
+        token: CancellationToken,
+    ) -> anyhow::Result<()> {
         use notify::{RecursiveMode, Watcher};
         let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
         let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
@@ -394,13 +465,25 @@ impl Daemon {
                     _ = me.shutdown.cancelled() => break,
                 }
                 let cfg = me.config();
-                match me.pipeline.catalog.due_retries(cfg.daemon.max_retries as i64, cfg.daemon.retry_backoff).await {
+                match me
+                    .pipeline
+                    .catalog
+                    .due_retries(cfg.daemon.max_retries as i64, cfg.daemon.retry_backoff)
+                    .await
+                {
                     Ok(due) => {
                         for d in due {
-                            let idle = me.conns.lock().unwrap().get(&d.connector).is_some_and(|s| s.current.is_none() && !s.paused);
+                            let idle = me
+                                .conns
+                                .lock()
+                                .unwrap()
+                                .get(&d.connector)
+                                .is_some_and(|s| s.current.is_none() && !s.paused);
                             if idle {
                                 tracing::info!(connector = %d.connector, files = d.count, "retrying failed files");
-                                let _ = me.trigger(&d.connector, JobKind::Incremental, "retry").await;
+                                let _ = me
+                                    .trigger(&d.connector, JobKind::Incremental, "retry")
+                                    .await;
                             }
                         }
                     }
@@ -408,7 +491,8 @@ impl Daemon {
                 }
                 if last_prune.elapsed() >= Duration::from_secs(3600) {
                     last_prune = Instant::now();
-                    let before = tributary_catalog::now_ns() - cfg.daemon.change_retention.as_nanos() as i64;
+                    let before =
+                        tributary_catalog::now_ns() - cfg.daemon.change_retention.as_nanos() as i64;
                     match me.pipeline.catalog.prune_changes(before).await {
                         Ok(n) if n > 0 => tracing::info!(removed = n, "pruned the change feed"),
                         Ok(_) => {}
@@ -420,15 +504,18 @@ impl Daemon {
     }
 
     async fn reload_config(self: &Arc<Self>) -> Result<serde_json::Value, ControlError> {
-        let new = wiring::load_config(&self.config_path)
-            .map_err(|errs| ControlError::ConfigInvalid(errs.0.iter().map(|e| e.to_string()).collect()))?;
+        let new = wiring::load_config(&self.config_path).map_err(|errs| {
+            ControlError::ConfigInvalid(errs.0.iter().map(|e| e.to_string()).collect())
+        })?;
         let old = self.config();
         let mut added = Vec::new();
         let mut removed = Vec::new();
         let mut changed = Vec::new();
         let mut built = HashMap::new();
         for c in &new.connectors {
-            let conn = wiring::connector(c).map_err(|e| ControlError::ConfigInvalid(vec![format!("connector {}: {e:#}", c.id)]))?;
+            let conn = wiring::connector(c).map_err(|e| {
+                ControlError::ConfigInvalid(vec![format!("connector {}: {e:#}", c.id)])
+            })?;
             built.insert(c.id.clone(), conn);
         }
         let mut restart = Vec::new();
@@ -527,7 +614,12 @@ impl Control for Handle {
                 }
                 .into(),
                 current_job: s.current.filter(|j| *j > 0),
-                next_run: if s.paused { None } else { s.next_run.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)) },
+                next_run: if s.paused {
+                    None
+                } else {
+                    s.next_run
+                        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                },
                 skipped_runs: s.skipped,
                 config: connector_json(&s.cfg),
             })
@@ -537,13 +629,24 @@ impl Control for Handle {
     }
 
     async fn run_now(&self, connector: &str, full: bool) -> Result<i64, ControlError> {
-        self.trigger(connector, if full { JobKind::Full } else { JobKind::Incremental }, "api").await
+        self.trigger(
+            connector,
+            if full {
+                JobKind::Full
+            } else {
+                JobKind::Incremental
+            },
+            "api",
+        )
+        .await
     }
 
     async fn set_paused(&self, connector: &str, paused: bool) -> Result<(), ControlError> {
         {
             let mut conns = self.conns.lock().unwrap();
-            let s = conns.get_mut(connector).ok_or(ControlError::ConnectorNotFound)?;
+            let s = conns
+                .get_mut(connector)
+                .ok_or(ControlError::ConnectorNotFound)?;
             s.paused = paused;
         }
         self.pipeline
@@ -562,7 +665,10 @@ impl Control for Handle {
 
     fn live_job(&self, job_id: i64) -> Option<LiveJob> {
         let live = self.live.lock().unwrap();
-        live.get(&job_id).map(|l| LiveJob { stats: l.progress.snapshot(), log: l.progress.log_lines() })
+        live.get(&job_id).map(|l| LiveJob {
+            stats: l.progress.snapshot(),
+            log: l.progress.log_lines(),
+        })
     }
 
     async fn reload(&self) -> Result<serde_json::Value, ControlError> {
@@ -572,7 +678,9 @@ impl Control for Handle {
     async fn metrics(&self) -> String {
         let mut out = String::new();
         let cat = &self.pipeline.catalog;
-        out.push_str("# HELP tributary_jobs Jobs in the catalog by status.\n# TYPE tributary_jobs gauge\n");
+        out.push_str(
+            "# HELP tributary_jobs Jobs in the catalog by status.\n# TYPE tributary_jobs gauge\n",
+        );
         if let Ok(counts) = cat.job_status_counts().await {
             for (status, n) in counts {
                 let _ = writeln!(out, "tributary_jobs{{status=\"{status}\"}} {n}");
@@ -581,46 +689,122 @@ impl Control for Handle {
         out.push_str("# HELP tributary_job_duration_seconds Duration of jobs run by this process.\n# TYPE tributary_job_duration_seconds histogram\n");
         for (status, (count, sum, buckets)) in self.metrics.durations.lock().unwrap().iter() {
             for (i, b) in DURATION_BUCKETS.iter().enumerate() {
-                let _ = writeln!(out, "tributary_job_duration_seconds_bucket{{status=\"{status}\",le=\"{b}\"}} {}", buckets[i]);
+                let _ = writeln!(
+                    out,
+                    "tributary_job_duration_seconds_bucket{{status=\"{status}\",le=\"{b}\"}} {}",
+                    buckets[i]
+                );
             }
-            let _ = writeln!(out, "tributary_job_duration_seconds_bucket{{status=\"{status}\",le=\"+Inf\"}} {count}");
-            let _ = writeln!(out, "tributary_job_duration_seconds_sum{{status=\"{status}\"}} {sum}");
-            let _ = writeln!(out, "tributary_job_duration_seconds_count{{status=\"{status}\"}} {count}");
+            let _ = writeln!(
+                out,
+                "tributary_job_duration_seconds_bucket{{status=\"{status}\",le=\"+Inf\"}} {count}"
+            );
+            let _ = writeln!(
+                out,
+                "tributary_job_duration_seconds_sum{{status=\"{status}\"}} {sum}"
+            );
+            let _ = writeln!(
+                out,
+                "tributary_job_duration_seconds_count{{status=\"{status}\"}} {count}"
+            );
         }
         let t = self.metrics.totals.lock().unwrap().clone();
         for (name, help, v) in [
-            ("tributary_items_stored_total", "Item versions stored.", t.files_done),
-            ("tributary_items_failed_total", "Item attempts that failed.", t.files_failed),
-            ("tributary_items_deleted_total", "Items reconciled as deleted.", t.files_deleted),
-            ("tributary_bytes_read_total", "Bytes read from sources.", t.bytes_read),
-            ("tributary_bytes_uploaded_total", "Bytes written to the object store (after compression).", t.bytes_uploaded),
-            ("tributary_bytes_deduplicated_total", "Bytes not uploaded because their chunk was already stored.", t.bytes_deduplicated),
-            ("tributary_chunks_uploaded_total", "Chunks uploaded.", t.chunks_new),
-            ("tributary_chunks_deduplicated_total", "Chunk dedup hits.", t.chunks_reused),
-            ("tributary_upload_retries_total", "Object store requests retried.", t.upload_retries),
-            ("tributary_torn_reads_total", "Files that changed while being read.", t.torn_reads),
+            (
+                "tributary_items_stored_total",
+                "Item versions stored.",
+                t.files_done,
+            ),
+            (
+                "tributary_items_failed_total",
+                "Item attempts that failed.",
+                t.files_failed,
+            ),
+            (
+                "tributary_items_deleted_total",
+                "Items reconciled as deleted.",
+                t.files_deleted,
+            ),
+            (
+                "tributary_bytes_read_total",
+                "Bytes read from sources.",
+                t.bytes_read,
+            ),
+            (
+                "tributary_bytes_uploaded_total",
+                "Bytes written to the object store (after compression).",
+                t.bytes_uploaded,
+            ),
+            (
+                "tributary_bytes_deduplicated_total",
+                "Bytes not uploaded because their chunk was already stored.",
+                t.bytes_deduplicated,
+            ),
+            (
+                "tributary_chunks_uploaded_total",
+                "Chunks uploaded.",
+                t.chunks_new,
+            ),
+            (
+                "tributary_chunks_deduplicated_total",
+                "Chunk dedup hits.",
+                t.chunks_reused,
+            ),
+            (
+                "tributary_upload_retries_total",
+                "Object store requests retried.",
+                t.upload_retries,
+            ),
+            (
+                "tributary_torn_reads_total",
+                "Files that changed while being read.",
+                t.torn_reads,
+            ),
         ] {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
         }
         let conns: Vec<(String, u64, bool, bool)> = self
             .conns
             .lock()
             .unwrap()
             .values()
-            .map(|s| (s.cfg.id.clone(), s.skipped, s.current.is_some() && !s.running, s.running))
+            .map(|s| {
+                (
+                    s.cfg.id.clone(),
+                    s.skipped,
+                    s.current.is_some() && !s.running,
+                    s.running,
+                )
+            })
             .collect();
         let queued = conns.iter().filter(|c| c.2).count();
         let running = conns.iter().filter(|c| c.3).count();
-        let _ = writeln!(out, "# HELP tributary_queue_depth Jobs waiting for a slot.\n# TYPE tributary_queue_depth gauge\ntributary_queue_depth {queued}");
-        let _ = writeln!(out, "# HELP tributary_jobs_running Jobs running now.\n# TYPE tributary_jobs_running gauge\ntributary_jobs_running {running}");
+        let _ = writeln!(
+            out,
+            "# HELP tributary_queue_depth Jobs waiting for a slot.\n# TYPE tributary_queue_depth gauge\ntributary_queue_depth {queued}"
+        );
+        let _ = writeln!(
+            out,
+            "# HELP tributary_jobs_running Jobs running now.\n# TYPE tributary_jobs_running gauge\ntributary_jobs_running {running}"
+        );
         out.push_str("# HELP tributary_schedule_skips_total Scheduled runs skipped because a job was running.\n# TYPE tributary_schedule_skips_total counter\n");
         for (id, skipped, _, _) in &conns {
-            let _ = writeln!(out, "tributary_schedule_skips_total{{connector=\"{id}\"}} {skipped}");
+            let _ = writeln!(
+                out,
+                "tributary_schedule_skips_total{{connector=\"{id}\"}} {skipped}"
+            );
         }
         out.push_str("# HELP tributary_last_success_timestamp_seconds End of the last successful job per connector.\n# TYPE tributary_last_success_timestamp_seconds gauge\n");
         for (id, ..) in &conns {
             if let Ok(Some(ns)) = cat.last_success(id).await {
-                let _ = writeln!(out, "tributary_last_success_timestamp_seconds{{connector=\"{id}\"}} {}", ns as f64 / 1e9);
+                let _ = writeln!(
+                    out,
+                    "tributary_last_success_timestamp_seconds{{connector=\"{id}\"}} {}",
+                    ns as f64 / 1e9
+                );
             }
         }
         out
@@ -654,7 +838,11 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
     let server = {
         let stop = api_stop.clone();
         let app = tributary_api::router(state, max_body);
-        tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await })
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await
+        })
     };
     eprintln!("tributary: API listening on http://{listen}/api/v1");
     tracing::info!(%listen, "api listening");
@@ -722,8 +910,14 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
     }
     daemon.tracker.close();
     let deadline = daemon.config().daemon.shutdown_deadline;
-    if tokio::time::timeout(deadline, daemon.tracker.wait()).await.is_err() {
-        tracing::warn!(?deadline, "jobs did not finish within the shutdown deadline; marking them interrupted");
+    if tokio::time::timeout(deadline, daemon.tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            ?deadline,
+            "jobs did not finish within the shutdown deadline; marking them interrupted"
+        );
         daemon.pipeline.catalog.interrupt_unfinished_jobs().await?;
     }
     api_stop.cancel();

@@ -14,7 +14,11 @@ const OPERATOR: &str = "operator-token-for-tests-0002";
 const ADMIN: &str = "admin-token-for-tests-0003";
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Running {
@@ -48,10 +52,19 @@ impl Running {
             cmd.env(k, v);
         }
         let child = cmd.spawn().unwrap();
-        let r = Running { child, port, http: reqwest::Client::new(), stderr };
+        let r = Running {
+            child,
+            port,
+            http: reqwest::Client::new(),
+            stderr,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "daemon did not listen: {}", r.log());
+            assert!(
+                Instant::now() < deadline,
+                "daemon did not listen: {}",
+                r.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         r
@@ -65,7 +78,13 @@ impl Running {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, reqwest::header::HeaderMap, String) {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, reqwest::header::HeaderMap, String) {
         let mut req = self.http.request(method.parse().unwrap(), self.url(path));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -88,17 +107,31 @@ impl Running {
     async fn wait_for(&self, what: &str, secs: u64, mut f: impl AsyncFnMut(&Running) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(secs);
         while !f(self).await {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}; daemon log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; daemon log:\n{}",
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
     async fn jobs(&self, query: &str) -> Vec<Value> {
-        self.get(&format!("/api/v1/jobs?per_page=500&{query}")).await["items"].as_array().unwrap().clone()
+        self.get(&format!("/api/v1/jobs?per_page=500&{query}"))
+            .await["items"]
+            .as_array()
+            .unwrap()
+            .clone()
     }
 
     fn signal(&self, sig: &str) {
-        assert!(Command::new("kill").args([&format!("-{sig}"), &self.child.id().to_string()]).status().unwrap().success());
+        assert!(
+            Command::new("kill")
+                .args([&format!("-{sig}"), &self.child.id().to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
     }
 
     fn wait_exit(&mut self, secs: u64) -> std::process::ExitStatus {
@@ -107,7 +140,11 @@ impl Running {
             if let Some(s) = self.child.try_wait().unwrap() {
                 return s;
             }
-            assert!(Instant::now() < deadline, "daemon did not exit: {}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "daemon did not exit: {}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -127,9 +164,18 @@ fn local_connector(extra: &str) -> String {
 fn assert_envelope(status: u16, headers: &reqwest::header::HeaderMap, body: &str, code: &str) {
     let v: Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {body}"));
     assert_eq!(v["error"]["code"], code, "{body}");
-    assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
     assert!(v["error"]["details"].is_object(), "{body}");
-    let rid = headers.get("x-request-id").expect("X-Request-Id on every response").to_str().unwrap();
+    let rid = headers
+        .get("x-request-id")
+        .expect("X-Request-Id on every response")
+        .to_str()
+        .unwrap();
     assert_eq!(v["error"]["request_id"], rid, "{body}");
     assert!(status >= 400);
 }
@@ -139,16 +185,38 @@ async fn schedule_fires_jobs_are_listed_with_pagination_and_filters() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("src/sub")).unwrap();
     std::fs::write(dir.path().join("src/a.txt"), "alpha").unwrap();
-    std::fs::write(dir.path().join("src/sub/b.bin"), tree::random_bytes(1, 100_000)).unwrap();
+    std::fs::write(
+        dir.path().join("src/sub/b.bin"),
+        tree::random_bytes(1, 100_000),
+    )
+    .unwrap();
     let port = free_port();
-    let cfg = config(dir.path(), port, "", &local_connector("    schedule: \"*/1 * * * * *\"\n"), "");
+    let cfg = config(
+        dir.path(),
+        port,
+        "",
+        &local_connector("    schedule: \"*/1 * * * * *\"\n"),
+        "",
+    );
     let d = Running::start(&cfg, port, &[]);
-    d.wait_for("three scheduled jobs", 20, async |d| d.jobs("trigger=x").await.len() >= 4).await;
+    d.wait_for("three scheduled jobs", 20, async |d| {
+        d.jobs("trigger=x").await.len() >= 4
+    })
+    .await;
     let all = d.jobs("").await;
-    assert_eq!(all[all.len() - 1]["trigger"], "startup", "the first start ingests at once");
-    assert!(all.iter().any(|j| j["trigger"] == "schedule" && j["status"] == "succeeded"));
+    assert_eq!(
+        all[all.len() - 1]["trigger"],
+        "startup",
+        "the first start ingests at once"
+    );
+    assert!(
+        all.iter()
+            .any(|j| j["trigger"] == "schedule" && j["status"] == "succeeded")
+    );
 
-    let page = d.get("/api/v1/jobs?per_page=2&page=2&connector=docs&status=succeeded").await;
+    let page = d
+        .get("/api/v1/jobs?per_page=2&page=2&connector=docs&status=succeeded")
+        .await;
     let meta = &page["meta"];
     assert_eq!(meta["page"], 2);
     assert_eq!(meta["per_page"], 2);
@@ -168,15 +236,28 @@ async fn schedule_fires_jobs_are_listed_with_pagination_and_filters() {
     assert_eq!(c["last_job"]["connector"], "docs");
 
     // items, versions, content with Range
-    let items = d.get("/api/v1/items?connector=docs&prefix=/docs/sub&status=completed").await;
+    let items = d
+        .get("/api/v1/items?connector=docs&prefix=/docs/sub&status=completed")
+        .await;
     assert_eq!(items["meta"]["total"], 1, "{items}");
     let id = items["items"][0]["id"].as_i64().unwrap();
     let item = d.get(&format!("/api/v1/items/{id}")).await;
     assert_eq!(item["path"], "/docs/sub/b.bin");
     assert_eq!(item["versions"].as_array().unwrap().len(), 1);
-    assert!(item["versions"][0]["digest"].as_str().unwrap().starts_with("blake3:"));
+    assert!(
+        item["versions"][0]["digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("blake3:")
+    );
     let expected = tree::random_bytes(1, 100_000);
-    let full = d.http.get(d.url(&format!("/api/v1/items/{id}/content"))).bearer_auth(VIEWER).send().await.unwrap();
+    let full = d
+        .http
+        .get(d.url(&format!("/api/v1/items/{id}/content")))
+        .bearer_auth(VIEWER)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(full.status(), 200);
     assert_eq!(full.bytes().await.unwrap().as_ref(), expected.as_slice());
     let part = d
@@ -202,8 +283,16 @@ async fn schedule_fires_jobs_are_listed_with_pagination_and_filters() {
     // metrics
     let (status, _, text) = d.call("GET", "/api/v1/metrics", Some(VIEWER), None).await;
     assert_eq!(status, 200);
-    assert!(text.contains("tributary_jobs{status=\"succeeded\"}"), "{text}");
-    assert!(text.contains("tributary_api_requests_total{method=\"GET\",route=\"/api/v1/jobs\",status=\"2xx\"}"), "{text}");
+    assert!(
+        text.contains("tributary_jobs{status=\"succeeded\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "tributary_api_requests_total{method=\"GET\",route=\"/api/v1/jobs\",status=\"2xx\"}"
+        ),
+        "{text}"
+    );
     assert!(text.contains("tributary_last_success_timestamp_seconds{connector=\"docs\"}"));
     assert!(!text.contains("/docs/sub"), "no paths in metric labels");
 }
@@ -214,18 +303,33 @@ async fn a_file_system_event_triggers_an_incremental_job() {
     std::fs::create_dir_all(dir.path().join("src")).unwrap();
     std::fs::write(dir.path().join("src/a.txt"), "alpha").unwrap();
     let port = free_port();
-    let cfg = config(dir.path(), port, "", &local_connector("    watch: true\n"), "");
+    let cfg = config(
+        dir.path(),
+        port,
+        "",
+        &local_connector("    watch: true\n"),
+        "",
+    );
     let d = Running::start(&cfg, port, &[]);
-    d.wait_for("the startup job", 20, async |d| d.jobs("status=succeeded").await.len() == 1).await;
+    d.wait_for("the startup job", 20, async |d| {
+        d.jobs("status=succeeded").await.len() == 1
+    })
+    .await;
     std::fs::write(dir.path().join("src/new.txt"), "from a watch").unwrap();
     d.wait_for("a watch job", 20, async |d| {
-        d.jobs("status=succeeded").await.iter().any(|j| j["trigger"] == "watch" && j["kind"] == "incremental")
+        d.jobs("status=succeeded")
+            .await
+            .iter()
+            .any(|j| j["trigger"] == "watch" && j["kind"] == "incremental")
     })
     .await;
     let items = d.get("/api/v1/items?prefix=/docs/new.txt").await;
     assert_eq!(items["meta"]["total"], 1);
     std::fs::remove_file(dir.path().join("src/a.txt")).unwrap();
-    d.wait_for("the delete to be seen", 20, async |d| d.get("/api/v1/items?status=deleted").await["meta"]["total"] == 1).await;
+    d.wait_for("the delete to be seen", 20, async |d| {
+        d.get("/api/v1/items?status=deleted").await["meta"]["total"] == 1
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -244,22 +348,129 @@ async fn errors_use_the_envelope_and_secrets_never_leak() {
     let cfg = config(dir.path(), port, &store, &local_connector(""), "");
     let d = Running::start(&cfg, port, &[]);
     let mut bodies = Vec::new();
-    let cases: Vec<(&str, &str, Option<&str>, Option<Value>, u16, &str)> = vec![
-        ("GET", "/api/v1/nope", Some(VIEWER), None, 404, "ROUTE_NOT_FOUND"),
+    // (method, path, token, body, status, code)
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        Option<Value>,
+        u16,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "GET",
+            "/api/v1/nope",
+            Some(VIEWER),
+            None,
+            404,
+            "ROUTE_NOT_FOUND",
+        ),
         ("GET", "/api/v1/jobs", None, None, 401, "AUTH_TOKEN_INVALID"),
-        ("GET", "/api/v1/jobs", Some("wrong-token-wrong-token"), None, 401, "AUTH_TOKEN_INVALID"),
-        ("POST", "/api/v1/connectors/docs/pause", Some(VIEWER), None, 403, "AUTHZ_FORBIDDEN"),
-        ("POST", "/api/v1/config/reload", Some(OPERATOR), None, 403, "AUTHZ_FORBIDDEN"),
-        ("GET", "/api/v1/jobs/999999", Some(VIEWER), None, 404, "JOB_NOT_FOUND"),
-        ("GET", "/api/v1/jobs/abc", Some(VIEWER), None, 404, "JOB_NOT_FOUND"),
-        ("GET", "/api/v1/items/424242", Some(VIEWER), None, 404, "ITEM_NOT_FOUND"),
-        ("GET", "/api/v1/connectors/nope", Some(VIEWER), None, 404, "CONNECTOR_NOT_FOUND"),
-        ("POST", "/api/v1/connectors/nope/runs", Some(OPERATOR), Some(json!({})), 404, "CONNECTOR_NOT_FOUND"),
-        ("POST", "/api/v1/connectors/docs/runs", Some(OPERATOR), Some(json!({"kind": "sideways"})), 422, "INVALID_BODY"),
-        ("POST", "/api/v1/connectors/docs/runs", Some(OPERATOR), Some(json!({"padding": "x".repeat(8000)})), 413, "PAYLOAD_TOO_LARGE"),
-        ("GET", "/api/v1/jobs?page=zero&per_page=9999", Some(VIEWER), None, 400, "INVALID_QUERY"),
-        ("DELETE", "/api/v1/jobs", Some(VIEWER), None, 405, "METHOD_NOT_ALLOWED"),
-        ("POST", "/api/v1/jobs/999999/cancel", Some(OPERATOR), None, 404, "JOB_NOT_FOUND"),
+        (
+            "GET",
+            "/api/v1/jobs",
+            Some("wrong-token-wrong-token"),
+            None,
+            401,
+            "AUTH_TOKEN_INVALID",
+        ),
+        (
+            "POST",
+            "/api/v1/connectors/docs/pause",
+            Some(VIEWER),
+            None,
+            403,
+            "AUTHZ_FORBIDDEN",
+        ),
+        (
+            "POST",
+            "/api/v1/config/reload",
+            Some(OPERATOR),
+            None,
+            403,
+            "AUTHZ_FORBIDDEN",
+        ),
+        (
+            "GET",
+            "/api/v1/jobs/999999",
+            Some(VIEWER),
+            None,
+            404,
+            "JOB_NOT_FOUND",
+        ),
+        (
+            "GET",
+            "/api/v1/jobs/abc",
+            Some(VIEWER),
+            None,
+            404,
+            "JOB_NOT_FOUND",
+        ),
+        (
+            "GET",
+            "/api/v1/items/424242",
+            Some(VIEWER),
+            None,
+            404,
+            "ITEM_NOT_FOUND",
+        ),
+        (
+            "GET",
+            "/api/v1/connectors/nope",
+            Some(VIEWER),
+            None,
+            404,
+            "CONNECTOR_NOT_FOUND",
+        ),
+        (
+            "POST",
+            "/api/v1/connectors/nope/runs",
+            Some(OPERATOR),
+            Some(json!({})),
+            404,
+            "CONNECTOR_NOT_FOUND",
+        ),
+        (
+            "POST",
+            "/api/v1/connectors/docs/runs",
+            Some(OPERATOR),
+            Some(json!({"kind": "sideways"})),
+            422,
+            "INVALID_BODY",
+        ),
+        (
+            "POST",
+            "/api/v1/connectors/docs/runs",
+            Some(OPERATOR),
+            Some(json!({"padding": "x".repeat(8000)})),
+            413,
+            "PAYLOAD_TOO_LARGE",
+        ),
+        (
+            "GET",
+            "/api/v1/jobs?page=zero&per_page=9999",
+            Some(VIEWER),
+            None,
+            400,
+            "INVALID_QUERY",
+        ),
+        (
+            "DELETE",
+            "/api/v1/jobs",
+            Some(VIEWER),
+            None,
+            405,
+            "METHOD_NOT_ALLOWED",
+        ),
+        (
+            "POST",
+            "/api/v1/jobs/999999/cancel",
+            Some(OPERATOR),
+            None,
+            404,
+            "JOB_NOT_FOUND",
+        ),
     ];
     for (method, path, token, body, status, code) in cases {
         let (s, h, b) = d.call(method, path, token, body).await;
@@ -268,29 +479,58 @@ async fn errors_use_the_envelope_and_secrets_never_leak() {
         bodies.push(b);
     }
     // validation lists each bad field
-    let (_, _, b) = d.call("GET", "/api/v1/jobs?page=zero&per_page=9999", Some(VIEWER), None).await;
+    let (_, _, b) = d
+        .call(
+            "GET",
+            "/api/v1/jobs?page=zero&per_page=9999",
+            Some(VIEWER),
+            None,
+        )
+        .await;
     let v: Value = serde_json::from_str(&b).unwrap();
-    assert_eq!(v["error"]["details"]["fields"].as_array().unwrap().len(), 2, "{b}");
+    assert_eq!(
+        v["error"]["details"]["fields"].as_array().unwrap().len(),
+        2,
+        "{b}"
+    );
     // a given request id is echoed
-    let resp = d.http.get(d.url("/api/v1/jobs/999999")).bearer_auth(VIEWER).header("X-Request-Id", "trace-me-42").send().await.unwrap();
+    let resp = d
+        .http
+        .get(d.url("/api/v1/jobs/999999"))
+        .bearer_auth(VIEWER)
+        .header("X-Request-Id", "trace-me-42")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.headers()["x-request-id"], "trace-me-42");
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["error"]["request_id"], "trace-me-42");
     // the OpenAPI document lists exactly the routes the router serves
-    let doc: Value = serde_json::from_str(&d.call("GET", "/api/v1/openapi.json", None, None).await.2).unwrap();
+    let doc: Value =
+        serde_json::from_str(&d.call("GET", "/api/v1/openapi.json", None, None).await.2).unwrap();
     let mut documented = 0;
     for (path, ops) in doc["paths"].as_object().unwrap() {
         for method in ops.as_object().unwrap().keys() {
             documented += 1;
             let concrete = path.replace("{id}", "docs");
-            let (_, _, b) = d.call(&method.to_uppercase(), &concrete, Some(ADMIN), None).await;
-            assert!(!b.contains("ROUTE_NOT_FOUND") && !b.contains("METHOD_NOT_ALLOWED"), "{method} {path} is documented but not served: {b}");
+            let (_, _, b) = d
+                .call(&method.to_uppercase(), &concrete, Some(ADMIN), None)
+                .await;
+            assert!(
+                !b.contains("ROUTE_NOT_FOUND") && !b.contains("METHOD_NOT_ALLOWED"),
+                "{method} {path} is documented but not served: {b}"
+            );
             bodies.push(b);
         }
     }
     assert_eq!(documented, 18);
     // every body, success or error, is free of secrets
-    for path in ["/api/v1/connectors", "/api/v1/connectors/docs", "/api/v1/metrics", "/api/v1/health/ready"] {
+    for path in [
+        "/api/v1/connectors",
+        "/api/v1/connectors/docs",
+        "/api/v1/metrics",
+        "/api/v1/health/ready",
+    ] {
         bodies.push(d.call("GET", path, Some(VIEWER), None).await.2);
     }
     for b in &bodies {
@@ -317,7 +557,10 @@ async fn runs_conflict_pause_resume_cancel_and_sigterm_interrupts_then_restart_f
     let port = free_port();
     let cfg = config(dir.path(), port, &store, &local_connector(""), "");
     let mut d = Running::start(&cfg, port, &[]);
-    d.wait_for("the startup job", 30, async |d| d.jobs("status=succeeded").await.len() == 1).await;
+    d.wait_for("the startup job", 30, async |d| {
+        d.jobs("status=succeeded").await.len() == 1
+    })
+    .await;
 
     // the store goes away: the next job hangs in upload retries
     std::fs::write(src.join("stuck.bin"), tree::random_bytes(9, 3 << 20)).unwrap();
@@ -327,33 +570,100 @@ async fn runs_conflict_pause_resume_cancel_and_sigterm_interrupts_then_restart_f
     })
     .await
     .unwrap();
-    let (s, _, b) = d.call("POST", "/api/v1/connectors/docs/runs", Some(OPERATOR), Some(json!({"kind": "full"}))).await;
+    let (s, _, b) = d
+        .call(
+            "POST",
+            "/api/v1/connectors/docs/runs",
+            Some(OPERATOR),
+            Some(json!({"kind": "full"})),
+        )
+        .await;
     assert_eq!(s, 202, "{b}");
-    let job: i64 = serde_json::from_str::<Value>(&b).unwrap()["job_id"].as_i64().unwrap();
-    d.wait_for("the job to run", 10, async |d| d.get(&format!("/api/v1/jobs/{job}")).await["status"] == "running").await;
-    let (s, h, b) = d.call("POST", "/api/v1/connectors/docs/runs", Some(OPERATOR), None).await;
+    let job: i64 = serde_json::from_str::<Value>(&b).unwrap()["job_id"]
+        .as_i64()
+        .unwrap();
+    d.wait_for("the job to run", 10, async |d| {
+        d.get(&format!("/api/v1/jobs/{job}")).await["status"] == "running"
+    })
+    .await;
+    let (s, h, b) = d
+        .call("POST", "/api/v1/connectors/docs/runs", Some(OPERATOR), None)
+        .await;
     assert_eq!(s, 409);
     assert_envelope(s, &h, &b, "JOB_ALREADY_RUNNING");
     // cancel
-    let (s, _, _) = d.call("POST", &format!("/api/v1/jobs/{job}/cancel"), Some(OPERATOR), None).await;
+    let (s, _, _) = d
+        .call(
+            "POST",
+            &format!("/api/v1/jobs/{job}/cancel"),
+            Some(OPERATOR),
+            None,
+        )
+        .await;
     assert_eq!(s, 202);
-    d.wait_for("the job to be cancelled", 15, async |d| d.get(&format!("/api/v1/jobs/{job}")).await["status"] == "cancelled").await;
+    d.wait_for("the job to be cancelled", 15, async |d| {
+        d.get(&format!("/api/v1/jobs/{job}")).await["status"] == "cancelled"
+    })
+    .await;
     let log = d.get(&format!("/api/v1/jobs/{job}/log")).await;
-    assert!(log["items"].as_array().unwrap().iter().any(|l| l["message"].as_str().unwrap().contains("stopped")), "{log}");
-    let (s, _, b) = d.call("POST", &format!("/api/v1/jobs/{job}/cancel"), Some(OPERATOR), None).await;
+    assert!(
+        log["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["message"].as_str().unwrap().contains("stopped")),
+        "{log}"
+    );
+    let (s, _, b) = d
+        .call(
+            "POST",
+            &format!("/api/v1/jobs/{job}/cancel"),
+            Some(OPERATOR),
+            None,
+        )
+        .await;
     assert_eq!(s, 409, "{b}");
     // pause: runs are refused; resume
-    assert_eq!(d.call("POST", "/api/v1/connectors/docs/pause", Some(OPERATOR), None).await.0, 200);
+    assert_eq!(
+        d.call(
+            "POST",
+            "/api/v1/connectors/docs/pause",
+            Some(OPERATOR),
+            None
+        )
+        .await
+        .0,
+        200
+    );
     assert_eq!(d.get("/api/v1/connectors/docs").await["paused"], true);
-    let (s, h, b) = d.call("POST", "/api/v1/connectors/docs/runs", Some(OPERATOR), None).await;
+    let (s, h, b) = d
+        .call("POST", "/api/v1/connectors/docs/runs", Some(OPERATOR), None)
+        .await;
     assert_envelope(s, &h, &b, "CONNECTOR_PAUSED");
-    assert_eq!(d.call("POST", "/api/v1/connectors/docs/resume", Some(OPERATOR), None).await.0, 200);
+    assert_eq!(
+        d.call(
+            "POST",
+            "/api/v1/connectors/docs/resume",
+            Some(OPERATOR),
+            None
+        )
+        .await
+        .0,
+        200
+    );
 
     // another job hangs; SIGTERM mid-job leaves it interrupted and the daemon exits 0
-    let (s, _, b) = d.call("POST", "/api/v1/connectors/docs/runs", Some(OPERATOR), None).await;
+    let (s, _, b) = d
+        .call("POST", "/api/v1/connectors/docs/runs", Some(OPERATOR), None)
+        .await;
     assert_eq!(s, 202, "{b}");
-    let job2: i64 = serde_json::from_str::<Value>(&b).unwrap()["job_id"].as_i64().unwrap();
-    d.wait_for("the job to run", 10, async |d| d.get(&format!("/api/v1/jobs/{job2}")).await["status"] == "running").await;
+    let job2: i64 = serde_json::from_str::<Value>(&b).unwrap()["job_id"]
+        .as_i64()
+        .unwrap();
+    d.wait_for("the job to run", 10, async |d| {
+        d.get(&format!("/api/v1/jobs/{job2}")).await["status"] == "running"
+    })
+    .await;
     d.signal("TERM");
     let status = d.wait_exit(20);
     assert!(status.success(), "exit status {status:?}: {}", d.log());
@@ -371,11 +681,23 @@ async fn runs_conflict_pause_resume_cancel_and_sigterm_interrupts_then_restart_f
     let j2 = d.get(&format!("/api/v1/jobs/{job2}")).await;
     assert_eq!(j2["status"], "interrupted", "{j2}");
     d.wait_for("the resumed job", 30, async |d| {
-        d.jobs("status=succeeded").await.iter().any(|j| j["trigger"] == "startup" && j["kind"] == "incremental")
+        d.jobs("status=succeeded")
+            .await
+            .iter()
+            .any(|j| j["trigger"] == "startup" && j["kind"] == "incremental")
     })
     .await;
     let out = dir.path().join("restored");
-    let r = Command::new(BIN).args(["restore", "-c", cfg.to_str().unwrap(), "/docs", out.to_str().unwrap()]).output().unwrap();
+    let r = Command::new(BIN)
+        .args([
+            "restore",
+            "-c",
+            cfg.to_str().unwrap(),
+            "/docs",
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let a = tree::snapshot(&src);
     let b = tree::snapshot(&out.join("docs"));
@@ -393,24 +715,55 @@ async fn reload_rejects_an_invalid_file_and_applies_a_valid_one() {
     let good = std::fs::read_to_string(&cfg).unwrap();
     let d = Running::start(&cfg, port, &[]);
     // an invalid file: SIGHUP keeps the old configuration and says why
-    std::fs::write(&cfg, good.replace("kind: local", "kind: local\n    schedule: \"not a cron\"")).unwrap();
+    std::fs::write(
+        &cfg,
+        good.replace("kind: local", "kind: local\n    schedule: \"not a cron\""),
+    )
+    .unwrap();
     d.signal("HUP");
-    d.wait_for("the rejection in the log", 10, async |d| d.log().contains("reload rejected")).await;
-    assert!(d.log().contains("tributary.yaml:"), "the rejection names file:line:column: {}", d.log());
-    assert_eq!(d.get("/api/v1/connectors").await["meta"]["total"], 1, "the old configuration still runs");
-    let (s, h, b) = d.call("POST", "/api/v1/config/reload", Some(ADMIN), None).await;
+    d.wait_for("the rejection in the log", 10, async |d| {
+        d.log().contains("reload rejected")
+    })
+    .await;
+    assert!(
+        d.log().contains("tributary.yaml:"),
+        "the rejection names file:line:column: {}",
+        d.log()
+    );
+    assert_eq!(
+        d.get("/api/v1/connectors").await["meta"]["total"],
+        1,
+        "the old configuration still runs"
+    );
+    let (s, h, b) = d
+        .call("POST", "/api/v1/config/reload", Some(ADMIN), None)
+        .await;
     assert_eq!(s, 422);
     assert_envelope(s, &h, &b, "CONFIG_INVALID");
     assert!(b.contains("invalid cron expression"), "{b}");
     // a valid file with one more connector
-    std::fs::write(&cfg, format!("{good}  - id: more\n    kind: local\n    path: more\n")).unwrap();
-    let (s, _, b) = d.call("POST", "/api/v1/config/reload", Some(ADMIN), None).await;
+    std::fs::write(
+        &cfg,
+        format!("{good}  - id: more\n    kind: local\n    path: more\n"),
+    )
+    .unwrap();
+    let (s, _, b) = d
+        .call("POST", "/api/v1/config/reload", Some(ADMIN), None)
+        .await;
     assert_eq!(s, 200, "{b}");
-    assert_eq!(serde_json::from_str::<Value>(&b).unwrap()["added"], json!(["more"]));
+    assert_eq!(
+        serde_json::from_str::<Value>(&b).unwrap()["added"],
+        json!(["more"])
+    );
     assert_eq!(d.get("/api/v1/connectors").await["meta"]["total"], 2);
-    let (s, _, b) = d.call("POST", "/api/v1/connectors/more/runs", Some(OPERATOR), None).await;
+    let (s, _, b) = d
+        .call("POST", "/api/v1/connectors/more/runs", Some(OPERATOR), None)
+        .await;
     assert_eq!(s, 202, "{b}");
-    d.wait_for("the new connector's job", 20, async |d| d.jobs("connector=more&status=succeeded").await.len() == 1).await;
+    d.wait_for("the new connector's job", 20, async |d| {
+        d.jobs("connector=more&status=succeeded").await.len() == 1
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -420,13 +773,22 @@ async fn systemd_notifications_ready_watchdog_stopping() {
     std::fs::create_dir_all(dir.path().join("src")).unwrap();
     let sock_path = dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     let port = free_port();
     let cfg = config(dir.path(), port, "", &local_connector(""), "");
-    let mut d = Running::start(&cfg, port, &[("NOTIFY_SOCKET", sock_path.to_str().unwrap()), ("WATCHDOG_USEC", "400000")]);
+    let mut d = Running::start(
+        &cfg,
+        port,
+        &[
+            ("NOTIFY_SOCKET", sock_path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "400000"),
+        ],
+    );
     let mut seen = Vec::new();
     let mut buf = [0u8; 256];
-    while !(seen.iter().any(|m: &String| m == "READY=1") && seen.iter().any(|m| m == "WATCHDOG=1")) {
+    while !(seen.iter().any(|m: &String| m == "READY=1") && seen.iter().any(|m| m == "WATCHDOG=1"))
+    {
         let n = sock.recv(&mut buf).expect("a notification within 20s");
         seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
     }

@@ -248,7 +248,10 @@ pub(crate) async fn run(
         control: control.clone(),
     });
     tracing::info!(connector = %spec.connector_id, job_id, kind = spec.kind.as_str(), "job started");
-    progress.log("info", format!("{} job started ({})", spec.kind.as_str(), spec.trigger));
+    progress.log(
+        "info",
+        format!("{} job started ({})", spec.kind.as_str(), spec.trigger),
+    );
     let result = drive(job.clone()).await;
     let stats = progress.snapshot();
     let error = match result {
@@ -280,7 +283,9 @@ pub(crate) async fn run(
             ),
         ),
     }
-    p.catalog.write_job_log(job_id, &progress.log_lines()).await?;
+    p.catalog
+        .write_job_log(job_id, &progress.log_lines())
+        .await?;
     p.catalog
         .finish_job(
             job_id,
@@ -311,7 +316,12 @@ async fn drive(job: Arc<Job>) -> anyhow::Result<()> {
         .map(|i| (i.source_id.clone(), i))
         .collect();
     let exhausted = match job.spec.max_retries {
-        Some(n) => job.p.catalog.exhausted_failures(&job.spec.connector_id, n).await?,
+        Some(n) => {
+            job.p
+                .catalog
+                .exhausted_failures(&job.spec.connector_id, n)
+                .await?
+        }
         None => HashMap::new(),
     };
 
@@ -339,8 +349,13 @@ async fn drive(job: Arc<Job>) -> anyhow::Result<()> {
                         }
                     }
                     Err(Failure::Item(msg)) => {
-                        job.item_error(&entry.source_id, &entry.rel_path, &msg, Some(&entry.fingerprint()))
-                            .await
+                        job.item_error(
+                            &entry.source_id,
+                            &entry.rel_path,
+                            &msg,
+                            Some(&entry.fingerprint()),
+                        )
+                        .await
                     }
                     Err(Failure::Fatal(msg)) => job.fail(msg),
                     Err(Failure::Stopped) => {}
@@ -384,9 +399,9 @@ async fn drive(job: Arc<Job>) -> anyhow::Result<()> {
                         && (k.inode.is_none() || e.inode.is_none() || k.inode == e.inode)
                         && k.change_tag == e.change_tag
                 });
-                let given_up = exhausted
-                    .get(&e.source_id)
-                    .is_some_and(|fp| fp.as_deref() == Some(fingerprint_text(&e.fingerprint()).as_str()));
+                let given_up = exhausted.get(&e.source_id).is_some_and(|fp| {
+                    fp.as_deref() == Some(fingerprint_text(&e.fingerprint()).as_str())
+                });
                 if unchanged {
                     Progress::add(&pr.files_unchanged, 1);
                 } else if given_up {
@@ -437,7 +452,10 @@ async fn drive(job: Arc<Job>) -> anyhow::Result<()> {
     };
 
     if let Some(reason) = job.control.reason() {
-        pr.log("warn", format!("job stopped ({reason:?}); files in flight were finished and committed"));
+        pr.log(
+            "warn",
+            format!("job stopped ({reason:?}); files in flight were finished and committed"),
+        );
     }
 
     // reconcile deletes
@@ -477,7 +495,10 @@ async fn drive(job: Arc<Job>) -> anyhow::Result<()> {
                 job.spec.connector_id
             ));
         } else if !doomed.is_empty() {
-            pr.log("info", format!("{} item(s) no longer in the source: deleting", doomed.len()));
+            pr.log(
+                "info",
+                format!("{} item(s) no longer in the source: deleting", doomed.len()),
+            );
             fault::point("reconcile.before_commit");
             for k in doomed {
                 let v = NewVersion {
@@ -627,7 +648,10 @@ async fn process_file(job: &Arc<Job>, mut entry: Entry) -> Result<NewVersion, Fa
             Progress::add(&job.progress.torn_reads, 1);
             job.progress.log(
                 "info",
-                format!("{}: changed while being read; reading again", String::from_utf8_lossy(&entry.rel_path)),
+                format!(
+                    "{}: changed while being read; reading again",
+                    String::from_utf8_lossy(&entry.rel_path)
+                ),
             );
             tracing::debug!(item = %String::from_utf8_lossy(&entry.rel_path), "changed while being read; reading again");
             match job.connector.stat(&entry.source_id).await {

@@ -47,7 +47,11 @@ async fn s3_stopped_for_ten_seconds_mid_run_slows_the_run_but_loses_nothing() {
             h.spec(),
             progress.clone(),
         );
-        tokio::spawn(async move { p.run_job(c, &spec, progress, Default::default()).await.unwrap() })
+        tokio::spawn(async move {
+            p.run_job(c, &spec, progress, Default::default())
+                .await
+                .unwrap()
+        })
     };
     // stop the server as soon as the run is under way, for 10 s
     while progress.snapshot().chunks_new == 0 {
