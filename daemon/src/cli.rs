@@ -102,11 +102,48 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Show catalog counts and recent item errors.
+    /// Connectors, recent jobs and failed items, from the catalog (daemon running or not).
     Status {
         #[arg(short, long)]
         config: PathBuf,
+        /// How many recent jobs to show.
+        #[arg(long, default_value_t = 10)]
+        jobs: i64,
     },
+    /// Ask the running daemon to act, through its API (needs a token).
+    Ctl {
+        #[arg(short, long)]
+        config: PathBuf,
+        #[command(flatten)]
+        auth: TokenArgs,
+        #[command(subcommand)]
+        action: CtlAction,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct TokenArgs {
+    /// Bearer token (also TRIBUTARY_TOKEN).
+    #[arg(long, env = "TRIBUTARY_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// A file holding the bearer token.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CtlAction {
+    /// Queue a job now.
+    Run {
+        connector: String,
+        #[arg(long)]
+        full: bool,
+    },
+    Pause { connector: String },
+    Resume { connector: String },
+    Cancel { job: i64 },
+    /// Re-read the configuration file.
+    Reload,
 }
 
 #[derive(Subcommand, Debug)]
@@ -174,7 +211,8 @@ pub async fn run(args: Cli) -> ExitCode {
             json,
         } => gc(config, grace, dry_run, json).await,
         Command::RebuildCatalog { config, json } => rebuild(config, json).await,
-        Command::Status { config } => status(config).await,
+        Command::Status { config, jobs } => status(config, jobs).await,
+        Command::Ctl { config, auth, action } => ctl(config, auth, action).await,
     };
     match result {
         Ok(code) => code,
@@ -538,22 +576,88 @@ async fn rebuild(path: PathBuf, json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn status(path: PathBuf) -> anyhow::Result<ExitCode> {
+async fn status(path: PathBuf, recent: i64) -> anyhow::Result<ExitCode> {
     let cfg = load!(path);
     let catalog = wiring::open_catalog(&cfg).await?;
     let (items, versions, chunks) = catalog.counts().await?;
-    println!("catalog: {items} live item(s), {versions} version(s), {chunks} chunk(s)");
+    println!("catalog: {items} live item(s), {versions} version(s), {chunks} chunk(s)\n");
+    let paused = catalog.paused_connectors().await?;
+    println!("{:<20} {:<6} {:<16} {:<7} {:<12} {:<24} {:>7}", "CONNECTOR", "KIND", "SCHEDULE", "PAUSED", "LAST JOB", "FINISHED", "FAILED");
+    for c in &cfg.connectors {
+        let last = catalog.last_job(&c.id).await?;
+        let failed = catalog.item_errors(&c.id).await?.len();
+        println!(
+            "{:<20} {:<6} {:<16} {:<7} {:<12} {:<24} {:>7}",
+            c.id,
+            format!("{:?}", c.kind).to_lowercase(),
+            c.schedule.as_ref().map(|s| s.expression.as_str()).unwrap_or("-"),
+            if paused.contains(&c.id) { "yes" } else { "no" },
+            last.as_ref().map(|j| j.status.as_str()).unwrap_or("-"),
+            last.as_ref().and_then(|j| j.finished_at).map(fmt_ns).unwrap_or_else(|| "-".into()),
+            failed
+        );
+    }
+    let (jobs, _) = catalog.list_jobs(&Default::default(), 1, recent).await?;
+    println!("\n{:>6} {:<20} {:<12} {:<9} {:<12} {:<24} {:>7}  LAST ERROR", "JOB", "CONNECTOR", "KIND", "TRIGGER", "STATUS", "STARTED", "ERRORS");
+    for j in jobs {
+        println!(
+            "{:>6} {:<20} {:<12} {:<9} {:<12} {:<24} {:>7}  {}",
+            j.id,
+            j.connector,
+            j.kind,
+            j.trigger,
+            j.status,
+            j.started_at.map(fmt_ns).unwrap_or_else(|| "-".into()),
+            j.error_count,
+            j.last_error.as_deref().unwrap_or("").chars().take(80).collect::<String>()
+        );
+    }
     for c in &cfg.connectors {
         let errs = catalog.item_errors(&c.id).await?;
-        println!("connector {}: {} failed item(s)", c.id, errs.len());
-        for e in errs.iter().take(50) {
-            println!(
-                "  {}: {} (retries: {})",
-                String::from_utf8_lossy(&e.path),
-                e.error,
-                e.retry_count
-            );
+        if !errs.is_empty() {
+            println!("\nfailed items of {}:", c.id);
+            for e in errs.iter().take(50) {
+                println!("  {}: {} (retries: {})", String::from_utf8_lossy(&e.path), e.error, e.retry_count);
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn fmt_ns(ns: i64) -> String {
+    chrono::DateTime::from_timestamp_nanos(ns).format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+async fn ctl(path: PathBuf, auth: TokenArgs, action: CtlAction) -> anyhow::Result<ExitCode> {
+    let cfg = load!(path);
+    let token = match (auth.token, auth.token_file) {
+        (Some(t), _) => t,
+        (None, Some(f)) => std::fs::read_to_string(&f)
+            .with_context(|| format!("read token file {}", f.display()))?
+            .trim_end()
+            .to_string(),
+        (None, None) => bail!("a token is needed: --token, --token-file or TRIBUTARY_TOKEN"),
+    };
+    let base = format!("http://{}/api/v1", cfg.api.listen);
+    let (path, body) = match &action {
+        CtlAction::Run { connector, full } => (
+            format!("/connectors/{connector}/runs"),
+            serde_json::json!({"kind": if *full { "full" } else { "incremental" }}),
+        ),
+        CtlAction::Pause { connector } => (format!("/connectors/{connector}/pause"), serde_json::json!({})),
+        CtlAction::Resume { connector } => (format!("/connectors/{connector}/resume"), serde_json::json!({})),
+        CtlAction::Cancel { job } => (format!("/jobs/{job}/cancel"), serde_json::json!({})),
+        CtlAction::Reload => ("/config/reload".to_string(), serde_json::json!({})),
+    };
+    let resp = reqwest::Client::new()
+        .post(format!("{base}{path}"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .with_context(|| format!("reach the daemon at {base} (is `tributary run` running?)"))?;
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    println!("{text}");
+    Ok(if status.is_success() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

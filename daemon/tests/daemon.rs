@@ -295,6 +295,26 @@ async fn schedule_fires_jobs_are_listed_with_pagination_and_filters() {
     );
     assert!(text.contains("tributary_last_success_timestamp_seconds{connector=\"docs\"}"));
     assert!(!text.contains("/docs/sub"), "no paths in metric labels");
+
+    // the CLI: status reads the catalog beside the running daemon; ctl acts through the API
+    let out = Command::new(BIN).args(["status", "-c", cfg.to_str().unwrap()]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("docs") && text.contains("succeeded") && text.contains("schedule"), "{text}");
+    let ctl = |token: &str, args: &[&str]| {
+        Command::new(BIN)
+            .args(["ctl", "-c", cfg.to_str().unwrap()])
+            .args(args)
+            .env("TRIBUTARY_TOKEN", token)
+            .output()
+            .unwrap()
+    };
+    let denied = ctl(VIEWER, &["pause", "docs"]);
+    assert!(!denied.status.success());
+    assert!(String::from_utf8_lossy(&denied.stdout).contains("AUTHZ_FORBIDDEN"));
+    assert!(ctl(OPERATOR, &["pause", "docs"]).status.success());
+    assert_eq!(d.get("/api/v1/connectors/docs").await["paused"], true);
+    assert!(ctl(OPERATOR, &["resume", "docs"]).status.success());
+    assert_eq!(d.get("/api/v1/connectors/docs").await["paused"], false);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
