@@ -110,6 +110,14 @@ pub enum Command {
         #[arg(long, default_value_t = 10)]
         jobs: i64,
     },
+    /// Probe the running daemon's liveness endpoint (for container health checks).
+    Health {
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Also require /health/ready (catalog and object store reachable).
+        #[arg(long)]
+        ready: bool,
+    },
     /// Ask the running daemon to act, through its API (needs a token).
     Ctl {
         #[arg(short, long)]
@@ -139,9 +147,15 @@ pub enum CtlAction {
         #[arg(long)]
         full: bool,
     },
-    Pause { connector: String },
-    Resume { connector: String },
-    Cancel { job: i64 },
+    Pause {
+        connector: String,
+    },
+    Resume {
+        connector: String,
+    },
+    Cancel {
+        job: i64,
+    },
     /// Re-read the configuration file.
     Reload,
 }
@@ -212,7 +226,12 @@ pub async fn run(args: Cli) -> ExitCode {
         } => gc(config, grace, dry_run, json).await,
         Command::RebuildCatalog { config, json } => rebuild(config, json).await,
         Command::Status { config, jobs } => status(config, jobs).await,
-        Command::Ctl { config, auth, action } => ctl(config, auth, action).await,
+        Command::Ctl {
+            config,
+            auth,
+            action,
+        } => ctl(config, auth, action).await,
+        Command::Health { config, ready } => health(config, ready).await,
     };
     match result {
         Ok(code) => code,
@@ -582,7 +601,10 @@ async fn status(path: PathBuf, recent: i64) -> anyhow::Result<ExitCode> {
     let (items, versions, chunks) = catalog.counts().await?;
     println!("catalog: {items} live item(s), {versions} version(s), {chunks} chunk(s)\n");
     let paused = catalog.paused_connectors().await?;
-    println!("{:<20} {:<6} {:<16} {:<7} {:<12} {:<24} {:>7}", "CONNECTOR", "KIND", "SCHEDULE", "PAUSED", "LAST JOB", "FINISHED", "FAILED");
+    println!(
+        "{:<20} {:<6} {:<16} {:<7} {:<12} {:<24} {:>7}",
+        "CONNECTOR", "KIND", "SCHEDULE", "PAUSED", "LAST JOB", "FINISHED", "FAILED"
+    );
     for c in &cfg.connectors {
         let last = catalog.last_job(&c.id).await?;
         let failed = catalog.item_errors(&c.id).await?.len();
@@ -590,15 +612,24 @@ async fn status(path: PathBuf, recent: i64) -> anyhow::Result<ExitCode> {
             "{:<20} {:<6} {:<16} {:<7} {:<12} {:<24} {:>7}",
             c.id,
             format!("{:?}", c.kind).to_lowercase(),
-            c.schedule.as_ref().map(|s| s.expression.as_str()).unwrap_or("-"),
+            c.schedule
+                .as_ref()
+                .map(|s| s.expression.as_str())
+                .unwrap_or("-"),
             if paused.contains(&c.id) { "yes" } else { "no" },
             last.as_ref().map(|j| j.status.as_str()).unwrap_or("-"),
-            last.as_ref().and_then(|j| j.finished_at).map(fmt_ns).unwrap_or_else(|| "-".into()),
+            last.as_ref()
+                .and_then(|j| j.finished_at)
+                .map(fmt_ns)
+                .unwrap_or_else(|| "-".into()),
             failed
         );
     }
     let (jobs, _) = catalog.list_jobs(&Default::default(), 1, recent).await?;
-    println!("\n{:>6} {:<20} {:<12} {:<9} {:<12} {:<24} {:>7}  LAST ERROR", "JOB", "CONNECTOR", "KIND", "TRIGGER", "STATUS", "STARTED", "ERRORS");
+    println!(
+        "\n{:>6} {:<20} {:<12} {:<9} {:<12} {:<24} {:>7}  LAST ERROR",
+        "JOB", "CONNECTOR", "KIND", "TRIGGER", "STATUS", "STARTED", "ERRORS"
+    );
     for j in jobs {
         println!(
             "{:>6} {:<20} {:<12} {:<9} {:<12} {:<24} {:>7}  {}",
@@ -609,7 +640,12 @@ async fn status(path: PathBuf, recent: i64) -> anyhow::Result<ExitCode> {
             j.status,
             j.started_at.map(fmt_ns).unwrap_or_else(|| "-".into()),
             j.error_count,
-            j.last_error.as_deref().unwrap_or("").chars().take(80).collect::<String>()
+            j.last_error
+                .as_deref()
+                .unwrap_or("")
+                .chars()
+                .take(80)
+                .collect::<String>()
         );
     }
     for c in &cfg.connectors {
@@ -617,15 +653,62 @@ async fn status(path: PathBuf, recent: i64) -> anyhow::Result<ExitCode> {
         if !errs.is_empty() {
             println!("\nfailed items of {}:", c.id);
             for e in errs.iter().take(50) {
-                println!("  {}: {} (retries: {})", String::from_utf8_lossy(&e.path), e.error, e.retry_count);
+                println!(
+                    "  {}: {} (retries: {})",
+                    String::from_utf8_lossy(&e.path),
+                    e.error,
+                    e.retry_count
+                );
             }
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
+async fn health(path: PathBuf, ready: bool) -> anyhow::Result<ExitCode> {
+    let cfg = load!(path);
+    let mut addr = cfg.api.listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            [127, 0, 0, 1].into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let url = format!(
+        "http://{addr}/api/v1/health{}",
+        if ready { "/ready" } else { "" }
+    );
+    let resp = reqwest::Client::builder()
+        .timeout(Duration::from_secs(4))
+        .build()?
+        .get(&url)
+        .send()
+        .await;
+    match resp {
+        Ok(r) if r.status().is_success() => {
+            println!("ok: {url}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(r) => {
+            println!(
+                "unhealthy: {url}: HTTP {}: {}",
+                r.status(),
+                r.text().await.unwrap_or_default()
+            );
+            Ok(ExitCode::from(1))
+        }
+        Err(e) => {
+            println!("unreachable: {url}: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
 fn fmt_ns(ns: i64) -> String {
-    chrono::DateTime::from_timestamp_nanos(ns).format("%Y-%m-%d %H:%M:%S UTC").to_string()
+    chrono::DateTime::from_timestamp_nanos(ns)
+        .format("%Y-%m-%d %H:%M:%S UTC")
+        .to_string()
 }
 
 async fn ctl(path: PathBuf, auth: TokenArgs, action: CtlAction) -> anyhow::Result<ExitCode> {
@@ -644,8 +727,14 @@ async fn ctl(path: PathBuf, auth: TokenArgs, action: CtlAction) -> anyhow::Resul
             format!("/connectors/{connector}/runs"),
             serde_json::json!({"kind": if *full { "full" } else { "incremental" }}),
         ),
-        CtlAction::Pause { connector } => (format!("/connectors/{connector}/pause"), serde_json::json!({})),
-        CtlAction::Resume { connector } => (format!("/connectors/{connector}/resume"), serde_json::json!({})),
+        CtlAction::Pause { connector } => (
+            format!("/connectors/{connector}/pause"),
+            serde_json::json!({}),
+        ),
+        CtlAction::Resume { connector } => (
+            format!("/connectors/{connector}/resume"),
+            serde_json::json!({}),
+        ),
         CtlAction::Cancel { job } => (format!("/jobs/{job}/cancel"), serde_json::json!({})),
         CtlAction::Reload => ("/config/reload".to_string(), serde_json::json!({})),
     };
@@ -659,5 +748,9 @@ async fn ctl(path: PathBuf, auth: TokenArgs, action: CtlAction) -> anyhow::Resul
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
     println!("{text}");
-    Ok(if status.is_success() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if status.is_success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

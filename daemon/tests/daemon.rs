@@ -297,9 +297,18 @@ async fn schedule_fires_jobs_are_listed_with_pagination_and_filters() {
     assert!(!text.contains("/docs/sub"), "no paths in metric labels");
 
     // the CLI: status reads the catalog beside the running daemon; ctl acts through the API
-    let out = Command::new(BIN).args(["status", "-c", cfg.to_str().unwrap()]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["status", "-c", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && text.contains("docs") && text.contains("succeeded") && text.contains("schedule"), "{text}");
+    assert!(
+        out.status.success()
+            && text.contains("docs")
+            && text.contains("succeeded")
+            && text.contains("schedule"),
+        "{text}"
+    );
     let ctl = |token: &str, args: &[&str]| {
         Command::new(BIN)
             .args(["ctl", "-c", cfg.to_str().unwrap()])
