@@ -457,7 +457,13 @@ impl Daemon {
     fn start_background(self: &Arc<Self>) {
         let me = self.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(30));
+            // often enough for the configured backoff, at most every 30 s
+            let every = me
+                .config()
+                .daemon
+                .retry_backoff
+                .clamp(Duration::from_secs(1), Duration::from_secs(30));
+            let mut tick = tokio::time::interval(every);
             let mut last_prune = Instant::now() - Duration::from_secs(3600);
             loop {
                 tokio::select! {

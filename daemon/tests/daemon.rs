@@ -42,8 +42,11 @@ fn config(dir: &Path, port: u16, store: &str, connectors: &str, extra: &str) -> 
 
 impl Running {
     fn start(cfg: &Path, port: u16, envs: &[(&str, &str)]) -> Running {
+        Running::start_with(Command::new(BIN), cfg, port, envs)
+    }
+
+    fn start_with(mut cmd: Command, cfg: &Path, port: u16, envs: &[(&str, &str)]) -> Running {
         let stderr = cfg.with_extension(format!("stderr-{:x}", rand::random::<u32>()));
-        let mut cmd = Command::new(BIN);
         cmd.args(["run", "-c", cfg.to_str().unwrap()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -829,4 +832,150 @@ async fn systemd_notifications_ready_watchdog_stopping() {
         }
     }
     assert!(d.wait_exit(20).success());
+}
+
+/// As an unprivileged user (root reads everything): unreadable files and folders fail
+/// alone, failed files are retried with backoff until `max_retries`, then left alone
+/// until they change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_files_fail_alone_are_retried_with_backoff_then_given_up() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("closed")).unwrap();
+    std::fs::write(src.join("ok.txt"), "fine").unwrap();
+    std::fs::write(src.join("locked.txt"), "secret").unwrap();
+    std::fs::write(src.join("closed/inside.txt"), "inside").unwrap();
+    let bin = dir.path().join("tributary");
+    std::fs::copy(BIN, &bin).unwrap();
+    let port = free_port();
+    let cfg = config(dir.path(), port, "", &local_connector(""), "");
+    let extra = "daemon:\n  shutdown_deadline: 3s\n  watch_debounce: 300ms\n  max_retries: 2\n  retry_backoff: 1s\n";
+    std::fs::write(
+        &cfg,
+        std::fs::read_to_string(&cfg).unwrap().replace(
+            "daemon:\n  shutdown_deadline: 3s\n  watch_debounce: 300ms\n",
+            extra,
+        ),
+    )
+    .unwrap();
+    assert!(
+        Command::new("chown")
+            .args(["-R", "nobody:nogroup", dir.path().to_str().unwrap()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut cmd = Command::new("setpriv");
+    cmd.args([
+        "--reuid=nobody",
+        "--regid=nogroup",
+        "--clear-groups",
+        bin.to_str().unwrap(),
+    ]);
+    let d = Running::start_with(cmd, &cfg, port, &[]);
+    d.wait_for("the startup job", 20, async |d| {
+        d.jobs("status=succeeded").await.len() == 1
+    })
+    .await;
+    assert_eq!(
+        d.get("/api/v1/items?status=completed").await["meta"]["total"],
+        3
+    );
+
+    // a changed file that cannot be read (a mode change alone is no content change)
+    std::fs::write(src.join("locked.txt"), "secret, edited").unwrap();
+    std::fs::set_permissions(
+        src.join("locked.txt"),
+        std::fs::Permissions::from_mode(0o000),
+    )
+    .unwrap();
+    std::fs::set_permissions(src.join("closed"), std::fs::Permissions::from_mode(0o000)).unwrap();
+    std::fs::write(src.join("ok.txt"), "changed").unwrap();
+    let (s, _, b) = d
+        .call(
+            "POST",
+            "/api/v1/connectors/docs/runs",
+            Some(OPERATOR),
+            Some(json!({"kind": "full"})),
+        )
+        .await;
+    assert_eq!(s, 202, "{b}");
+    let job = serde_json::from_str::<Value>(&b).unwrap()["job_id"]
+        .as_i64()
+        .unwrap();
+    d.wait_for("the job", 20, async |d| {
+        d.get(&format!("/api/v1/jobs/{job}")).await["finished_at"].is_string()
+    })
+    .await;
+    let j = d.get(&format!("/api/v1/jobs/{job}")).await;
+    assert_eq!(
+        j["status"], "succeeded",
+        "one bad file does not fail the job: {j}"
+    );
+    assert_eq!(j["error_count"], 2, "{j}");
+    assert!(
+        j["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("ermission denied"),
+        "{j}"
+    );
+    // the unreadable folder's known file is kept, the changed file stored
+    assert_eq!(
+        d.get("/api/v1/items?status=completed").await["meta"]["total"],
+        3
+    );
+    assert_eq!(
+        d.get("/api/v1/items?status=deleted").await["meta"]["total"],
+        0
+    );
+
+    // retries: two more attempts with backoff, then the file is given up on
+    d.wait_for("two retries", 30, async |d| {
+        let failed = d
+            .get("/api/v1/items?status=failed&prefix=/docs/locked.txt")
+            .await;
+        failed["items"][0]["retry_count"] == 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let retries = d
+        .jobs("")
+        .await
+        .iter()
+        .filter(|j| j["trigger"] == "retry")
+        .count();
+    assert_eq!(retries, 2, "exactly max_retries retry jobs");
+    let failed = d.get("/api/v1/items?status=failed").await;
+    assert_eq!(failed["meta"]["total"], 2, "{failed}");
+    // an exhausted, unchanged file is left alone by later jobs
+    let (_, _, b) = d
+        .call("POST", "/api/v1/connectors/docs/runs", Some(OPERATOR), None)
+        .await;
+    let job = serde_json::from_str::<Value>(&b).unwrap()["job_id"]
+        .as_i64()
+        .unwrap();
+    d.wait_for("the job", 20, async |d| {
+        d.get(&format!("/api/v1/jobs/{job}")).await["finished_at"].is_string()
+    })
+    .await;
+    let j = d.get(&format!("/api/v1/jobs/{job}")).await;
+    assert_eq!(j["progress"]["files_skipped"], 1, "{j}");
+    // once readable and changed, it is stored and no longer failed
+    std::fs::set_permissions(
+        src.join("locked.txt"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    std::fs::set_permissions(src.join("closed"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(src.join("locked.txt"), "readable now").unwrap();
+    d.call("POST", "/api/v1/connectors/docs/runs", Some(OPERATOR), None)
+        .await;
+    d.wait_for("the repair", 20, async |d| {
+        d.get("/api/v1/items?prefix=/docs/locked.txt&status=completed")
+            .await["items"][0]["last_error"]
+            .is_null()
+    })
+    .await;
 }
