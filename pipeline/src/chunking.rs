@@ -1,8 +1,8 @@
 //! One streaming pass over a file: content-defined chunking (FastCDC 2020), a BLAKE3
 //! hash per chunk and a BLAKE3 digest of the whole file.
 //!
-//! Memory is bounded by one buffer of at most twice the maximum chunk size (less for
-//! small files) plus the chunks the caller holds, whatever the file size. Runs on a
+//! Memory is bounded by one buffer of at most 1.5 times the maximum chunk size (less
+//! for small files) plus the chunks the caller holds, whatever the file size. Runs on a
 //! blocking thread.
 
 use std::io::Read;
@@ -40,7 +40,8 @@ pub fn chunk_stream(
     mut emit: impl FnMut(Chunk) -> bool,
 ) -> std::io::Result<Option<Digest>> {
     let max = params.max as usize;
-    let cap = (2 * max).min(size_hint as usize + 1).max(64 * 1024);
+    let limit = max + max / 2;
+    let cap = limit.min(size_hint as usize + 1).max(64 * 1024);
     let mut buf = vec![0u8; cap];
     let (mut start, mut len, mut eof) = (0usize, 0usize, false);
     let mut file_hasher = blake3::Hasher::new();
@@ -55,7 +56,7 @@ pub fn chunk_stream(
                     start = 0;
                 } else {
                     // size hint was too small (the file grew): grow the buffer
-                    let new = (buf.len() * 2).min(2 * max).max(buf.len() + 1);
+                    let new = (buf.len() * 2).min(limit).max(buf.len() + 1);
                     buf.resize(new, 0);
                 }
             }
