@@ -168,7 +168,24 @@ pub enum SourceConfig {
 pub struct Schedule {
     pub expression: String,
     pub cron: cron::Schedule,
-    pub offset: chrono::FixedOffset,
+    pub zone: Zone,
+}
+
+/// The time zone a schedule is read in.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Zone {
+    Fixed(chrono::FixedOffset),
+    Named(chrono_tz::Tz),
+}
+
+impl Zone {
+    pub fn name(&self) -> String {
+        match self {
+            Zone::Fixed(o) if o.local_minus_utc() == 0 => "UTC".into(),
+            Zone::Fixed(o) => o.to_string(),
+            Zone::Named(tz) => tz.name().to_string(),
+        }
+    }
 }
 
 impl Schedule {
@@ -177,10 +194,19 @@ impl Schedule {
         &self,
         after: chrono::DateTime<chrono::Utc>,
     ) -> Option<chrono::DateTime<chrono::Utc>> {
-        self.cron
-            .after(&after.with_timezone(&self.offset))
-            .next()
-            .map(|t| t.with_timezone(&chrono::Utc))
+        match self.zone {
+            Zone::Fixed(o) => self
+                .cron
+                .after(&after.with_timezone(&o))
+                .next()
+                .map(|t| t.with_timezone(&chrono::Utc)),
+            // DST gaps and repeats are resolved by the cron crate in the named zone
+            Zone::Named(tz) => self
+                .cron
+                .after(&after.with_timezone(&tz))
+                .next()
+                .map(|t| t.with_timezone(&chrono::Utc)),
+        }
     }
 }
 

@@ -246,7 +246,8 @@ pub struct RawConnector {
     /// Cron expression: 5 fields (minute hour day month weekday) or 6 with seconds.
     #[serde(default)]
     pub schedule: Option<String>,
-    /// Time zone of `schedule`: `UTC` (default) or a fixed offset like `+02:00`.
+    /// Time zone of `schedule`: `UTC` (default), an IANA name (`Europe/Paris`) or a
+    /// fixed offset (`+02:00`).
     #[serde(default)]
     pub timezone: Option<String>,
     /// Only paths matching one of these globs (relative to the source root; `**` spans

@@ -660,7 +660,7 @@ pub fn parse_schedule(expr: &str) -> Result<Schedule, String> {
         .map(|cron| Schedule {
             expression: expr.to_string(),
             cron,
-            offset: chrono::FixedOffset::east_opt(0).expect("zero offset"),
+            zone: crate::Zone::Fixed(chrono::FixedOffset::east_opt(0).expect("zero offset")),
         })
         .map_err(|e| {
             // the cron crate draws a caret under the bad field; keep only its sentence
@@ -718,15 +718,21 @@ fn connector(cx: &mut Ctx, path: &str, rc: &raw::RawConnector) -> Option<Connect
             }
         });
     if let Some(tz) = &rc.timezone {
-        match parse_offset(tz) {
-            Some(off) => {
+        let zone = parse_offset(tz).map(crate::Zone::Fixed).or_else(|| {
+            tz.trim()
+                .parse::<chrono_tz::Tz>()
+                .ok()
+                .map(crate::Zone::Named)
+        });
+        match zone {
+            Some(z) => {
                 if let Some(s) = schedule.as_mut() {
-                    s.offset = off;
+                    s.zone = z;
                 }
             }
             None => cx.error(
                 format!("{path}.timezone"),
-                format!("expected `UTC` or a fixed offset like `+02:00`, got `{tz}`"),
+                format!("unknown time zone `{tz}`: expected an IANA name like `Europe/Paris`, `UTC` or a fixed offset like `+02:00`"),
             ),
         }
     }

@@ -122,3 +122,45 @@ fn schema_names_every_top_level_key() {
     }
     assert_eq!(s["additionalProperties"], serde_json::json!(false));
 }
+
+#[test]
+fn schedules_run_in_their_time_zone() {
+    use chrono::{TimeZone, Utc};
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yaml");
+    let write = |tz: &str| {
+        std::fs::write(
+            &cfg,
+            format!("version: 1\nconnectors:\n  - id: a\n    kind: local\n    path: /x\n    schedule: \"0 3 * * *\"\n    timezone: {tz}\n"),
+        )
+        .unwrap();
+        load(&cfg, &HashMap::new())
+    };
+    let s = write("Europe/Paris").unwrap().config.connectors[0]
+        .schedule
+        .clone()
+        .unwrap();
+    // 03:00 in Paris is 01:00 UTC in summer and 02:00 UTC in winter
+    assert_eq!(
+        s.next_after(Utc.with_ymd_and_hms(2026, 7, 1, 0, 0, 0).unwrap()),
+        Some(Utc.with_ymd_and_hms(2026, 7, 1, 1, 0, 0).unwrap())
+    );
+    assert_eq!(
+        s.next_after(Utc.with_ymd_and_hms(2026, 1, 10, 0, 0, 0).unwrap()),
+        Some(Utc.with_ymd_and_hms(2026, 1, 10, 2, 0, 0).unwrap())
+    );
+    assert_eq!(s.zone.name(), "Europe/Paris");
+    let f = write("\"-05:30\"").unwrap().config.connectors[0]
+        .schedule
+        .clone()
+        .unwrap();
+    assert_eq!(
+        f.next_after(Utc.with_ymd_and_hms(2026, 1, 10, 0, 0, 0).unwrap()),
+        Some(Utc.with_ymd_and_hms(2026, 1, 10, 8, 30, 0).unwrap())
+    );
+    let e = write("Mars/Olympus").unwrap_err().to_string();
+    assert!(
+        e.contains("c.yaml:7:15: connectors[0].timezone: unknown time zone `Mars/Olympus`"),
+        "{e}"
+    );
+}

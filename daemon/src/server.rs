@@ -610,7 +610,7 @@ impl Control for Handle {
                 kind: kind_name(&s.cfg).into(),
                 target: s.cfg.target.clone(),
                 schedule: s.cfg.schedule.as_ref().map(|x| x.expression.clone()),
-                timezone: s.cfg.schedule.as_ref().map(|x| x.offset.to_string()),
+                timezone: s.cfg.schedule.as_ref().map(|x| x.zone.name()),
                 watch: s.cfg.watch,
                 paused: s.paused,
                 state: match (s.current, s.running) {
