@@ -37,6 +37,10 @@ pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../../migrations/sqlite/0002_daemon.sql")),
+    (
+        3,
+        include_str!("../../migrations/sqlite/0003_retention.sql"),
+    ),
 ];
 
 /// Current time in Unix nanoseconds.
@@ -784,7 +788,7 @@ impl Catalog {
         for batch in hashes.chunks(500) {
             let placeholders: Vec<String> = (1..=batch.len()).map(|i| format!("${i}")).collect();
             let sql = format!(
-                "SELECT hash, size, stored_size, compression FROM chunks WHERE hash IN ({})",
+                "SELECT hash, size, stored_size, compression FROM chunks WHERE refcount > 0 AND hash IN ({})",
                 placeholders.join(", ")
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -964,13 +968,110 @@ impl Catalog {
     pub async fn chunks_page(&self, after: Option<Hash>, limit: i64) -> Result<Vec<ChunkRef>> {
         let after = after.map(|h| h.to_vec()).unwrap_or_default();
         let rows = sqlx::query(
-            "SELECT hash, size, stored_size, compression FROM chunks WHERE hash > $1 ORDER BY hash LIMIT $2",
+            "SELECT hash, size, stored_size, compression FROM chunks WHERE hash > $1 AND refcount > 0 ORDER BY hash LIMIT $2",
         )
         .bind(after)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter().map(chunk_ref).collect()
+    }
+
+    /// Reference count and orphaning time (Unix ns, when the count fell to 0) of the
+    /// chunks among `hashes` that have a row.
+    pub async fn chunk_states(&self, hashes: &[Hash]) -> Result<HashMap<Hash, (i64, Option<i64>)>> {
+        let mut found = HashMap::new();
+        for batch in hashes.chunks(500) {
+            let placeholders: Vec<String> = (1..=batch.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT hash, refcount, orphaned_at FROM chunks WHERE hash IN ({})",
+                placeholders.join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for h in batch {
+                q = q.bind(h.as_slice());
+            }
+            for row in q.fetch_all(&self.pool).await? {
+                found.insert(
+                    to_hash(&row.get::<Vec<u8>, _>(0))?,
+                    (row.get(1), row.get(2)),
+                );
+            }
+        }
+        Ok(found)
+    }
+
+    /// Drops the row of a chunk whose object gc deleted, if it is still unreferenced.
+    pub async fn forget_chunk(&self, hash: &Hash) -> Result<()> {
+        sqlx::query("DELETE FROM chunks WHERE hash = $1 AND refcount = 0")
+            .bind(hash.as_slice())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Version retention: removes versions committed before `before` (Unix ns), except
+    /// each item's current version and the one that was current at `before` (so any
+    /// restore as of `before` or later stays exact); an item whose tombstone is older
+    /// than `before` goes entirely. Chunk reference counts follow; a chunk that loses its
+    /// last reference is marked orphaned for gc. Returns (versions, items) removed.
+    pub async fn prune_versions(&self, before: i64) -> Result<(u64, u64)> {
+        let mut tx = self.pool.begin().await?;
+        let doomed: Vec<i64> = sqlx::query_scalar(
+            "SELECT v.id FROM versions v JOIN items i ON i.id = v.item_id
+             WHERE v.committed_at < $1
+               AND ((i.deleted = 1 AND (SELECT c.committed_at FROM versions c WHERE c.id = i.current_version) < $1)
+                    OR (v.id <> i.current_version
+                        AND v.id <> (SELECT k.id FROM versions k WHERE k.item_id = v.item_id AND k.committed_at < $1
+                                     ORDER BY k.committed_at DESC, k.id DESC LIMIT 1)))",
+        )
+        .bind(before)
+        .fetch_all(&mut *tx)
+        .await?;
+        let now = now_ns();
+        for batch in doomed.chunks(500) {
+            let placeholders: Vec<String> = (1..=batch.len()).map(|i| format!("${i}")).collect();
+            let list = placeholders.join(", ");
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT hash, COUNT(*) FROM version_chunks WHERE version_id IN ({list}) GROUP BY hash"
+            )));
+            for id in batch {
+                q = q.bind(id);
+            }
+            let counts: Vec<(Vec<u8>, i64)> = q
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect();
+            for (hash, n) in counts {
+                sqlx::query(
+                    "UPDATE chunks SET refcount = refcount - $1,
+                       orphaned_at = CASE WHEN refcount - $1 <= 0 THEN $2 ELSE orphaned_at END
+                     WHERE hash = $3",
+                )
+                .bind(n)
+                .bind(now)
+                .bind(&hash)
+                .execute(&mut *tx)
+                .await?;
+            }
+            for table in ["version_chunks WHERE version_id", "versions WHERE id"] {
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DELETE FROM {table} IN ({list})"
+                )));
+                for id in batch {
+                    q = q.bind(id);
+                }
+                q.execute(&mut *tx).await?;
+            }
+        }
+        let items = sqlx::query("DELETE FROM items WHERE NOT EXISTS (SELECT 1 FROM versions v WHERE v.item_id = items.id)")
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok((doomed.len() as u64, items))
     }
 
     /// Whether a chunk is committed with a positive reference count.
@@ -1059,7 +1160,8 @@ async fn insert_version(
     for (idx, c) in v.chunks.iter().enumerate() {
         sqlx::query(
             "INSERT INTO chunks (hash, size, stored_size, compression, refcount, created_at) VALUES ($1, $2, $3, $4, 1, $5)
-             ON CONFLICT (hash) DO UPDATE SET refcount = chunks.refcount + 1",
+             ON CONFLICT (hash) DO UPDATE SET refcount = chunks.refcount + 1, orphaned_at = NULL,
+               stored_size = excluded.stored_size, compression = excluded.compression",
         )
         .bind(c.hash.as_slice())
         .bind(c.size as i64)

@@ -57,6 +57,7 @@ pub struct DaemonConfig {
     pub max_retries: u32,
     pub retry_backoff: Duration,
     pub change_retention: Duration,
+    pub version_retention: Duration,
     pub watch_debounce: Duration,
 }
 
@@ -68,6 +69,7 @@ impl Default for DaemonConfig {
             max_retries: 3,
             retry_backoff: Duration::from_secs(600),
             change_retention: Duration::from_secs(90 * 86400),
+            version_retention: Duration::from_secs(365 * 86400),
             watch_debounce: Duration::from_secs(2),
         }
     }

@@ -105,6 +105,10 @@ pub struct RawDaemon {
     /// How long change-feed rows are kept (default 90d).
     #[serde(default)]
     pub change_retention: Option<RawDuration>,
+    /// How long superseded versions and tombstones are kept (default 365d); restores
+    /// `--at` a moment older than this are no longer exact.
+    #[serde(default)]
+    pub version_retention: Option<RawDuration>,
     /// Quiet time after file-system events before a watch job starts (default 2s).
     #[serde(default)]
     pub watch_debounce: Option<RawDuration>,

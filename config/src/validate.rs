@@ -479,6 +479,12 @@ fn daemon(cx: &mut Ctx, raw: &raw::RawDaemon) -> DaemonConfig {
         d.change_retention,
     );
     let watch_debounce = dur(cx, "watch_debounce", &raw.watch_debounce, d.watch_debounce);
+    let version_retention = dur(
+        cx,
+        "version_retention",
+        &raw.version_retention,
+        d.version_retention,
+    );
     let max_concurrent_jobs = match raw.max_concurrent_jobs {
         Some(0) => {
             cx.error(format!("{p}.max_concurrent_jobs"), "must be at least 1");
@@ -493,6 +499,7 @@ fn daemon(cx: &mut Ctx, raw: &raw::RawDaemon) -> DaemonConfig {
         max_retries: raw.max_retries.unwrap_or(d.max_retries),
         retry_backoff,
         change_retention,
+        version_retention,
         watch_debounce,
     }
 }

@@ -95,6 +95,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Apply version retention now: drop superseded versions and tombstones older than
+    /// this (the daemon does it hourly with daemon.version_retention); then `gc`
+    /// removes their data.
+    Prune {
+        #[arg(short, long)]
+        config: PathBuf,
+        #[arg(long)]
+        older_than: String,
+    },
     /// Rebuild an empty catalog from the manifests in the object store.
     RebuildCatalog {
         #[arg(short, long)]
@@ -225,6 +234,7 @@ pub async fn run(args: Cli) -> ExitCode {
             json,
         } => gc(config, grace, dry_run, json).await,
         Command::RebuildCatalog { config, json } => rebuild(config, json).await,
+        Command::Prune { config, older_than } => prune(config, older_than).await,
         Command::Status { config, jobs } => status(config, jobs).await,
         Command::Ctl {
             config,
@@ -579,6 +589,21 @@ async fn gc(path: PathBuf, grace: String, dry_run: bool, json: bool) -> anyhow::
     Ok(ExitCode::SUCCESS)
 }
 
+async fn prune(path: PathBuf, older_than: String) -> anyhow::Result<ExitCode> {
+    let cfg = load!(path);
+    let age = tributary_config::units::parse_duration(&older_than)
+        .map_err(anyhow::Error::msg)
+        .context("--older-than")?;
+    let catalog = wiring::open_catalog(&cfg).await?;
+    let (versions, items) = catalog
+        .prune_versions(tributary_catalog::now_ns() - age.as_nanos() as i64)
+        .await?;
+    println!(
+        "pruned {versions} version(s) and {items} deleted item(s); run `tributary gc` to remove data no longer referenced"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn rebuild(path: PathBuf, json: bool) -> anyhow::Result<ExitCode> {
     let cfg = load!(path);
     let catalog = wiring::open_catalog(&cfg).await?;
@@ -588,8 +613,11 @@ async fn rebuild(path: PathBuf, json: bool) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         println!(
-            "rebuilt the catalog from {} manifest(s): {} version(s), {} duplicate(s) skipped",
-            report.manifests, report.versions, report.duplicates_skipped
+            "rebuilt the catalog from {} manifest(s): {} version(s), {} duplicate(s) skipped, {} without data (pruned) skipped",
+            report.manifests,
+            report.versions,
+            report.duplicates_skipped,
+            report.missing_data_skipped
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -504,6 +504,15 @@ impl Daemon {
                         Ok(_) => {}
                         Err(e) => tracing::warn!(error = %e, "prune change feed"),
                     }
+                    let before = tributary_catalog::now_ns()
+                        - cfg.daemon.version_retention.as_nanos() as i64;
+                    match me.pipeline.catalog.prune_versions(before).await {
+                        Ok((v, i)) if v > 0 => {
+                            tracing::info!(versions = v, items = i, "pruned old versions")
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "prune versions"),
+                    }
                 }
             }
         });

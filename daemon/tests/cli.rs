@@ -288,3 +288,52 @@ fn check_reports_every_problem_and_exits_nonzero() {
     let v: serde_json::Value = serde_json::from_slice(&schema.stdout).unwrap();
     assert!(v["properties"]["connectors"].is_object());
 }
+
+#[test]
+fn version_retention_prunes_history_and_gc_frees_its_data_without_harming_the_present() {
+    let env = Env::new("");
+    std::fs::write(env.src().join("keep.bin"), tree::random_bytes(1, 600_000)).unwrap();
+    std::fs::write(env.src().join("gone.bin"), tree::random_bytes(2, 600_000)).unwrap();
+    // committed in the same manifest as the first versions of the others, and kept
+    std::fs::write(env.src().join("stable.bin"), tree::random_bytes(3, 600_000)).unwrap();
+    env.once(None);
+    for round in 0..2u64 {
+        std::fs::write(
+            env.src().join("keep.bin"),
+            tree::random_bytes(10 + round, 600_000),
+        )
+        .unwrap();
+        env.once(None);
+    }
+    std::fs::remove_file(env.src().join("gone.bin")).unwrap();
+    let r = json(&env.once(None));
+    assert_eq!(r["stats"]["files_deleted"], 1, "{r}");
+    std::thread::sleep(Duration::from_millis(50));
+    let out = env.ok(&["prune", "--older-than", "0s"]);
+    // keep.bin: two superseded versions; gone.bin: its version and tombstone
+    assert!(
+        out.contains("pruned 4 version(s) and 1 deleted item(s)"),
+        "{out}"
+    );
+    let gc: serde_json::Value =
+        serde_json::from_str(&env.ok(&["gc", "--grace", "0s", "--json"])).unwrap();
+    assert!(gc["chunks_deleted"].as_u64().unwrap() >= 3, "{gc}");
+    env.verify_clean();
+    env.assert_restores_source();
+    // the bucket alone still rebuilds the present, leaving out pruned history
+    let state = env.dir.path().join("state");
+    for f in ["catalog.db", "catalog.db-wal", "catalog.db-shm"] {
+        let _ = std::fs::remove_file(state.join(f));
+    }
+    let r: serde_json::Value =
+        serde_json::from_str(&env.ok(&["rebuild-catalog", "--json"])).unwrap();
+    assert_eq!(
+        r["missing_data_skipped"], 2,
+        "the pruned versions sharing a manifest with stable.bin: {r}"
+    );
+    assert_eq!(r["versions"], 2, "{r}");
+    env.verify_clean();
+    env.assert_restores_source();
+    let again = json(&env.once(None));
+    assert_eq!(again["stats"]["versions_committed"], 0, "{again}");
+}

@@ -255,12 +255,16 @@ async fn gc_locked(
             })
             .collect();
         let hashes: Vec<Hash> = parsed.iter().map(|(h, _)| *h).collect();
-        let known = catalog.known_chunks(&hashes).await?;
+        let states = catalog.chunk_states(&hashes).await?;
         for (h, m) in parsed {
-            if known.contains_key(&h) {
-                continue;
-            }
-            if m.modified_ns > cutoff {
+            // the grace period runs from the upload (no row: an ingest may not have
+            // committed yet) or from the moment the last reference was pruned
+            let since = match states.get(&h) {
+                Some((refs, _)) if *refs > 0 => continue,
+                Some((_, orphaned)) => orphaned.unwrap_or(0).max(m.modified_ns),
+                None => m.modified_ns,
+            };
+            if since > cutoff {
                 report.kept_in_grace += 1;
                 continue;
             }
@@ -270,6 +274,7 @@ async fn gc_locked(
             }
             if !dry_run {
                 store.delete(&m.key).await?;
+                catalog.forget_chunk(&h).await?;
             }
             report.chunks_deleted += 1;
             report.bytes_deleted += m.size;
@@ -283,6 +288,8 @@ pub struct RebuildReport {
     pub manifests: u64,
     pub versions: u64,
     pub duplicates_skipped: u64,
+    /// Versions left out because their chunks are gone (pruned by retention).
+    pub missing_data_skipped: u64,
 }
 
 /// Rebuilds an empty catalog from the manifests in the object store.
@@ -309,6 +316,14 @@ pub async fn rebuild_catalog(
         loaded.push((m.key, parsed));
     }
     loaded.sort_by(|a, b| (a.1.committed_at, &a.0).cmp(&(b.1.committed_at, &b.0)));
+    // versions whose data is no longer in the store (pruned by retention and gc) are
+    // left out rather than rebuilt as dangling
+    let present: std::collections::HashSet<String> = store
+        .list("chunks/")
+        .await?
+        .into_iter()
+        .map(|m| m.key)
+        .collect();
     let mut last: HashMap<(String, Vec<u8>), NewVersion> = HashMap::new();
     let mut report = RebuildReport::default();
     for (key, m) in loaded {
@@ -326,6 +341,14 @@ pub async fn rebuild_catalog(
             let dead_tombstone = v.deleted && last.get(&id).is_none_or(|p| p.deleted);
             if same || dead_tombstone {
                 report.duplicates_skipped += 1;
+                continue;
+            }
+            if !v
+                .chunks
+                .iter()
+                .all(|c| present.contains(&chunk_key(&hex::encode(c.hash))))
+            {
+                report.missing_data_skipped += 1;
                 continue;
             }
             last.insert(id, v.clone());
