@@ -40,6 +40,8 @@ pub struct ApiConfig {
     pub tokens: Vec<ApiToken>,
     pub open_metrics: bool,
     pub max_body_size: u64,
+    /// HTTPS: (certificate chain, private key) PEM files.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// A bearer token, kept only as its SHA-256.

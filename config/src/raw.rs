@@ -68,6 +68,16 @@ pub struct RawApi {
     /// Largest request body accepted (default 1MiB).
     #[serde(default)]
     pub max_body_size: Option<RawSize>,
+    /// Serve HTTPS with this certificate chain and key (PEM).
+    #[serde(default)]
+    pub tls: Option<RawTls>,
+}
+
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert_file: String,
+    pub key_file: String,
 }
 
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]

@@ -369,8 +369,22 @@ fn api(cx: &mut Ctx, raw: Option<&raw::RawApi>) -> ApiConfig {
         tokens: Vec::new(),
         open_metrics: false,
         max_body_size: 1 << 20,
+        tls: None,
     };
     let Some(raw) = raw else { return out };
+    if let Some(tls) = &raw.tls {
+        let (cert, key) = (cx.resolve(&tls.cert_file), cx.resolve(&tls.key_file));
+        for (k, path) in [("cert_file", &cert), ("key_file", &key)] {
+            if let Err(e) = std::fs::File::open(path) {
+                cx.error(
+                    format!("{p}.tls.{k}"),
+                    format!("cannot read `{}`: {e}", path.display()),
+                );
+            }
+        }
+        warn_if_world_readable(&key, &mut cx.warnings);
+        out.tls = Some((cert, key));
+    }
     if let Some(l) = &raw.listen {
         match l.parse() {
             Ok(a) => out.listen = a,

@@ -695,22 +695,11 @@ async fn status(path: PathBuf, recent: i64) -> anyhow::Result<ExitCode> {
 
 async fn health(path: PathBuf, ready: bool) -> anyhow::Result<ExitCode> {
     let cfg = load!(path);
-    let mut addr = cfg.api.listen;
-    if addr.ip().is_unspecified() {
-        addr.set_ip(if addr.is_ipv4() {
-            [127, 0, 0, 1].into()
-        } else {
-            std::net::Ipv6Addr::LOCALHOST.into()
-        });
-    }
-    let url = format!(
-        "http://{addr}/api/v1/health{}",
-        if ready { "/ready" } else { "" }
-    );
-    let resp = reqwest::Client::builder()
-        .timeout(Duration::from_secs(4))
-        .build()?
+    let (client, base) = api_client(&cfg)?;
+    let url = format!("{base}/health{}", if ready { "/ready" } else { "" });
+    let resp = client
         .get(&url)
+        .timeout(Duration::from_secs(4))
         .send()
         .await;
     match resp {
@@ -733,6 +722,38 @@ async fn health(path: PathBuf, ready: bool) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// A client for the daemon's own API: the listen address (loopback when it listens on
+/// every address), HTTPS trusting the configured certificate when TLS is on.
+fn api_client(cfg: &tributary_config::Config) -> anyhow::Result<(reqwest::Client, String)> {
+    let mut addr = cfg.api.listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            [127, 0, 0, 1].into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let mut b = reqwest::Client::builder();
+    let scheme = match &cfg.api.tls {
+        None => "http",
+        Some((cert, _)) => {
+            let pem = std::fs::read(cert).with_context(|| format!("read {}", cert.display()))?;
+            for c in
+                reqwest::Certificate::from_pem_bundle(&pem).context("parse the API certificate")?
+            {
+                b = b.add_root_certificate(c);
+            }
+            "https"
+        }
+    };
+    let host = if addr.ip().is_loopback() && addr.is_ipv4() {
+        format!("localhost:{}", addr.port())
+    } else {
+        addr.to_string()
+    };
+    Ok((b.build()?, format!("{scheme}://{host}/api/v1")))
+}
+
 fn fmt_ns(ns: i64) -> String {
     chrono::DateTime::from_timestamp_nanos(ns)
         .format("%Y-%m-%d %H:%M:%S UTC")
@@ -749,7 +770,7 @@ async fn ctl(path: PathBuf, auth: TokenArgs, action: CtlAction) -> anyhow::Resul
             .to_string(),
         (None, None) => bail!("a token is needed: --token, --token-file or TRIBUTARY_TOKEN"),
     };
-    let base = format!("http://{}/api/v1", cfg.api.listen);
+    let (client, base) = api_client(&cfg)?;
     let (path, body) = match &action {
         CtlAction::Run { connector, full } => (
             format!("/connectors/{connector}/runs"),
@@ -766,7 +787,7 @@ async fn ctl(path: PathBuf, auth: TokenArgs, action: CtlAction) -> anyhow::Resul
         CtlAction::Cancel { job } => (format!("/jobs/{job}/cancel"), serde_json::json!({})),
         CtlAction::Reload => ("/config/reload".to_string(), serde_json::json!({})),
     };
-    let resp = reqwest::Client::new()
+    let resp = client
         .post(format!("{base}{path}"))
         .bearer_auth(token)
         .json(&body)

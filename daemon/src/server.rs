@@ -836,6 +836,7 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
 
     let listen = cfg.api.listen;
     let max_body = cfg.api.max_body_size as usize;
+    let tls = cfg.api.tls.clone();
     let daemon = Daemon::new(config_path, cfg).await?;
     let interrupted = daemon.pipeline.catalog.interrupt_unfinished_jobs().await?;
 
@@ -846,20 +847,52 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
         auth: daemon.auth.clone(),
         metrics: Default::default(),
     };
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("listen on {listen} (api.listen)"))?;
     let api_stop = CancellationToken::new();
-    let server = {
-        let stop = api_stop.clone();
-        let app = tributary_api::router(state, max_body);
-        tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
+    let app = tributary_api::router(state, max_body);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let server = match tls {
+        None => {
+            let listener = tokio::net::TcpListener::bind(listen)
                 .await
-        })
+                .with_context(|| format!("listen on {listen} (api.listen)"))?;
+            let stop = api_stop.clone();
+            tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await
+                    .map_err(anyhow::Error::from)
+            })
+        }
+        Some((cert, key)) => {
+            let rustls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
+                .await
+                .with_context(|| {
+                    format!(
+                        "load TLS certificate {} and key {}",
+                        cert.display(),
+                        key.display()
+                    )
+                })?;
+            let listener = std::net::TcpListener::bind(listen)
+                .with_context(|| format!("listen on {listen} (api.listen)"))?;
+            listener.set_nonblocking(true)?;
+            let handle = axum_server::Handle::new();
+            let stop = api_stop.clone();
+            let h = handle.clone();
+            tokio::spawn(async move {
+                stop.cancelled().await;
+                h.graceful_shutdown(Some(Duration::from_secs(5)));
+            });
+            tokio::spawn(async move {
+                axum_server::from_tcp_rustls(listener, rustls)?
+                    .handle(handle)
+                    .serve(app.into_make_service())
+                    .await
+                    .map_err(anyhow::Error::from)
+            })
+        }
     };
-    eprintln!("tributary: API listening on http://{listen}/api/v1");
+    eprintln!("tributary: API listening on {scheme}://{listen}/api/v1");
     tracing::info!(%listen, "api listening");
 
     let ids: Vec<String> = daemon.conns.lock().unwrap().keys().cloned().collect();

@@ -979,3 +979,87 @@ async fn unreadable_files_fail_alone_are_retried_with_backoff_then_given_up() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_serves_https_when_tls_is_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("src")).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let ok = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .args([
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(ok.success(), "openssl makes a test certificate");
+    let port = free_port();
+    let cfg = config(dir.path(), port, "", &local_connector(""), "");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "  max_body_size: 4KiB\n",
+        "  max_body_size: 4KiB\n  tls:\n    cert_file: cert.pem\n    key_file: key.pem\n",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let d = Running::start(&cfg, port, &[]);
+    let pem = std::fs::read(&cert).unwrap();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .build()
+        .unwrap();
+    let resp = client
+        .get(format!("https://localhost:{port}/api/v1/connectors"))
+        .bearer_auth(VIEWER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().contains_key("x-request-id"));
+    // plain HTTP is not served
+    assert!(
+        d.http
+            .get(d.url("/api/v1/health"))
+            .send()
+            .await
+            .map(|r| r.status() != 200)
+            .unwrap_or(true)
+    );
+    // the CLI's health probe and ctl speak HTTPS and trust the configured certificate
+    let out = Command::new(BIN)
+        .args(["health", "-c", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = Command::new(BIN)
+        .args(["ctl", "-c", cfg.to_str().unwrap(), "run", "docs"])
+        .env("TRIBUTARY_TOKEN", OPERATOR)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success()
+            || String::from_utf8_lossy(&out.stdout).contains("JOB_ALREADY_RUNNING"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
