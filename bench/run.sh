@@ -9,10 +9,12 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 SCALE=1.0
 BIG=0
+ONLY=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --scale) SCALE=$2; shift 2 ;;
     --big) BIG=1; shift ;;
+    --only-tributary) ONLY=tributary; shift ;;   # quick check: tributary's runs alone, no report
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -96,6 +98,7 @@ measure() { # phase tool cmd...
 stored() { "$RCLONE" size "B:$1" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["bytes"])'; }
 run_all() { # phase
   measure "$1" tributary "$TRIB" once -c "$OUT/trib.yaml" corpus
+  [ -n "$ONLY" ] && return 0
   measure "$1" rclone "$RCLONE" copy "$WORK" B:rclone/corpus
   measure "$1" restic "$RESTIC" backup -q "$WORK"
 }
@@ -114,5 +117,6 @@ if [ "$BIG" = 1 ]; then
   rm -rf "$OUT/big"
 fi
 echo "load average after: $(cat /proc/loadavg)"
+[ -n "$ONLY" ] && exit 0
 CORPUS=$(du -sb "$V1" | cut -f1)
 python3 "$ROOT/bench/report.py" "$RESULTS" "$CORPUS" "$S1_T" "$S1_C" "$S1_R" "$S2_T" "$S2_C" "$S2_R" | tee "$OUT/report.txt"

@@ -133,7 +133,7 @@ impl Default for PipelineConfig {
             zstd_level: 3,
             file_concurrency: 4,
             upload_concurrency: 8,
-            max_bytes_in_flight: 32 << 20,
+            max_bytes_in_flight: 16 << 20,
             commit_batch_size: 256,
             torn_read_retries: 3,
             upload_max_attempts: 10,

@@ -221,7 +221,7 @@ pub struct RawPipeline {
     /// Chunk uploads in flight per job (default 8).
     #[serde(default)]
     pub upload_concurrency: Option<usize>,
-    /// Bound on chunk bytes read but not yet uploaded (default 32MiB).
+    /// Bound on chunk bytes read but not yet uploaded (default 16MiB).
     #[serde(default)]
     pub max_bytes_in_flight: Option<RawSize>,
     /// Versions per catalog transaction and manifest (default 256).

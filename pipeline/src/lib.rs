@@ -52,7 +52,7 @@ impl Default for Settings {
             zstd_level: Some(3),
             file_concurrency: 4,
             upload_concurrency: 8,
-            max_bytes_in_flight: 32 << 20,
+            max_bytes_in_flight: 16 << 20,
             commit_batch_size: 256,
             commit_interval: Duration::from_secs(2),
             torn_read_retries: 3,
