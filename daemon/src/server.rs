@@ -495,7 +495,10 @@ impl Daemon {
                     }
                     Err(e) => tracing::warn!(error = %e, "retry sweep"),
                 }
-                if last_prune.elapsed() >= Duration::from_secs(3600) {
+                // hourly, or more often when the retention itself is short
+                let prune_every = (cfg.daemon.change_retention.min(cfg.daemon.version_retention) / 2)
+                    .clamp(Duration::from_secs(1), Duration::from_secs(3600));
+                if last_prune.elapsed() >= prune_every {
                     last_prune = Instant::now();
                     let before =
                         tributary_catalog::now_ns() - cfg.daemon.change_retention.as_nanos() as i64;
