@@ -8,8 +8,12 @@ fn validator() -> PathBuf {
     if let Ok(p) = std::env::var("TRIBUTARY_OPENAPI_VALIDATOR") {
         return PathBuf::from(p);
     }
-    let p = PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/tributary/venv/bin/openapi-spec-validator");
-    assert!(p.exists(), "openapi-spec-validator not found: run `bash .ci/run` once or set TRIBUTARY_OPENAPI_VALIDATOR");
+    let p = PathBuf::from(std::env::var("HOME").unwrap_or_default())
+        .join(".cache/tributary/venv/bin/openapi-spec-validator");
+    assert!(
+        p.exists(),
+        "openapi-spec-validator not found: run `bash .ci/run` once or set TRIBUTARY_OPENAPI_VALIDATOR"
+    );
     p
 }
 
@@ -30,13 +34,29 @@ fn the_openapi_document_validates_and_lists_every_route() {
         .as_object()
         .unwrap()
         .iter()
-        .flat_map(|(p, ops)| ops.as_object().unwrap().keys().map(move |m| (m.to_uppercase(), p.clone())))
+        .flat_map(|(p, ops)| {
+            ops.as_object()
+                .unwrap()
+                .keys()
+                .map(move |m| (m.to_uppercase(), p.clone()))
+        })
         .collect();
-    let mut served: Vec<(String, String)> = tributary_api::ROUTES.iter().map(|(m, p, _)| (m.to_string(), p.to_string())).collect();
+    let mut served: Vec<(String, String)> = tributary_api::ROUTES
+        .iter()
+        .map(|(m, p, _)| (m.to_string(), p.to_string()))
+        .collect();
     documented.sort();
     served.sort();
     assert_eq!(documented, served);
-    for (_, _, op) in doc["paths"].as_object().unwrap().iter().flat_map(|(p, ops)| ops.as_object().unwrap().iter().map(move |(m, o)| (p, m, o))) {
-        assert!(op["summary"].as_str().is_some_and(|s| !s.is_empty()), "every operation is described: {op}");
+    for (_, _, op) in doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(p, ops)| ops.as_object().unwrap().iter().map(move |(m, o)| (p, m, o)))
+    {
+        assert!(
+            op["summary"].as_str().is_some_and(|s| !s.is_empty()),
+            "every operation is described: {op}"
+        );
     }
 }

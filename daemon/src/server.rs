@@ -496,8 +496,12 @@ impl Daemon {
                     Err(e) => tracing::warn!(error = %e, "retry sweep"),
                 }
                 // hourly, or more often when the retention itself is short
-                let prune_every = (cfg.daemon.change_retention.min(cfg.daemon.version_retention) / 2)
-                    .clamp(Duration::from_secs(1), Duration::from_secs(3600));
+                let prune_every = (cfg
+                    .daemon
+                    .change_retention
+                    .min(cfg.daemon.version_retention)
+                    / 2)
+                .clamp(Duration::from_secs(1), Duration::from_secs(3600));
                 if last_prune.elapsed() >= prune_every {
                     last_prune = Instant::now();
                     let before =

@@ -1073,19 +1073,39 @@ async fn a_change_feed_cursor_older_than_the_retention_is_410() {
     }
     let port = free_port();
     let cfg = config(dir.path(), port, "", &local_connector(""), "");
-    let text = std::fs::read_to_string(&cfg)
-        .unwrap()
-        .replace("daemon:\n", "daemon:\n  change_retention: 2s\n  retry_backoff: 1s\n");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "daemon:\n",
+        "daemon:\n  change_retention: 2s\n  retry_backoff: 1s\n",
+    );
     std::fs::write(&cfg, text).unwrap();
     let d = Running::start(&cfg, port, &[]);
-    d.wait_for("the startup job", 20, async |d| d.jobs("status=succeeded").await.len() == 1).await;
-    assert_eq!(d.get("/api/v1/changes?cursor=0").await["items"].as_array().unwrap().len(), 3);
+    d.wait_for("the startup job", 20, async |d| {
+        d.jobs("status=succeeded").await.len() == 1
+    })
+    .await;
+    assert_eq!(
+        d.get("/api/v1/changes?cursor=0").await["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
     // the feed is pruned past the retention (the newest row stays)
-    d.wait_for("pruning", 20, async |d| d.call("GET", "/api/v1/changes?cursor=0", Some(VIEWER), None).await.0 == 410).await;
-    let (s, h, b) = d.call("GET", "/api/v1/changes?cursor=0", Some(VIEWER), None).await;
+    d.wait_for("pruning", 20, async |d| {
+        d.call("GET", "/api/v1/changes?cursor=0", Some(VIEWER), None)
+            .await
+            .0
+            == 410
+    })
+    .await;
+    let (s, h, b) = d
+        .call("GET", "/api/v1/changes?cursor=0", Some(VIEWER), None)
+        .await;
     assert_envelope(s, &h, &b, "SYNC_CURSOR_INVALID");
     let v: Value = serde_json::from_str(&b).unwrap();
-    let valid = v["error"]["details"]["oldest_valid_cursor"].as_i64().unwrap();
+    let valid = v["error"]["details"]["oldest_valid_cursor"]
+        .as_i64()
+        .unwrap();
     assert_eq!(valid, 2);
     let rest = d.get(&format!("/api/v1/changes?cursor={valid}")).await;
     assert_eq!(rest["items"].as_array().unwrap().len(), 1, "{rest}");
