@@ -786,10 +786,9 @@ impl Catalog {
     pub async fn known_chunks(&self, hashes: &[Hash]) -> Result<HashMap<Hash, ChunkRef>> {
         let mut found = HashMap::new();
         for batch in hashes.chunks(500) {
-            let placeholders: Vec<String> = (1..=batch.len()).map(|i| format!("${i}")).collect();
             let sql = format!(
                 "SELECT hash, size, stored_size, compression FROM chunks WHERE refcount > 0 AND hash IN ({})",
-                placeholders.join(", ")
+                placeholders(batch.len())
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for h in batch {
@@ -807,10 +806,9 @@ impl Catalog {
     pub async fn known_manifests(&self, keys: &[String]) -> Result<HashSet<String>> {
         let mut found = HashSet::new();
         for batch in keys.chunks(500) {
-            let placeholders: Vec<String> = (1..=batch.len()).map(|i| format!("${i}")).collect();
             let sql = format!(
                 "SELECT DISTINCT manifest FROM versions WHERE manifest IN ({})",
-                placeholders.join(", ")
+                placeholders(batch.len())
             );
             let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
             for k in batch {
@@ -982,10 +980,9 @@ impl Catalog {
     pub async fn chunk_states(&self, hashes: &[Hash]) -> Result<HashMap<Hash, (i64, Option<i64>)>> {
         let mut found = HashMap::new();
         for batch in hashes.chunks(500) {
-            let placeholders: Vec<String> = (1..=batch.len()).map(|i| format!("${i}")).collect();
             let sql = format!(
                 "SELECT hash, refcount, orphaned_at FROM chunks WHERE hash IN ({})",
-                placeholders.join(", ")
+                placeholders(batch.len())
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for h in batch {
@@ -1030,8 +1027,7 @@ impl Catalog {
         .await?;
         let now = now_ns();
         for batch in doomed.chunks(500) {
-            let placeholders: Vec<String> = (1..=batch.len()).map(|i| format!("${i}")).collect();
-            let list = placeholders.join(", ");
+            let list = placeholders(batch.len());
             let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "SELECT hash, COUNT(*) FROM version_chunks WHERE version_id IN ({list}) GROUP BY hash"
             )));
@@ -1206,6 +1202,14 @@ async fn insert_version(
         .execute(&mut **tx)
         .await?;
     Ok(version_id)
+}
+
+/// `$1, $2, …, $n` for an `IN (…)` list of `n` bound values.
+fn placeholders(n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn item_row(r: sqlx::sqlite::SqliteRow) -> ItemRow {

@@ -47,6 +47,22 @@ struct ConnState {
     tasks: CancellationToken,
 }
 
+impl ConnState {
+    fn new(cfg: ConnectorConfig, connector: Arc<dyn Connector>, paused: bool) -> ConnState {
+        ConnState {
+            cfg,
+            connector,
+            paused,
+            current: None,
+            running: false,
+            next_run: None,
+            skipped: 0,
+            rerun_pending: false,
+            tasks: CancellationToken::new(),
+        }
+    }
+}
+
 struct Live {
     progress: Arc<Progress>,
     control: JobControl,
@@ -125,20 +141,8 @@ impl Daemon {
         let paused = pipeline.catalog.paused_connectors().await?;
         let mut conns = HashMap::new();
         for c in &cfg.connectors {
-            conns.insert(
-                c.id.clone(),
-                ConnState {
-                    connector: wiring::connector(c)?,
-                    cfg: c.clone(),
-                    paused: paused.contains(&c.id),
-                    current: None,
-                    running: false,
-                    next_run: None,
-                    skipped: 0,
-                    rerun_pending: false,
-                    tasks: CancellationToken::new(),
-                },
-            );
+            let state = ConnState::new(c.clone(), wiring::connector(c)?, paused.contains(&c.id));
+            conns.insert(c.id.clone(), state);
         }
         Ok(Arc::new(Daemon {
             config_path,
@@ -181,7 +185,7 @@ impl Daemon {
         let (connector, cfg) = {
             let mut conns = self.conns.lock().unwrap();
             let st = conns.get_mut(id).ok_or(ControlError::ConnectorNotFound)?;
-            if st.paused && trigger != "startup" {
+            if st.paused {
                 if trigger != "api" {
                     st.skipped += 1;
                 }
@@ -566,20 +570,7 @@ impl Daemon {
                         restart.push(c.id.clone());
                     }
                     None => {
-                        conns.insert(
-                            c.id.clone(),
-                            ConnState {
-                                cfg: c.clone(),
-                                connector: conn,
-                                paused: false,
-                                current: None,
-                                running: false,
-                                next_run: None,
-                                skipped: 0,
-                                rerun_pending: false,
-                                tasks: CancellationToken::new(),
-                            },
-                        );
+                        conns.insert(c.id.clone(), ConnState::new(c.clone(), conn, false));
                         added.push(c.id.clone());
                         restart.push(c.id.clone());
                     }
