@@ -814,9 +814,9 @@ async fn flush(
         checkpoint: checkpoint.clone(),
         versions: std::mem::take(batch),
     };
-    let body = match serde_json::to_vec(&m) {
+    let body = match manifest::encode(&m) {
         Ok(b) => Bytes::from(b),
-        Err(e) => return job.fail(format!("encode manifest: {e}")),
+        Err(e) => return job.fail(e),
     };
     fault::point("commit.before_manifest");
     let store = job.p.store.clone();

@@ -311,8 +311,7 @@ pub async fn rebuild_catalog(
     let mut loaded: Vec<(String, Manifest)> = Vec::new();
     for m in keys.drain(..) {
         let body = store.get(&m.key).await?;
-        let parsed: Manifest =
-            serde_json::from_slice(&body).with_context(|| format!("parse manifest {}", m.key))?;
+        let parsed: Manifest = manifest::decode(&m.key, &body).map_err(anyhow::Error::msg)?;
         loaded.push((m.key, parsed));
     }
     loaded.sort_by(|a, b| (a.1.committed_at, &a.0).cmp(&(b.1.committed_at, &b.0)));
