@@ -772,23 +772,6 @@ fn looks_compressible(data: &[u8]) -> bool {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::looks_compressible;
-
-    #[test]
-    fn the_probe_skips_random_data_and_keeps_text() {
-        let random = tributary_testkit::tree::random_bytes(5, 1 << 20);
-        assert!(!looks_compressible(&random));
-        let text: Vec<u8> = b"quarterly budget forecast meeting minutes ".repeat(30_000);
-        assert!(looks_compressible(&text));
-        assert!(
-            looks_compressible(&random[..1000]),
-            "small chunks are simply compressed"
-        );
-    }
-}
-
 /// Batches versions into catalog transactions, each preceded by its manifest.
 async fn commit_loop(job: Arc<Job>, mut rx: mpsc::Receiver<CommitMsg>) {
     let s = &job.p.settings;
@@ -899,5 +882,22 @@ async fn flush(
                 up.remove(&c.hash);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::looks_compressible;
+
+    #[test]
+    fn the_probe_skips_random_data_and_keeps_text() {
+        let random = tributary_testkit::tree::random_bytes(5, 1 << 20);
+        assert!(!looks_compressible(&random));
+        let text: Vec<u8> = b"quarterly budget forecast meeting minutes ".repeat(30_000);
+        assert!(looks_compressible(&text));
+        assert!(
+            looks_compressible(&random[..1000]),
+            "small chunks are simply compressed"
+        );
     }
 }
