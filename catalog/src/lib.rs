@@ -632,7 +632,7 @@ impl Catalog {
                 deleted: r.get::<i64, _>(1) != 0,
                 size: r.get(2),
                 mtime_ns: r.get(3),
-                digest: digest.map(|d| d.iter().map(|b| format!("{b:02x}")).collect()),
+                digest: digest.map(hex::encode),
                 committed_at: r.get(5),
                 job_id: r.get(6),
                 chunks: r.get(7),
@@ -1259,14 +1259,12 @@ fn prefix_range(prefix: &[u8]) -> (Vec<u8>, Option<Vec<u8>>) {
 }
 
 mod hex_hash {
-    use serde::{Deserializer, Serializer};
+    use serde::{Deserialize, Deserializer, Serializer};
     pub fn serialize<S: Serializer>(h: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
-        super::hex_bytes::serialize(&h.to_vec(), s)
+        s.serialize_str(&hex::encode(h))
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
-        let v = super::hex_bytes::deserialize(d)?;
-        v.try_into()
-            .map_err(|_| serde::de::Error::custom("expected 32 bytes"))
+        hex::FromHex::from_hex(String::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 }
 
@@ -1279,37 +1277,19 @@ mod opt_hex_hash {
         }
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<[u8; 32]>, D::Error> {
-        let v: Option<String> = Option::deserialize(d)?;
-        v.map(|s| {
-            let b = super::hex_bytes::decode(&s).map_err(serde::de::Error::custom)?;
-            b.try_into()
-                .map_err(|_| serde::de::Error::custom("expected 32 bytes"))
-        })
-        .transpose()
+        Option::<String>::deserialize(d)?
+            .map(|s| hex::FromHex::from_hex(s).map_err(serde::de::Error::custom))
+            .transpose()
     }
 }
 
 mod hex_bytes {
     use serde::{Deserialize, Deserializer, Serializer};
-    pub fn serialize<S: Serializer>(b: &Vec<u8>, s: S) -> Result<S::Ok, S::Error> {
-        let mut out = String::with_capacity(b.len() * 2);
-        for x in b {
-            out.push_str(&format!("{x:02x}"));
-        }
-        s.serialize_str(&out)
+    pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(b))
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let s = String::deserialize(d)?;
-        decode(&s).map_err(serde::de::Error::custom)
-    }
-    pub fn decode(s: &str) -> Result<Vec<u8>, String> {
-        if !s.len().is_multiple_of(2) {
-            return Err("odd hex length".into());
-        }
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(|e| e.to_string()))
-            .collect()
+        hex::decode(String::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 }
 

@@ -423,16 +423,8 @@ fn api(cx: &mut Ctx, raw: Option<&raw::RawApi>) -> ApiConfig {
             continue;
         }
         let sha = if let Some(h) = &t.token_sha256 {
-            let bytes: Option<Vec<u8>> = (h.len() == 64)
-                .then(|| {
-                    (0..64)
-                        .step_by(2)
-                        .map(|j| u8::from_str_radix(&h[j..j + 2], 16).ok())
-                        .collect()
-                })
-                .flatten();
-            match bytes {
-                Some(b) => b.try_into().ok(),
+            match <[u8; 32] as hex::FromHex>::from_hex(h.trim()).ok() {
+                Some(b) => Some(b),
                 None => {
                     cx.error(
                         format!("{tp}.token_sha256"),

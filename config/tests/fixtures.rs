@@ -164,3 +164,21 @@ fn schedules_run_in_their_time_zone() {
         "{e}"
     );
 }
+
+#[test]
+fn token_hashes_must_be_64_hex_digits() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yaml");
+    // 64 bytes, but not hex (multi-byte characters must not trip the parser)
+    let bad = "é".repeat(32);
+    std::fs::write(&cfg, format!("version: 1\napi:\n  tokens:\n    - {{ name: t, role: viewer, token_sha256: \"{bad}\" }}\n")).unwrap();
+    let e = load(&cfg, &HashMap::new()).unwrap_err().to_string();
+    assert!(
+        e.contains("api.tokens[0].token_sha256: expected 64 hex digits"),
+        "{e}"
+    );
+    let good = "ab".repeat(32);
+    std::fs::write(&cfg, format!("version: 1\napi:\n  tokens:\n    - {{ name: t, role: viewer, token_sha256: \"{good}\" }}\n")).unwrap();
+    let c = load(&cfg, &HashMap::new()).unwrap().config;
+    assert_eq!(c.api.tokens[0].sha256, [0xab; 32]);
+}
