@@ -334,7 +334,7 @@ pub async fn list_items(
     let filter = ItemFilter {
         connector: p.string("connector"),
         prefix: p.string("prefix").map(String::into_bytes),
-        status: p.one_of("status", &["completed", "deleted", "failed"]),
+        status: p.one_of("status", &["completed", "deleted", "failed", "conflict"]),
     };
     let (page, per_page) = p.page();
     p.done()?;
@@ -383,7 +383,8 @@ pub async fn get_item(
                 "committed_at": rfc3339(x.committed_at),
                 "job_id": x.job_id,
                 "chunks": x.chunks,
-                "status": if x.deleted { "deleted" } else { "completed" },
+                "held": x.held,
+                "status": if x.held { "held" } else if x.deleted { "deleted" } else { "completed" },
             })
         })
         .collect();
@@ -551,4 +552,91 @@ pub async fn changes(
 
 pub async fn reload(State(st): State<AppState>) -> ApiResult<Json<Value>> {
     Ok(Json(st.control.reload().await?))
+}
+
+// ---- conflicts ----------------------------------------------------------------------
+
+pub fn conflict_view(c: &tributary_catalog::ConflictRow) -> Value {
+    let claims: Vec<Value> = c
+        .claims
+        .iter()
+        .map(|k| {
+            json!({
+                "role": k.role,
+                "connector": k.connector,
+                "path": k.path,
+                "item_id": k.item_id,
+                "state": k.state,
+                "version_id": k.version_id,
+                "size": k.size,
+                "mtime": k.mtime_ns.map(rfc3339),
+                "digest": k.digest.as_ref().map(|d| format!("blake3:{d}")),
+            })
+        })
+        .collect();
+    json!({
+        "id": c.id,
+        "kind": c.kind,
+        "status": c.status,
+        "path": c.path,
+        "connector": c.connector,
+        "policy": c.policy,
+        "detail": c.detail,
+        "first_seen": rfc3339(c.first_seen),
+        "last_seen": rfc3339(c.last_seen),
+        "resolution": c.resolution,
+        "resolved_by": c.resolved_by,
+        "resolved_at": c.resolved_at.map(rfc3339),
+        "renamed_to": c.renamed_to,
+        "resolutions": if c.status == "open" { tributary_catalog::conflicts::resolutions_for(&c.kind).to_vec() } else { Vec::new() },
+        "claims": claims,
+    })
+}
+
+pub async fn list_conflicts(
+    State(st): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let mut p = Params::new(q);
+    let filter = tributary_catalog::ConflictFilter {
+        connector: p.string("connector"),
+        kind: p.one_of("kind", &tributary_catalog::conflicts::KINDS),
+        include_resolved: p.one_of("include_resolved", &["true", "false"]).as_deref()
+            == Some("true"),
+    };
+    let (page, per_page) = p.page();
+    p.done()?;
+    let (rows, total) = st.catalog.list_conflicts(&filter, page, per_page).await?;
+    let items: Vec<Value> = rows.iter().map(conflict_view).collect();
+    Ok(Json(
+        json!({"items": items, "meta": meta(page, per_page, total)}),
+    ))
+}
+
+pub async fn get_conflict(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let id = id_param(&id, "CONFLICT_NOT_FOUND")?;
+    let c =
+        st.catalog.conflict(id).await?.ok_or_else(|| {
+            ApiError::not_found("CONFLICT_NOT_FOUND", format!("no conflict {id}"))
+        })?;
+    Ok(Json(conflict_view(&c)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveBody {
+    resolution: String,
+}
+
+pub async fn resolve_conflict(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<ResolveBody>,
+) -> ApiResult<Json<Value>> {
+    let id = id_param(&id, "CONFLICT_NOT_FOUND")?;
+    let c = st.control.resolve_conflict(id, &body.resolution).await?;
+    Ok(Json(conflict_view(&c)))
 }

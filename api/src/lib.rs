@@ -68,6 +68,10 @@ pub enum ControlError {
     Paused,
     ShuttingDown,
     ConfigInvalid(Vec<String>),
+    ConflictNotFound(i64),
+    ConflictAlreadyResolved(i64),
+    /// The resolution does not apply to this kind of conflict.
+    ResolutionInvalid(String),
     Internal(String),
 }
 
@@ -106,6 +110,17 @@ impl From<ControlError> for ApiError {
                 "the configuration file is invalid; the previous configuration keeps running",
             )
             .details(json!({"errors": errors})),
+            ControlError::ConflictNotFound(id) => {
+                ApiError::not_found("CONFLICT_NOT_FOUND", format!("no conflict {id}"))
+            }
+            ControlError::ConflictAlreadyResolved(id) => ApiError::new(
+                StatusCode::CONFLICT,
+                "CONFLICT_ALREADY_RESOLVED",
+                format!("conflict {id} is already resolved"),
+            ),
+            ControlError::ResolutionInvalid(m) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "RESOLUTION_INVALID", m)
+            }
             ControlError::Internal(m) => ApiError::internal(m),
         }
     }
@@ -124,6 +139,12 @@ pub trait Control: Send + Sync + 'static {
     async fn reload(&self) -> Result<serde_json::Value, ControlError>;
     /// Prometheus text of the daemon's own metrics.
     async fn metrics(&self) -> String;
+    /// Applies an operator's decision on a conflict; returns the conflict as resolved.
+    async fn resolve_conflict(
+        &self,
+        id: i64,
+        resolution: &str,
+    ) -> Result<tributary_catalog::ConflictRow, ControlError>;
 }
 
 #[derive(Clone)]
@@ -168,6 +189,13 @@ pub const ROUTES: &[(&str, &str, Option<Role>)] = &[
     ("GET", "/api/v1/items/{id}", Some(Role::Viewer)),
     ("GET", "/api/v1/items/{id}/content", Some(Role::Viewer)),
     ("GET", "/api/v1/changes", Some(Role::Viewer)),
+    ("GET", "/api/v1/conflicts", Some(Role::Viewer)),
+    ("GET", "/api/v1/conflicts/{id}", Some(Role::Viewer)),
+    (
+        "POST",
+        "/api/v1/conflicts/{id}/resolve",
+        Some(Role::Operator),
+    ),
     ("POST", "/api/v1/config/reload", Some(Role::Admin)),
 ];
 
@@ -191,6 +219,9 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/api/v1/items/{id}", get(get_item))
         .route("/api/v1/items/{id}/content", get(item_content))
         .route("/api/v1/changes", get(changes))
+        .route("/api/v1/conflicts", get(list_conflicts))
+        .route("/api/v1/conflicts/{id}", get(get_conflict))
+        .route("/api/v1/conflicts/{id}/resolve", post(resolve_conflict))
         .route("/api/v1/config/reload", post(reload))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

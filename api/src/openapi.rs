@@ -74,7 +74,7 @@ fn describe(method: &str, path: &str) -> (&'static str, Vec<Value>, Option<Value
             let mut p = vec![
                 q("connector", "connector id"),
                 q("prefix", "path prefix in the target namespace"),
-                q("status", "completed, deleted or failed"),
+                q("status", "completed, deleted, failed or conflict"),
             ];
             p.extend(page());
             ("List items", p, None, "200")
@@ -97,6 +97,39 @@ fn describe(method: &str, path: &str) -> (&'static str, Vec<Value>, Option<Value
                 json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}),
             ],
             None,
+            "200",
+        ),
+        ("GET", "/api/v1/conflicts") => {
+            let mut p = vec![
+                q("connector", "connector id (either side of the conflict)"),
+                q(
+                    "kind",
+                    "path_claim, name_collision, diverged, torn_read or mass_delete",
+                ),
+                q("include_resolved", "true to list resolved conflicts too"),
+            ];
+            p.extend(page());
+            (
+                "List conflicts (open ones by default), oldest first",
+                p,
+                None,
+                "200",
+            )
+        }
+        ("GET", "/api/v1/conflicts/{id}") => (
+            "A conflict with its competing claims",
+            vec![id()],
+            None,
+            "200",
+        ),
+        ("POST", "/api/v1/conflicts/{id}/resolve") => (
+            "Resolve an open conflict; 409 CONFLICT_ALREADY_RESOLVED if it is not open",
+            vec![id()],
+            Some(json!({
+                "type": "object",
+                "required": ["resolution"],
+                "properties": {"resolution": {"type": "string", "enum": ["keep_source", "keep_existing", "keep_both", "allow", "reject"]}}
+            })),
             "200",
         ),
         ("POST", "/api/v1/config/reload") => (

@@ -20,6 +20,12 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, Sqlite, Transaction};
 
+pub mod conflicts;
+
+pub use conflicts::{
+    ConflictFilter, ConflictOp, ConflictRow, Namespace, Party, Policy, ResolveError,
+};
+
 pub type Hash = [u8; 32];
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +36,8 @@ pub enum CatalogError {
     Migration { version: i64, source: sqlx::Error },
     #[error("catalog data is inconsistent: {0}")]
     Corrupt(String),
+    #[error("conflict {0} is already resolved")]
+    AlreadyResolved(i64),
 }
 
 pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
@@ -40,6 +48,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         3,
         include_str!("../../migrations/sqlite/0003_retention.sql"),
+    ),
+    (
+        4,
+        include_str!("../../migrations/sqlite/0004_conflicts.sql"),
     ),
 ];
 
@@ -54,6 +66,9 @@ pub fn now_ns() -> i64 {
 #[derive(Clone)]
 pub struct Catalog {
     pool: SqlitePool,
+    /// Serializes conflict decisions with the commits that apply them (see
+    /// [`Catalog::claims_lock`]).
+    claims: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The catalog's view of one item, as planning needs it.
@@ -67,6 +82,8 @@ pub struct ItemState {
     pub mtime_ns: i64,
     pub inode: Option<i64>,
     pub change_tag: Option<String>,
+    /// Its latest source state is stored but not visible (see [`NewVersion::held`]).
+    pub held: bool,
 }
 
 /// A chunk as stored: its hash, plain size, stored size and compression.
@@ -80,8 +97,11 @@ pub struct ChunkRef {
 }
 
 /// A version to commit (content or tombstone).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewVersion {
+    /// The item's connector when it is not the batch's (a displaced owner).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connector: Option<String>,
     #[serde(with = "hex_bytes")]
     pub source_id: Vec<u8>,
     #[serde(with = "hex_bytes")]
@@ -96,6 +116,14 @@ pub struct NewVersion {
     pub chunks: Vec<ChunkRef>,
     /// When it was committed; set by the caller so that manifests and catalog agree.
     pub committed_at: i64,
+    /// Kept aside: stored and retrievable but not the visible content of its path (a
+    /// claim that lost or waits for an operator). Restore and the change feed skip it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
+    /// The end of an owner's visibility because another claim won its path: a
+    /// tombstone for readers, while the item keeps its source state (`deleted` is set).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub displaced: bool,
 }
 
 /// One catalog transaction's worth of work.
@@ -106,6 +134,8 @@ pub struct CommitBatch<'a> {
     pub versions: &'a [NewVersion],
     pub checkpoint: Option<&'a str>,
     pub manifest: Option<&'a str>,
+    /// Conflict records written in the same transaction.
+    pub conflicts: &'a [conflicts::ConflictOp],
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,7 +225,8 @@ pub struct ItemRow {
     #[serde(skip)]
     pub path_bytes: Vec<u8>,
     pub path: String,
-    /// `completed`, `deleted` or `failed`.
+    /// `completed`, `deleted`, `failed` or `conflict` (its latest state is held by a
+    /// conflict, see [`NewVersion::held`]).
     pub status: String,
     pub size: Option<i64>,
     pub mtime_ns: Option<i64>,
@@ -209,7 +240,7 @@ pub struct ItemRow {
 pub struct ItemFilter {
     pub connector: Option<String>,
     pub prefix: Option<Vec<u8>>,
-    /// `completed`, `deleted` or `failed`.
+    /// `completed`, `deleted`, `failed` or `conflict`.
     pub status: Option<String>,
 }
 
@@ -223,6 +254,8 @@ pub struct VersionRow {
     pub committed_at: i64,
     pub job_id: Option<i64>,
     pub chunks: i64,
+    /// A claim kept aside by a conflict: stored, never visible.
+    pub held: bool,
 }
 
 /// A failed item whose retry is due.
@@ -256,8 +289,12 @@ impl Catalog {
             .max_connections(4)
             .connect_with(opts)
             .await?;
-        let cat = Catalog { pool };
+        let cat = Catalog {
+            pool,
+            claims: Default::default(),
+        };
         cat.migrate().await?;
+        cat.backfill_path_keys().await?;
         Ok(cat)
     }
 
@@ -575,30 +612,27 @@ impl Catalog {
                 .collect();
             return Ok((items, total));
         }
-        let deleted: Option<i64> = match f.status.as_deref() {
-            Some("deleted") => Some(1),
-            Some(_) => Some(0),
-            None => None,
-        };
-        const WHERE: &str = "($1 IS NULL OR i.connector = $1) AND ($2 IS NULL OR i.path >= $2) AND ($3 IS NULL OR i.path < $3) AND ($4 IS NULL OR i.deleted = $4)";
+        let status = f.status.as_deref();
+        const WHERE: &str = "($1 IS NULL OR i.connector = $1) AND ($2 IS NULL OR i.path >= $2) AND ($3 IS NULL OR i.path < $3)
+            AND ($4 IS NULL OR (CASE WHEN i.held = 1 THEN 'conflict' WHEN i.deleted = 1 THEN 'deleted' ELSE 'completed' END) = $4)";
         let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT COUNT(*) FROM items i WHERE {WHERE}"
         )))
         .bind(&f.connector)
         .bind(&lo)
         .bind(&hi)
-        .bind(deleted)
+        .bind(status)
         .fetch_one(&self.pool)
         .await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT i.id, i.connector, i.path, i.deleted, i.size, i.mtime_ns, i.current_version, e.error, e.retry_count, e.at
+            "SELECT i.id, i.connector, i.path, i.deleted, i.size, i.mtime_ns, i.current_version, e.error, e.retry_count, e.at, i.held
              FROM items i LEFT JOIN item_errors e ON e.connector = i.connector AND e.source_id = i.source_id
              WHERE {WHERE} ORDER BY i.path LIMIT $5 OFFSET $6"
         )))
         .bind(&f.connector)
         .bind(&lo)
         .bind(&hi)
-        .bind(deleted)
+        .bind(status)
         .bind(per_page)
         .bind(offset)
         .fetch_all(&self.pool)
@@ -608,7 +642,7 @@ impl Catalog {
 
     pub async fn item(&self, id: i64) -> Result<Option<(ItemRow, Vec<VersionRow>)>> {
         let row = sqlx::query(
-            "SELECT i.id, i.connector, i.path, i.deleted, i.size, i.mtime_ns, i.current_version, e.error, e.retry_count, e.at
+            "SELECT i.id, i.connector, i.path, i.deleted, i.size, i.mtime_ns, i.current_version, e.error, e.retry_count, e.at, i.held
              FROM items i LEFT JOIN item_errors e ON e.connector = i.connector AND e.source_id = i.source_id
              WHERE i.id = $1",
         )
@@ -618,7 +652,7 @@ impl Catalog {
         let Some(row) = row else { return Ok(None) };
         let versions = sqlx::query(
             "SELECT v.id, v.deleted, v.size, v.mtime_ns, v.digest, v.committed_at, v.job_id,
-                    (SELECT COUNT(*) FROM version_chunks vc WHERE vc.version_id = v.id)
+                    (SELECT COUNT(*) FROM version_chunks vc WHERE vc.version_id = v.id), v.held
              FROM versions v WHERE v.item_id = $1 ORDER BY v.committed_at DESC, v.id DESC",
         )
         .bind(id)
@@ -636,6 +670,7 @@ impl Catalog {
                 committed_at: r.get(5),
                 job_id: r.get(6),
                 chunks: r.get(7),
+                held: r.get::<i64, _>(8) != 0,
             }
         })
         .collect();
@@ -753,7 +788,7 @@ impl Catalog {
     /// Every item of a connector (live and deleted).
     pub async fn items(&self, connector: &str) -> Result<Vec<ItemState>> {
         let rows = sqlx::query(
-            "SELECT id, source_id, path, deleted, size, mtime_ns, inode, change_tag FROM items WHERE connector = $1",
+            "SELECT id, source_id, path, deleted, size, mtime_ns, inode, change_tag, held FROM items WHERE connector = $1",
         )
         .bind(connector)
         .fetch_all(&self.pool)
@@ -769,6 +804,7 @@ impl Catalog {
                 mtime_ns: r.get::<Option<i64>, _>(5).unwrap_or(0),
                 inode: r.get(6),
                 change_tag: r.get(7),
+                held: r.get::<i64, _>(8) != 0,
             })
             .collect())
     }
@@ -828,6 +864,7 @@ impl Catalog {
         for v in batch.versions {
             ids.push(insert_version(&mut tx, batch, v).await?);
         }
+        conflicts::apply_ops(&mut tx, batch.conflicts).await?;
         sqlx::query(
             "INSERT INTO connectors (id, checkpoint, updated_at) VALUES ($1, $2, $3)
              ON CONFLICT (id) DO UPDATE SET checkpoint = COALESCE(excluded.checkpoint, connectors.checkpoint), updated_at = excluded.updated_at",
@@ -924,7 +961,7 @@ impl Catalog {
             "SELECT i.path, v.id, v.deleted, v.size, v.mtime_ns, v.digest
              FROM items i JOIN versions v ON v.item_id = i.id
              WHERE i.path >= $1 AND ($2 IS NULL OR i.path < $2)
-               AND v.id = (SELECT v2.id FROM versions v2 WHERE v2.item_id = i.id AND v2.committed_at <= $3
+               AND v.id = (SELECT v2.id FROM versions v2 WHERE v2.item_id = i.id AND v2.committed_at <= $3 AND v2.held = 0
                            ORDER BY v2.committed_at DESC, v2.id DESC LIMIT 1)
              ORDER BY i.path",
         )
@@ -1010,17 +1047,23 @@ impl Catalog {
     /// Version retention: removes versions committed before `before` (Unix ns), except
     /// each item's current version and the one that was current at `before` (so any
     /// restore as of `before` or later stays exact); an item whose tombstone is older
-    /// than `before` goes entirely. Chunk reference counts follow; a chunk that loses its
-    /// last reference is marked orphaned for gc. Returns (versions, items) removed.
+    /// than `before` goes entirely. A held item keeps its latest held claim, and a claim
+    /// of an open conflict keeps all of them, whatever their age. Chunk reference counts
+    /// follow; a chunk that loses its last reference is marked orphaned for gc. Returns
+    /// (versions, items) removed.
     pub async fn prune_versions(&self, before: i64) -> Result<(u64, u64)> {
         let mut tx = self.pool.begin().await?;
         let doomed: Vec<i64> = sqlx::query_scalar(
             "SELECT v.id FROM versions v JOIN items i ON i.id = v.item_id
              WHERE v.committed_at < $1
-               AND ((i.deleted = 1 AND (SELECT c.committed_at FROM versions c WHERE c.id = i.current_version) < $1)
+               AND NOT (v.held = 1 AND EXISTS (SELECT 1 FROM conflict_claims k JOIN conflicts c ON c.id = k.conflict_id
+                                               WHERE c.status = 'open' AND k.connector = i.connector AND k.source_id = i.source_id))
+               AND ((i.deleted = 1 AND i.held = 0 AND (SELECT c.committed_at FROM versions c WHERE c.id = i.current_version) < $1)
                     OR (v.id <> i.current_version
-                        AND v.id <> (SELECT k.id FROM versions k WHERE k.item_id = v.item_id AND k.committed_at < $1
-                                     ORDER BY k.committed_at DESC, k.id DESC LIMIT 1)))",
+                        AND v.id <> (SELECT k.id FROM versions k WHERE k.item_id = v.item_id AND k.committed_at < $1 AND k.held = 0
+                                     ORDER BY k.committed_at DESC, k.id DESC LIMIT 1)
+                        AND NOT (i.held = 1 AND v.id = (SELECT h.id FROM versions h WHERE h.item_id = v.item_id AND h.held = 1
+                                                        ORDER BY h.committed_at DESC, h.id DESC LIMIT 1))))",
         )
         .bind(before)
         .fetch_all(&mut *tx)
@@ -1127,19 +1170,21 @@ async fn insert_version(
     batch: &CommitBatch<'_>,
     v: &NewVersion,
 ) -> Result<i64> {
+    let connector = v.connector.as_deref().unwrap_or(batch.connector);
     let item_id: i64 = sqlx::query_scalar(
-        "INSERT INTO items (connector, source_id, path) VALUES ($1, $2, $3)
-         ON CONFLICT (connector, source_id) DO UPDATE SET path = excluded.path
+        "INSERT INTO items (connector, source_id, path, path_key) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (connector, source_id) DO UPDATE SET path = excluded.path, path_key = excluded.path_key
          RETURNING id",
     )
-    .bind(batch.connector)
+    .bind(connector)
     .bind(&v.source_id)
     .bind(&v.path)
+    .bind(conflicts::path_key(&v.path))
     .fetch_one(&mut **tx)
     .await?;
     let version_id: i64 = sqlx::query_scalar(
-        "INSERT INTO versions (item_id, job_id, deleted, size, mtime_ns, inode, change_tag, digest, committed_at, manifest)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+        "INSERT INTO versions (item_id, job_id, deleted, size, mtime_ns, inode, change_tag, digest, committed_at, manifest, held)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
     )
     .bind(item_id)
     .bind(batch.job_id)
@@ -1151,6 +1196,7 @@ async fn insert_version(
     .bind(v.digest.map(|d| d.to_vec()))
     .bind(v.committed_at)
     .bind(batch.manifest)
+    .bind(v.held as i64)
     .fetch_one(&mut **tx)
     .await?;
     for (idx, c) in v.chunks.iter().enumerate() {
@@ -1173,34 +1219,61 @@ async fn insert_version(
             .execute(&mut **tx)
             .await?;
     }
-    sqlx::query(
-        "UPDATE items SET current_version = $1, deleted = $2, size = $3, mtime_ns = $4, inode = $5, change_tag = $6 WHERE id = $7",
-    )
-    .bind(version_id)
-    .bind(v.deleted as i64)
-    .bind(v.size as i64)
-    .bind(v.mtime_ns)
-    .bind(v.inode)
-    .bind(&v.change_tag)
-    .bind(item_id)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO changes (connector, item_id, version_id, op, path, at) VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(batch.connector)
-    .bind(item_id)
-    .bind(version_id)
-    .bind(if v.deleted { "delete" } else { "upsert" })
-    .bind(&v.path)
-    .bind(v.committed_at)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query("DELETE FROM item_errors WHERE connector = $1 AND source_id = $2")
-        .bind(batch.connector)
-        .bind(&v.source_id)
+    if v.displaced {
+        // the owner's content stops being visible; its source state stays mirrored
+        sqlx::query("UPDATE items SET current_version = $1, deleted = 1, held = 1 WHERE id = $2")
+            .bind(version_id)
+            .bind(item_id)
+            .execute(&mut **tx)
+            .await?;
+    } else if v.held {
+        // a claim kept aside: mirrored (so an unchanged source is not read again) but
+        // not visible; a held tombstone simply ends the claim
+        sqlx::query(
+            "UPDATE items SET deleted = 1, held = $1, size = $2, mtime_ns = $3, inode = $4, change_tag = $5 WHERE id = $6",
+        )
+        .bind(!v.deleted as i64)
+        .bind(v.size as i64)
+        .bind(v.mtime_ns)
+        .bind(v.inode)
+        .bind(&v.change_tag)
+        .bind(item_id)
         .execute(&mut **tx)
         .await?;
+    } else {
+        sqlx::query(
+            "UPDATE items SET current_version = $1, deleted = $2, held = 0, size = $3, mtime_ns = $4, inode = $5, change_tag = $6 WHERE id = $7",
+        )
+        .bind(version_id)
+        .bind(v.deleted as i64)
+        .bind(v.size as i64)
+        .bind(v.mtime_ns)
+        .bind(v.inode)
+        .bind(&v.change_tag)
+        .bind(item_id)
+        .execute(&mut **tx)
+        .await?;
+    }
+    if !v.held {
+        sqlx::query(
+            "INSERT INTO changes (connector, item_id, version_id, op, path, at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(connector)
+        .bind(item_id)
+        .bind(version_id)
+        .bind(if v.deleted { "delete" } else { "upsert" })
+        .bind(&v.path)
+        .bind(v.committed_at)
+        .execute(&mut **tx)
+        .await?;
+    }
+    if !v.displaced {
+        sqlx::query("DELETE FROM item_errors WHERE connector = $1 AND source_id = $2")
+            .bind(connector)
+            .bind(&v.source_id)
+            .execute(&mut **tx)
+            .await?;
+    }
     Ok(version_id)
 }
 
@@ -1216,12 +1289,20 @@ fn item_row(r: sqlx::sqlite::SqliteRow) -> ItemRow {
     let path: Vec<u8> = r.get(2);
     let failed: Option<String> = r.get(7);
     let deleted = r.get::<i64, _>(3) != 0;
+    let held = r.get::<i64, _>(10) != 0;
     ItemRow {
         id: r.get(0),
         connector: r.get(1),
         path: String::from_utf8_lossy(&path).into_owned(),
         path_bytes: path,
-        status: if deleted { "deleted" } else { "completed" }.into(),
+        status: if held {
+            "conflict"
+        } else if deleted {
+            "deleted"
+        } else {
+            "completed"
+        }
+        .into(),
         size: r.get(4),
         mtime_ns: r.get(5),
         current_version: r.get(6),

@@ -18,7 +18,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use raw::{Compression, ConnectorKind, Role, SseKind, StoreKind};
+pub use raw::{Compression, ConflictPolicy, ConnectorKind, Role, SseKind, StoreKind};
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -154,6 +154,8 @@ pub struct ConnectorConfig {
     pub glob_case_insensitive: bool,
     pub max_file_size: Option<u64>,
     pub max_delete_percent: f64,
+    pub conflict_policy: ConflictPolicy,
+    pub case_sensitive: bool,
     pub watch: bool,
     pub source: SourceConfig,
 }

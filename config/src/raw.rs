@@ -244,6 +244,22 @@ pub enum ConnectorKind {
     Sharepoint,
 }
 
+/// How a connector's claim on a path that another claim already holds is decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConflictPolicy {
+    /// Record an open conflict; the path waits for an operator (nothing is overwritten).
+    #[default]
+    Manual,
+    /// This connector's claim replaces the owner (whose bytes stay retrievable).
+    SourceWins,
+    /// The newer source mtime wins; ties go to the connector listed first.
+    NewestWins,
+    /// This connector's claim is stored beside the owner as
+    /// `name (conflict <connector> <YYYYMMDDTHHMMSSZ>).ext`.
+    KeepBoth,
+}
+
 /// One source. Keys that belong to another `kind` are rejected by validation.
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -287,7 +303,15 @@ pub struct RawConnector {
     #[serde(default)]
     pub watch: Option<bool>,
     /// A job that would delete more than this percentage of the connector's live items
-    /// deletes nothing and fails (default 50).
+    /// deletes nothing and opens a `mass_delete` conflict (default 50).
     #[serde(default)]
     pub max_delete_percent: Option<f64>,
+    /// How claims on a path another claim holds are decided (default `manual`).
+    #[serde(default)]
+    pub conflict_policy: Option<ConflictPolicy>,
+    /// Whether names differing only by case are different files in this source
+    /// (default: local true, smb and sharepoint false). Two connectors sharing a target
+    /// are compared case-insensitively if either of them is.
+    #[serde(default)]
+    pub case_sensitive: Option<bool>,
 }

@@ -811,6 +811,10 @@ fn connector(cx: &mut Ctx, path: &str, rc: &raw::RawConnector) -> Option<Connect
         glob_case_insensitive: ci,
         max_file_size,
         max_delete_percent,
+        conflict_policy: rc.conflict_policy.unwrap_or_default(),
+        case_sensitive: rc
+            .case_sensitive
+            .unwrap_or(matches!(rc.kind, ConnectorKind::Local)),
         watch: rc.watch.unwrap_or(false),
         source: source?,
     })

@@ -119,6 +119,19 @@ pub enum Command {
         #[arg(long, default_value_t = 10)]
         jobs: i64,
     },
+    /// Conflicts waiting for an operator (resolve them with `ctl resolve` or the API).
+    Conflicts {
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Only conflicts involving this connector.
+        #[arg(long)]
+        connector: Option<String>,
+        /// Include resolved conflicts.
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Probe the running daemon's liveness endpoint (for container health checks).
     Health {
         #[arg(short, long)]
@@ -167,6 +180,12 @@ pub enum CtlAction {
     },
     /// Re-read the configuration file.
     Reload,
+    /// Resolve a conflict: keep_source, keep_existing, keep_both (claims and torn
+    /// reads), allow or reject (mass deletes).
+    Resolve {
+        conflict: i64,
+        resolution: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -236,6 +255,12 @@ pub async fn run(args: Cli) -> ExitCode {
         Command::RebuildCatalog { config, json } => rebuild(config, json).await,
         Command::Prune { config, older_than } => prune(config, older_than).await,
         Command::Status { config, jobs } => status(config, jobs).await,
+        Command::Conflicts {
+            config,
+            connector,
+            all,
+            json,
+        } => conflicts(config, connector, all, json).await,
         Command::Ctl {
             config,
             auth,
@@ -396,6 +421,7 @@ async fn once(
         trigger: "cli".into(),
         max_delete_percent: c.max_delete_percent,
         allow_mass_delete,
+        namespace: Arc::new(wiring::namespace(&cfg)),
     };
     let progress = Arc::new(Progress::default());
     let started = std::time::Instant::now();
@@ -428,11 +454,24 @@ async fn once(
     let _ = ticker.await;
     let report = report?;
     print_report(&report, json);
+    let filter = tributary_catalog::ConflictFilter {
+        connector: Some(c.id.clone()),
+        ..Default::default()
+    };
+    let (_, open) = pipeline.catalog.list_conflicts(&filter, 1, 1).await?;
     pipeline.catalog.close().await;
-    Ok(if report.status == JobStatus::Succeeded {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
+    if open > 0 && !json {
+        println!(
+            "  {open} open conflict(s) of `{}` wait for an operator: tributary conflicts -c {}",
+            c.id,
+            path.display()
+        );
+    }
+    // 3: the job finished, but conflicts it could not decide alone are open
+    Ok(match report.status {
+        JobStatus::Succeeded if open > 0 => ExitCode::from(3),
+        JobStatus::Succeeded => ExitCode::SUCCESS,
+        _ => ExitCode::from(1),
     })
 }
 
@@ -444,6 +483,7 @@ fn print_report(r: &JobReport, json: bool) {
             "status": r.status.as_str(),
             "error": r.error,
             "item_errors": r.item_errors,
+            "conflicts": r.conflicts,
             "elapsed_secs": r.elapsed.as_secs_f64(),
             "stats": s,
         });
@@ -488,9 +528,85 @@ fn print_report(r: &JobReport, json: bool) {
             r.item_errors.len() - 20
         );
     }
+    for c in r.conflicts.iter().take(20) {
+        println!("  conflict: {c}");
+    }
+    if r.conflicts.len() > 20 {
+        println!(
+            "  … and {} more conflicts (tributary conflicts)",
+            r.conflicts.len() - 20
+        );
+    }
     if let Some(e) = &r.error {
         println!("  error: {e}");
     }
+}
+
+async fn conflicts(
+    path: PathBuf,
+    connector: Option<String>,
+    all: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let cfg = load!(path);
+    let catalog = wiring::open_catalog(&cfg).await?;
+    let filter = tributary_catalog::ConflictFilter {
+        connector,
+        kind: None,
+        include_resolved: all,
+    };
+    let mut rows = Vec::new();
+    for page in 1.. {
+        let (batch, total) = catalog.list_conflicts(&filter, page, 500).await?;
+        let done = batch.is_empty() || (rows.len() + batch.len()) as i64 >= total;
+        rows.extend(batch);
+        if done {
+            break;
+        }
+    }
+    catalog.close().await;
+    if json {
+        println!("{}", serde_json::to_string(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if rows.is_empty() {
+        println!("no {}conflicts", if all { "" } else { "open " });
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:>5} {:<15} {:<9} {:<20} {:<24}  PATH / CLAIMS",
+        "ID", "KIND", "STATUS", "CONNECTOR", "FIRST SEEN"
+    );
+    for c in &rows {
+        println!(
+            "{:>5} {:<15} {:<9} {:<20} {:<24}  {}",
+            c.id,
+            c.kind,
+            c.resolution.as_deref().unwrap_or(&c.status),
+            c.connector,
+            fmt_ns(c.first_seen),
+            c.path
+        );
+        for k in &c.claims {
+            println!(
+                "{:>58}{:<8} {} {} ({}, {} bytes{})",
+                "",
+                k.role,
+                k.connector,
+                k.path,
+                k.state,
+                k.size.map_or("?".into(), |s| s.to_string()),
+                k.digest
+                    .as_deref()
+                    .map(|d| format!(", blake3 {}", &d[..12]))
+                    .unwrap_or_default()
+            );
+        }
+        if let Some(d) = &c.detail {
+            println!("{:>58}{d}", "");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn parse_at(s: &str) -> anyhow::Result<i64> {
@@ -786,6 +902,13 @@ async fn ctl(path: PathBuf, auth: TokenArgs, action: CtlAction) -> anyhow::Resul
         ),
         CtlAction::Cancel { job } => (format!("/jobs/{job}/cancel"), serde_json::json!({})),
         CtlAction::Reload => ("/config/reload".to_string(), serde_json::json!({})),
+        CtlAction::Resolve {
+            conflict,
+            resolution,
+        } => (
+            format!("/conflicts/{conflict}/resolve"),
+            serde_json::json!({ "resolution": resolution }),
+        ),
     };
     let resp = client
         .post(format!("{base}{path}"))

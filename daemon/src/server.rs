@@ -43,6 +43,8 @@ struct ConnState {
     next_run: Option<chrono::DateTime<Utc>>,
     skipped: u64,
     rerun_pending: bool,
+    /// An operator allowed a held mass delete: the next job may delete beyond the limit.
+    allow_mass_delete: bool,
     /// Cancels this connector's scheduler and watcher (reload, removal, shutdown).
     tasks: CancellationToken,
 }
@@ -58,6 +60,7 @@ impl ConnState {
             next_run: None,
             skipped: 0,
             rerun_pending: false,
+            allow_mass_delete: false,
             tasks: CancellationToken::new(),
         }
     }
@@ -104,6 +107,8 @@ fn connector_json(c: &ConnectorConfig) -> serde_json::Value {
         "glob_case_insensitive": c.glob_case_insensitive,
         "max_file_size": c.max_file_size,
         "max_delete_percent": c.max_delete_percent,
+        "conflict_policy": c.conflict_policy,
+        "case_sensitive": c.case_sensitive,
         "watch": c.watch,
     });
     match &c.source {
@@ -182,7 +187,7 @@ impl Daemon {
         if self.shutdown.is_cancelled() {
             return Err(ControlError::ShuttingDown);
         }
-        let (connector, cfg) = {
+        let (connector, cfg, allow_mass_delete) = {
             let mut conns = self.conns.lock().unwrap();
             let st = conns.get_mut(id).ok_or(ControlError::ConnectorNotFound)?;
             if st.paused {
@@ -200,7 +205,8 @@ impl Daemon {
                 return Err(ControlError::AlreadyRunning(cur));
             }
             st.current = Some(0); // reserved until the job row exists
-            (st.connector.clone(), st.cfg.clone())
+            let allow = std::mem::take(&mut st.allow_mass_delete);
+            (st.connector.clone(), st.cfg.clone(), allow)
         };
         let job_id = match self
             .pipeline
@@ -236,8 +242,9 @@ impl Daemon {
             kind,
             trigger: trigger.to_string(),
             max_delete_percent: cfg.max_delete_percent,
-            allow_mass_delete: false,
+            allow_mass_delete,
             max_retries: Some(self.config().daemon.max_retries as i64),
+            namespace: Arc::new(wiring::namespace(&self.config())),
         };
         self.tracker
             .spawn(async move { me.run_job(connector, spec, progress, control).await });
@@ -347,6 +354,8 @@ impl Daemon {
         t.chunks_reused += s.chunks_reused;
         t.upload_retries += s.upload_retries;
         t.torn_reads += s.torn_reads;
+        t.conflicts += s.conflicts;
+        t.files_held += s.files_held;
     }
 
     fn observe_duration(&self, status: &str, d: Duration) {
@@ -654,6 +663,54 @@ impl Control for Handle {
         .await
     }
 
+    async fn resolve_conflict(
+        &self,
+        id: i64,
+        resolution: &str,
+    ) -> Result<tributary_catalog::ConflictRow, ControlError> {
+        use tributary_catalog::ResolveError;
+        use tributary_pipeline::ResolveFailure;
+        let c = tributary_pipeline::resolve_conflict(&self.pipeline, id, resolution)
+            .await
+            .map_err(|e| match e {
+                ResolveFailure::Resolve(ResolveError::NotFound(id)) => {
+                    ControlError::ConflictNotFound(id)
+                }
+                ResolveFailure::Resolve(ResolveError::AlreadyResolved(id)) => {
+                    ControlError::ConflictAlreadyResolved(id)
+                }
+                ResolveFailure::Resolve(e @ ResolveError::NotApplicable { .. }) => {
+                    ControlError::ResolutionInvalid(e.to_string())
+                }
+                e => ControlError::Internal(e.to_string()),
+            })?;
+        // the decisions that act through a job
+        let rerun = match (c.kind.as_str(), resolution) {
+            ("mass_delete", "allow") => {
+                if let Some(s) = self.conns.lock().unwrap().get_mut(&c.connector) {
+                    s.allow_mass_delete = true;
+                }
+                Some(JobKind::Full)
+            }
+            ("torn_read", "keep_source") => Some(JobKind::Incremental),
+            _ => None,
+        };
+        if let Some(kind) = rerun {
+            match self.trigger(&c.connector, kind, "conflict").await {
+                Ok(_) | Err(ControlError::AlreadyRunning(_)) => {
+                    if let Some(s) = self.conns.lock().unwrap().get_mut(&c.connector) {
+                        // a running job may not have seen the decision: run once more
+                        s.rerun_pending |= s.current.is_some();
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(conflict = id, error = ?e, "the job acting on the resolution was not started")
+                }
+            }
+        }
+        Ok(c)
+    }
+
     async fn set_paused(&self, connector: &str, paused: bool) -> Result<(), ControlError> {
         {
             let mut conns = self.conns.lock().unwrap();
@@ -773,6 +830,16 @@ impl Control for Handle {
                 "Files that changed while being read.",
                 t.torn_reads,
             ),
+            (
+                "tributary_conflicts_total",
+                "Conflicts met by jobs (opened, updated or decided by a policy).",
+                t.conflicts,
+            ),
+            (
+                "tributary_items_held_total",
+                "Item versions stored but kept aside by a conflict.",
+                t.files_held,
+            ),
         ] {
             let _ = writeln!(
                 out,
@@ -809,6 +876,12 @@ impl Control for Handle {
                 out,
                 "tributary_schedule_skips_total{{connector=\"{id}\"}} {skipped}"
             );
+        }
+        out.push_str("# HELP tributary_conflicts_open Open conflicts by kind.\n# TYPE tributary_conflicts_open gauge\n");
+        let open = cat.open_conflict_counts().await.unwrap_or_default();
+        for kind in tributary_catalog::conflicts::KINDS {
+            let n = open.iter().find(|(k, _)| k == kind).map_or(0, |(_, n)| *n);
+            let _ = writeln!(out, "tributary_conflicts_open{{kind=\"{kind}\"}} {n}");
         }
         out.push_str("# HELP tributary_last_success_timestamp_seconds End of the last successful job per connector.\n# TYPE tributary_last_success_timestamp_seconds gauge\n");
         for (id, ..) in &conns {

@@ -120,3 +120,32 @@ pub async fn pipeline(cfg: &Config) -> anyhow::Result<Pipeline> {
     }
     Ok(Pipeline::new(catalog, store, settings(cfg)))
 }
+
+/// Every connector's conflict settings, in configuration order (ties of `newest_wins`
+/// go to the connector listed first).
+pub fn namespace(cfg: &Config) -> tributary_catalog::Namespace {
+    use tributary_catalog::{Party, Policy};
+    use tributary_config::ConflictPolicy;
+    let parties = cfg
+        .connectors
+        .iter()
+        .enumerate()
+        .map(|(rank, c)| {
+            let policy = match c.conflict_policy {
+                ConflictPolicy::Manual => Policy::Manual,
+                ConflictPolicy::SourceWins => Policy::SourceWins,
+                ConflictPolicy::NewestWins => Policy::NewestWins,
+                ConflictPolicy::KeepBoth => Policy::KeepBoth,
+            };
+            (
+                c.id.clone(),
+                Party {
+                    rank,
+                    case_sensitive: c.case_sensitive,
+                    policy,
+                },
+            )
+        })
+        .collect();
+    tributary_catalog::Namespace { parties }
+}

@@ -222,11 +222,18 @@ fn mass_delete_through_the_cli_is_held_with_a_clear_message() {
         std::fs::remove_file(env.src().join(format!("f{i}"))).unwrap();
     }
     let out = env.tributary(&["once", "-c", env.cfg().to_str().unwrap(), "docs"], None);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(3), "finished with an open conflict");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("mass delete held") && text.contains("--allow-mass-delete"),
+        text.contains("mass delete held")
+            && text.contains("--allow-mass-delete")
+            && text.contains("1 open conflict"),
         "{text}"
+    );
+    let list = env.ok(&["conflicts"]);
+    assert!(
+        list.contains("mass_delete") && list.contains("4 of 4 live items"),
+        "{list}"
     );
     let out = env.tributary(
         &[

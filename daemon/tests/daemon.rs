@@ -1,187 +1,13 @@
 //! The daemon end to end: the real binary on a free loopback port, driven over HTTP.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use tributary_testkit::{tree, weed};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tributary");
-const VIEWER: &str = "viewer-token-for-tests-0001";
-const OPERATOR: &str = "operator-token-for-tests-0002";
-const ADMIN: &str = "admin-token-for-tests-0003";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Running {
-    child: Child,
-    port: u16,
-    http: reqwest::Client,
-    stderr: PathBuf,
-}
-
-fn config(dir: &Path, port: u16, store: &str, connectors: &str, extra: &str) -> PathBuf {
-    let cfg = dir.join("tributary.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "version: 1\nstate_dir: state\n{store}api:\n  listen: 127.0.0.1:{port}\n  max_body_size: 4KiB\n  tokens:\n    - {{ name: v, role: viewer, token: {VIEWER} }}\n    - {{ name: o, role: operator, token: {OPERATOR} }}\n    - {{ name: a, role: admin, token: {ADMIN} }}\ndaemon:\n  shutdown_deadline: 3s\n  watch_debounce: 300ms\n{extra}connectors:\n{connectors}"
-        ),
-    )
-    .unwrap();
-    cfg
-}
-
-impl Running {
-    fn start(cfg: &Path, port: u16, envs: &[(&str, &str)]) -> Running {
-        Running::start_with(Command::new(BIN), cfg, port, envs)
-    }
-
-    fn start_with(mut cmd: Command, cfg: &Path, port: u16, envs: &[(&str, &str)]) -> Running {
-        let stderr = cfg.with_extension(format!("stderr-{:x}", rand::random::<u32>()));
-        cmd.args(["run", "-c", cfg.to_str().unwrap()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr).unwrap());
-        for (k, v) in envs {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().unwrap();
-        let r = Running {
-            child,
-            port,
-            http: reqwest::Client::new(),
-            stderr,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "daemon did not listen: {}",
-                r.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        r
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> (u16, reqwest::header::HeaderMap, String) {
-        let mut req = self.http.request(method.parse().unwrap(), self.url(path));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        (status, headers, resp.text().await.unwrap())
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        let (status, _, body) = self.call("GET", path, Some(VIEWER), None).await;
-        assert_eq!(status, 200, "GET {path}: {body}");
-        serde_json::from_str(&body).unwrap()
-    }
-
-    async fn wait_for(&self, what: &str, secs: u64, mut f: impl AsyncFnMut(&Running) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        while !f(self).await {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; daemon log:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    async fn jobs(&self, query: &str) -> Vec<Value> {
-        self.get(&format!("/api/v1/jobs?per_page=500&{query}"))
-            .await["items"]
-            .as_array()
-            .unwrap()
-            .clone()
-    }
-
-    fn signal(&self, sig: &str) {
-        assert!(
-            Command::new("kill")
-                .args([&format!("-{sig}"), &self.child.id().to_string()])
-                .status()
-                .unwrap()
-                .success()
-        );
-    }
-
-    fn wait_exit(&mut self, secs: u64) -> std::process::ExitStatus {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "daemon did not exit: {}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn local_connector(extra: &str) -> String {
-    format!("  - id: docs\n    kind: local\n    path: src\n    target: /docs\n{extra}")
-}
-
-fn assert_envelope(status: u16, headers: &reqwest::header::HeaderMap, body: &str, code: &str) {
-    let v: Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {body}"));
-    assert_eq!(v["error"]["code"], code, "{body}");
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty()),
-        "{body}"
-    );
-    assert!(v["error"]["details"].is_object(), "{body}");
-    let rid = headers
-        .get("x-request-id")
-        .expect("X-Request-Id on every response")
-        .to_str()
-        .unwrap();
-    assert_eq!(v["error"]["request_id"], rid, "{body}");
-    assert!(status >= 400);
-}
+mod common;
+use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schedule_fires_jobs_are_listed_with_pagination_and_filters() {
@@ -555,7 +381,7 @@ async fn errors_use_the_envelope_and_secrets_never_leak() {
             bodies.push(b);
         }
     }
-    assert_eq!(documented, 18);
+    assert_eq!(documented, 21);
     // every body, success or error, is free of secrets
     for path in [
         "/api/v1/connectors",

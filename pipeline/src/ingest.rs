@@ -16,7 +16,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use tokio::sync::{OnceCell, Semaphore, mpsc};
-use tributary_catalog::{ChunkRef, CommitBatch, ItemState, NewVersion, now_ns};
+use tributary_catalog::conflicts::{self, ClaimRef, NewConflict};
+use tributary_catalog::{ChunkRef, CommitBatch, ItemState, Namespace, NewVersion, now_ns};
 use tributary_connectors::{Change, Connector, Entry, Fingerprint, ListMode};
 use tributary_store::retry::with_retry;
 use tributary_store::{PutMode, chunk_key};
@@ -59,6 +60,8 @@ pub struct JobSpec {
     /// Files that failed this many times and have not changed since are left alone
     /// (`None`: always try again).
     pub max_retries: Option<i64>,
+    /// Conflict settings of every connector sharing the target namespace.
+    pub namespace: Arc<Namespace>,
 }
 
 /// Why a job was stopped from outside.
@@ -122,6 +125,8 @@ pub struct JobReport {
     pub error: Option<String>,
     /// Per-item errors (the first ones).
     pub item_errors: Vec<String>,
+    /// The conflicts the job met, as logged.
+    pub conflicts: Vec<String>,
     pub elapsed: std::time::Duration,
 }
 
@@ -195,6 +200,77 @@ impl Job {
             .await
         {
             self.fail(format!("record item error: {e}"));
+        }
+    }
+}
+
+impl Job {
+    /// A file that never stayed still long enough to be read whole: an open
+    /// `torn_read` conflict; later jobs leave it alone until an operator decides.
+    async fn torn_conflict(&self, entry: &Entry, msg: &str, fp: &Fingerprint) {
+        let path = target_path(&self.spec.target, &entry.rel_path);
+        let shown = String::from_utf8_lossy(&path).into_owned();
+        let claim = ClaimRef {
+            role: "incoming",
+            connector: self.spec.connector_id.clone(),
+            source_id: entry.source_id.clone(),
+            path: path.clone(),
+            fingerprint: Some(fingerprint_text(fp)),
+        };
+        let c = NewConflict::open(
+            conflicts::TORN_READ,
+            &self.spec.connector_id,
+            path,
+            msg.to_string(),
+            vec![claim],
+        );
+        match self.p.catalog.raise(c).await {
+            Ok((id, _)) => {
+                Progress::add(&self.progress.conflicts, 1);
+                Progress::add(&self.progress.files_failed, 1);
+                tracing::warn!(connector = %self.spec.connector_id, job_id = self.job_id, item = %shown, conflict = id, "torn read");
+                self.progress.error(format!("{shown}: {msg}"));
+                self.progress.log(
+                    "warn",
+                    format!(
+                        "conflict: {shown}: torn_read #{id}; later jobs leave the file alone until an operator resolves it"
+                    ),
+                );
+            }
+            Err(e) => self.fail(format!("record conflict: {e}")),
+        }
+    }
+
+    /// Deletes beyond `max_delete_percent`: nothing is deleted and a `mass_delete`
+    /// conflict (one open per connector) waits for an operator to allow or reject it.
+    async fn mass_delete_conflict(&self, doomed: &[&ItemState], live: usize, pct: f64) {
+        let sample: Vec<String> = doomed
+            .iter()
+            .take(10)
+            .map(|k| String::from_utf8_lossy(&k.path).into_owned())
+            .collect();
+        let detail = format!(
+            "mass delete held: this job would delete {} of {live} live items ({pct:.1}%), more than max_delete_percent ({}%); nothing was deleted. \
+             Allow or reject it through the API (POST /api/v1/conflicts/{{id}}/resolve), or run `tributary once --allow-mass-delete`. First: {}",
+            doomed.len(),
+            self.spec.max_delete_percent,
+            sample.join(", ")
+        );
+        let c = NewConflict::open(
+            conflicts::MASS_DELETE,
+            &self.spec.connector_id,
+            self.spec.target.as_bytes().to_vec(),
+            detail.clone(),
+            Vec::new(),
+        );
+        match self.p.catalog.raise(c).await {
+            Ok((id, _)) => {
+                Progress::add(&self.progress.conflicts, 1);
+                tracing::warn!(connector = %self.spec.connector_id, job_id = self.job_id, conflict = id, "mass delete held");
+                self.progress
+                    .log("warn", format!("conflict: mass_delete #{id}: {detail}"));
+            }
+            Err(e) => self.fail(format!("record conflict: {e}")),
         }
     }
 }
@@ -302,6 +378,11 @@ pub(crate) async fn run(
         stats,
         error,
         item_errors,
+        conflicts: progress
+            .log_lines()
+            .into_iter()
+            .filter_map(|l| l.message.strip_prefix("conflict: ").map(str::to_string))
+            .collect(),
         elapsed: started.elapsed(),
     })
 }
@@ -315,6 +396,16 @@ async fn drive(job: Arc<Job>) -> anyhow::Result<()> {
         .into_iter()
         .map(|i| (i.source_id.clone(), i))
         .collect();
+    let torn_open = job
+        .p
+        .catalog
+        .open_claims(&job.spec.connector_id, conflicts::TORN_READ)
+        .await?;
+    let torn_dismissed = job
+        .p
+        .catalog
+        .dismissed_torn_reads(&job.spec.connector_id)
+        .await?;
     let exhausted = match job.spec.max_retries {
         Some(n) => {
             job.p
@@ -358,6 +449,7 @@ async fn drive(job: Arc<Job>) -> anyhow::Result<()> {
                         .await
                     }
                     Err(Failure::Fatal(msg)) => job.fail(msg),
+                    Err(Failure::Torn(msg, fp)) => job.torn_conflict(&entry, &msg, &fp).await,
                     Err(Failure::Stopped) => {}
                 }
             }
@@ -392,8 +484,9 @@ async fn drive(job: Arc<Job>) -> anyhow::Result<()> {
             Change::Upsert(e) => {
                 Progress::add(&pr.files_seen, 1);
                 seen.insert(e.source_id.clone());
+                // a held claim is unchanged too: its state is already kept aside
                 let unchanged = known.get(&e.source_id).is_some_and(|k| {
-                    !k.deleted
+                    (!k.deleted || k.held)
                         && k.size == e.size as i64
                         && k.mtime_ns == e.mtime_ns
                         && (k.inode.is_none() || e.inode.is_none() || k.inode == e.inode)
@@ -402,8 +495,15 @@ async fn drive(job: Arc<Job>) -> anyhow::Result<()> {
                 let given_up = exhausted.get(&e.source_id).is_some_and(|fp| {
                     fp.as_deref() == Some(fingerprint_text(&e.fingerprint()).as_str())
                 });
+                let torn_blocked = torn_open.contains(&e.source_id)
+                    || torn_dismissed
+                        .get(&e.source_id)
+                        .is_some_and(|fp| *fp == fingerprint_text(&e.fingerprint()));
                 if unchanged {
                     Progress::add(&pr.files_unchanged, 1);
+                } else if torn_blocked {
+                    Progress::add(&pr.files_skipped, 1);
+                    tracing::debug!(item = %String::from_utf8_lossy(&e.rel_path), "torn-read conflict; skipped");
                 } else if given_up {
                     Progress::add(&pr.files_skipped, 1);
                     tracing::debug!(item = %String::from_utf8_lossy(&e.rel_path), "retries exhausted and unchanged; skipped");
@@ -462,7 +562,8 @@ async fn drive(job: Arc<Job>) -> anyhow::Result<()> {
     if !job.winding_down() {
         // a listing that covers the whole source may be reconciled, whatever the kind
         let reconcile = listing.as_ref().is_some_and(|o| o.complete);
-        let live: Vec<&ItemState> = known.values().filter(|k| !k.deleted).collect();
+        // held claims end too when their source file goes
+        let live: Vec<&ItemState> = known.values().filter(|k| !k.deleted || k.held).collect();
         let under = |id: &[u8], p: &[u8]| {
             p.is_empty() || (id.starts_with(p) && (id.len() == p.len() || id[p.len()] == b'/'))
         };
@@ -484,17 +585,32 @@ async fn drive(job: Arc<Job>) -> anyhow::Result<()> {
         } else {
             doomed.len() as f64 * 100.0 / live.len() as f64
         };
-        if !doomed.is_empty() && pct > job.spec.max_delete_percent && !job.spec.allow_mass_delete {
-            pr.log("error", "mass delete held".into());
-            job.fail(format!(
-                "mass delete held: this job would delete {} of {} live items ({pct:.1}%), more than max_delete_percent ({}%); nothing was deleted. \
-                 If the source really lost these files, rerun with --allow-mass-delete or raise max_delete_percent for connector `{}`",
-                doomed.len(),
-                live.len(),
-                job.spec.max_delete_percent,
-                job.spec.connector_id
-            ));
-        } else if !doomed.is_empty() {
+        let over = !doomed.is_empty() && pct > job.spec.max_delete_percent;
+        let held = over && !job.spec.allow_mass_delete;
+        if held {
+            job.mass_delete_conflict(&doomed, live.len(), pct).await;
+        } else if reconcile || over {
+            // allowed, or back within the limit: a held mass delete is over
+            let (resolution, by) = if over {
+                ("allow", "operator")
+            } else {
+                ("withdrawn", "source")
+            };
+            match job
+                .p
+                .catalog
+                .close_mass_delete(&job.spec.connector_id, resolution, by)
+                .await
+            {
+                Ok(Some(id)) => pr.log(
+                    "info",
+                    format!("conflict: mass_delete #{id} closed ({resolution})"),
+                ),
+                Ok(None) => {}
+                Err(e) => job.fail(format!("close mass delete conflict: {e}")),
+            }
+        }
+        if !doomed.is_empty() && !held {
             pr.log(
                 "info",
                 format!("{} item(s) no longer in the source: deleting", doomed.len()),
@@ -505,13 +621,8 @@ async fn drive(job: Arc<Job>) -> anyhow::Result<()> {
                     source_id: k.source_id.clone(),
                     path: k.path.clone(),
                     deleted: true,
-                    size: 0,
                     mtime_ns: k.mtime_ns,
-                    inode: None,
-                    change_tag: None,
-                    digest: None,
-                    chunks: Vec::new(),
-                    committed_at: 0,
+                    ..Default::default()
                 };
                 if commit_tx.send(CommitMsg::Version(v)).await.is_err() {
                     break;
@@ -530,6 +641,8 @@ async fn drive(job: Arc<Job>) -> anyhow::Result<()> {
 enum Failure {
     Item(String),
     Fatal(String),
+    /// Changed while being read, every time: the message and the last source state.
+    Torn(String, Fingerprint),
     /// An operator cancelled the job while this file was in flight.
     Stopped,
 }
@@ -539,6 +652,7 @@ async fn process_file(job: &Arc<Job>, mut entry: Entry) -> Result<NewVersion, Fa
     let retries = job.p.settings.torn_read_retries;
     for _attempt in 0..=retries {
         let expected = entry.fingerprint();
+        let read_started = now_ns();
         let file = job
             .connector
             .open(&entry)
@@ -644,7 +758,16 @@ async fn process_file(job: &Arc<Job>, mut entry: Entry) -> Result<NewVersion, Fa
             (Ok(a), Ok(b)) => *a != expected || *b != expected || digest.len != expected.size,
             _ => true,
         };
-        if torn {
+        // "Racily clean": modified within a timestamp tick of the read, so a rewrite
+        // of the same size in that tick would leave size and mtime as they were. Read
+        // again once the tick is over (what git does for its index).
+        let racy = !torn
+            && entry.mtime_ns > read_started - RACY_WINDOW.as_nanos() as i64
+            && entry.mtime_ns <= now_ns() + RACY_WINDOW.as_nanos() as i64;
+        if racy {
+            tokio::time::sleep(RACY_WINDOW).await;
+        }
+        if torn || racy {
             Progress::add(&job.progress.torn_reads, 1);
             job.progress.log(
                 "info",
@@ -674,14 +797,21 @@ async fn process_file(job: &Arc<Job>, mut entry: Entry) -> Result<NewVersion, Fa
                 .into_iter()
                 .map(|r| r.expect("every chunk resolved"))
                 .collect(),
-            committed_at: 0,
+            ..Default::default()
         });
     }
-    Err(Failure::Item(format!(
-        "changed while being read, {} times in a row; not committed (the next job tries again)",
-        retries + 1
-    )))
+    Err(Failure::Torn(
+        format!(
+            "changed while being read, {} times in a row; never committed half-changed",
+            retries + 1
+        ),
+        entry.fingerprint(),
+    ))
 }
+
+/// Longer than the coarsest file-system timestamp tick of the sources we read (Linux
+/// takes mtimes from a clock that advances once per jiffy, 1-10 ms).
+const RACY_WINDOW: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Uploads a chunk once per job (concurrent callers with the same hash wait for the
 /// first); compresses it when that makes it smaller.
@@ -821,8 +951,26 @@ async fn flush(
         batch.clear();
         return;
     }
+    // Conflicts are decided against the catalog as it is now, and the decision is
+    // committed before another batch (of any job) may decide on the same paths.
+    let _claims = job.p.catalog.claims_lock().await;
     let committed_at = now_ns();
-    for v in batch.iter_mut() {
+    let decided = match job
+        .p
+        .catalog
+        .decide(
+            &job.spec.namespace,
+            &job.spec.connector_id,
+            std::mem::take(batch),
+            committed_at,
+        )
+        .await
+    {
+        Ok(d) => d,
+        Err(e) => return job.fail(format!("decide conflicts: {e}")),
+    };
+    let mut versions = decided.versions;
+    for v in versions.iter_mut() {
         v.committed_at = committed_at;
     }
     *batch_no += 1;
@@ -833,7 +981,7 @@ async fn flush(
         job_id: Some(job.job_id),
         committed_at,
         checkpoint: checkpoint.clone(),
-        versions: std::mem::take(batch),
+        versions,
     };
     let body = match manifest::encode(&m) {
         Ok(b) => Bytes::from(b),
@@ -864,15 +1012,25 @@ async fn flush(
         versions: &m.versions,
         checkpoint: m.checkpoint.as_deref(),
         manifest: Some(&key),
+        conflicts: &decided.ops,
     };
     if let Err(e) = job.p.catalog.commit_batch(&commit).await {
         return job.fail(format!("catalog commit: {e}"));
     }
     fault::point("commit.after_catalog");
-    let deleted = m.versions.iter().filter(|v| v.deleted).count() as u64;
+    let own = m.versions.iter().filter(|v| !v.displaced);
+    let deleted = own.clone().filter(|v| v.deleted).count() as u64;
+    let held = own.clone().filter(|v| v.held && !v.deleted).count() as u64;
+    let own = own.count() as u64;
     Progress::add(&job.progress.versions_committed, m.versions.len() as u64);
     Progress::add(&job.progress.files_deleted, deleted);
-    Progress::add(&job.progress.files_done, m.versions.len() as u64 - deleted);
+    Progress::add(&job.progress.files_held, held);
+    Progress::add(&job.progress.files_done, own - deleted);
+    Progress::add(&job.progress.conflicts, decided.notes.len() as u64);
+    for note in decided.notes {
+        tracing::warn!(connector = %job.spec.connector_id, job_id = job.job_id, "conflict: {note}");
+        job.progress.log("warn", format!("conflict: {note}"));
+    }
     *checkpoint = None;
     // Committed chunks are now in the catalog; the job map need not keep them.
     let mut up = job.uploaded.lock().unwrap();

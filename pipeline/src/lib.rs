@@ -99,3 +99,88 @@ pub fn target_path(target: &str, rel: &[u8]) -> Vec<u8> {
     p.extend_from_slice(rel);
     p
 }
+
+/// Applies an operator's decision on a conflict through the normal commit path: the
+/// versions it implies are written to a manifest first, then committed in one
+/// transaction with the conflict's new state. Returns the conflict as resolved.
+///
+/// `mass_delete` and `torn_read` conflicts are only closed here; the caller starts the
+/// job that acts on them (deletes allowed, file read again).
+pub async fn resolve_conflict(
+    p: &Pipeline,
+    id: i64,
+    resolution: &str,
+) -> Result<tributary_catalog::ConflictRow, ResolveFailure> {
+    let _claims = p.catalog.claims_lock().await;
+    let at = tributary_catalog::now_ns();
+    let plan = p.catalog.resolution_plan(id, resolution, at).await?;
+    let connector = plan
+        .conflict
+        .claims
+        .iter()
+        .find(|c| c.role == "incoming")
+        .map(|c| c.connector.clone())
+        .unwrap_or_else(|| plan.conflict.connector.clone());
+    let mut manifest_key = None;
+    if !plan.versions.is_empty() {
+        let key = manifest::key(&connector, at, 0, id as u64);
+        let m = manifest::Manifest {
+            format: 1,
+            connector: connector.clone(),
+            job_id: None,
+            committed_at: at,
+            checkpoint: None,
+            versions: plan.versions.clone(),
+        };
+        let body = bytes::Bytes::from(manifest::encode(&m).map_err(ResolveFailure::Store)?);
+        let store = p.store.clone();
+        tributary_store::retry::with_retry(
+            p.settings.retry,
+            |_, _| {},
+            || store.put(&key, body.clone(), tributary_store::PutMode::IfAbsent),
+        )
+        .await
+        .or_else(|e| match e.class {
+            tributary_store::ErrorClass::AlreadyExists => Ok(()),
+            _ => Err(e),
+        })
+        .map_err(|e| {
+            ResolveFailure::Store(format!("write manifest to {}: {e}", p.store.describe()))
+        })?;
+        manifest_key = Some(key);
+    }
+    p.catalog
+        .commit_batch(&tributary_catalog::CommitBatch {
+            connector: &connector,
+            job_id: None,
+            versions: &plan.versions,
+            checkpoint: None,
+            manifest: manifest_key.as_deref(),
+            conflicts: std::slice::from_ref(&plan.op),
+        })
+        .await
+        .map_err(|e| match e {
+            tributary_catalog::CatalogError::AlreadyResolved(id) => {
+                ResolveFailure::Resolve(tributary_catalog::ResolveError::AlreadyResolved(id))
+            }
+            e => ResolveFailure::Resolve(e.into()),
+        })?;
+    tracing::info!(
+        conflict = id,
+        resolution,
+        "conflict resolved by an operator"
+    );
+    Ok(p.catalog
+        .conflict(id)
+        .await
+        .map_err(|e| ResolveFailure::Resolve(e.into()))?
+        .expect("a resolved conflict exists"))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveFailure {
+    #[error(transparent)]
+    Resolve(#[from] tributary_catalog::ResolveError),
+    #[error("{0}")]
+    Store(String),
+}

@@ -329,13 +329,16 @@ pub async fn rebuild_catalog(
         report.manifests += 1;
         let mut fresh = Vec::new();
         for v in m.versions {
-            let id = (m.connector.clone(), v.source_id.clone());
+            let connector = v.connector.clone().unwrap_or_else(|| m.connector.clone());
+            let id = (connector, v.source_id.clone());
             let same = last.get(&id).is_some_and(|p| {
                 p.deleted == v.deleted
                     && p.digest == v.digest
                     && p.size == v.size
                     && p.mtime_ns == v.mtime_ns
                     && p.path == v.path
+                    && p.held == v.held
+                    && p.displaced == v.displaced
             });
             let dead_tombstone = v.deleted && last.get(&id).is_none_or(|p| p.deleted);
             if same || dead_tombstone {
@@ -361,6 +364,7 @@ pub async fn rebuild_catalog(
                 versions: &fresh,
                 checkpoint: m.checkpoint.as_deref(),
                 manifest: Some(&key),
+                conflicts: &[],
             })
             .await?;
     }

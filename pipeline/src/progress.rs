@@ -23,6 +23,10 @@ pub struct Progress {
     pub chunks_reused: AtomicU64,
     pub upload_retries: AtomicU64,
     pub torn_reads: AtomicU64,
+    /// Conflicts this job met (opened, updated or decided by policy).
+    pub conflicts: AtomicU64,
+    /// Versions committed but kept aside by a conflict.
+    pub files_held: AtomicU64,
     pub versions_committed: AtomicU64,
     pub listing_done: AtomicU64,
     errors: Mutex<Vec<String>>,
@@ -98,6 +102,8 @@ impl Progress {
             chunks_reused: g(&self.chunks_reused),
             upload_retries: g(&self.upload_retries),
             torn_reads: g(&self.torn_reads),
+            conflicts: g(&self.conflicts),
+            files_held: g(&self.files_held),
             versions_committed: g(&self.versions_committed),
             listing_done: g(&self.listing_done) != 0,
         }
@@ -122,6 +128,8 @@ pub struct Stats {
     pub chunks_reused: u64,
     pub upload_retries: u64,
     pub torn_reads: u64,
+    pub conflicts: u64,
+    pub files_held: u64,
     pub versions_committed: u64,
     pub listing_done: bool,
 }

@@ -150,22 +150,34 @@ async fn mass_delete_is_held_until_allowed() {
         std::fs::remove_file(h.src().join(format!("f{i}.txt"))).unwrap();
     }
     let r = h.run().await;
-    assert_eq!(r.status, JobStatus::Failed);
-    let e = r.error.unwrap();
+    assert_eq!(
+        r.status,
+        JobStatus::Succeeded,
+        "the rest of the job goes on"
+    );
+    assert_eq!(r.stats.files_deleted, 0);
+    assert_eq!(r.stats.conflicts, 1);
+    assert_eq!(
+        h.pipeline.catalog.counts().await.unwrap().0,
+        10,
+        "nothing was deleted"
+    );
+    let open = h.conflicts(false).await;
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].kind, "mass_delete");
+    let e = open[0].detail.clone().unwrap();
     assert!(
         e.contains("mass delete held")
             && e.contains("10 of 10")
             && e.contains("--allow-mass-delete"),
         "{e}"
     );
-    assert_eq!(
-        h.pipeline.catalog.counts().await.unwrap().0,
-        10,
-        "nothing was deleted"
-    );
-    let job = h.pipeline.catalog.job(r.job_id).await.unwrap().unwrap();
-    assert_eq!(job.status, "failed");
-    assert!(job.last_error.unwrap().contains("mass delete held"));
+    // a second job updates the same conflict rather than opening another
+    let r = h.run().await;
+    assert_eq!(r.stats.files_deleted, 0);
+    let again = h.conflicts(false).await;
+    assert_eq!((again[0].id, again.len()), (open[0].id, 1));
+    assert!(again[0].last_seen > open[0].last_seen);
     // an operator allows it
     let mut spec = h.spec();
     spec.allow_mass_delete = true;
@@ -173,6 +185,12 @@ async fn mass_delete_is_held_until_allowed() {
     assert_eq!(r.status, JobStatus::Succeeded);
     assert_eq!(r.stats.files_deleted, 10);
     assert_eq!(h.pipeline.catalog.counts().await.unwrap().0, 0);
+    let closed = h.conflicts(true).await;
+    assert_eq!(
+        (closed[0].status.as_str(), closed[0].resolution.as_deref()),
+        ("resolved", Some("allow")),
+        "the allowed job closed the conflict"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

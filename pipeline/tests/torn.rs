@@ -140,6 +140,49 @@ async fn a_file_that_never_holds_still_fails_that_item_only() {
         !out.join("busy.bin").exists(),
         "nothing half-read was committed"
     );
+    // it became a torn_read conflict: later jobs do not loop on it
+    let open = h.conflicts(false).await;
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0].kind, "torn_read");
+    assert_eq!(open[0].path, "/docs/busy.bin");
+    assert!(
+        r.conflicts.iter().any(|c| c.contains("torn_read")),
+        "{:?}",
+        r.conflicts
+    );
+    let opened = Arc::new(AtomicU32::new(0));
+    let c = Rewriting {
+        mem: mem.clone(),
+        rewrites: u32::MAX,
+        opened: opened.clone(),
+    };
+    mem.write(b"busy.bin", &tree::random_bytes(2, 1 << 20));
+    let r = h.run_with(Arc::new(c), h.spec()).await;
+    assert_eq!(r.status, JobStatus::Succeeded);
+    assert_eq!(
+        opened.load(Ordering::SeqCst),
+        0,
+        "the blocked file is not read"
+    );
+    assert_eq!(r.stats.files_skipped, 1);
+    // the operator asks for another try; the writer has stopped by then
+    let resolved = tributary_pipeline::resolve_conflict(&h.pipeline, open[0].id, "keep_source")
+        .await
+        .unwrap();
+    assert_eq!(resolved.status, "resolved");
+    assert!(matches!(
+        tributary_pipeline::resolve_conflict(&h.pipeline, open[0].id, "keep_source").await,
+        Err(tributary_pipeline::ResolveFailure::Resolve(
+            tributary_catalog::ResolveError::AlreadyResolved(_)
+        ))
+    ));
+    let r = h.run_with(Arc::new(mem.clone()), h.spec()).await;
+    assert_eq!(r.stats.files_done, 1, "{:?}", r.stats);
+    let out = h.restore(None).await;
+    assert_eq!(
+        std::fs::read(out.join("busy.bin")).unwrap(),
+        tree::random_bytes(2, 1 << 20)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -181,6 +224,15 @@ async fn a_real_file_appended_to_during_ingest_is_never_committed_mixed() {
             final_bytes.starts_with(&got),
             "the committed version is a real state of the file"
         );
+    }
+    // a file that never held still became a torn_read conflict and is left alone
+    // until an operator asks for another try
+    let open = h.conflicts(false).await;
+    for c in &open {
+        assert_eq!(c.kind, "torn_read");
+        tributary_pipeline::resolve_conflict(&h.pipeline, c.id, "keep_source")
+            .await
+            .unwrap();
     }
     // once it holds still, the next job commits it whole
     let r = h.run().await;

@@ -98,7 +98,22 @@ impl Harness {
             trigger: "test".into(),
             max_delete_percent: 50.0,
             allow_mass_delete: false,
+            namespace: Default::default(),
         }
+    }
+
+    /// Conflicts, open ones only unless `include_resolved`.
+    pub async fn conflicts(&self, include_resolved: bool) -> Vec<tributary_catalog::ConflictRow> {
+        let filter = tributary_catalog::ConflictFilter {
+            include_resolved,
+            ..Default::default()
+        };
+        self.pipeline
+            .catalog
+            .list_conflicts(&filter, 1, 500)
+            .await
+            .unwrap()
+            .0
     }
 
     pub async fn run(&self) -> JobReport {

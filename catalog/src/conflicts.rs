@@ -1,0 +1,1078 @@
+//! Conflicts: competing claims on one target path, torn reads and held mass deletes.
+//!
+//! A path of the target namespace has at most one visible owner. A claim on a path
+//! that another item owns (same bytes, same name after Unicode normalization, or same
+//! name after case folding where either side is case-insensitive) is decided in
+//! [`Catalog::decide`] by the claiming connector's policy, under the claims lock and
+//! just before the batch's manifest is written, so that concurrent jobs of connectors
+//! sharing a target see each other's commits. A claim that does not win is still
+//! committed — as a *held* version, stored and retrievable, never visible — so no claim
+//! is lost and a resolution never goes back to the source.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::Serialize;
+use sqlx::{Row, Sqlite, Transaction};
+use unicode_normalization::UnicodeNormalization;
+
+use crate::{Catalog, CatalogError, NewVersion, Result, placeholders};
+
+pub const PATH_CLAIM: &str = "path_claim";
+pub const NAME_COLLISION: &str = "name_collision";
+pub const DIVERGED: &str = "diverged";
+pub const TORN_READ: &str = "torn_read";
+pub const MASS_DELETE: &str = "mass_delete";
+pub const KINDS: [&str; 5] = [PATH_CLAIM, NAME_COLLISION, DIVERGED, TORN_READ, MASS_DELETE];
+
+/// How a connector's claims are decided when they meet another claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Policy {
+    /// Record an open conflict and keep the claim aside until an operator decides.
+    #[default]
+    Manual,
+    /// The incoming claim wins.
+    SourceWins,
+    /// The claim with the newer source mtime wins; ties go to the connector listed first.
+    NewestWins,
+    /// The incoming claim is stored beside the owner under a conflict name.
+    KeepBoth,
+}
+
+impl Policy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::Manual => "manual",
+            Policy::SourceWins => "source_wins",
+            Policy::NewestWins => "newest_wins",
+            Policy::KeepBoth => "keep_both",
+        }
+    }
+}
+
+/// What decisions need to know about one connector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Party {
+    /// Position in the configuration (ties of `newest_wins` go to the lower).
+    pub rank: usize,
+    pub case_sensitive: bool,
+    pub policy: Policy,
+}
+
+impl Default for Party {
+    fn default() -> Self {
+        Party {
+            rank: usize::MAX,
+            case_sensitive: true,
+            policy: Policy::Manual,
+        }
+    }
+}
+
+/// Every configured connector's conflict settings.
+#[derive(Debug, Clone, Default)]
+pub struct Namespace {
+    pub parties: HashMap<String, Party>,
+}
+
+impl Namespace {
+    /// A connector no longer configured is treated as case-sensitive, manual and last.
+    pub fn party(&self, connector: &str) -> Party {
+        self.parties.get(connector).copied().unwrap_or_default()
+    }
+}
+
+/// The collision key of a path: NFC-normalized, lower-cased (names that are not UTF-8:
+/// ASCII lower-cased).
+pub fn path_key(path: &[u8]) -> Vec<u8> {
+    match std::str::from_utf8(path) {
+        Ok(s) => s
+            .nfc()
+            .collect::<String>()
+            .to_lowercase()
+            .nfc()
+            .collect::<String>()
+            .into_bytes(),
+        Err(_) => path.to_ascii_lowercase(),
+    }
+}
+
+fn nfc(path: &[u8]) -> Vec<u8> {
+    match std::str::from_utf8(path) {
+        Ok(s) => s.nfc().collect::<String>().into_bytes(),
+        Err(_) => path.to_vec(),
+    }
+}
+
+/// `dir/name (conflict <connector> <YYYYMMDDTHHMMSSZ>).ext` for `dir/name.ext`.
+pub fn conflict_name(path: &[u8], connector: &str, first_seen_ns: i64) -> Vec<u8> {
+    let stamp = chrono::DateTime::from_timestamp_nanos(first_seen_ns)
+        .format("%Y%m%dT%H%M%SZ")
+        .to_string();
+    let base_at = path.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1);
+    let name = &path[base_at..];
+    let split = match name.iter().rposition(|&b| b == b'.') {
+        Some(i) if i > 0 => base_at + i,
+        _ => path.len(),
+    };
+    let mut out = path[..split].to_vec();
+    out.extend_from_slice(format!(" (conflict {connector} {stamp})").as_bytes());
+    out.extend_from_slice(&path[split..]);
+    out
+}
+
+/// One side of a conflict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimRef {
+    /// `existing` (the owner when it was detected) or `incoming`.
+    pub role: &'static str,
+    pub connector: String,
+    pub source_id: Vec<u8>,
+    pub path: Vec<u8>,
+    /// The source state of a claim that has no stored version (torn reads).
+    pub fingerprint: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewConflict {
+    pub kind: &'static str,
+    /// The connector whose change raised it.
+    pub connector: String,
+    pub path: Vec<u8>,
+    pub policy: &'static str,
+    pub detail: Option<String>,
+    pub at: i64,
+    pub claims: Vec<ClaimRef>,
+    /// Set when a policy decided it on the spot (`resolved_by` = `policy`).
+    pub resolution: Option<&'static str>,
+    pub resolved_by: Option<&'static str>,
+    pub renamed_to: Option<Vec<u8>>,
+}
+
+impl NewConflict {
+    /// A conflict that waits for an operator (`manual`).
+    pub fn open(
+        kind: &'static str,
+        connector: &str,
+        path: Vec<u8>,
+        detail: String,
+        claims: Vec<ClaimRef>,
+    ) -> NewConflict {
+        NewConflict {
+            kind,
+            connector: connector.to_string(),
+            path,
+            policy: Policy::Manual.as_str(),
+            detail: Some(detail),
+            at: crate::now_ns(),
+            claims,
+            resolution: None,
+            resolved_by: None,
+            renamed_to: None,
+        }
+    }
+}
+
+/// A change to the conflict records, applied in a commit's transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConflictOp {
+    Insert(NewConflict),
+    /// The open conflict saw another change of its claim.
+    Touch {
+        id: i64,
+        at: i64,
+    },
+    Resolve {
+        id: i64,
+        resolution: &'static str,
+        by: &'static str,
+        at: i64,
+        renamed_to: Option<Vec<u8>>,
+    },
+}
+
+/// A batch after its conflicts were decided.
+#[derive(Debug, Default)]
+pub struct Decided {
+    pub versions: Vec<NewVersion>,
+    pub ops: Vec<ConflictOp>,
+    /// One line per conflict met, for the job log.
+    pub notes: Vec<String>,
+}
+
+pub(crate) async fn apply_ops(tx: &mut Transaction<'_, Sqlite>, ops: &[ConflictOp]) -> Result<()> {
+    for op in ops {
+        match op {
+            ConflictOp::Insert(c) => {
+                let status = if c.resolution.is_some() {
+                    "resolved"
+                } else {
+                    "open"
+                };
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO conflicts (kind, status, connector, path, policy, detail, first_seen, last_seen, resolution, resolved_by, resolved_at, renamed_to)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10, $11) RETURNING id",
+                )
+                .bind(c.kind)
+                .bind(status)
+                .bind(&c.connector)
+                .bind(&c.path)
+                .bind(c.policy)
+                .bind(&c.detail)
+                .bind(c.at)
+                .bind(c.resolution)
+                .bind(c.resolved_by)
+                .bind(c.resolution.map(|_| c.at))
+                .bind(&c.renamed_to)
+                .fetch_one(&mut **tx)
+                .await?;
+                for k in &c.claims {
+                    sqlx::query(
+                        "INSERT INTO conflict_claims (conflict_id, role, connector, source_id, path, fingerprint) VALUES ($1, $2, $3, $4, $5, $6)",
+                    )
+                    .bind(id)
+                    .bind(k.role)
+                    .bind(&k.connector)
+                    .bind(&k.source_id)
+                    .bind(&k.path)
+                    .bind(&k.fingerprint)
+                    .execute(&mut **tx)
+                    .await?;
+                }
+            }
+            ConflictOp::Touch { id, at } => {
+                sqlx::query("UPDATE conflicts SET last_seen = $1 WHERE id = $2")
+                    .bind(at)
+                    .bind(id)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            ConflictOp::Resolve {
+                id,
+                resolution,
+                by,
+                at,
+                renamed_to,
+            } => {
+                let n = sqlx::query(
+                    "UPDATE conflicts SET status = 'resolved', resolution = $1, resolved_by = $2, resolved_at = $3, last_seen = $3,
+                       renamed_to = COALESCE($4, renamed_to)
+                     WHERE id = $5 AND status = 'open'",
+                )
+                .bind(resolution)
+                .bind(by)
+                .bind(at)
+                .bind(renamed_to)
+                .bind(id)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected();
+                if n == 0 {
+                    return Err(CatalogError::AlreadyResolved(*id));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A visible owner of a path key.
+#[derive(Debug, Clone)]
+struct Owner {
+    connector: String,
+    source_id: Vec<u8>,
+    path: Vec<u8>,
+    mtime_ns: i64,
+    digest: Option<Vec<u8>>,
+}
+
+/// What the catalog knows of a claiming item.
+struct Known {
+    held: bool,
+    /// It had visible content before (so a held item was displaced).
+    was_visible: bool,
+}
+
+/// A conflict as listed.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConflictRow {
+    pub id: i64,
+    pub kind: String,
+    pub status: String,
+    pub connector: String,
+    #[serde(skip)]
+    pub path_bytes: Vec<u8>,
+    pub path: String,
+    pub policy: String,
+    pub detail: Option<String>,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub resolution: Option<String>,
+    pub resolved_by: Option<String>,
+    pub resolved_at: Option<i64>,
+    pub renamed_to: Option<String>,
+    pub claims: Vec<ClaimRow>,
+}
+
+/// One side of a conflict with the claim's latest stored state.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClaimRow {
+    pub role: String,
+    pub connector: String,
+    #[serde(skip)]
+    pub source_id: Vec<u8>,
+    pub path: String,
+    pub item_id: Option<i64>,
+    /// `visible` (the path's content), `held` (stored aside), `deleted` or `unread`.
+    pub state: String,
+    pub version_id: Option<i64>,
+    pub size: Option<i64>,
+    pub mtime_ns: Option<i64>,
+    pub digest: Option<String>,
+    pub fingerprint: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ConflictFilter {
+    pub connector: Option<String>,
+    pub kind: Option<String>,
+    pub include_resolved: bool,
+}
+
+/// What applying an operator's decision takes.
+#[derive(Debug, Clone)]
+pub struct ResolutionPlan {
+    pub conflict: ConflictRow,
+    /// Versions to commit (through the normal commit path, manifest first).
+    pub versions: Vec<NewVersion>,
+    pub op: ConflictOp,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error("no conflict {0}")]
+    NotFound(i64),
+    #[error("conflict {0} is already resolved")]
+    AlreadyResolved(i64),
+    #[error("`{resolution}` does not apply to a {kind} conflict; use one of: {allowed}")]
+    NotApplicable {
+        resolution: String,
+        kind: String,
+        allowed: String,
+    },
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+}
+
+/// The resolutions an operator may choose for a kind.
+pub fn resolutions_for(kind: &str) -> &'static [&'static str] {
+    match kind {
+        MASS_DELETE => &["allow", "reject"],
+        TORN_READ => &["keep_source", "keep_existing"],
+        _ => &["keep_source", "keep_existing", "keep_both"],
+    }
+}
+
+impl Catalog {
+    /// Held while a batch's conflicts are decided, its manifest written and its
+    /// transaction committed, so that two jobs never both win one path.
+    pub async fn claims_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.claims.lock().await
+    }
+
+    pub(crate) async fn backfill_path_keys(&self) -> Result<()> {
+        let rows = sqlx::query("SELECT id, path FROM items WHERE path_key IS NULL")
+            .fetch_all(&self.pool)
+            .await?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for r in rows {
+            let path: Vec<u8> = r.get(1);
+            sqlx::query("UPDATE items SET path_key = $1 WHERE id = $2")
+                .bind(path_key(&path))
+                .bind(r.get::<i64, _>(0))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Decides the claims of a batch of `connector` (content and tombstones) against the
+    /// path owners: marks losing and blocked claims held, adds the displacement of owners
+    /// that lost, renames `keep_both` claims and returns the conflict records to write.
+    /// Call it under [`Catalog::claims_lock`] and commit its result before releasing it.
+    pub async fn decide(
+        &self,
+        ns: &Namespace,
+        connector: &str,
+        versions: Vec<NewVersion>,
+        at: i64,
+    ) -> Result<Decided> {
+        let me = ns.party(connector);
+        let ids: Vec<&[u8]> = versions.iter().map(|v| v.source_id.as_slice()).collect();
+        let known = self.known_claims(connector, &ids).await?;
+        // open conflicts whose incoming claim is one of this connector's items
+        let mut open: HashMap<Vec<u8>, (i64, String)> = HashMap::new();
+        // standing keep_both renames: (source id, original path) → renamed path
+        let mut renames: HashMap<(Vec<u8>, Vec<u8>), Vec<u8>> = HashMap::new();
+        for r in sqlx::query(
+            "SELECT c.id, c.kind, c.status, c.resolution, c.path, c.renamed_to, k.source_id
+             FROM conflicts c JOIN conflict_claims k ON k.conflict_id = c.id
+             WHERE k.connector = $1 AND k.role = 'incoming'
+               AND (c.status = 'open' OR (c.resolution = 'keep_both' AND c.renamed_to IS NOT NULL))
+             ORDER BY c.id",
+        )
+        .bind(connector)
+        .fetch_all(&self.pool)
+        .await?
+        {
+            let sid: Vec<u8> = r.get(6);
+            if r.get::<String, _>(2) == "open" {
+                open.insert(sid, (r.get(0), r.get(1)));
+            } else {
+                renames.insert((sid, r.get(4)), r.get(5));
+            }
+        }
+        let mut out = Decided::default();
+        let mut paths: Vec<Vec<u8>> = Vec::new();
+        let mut versions = versions;
+        for v in versions.iter_mut() {
+            if let Some(to) = renames.get(&(v.source_id.clone(), v.path.clone())) {
+                v.path = to.clone();
+            }
+            paths.push(path_key(&v.path));
+        }
+        let mut owners = self.owners(&paths).await?;
+        // owners displaced in this batch; claims made visible earlier in it
+        let mut gone: HashSet<(String, Vec<u8>)> = HashSet::new();
+        let mut resolved: HashSet<i64> = HashSet::new();
+        for mut v in versions {
+            let k = known.get(&v.source_id);
+            let held = k.is_some_and(|k| k.held);
+            let shown = String::from_utf8_lossy(&v.path).into_owned();
+            if v.deleted {
+                if held {
+                    // the source removed a claim that was never visible
+                    v.held = true;
+                    if let Some((id, _)) = open.get(&v.source_id)
+                        && resolved.insert(*id)
+                    {
+                        out.ops.push(ConflictOp::Resolve {
+                            id: *id,
+                            resolution: "withdrawn",
+                            by: "source",
+                            at,
+                            renamed_to: None,
+                        });
+                        out.notes.push(format!(
+                            "{shown}: claim withdrawn by the source; conflict #{id} closed"
+                        ));
+                    }
+                }
+                out.versions.push(v);
+                continue;
+            }
+            if let Some((id, kind)) = open.get(&v.source_id) {
+                if kind == TORN_READ {
+                    // read whole at last: the torn-read conflict is over
+                    if resolved.insert(*id) {
+                        out.ops.push(ConflictOp::Resolve {
+                            id: *id,
+                            resolution: "read",
+                            by: "source",
+                            at,
+                            renamed_to: None,
+                        });
+                    }
+                } else if kind != MASS_DELETE {
+                    v.held = true;
+                    out.ops.push(ConflictOp::Touch { id: *id, at });
+                    out.notes.push(format!(
+                        "{shown}: changed again while conflict #{id} is open; kept aside"
+                    ));
+                    out.versions.push(v);
+                    continue;
+                }
+            }
+            let key = path_key(&v.path);
+            let collides = |o: &Owner| {
+                let itself = o.connector == connector && o.source_id == v.source_id;
+                let displaced = gone.contains(&(o.connector.clone(), o.source_id.clone()));
+                let folded = !me.case_sensitive || !ns.party(&o.connector).case_sensitive;
+                !itself && !displaced && (folded || nfc(&o.path) == nfc(&v.path))
+            };
+            let rival = owners
+                .get(&key)
+                .and_then(|list| list.iter().find(|o| collides(o)).cloned());
+            let Some(rival) = rival else {
+                owners.entry(key).or_default().push(Owner {
+                    connector: connector.to_string(),
+                    source_id: v.source_id.clone(),
+                    path: v.path.clone(),
+                    mtime_ns: v.mtime_ns,
+                    digest: v.digest.map(|d| d.to_vec()),
+                });
+                out.versions.push(v);
+                continue;
+            };
+            let kind = if held && k.is_some_and(|k| k.was_visible) {
+                DIVERGED
+            } else if rival.path == v.path {
+                PATH_CLAIM
+            } else {
+                NAME_COLLISION
+            };
+            let claims = vec![
+                ClaimRef {
+                    role: "existing",
+                    connector: rival.connector.clone(),
+                    source_id: rival.source_id.clone(),
+                    path: rival.path.clone(),
+                    fingerprint: None,
+                },
+                ClaimRef {
+                    role: "incoming",
+                    connector: connector.to_string(),
+                    source_id: v.source_id.clone(),
+                    path: v.path.clone(),
+                    fingerprint: None,
+                },
+            ];
+            let mut record = NewConflict {
+                kind,
+                connector: connector.to_string(),
+                path: v.path.clone(),
+                policy: me.policy.as_str(),
+                detail: None,
+                at,
+                claims,
+                resolution: None,
+                resolved_by: Some("policy"),
+                renamed_to: None,
+            };
+            let against = format!(
+                "{shown}: {kind} with {} ({})",
+                rival.connector,
+                String::from_utf8_lossy(&rival.path)
+            );
+            let identical = v.digest.map(|d| d.to_vec()) == rival.digest && v.digest.is_some();
+            let incoming_wins = match me.policy {
+                _ if identical => {
+                    record.resolution = Some("keep_existing");
+                    record.resolved_by = Some("identical");
+                    record.detail = Some("both claims have the same content".into());
+                    out.notes
+                        .push(format!("{against}: same content, owner kept"));
+                    false
+                }
+                Policy::Manual => {
+                    record.resolved_by = None;
+                    out.notes.push(format!(
+                        "{against}: kept aside until an operator resolves it"
+                    ));
+                    false
+                }
+                Policy::SourceWins => {
+                    record.resolution = Some("keep_source");
+                    out.notes.push(format!("{against}: source_wins, replaced"));
+                    true
+                }
+                Policy::NewestWins => {
+                    let other = ns.party(&rival.connector);
+                    let wins = v.mtime_ns > rival.mtime_ns
+                        || (v.mtime_ns == rival.mtime_ns
+                            && rival.connector != connector
+                            && me.rank < other.rank);
+                    record.resolution = Some(if wins { "keep_source" } else { "keep_existing" });
+                    out.notes.push(format!(
+                        "{against}: newest_wins, {}",
+                        if wins { "replaced" } else { "owner kept" }
+                    ));
+                    wins
+                }
+                Policy::KeepBoth => {
+                    let renamed = conflict_name(&v.path, connector, at);
+                    out.notes.push(format!(
+                        "{against}: keep_both, stored as {}",
+                        String::from_utf8_lossy(&renamed)
+                    ));
+                    record.resolution = Some("keep_both");
+                    record.renamed_to = Some(renamed.clone());
+                    v.path = renamed;
+                    owners.entry(path_key(&v.path)).or_default().push(Owner {
+                        connector: connector.to_string(),
+                        source_id: v.source_id.clone(),
+                        path: v.path.clone(),
+                        mtime_ns: v.mtime_ns,
+                        digest: v.digest.map(|d| d.to_vec()),
+                    });
+                    out.ops.push(ConflictOp::Insert(record));
+                    out.versions.push(v);
+                    continue;
+                }
+            };
+            out.ops.push(ConflictOp::Insert(record));
+            if incoming_wins {
+                gone.insert((rival.connector.clone(), rival.source_id.clone()));
+                out.versions.push(displacement(&rival));
+                owners.entry(key).or_default().push(Owner {
+                    connector: connector.to_string(),
+                    source_id: v.source_id.clone(),
+                    path: v.path.clone(),
+                    mtime_ns: v.mtime_ns,
+                    digest: v.digest.map(|d| d.to_vec()),
+                });
+            } else {
+                v.held = true;
+            }
+            out.versions.push(v);
+        }
+        Ok(out)
+    }
+
+    async fn known_claims(
+        &self,
+        connector: &str,
+        ids: &[&[u8]],
+    ) -> Result<HashMap<Vec<u8>, Known>> {
+        let mut out = HashMap::new();
+        for batch in ids.chunks(500) {
+            let sql = format!(
+                "SELECT source_id, held, current_version IS NOT NULL FROM items WHERE connector = $1 AND source_id IN ({})",
+                placeholders_from(2, batch.len())
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(connector);
+            for id in batch {
+                q = q.bind(*id);
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                out.insert(
+                    r.get::<Vec<u8>, _>(0),
+                    Known {
+                        held: r.get::<i64, _>(1) != 0,
+                        was_visible: r.get::<i64, _>(2) != 0,
+                    },
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// The visible owners of these path keys.
+    async fn owners(&self, keys: &[Vec<u8>]) -> Result<HashMap<Vec<u8>, Vec<Owner>>> {
+        let mut out: HashMap<Vec<u8>, Vec<Owner>> = HashMap::new();
+        for batch in keys.chunks(500) {
+            let sql = format!(
+                "SELECT i.path_key, i.connector, i.source_id, i.path, i.mtime_ns, v.digest
+                 FROM items i LEFT JOIN versions v ON v.id = i.current_version
+                 WHERE i.deleted = 0 AND i.held = 0 AND i.path_key IN ({}) ORDER BY i.id",
+                placeholders(batch.len())
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for k in batch {
+                q = q.bind(k.as_slice());
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                out.entry(r.get(0)).or_default().push(Owner {
+                    connector: r.get(1),
+                    source_id: r.get(2),
+                    path: r.get(3),
+                    mtime_ns: r.get::<Option<i64>, _>(4).unwrap_or(0),
+                    digest: r.get(5),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records a conflict that has no version of its own (a torn read, a held mass
+    /// delete), or updates the open one of the same kind for the same claim. Returns its
+    /// id and whether it is new.
+    pub async fn raise(&self, c: NewConflict) -> Result<(i64, bool)> {
+        let incoming = c.claims.iter().find(|k| k.role == "incoming");
+        let existing: Option<i64> = match incoming {
+            Some(k) => sqlx::query_scalar(
+                "SELECT c.id FROM conflicts c JOIN conflict_claims k ON k.conflict_id = c.id
+                 WHERE c.status = 'open' AND c.kind = $1 AND k.role = 'incoming' AND k.connector = $2 AND k.source_id = $3",
+            )
+            .bind(c.kind)
+            .bind(&k.connector)
+            .bind(&k.source_id)
+            .fetch_optional(&self.pool)
+            .await?,
+            None => sqlx::query_scalar(
+                "SELECT id FROM conflicts WHERE status = 'open' AND kind = $1 AND connector = $2",
+            )
+            .bind(c.kind)
+            .bind(&c.connector)
+            .fetch_optional(&self.pool)
+            .await?,
+        };
+        let mut tx = self.pool.begin().await?;
+        if let Some(id) = existing {
+            sqlx::query(
+                "UPDATE conflicts SET last_seen = $1, detail = COALESCE($2, detail) WHERE id = $3",
+            )
+            .bind(c.at)
+            .bind(&c.detail)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            if let Some(k) = incoming {
+                sqlx::query("UPDATE conflict_claims SET fingerprint = $1 WHERE conflict_id = $2 AND role = 'incoming'")
+                    .bind(&k.fingerprint)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            return Ok((id, false));
+        }
+        apply_ops(&mut tx, &[ConflictOp::Insert(c)]).await?;
+        let id: i64 = sqlx::query_scalar("SELECT MAX(id) FROM conflicts")
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok((id, true))
+    }
+
+    /// Closes `connector`'s open `mass_delete` conflict, if any: a job was allowed to
+    /// delete (`allow`), or the deletes are back within the limit (`withdrawn`).
+    pub async fn close_mass_delete(
+        &self,
+        connector: &str,
+        resolution: &'static str,
+        by: &'static str,
+    ) -> Result<Option<i64>> {
+        let id: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM conflicts WHERE status = 'open' AND kind = 'mass_delete' AND connector = $1",
+        )
+        .bind(connector)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(id) = id else { return Ok(None) };
+        let mut tx = self.pool.begin().await?;
+        apply_ops(
+            &mut tx,
+            &[ConflictOp::Resolve {
+                id,
+                resolution,
+                by,
+                at: crate::now_ns(),
+                renamed_to: None,
+            }],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Some(id))
+    }
+
+    /// Source ids of `connector` with an open conflict of `kind`.
+    pub async fn open_claims(&self, connector: &str, kind: &str) -> Result<HashSet<Vec<u8>>> {
+        let rows = sqlx::query(
+            "SELECT k.source_id FROM conflicts c JOIN conflict_claims k ON k.conflict_id = c.id
+             WHERE c.status = 'open' AND c.kind = $1 AND k.role = 'incoming' AND k.connector = $2",
+        )
+        .bind(kind)
+        .bind(connector)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Torn-read conflicts an operator closed with `keep_existing`: (source id →
+    /// fingerprint); planning leaves those files alone until they change again.
+    pub async fn dismissed_torn_reads(&self, connector: &str) -> Result<HashMap<Vec<u8>, String>> {
+        let rows = sqlx::query(
+            "SELECT k.source_id, k.fingerprint FROM conflicts c JOIN conflict_claims k ON k.conflict_id = c.id
+             WHERE c.kind = 'torn_read' AND c.resolution = 'keep_existing' AND k.connector = $1 AND k.fingerprint IS NOT NULL
+             ORDER BY c.id",
+        )
+        .bind(connector)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// Open conflicts by kind.
+    pub async fn open_conflict_counts(&self) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT kind, COUNT(*) FROM conflicts WHERE status = 'open' GROUP BY kind ORDER BY kind",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    pub async fn list_conflicts(
+        &self,
+        f: &ConflictFilter,
+        page: i64,
+        per_page: i64,
+    ) -> Result<(Vec<ConflictRow>, i64)> {
+        const WHERE: &str = "($1 IS NULL OR connector = $1 OR id IN (SELECT conflict_id FROM conflict_claims WHERE connector = $1))
+            AND ($2 IS NULL OR kind = $2) AND ($3 = 1 OR status = 'open')";
+        let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM conflicts WHERE {WHERE}"
+        )))
+        .bind(&f.connector)
+        .bind(&f.kind)
+        .bind(f.include_resolved as i64)
+        .fetch_one(&self.pool)
+        .await?;
+        let ids: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT id FROM conflicts WHERE {WHERE} ORDER BY id LIMIT $4 OFFSET $5"
+        )))
+        .bind(&f.connector)
+        .bind(&f.kind)
+        .bind(f.include_resolved as i64)
+        .bind(per_page)
+        .bind((page - 1).max(0) * per_page)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut rows = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(c) = self.conflict(id).await? {
+                rows.push(c);
+            }
+        }
+        Ok((rows, total))
+    }
+
+    pub async fn conflict(&self, id: i64) -> Result<Option<ConflictRow>> {
+        let Some(r) = sqlx::query(
+            "SELECT id, kind, status, connector, path, policy, detail, first_seen, last_seen, resolution, resolved_by, resolved_at, renamed_to
+             FROM conflicts WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let path: Vec<u8> = r.get(4);
+        let renamed: Option<Vec<u8>> = r.get(12);
+        let claims = sqlx::query(
+            "SELECT k.role, k.connector, k.source_id, k.path, k.fingerprint, i.id, i.deleted, i.held,
+                    v.id, v.size, v.mtime_ns, v.digest, v.held, v.deleted
+             FROM conflict_claims k
+             LEFT JOIN items i ON i.connector = k.connector AND i.source_id = k.source_id
+             LEFT JOIN versions v ON v.id = (SELECT l.id FROM versions l WHERE l.item_id = i.id AND l.deleted = 0
+                                             ORDER BY l.committed_at DESC, l.id DESC LIMIT 1)
+             WHERE k.conflict_id = $1 ORDER BY k.role",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|k| {
+            let path: Vec<u8> = k.get(3);
+            let item: Option<i64> = k.get(5);
+            let deleted = k.get::<Option<i64>, _>(6) == Some(1);
+            let held = k.get::<Option<i64>, _>(7) == Some(1);
+            let state = match item {
+                None => "unread",
+                Some(_) if held => "held",
+                Some(_) if deleted => "deleted",
+                Some(_) => "visible",
+            };
+            let digest: Option<Vec<u8>> = k.get(11);
+            ClaimRow {
+                role: k.get(0),
+                connector: k.get(1),
+                source_id: k.get(2),
+                path: String::from_utf8_lossy(&path).into_owned(),
+                item_id: item,
+                state: state.into(),
+                version_id: k.get(8),
+                size: k.get(9),
+                mtime_ns: k.get(10),
+                digest: digest.map(hex::encode),
+                fingerprint: k.get(4),
+            }
+        })
+        .collect();
+        Ok(Some(ConflictRow {
+            id: r.get(0),
+            kind: r.get(1),
+            status: r.get(2),
+            connector: r.get(3),
+            path: String::from_utf8_lossy(&path).into_owned(),
+            path_bytes: path,
+            policy: r.get(5),
+            detail: r.get(6),
+            first_seen: r.get(7),
+            last_seen: r.get(8),
+            resolution: r.get(9),
+            resolved_by: r.get(10),
+            resolved_at: r.get(11),
+            renamed_to: renamed.map(|p| String::from_utf8_lossy(&p).into_owned()),
+            claims,
+        }))
+    }
+
+    /// What an operator's `resolution` of conflict `id` commits. Claims conflicts
+    /// (`path_claim`, `name_collision`, `diverged`) yield versions: `keep_source` makes
+    /// the incoming claim's latest stored state visible and displaces the owner,
+    /// `keep_both` makes it visible under its conflict name, `keep_existing` commits
+    /// nothing. The other kinds only close the record (the caller acts on them).
+    pub async fn resolution_plan(
+        &self,
+        id: i64,
+        resolution: &str,
+        at: i64,
+    ) -> Result<ResolutionPlan, ResolveError> {
+        let c = self.conflict(id).await?.ok_or(ResolveError::NotFound(id))?;
+        if c.status != "open" {
+            return Err(ResolveError::AlreadyResolved(id));
+        }
+        let allowed = resolutions_for(&c.kind);
+        let Some(resolution) = allowed.iter().copied().find(|r| *r == resolution) else {
+            return Err(ResolveError::NotApplicable {
+                resolution: resolution.into(),
+                kind: c.kind.clone(),
+                allowed: allowed.join(", "),
+            });
+        };
+        let mut versions = Vec::new();
+        let mut renamed_to = None;
+        let claims_kind = ![MASS_DELETE, TORN_READ].contains(&c.kind.as_str());
+        if claims_kind && resolution != "keep_existing" {
+            let inc = c
+                .claims
+                .iter()
+                .find(|k| k.role == "incoming")
+                .ok_or_else(|| {
+                    CatalogError::Corrupt(format!("conflict {id} has no incoming claim"))
+                })?;
+            let latest = self.latest_held(&inc.connector, &inc.source_id).await?;
+            if let Some(mut v) = latest {
+                v.connector = Some(inc.connector.clone());
+                v.committed_at = at;
+                if resolution == "keep_both" {
+                    let to = conflict_name(&c.path_bytes, &inc.connector, c.first_seen);
+                    v.path = to.clone();
+                    renamed_to = Some(to);
+                } else {
+                    v.path = c.path_bytes.clone();
+                    let key = path_key(&v.path);
+                    for o in self
+                        .owners(std::slice::from_ref(&key))
+                        .await?
+                        .remove(&key)
+                        .unwrap_or_default()
+                    {
+                        if !(o.connector == inc.connector && o.source_id == inc.source_id) {
+                            let mut d = displacement(&o);
+                            d.committed_at = at;
+                            versions.push(d);
+                        }
+                    }
+                }
+                versions.push(v);
+            }
+        }
+        Ok(ResolutionPlan {
+            conflict: c,
+            versions,
+            op: ConflictOp::Resolve {
+                id,
+                resolution,
+                by: "operator",
+                at,
+                renamed_to,
+            },
+        })
+    }
+
+    /// The latest held content version of an item, as a version to commit visibly.
+    async fn latest_held(&self, connector: &str, source_id: &[u8]) -> Result<Option<NewVersion>> {
+        let row = sqlx::query(
+            "SELECT v.id, i.path, v.size, v.mtime_ns, v.inode, v.change_tag, v.digest, i.held
+             FROM items i JOIN versions v ON v.item_id = i.id
+             WHERE i.connector = $1 AND i.source_id = $2 AND v.deleted = 0
+             ORDER BY v.committed_at DESC, v.id DESC LIMIT 1",
+        )
+        .bind(connector)
+        .bind(source_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        if r.get::<i64, _>(7) == 0 {
+            // the claim is visible already (or deleted since): nothing to apply
+            return Ok(None);
+        }
+        let digest: Option<Vec<u8>> = r.get(6);
+        Ok(Some(NewVersion {
+            connector: None,
+            source_id: source_id.to_vec(),
+            path: r.get(1),
+            deleted: false,
+            size: r.get::<i64, _>(2) as u64,
+            mtime_ns: r.get(3),
+            inode: r.get(4),
+            change_tag: r.get(5),
+            digest: digest.map(|d| crate::to_hash(&d)).transpose()?,
+            chunks: self.version_chunks(r.get(0)).await?,
+            committed_at: 0,
+            held: false,
+            displaced: false,
+        }))
+    }
+}
+
+/// The version that ends an owner's visibility when another claim takes its path.
+fn displacement(o: &Owner) -> NewVersion {
+    NewVersion {
+        connector: Some(o.connector.clone()),
+        source_id: o.source_id.clone(),
+        path: o.path.clone(),
+        deleted: true,
+        mtime_ns: o.mtime_ns,
+        displaced: true,
+        ..Default::default()
+    }
+}
+
+/// `$from, …` — `n` placeholders numbered from `from`.
+fn placeholders_from(from: usize, n: usize) -> String {
+    (from..from + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_fold_case_and_normalization() {
+        assert_eq!(
+            path_key("/a/Café.docx".as_bytes()),
+            path_key("/a/cafe\u{301}.DOCX".as_bytes())
+        );
+        assert_ne!(path_key(b"/a/x"), path_key(b"/a/y"));
+        assert_eq!(path_key(b"/A/\xff"), b"/a/\xff".to_vec());
+        assert_eq!(nfc("Cafe\u{301}".as_bytes()), "Café".as_bytes());
+    }
+
+    #[test]
+    fn conflict_names_keep_the_extension_and_folder() {
+        let t = 1_700_000_000_000_000_000; // 2023-11-14T22:13:20Z
+        assert_eq!(
+            conflict_name(b"/t/docs/report.final.docx", "share-b", t),
+            b"/t/docs/report.final (conflict share-b 20231114T221320Z).docx".to_vec()
+        );
+        assert_eq!(
+            conflict_name(b"/t/.profile", "b", t),
+            b"/t/.profile (conflict b 20231114T221320Z)".to_vec()
+        );
+        assert_eq!(
+            conflict_name(b"/t/dir.d/Makefile", "b", t),
+            b"/t/dir.d/Makefile (conflict b 20231114T221320Z)".to_vec()
+        );
+    }
+}
