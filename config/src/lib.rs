@@ -18,7 +18,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use raw::{Compression, ConflictPolicy, ConnectorKind, Role, SseKind, StoreKind};
+pub use raw::{Compression, ConflictPolicy, ConnectorKind, Role, SmbProtocol, SseKind, StoreKind};
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -167,6 +167,22 @@ pub enum SourceConfig {
         follow_symlinks: bool,
         one_file_system: bool,
     },
+    Smb(SmbSource),
+}
+
+#[derive(Debug, Clone)]
+pub struct SmbSource {
+    pub server: String,
+    pub port: u16,
+    pub share: String,
+    /// Folder inside the share, without leading or trailing `/` (empty: the root).
+    pub path: String,
+    pub domain: String,
+    pub username: String,
+    pub password: Secret,
+    pub protocol: SmbProtocol,
+    pub timeout: std::time::Duration,
+    pub workers: usize,
 }
 
 /// A parsed cron schedule, its time zone and the expression the user wrote.

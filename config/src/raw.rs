@@ -244,6 +244,15 @@ pub enum ConnectorKind {
     Sharepoint,
 }
 
+/// The oldest SMB dialect a connector accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SmbProtocol {
+    Smb1,
+    Smb2,
+    Smb3,
+}
+
 /// How a connector's claim on a path that another claim already holds is decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -267,9 +276,41 @@ pub struct RawConnector {
     /// Unique id: lowercase letters, digits, `-` and `_`.
     pub id: String,
     pub kind: ConnectorKind,
-    /// local: the folder to ingest.
+    /// local: the folder to ingest; smb: a folder inside the share (default: its root).
     #[serde(default)]
     pub path: Option<String>,
+    /// smb: the file server (host name or address).
+    #[serde(default)]
+    pub server: Option<String>,
+    /// smb: TCP port (default 445).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// smb: the share name.
+    #[serde(default)]
+    pub share: Option<String>,
+    /// smb: domain or workgroup (default WORKGROUP).
+    #[serde(default)]
+    pub domain: Option<String>,
+    /// smb: user name.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// smb: password (or `password_file`).
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub password_file: Option<String>,
+    /// smb: the oldest protocol accepted: `smb2` (default), `smb3`, or `smb1` (only for
+    /// legacy devices; insecure).
+    #[serde(default)]
+    pub protocol: Option<SmbProtocol>,
+    /// smb: how long one server call (a directory listing, a read) may take before the
+    /// worker is considered hung (default 60s).
+    #[serde(default)]
+    pub directory_timeout: Option<RawDuration>,
+    /// smb: worker processes for this connector (default 1; libsmbclient serializes
+    /// every call of a process).
+    #[serde(default)]
+    pub workers: Option<u32>,
     /// Prefix in the catalog namespace (default `/<id>`).
     #[serde(default)]
     pub target: Option<String>,

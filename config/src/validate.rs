@@ -787,19 +787,59 @@ fn connector(cx: &mut Ctx, path: &str, rc: &raw::RawConnector) -> Option<Connect
                 None
             }
         },
-        kind @ (ConnectorKind::Smb | ConnectorKind::Sharepoint) => {
+        ConnectorKind::Smb => smb(cx, path, rc).map(SourceConfig::Smb),
+        kind @ ConnectorKind::Sharepoint => {
             cx.error(
                 format!("{path}.kind"),
                 format!(
-                    "connector kind `{}` is not available in this version yet; available: `local`",
+                    "connector kind `{}` is not available in this version yet; available: `local`, `smb`",
                     kind_name(kind)
                 ),
             );
             None
         }
     };
+    if rc.kind == ConnectorKind::Local {
+        let smb_keys = [
+            ("server", rc.server.is_some()),
+            ("port", rc.port.is_some()),
+            ("share", rc.share.is_some()),
+            ("domain", rc.domain.is_some()),
+            ("username", rc.username.is_some()),
+            (
+                "password",
+                rc.password.is_some() || rc.password_file.is_some(),
+            ),
+            ("protocol", rc.protocol.is_some()),
+            ("directory_timeout", rc.directory_timeout.is_some()),
+            ("workers", rc.workers.is_some()),
+        ];
+        for (key, set) in smb_keys {
+            if set {
+                cx.error(
+                    format!("{path}.{key}"),
+                    format!("`{key}` applies to `kind: smb`, not `kind: local`"),
+                );
+            }
+        }
+    }
+    if rc.watch == Some(true) && rc.kind != ConnectorKind::Local {
+        cx.error(
+            format!("{path}.watch"),
+            "`watch` needs file-system events: only `kind: local` has them (use `schedule`)",
+        );
+    }
     if cx.errors.len() > before {
         return None;
+    }
+    let mut exclude = rc.exclude.clone();
+    if rc.kind == ConnectorKind::Smb {
+        // Office lock files and Windows/macOS folder metadata are never documents
+        for d in SMB_DEFAULT_EXCLUDES {
+            if !exclude.iter().any(|e| e == d) {
+                exclude.push(d.to_string());
+            }
+        }
     }
     Some(ConnectorConfig {
         id: rc.id.clone(),
@@ -807,7 +847,7 @@ fn connector(cx: &mut Ctx, path: &str, rc: &raw::RawConnector) -> Option<Connect
         target,
         schedule,
         include: rc.include.clone(),
-        exclude: rc.exclude.clone(),
+        exclude,
         glob_case_insensitive: ci,
         max_file_size,
         max_delete_percent,
@@ -817,6 +857,91 @@ fn connector(cx: &mut Ctx, path: &str, rc: &raw::RawConnector) -> Option<Connect
             .unwrap_or(matches!(rc.kind, ConnectorKind::Local)),
         watch: rc.watch.unwrap_or(false),
         source: source?,
+    })
+}
+
+/// Always excluded from SMB shares, in addition to the connector's own `exclude`.
+pub const SMB_DEFAULT_EXCLUDES: [&str; 4] = ["~$*", "Thumbs.db", "desktop.ini", ".DS_Store"];
+
+fn smb(cx: &mut Ctx, path: &str, rc: &raw::RawConnector) -> Option<crate::SmbSource> {
+    let before = cx.errors.len();
+    let need = |cx: &mut Ctx, key: &str, v: &Option<String>, what: &str| match v {
+        Some(s) if !s.trim().is_empty() => s.trim().to_string(),
+        _ => {
+            cx.error(
+                format!("{path}.{key}"),
+                format!("missing: `kind: smb` needs `{key}`, {what}"),
+            );
+            String::new()
+        }
+    };
+    let server = need(cx, "server", &rc.server, "the file server's host name");
+    let share = need(cx, "share", &rc.share, "the share name");
+    let username = need(cx, "username", &rc.username, "the account to log in with");
+    if share.contains(['/', '\\']) {
+        cx.error(
+            format!("{path}.share"),
+            format!("`{share}` is a share name, not a path: put the folder inside it in `path`"),
+        );
+    }
+    let password = cx.secret(path, "password", &rc.password, &rc.password_file);
+    if password.is_none() && rc.password.is_none() && rc.password_file.is_none() {
+        cx.error(
+            format!("{path}.password"),
+            "missing: `kind: smb` needs `password` or `password_file`",
+        );
+    }
+    let timeout = match &rc.directory_timeout {
+        None => std::time::Duration::from_secs(60),
+        Some(v) => match v.duration() {
+            Ok(d) if d >= std::time::Duration::from_secs(1) => d,
+            Ok(_) => {
+                cx.error(format!("{path}.directory_timeout"), "expected at least 1s");
+                std::time::Duration::from_secs(60)
+            }
+            Err(m) => {
+                cx.error(format!("{path}.directory_timeout"), m);
+                std::time::Duration::from_secs(60)
+            }
+        },
+    };
+    let workers = rc.workers.unwrap_or(1);
+    if !(1..=16).contains(&workers) {
+        cx.error(
+            format!("{path}.workers"),
+            format!("expected 1 to 16 worker processes, got {workers}"),
+        );
+    }
+    for (key, set) in [
+        ("follow_symlinks", rc.follow_symlinks.is_some()),
+        ("one_file_system", rc.one_file_system.is_some()),
+    ] {
+        if set {
+            cx.error(
+                format!("{path}.{key}"),
+                format!("`{key}` applies to `kind: local` only"),
+            );
+        }
+    }
+    if cx.errors.len() > before {
+        return None;
+    }
+    Some(crate::SmbSource {
+        server,
+        port: rc.port.unwrap_or(445),
+        share,
+        path: rc
+            .path
+            .as_deref()
+            .unwrap_or("")
+            .trim_matches(['/', '\\'])
+            .replace('\\', "/"),
+        domain: rc.domain.clone().unwrap_or_else(|| "WORKGROUP".into()),
+        username,
+        password: password?,
+        protocol: rc.protocol.unwrap_or(crate::SmbProtocol::Smb2),
+        timeout,
+        workers: workers as usize,
     })
 }
 

@@ -80,8 +80,52 @@ fn valid_fixture_gives_typed_values_and_never_prints_secrets() {
     );
     let SourceConfig::Local {
         follow_symlinks, ..
-    } = &d.source;
+    } = &d.source
+    else {
+        panic!("a local connector")
+    };
     assert!(!follow_symlinks);
+}
+
+#[test]
+fn smb_connectors_get_their_defaults_and_never_show_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("smb.yaml");
+    std::fs::write(dir.path().join("pw"), "hunter2-secret\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "version: 1\nconnectors:\n  - id: fin\n    kind: smb\n    server: files.corp\n    share: finance\n    path: /reports/2026/\n    username: svc\n    password_file: pw\n    exclude: [\"*.tmp\"]\n",
+    )
+    .unwrap();
+    let c = tributary_config::load(&cfg, &Default::default())
+        .unwrap()
+        .config;
+    let fin = &c.connectors[0];
+    let SourceConfig::Smb(s) = &fin.source else {
+        panic!("an smb connector")
+    };
+    assert_eq!(
+        (s.port, s.path.as_str(), s.domain.as_str()),
+        (445, "reports/2026", "WORKGROUP")
+    );
+    assert_eq!(s.password.expose(), "hunter2-secret");
+    assert_eq!(
+        s.protocol,
+        tributary_config::SmbProtocol::Smb2,
+        "never SMB1 unless asked"
+    );
+    assert_eq!(s.workers, 1);
+    assert!(
+        !fin.case_sensitive,
+        "SMB shares are case-insensitive by default"
+    );
+    for d in ["*.tmp", "~$*", "Thumbs.db", "desktop.ini", ".DS_Store"] {
+        assert!(fin.exclude.iter().any(|e| e == d), "{d} excluded");
+    }
+    assert!(
+        !format!("{c:?}").contains("hunter2"),
+        "Debug redacts the password"
+    );
 }
 
 #[test]

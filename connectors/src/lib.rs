@@ -132,6 +132,10 @@ pub enum ItemError {
     Vanished,
     #[error("permission denied: {0}")]
     PermissionDenied(String),
+    /// The whole source became unreachable: the job stops rather than failing every
+    /// remaining file.
+    #[error("{0}")]
+    SourceUnavailable(String),
     #[error("{0}")]
     Io(String),
 }
@@ -166,6 +170,13 @@ pub trait Connector: Send + Sync + 'static {
     async fn stat(&self, source_id: &[u8]) -> Result<Option<Entry>, ItemError>;
     /// Opens an entry for reading.
     async fn open(&self, entry: &Entry) -> Result<Box<dyn SourceFile>, ItemError>;
-    /// Checks that the source is reachable (for `tributary check --connect`).
-    async fn check(&self) -> Result<(), ConnectorError>;
+    /// Checks that the source is reachable (for `tributary check --connect`); returns
+    /// what it found, in a line.
+    async fn check(&self) -> Result<String, ConnectorError>;
+    /// The coarsest step of the source's modification times: a file modified within
+    /// this long before its read is read again once it has passed (a same-size rewrite
+    /// inside one step would not show in size and mtime).
+    fn mtime_granularity(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(20)
+    }
 }

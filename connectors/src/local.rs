@@ -312,11 +312,17 @@ impl Connector for LocalConnector {
         .map_err(|e| ItemError::Io(e.to_string()))?
     }
 
-    async fn check(&self) -> Result<(), ConnectorError> {
+    async fn check(&self) -> Result<String, ConnectorError> {
         let root = self.s.root.clone();
         tokio::task::spawn_blocking(move || {
             std::fs::read_dir(&root)
-                .map(|_| ())
+                .map(|d| {
+                    format!(
+                        "folder {}: {} entries at the top",
+                        root.display(),
+                        d.count()
+                    )
+                })
                 .map_err(|e| ConnectorError::Unavailable(format!("folder {}: {e}", root.display())))
         })
         .await

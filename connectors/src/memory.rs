@@ -128,7 +128,10 @@ impl Connector for MemoryConnector {
         }))
     }
 
-    async fn check(&self) -> Result<(), ConnectorError> {
-        Ok(())
+    async fn check(&self) -> Result<String, ConnectorError> {
+        Ok(format!(
+            "{} files in memory",
+            self.files.lock().unwrap().len()
+        ))
     }
 }

@@ -132,6 +132,10 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Internal: an SMB worker process, started by the daemon (framed requests on
+    /// stdin, answers on stdout).
+    #[command(hide = true)]
+    SmbWorker,
     /// Probe the running daemon's liveness endpoint (for container health checks).
     Health {
         #[arg(short, long)]
@@ -267,6 +271,7 @@ pub async fn run(args: Cli) -> ExitCode {
             action,
         } => ctl(config, auth, action).await,
         Command::Health { config, ready } => health(config, ready).await,
+        Command::SmbWorker => unreachable!("handled in main before the runtime starts"),
     };
     match result {
         Ok(code) => code,
@@ -325,7 +330,7 @@ async fn check(path: PathBuf, connect: bool) -> anyhow::Result<ExitCode> {
             Err(e) => Err(e),
         };
         match r {
-            Ok(()) => println!("connector {}: ok", c.id),
+            Ok(found) => println!("connector {}: ok ({found})", c.id),
             Err(e) => {
                 failed = true;
                 println!("connector {}: {e:#}", c.id);

@@ -121,6 +121,18 @@ fn connector_json(c: &ConnectorConfig) -> serde_json::Value {
             v["follow_symlinks"] = json!(follow_symlinks);
             v["one_file_system"] = json!(one_file_system);
         }
+        // never the password
+        SourceConfig::Smb(s) => {
+            v["server"] = json!(s.server);
+            v["port"] = json!(s.port);
+            v["share"] = json!(s.share);
+            v["path"] = json!(s.path);
+            v["domain"] = json!(s.domain);
+            v["username"] = json!(s.username);
+            v["protocol"] = json!(s.protocol);
+            v["directory_timeout_secs"] = json!(s.timeout.as_secs_f64());
+            v["workers"] = json!(s.workers);
+        }
     }
     v
 }
@@ -407,7 +419,9 @@ impl Daemon {
             });
         }
         if cfg.watch {
-            let SourceConfig::Local { path, .. } = &cfg.source;
+            let SourceConfig::Local { path, .. } = &cfg.source else {
+                return;
+            };
             if let Err(e) = self.clone().watch(id.to_string(), path.clone(), token) {
                 tracing::error!(
                     connector = id,

@@ -109,6 +109,43 @@ pub fn connector(c: &ConnectorConfig) -> anyhow::Result<Arc<dyn Connector>> {
                 one_file_system: *one_file_system,
             },
         ))),
+        #[cfg(not(feature = "smb"))]
+        SourceConfig::Smb(_) => bail!(
+            "connector `{}`: this build of tributary has no SMB support (built without the `smb` feature); install libsmbclient-dev and rebuild with default features",
+            c.id
+        ),
+        #[cfg(feature = "smb")]
+        SourceConfig::Smb(s) => {
+            use tributary_config::SmbProtocol;
+            use tributary_connector_smb::{SmbConnector, SmbSettings, proto::Hello};
+            let hello = Hello {
+                server: s.server.clone(),
+                port: s.port,
+                share: s.share.clone(),
+                domain: s.domain.clone(),
+                username: s.username.clone(),
+                password: s.password.expose().to_string(),
+                min_protocol: match s.protocol {
+                    SmbProtocol::Smb1 => "smb1",
+                    SmbProtocol::Smb2 => "smb2",
+                    SmbProtocol::Smb3 => "smb3",
+                }
+                .into(),
+                timeout_ms: s.timeout.as_millis() as u64,
+            };
+            Ok(Arc::new(SmbConnector::new(
+                c.id.clone(),
+                SmbSettings {
+                    hello,
+                    path: s.path.clone(),
+                    filter,
+                    max_file_size: c.max_file_size,
+                    workers: s.workers,
+                    worker_exe: std::env::current_exe()
+                        .context("locate the tributary binary for SMB workers")?,
+                },
+            )))
+        }
     }
 }
 

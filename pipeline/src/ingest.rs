@@ -653,11 +653,12 @@ async fn process_file(job: &Arc<Job>, mut entry: Entry) -> Result<NewVersion, Fa
     for _attempt in 0..=retries {
         let expected = entry.fingerprint();
         let read_started = now_ns();
-        let file = job
-            .connector
-            .open(&entry)
-            .await
-            .map_err(|e| Failure::Item(e.to_string()))?;
+        let file = job.connector.open(&entry).await.map_err(|e| match e {
+            tributary_connectors::ItemError::SourceUnavailable(m) => {
+                Failure::Fatal(format!("source {}: {m}", job.spec.connector_id))
+            }
+            e => Failure::Item(e.to_string()),
+        })?;
         let (chunk_tx, mut chunk_rx) =
             mpsc::channel::<(Chunk, tokio::sync::OwnedSemaphorePermit)>(2);
         let budget = job.bytes_budget.clone();
@@ -761,11 +762,13 @@ async fn process_file(job: &Arc<Job>, mut entry: Entry) -> Result<NewVersion, Fa
         // "Racily clean": modified within a timestamp tick of the read, so a rewrite
         // of the same size in that tick would leave size and mtime as they were. Read
         // again once the tick is over (what git does for its index).
-        let racy = !torn
-            && entry.mtime_ns > read_started - RACY_WINDOW.as_nanos() as i64
-            && entry.mtime_ns <= now_ns() + RACY_WINDOW.as_nanos() as i64;
+        let window = job.connector.mtime_granularity().as_nanos() as i64;
+        let racy =
+            !torn && entry.mtime_ns > read_started - window && entry.mtime_ns <= now_ns() + window;
         if racy {
-            tokio::time::sleep(RACY_WINDOW).await;
+            // until a rewrite would get a later mtime
+            let wait = (entry.mtime_ns + window - now_ns()).clamp(0, window) + 10_000_000;
+            tokio::time::sleep(std::time::Duration::from_nanos(wait as u64)).await;
         }
         if torn || racy {
             Progress::add(&job.progress.torn_reads, 1);
@@ -808,10 +811,6 @@ async fn process_file(job: &Arc<Job>, mut entry: Entry) -> Result<NewVersion, Fa
         entry.fingerprint(),
     ))
 }
-
-/// Longer than the coarsest file-system timestamp tick of the sources we read (Linux
-/// takes mtimes from a clock that advances once per jiffy, 1-10 ms).
-const RACY_WINDOW: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Uploads a chunk once per job (concurrent callers with the same hash wait for the
 /// first); compresses it when that makes it smaller.

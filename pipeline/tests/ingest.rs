@@ -253,8 +253,8 @@ async fn unreadable_and_vanishing_files_fail_alone() {
             self.0.remove(&e.source_id);
             self.0.open(e).await
         }
-        async fn check(&self) -> Result<(), tributary_connectors::ConnectorError> {
-            Ok(())
+        async fn check(&self) -> Result<String, tributary_connectors::ConnectorError> {
+            self.0.check().await
         }
     }
     let h2 = Harness::new(StoreKind::Local).await;

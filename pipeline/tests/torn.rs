@@ -81,8 +81,8 @@ impl Connector for Rewriting {
             generation,
         }))
     }
-    async fn check(&self) -> Result<(), ConnectorError> {
-        Ok(())
+    async fn check(&self) -> Result<String, ConnectorError> {
+        self.mem.check().await
     }
 }
 

@@ -1,5 +1,6 @@
-//! Test-only helpers: a SeaweedFS (`weed mini`) launcher on loopback and generators of
-//! file trees. Never a dependency of production code.
+//! Test-only helpers: SeaweedFS (`weed mini`) and Samba (`smbd`) launchers on loopback
+//! and generators of file trees. Never a dependency of production code.
 
+pub mod samba;
 pub mod tree;
 pub mod weed;

@@ -1,0 +1,663 @@
+//! The SMB connector: a share (or a folder in it) on a Windows file server, a NAS or
+//! Samba, read through libsmbclient (pavao).
+//!
+//! libsmbclient is blocking and pavao puts every call of a process behind one lock, so
+//! all SMB work of a connector runs in its own worker processes (`tributary
+//! smb-worker`, see [`worker`]), at most `workers` of them, spoken to over their pipes
+//! with [`proto`]. A worker that does not answer within the timeout, or that dies, is
+//! killed and replaced: that costs the request in flight (a file error or a folder
+//! error), never the daemon nor another connector.
+//!
+//! Listing walks the share one `list_dirplus` per folder (size and mtime included, no
+//! `stat` per file) and streams entries; a folder that times out or is denied becomes a
+//! subtree error, so its known files are not reconciled as deleted. Reading streams the
+//! file in 1 MiB frames through a leased worker; the size and mtime before and after
+//! the read give the pipeline what it needs to detect torn reads.
+
+pub mod proto;
+pub mod worker;
+
+use std::collections::VecDeque;
+use std::io::{self, BufReader, BufWriter, Read};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, sync_channel};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+use tributary_connectors::filter::Filter;
+use tributary_connectors::{
+    Change, Connector, ConnectorError, Entry, Fingerprint, ItemError, ListMode, ListOutcome,
+    SkipReason, SourceFile,
+};
+
+use crate::proto::{DirEntry, ErrKind, Hello, PathReq, Stat, WireError};
+
+/// What an SMB connector needs.
+#[derive(Clone)]
+pub struct SmbSettings {
+    pub hello: Hello,
+    /// Folder inside the share, without leading or trailing `/` (empty: the root).
+    pub path: String,
+    pub filter: Filter,
+    pub max_file_size: Option<u64>,
+    pub workers: usize,
+    /// The program that serves `smb-worker` (the `tributary` binary itself).
+    pub worker_exe: PathBuf,
+}
+
+pub struct SmbConnector {
+    id: String,
+    root: String,
+    filter: Filter,
+    max_file_size: Option<u64>,
+    pool: Arc<Pool>,
+}
+
+impl SmbConnector {
+    pub fn new(id: String, s: SmbSettings) -> SmbConnector {
+        let root = if s.path.is_empty() {
+            String::new()
+        } else {
+            format!("/{}", s.path)
+        };
+        let timeout = Duration::from_millis(s.hello.timeout_ms);
+        SmbConnector {
+            id,
+            root,
+            filter: s.filter,
+            max_file_size: s.max_file_size,
+            pool: Arc::new(Pool {
+                hello: s.hello,
+                exe: s.worker_exe,
+                max: s.workers.max(1),
+                // the worker's own per-call timeout fires first; this one catches a
+                // worker that is stuck for good
+                timeout: timeout + Duration::from_secs(5),
+                state: Mutex::new(PoolState::default()),
+                freed: Condvar::new(),
+            }),
+        }
+    }
+
+    fn full(&self, rel: &[u8]) -> String {
+        let rel = String::from_utf8_lossy(rel);
+        if rel.is_empty() {
+            if self.root.is_empty() {
+                "/".into()
+            } else {
+                self.root.clone()
+            }
+        } else {
+            format!("{}/{rel}", self.root)
+        }
+    }
+
+    fn target(&self) -> String {
+        let h = &self.pool.hello;
+        format!("//{}:{}/{}{}", h.server, h.port, h.share, self.root)
+    }
+
+    /// Walks the share: `workers` threads (one worker process each at a time) take
+    /// folders from one queue, so a share splits across the connector's processes.
+    fn walk(&self, tx: &mpsc::Sender<Change>) -> Result<ListOutcome, ConnectorError> {
+        struct Queue {
+            dirs: VecDeque<Vec<u8>>,
+            busy: usize,
+            stop: Option<Result<ListOutcome, ConnectorError>>,
+        }
+        let q = Mutex::new(Queue {
+            dirs: VecDeque::from([Vec::new()]),
+            busy: 0,
+            stop: None,
+        });
+        let more = Condvar::new();
+        std::thread::scope(|s| {
+            for _ in 0..self.pool.max {
+                s.spawn(|| {
+                    loop {
+                        let dir = {
+                            let mut g = q.lock().unwrap();
+                            loop {
+                                if g.stop.is_some() {
+                                    return;
+                                }
+                                if let Some(d) = g.dirs.pop_front() {
+                                    g.busy += 1;
+                                    break d;
+                                }
+                                if g.busy == 0 {
+                                    more.notify_all();
+                                    return;
+                                }
+                                g = more.wait(g).unwrap();
+                            }
+                        };
+                        let r = self.walk_dir(&dir, tx);
+                        let mut g = q.lock().unwrap();
+                        g.busy -= 1;
+                        match r {
+                            Ok(subdirs) => g.dirs.extend(subdirs),
+                            Err(stop) => {
+                                g.stop.get_or_insert(stop);
+                            }
+                        }
+                        more.notify_all();
+                    }
+                });
+            }
+        });
+        q.into_inner()
+            .unwrap()
+            .stop
+            .unwrap_or(Ok(ListOutcome { complete: true }))
+    }
+
+    /// Lists one folder: streams its files, returns its subfolders. `Err` stops the
+    /// walk: a fatal error, or `Ok(incomplete)` when the receiver is gone.
+    fn walk_dir(
+        &self,
+        dir: &[u8],
+        tx: &mpsc::Sender<Change>,
+    ) -> Result<Vec<Vec<u8>>, Result<ListOutcome, ConnectorError>> {
+        let gone = || Err(Ok(ListOutcome { complete: false }));
+        let listed = self
+            .pool
+            .lease()
+            .map_err(|e| Err(fatal(e)))?
+            .list(&self.full(dir));
+        let mut entries = match listed {
+            Ok(e) => e,
+            Err(e) if dir.is_empty() => {
+                return Err(Err(match e.kind {
+                    ErrKind::NotFound => ConnectorError::Other(format!(
+                        "folder `{}` not found in share `{}`",
+                        self.root, self.pool.hello.share
+                    )),
+                    _ => fatal(e),
+                }));
+            }
+            Err(e) if matches!(e.kind, ErrKind::Auth | ErrKind::Unavailable) => {
+                return Err(Err(fatal(e)));
+            }
+            Err(e) => {
+                let change = Change::Error {
+                    rel_path: dir.to_vec(),
+                    subtree: true,
+                    message: e.message,
+                };
+                return if tx.blocking_send(change).is_err() {
+                    gone()
+                } else {
+                    Ok(Vec::new())
+                };
+            }
+        };
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut subdirs = Vec::new();
+        for e in entries {
+            let mut rel = dir.to_vec();
+            if !rel.is_empty() {
+                rel.push(b'/');
+            }
+            rel.extend_from_slice(e.name.as_bytes());
+            if e.dir {
+                if !self.filter.excluded(&rel) {
+                    subdirs.push(rel);
+                }
+                continue;
+            }
+            if !self.filter.file_wanted(&rel) {
+                continue;
+            }
+            let change = if self.max_file_size.is_some_and(|m| e.size > m) {
+                Change::Skipped {
+                    rel_path: rel,
+                    reason: SkipReason::TooLarge,
+                }
+            } else {
+                Change::Upsert(entry(rel, &e))
+            };
+            if tx.blocking_send(change).is_err() {
+                return gone();
+            }
+        }
+        Ok(subdirs)
+    }
+}
+
+fn entry(rel: Vec<u8>, e: &DirEntry) -> Entry {
+    Entry {
+        source_id: rel.clone(),
+        rel_path: rel,
+        size: e.size,
+        mtime_ns: e.mtime_ns,
+        inode: None,
+        change_tag: None,
+    }
+}
+
+fn fingerprint(s: &Stat) -> Fingerprint {
+    Fingerprint {
+        size: s.size,
+        mtime_ns: s.mtime_ns,
+        inode: None,
+        change_tag: None,
+    }
+}
+
+/// A failure that stops the job: log-on, share, server, protocol.
+fn fatal(e: WireError) -> ConnectorError {
+    match e.kind {
+        ErrKind::Auth => ConnectorError::Auth(e.message),
+        ErrKind::Unavailable | ErrKind::TimedOut => ConnectorError::Unavailable(e.message),
+        _ => ConnectorError::Other(e.message),
+    }
+}
+
+fn item_error(e: WireError) -> ItemError {
+    match e.kind {
+        ErrKind::Auth | ErrKind::Unavailable | ErrKind::NoShare | ErrKind::Protocol => {
+            ItemError::SourceUnavailable(e.message)
+        }
+        ErrKind::NotFound => ItemError::Vanished,
+        ErrKind::AccessDenied => ItemError::PermissionDenied(e.message),
+        _ => ItemError::Io(e.message),
+    }
+}
+
+#[async_trait]
+impl Connector for SmbConnector {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// pavao passes modification times in whole seconds.
+    fn mtime_granularity(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+
+    async fn list(
+        &self,
+        _mode: ListMode,
+        tx: mpsc::Sender<Change>,
+    ) -> Result<ListOutcome, ConnectorError> {
+        let me = self.clone_handle();
+        tokio::task::spawn_blocking(move || me.walk(&tx))
+            .await
+            .map_err(|e| ConnectorError::Other(format!("listing task: {e}")))?
+    }
+
+    async fn stat(&self, source_id: &[u8]) -> Result<Option<Entry>, ItemError> {
+        let (pool, path) = (self.pool.clone(), self.full(source_id));
+        let rel = source_id.to_vec();
+        tokio::task::spawn_blocking(move || {
+            let stat = pool
+                .lease()
+                .map_err(item_error)?
+                .stat(&path)
+                .map_err(item_error)?;
+            Ok(stat.filter(|s| !s.dir).map(|s| {
+                entry(
+                    rel,
+                    &DirEntry {
+                        name: String::new(),
+                        dir: false,
+                        size: s.size,
+                        mtime_ns: s.mtime_ns,
+                    },
+                )
+            }))
+        })
+        .await
+        .map_err(|e| ItemError::Io(format!("stat task: {e}")))?
+    }
+
+    async fn open(&self, e: &Entry) -> Result<Box<dyn SourceFile>, ItemError> {
+        let (pool, path) = (self.pool.clone(), self.full(&e.rel_path));
+        tokio::task::spawn_blocking(move || {
+            let mut lease = pool.lease().map_err(item_error)?;
+            let header = lease.start_read(&path).map_err(item_error)?;
+            Ok(Box::new(SmbFile {
+                lease,
+                header,
+                end: None,
+                buf: Vec::new(),
+                pos: 0,
+            }) as Box<dyn SourceFile>)
+        })
+        .await
+        .map_err(|e| ItemError::Io(format!("open task: {e}")))?
+    }
+
+    async fn check(&self) -> Result<String, ConnectorError> {
+        let (pool, root, target) = (self.pool.clone(), self.full(b""), self.target());
+        let user = self.pool.hello.username.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut lease = pool.lease().map_err(fatal)?;
+            let entries = lease.list(&root).map_err(fatal)?;
+            let dirs = entries.iter().filter(|e| e.dir).count();
+            Ok(format!(
+                "{target}: logged in as `{user}`; {} files and {dirs} folders at the top",
+                entries.len() - dirs
+            ))
+        })
+        .await
+        .map_err(|e| ConnectorError::Other(format!("check task: {e}")))?
+    }
+}
+
+impl SmbConnector {
+    fn clone_handle(&self) -> SmbConnector {
+        SmbConnector {
+            id: self.id.clone(),
+            root: self.root.clone(),
+            filter: self.filter.clone(),
+            max_file_size: self.max_file_size,
+            pool: self.pool.clone(),
+        }
+    }
+}
+
+/// A file streamed by a leased worker.
+struct SmbFile {
+    lease: Lease,
+    header: Stat,
+    end: Option<Stat>,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for SmbFile {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.buf.len() {
+            if self.end.is_some() {
+                return Ok(0);
+            }
+            match self.lease.next_frame()? {
+                (proto::DATA, data) => {
+                    self.buf = data;
+                    self.pos = 0;
+                }
+                (proto::END, body) => {
+                    self.end = Some(serde_json::from_slice(&body).map_err(io::Error::other)?);
+                    self.lease.idle = true;
+                }
+                (proto::ERR, body) => {
+                    self.lease.idle = true;
+                    let e: WireError = serde_json::from_slice(&body).map_err(io::Error::other)?;
+                    let kind = match e.kind {
+                        ErrKind::NotFound => io::ErrorKind::NotFound,
+                        ErrKind::AccessDenied => io::ErrorKind::PermissionDenied,
+                        _ => io::ErrorKind::Other,
+                    };
+                    return Err(io::Error::new(kind, e.message));
+                }
+                (t, _) => return Err(io::Error::other(format!("unexpected frame {t}"))),
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+impl SourceFile for SmbFile {
+    fn fingerprint(&mut self) -> io::Result<Fingerprint> {
+        Ok(fingerprint(self.end.as_ref().unwrap_or(&self.header)))
+    }
+}
+
+// ---- worker processes ----------------------------------------------------------------
+
+struct Pool {
+    hello: Hello,
+    exe: PathBuf,
+    max: usize,
+    timeout: Duration,
+    state: Mutex<PoolState>,
+    freed: Condvar,
+}
+
+#[derive(Default)]
+struct PoolState {
+    idle: Vec<Worker>,
+    live: usize,
+}
+
+struct Worker {
+    child: Child,
+    stdin: BufWriter<ChildStdin>,
+    frames: Receiver<io::Result<(u8, Vec<u8>)>>,
+}
+
+impl Worker {
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Pool {
+    /// A worker for one request (or one file): an idle one, a new one while fewer than
+    /// `max` live, or the next one freed.
+    fn lease(self: &Arc<Self>) -> Result<Lease, WireError> {
+        let mut st = self.state.lock().unwrap();
+        loop {
+            if let Some(mut w) = st.idle.pop() {
+                if matches!(w.child.try_wait(), Ok(None)) {
+                    return Ok(self.leased(w));
+                }
+                // it exited while idle: replace it
+                st.live -= 1;
+                let _ = w.child.wait();
+                continue;
+            }
+            if st.live < self.max {
+                st.live += 1;
+                drop(st);
+                return match self.spawn() {
+                    Ok(w) => Ok(self.leased(w)),
+                    Err(e) => {
+                        self.state.lock().unwrap().live -= 1;
+                        self.freed.notify_one();
+                        Err(e)
+                    }
+                };
+            }
+            st = self.freed.wait(st).unwrap();
+        }
+    }
+
+    fn leased(self: &Arc<Self>, w: Worker) -> Lease {
+        Lease {
+            pool: self.clone(),
+            worker: Some(w),
+            idle: true,
+        }
+    }
+
+    fn spawn(&self) -> Result<Worker, WireError> {
+        let broken = |what: &str, e: &dyn std::fmt::Display| WireError {
+            kind: ErrKind::Io,
+            message: format!("SMB worker process: {what}: {e}"),
+        };
+        let mut child = Command::new(&self.exe)
+            .arg("smb-worker")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| broken(&format!("start {}", self.exe.display()), &e))?;
+        let stdout = child.stdout.take().expect("piped");
+        let stdin = BufWriter::new(child.stdin.take().expect("piped"));
+        let (tx, frames) = sync_channel(2);
+        std::thread::Builder::new()
+            .name("smb-worker-reader".into())
+            .spawn(move || {
+                let mut r = BufReader::with_capacity(1 << 20, stdout);
+                loop {
+                    let f = match proto::read_frame(&mut r) {
+                        Ok(Some(f)) => Ok(f),
+                        Ok(None) => Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "the SMB worker process exited",
+                        )),
+                        Err(e) => Err(e),
+                    };
+                    let end = f.is_err();
+                    if tx.send(f).is_err() || end {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| broken("reader thread", &e))?;
+        let mut w = Worker {
+            child,
+            stdin,
+            frames,
+        };
+        proto::write_json(&mut w.stdin, proto::HELLO, &self.hello)
+            .map_err(|e| broken("send settings", &e))?;
+        match w.frames.recv_timeout(self.timeout) {
+            Ok(Ok((proto::OK, _))) => Ok(w),
+            Ok(Ok((proto::ERR, body))) => {
+                w.kill();
+                Err(serde_json::from_slice(&body).unwrap_or_else(|e| broken("reply", &e)))
+            }
+            other => {
+                w.kill();
+                Err(match other {
+                    Err(_) => WireError {
+                        kind: ErrKind::Unavailable,
+                        message: format!(
+                            "SMB server {}:{} did not answer within {:?}",
+                            self.hello.server, self.hello.port, self.timeout
+                        ),
+                    },
+                    Ok(Err(e)) => broken("start-up", &e),
+                    Ok(Ok((t, _))) => broken("start-up", &format!("unexpected frame {t}")),
+                })
+            }
+        }
+    }
+}
+
+/// One worker, checked out. Returned to the pool when dropped between requests; killed
+/// (and later replaced) when it failed or is dropped in the middle of one.
+struct Lease {
+    pool: Arc<Pool>,
+    worker: Option<Worker>,
+    /// No request is in flight.
+    idle: bool,
+}
+
+impl Lease {
+    fn send(&mut self, tag: u8, path: &str) -> Result<(), WireError> {
+        let w = self.worker.as_mut().expect("leased");
+        self.idle = false;
+        proto::write_json(
+            &mut w.stdin,
+            tag,
+            &PathReq {
+                path: path.to_string(),
+            },
+        )
+        .map_err(|e| WireError {
+            kind: ErrKind::Io,
+            message: format!("SMB worker process: {e}"),
+        })
+    }
+
+    fn next_frame(&mut self) -> io::Result<(u8, Vec<u8>)> {
+        let w = self.worker.as_mut().expect("leased");
+        match w.frames.recv_timeout(self.pool.timeout) {
+            Ok(f) => f,
+            Err(RecvTimeoutError::Timeout) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "the SMB worker for {}:{} did not answer within {:?}; it was restarted",
+                    self.pool.hello.server, self.pool.hello.port, self.pool.timeout
+                ),
+            )),
+            Err(RecvTimeoutError::Disconnected) => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the SMB worker process exited",
+            )),
+        }
+    }
+
+    /// One request, one JSON answer.
+    fn call<T: serde::de::DeserializeOwned>(
+        &mut self,
+        tag: u8,
+        path: &str,
+    ) -> Result<T, WireError> {
+        self.send(tag, path)?;
+        let (t, body) = self.next_frame().map_err(|e| WireError {
+            kind: if e.kind() == io::ErrorKind::TimedOut {
+                ErrKind::TimedOut
+            } else {
+                ErrKind::Io
+            },
+            message: e.to_string(),
+        })?;
+        self.idle = true;
+        let bad = |e: serde_json::Error| WireError {
+            kind: ErrKind::Io,
+            message: format!("SMB worker reply: {e}"),
+        };
+        match t {
+            proto::OK => serde_json::from_slice(&body).map_err(bad),
+            proto::ERR => Err(serde_json::from_slice(&body).map_err(bad)?),
+            t => {
+                self.idle = false;
+                Err(WireError {
+                    kind: ErrKind::Io,
+                    message: format!("SMB worker: unexpected frame {t}"),
+                })
+            }
+        }
+    }
+
+    fn list(&mut self, path: &str) -> Result<Vec<DirEntry>, WireError> {
+        self.call(proto::LIST, path)
+    }
+
+    fn stat(&mut self, path: &str) -> Result<Option<Stat>, WireError> {
+        self.call(proto::STAT, path)
+    }
+
+    /// Starts streaming a file: its state before the read.
+    fn start_read(&mut self, path: &str) -> Result<Stat, WireError> {
+        let header: Stat = self.call(proto::READ, path)?;
+        self.idle = false; // data frames follow
+        Ok(header)
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let Some(w) = self.worker.take() else { return };
+        let mut st = self.pool.state.lock().unwrap();
+        if self.idle {
+            st.idle.push(w);
+        } else {
+            st.live -= 1;
+            drop(st);
+            w.kill();
+        }
+        self.pool.freed.notify_one();
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        for w in self.state.get_mut().unwrap().idle.drain(..) {
+            w.kill();
+        }
+    }
+}

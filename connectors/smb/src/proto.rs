@@ -1,0 +1,129 @@
+//! The framed protocol between the daemon and an SMB worker process, over the worker's
+//! stdin and stdout: `[tag: u8][length: u32 BE][payload]`. Control payloads are JSON;
+//! file data is raw bytes. The first request carries the credentials, so the password
+//! never appears in a command line or the environment.
+
+use std::io::{self, Read, Write};
+
+use serde::{Deserialize, Serialize};
+
+/// Requests (daemon → worker).
+pub const HELLO: u8 = b'H';
+pub const LIST: u8 = b'L';
+pub const STAT: u8 = b'S';
+pub const READ: u8 = b'R';
+/// Responses (worker → daemon).
+pub const OK: u8 = b'O';
+pub const ERR: u8 = b'E';
+pub const DATA: u8 = b'D';
+pub const END: u8 = b'Z';
+
+/// The largest frame accepted (a directory listing of a few hundred thousand names).
+const MAX_FRAME: usize = 256 << 20;
+
+pub fn write_frame(w: &mut impl Write, tag: u8, payload: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(payload.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
+    w.write_all(&[tag])?;
+    w.write_all(&len.to_be_bytes())?;
+    w.write_all(payload)?;
+    w.flush()
+}
+
+pub fn write_json(w: &mut impl Write, tag: u8, v: &impl Serialize) -> io::Result<()> {
+    write_frame(w, tag, &serde_json::to_vec(v).map_err(io::Error::other)?)
+}
+
+/// The next frame; `None` at a clean end of stream.
+pub fn read_frame(r: &mut impl Read) -> io::Result<Option<(u8, Vec<u8>)>> {
+    let mut head = [0u8; 5];
+    match r.read_exact(&mut head[..1]) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    r.read_exact(&mut head[1..])?;
+    let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    if len > MAX_FRAME {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes"),
+        ));
+    }
+    let mut payload = vec![0u8; len];
+    r.read_exact(&mut payload)?;
+    Ok(Some((head[0], payload)))
+}
+
+/// Connection settings, sent once.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Hello {
+    pub server: String,
+    pub port: u16,
+    pub share: String,
+    pub domain: String,
+    pub username: String,
+    pub password: String,
+    /// `smb1`, `smb2` or `smb3`: the oldest dialect accepted.
+    pub min_protocol: String,
+    pub timeout_ms: u64,
+}
+
+impl std::fmt::Debug for Hello {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hello")
+            .field("server", &self.server)
+            .field("port", &self.port)
+            .field("share", &self.share)
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// A path request (share-relative, `/`-separated, starting with `/`).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PathReq {
+    pub path: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirEntry {
+    pub name: String,
+    pub dir: bool,
+    pub size: u64,
+    pub mtime_ns: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stat {
+    pub dir: bool,
+    pub size: u64,
+    pub mtime_ns: i64,
+}
+
+/// How an SMB call failed, as far as libsmbclient lets us tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrKind {
+    /// The log-on failed (wrong user, password or domain).
+    Auth,
+    /// The share (or the folder in it) does not exist.
+    NoShare,
+    /// The server cannot be reached or does not answer.
+    Unavailable,
+    /// The server only speaks a dialect older than the configured floor.
+    Protocol,
+    NotFound,
+    AccessDenied,
+    /// Another client holds the file open without sharing (sharing violation).
+    Locked,
+    TimedOut,
+    Io,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WireError {
+    pub kind: ErrKind,
+    pub message: String,
+}

@@ -1,0 +1,291 @@
+//! The worker process: owns one libsmbclient context and answers the daemon's requests
+//! one at a time (libsmbclient is blocking and pavao serializes every call of a process
+//! behind one lock, so one process per connector keeps connectors and servers from
+//! stalling each other). Started by the daemon as `tributary smb-worker`.
+
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use pavao::{
+    SmbClient, SmbCredentials, SmbDialect, SmbDirentType, SmbError, SmbOpenOptions, SmbOptions,
+};
+
+use crate::proto::{self, DirEntry, ErrKind, Hello, PathReq, Stat, WireError};
+
+/// Bytes per read call and per data frame (1 MiB reads are the fastest through
+/// libsmbclient, see the project's research notes).
+const READ_SIZE: usize = 1 << 20;
+
+/// Serves requests from stdin until it closes. Returns the process exit code.
+pub fn run() -> i32 {
+    let mut input = BufReader::new(io::stdin().lock());
+    let mut out = BufWriter::with_capacity(READ_SIZE + 16, io::stdout().lock());
+    match serve(&mut input, &mut out) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("smb worker: {e}");
+            1
+        }
+    }
+}
+
+fn serve(input: &mut impl Read, out: &mut impl Write) -> io::Result<()> {
+    let Some((proto::HELLO, body)) = proto::read_frame(input)? else {
+        return Err(io::Error::other("expected the connection settings first"));
+    };
+    let hello: Hello = serde_json::from_slice(&body).map_err(io::Error::other)?;
+    let client = match connect(&hello) {
+        Ok(c) => {
+            proto::write_frame(out, proto::OK, b"{}")?;
+            c
+        }
+        Err(e) => return proto::write_json(out, proto::ERR, &e),
+    };
+    let server = format!("{}:{}", hello.server, hello.port);
+    while let Some((tag, body)) = proto::read_frame(input)? {
+        let req: PathReq = serde_json::from_slice(&body).map_err(io::Error::other)?;
+        let path = encode(&req.path);
+        match tag {
+            proto::LIST => match list(&client, &path, &server) {
+                Ok(entries) => proto::write_json(out, proto::OK, &entries)?,
+                Err(e) => proto::write_json(out, proto::ERR, &e)?,
+            },
+            proto::STAT => match client.stat(&path) {
+                Ok(s) => proto::write_json(out, proto::OK, &Some(stat_of(&s)))?,
+                Err(e) if classify(&e).0 == ErrKind::NotFound => {
+                    proto::write_json(out, proto::OK, &None::<Stat>)?
+                }
+                Err(e) => proto::write_json(out, proto::ERR, &wire(&e, &req.path, &server))?,
+            },
+            proto::READ => read(&client, &path, &req.path, &server, out)?,
+            t => return Err(io::Error::other(format!("unknown request {t}"))),
+        }
+    }
+    Ok(())
+}
+
+fn connect(h: &Hello) -> Result<SmbClient, WireError> {
+    let dialect = match h.min_protocol.as_str() {
+        "smb1" => SmbDialect::Nt1,
+        "smb3" => SmbDialect::Smb300,
+        _ => SmbDialect::Smb202,
+    };
+    let target = format!("//{}:{}/{}", h.server, h.port, h.share);
+    let client = SmbClient::new(
+        SmbCredentials::default()
+            .server(format!("smb://{}:{}", h.server, h.port))
+            .share(format!("/{}", h.share))
+            .username(&h.username)
+            .password(&h.password)
+            .workgroup(&h.domain),
+        SmbOptions::default()
+            .one_share_per_server(true)
+            .case_sensitive(true)
+            .no_auto_anonymous_login(true)
+            .min_protocol(dialect),
+    )
+    .map_err(|e| WireError {
+        kind: ErrKind::Io,
+        message: format!("{target}: {e}"),
+    })?;
+    let _ = client.set_timeout(Duration::from_millis(h.timeout_ms));
+    // new() does not connect: the first call does, and tells what is wrong
+    match client.stat("/") {
+        Ok(_) => Ok(client),
+        Err(e) => {
+            let (kind, detail) = classify(&e);
+            let message = match kind {
+                ErrKind::AccessDenied => {
+                    return Err(WireError {
+                        kind: ErrKind::Auth,
+                        message: format!(
+                            "log-on to {target} failed (NT_STATUS_LOGON_FAILURE or access denied) for user `{}` in domain `{}`: check the user name, password and domain",
+                            h.username, h.domain
+                        ),
+                    });
+                }
+                ErrKind::NotFound => {
+                    return Err(WireError {
+                        kind: ErrKind::NoShare,
+                        message: format!(
+                            "share `{}` not found on {}:{} (NT_STATUS_BAD_NETWORK_NAME)",
+                            h.share, h.server, h.port
+                        ),
+                    });
+                }
+                ErrKind::Unavailable => format!(
+                    "cannot reach SMB server {}:{} for share `{}`: {detail}",
+                    h.server, h.port, h.share
+                ),
+                ErrKind::TimedOut => format!(
+                    "SMB server {}:{} did not answer within {} ms",
+                    h.server, h.port, h.timeout_ms
+                ),
+                _ => format!("{target}: {detail}"),
+            };
+            // a server that accepts the connection and then drops it during negotiation
+            // speaks none of the dialects offered (SMB2 and later by default)
+            let dropped = matches!(&e, SmbError::Io(io) if matches!(
+                io.kind(),
+                io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
+            ));
+            let kind = match kind {
+                _ if dropped && h.min_protocol != "smb1" => ErrKind::Protocol,
+                ErrKind::TimedOut => ErrKind::Unavailable,
+                k => k,
+            };
+            let message = if kind == ErrKind::Protocol {
+                format!(
+                    "{target}: the server refused SMB2 and later ({detail}); it may only speak SMB1, which is disabled unless `protocol: smb1` is set"
+                )
+            } else {
+                message
+            };
+            Err(WireError { kind, message })
+        }
+    }
+}
+
+fn list(client: &SmbClient, path: &str, server: &str) -> Result<Vec<DirEntry>, WireError> {
+    match client.list_dirplus(path) {
+        Ok(entries) => Ok(entries
+            .into_iter()
+            .map(|e| DirEntry {
+                dir: e.get_type() == SmbDirentType::Dir,
+                size: e.size,
+                mtime_ns: ns(e.mtime),
+                name: e.name,
+            })
+            .collect()),
+        // listing errors lose errno: ask stat what is wrong with the folder
+        Err(_) => Err(match client.stat(path) {
+            Err(e) => wire(&e, path, server),
+            Ok(_) => WireError {
+                kind: ErrKind::AccessDenied,
+                message: "the folder exists but cannot be listed (access denied?)".into(),
+            },
+        }),
+    }
+}
+
+fn read(
+    client: &SmbClient,
+    path: &str,
+    shown: &str,
+    server: &str,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    let before = match client.stat(path) {
+        Ok(s) => stat_of(&s),
+        Err(e) => return proto::write_json(out, proto::ERR, &wire(&e, shown, server)),
+    };
+    let mut file = match client.open_with(path, SmbOpenOptions::default().read(true)) {
+        Ok(f) => f,
+        Err(e) => return proto::write_json(out, proto::ERR, &wire(&e, shown, server)),
+    };
+    proto::write_json(out, proto::OK, &before)?;
+    let mut buf = vec![0u8; READ_SIZE];
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                let e = wire(&SmbError::Io(e), shown, server);
+                return proto::write_json(out, proto::ERR, &e);
+            }
+        };
+        proto::write_frame(out, proto::DATA, &buf[..n])?;
+    }
+    drop(file);
+    match client.stat(path) {
+        Ok(s) => proto::write_json(out, proto::END, &stat_of(&s)),
+        Err(e) => proto::write_json(out, proto::ERR, &wire(&e, shown, server)),
+    }
+}
+
+fn stat_of(s: &pavao::SmbStat) -> Stat {
+    Stat {
+        dir: s.mode.is_dir(),
+        size: s.size,
+        mtime_ns: ns(s.modified),
+    }
+}
+
+fn ns(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_nanos() as i64,
+        Err(e) => -(e.duration().as_nanos() as i64),
+    }
+}
+
+fn classify(e: &SmbError) -> (ErrKind, String) {
+    let kind = match e {
+        SmbError::Io(io) => match io.kind() {
+            io::ErrorKind::NotFound => ErrKind::NotFound,
+            io::ErrorKind::PermissionDenied => ErrKind::AccessDenied,
+            io::ErrorKind::TimedOut => ErrKind::TimedOut,
+            io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::NotConnected
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::HostUnreachable
+            | io::ErrorKind::NetworkUnreachable
+            | io::ErrorKind::AddrNotAvailable => ErrKind::Unavailable,
+            io::ErrorKind::ResourceBusy => ErrKind::Locked,
+            _ if io.raw_os_error() == Some(16) || io.raw_os_error() == Some(26) => ErrKind::Locked,
+            _ => ErrKind::Io,
+        },
+        _ => ErrKind::Io,
+    };
+    (kind, e.to_string())
+}
+
+fn wire(e: &SmbError, path: &str, server: &str) -> WireError {
+    let (kind, detail) = classify(e);
+    let message = match kind {
+        ErrKind::Unavailable => format!("cannot reach SMB server {server} ({path}): {detail}"),
+        ErrKind::NotFound => format!("{path}: not found"),
+        ErrKind::AccessDenied => format!("{path}: access denied"),
+        ErrKind::Locked => {
+            format!("{path}: locked by another client (sharing violation); it is retried later")
+        }
+        ErrKind::TimedOut => format!("{path}: the server did not answer in time"),
+        ErrKind::Io
+            if matches!(e, SmbError::Io(io) if io.raw_os_error() == Some(22))
+                && path.contains(['?', '*', ':', '<', '>', '|', '"', '\\']) =>
+        {
+            format!(
+                "{path}: the server refuses this name over SMB (it contains characters that are invalid in SMB names: ? * : < > | \" \\); rename the file on the server, or enable name mangling on the share"
+            )
+        }
+        _ => format!("{path}: {detail}"),
+    };
+    WireError { kind, message }
+}
+
+/// libsmbclient URL-decodes paths: `%` (and `?`, which would start URL options) must
+/// be escaped.
+fn encode(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '?' => out.push_str("%3F"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::encode;
+
+    #[test]
+    fn percent_and_question_marks_are_escaped() {
+        assert_eq!(encode("/a/50%off?.txt"), "/a/50%25off%3F.txt");
+        assert_eq!(encode("/Café #1 & co.txt"), "/Café #1 & co.txt");
+    }
+}

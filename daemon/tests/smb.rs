@@ -1,0 +1,573 @@
+//! The SMB connector against a real Samba server on loopback: the conformance suite,
+//! ingest through the daemon, names, conflicts and the errors a user sees.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use tributary_connector_smb::proto::Hello;
+use tributary_connector_smb::{SmbConnector, SmbSettings};
+use tributary_connectors::Connector;
+use tributary_connectors::filter::Filter;
+use tributary_testkit::samba::{self, Samba};
+use tributary_testkit::tree;
+
+mod common;
+use common::*;
+
+/// Moves every file's mtime an hour back: files written just before a job are read
+/// again after the source's mtime granularity (1 s through libsmbclient), which would
+/// only slow these tests down.
+fn backdate(root: &Path) {
+    let past = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                let f = std::fs::File::options().write(true).open(e.path()).unwrap();
+                f.set_modified(past).unwrap();
+            }
+        }
+    }
+}
+
+fn hello(port: u16, password: &str, share: &str) -> Hello {
+    Hello {
+        server: "127.0.0.1".into(),
+        port,
+        share: share.into(),
+        domain: "WORKGROUP".into(),
+        username: samba::USER.into(),
+        password: password.into(),
+        min_protocol: "smb2".into(),
+        timeout_ms: 10_000,
+    }
+}
+
+fn connector(smb: &Samba, path: &str) -> SmbConnector {
+    SmbConnector::new(
+        "share".into(),
+        SmbSettings {
+            hello: hello(smb.port, samba::PASSWORD, samba::SHARE),
+            path: path.into(),
+            filter: Filter::all(),
+            max_file_size: None,
+            workers: 2,
+            worker_exe: PathBuf::from(BIN),
+        },
+    )
+}
+
+struct ShareFixture {
+    root: PathBuf,
+    c: SmbConnector,
+}
+
+#[async_trait]
+impl tributary_connectors::testsuite::Fixture for ShareFixture {
+    fn connector(&self) -> &dyn Connector {
+        &self.c
+    }
+    async fn write(&self, rel: &[u8], data: &[u8]) {
+        let p = self.root.join(std::str::from_utf8(rel).unwrap());
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+    }
+    async fn remove(&self, rel: &[u8]) {
+        std::fs::remove_file(self.root.join(std::str::from_utf8(rel).unwrap())).unwrap();
+    }
+    fn supports_non_utf8(&self) -> bool {
+        false // SMB names are UTF-16 on the wire
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_smb_connector_passes_the_conformance_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let smb = Samba::start(dir.path());
+    // a folder inside the share, as `path:` selects it
+    let root = smb.share_dir().join("dept/finance");
+    std::fs::create_dir_all(&root).unwrap();
+    let fx = ShareFixture {
+        root,
+        c: connector(&smb, "dept/finance"),
+    };
+    tributary_connectors::testsuite::run(&fx).await;
+}
+
+fn smb_config(dir: &Path, smb_port: u16, api_port: u16, extra: &str) -> PathBuf {
+    let pw = dir.join("smb-password");
+    std::fs::write(&pw, format!("{}\n", samba::PASSWORD)).unwrap();
+    config(
+        dir,
+        api_port,
+        "",
+        &format!(
+            "  - id: share\n    kind: smb\n    server: 127.0.0.1\n    port: {smb_port}\n    share: {}\n    username: {}\n    password_file: {}\n    target: /share\n    directory_timeout: 5s\n{extra}",
+            samba::SHARE,
+            samba::USER,
+            pw.display()
+        ),
+        "",
+    )
+}
+
+impl Running {
+    async fn last_job(&self) -> Value {
+        let mut job = Value::Null;
+        self.wait_for("a finished job", 60, async |d| {
+            let jobs = d.jobs("connector=share").await;
+            match jobs.first() {
+                Some(j) if !["queued", "running"].contains(&j["status"].as_str().unwrap()) => {
+                    job = j.clone();
+                    true
+                }
+                _ => false,
+            }
+        })
+        .await;
+        job
+    }
+
+    async fn run_and_wait(&self) -> Value {
+        let before = self.jobs("connector=share").await.len();
+        let (status, _, body) = self
+            .call(
+                "POST",
+                "/api/v1/connectors/share/runs",
+                Some(OPERATOR),
+                Some(serde_json::json!({"kind": "full"})),
+            )
+            .await;
+        assert_eq!(status, 202, "{body}");
+        self.wait_for("the job", 60, async |d| {
+            d.jobs("connector=share").await.len() > before
+        })
+        .await;
+        self.last_job().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_share_is_ingested_incrementally_and_restores_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let smb = Samba::start(&dir.path().join("samba"));
+    let share = smb.share_dir();
+    tree::generate(&share, 7, 40);
+    // a name that is not UTF-8 cannot be said in UTF-16: Samba does not list it at all
+    // (see `smbclient ... ls`), so no SMB client can see it
+    for e in std::fs::read_dir(share.join("odd")).unwrap() {
+        let e = e.unwrap();
+        if e.file_name().to_str().is_none() {
+            std::fs::remove_file(e.path()).unwrap();
+        }
+    }
+    std::fs::write(share.join("50% off?.txt"), b"percent and question mark").unwrap();
+    std::fs::write(share.join("Cafe\u{301} menu.txt"), b"a Mac's NFD name").unwrap();
+    let long = "l".repeat(120);
+    std::fs::create_dir_all(share.join(format!("{long}/{long}"))).unwrap();
+    std::fs::write(
+        share.join(format!("{long}/{long}/{long}.txt")),
+        b"a long path",
+    )
+    .unwrap();
+    let deep: PathBuf = (0..30).map(|i| format!("level{i}")).collect();
+    std::fs::create_dir_all(share.join(&deep)).unwrap();
+    std::fs::write(share.join(deep.join("bottom.txt")), b"30 folders down").unwrap();
+    // Office lock files and folder metadata are left out by default
+    std::fs::write(share.join("~$report.docx"), b"lock").unwrap();
+    std::fs::write(share.join("Thumbs.db"), b"thumbs").unwrap();
+    backdate(&share);
+    let port = free_port();
+    let cfg = smb_config(dir.path(), smb.port, port, "");
+    let d = Running::start(&cfg, port, &[]);
+    let job = d.last_job().await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    // `?` is invalid in SMB names: with name mangling off, the server serves the name
+    // as it is but refuses to open it; that file fails alone, with a clear message
+    assert_eq!(job["error_count"], 1, "{job}");
+    assert!(
+        job["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("refuses this name over SMB"),
+        "{job}"
+    );
+
+    let out = restore(&cfg, "/share", dir.path());
+    std::fs::remove_file(share.join("~$report.docx")).unwrap();
+    std::fs::remove_file(share.join("Thumbs.db")).unwrap();
+    std::fs::rename(share.join("50% off?.txt"), share.join("50% off.txt")).unwrap();
+    assert!(!out.join("50% off?.txt").exists());
+    std::fs::write(out.join("50% off.txt"), b"percent and question mark").unwrap();
+    assert!(
+        tree::snapshot(&share) == tree::snapshot(&out),
+        "the restored tree is the share, byte for byte"
+    );
+
+    // an incremental run reads only what changed (and the renamed file, now legal)
+    std::fs::write(share.join("Cafe\u{301} menu.txt"), b"NFD name, changed").unwrap();
+    let job = d.run_and_wait().await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["error_count"], 0, "{job}");
+    assert_eq!(job["progress"]["files_done"], 2, "{job}");
+    assert!(job["progress"]["files_unchanged"].as_u64().unwrap() > 10);
+    let out = restore(&cfg, "/share", dir.path());
+    assert_eq!(
+        std::fs::read(out.join("Cafe\u{301} menu.txt")).unwrap(),
+        b"NFD name, changed"
+    );
+    assert_eq!(
+        std::fs::read(out.join("50% off.txt")).unwrap(),
+        b"percent and question mark"
+    );
+
+    // names that differ only by case on this case-sensitive share: a name collision
+    // (smb connectors are case-insensitive by default), neither overwrites the other
+    std::fs::write(share.join("Budget.xlsx"), b"upper").unwrap();
+    d.run_and_wait().await;
+    std::fs::write(share.join("budget.xlsx"), b"lower").unwrap();
+    let job = d.run_and_wait().await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let open = d.get("/api/v1/conflicts").await;
+    let items = open["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{open}");
+    assert_eq!(items[0]["kind"], "name_collision");
+    let out = restore(&cfg, "/share", dir.path());
+    assert_eq!(std::fs::read(out.join("Budget.xlsx")).unwrap(), b"upper");
+    assert!(!out.join("budget.xlsx").exists());
+
+    // deleted and renamed files and folders are reconciled
+    std::fs::remove_file(share.join("Cafe\u{301} menu.txt")).unwrap();
+    std::fs::rename(share.join("dups"), share.join("duplicates")).unwrap();
+    std::fs::rename(share.join("empty.bin"), share.join("still-empty.bin")).unwrap();
+    std::fs::remove_file(share.join("budget.xlsx")).unwrap();
+    let job = d.run_and_wait().await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(
+        job["progress"]["bytes_uploaded"], 0,
+        "renames upload nothing: {job}"
+    );
+    let out = restore(&cfg, "/share", dir.path());
+    assert!(
+        tree::snapshot(&share) == tree::snapshot(&out),
+        "the restored tree follows deletes and renames"
+    );
+    assert!(
+        d.get("/api/v1/conflicts").await["items"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "the case collision's claim was withdrawn with its file"
+    );
+    // nothing changed: nothing is read
+    let job = d.run_and_wait().await;
+    assert_eq!(job["progress"]["bytes_read"], 0, "{job}");
+    assert_eq!(job["progress"]["files_done"], 0, "{job}");
+}
+
+fn once(cfg: &Path) -> (i32, String) {
+    let out = Command::new(BIN)
+        .args(["once", "-c", cfg.to_str().unwrap(), "share"])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_unknown_share_and_dead_servers_fail_fast_and_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let smb = Samba::start(&dir.path().join("samba"));
+    std::fs::write(smb.share_dir().join("a.txt"), b"a").unwrap();
+    let wrong = "Wrong-pw-0042";
+    let write = |name: &str, port: u16, share: &str, password: &str| {
+        let cfg = dir.path().join(name);
+        std::fs::write(
+            &cfg,
+            format!(
+                "version: 1\nstate_dir: state-{name}\nconnectors:\n  - id: share\n    kind: smb\n    server: 127.0.0.1\n    port: {port}\n    share: {share}\n    username: {}\n    password: \"{password}\"\n    directory_timeout: 3s\n",
+                samba::USER
+            ),
+        )
+        .unwrap();
+        cfg
+    };
+    let started = std::time::Instant::now();
+    let (code, text) = once(&write("wrong-pw.yaml", smb.port, samba::SHARE, wrong));
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("log-on")
+            && text.contains(&format!("127.0.0.1:{}/{}", smb.port, samba::SHARE)),
+        "{text}"
+    );
+    assert!(!text.contains(wrong), "the password never shows: {text}");
+
+    let (code, text) = once(&write("no-share.yaml", smb.port, "nope", samba::PASSWORD));
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("share `nope` not found"), "{text}");
+    assert!(!text.contains(samba::PASSWORD));
+
+    let closed = free_port();
+    let (code, text) = once(&write("closed.yaml", closed, samba::SHARE, samba::PASSWORD));
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains(&format!("cannot reach SMB server 127.0.0.1:{closed}")),
+        "{text}"
+    );
+
+    // a server that accepts connections and never answers
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let (code, text) = once(&write(
+        "silent.yaml",
+        silent_port,
+        samba::SHARE,
+        samba::PASSWORD,
+    ));
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("did not answer"), "{text}");
+    drop(silent);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "each failure is fast, not retried file by file"
+    );
+
+    // check --connect reports what it found
+    let good = write("good.yaml", smb.port, samba::SHARE, samba::PASSWORD);
+    let out = Command::new(BIN)
+        .args(["check", "--connect", "-c", good.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "logged in as `{}`; 1 files and 0 folders at the top",
+            samba::USER
+        )),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_server_and_a_killed_worker_cost_one_request_not_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut smb = Samba::start(&dir.path().join("samba"));
+    for i in 0..20 {
+        std::fs::write(
+            smb.share_dir().join(format!("f{i}.bin")),
+            tree::random_bytes(i, 200_000),
+        )
+        .unwrap();
+    }
+    let c = Arc::new(connector(&smb, ""));
+    c.check().await.unwrap();
+    // kill this test's worker processes (children of the test process; the daemons
+    // of other tests have their own): the next request starts a new one
+    let killed = Command::new("pkill")
+        .args(["-P", &std::process::id().to_string(), "-f", "smb-worker"])
+        .status()
+        .unwrap();
+    assert!(killed.success(), "a worker was running");
+    smb.restart();
+    c.check().await.expect("a new worker reconnects");
+    let (tx, mut rx) = tokio::sync::mpsc::channel(100);
+    let outcome = c
+        .list(tributary_connectors::ListMode::Full, tx)
+        .await
+        .unwrap();
+    assert!(outcome.complete);
+    let mut n = 0;
+    while let Some(ch) = rx.recv().await {
+        if let tributary_connectors::Change::Upsert(e) = ch {
+            let mut f = c.open(&e).await.unwrap();
+            let bytes = tokio::task::spawn_blocking(move || {
+                let mut v = Vec::new();
+                std::io::Read::read_to_end(&mut f, &mut v).unwrap();
+                v
+            })
+            .await
+            .unwrap();
+            assert_eq!(bytes.len(), 200_000);
+            n += 1;
+        }
+    }
+    assert_eq!(n, 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_file_fails_alone_and_is_stored_once_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let smb = Samba::start(&dir.path().join("samba"));
+    let share = smb.share_dir();
+    std::fs::write(share.join("open-in-excel.xlsx"), b"locked bytes").unwrap();
+    std::fs::write(share.join("free.txt"), b"free").unwrap();
+    backdate(&share);
+    // another client holds the file open and denies everyone else
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let port = smb.port;
+    let holder = std::thread::spawn(move || {
+        let client = pavao::SmbClient::new(
+            pavao::SmbCredentials::default()
+                .server(format!("smb://127.0.0.1:{port}"))
+                .share(format!("/{}", samba::SHARE))
+                .username(samba::USER)
+                .password(samba::PASSWORD)
+                .workgroup("WORKGROUP"),
+            pavao::SmbOptions::default()
+                .one_share_per_server(true)
+                .open_share_mode(pavao::SmbShareMode::DenyAll),
+        )
+        .unwrap();
+        let f = client
+            .open_with(
+                "/open-in-excel.xlsx",
+                pavao::SmbOpenOptions::default().read(true).write(true),
+            )
+            .unwrap();
+        locked_tx.send(()).unwrap();
+        release_rx.recv().unwrap();
+        drop(f);
+    });
+    locked_rx.recv().unwrap();
+    let api = free_port();
+    let cfg = smb_config(dir.path(), smb.port, api, "");
+    let d = Running::start(&cfg, api, &[]);
+    let job = d.last_job().await;
+    assert_eq!(
+        job["status"], "succeeded",
+        "one locked file does not fail the job: {job}"
+    );
+    assert_eq!(job["error_count"], 1, "{job}");
+    let failed = d.get("/api/v1/items?status=failed").await;
+    assert_eq!(
+        failed["items"][0]["path"], "/share/open-in-excel.xlsx",
+        "{failed}"
+    );
+    assert!(
+        failed["items"][0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("locked by another client"),
+        "{failed}"
+    );
+    release_tx.send(()).unwrap();
+    holder.join().unwrap();
+    // the item lifecycle retries it (here: the next run)
+    let job = d.run_and_wait().await;
+    assert_eq!(job["error_count"], 0, "{job}");
+    let out = restore(&cfg, "/share", dir.path());
+    assert_eq!(
+        std::fs::read(out.join("open-in-excel.xlsx")).unwrap(),
+        b"locked bytes"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_stopped_mid_run_fails_the_job_cleanly_and_the_next_run_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut smb = Samba::start(&dir.path().join("samba"));
+    let share = smb.share_dir();
+    // one folder of 10,000 files
+    std::fs::create_dir_all(share.join("scans")).unwrap();
+    for i in 0..10_000u32 {
+        std::fs::write(
+            share.join(format!("scans/page-{i:05}.txt")),
+            format!("page {i}\n").repeat(20),
+        )
+        .unwrap();
+    }
+    backdate(&share);
+    let api = free_port();
+    let cfg = smb_config(dir.path(), smb.port, api, "    workers: 2\n");
+    let d = Running::start(&cfg, api, &[]);
+    // stop the server once the first files are committed
+    d.wait_for("the first commits", 120, async |d| {
+        let jobs = d.jobs("connector=share").await;
+        jobs.first()
+            .is_some_and(|j| j["progress"]["versions_committed"].as_u64().unwrap_or(0) > 0)
+    })
+    .await;
+    smb.stop();
+    let job = d.last_job().await;
+    assert_eq!(job["status"], "failed", "{job}");
+    let err = job["last_error"].as_str().unwrap();
+    assert!(
+        err.contains(&format!("127.0.0.1:{}", smb.port)),
+        "a clear error: {err}"
+    );
+    assert!(!err.contains(samba::PASSWORD));
+    // whatever was committed is whole
+    let out = restore(&cfg, "/share", dir.path());
+    let mut restored = 0;
+    if out.exists() {
+        for e in std::fs::read_dir(out.join("scans")).unwrap() {
+            let e = e.unwrap();
+            assert_eq!(
+                std::fs::read(e.path()).unwrap(),
+                std::fs::read(share.join("scans").join(e.file_name())).unwrap()
+            );
+            restored += 1;
+        }
+    }
+    assert!(
+        restored < 10_000,
+        "the run stopped part-way ({restored} files)"
+    );
+    // the server is back: the next run completes
+    smb.restart();
+    let job = d.run_and_wait().await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let out = restore(&cfg, "/share", dir.path());
+    assert_eq!(
+        std::fs::read_dir(out.join("scans")).unwrap().count(),
+        10_000
+    );
+    assert!(tree::snapshot(&share) == tree::snapshot(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_smb1_only_server_is_refused_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let smb = Samba::start_with(
+        &dir.path().join("samba"),
+        "  server min protocol = NT1\n  server max protocol = NT1\n",
+    );
+    std::fs::write(smb.share_dir().join("old.txt"), b"from the nineties").unwrap();
+    let cfg = dir.path().join("smb1.yaml");
+    let write = |extra: &str| {
+        std::fs::write(
+            &cfg,
+            format!(
+                "version: 1\nstate_dir: state\nconnectors:\n  - id: share\n    kind: smb\n    server: 127.0.0.1\n    port: {}\n    share: {}\n    username: {}\n    password: \"{}\"\n    directory_timeout: 5s\n{extra}",
+                smb.port,
+                samba::SHARE,
+                samba::USER,
+                samba::PASSWORD
+            ),
+        )
+        .unwrap();
+    };
+    write("");
+    let (code, text) = once(&cfg);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("SMB1"), "{text}");
+    write("    protocol: smb1\n");
+    let (code, text) = once(&cfg);
+    assert_eq!(code, 0, "{text}");
+}
