@@ -1230,7 +1230,8 @@ async fn insert_version(
         // a claim kept aside: mirrored (so an unchanged source is not read again) but
         // not visible; a held tombstone simply ends the claim
         sqlx::query(
-            "UPDATE items SET deleted = 1, held = $1, size = $2, mtime_ns = $3, inode = $4, change_tag = $5 WHERE id = $6",
+            "UPDATE items SET deleted = CASE WHEN current_version IS NULL THEN 1 ELSE deleted END,
+               held = $1, size = $2, mtime_ns = $3, inode = $4, change_tag = $5 WHERE id = $6",
         )
         .bind(!v.deleted as i64)
         .bind(v.size as i64)

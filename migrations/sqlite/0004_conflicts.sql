@@ -4,8 +4,8 @@
 -- catalog for existing rows when it opens). Case-sensitive pairs compare raw paths.
 ALTER TABLE items ADD COLUMN path_key BLOB;
 -- 1 when the item's latest source state is stored but not visible: a claim that lost
--- or waits for an operator, or an owner another claim displaced. Such an item is
--- never live (deleted = 1); its size/mtime/inode/tag mirror the held state.
+-- or waits for an operator, or an owner another claim displaced. Such an item owns
+-- no path; its size/mtime/inode/tag mirror the held state.
 ALTER TABLE items ADD COLUMN held INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX items_path_key ON items (path_key);
 
