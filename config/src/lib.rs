@@ -160,6 +160,18 @@ pub struct ConnectorConfig {
     pub source: SourceConfig,
 }
 
+impl ConnectorConfig {
+    /// Whether a reload leaves this connector as it is: every setting, secrets included
+    /// (their `Debug` form is redacted, so they are compared on their own).
+    pub fn same_settings(&self, other: &ConnectorConfig) -> bool {
+        let secrets = |c: &ConnectorConfig| match &c.source {
+            SourceConfig::Smb(s) => Some(s.password.expose().to_string()),
+            SourceConfig::Local { .. } => None,
+        };
+        format!("{self:?}") == format!("{other:?}") && secrets(self) == secrets(other)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum SourceConfig {
     Local {

@@ -126,6 +126,14 @@ fn smb_connectors_get_their_defaults_and_never_show_the_password() {
         !format!("{c:?}").contains("hunter2"),
         "Debug redacts the password"
     );
+    // a reload with a new password is a changed connector, although Debug looks the same
+    std::fs::write(dir.path().join("pw"), "rotated-secret\n").unwrap();
+    let again = tributary_config::load(&cfg, &Default::default())
+        .unwrap()
+        .config;
+    assert_eq!(format!("{:?}", again.connectors[0]), format!("{fin:?}"));
+    assert!(!fin.same_settings(&again.connectors[0]));
+    assert!(fin.same_settings(&c.connectors[0].clone()));
 }
 
 #[test]

@@ -582,7 +582,7 @@ impl Daemon {
             for c in &new.connectors {
                 let conn = built.remove(&c.id).expect("built above");
                 match conns.get_mut(&c.id) {
-                    Some(s) if format!("{:?}", s.cfg) == format!("{c:?}") => {}
+                    Some(s) if s.cfg.same_settings(c) => {}
                     Some(s) => {
                         s.tasks.cancel();
                         s.tasks = CancellationToken::new();
