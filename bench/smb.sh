@@ -5,16 +5,18 @@
 # tributary (a no-change run: listing plus the catalog comparison) and by
 # `rclone lsf -R`. Prints wall, CPU and peak RSS, and the ratios.
 #
-# usage: bench/smb.sh [--scale 1.0] [--files 100000]
+# usage: bench/smb.sh [--scale 1.0] [--files 100000] [--workers 1]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 SCALE=1.0
 FILES=100000
+WORKERS=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --scale) SCALE=$2; shift 2 ;;
     --files) FILES=$2; shift 2 ;;
+    --workers) WORKERS=$2; shift 2 ;;   # tributary's SMB worker processes
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -136,6 +138,7 @@ connectors:
     username: $USER_
     password: "$PW"
     target: /$1
+    workers: $WORKERS
 Y
   rm -rf "$OUT/$1-state"
 }

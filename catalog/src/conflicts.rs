@@ -108,16 +108,30 @@ pub fn conflict_name(path: &[u8], connector: &str, first_seen_ns: i64) -> Vec<u8
     let stamp = chrono::DateTime::from_timestamp_nanos(first_seen_ns)
         .format("%Y%m%dT%H%M%SZ")
         .to_string();
-    let base_at = path.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1);
-    let name = &path[base_at..];
-    let split = match name.iter().rposition(|&b| b == b'.') {
-        Some(i) if i > 0 => base_at + i,
-        _ => path.len(),
-    };
+    let split = split_at(path);
     let mut out = path[..split].to_vec();
     out.extend_from_slice(format!(" (conflict {connector} {stamp})").as_bytes());
     out.extend_from_slice(&path[split..]);
     out
+}
+
+/// Whether `candidate` is `path` renamed by [`conflict_name`] for `connector`.
+pub fn is_conflict_name_of(candidate: &[u8], path: &[u8], connector: &str) -> bool {
+    let probe = conflict_name(path, connector, 0); // "… (conflict c 19700101T000000Z).ext"
+    let stamp = b"19700101T000000Z".len();
+    // the stamp sits before ")" and the extension
+    let at = probe.len() - stamp - 1 - (path.len() - split_at(path));
+    candidate.len() == probe.len()
+        && candidate[..at] == probe[..at]
+        && candidate[at + stamp..] == probe[at + stamp..]
+}
+
+fn split_at(path: &[u8]) -> usize {
+    let base_at = path.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1);
+    match path[base_at..].iter().rposition(|&b| b == b'.') {
+        Some(i) if i > 0 => base_at + i,
+        _ => path.len(),
+    }
 }
 
 /// One side of a conflict.
@@ -1074,5 +1088,14 @@ mod tests {
             conflict_name(b"/t/dir.d/Makefile", "b", t),
             b"/t/dir.d/Makefile (conflict b 20231114T221320Z)".to_vec()
         );
+        for p in [
+            &b"/t/docs/report.final.docx"[..],
+            b"/t/.profile",
+            b"/t/Makefile",
+        ] {
+            assert!(is_conflict_name_of(&conflict_name(p, "kb", t), p, "kb"));
+            assert!(!is_conflict_name_of(&conflict_name(p, "kb", t), p, "other"));
+            assert!(!is_conflict_name_of(p, p, "kb"));
+        }
     }
 }

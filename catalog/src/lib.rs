@@ -677,6 +677,37 @@ impl Catalog {
         Ok(Some((item_row(row), versions)))
     }
 
+    /// The current (visible, live) content of an item as a version to commit again,
+    /// e.g. under another path; `None` when it has none.
+    pub async fn current_content(
+        &self,
+        connector: &str,
+        source_id: &[u8],
+    ) -> Result<Option<NewVersion>> {
+        let row = sqlx::query(
+            "SELECT v.id, i.path, v.size, v.mtime_ns, v.inode, v.change_tag, v.digest
+             FROM items i JOIN versions v ON v.id = i.current_version
+             WHERE i.connector = $1 AND i.source_id = $2 AND i.deleted = 0 AND i.held = 0 AND v.deleted = 0",
+        )
+        .bind(connector)
+        .bind(source_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        let digest: Option<Vec<u8>> = r.get(6);
+        Ok(Some(NewVersion {
+            source_id: source_id.to_vec(),
+            path: r.get(1),
+            size: r.get::<i64, _>(2) as u64,
+            mtime_ns: r.get(3),
+            inode: r.get(4),
+            change_tag: r.get(5),
+            digest: digest.map(|d| to_hash(&d)).transpose()?,
+            chunks: self.version_chunks(r.get(0)).await?,
+            ..Default::default()
+        }))
+    }
+
     /// What it takes to stream a version's content.
     pub async fn version_content(&self, version_id: i64) -> Result<Option<RestoreEntry>> {
         let row = sqlx::query(
@@ -906,6 +937,16 @@ impl Catalog {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Source ids of a connector's failed items.
+    pub async fn failed_source_ids(&self, connector: &str) -> Result<Vec<Vec<u8>>> {
+        Ok(
+            sqlx::query_scalar("SELECT source_id FROM item_errors WHERE connector = $1")
+                .bind(connector)
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     pub async fn item_errors(&self, connector: &str) -> Result<Vec<ItemError>> {

@@ -166,6 +166,7 @@ impl ConnectorConfig {
     pub fn same_settings(&self, other: &ConnectorConfig) -> bool {
         let secrets = |c: &ConnectorConfig| match &c.source {
             SourceConfig::Smb(s) => Some(s.password.expose().to_string()),
+            SourceConfig::SharePoint(s) => Some(s.client_secret.expose().to_string()),
             SourceConfig::Local { .. } => None,
         };
         format!("{self:?}") == format!("{other:?}") && secrets(self) == secrets(other)
@@ -180,6 +181,18 @@ pub enum SourceConfig {
         one_file_system: bool,
     },
     Smb(SmbSource),
+    SharePoint(SharePointSource),
+}
+
+#[derive(Debug, Clone)]
+pub struct SharePointSource {
+    pub tenant_id: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub site: String,
+    pub drives: Vec<String>,
+    pub graph_url: String,
+    pub token_url: String,
 }
 
 #[derive(Debug, Clone)]

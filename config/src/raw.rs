@@ -311,6 +311,35 @@ pub struct RawConnector {
     /// every call of a process).
     #[serde(default)]
     pub workers: Option<u32>,
+    /// sharepoint: the Entra ID (Azure AD) tenant.
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+    /// sharepoint: the app registration's client id.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// sharepoint: the app's client secret (or `client_secret_file`).
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    #[serde(default)]
+    pub client_secret_file: Option<String>,
+    /// sharepoint: certificate credentials (not available yet; use a client secret).
+    #[serde(default)]
+    pub certificate_file: Option<String>,
+    #[serde(default)]
+    pub private_key_file: Option<String>,
+    /// sharepoint: the site, by id or as `host:/sites/name`.
+    #[serde(default)]
+    pub site: Option<String>,
+    /// sharepoint: document libraries by name (default: every library of the site).
+    #[serde(default)]
+    pub drives: Vec<String>,
+    /// sharepoint: Microsoft Graph's base URL (https; http only on loopback, for tests).
+    #[serde(default)]
+    pub graph_url: Option<String>,
+    /// sharepoint: the OAuth token endpoint (default: login.microsoftonline.com for the
+    /// tenant; https, http only on loopback).
+    #[serde(default)]
+    pub token_url: Option<String>,
     /// Prefix in the catalog namespace (default `/<id>`).
     #[serde(default)]
     pub target: Option<String>,

@@ -788,16 +788,7 @@ fn connector(cx: &mut Ctx, path: &str, rc: &raw::RawConnector) -> Option<Connect
             }
         },
         ConnectorKind::Smb => smb(cx, path, rc).map(SourceConfig::Smb),
-        kind @ ConnectorKind::Sharepoint => {
-            cx.error(
-                format!("{path}.kind"),
-                format!(
-                    "connector kind `{}` is not available in this version yet; available: `local`, `smb`",
-                    kind_name(kind)
-                ),
-            );
-            None
-        }
+        ConnectorKind::Sharepoint => sharepoint(cx, path, rc).map(SourceConfig::SharePoint),
     };
     if rc.kind == ConnectorKind::Local {
         let smb_keys = [
@@ -813,12 +804,17 @@ fn connector(cx: &mut Ctx, path: &str, rc: &raw::RawConnector) -> Option<Connect
             ("protocol", rc.protocol.is_some()),
             ("directory_timeout", rc.directory_timeout.is_some()),
             ("workers", rc.workers.is_some()),
+            ("tenant_id", rc.tenant_id.is_some()),
+            ("client_id", rc.client_id.is_some()),
+            ("site", rc.site.is_some()),
+            ("graph_url", rc.graph_url.is_some()),
+            ("token_url", rc.token_url.is_some()),
         ];
         for (key, set) in smb_keys {
             if set {
                 cx.error(
                     format!("{path}.{key}"),
-                    format!("`{key}` applies to `kind: smb`, not `kind: local`"),
+                    format!("`{key}` does not apply to `kind: local`"),
                 );
             }
         }
@@ -860,20 +856,99 @@ fn connector(cx: &mut Ctx, path: &str, rc: &raw::RawConnector) -> Option<Connect
     })
 }
 
+/// A non-empty string setting a connector kind needs; reports it missing otherwise.
+fn required(
+    cx: &mut Ctx,
+    path: &str,
+    kind: &str,
+    key: &str,
+    v: &Option<String>,
+    what: &str,
+) -> String {
+    match v {
+        Some(s) if !s.trim().is_empty() => s.trim().to_string(),
+        _ => {
+            cx.error(
+                format!("{path}.{key}"),
+                format!("missing: `kind: {kind}` needs `{key}`, {what}"),
+            );
+            String::new()
+        }
+    }
+}
+
+fn sharepoint(cx: &mut Ctx, path: &str, rc: &raw::RawConnector) -> Option<crate::SharePointSource> {
+    let before = cx.errors.len();
+    let need = |cx: &mut Ctx, key: &str, v: &Option<String>, what: &str| {
+        required(cx, path, "sharepoint", key, v, what)
+    };
+    let tenant_id = need(cx, "tenant_id", &rc.tenant_id, "the Entra ID tenant");
+    let client_id = need(cx, "client_id", &rc.client_id, "the app registration's id");
+    let site = need(cx, "site", &rc.site, "a site id or `host:/sites/name`");
+    if rc.certificate_file.is_some() || rc.private_key_file.is_some() {
+        cx.error(
+            format!("{path}.certificate_file"),
+            "certificate credentials are not available in this version yet; use `client_secret` or `client_secret_file`",
+        );
+    }
+    let secret = cx.secret(
+        path,
+        "client_secret",
+        &rc.client_secret,
+        &rc.client_secret_file,
+    );
+    if rc.client_secret.is_none() && rc.client_secret_file.is_none() {
+        cx.error(
+            format!("{path}.client_secret"),
+            "missing: `kind: sharepoint` needs `client_secret` or `client_secret_file`",
+        );
+    }
+    let url = |cx: &mut Ctx, key: &str, v: &Option<String>, default: String| {
+        let u = v.clone().unwrap_or(default);
+        let loopback = ["http://127.0.0.1:", "http://localhost:", "http://[::1]:"]
+            .iter()
+            .any(|p| u.starts_with(p));
+        if !u.starts_with("https://") && !loopback {
+            cx.error(
+                format!("{path}.{key}"),
+                format!("`{u}`: expected an https URL (http only on loopback, for tests)"),
+            );
+        }
+        u
+    };
+    let graph_url = url(
+        cx,
+        "graph_url",
+        &rc.graph_url,
+        "https://graph.microsoft.com/v1.0".into(),
+    );
+    let token_url = url(
+        cx,
+        "token_url",
+        &rc.token_url,
+        format!("https://login.microsoftonline.com/{tenant_id}/oauth2/v2.0/token"),
+    );
+    if cx.errors.len() > before {
+        return None;
+    }
+    Some(crate::SharePointSource {
+        tenant_id,
+        client_id,
+        client_secret: secret?,
+        site,
+        drives: rc.drives.clone(),
+        graph_url,
+        token_url,
+    })
+}
+
 /// Always excluded from SMB shares, in addition to the connector's own `exclude`.
 pub const SMB_DEFAULT_EXCLUDES: [&str; 4] = ["~$*", "Thumbs.db", "desktop.ini", ".DS_Store"];
 
 fn smb(cx: &mut Ctx, path: &str, rc: &raw::RawConnector) -> Option<crate::SmbSource> {
     let before = cx.errors.len();
-    let need = |cx: &mut Ctx, key: &str, v: &Option<String>, what: &str| match v {
-        Some(s) if !s.trim().is_empty() => s.trim().to_string(),
-        _ => {
-            cx.error(
-                format!("{path}.{key}"),
-                format!("missing: `kind: smb` needs `{key}`, {what}"),
-            );
-            String::new()
-        }
+    let need = |cx: &mut Ctx, key: &str, v: &Option<String>, what: &str| {
+        required(cx, path, "smb", key, v, what)
     };
     let server = need(cx, "server", &rc.server, "the file server's host name");
     let share = need(cx, "share", &rc.share, "the share name");
@@ -943,12 +1018,4 @@ fn smb(cx: &mut Ctx, path: &str, rc: &raw::RawConnector) -> Option<crate::SmbSou
         timeout,
         workers: workers as usize,
     })
-}
-
-fn kind_name(k: ConnectorKind) -> &'static str {
-    match k {
-        ConnectorKind::Local => "local",
-        ConnectorKind::Smb => "smb",
-        ConnectorKind::Sharepoint => "sharepoint",
-    }
 }

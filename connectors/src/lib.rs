@@ -161,9 +161,12 @@ pub trait SourceFile: Read + Send {
 pub trait Connector: Send + Sync + 'static {
     fn id(&self) -> &str;
     /// Sends the listing into `tx`; stops early (Ok) when the receiver is gone.
+    /// `checkpoint` is the last one the connector sent and the job committed (a delta
+    /// link, a cursor); sources that walk everything each time ignore it.
     async fn list(
         &self,
         mode: ListMode,
+        checkpoint: Option<String>,
         tx: mpsc::Sender<Change>,
     ) -> Result<ListOutcome, ConnectorError>;
     /// The entry's current state, `None` if it no longer exists.

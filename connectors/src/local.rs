@@ -255,6 +255,7 @@ impl Connector for LocalConnector {
     async fn list(
         &self,
         _mode: ListMode,
+        _checkpoint: Option<String>,
         tx: mpsc::Sender<Change>,
     ) -> Result<ListOutcome, ConnectorError> {
         let s = self.s.clone();

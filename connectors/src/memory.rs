@@ -87,6 +87,7 @@ impl Connector for MemoryConnector {
     async fn list(
         &self,
         _mode: ListMode,
+        _checkpoint: Option<String>,
         tx: mpsc::Sender<Change>,
     ) -> Result<ListOutcome, ConnectorError> {
         let snapshot: Vec<Entry> = self

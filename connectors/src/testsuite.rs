@@ -22,7 +22,7 @@ pub trait Fixture: Send + Sync {
 
 async fn list(c: &dyn Connector) -> BTreeMap<Vec<u8>, Entry> {
     let (tx, mut rx) = mpsc::channel(16);
-    let (outcome, changes) = tokio::join!(c.list(ListMode::Full, tx), async {
+    let (outcome, changes) = tokio::join!(c.list(ListMode::Full, None, tx), async {
         let mut v = Vec::new();
         while let Some(ch) = rx.recv().await {
             v.push(ch);

@@ -47,6 +47,9 @@ fn main() -> ExitCode {
         eprintln!("error: {e}");
         return ExitCode::from(2);
     }
+    // Both rustls back-ends end up linked (aws-lc-rs, and ring through the SharePoint
+    // connector's HTTP stack), so rustls cannot pick one by itself: pick aws-lc-rs.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

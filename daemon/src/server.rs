@@ -121,7 +121,15 @@ fn connector_json(c: &ConnectorConfig) -> serde_json::Value {
             v["follow_symlinks"] = json!(follow_symlinks);
             v["one_file_system"] = json!(one_file_system);
         }
-        // never the password
+        // never a secret
+        SourceConfig::SharePoint(s) => {
+            v["tenant_id"] = json!(s.tenant_id);
+            v["client_id"] = json!(s.client_id);
+            v["site"] = json!(s.site);
+            v["drives"] = json!(s.drives);
+            v["graph_url"] = json!(s.graph_url);
+            v["token_url"] = json!(s.token_url);
+        }
         SourceConfig::Smb(s) => {
             v["server"] = json!(s.server);
             v["port"] = json!(s.port);

@@ -109,6 +109,25 @@ pub fn connector(c: &ConnectorConfig) -> anyhow::Result<Arc<dyn Connector>> {
                 one_file_system: *one_file_system,
             },
         ))),
+        SourceConfig::SharePoint(s) => {
+            use tributary_connector_sharepoint::{SharePointConnector, SharePointSettings};
+            Ok(Arc::new(
+                SharePointConnector::new(
+                    c.id.clone(),
+                    SharePointSettings {
+                        graph_url: s.graph_url.clone(),
+                        token_url: s.token_url.clone(),
+                        client_id: s.client_id.clone(),
+                        client_secret: s.client_secret.expose().to_string(),
+                        site: s.site.clone(),
+                        drives: s.drives.clone(),
+                        filter,
+                        max_file_size: c.max_file_size,
+                    },
+                )
+                .map_err(anyhow::Error::msg)?,
+            ))
+        }
         #[cfg(not(feature = "smb"))]
         SourceConfig::Smb(_) => bail!(
             "connector `{}`: this build of tributary has no SMB support (built without the `smb` feature); install libsmbclient-dev and rebuild with default features",

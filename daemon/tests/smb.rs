@@ -6,7 +6,6 @@ use std::process::Command;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde_json::Value;
 use tributary_connector_smb::proto::Hello;
 use tributary_connector_smb::{SmbConnector, SmbSettings};
 use tributary_connectors::Connector;
@@ -117,42 +116,6 @@ fn smb_config(dir: &Path, smb_port: u16, api_port: u16, extra: &str) -> PathBuf 
     )
 }
 
-impl Running {
-    async fn last_job(&self) -> Value {
-        let mut job = Value::Null;
-        self.wait_for("a finished job", 60, async |d| {
-            let jobs = d.jobs("connector=share").await;
-            match jobs.first() {
-                Some(j) if !["queued", "running"].contains(&j["status"].as_str().unwrap()) => {
-                    job = j.clone();
-                    true
-                }
-                _ => false,
-            }
-        })
-        .await;
-        job
-    }
-
-    async fn run_and_wait(&self) -> Value {
-        let before = self.jobs("connector=share").await.len();
-        let (status, _, body) = self
-            .call(
-                "POST",
-                "/api/v1/connectors/share/runs",
-                Some(OPERATOR),
-                Some(serde_json::json!({"kind": "full"})),
-            )
-            .await;
-        assert_eq!(status, 202, "{body}");
-        self.wait_for("the job", 60, async |d| {
-            d.jobs("connector=share").await.len() > before
-        })
-        .await;
-        self.last_job().await
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_share_is_ingested_incrementally_and_restores_byte_for_byte() {
     let dir = tempfile::tempdir().unwrap();
@@ -186,7 +149,7 @@ async fn a_share_is_ingested_incrementally_and_restores_byte_for_byte() {
     let port = free_port();
     let cfg = smb_config(dir.path(), smb.port, port, "");
     let d = Running::start(&cfg, port, &[]);
-    let job = d.last_job().await;
+    let job = d.latest_job("share").await;
     assert_eq!(job["status"], "succeeded", "{job}");
     // `?` is invalid in SMB names: with name mangling off, the server serves the name
     // as it is but refuses to open it; that file fails alone, with a clear message
@@ -212,7 +175,7 @@ async fn a_share_is_ingested_incrementally_and_restores_byte_for_byte() {
 
     // an incremental run reads only what changed (and the renamed file, now legal)
     std::fs::write(share.join("Cafe\u{301} menu.txt"), b"NFD name, changed").unwrap();
-    let job = d.run_and_wait().await;
+    let job = d.run_and_wait("share", "full").await;
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(job["error_count"], 0, "{job}");
     assert_eq!(job["progress"]["files_done"], 2, "{job}");
@@ -230,9 +193,9 @@ async fn a_share_is_ingested_incrementally_and_restores_byte_for_byte() {
     // names that differ only by case on this case-sensitive share: a name collision
     // (smb connectors are case-insensitive by default), neither overwrites the other
     std::fs::write(share.join("Budget.xlsx"), b"upper").unwrap();
-    d.run_and_wait().await;
+    d.run_and_wait("share", "full").await;
     std::fs::write(share.join("budget.xlsx"), b"lower").unwrap();
-    let job = d.run_and_wait().await;
+    let job = d.run_and_wait("share", "full").await;
     assert_eq!(job["status"], "succeeded", "{job}");
     let open = d.get("/api/v1/conflicts").await;
     let items = open["items"].as_array().unwrap();
@@ -247,7 +210,7 @@ async fn a_share_is_ingested_incrementally_and_restores_byte_for_byte() {
     std::fs::rename(share.join("dups"), share.join("duplicates")).unwrap();
     std::fs::rename(share.join("empty.bin"), share.join("still-empty.bin")).unwrap();
     std::fs::remove_file(share.join("budget.xlsx")).unwrap();
-    let job = d.run_and_wait().await;
+    let job = d.run_and_wait("share", "full").await;
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(
         job["progress"]["bytes_uploaded"], 0,
@@ -266,7 +229,7 @@ async fn a_share_is_ingested_incrementally_and_restores_byte_for_byte() {
         "the case collision's claim was withdrawn with its file"
     );
     // nothing changed: nothing is read
-    let job = d.run_and_wait().await;
+    let job = d.run_and_wait("share", "full").await;
     assert_eq!(job["progress"]["bytes_read"], 0, "{job}");
     assert_eq!(job["progress"]["files_done"], 0, "{job}");
 }
@@ -387,7 +350,7 @@ async fn a_restarted_server_and_a_killed_worker_cost_one_request_not_the_daemon(
     c.check().await.expect("a new worker reconnects");
     let (tx, mut rx) = tokio::sync::mpsc::channel(100);
     let outcome = c
-        .list(tributary_connectors::ListMode::Full, tx)
+        .list(tributary_connectors::ListMode::Full, None, tx)
         .await
         .unwrap();
     assert!(outcome.complete);
@@ -448,7 +411,7 @@ async fn a_locked_file_fails_alone_and_is_stored_once_released() {
     let api = free_port();
     let cfg = smb_config(dir.path(), smb.port, api, "");
     let d = Running::start(&cfg, api, &[]);
-    let job = d.last_job().await;
+    let job = d.latest_job("share").await;
     assert_eq!(
         job["status"], "succeeded",
         "one locked file does not fail the job: {job}"
@@ -469,7 +432,7 @@ async fn a_locked_file_fails_alone_and_is_stored_once_released() {
     release_tx.send(()).unwrap();
     holder.join().unwrap();
     // the item lifecycle retries it (here: the next run)
-    let job = d.run_and_wait().await;
+    let job = d.run_and_wait("share", "full").await;
     assert_eq!(job["error_count"], 0, "{job}");
     let out = restore(&cfg, "/share", dir.path());
     assert_eq!(
@@ -504,7 +467,7 @@ async fn a_server_stopped_mid_run_fails_the_job_cleanly_and_the_next_run_complet
     })
     .await;
     smb.stop();
-    let job = d.last_job().await;
+    let job = d.latest_job("share").await;
     assert_eq!(job["status"], "failed", "{job}");
     let err = job["last_error"].as_str().unwrap();
     assert!(
@@ -531,7 +494,7 @@ async fn a_server_stopped_mid_run_fails_the_job_cleanly_and_the_next_run_complet
     );
     // the server is back: the next run completes
     smb.restart();
-    let job = d.run_and_wait().await;
+    let job = d.run_and_wait("share", "full").await;
     assert_eq!(job["status"], "succeeded", "{job}");
     let out = restore(&cfg, "/share", dir.path());
     assert_eq!(

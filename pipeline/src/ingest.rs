@@ -275,6 +275,13 @@ impl Job {
     }
 }
 
+/// Whether a known item still sits where the source entry maps (or under the conflict
+/// name a `keep_both` decision gave it).
+fn same_place(spec: &JobSpec, k: &ItemState, rel: &[u8]) -> bool {
+    let path = target_path(&spec.target, rel);
+    k.path == path || conflicts::is_conflict_name_of(&k.path, &path, &spec.connector_id)
+}
+
 /// The form in which a failed attempt's source state is remembered.
 fn fingerprint_text(f: &Fingerprint) -> String {
     format!(
@@ -462,9 +469,10 @@ async fn drive(job: Arc<Job>) -> anyhow::Result<()> {
         JobKind::Full => ListMode::Full,
         JobKind::Incremental => ListMode::Incremental,
     };
+    let checkpoint = job.p.catalog.checkpoint(&job.spec.connector_id).await?;
     let lister = {
         let c = job.connector.clone();
-        tokio::spawn(async move { c.list(mode, list_tx).await })
+        tokio::spawn(async move { c.list(mode, checkpoint, list_tx).await })
     };
     let mut seen: HashSet<Vec<u8>> = HashSet::new();
     let mut protected: Vec<Vec<u8>> = Vec::new();
@@ -491,7 +499,36 @@ async fn drive(job: Arc<Job>) -> anyhow::Result<()> {
                         && k.mtime_ns == e.mtime_ns
                         && (k.inode.is_none() || e.inode.is_none() || k.inode == e.inode)
                         && k.change_tag == e.change_tag
+                        && (k.held || same_place(&job.spec, k, &e.rel_path))
                 });
+                // The same content (by the source's content hash) under another path or
+                // with other metadata: a move or a rename, committed without a read.
+                let relocated = !unchanged
+                    && known.get(&e.source_id).is_some_and(|k| {
+                        !k.deleted
+                            && !k.held
+                            && k.size == e.size as i64
+                            && k.change_tag.is_some()
+                            && k.change_tag == e.change_tag
+                    });
+                if relocated {
+                    // (when its data is gone to retention, it is read again)
+                    if let Some(mut v) = job
+                        .p
+                        .catalog
+                        .current_content(&job.spec.connector_id, &e.source_id)
+                        .await?
+                    {
+                        v.path = target_path(&job.spec.target, &e.rel_path);
+                        v.mtime_ns = e.mtime_ns;
+                        v.change_tag = e.change_tag.clone();
+                        Progress::add(&pr.files_relocated, 1);
+                        if commit_tx.send(CommitMsg::Version(v)).await.is_err() {
+                            break;
+                        }
+                        continue;
+                    }
+                }
                 let given_up = exhausted.get(&e.source_id).is_some_and(|fp| {
                     fp.as_deref() == Some(fingerprint_text(&e.fingerprint()).as_str())
                 });
@@ -536,6 +573,31 @@ async fn drive(job: Arc<Job>) -> anyhow::Result<()> {
         }
     }
     drop(list_rx);
+    // Files that failed before and that this listing did not name (a delta source
+    // names only what changed): looked up again, so that their retries happen.
+    if !job.winding_down() {
+        for sid in job
+            .p
+            .catalog
+            .failed_source_ids(&job.spec.connector_id)
+            .await?
+        {
+            if seen.contains(&sid) || exhausted.contains_key(&sid) || torn_open.contains(&sid) {
+                continue;
+            }
+            match job.connector.stat(&sid).await {
+                Ok(Some(e)) => {
+                    Progress::add(&pr.files_planned, 1);
+                    Progress::add(&pr.bytes_planned, e.size);
+                    if work_tx.send(e).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::debug!(error = %e, "a failed item could not be looked up again"),
+            }
+        }
+    }
     drop(work_tx);
     Progress::add(&pr.listing_done, 1);
     let outcome = lister.await?;

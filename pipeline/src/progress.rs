@@ -27,6 +27,8 @@ pub struct Progress {
     pub conflicts: AtomicU64,
     /// Versions committed but kept aside by a conflict.
     pub files_held: AtomicU64,
+    /// Files moved, renamed or changed in metadata only: committed without a read.
+    pub files_relocated: AtomicU64,
     pub versions_committed: AtomicU64,
     pub listing_done: AtomicU64,
     errors: Mutex<Vec<String>>,
@@ -104,6 +106,7 @@ impl Progress {
             torn_reads: g(&self.torn_reads),
             conflicts: g(&self.conflicts),
             files_held: g(&self.files_held),
+            files_relocated: g(&self.files_relocated),
             versions_committed: g(&self.versions_committed),
             listing_done: g(&self.listing_done) != 0,
         }
@@ -130,6 +133,7 @@ pub struct Stats {
     pub torn_reads: u64,
     pub conflicts: u64,
     pub files_held: u64,
+    pub files_relocated: u64,
     pub versions_committed: u64,
     pub listing_done: bool,
 }

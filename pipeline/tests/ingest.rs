@@ -234,10 +234,11 @@ async fn unreadable_and_vanishing_files_fail_alone() {
         async fn list(
             &self,
             m: tributary_connectors::ListMode,
+            cp: Option<String>,
             tx: tokio::sync::mpsc::Sender<tributary_connectors::Change>,
         ) -> Result<tributary_connectors::ListOutcome, tributary_connectors::ConnectorError>
         {
-            self.0.list(m, tx).await
+            self.0.list(m, cp, tx).await
         }
         async fn stat(
             &self,

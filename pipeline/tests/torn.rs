@@ -63,9 +63,10 @@ impl Connector for Rewriting {
     async fn list(
         &self,
         m: ListMode,
+        cp: Option<String>,
         tx: mpsc::Sender<Change>,
     ) -> Result<ListOutcome, ConnectorError> {
-        self.mem.list(m, tx).await
+        self.mem.list(m, cp, tx).await
     }
     async fn stat(&self, id: &[u8]) -> Result<Option<Entry>, ItemError> {
         self.mem.stat(id).await

@@ -282,6 +282,7 @@ impl Connector for SmbConnector {
     async fn list(
         &self,
         _mode: ListMode,
+        _checkpoint: Option<String>,
         tx: mpsc::Sender<Change>,
     ) -> Result<ListOutcome, ConnectorError> {
         let me = self.clone_handle();

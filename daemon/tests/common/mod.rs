@@ -211,3 +211,40 @@ pub fn names(dir: &Path) -> Vec<String> {
     v.sort();
     v
 }
+
+impl Running {
+    /// The newest job of `connector`, once it is finished.
+    pub async fn latest_job(&self, connector: &str) -> Value {
+        let mut job = Value::Null;
+        let query = format!("connector={connector}");
+        self.wait_for("a finished job", 60, async |d| {
+            match d.jobs(&query).await.first() {
+                Some(j) if !["queued", "running"].contains(&j["status"].as_str().unwrap()) => {
+                    job = j.clone();
+                    true
+                }
+                _ => false,
+            }
+        })
+        .await;
+        job
+    }
+
+    /// Queues a job of `connector` (`full` or `incremental`) and returns it finished.
+    pub async fn run_and_wait(&self, connector: &str, kind: &str) -> Value {
+        let query = format!("connector={connector}");
+        let before = self.jobs(&query).await.len();
+        let (status, _, body) = self
+            .call(
+                "POST",
+                &format!("/api/v1/connectors/{connector}/runs"),
+                Some(OPERATOR),
+                Some(serde_json::json!({ "kind": kind })),
+            )
+            .await;
+        assert_eq!(status, 202, "{body}");
+        self.wait_for("the job", 60, async |d| d.jobs(&query).await.len() > before)
+            .await;
+        self.latest_job(connector).await
+    }
+}

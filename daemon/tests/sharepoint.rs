@@ -1,0 +1,272 @@
+//! The SharePoint connector through the real daemon, against the fake Microsoft Graph
+//! of `testkit::graph` (token endpoint, delta with opaque links, a separate download
+//! host): first and incremental syncs, moves without downloads, 410 resync, throttling,
+//! expired tokens, cut downloads and the errors a user sees.
+
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use tributary_testkit::graph::{self, FakeGraph, Scripted};
+
+mod common;
+use common::*;
+
+fn sp_config(dir: &Path, g: &FakeGraph, api: u16, secret: &str, extra: &str) -> PathBuf {
+    std::fs::write(dir.join("graph-secret"), format!("{secret}\n")).unwrap();
+    config(
+        dir,
+        api,
+        "",
+        &format!(
+            "  - id: team\n    kind: sharepoint\n    tenant_id: {}\n    client_id: {}\n    client_secret_file: {}\n    site: contoso.sharepoint.com:/sites/Team\n    graph_url: {}\n    token_url: {}\n    target: /team\n{extra}",
+            graph::TENANT,
+            graph::CLIENT_ID,
+            dir.join("graph-secret").display(),
+            g.graph_url,
+            g.token_url
+        ),
+        "",
+    )
+}
+
+fn content_requests(g: &FakeGraph) -> usize {
+    g.requests()
+        .iter()
+        .filter(|r| r.listener == "graph" && r.uri.ends_with("/content"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_site_syncs_by_delta_and_restores_byte_for_byte() {
+    let g = FakeGraph::start().await;
+    let site = g.add_site("contoso.sharepoint.com", "Team");
+    let docs = g.add_drive(&site, "Documents");
+    let policies = g.add_drive(&site, "Policies");
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+    g.put(&docs, "report.docx", b"quarterly report");
+    g.put(&docs, "finance/2026/budget.xlsx", &big);
+    g.put(&docs, "finance/2026/notes.txt", b"notes");
+    g.put(&docs, "empty.txt", b"");
+    g.put(&policies, "travel.pdf", b"travel policy");
+    // small pages with an empty one in the middle
+    g.set_page_size(2);
+    g.set_empty_page(true);
+    let dir = tempfile::tempdir().unwrap();
+    let api = free_port();
+    let cfg = sp_config(dir.path(), &g, api, graph::CLIENT_SECRET, "");
+    let d = Running::start(&cfg, api, &[]);
+    let job = d.latest_job("team").await;
+    assert_eq!(job["status"], "succeeded", "{job}\n{}", d.log());
+    assert_eq!(job["progress"]["files_done"], 5, "{job}");
+    let out = restore(&cfg, "/team", dir.path());
+    assert_eq!(
+        std::fs::read(out.join("Documents/report.docx")).unwrap(),
+        b"quarterly report"
+    );
+    assert_eq!(
+        std::fs::read(out.join("Documents/finance/2026/budget.xlsx")).unwrap(),
+        big
+    );
+    assert_eq!(std::fs::read(out.join("Documents/empty.txt")).unwrap(), b"");
+    assert_eq!(
+        std::fs::read(out.join("Policies/travel.pdf")).unwrap(),
+        b"travel policy"
+    );
+    assert!(g.violations().is_empty(), "{:?}", g.violations());
+    assert!(
+        g.requests()
+            .iter()
+            .filter(|r| r.listener == "graph" && !r.uri.contains("oauth2"))
+            .all(|r| r
+                .user_agent
+                .as_deref()
+                .is_some_and(|u| u.starts_with("NONISV|Tributary|"))),
+        "every Graph request is decorated"
+    );
+    let downloads = content_requests(&g);
+    assert_eq!(downloads, 5);
+
+    // nothing changed: the stored delta link answers an empty round, nothing is read
+    let job = d.run_and_wait("team", "incremental").await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(content_requests(&g), downloads);
+    assert!(
+        g.requests().iter().any(|r| r.uri.contains("delta?token=")),
+        "later runs GET the stored link"
+    );
+
+    // changes: new, modified, metadata only, renamed folder, moved file, deleted file,
+    // deleted folder with its files
+    g.put(&docs, "new.txt", b"brand new");
+    g.put(&docs, "report.docx", b"quarterly report, v2");
+    let notes = g.id_of(&docs, "finance/2026/notes.txt");
+    g.touch_metadata(&docs, &notes);
+    let finance = g.id_of(&docs, "finance");
+    g.rename(&docs, &finance, "Finance-Archive");
+    let travel = g.id_of(&policies, "travel.pdf");
+    let empty = g.id_of(&docs, "empty.txt");
+    g.delete(&docs, &empty);
+    g.put(&policies, "old/retired.pdf", b"retired");
+    g.put(&policies, "archive/readme.txt", b"archive");
+    let job = d.run_and_wait("team", "incremental").await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    // a folder deleted with its files (only the folder is reported), a file moved
+    g.delete(&policies, &g.id_of(&policies, "old"));
+    g.move_to(&policies, &travel, &g.id_of(&policies, "archive"));
+    let job = d.run_and_wait("team", "incremental").await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let out = restore(&cfg, "/team", dir.path());
+    assert_eq!(
+        std::fs::read(out.join("Documents/new.txt")).unwrap(),
+        b"brand new"
+    );
+    assert_eq!(
+        std::fs::read(out.join("Documents/report.docx")).unwrap(),
+        b"quarterly report, v2"
+    );
+    assert_eq!(
+        std::fs::read(out.join("Documents/Finance-Archive/2026/budget.xlsx")).unwrap(),
+        big,
+        "a renamed folder moves its files"
+    );
+    assert!(!out.join("Documents/finance").exists());
+    assert!(!out.join("Documents/empty.txt").exists());
+    assert!(
+        !out.join("Policies/old").exists(),
+        "a deleted folder takes its files"
+    );
+    assert!(!out.join("Policies/travel.pdf").exists());
+    assert_eq!(
+        std::fs::read(out.join("Policies/archive/travel.pdf")).unwrap(),
+        b"travel policy",
+        "a moved file follows"
+    );
+    // downloads: new.txt, report v2, retired.pdf, readme.txt; not the renamed,
+    // moved or touched files
+    assert_eq!(content_requests(&g), downloads + 4);
+    assert!(g.violations().is_empty(), "{:?}", g.violations());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resync_throttling_expired_tokens_and_cut_downloads_lose_nothing() {
+    let g = FakeGraph::start().await;
+    let site = g.add_site("contoso.sharepoint.com", "Team");
+    let docs = g.add_drive(&site, "Documents");
+    for i in 0..6 {
+        g.put(&docs, &format!("f{i}.txt"), format!("file {i}").as_bytes());
+    }
+    let big: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
+    g.put(&docs, "big.bin", &big);
+    g.cut_next_download_after(300_000);
+    let dir = tempfile::tempdir().unwrap();
+    let api = free_port();
+    let cfg = sp_config(dir.path(), &g, api, graph::CLIENT_SECRET, "");
+    let d = Running::start(&cfg, api, &[]);
+    let job = d.latest_job("team").await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert!(
+        g.requests()
+            .iter()
+            .any(|r| r.listener == "download" && r.range.as_deref() == Some("bytes=300000-")),
+        "the cut download resumed with Range"
+    );
+    let out = restore(&cfg, "/team", dir.path());
+    assert_eq!(std::fs::read(out.join("Documents/big.bin")).unwrap(), big);
+
+    // 410 on the stored link: enumerate again and reconcile
+    let f0 = g.id_of(&docs, "f0.txt");
+    g.delete(&docs, &f0);
+    g.invalidate_delta_links();
+    // and throttling: the next delta call is refused for 2 s
+    g.script(Scripted {
+        method: "GET",
+        path_contains: "delta".into(),
+        status: 429,
+        headers: vec![("Retry-After", "2".into())],
+        body: json!({"error": {"code": "activityLimitReached", "message": "The request has been throttled"}}),
+    });
+    // and the token is revoked: Graph answers 401 once, the client refreshes
+    g.revoke_tokens();
+    let tokens = g.tokens_issued();
+    let job = d.run_and_wait("team", "incremental").await;
+    assert_eq!(job["status"], "succeeded", "{job}\n{}", d.log());
+    assert!(g.tokens_issued() > tokens, "a 401 forced a new token");
+    assert!(
+        g.violations().is_empty(),
+        "Retry-After was honoured: {:?}",
+        g.violations()
+    );
+    let out = restore(&cfg, "/team", dir.path());
+    assert!(
+        !out.join("Documents/f0.txt").exists(),
+        "the resync reconciled the delete"
+    );
+    assert_eq!(
+        std::fs::read(out.join("Documents/f1.txt")).unwrap(),
+        b"file 1"
+    );
+    let downloads = content_requests(&g);
+    assert_eq!(downloads, 7, "the resync downloaded nothing again");
+
+    // a file whose download fails is retried by a later run, although delta no longer
+    // names it
+    g.put(&docs, "flaky.txt", b"flaky");
+    g.script(Scripted {
+        method: "GET",
+        path_contains: "/content".into(),
+        status: 403,
+        headers: vec![],
+        body: json!({"error": {"code": "accessDenied", "message": "Access denied"}}),
+    });
+    let job = d.run_and_wait("team", "incremental").await;
+    assert_eq!(job["error_count"], 1, "{job}");
+    let job = d.run_and_wait("team", "incremental").await;
+    assert_eq!(job["error_count"], 0, "{job}");
+    let out = restore(&cfg, "/team", dir.path());
+    assert_eq!(
+        std::fs::read(out.join("Documents/flaky.txt")).unwrap(),
+        b"flaky"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_secret_or_site_is_a_clear_error() {
+    let g = FakeGraph::start().await;
+    let site = g.add_site("contoso.sharepoint.com", "Team");
+    g.add_drive(&site, "Documents");
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = "not-the-secret-0042";
+    let cfg = sp_config(dir.path(), &g, free_port(), wrong, "");
+    let out = std::process::Command::new(BIN)
+        .args(["once", "-c", cfg.to_str().unwrap(), "team"])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("invalid_client") && text.contains("AADSTS7000215"),
+        "{text}"
+    );
+    assert!(!text.contains(wrong), "the secret never shows: {text}");
+    assert_eq!(g.tokens_issued(), 0);
+    // a library that does not exist
+    let cfg = sp_config(
+        dir.path(),
+        &g,
+        free_port(),
+        graph::CLIENT_SECRET,
+        "    drives: [Archive]\n",
+    );
+    let out = std::process::Command::new(BIN)
+        .args(["check", "--connect", "-c", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("library `Archive` not found") && text.contains("Documents"),
+        "{text}"
+    );
+}

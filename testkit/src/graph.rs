@@ -1,0 +1,1057 @@
+//! A fake Microsoft Graph for the SharePoint connector's tests, following the
+//! project's research notes (graph.md §5): an OAuth token endpoint, sites, drives,
+//! driveItem delta with opaque next/delta links, 410 `resyncRequired`, `/content`
+//! answering 302 to a separate download host (pre-authenticated URLs that expire,
+//! Range, cut connections), scripted faults (429/503 with Retry-After, 401) and a
+//! request log with the violations a well-behaved client never causes (a bearer token
+//! sent to the download host, a request before a Retry-After has passed).
+//!
+//! Two loopback listeners on free ports: the Graph + token host, and the download host.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+pub const TENANT: &str = "11111111-2222-3333-4444-555555555555";
+pub const CLIENT_ID: &str = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee";
+pub const CLIENT_SECRET: &str = "fake-graph-client-secret~42";
+
+/// The QuickXorHash of OneDrive/SharePoint, base64 (an independent implementation of
+/// the published algorithm; the connector has its own).
+pub fn quick_xor_hash(data: &[u8]) -> String {
+    let mut bits = [0u8; 20]; // the 160-bit register, least-significant byte first
+    for (i, &b) in data.iter().enumerate() {
+        let shift = (i * 11) % 160;
+        for k in 0..8 {
+            if b >> k & 1 == 1 {
+                let pos = (shift + k) % 160;
+                bits[pos / 8] ^= 1 << (pos % 8);
+            }
+        }
+    }
+    let len = (data.len() as u64).to_le_bytes();
+    for (j, l) in len.iter().enumerate() {
+        bits[12 + j] ^= l;
+    }
+    base64(&bits)
+}
+
+fn base64(b: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in b.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for k in 0..4 {
+            if k <= c.len() {
+                out.push(A[(n >> (18 - 6 * k) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[derive(Debug, Clone)]
+struct Item {
+    id: String,
+    name: String,
+    parent: Option<String>,
+    folder: bool,
+    content: Vec<u8>,
+    modified: i64,
+    etag: u32,
+    ctag: u32,
+    deleted: bool,
+    seq: u64,
+}
+
+#[derive(Debug)]
+struct Drive {
+    id: String,
+    site: String,
+    name: String,
+    root: String,
+    items: HashMap<String, Item>,
+}
+
+/// A scripted answer for the next matching Graph request.
+#[derive(Debug, Clone)]
+pub struct Scripted {
+    pub method: &'static str,
+    /// A substring of the path and query.
+    pub path_contains: String,
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Value,
+}
+
+/// One request as the fake saw it.
+#[derive(Debug, Clone)]
+pub struct Logged {
+    pub listener: &'static str,
+    pub method: String,
+    pub uri: String,
+    pub authorization: bool,
+    pub user_agent: Option<String>,
+    pub range: Option<String>,
+    pub status: u16,
+}
+
+struct St {
+    seq: u64,
+    epoch: u64,
+    sites: Vec<(String, String)>, // (id, "host:/sites/name")
+    drives: Vec<Drive>,
+    tokens: HashMap<String, Instant>,
+    token_ttl: Duration,
+    issued: u64,
+    page_size: usize,
+    empty_page: bool,
+    downloads: HashMap<String, (String, String, Instant)>,
+    download_ttl: Duration,
+    ignore_range: bool,
+    cut_next_download_after: Option<usize>,
+    script: VecDeque<Scripted>,
+    not_before: Option<Instant>,
+    log: Vec<Logged>,
+    violations: Vec<String>,
+    next_id: u64,
+    base: String,
+    dl_base: String,
+}
+
+#[derive(Clone)]
+pub struct FakeGraph {
+    st: Arc<Mutex<St>>,
+    /// `http://127.0.0.1:<port>/v1.0`
+    pub graph_url: String,
+    /// `http://127.0.0.1:<port>/<tenant>/oauth2/v2.0/token`
+    pub token_url: String,
+}
+
+fn now_iso(t: i64) -> String {
+    chrono_like(t)
+}
+
+/// RFC 3339 (UTC, seconds) of Unix seconds, without a date crate.
+fn chrono_like(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // civil from days (Howard Hinnant's algorithm)
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn graph_error(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        json!({"error": {"code": code, "message": message, "innerError": {"date": now_iso(unix_now()), "request-id": "fake"}}})
+            .to_string(),
+    )
+        .into_response()
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+impl FakeGraph {
+    /// Starts both listeners on the current tokio runtime.
+    pub async fn start() -> FakeGraph {
+        let g = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let dl = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (ga, da): (SocketAddr, SocketAddr) =
+            (g.local_addr().unwrap(), dl.local_addr().unwrap());
+        let st = Arc::new(Mutex::new(St {
+            seq: 0,
+            epoch: 1,
+            sites: Vec::new(),
+            drives: Vec::new(),
+            tokens: HashMap::new(),
+            token_ttl: Duration::from_secs(3599),
+            issued: 0,
+            page_size: 200,
+            empty_page: false,
+            downloads: HashMap::new(),
+            download_ttl: Duration::from_secs(3600),
+            ignore_range: false,
+            cut_next_download_after: None,
+            script: VecDeque::new(),
+            not_before: None,
+            log: Vec::new(),
+            violations: Vec::new(),
+            next_id: 1,
+            base: format!("http://{ga}/v1.0"),
+            dl_base: format!("http://{da}"),
+        }));
+        let graph = Router::new().fallback(graph_handler).with_state(st.clone());
+        let download = Router::new()
+            .fallback(download_handler)
+            .with_state(st.clone());
+        tokio::spawn(async move { axum::serve(g, graph).await.unwrap() });
+        tokio::spawn(async move { axum::serve(dl, download).await.unwrap() });
+        FakeGraph {
+            st,
+            graph_url: format!("http://{ga}/v1.0"),
+            token_url: format!("http://{ga}/{TENANT}/oauth2/v2.0/token"),
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut St) -> T) -> T {
+        f(&mut self.st.lock().unwrap())
+    }
+
+    /// A site reachable as `host:/sites/name`; returns its id.
+    pub fn add_site(&self, host: &str, name: &str) -> String {
+        self.with(|s| {
+            let id = format!("{host},{:08x}-site,{:08x}-web", s.next_id, s.next_id);
+            s.next_id += 1;
+            s.sites.push((id.clone(), format!("{host}:/sites/{name}")));
+            id
+        })
+    }
+
+    /// A document library of `site`; returns its id.
+    pub fn add_drive(&self, site: &str, name: &str) -> String {
+        self.with(|s| {
+            let id = format!("b!drive{:04}", s.next_id);
+            let root = format!("01ROOT{:04}", s.next_id);
+            s.next_id += 1;
+            s.seq += 1;
+            let mut items = HashMap::new();
+            items.insert(
+                root.clone(),
+                Item {
+                    id: root.clone(),
+                    name: "root".into(),
+                    parent: None,
+                    folder: true,
+                    content: Vec::new(),
+                    modified: unix_now(),
+                    etag: 1,
+                    ctag: 1,
+                    deleted: false,
+                    seq: s.seq,
+                },
+            );
+            s.drives.push(Drive {
+                id: id.clone(),
+                site: site.into(),
+                name: name.into(),
+                root,
+                items,
+            });
+            id
+        })
+    }
+
+    fn drive_mut<'a>(s: &'a mut St, drive: &str) -> &'a mut Drive {
+        s.drives.iter_mut().find(|d| d.id == drive).expect("drive")
+    }
+
+    /// Creates (or replaces the content of) the file at `path` (`a/b/c.txt`), creating
+    /// folders on the way; returns the file's id.
+    pub fn put(&self, drive: &str, path: &str, content: &[u8]) -> String {
+        self.with(|s| {
+            let mut next = s.next_id;
+            s.seq += 1;
+            let seq = s.seq;
+            let d = Self::drive_mut(s, drive);
+            let mut parent = d.root.clone();
+            let parts: Vec<&str> = path.split('/').collect();
+            for (i, part) in parts.iter().enumerate() {
+                let last = i == parts.len() - 1;
+                let found = d
+                    .items
+                    .values()
+                    .find(|it| {
+                        !it.deleted && it.parent.as_deref() == Some(&parent) && it.name == *part
+                    })
+                    .map(|it| it.id.clone());
+                let id = match found {
+                    Some(id) => {
+                        if last {
+                            let it = d.items.get_mut(&id).unwrap();
+                            it.content = content.to_vec();
+                            it.etag += 1;
+                            it.ctag += 1;
+                            it.modified = unix_now();
+                            it.seq = seq;
+                        }
+                        id
+                    }
+                    None => {
+                        let id = format!("01ITEM{next:06}");
+                        next += 1;
+                        d.items.insert(
+                            id.clone(),
+                            Item {
+                                id: id.clone(),
+                                name: part.to_string(),
+                                parent: Some(parent.clone()),
+                                folder: !last,
+                                content: if last { content.to_vec() } else { Vec::new() },
+                                modified: unix_now(),
+                                etag: 1,
+                                ctag: 1,
+                                deleted: false,
+                                seq,
+                            },
+                        );
+                        id
+                    }
+                };
+                parent = id;
+            }
+            s.next_id = next;
+            parent
+        })
+    }
+
+    fn touch(&self, drive: &str, id: &str, f: impl FnOnce(&mut Item)) {
+        self.with(|s| {
+            s.seq += 1;
+            let seq = s.seq;
+            let it = Self::drive_mut(s, drive).items.get_mut(id).expect("item");
+            f(it);
+            it.etag += 1;
+            it.seq = seq;
+        })
+    }
+
+    /// Renames an item (a folder's descendants keep their ids and are not re-sent).
+    pub fn rename(&self, drive: &str, id: &str, name: &str) {
+        self.touch(drive, id, |it| it.name = name.into());
+    }
+
+    /// Moves an item under another folder.
+    pub fn move_to(&self, drive: &str, id: &str, parent: &str) {
+        self.touch(drive, id, |it| it.parent = Some(parent.into()));
+    }
+
+    /// Changes only metadata: a new eTag and mtime, the same content and hash.
+    pub fn touch_metadata(&self, drive: &str, id: &str) {
+        self.touch(drive, id, |it| it.modified += 60);
+    }
+
+    /// Deletes an item; a folder's descendants are deleted too, but only the folder is
+    /// logged (delta then reports just the folder, as SharePoint may).
+    pub fn delete(&self, drive: &str, id: &str) {
+        self.with(|s| {
+            s.seq += 1;
+            let seq = s.seq;
+            let d = Self::drive_mut(s, drive);
+            let mut doomed = vec![id.to_string()];
+            let mut i = 0;
+            while i < doomed.len() {
+                let p = doomed[i].clone();
+                doomed.extend(
+                    d.items
+                        .values()
+                        .filter(|it| it.parent.as_deref() == Some(&p) && !it.deleted)
+                        .map(|it| it.id.clone()),
+                );
+                i += 1;
+            }
+            for (k, x) in doomed.iter().enumerate() {
+                let it = d.items.get_mut(x).unwrap();
+                it.deleted = true;
+                if k == 0 {
+                    it.seq = seq;
+                }
+            }
+        })
+    }
+
+    pub fn id_of(&self, drive: &str, path: &str) -> String {
+        self.with(|s| {
+            let d = s.drives.iter().find(|d| d.id == drive).unwrap();
+            let mut parent = d.root.clone();
+            for part in path.split('/') {
+                parent = d
+                    .items
+                    .values()
+                    .find(|it| {
+                        !it.deleted && it.parent.as_deref() == Some(&parent) && it.name == part
+                    })
+                    .unwrap_or_else(|| panic!("no {path}"))
+                    .id
+                    .clone();
+            }
+            parent
+        })
+    }
+
+    /// Items per delta page (the client's `$top` may lower it).
+    pub fn set_page_size(&self, n: usize) {
+        self.with(|s| s.page_size = n.max(1));
+    }
+    /// Insert an empty page in the middle of enumerations.
+    pub fn set_empty_page(&self, on: bool) {
+        self.with(|s| s.empty_page = on);
+    }
+    pub fn set_token_ttl(&self, ttl: Duration) {
+        self.with(|s| s.token_ttl = ttl);
+    }
+    pub fn set_download_ttl(&self, ttl: Duration) {
+        self.with(|s| s.download_ttl = ttl);
+    }
+    pub fn set_ignore_range(&self, on: bool) {
+        self.with(|s| s.ignore_range = on);
+    }
+    /// The next download longer than `n` bytes is cut after `n` bytes.
+    pub fn cut_next_download_after(&self, n: usize) {
+        self.with(|s| s.cut_next_download_after = Some(n));
+    }
+    /// Every stored delta link becomes invalid (410 resyncRequired).
+    pub fn invalidate_delta_links(&self) {
+        self.with(|s| s.epoch += 1);
+    }
+    /// Every issued access token is revoked (Graph answers 401).
+    pub fn revoke_tokens(&self) {
+        self.with(|s| s.tokens.clear());
+    }
+    pub fn script(&self, r: Scripted) {
+        self.with(|s| s.script.push_back(r));
+    }
+    pub fn requests(&self) -> Vec<Logged> {
+        self.with(|s| s.log.clone())
+    }
+    pub fn violations(&self) -> Vec<String> {
+        self.with(|s| s.violations.clone())
+    }
+    pub fn tokens_issued(&self) -> u64 {
+        self.with(|s| s.issued)
+    }
+}
+
+fn log(s: &mut St, listener: &'static str, method: &Method, uri: &str, h: &HeaderMap, status: u16) {
+    s.log.push(Logged {
+        listener,
+        method: method.to_string(),
+        uri: uri.to_string(),
+        authorization: h.contains_key(header::AUTHORIZATION),
+        user_agent: h
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        range: h
+            .get(header::RANGE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        status,
+    });
+}
+
+fn query(uri: &axum::http::Uri) -> HashMap<String, String> {
+    uri.query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (pct_decode(k), pct_decode(v))
+        })
+        .collect()
+}
+
+fn pct_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b[i], hex) {
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn graph_handler(State(st): State<Arc<Mutex<St>>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .unwrap_or_default();
+    let uri = parts.uri.to_string();
+    let mut s = st.lock().unwrap();
+    let r = graph(&mut s, &parts.method, &parts.uri, &parts.headers, &body);
+    log(
+        &mut s,
+        "graph",
+        &parts.method,
+        &uri,
+        &parts.headers,
+        r.status().as_u16(),
+    );
+    r
+}
+
+fn graph(
+    s: &mut St,
+    method: &Method,
+    uri: &axum::http::Uri,
+    h: &HeaderMap,
+    body: &[u8],
+) -> Response {
+    let path = uri.path().to_string();
+    if path.ends_with("/oauth2/v2.0/token") && method == Method::POST {
+        return token(s, &path, h, body);
+    }
+    let Some(rest) = path.strip_prefix("/v1.0") else {
+        return graph_error(StatusCode::BAD_REQUEST, "invalidRequest", "unknown route");
+    };
+    if let Some(nb) = s.not_before
+        && Instant::now() < nb
+    {
+        s.violations
+            .push(format!("{method} {uri} sent before Retry-After had passed"));
+    }
+    let bearer = h
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match bearer.and_then(|t| s.tokens.get(t)) {
+        Some(exp) if *exp > Instant::now() => {}
+        _ => {
+            return graph_error(
+                StatusCode::UNAUTHORIZED,
+                "InvalidAuthenticationToken",
+                "Access token has expired or is not yet valid.",
+            );
+        }
+    }
+    let full = uri.to_string();
+    if let Some(pos) = s
+        .script
+        .iter()
+        .position(|x| x.method == method.as_str() && full.contains(&x.path_contains))
+    {
+        let x = s.script.remove(pos).unwrap();
+        let mut r = (
+            StatusCode::from_u16(x.status).unwrap(),
+            [(header::CONTENT_TYPE, "application/json")],
+            x.body.to_string(),
+        )
+            .into_response();
+        for (k, v) in x.headers {
+            if k.eq_ignore_ascii_case("retry-after")
+                && let Ok(secs) = v.parse::<u64>()
+            {
+                s.not_before = Some(Instant::now() + Duration::from_secs(secs));
+            }
+            r.headers_mut()
+                .insert(k, HeaderValue::from_str(&v).unwrap());
+        }
+        return r;
+    }
+    let q = query(uri);
+    let segs: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
+    match segs.as_slice() {
+        ["sites", id] | ["sites", id, ""] => site(s, id, None),
+        ["sites", host, "sites", name] => site(s, host, Some(name)),
+        ["sites", id, "drives"] => {
+            let drives: Vec<Value> = s
+                .drives
+                .iter()
+                .filter(|d| d.site == *id)
+                .map(|d| json!({"id": d.id, "name": d.name, "driveType": "documentLibrary"}))
+                .collect();
+            if !s.sites.iter().any(|(sid, _)| sid == id) {
+                return graph_error(StatusCode::NOT_FOUND, "itemNotFound", "site not found");
+            }
+            json_ok(json!({"value": drives}))
+        }
+        ["drives", d, "root", delta] | ["drives", d, "items", _, delta]
+            if delta.starts_with("delta") =>
+        {
+            let token = q.get("token").cloned().or_else(|| {
+                delta
+                    .strip_prefix("delta(token='")
+                    .and_then(|t| t.strip_suffix("')"))
+                    .map(str::to_string)
+            });
+            delta_page(s, d, token, &q)
+        }
+        ["drives", d, "items", i] => match find(s, d, i) {
+            Some((drive, it)) if !it.deleted => json_ok(item_json(&drive, &it, true)),
+            _ => graph_error(
+                StatusCode::NOT_FOUND,
+                "itemNotFound",
+                "The resource could not be found.",
+            ),
+        },
+        ["drives", d, "items", i, "content"] => match find(s, d, i) {
+            Some((_, it)) if !it.deleted && !it.folder => {
+                let opaque = format!("dl{:08}", s.next_id);
+                s.next_id += 1;
+                s.downloads.insert(
+                    opaque.clone(),
+                    (
+                        d.to_string(),
+                        i.to_string(),
+                        Instant::now() + s.download_ttl,
+                    ),
+                );
+                let loc = format!("{}/download/{opaque}?tempauth=t{opaque}", s.dl_base);
+                (StatusCode::FOUND, [(header::LOCATION, loc)]).into_response()
+            }
+            Some((_, it)) if it.folder && !it.deleted => graph_error(
+                StatusCode::BAD_REQUEST,
+                "invalidRequest",
+                "a folder has no content",
+            ),
+            _ => graph_error(
+                StatusCode::NOT_FOUND,
+                "itemNotFound",
+                "The resource could not be found.",
+            ),
+        },
+        _ => graph_error(
+            StatusCode::BAD_REQUEST,
+            "invalidRequest",
+            "unsupported segment",
+        ),
+    }
+}
+
+fn json_ok(v: Value) -> Response {
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "application/json;odata.metadata=minimal",
+        )],
+        v.to_string(),
+    )
+        .into_response()
+}
+
+fn site(s: &St, id: &str, name: Option<&str>) -> Response {
+    let found = s.sites.iter().find(|(sid, path)| match name {
+        None => sid == id,
+        Some(n) => *path == format!("{id}/sites/{}", n.trim_end_matches(':')),
+    });
+    match found {
+        Some((sid, path)) => json_ok(
+            json!({"id": sid, "name": path.rsplit('/').next(), "webUrl": format!("https://{path}")}),
+        ),
+        None => graph_error(
+            StatusCode::NOT_FOUND,
+            "itemNotFound",
+            "Requested site could not be found",
+        ),
+    }
+}
+
+fn find(s: &St, d: &str, i: &str) -> Option<(String, Item)> {
+    let drive = s.drives.iter().find(|x| x.id == d)?;
+    let id = if i == "root" {
+        drive.root.clone()
+    } else {
+        i.to_string()
+    };
+    drive
+        .items
+        .get(&id)
+        .map(|it| (drive.id.clone(), it.clone()))
+}
+
+fn item_json(drive: &str, it: &Item, with_ctag: bool) -> Value {
+    if it.deleted {
+        return json!({
+            "id": it.id,
+            "deleted": {"state": "deleted"},
+            "parentReference": {"driveId": drive, "id": it.parent},
+            "lastModifiedDateTime": now_iso(it.modified),
+        });
+    }
+    let mut v = json!({
+        "id": it.id,
+        "name": it.name,
+        "eTag": format!("\"{{{}}},{}\"", it.id, it.etag),
+        "lastModifiedDateTime": now_iso(it.modified),
+        "createdDateTime": now_iso(it.modified),
+        "parentReference": {"driveId": drive, "driveType": "documentLibrary", "id": it.parent},
+    });
+    if it.parent.is_none() {
+        v["root"] = json!({});
+        v.as_object_mut().unwrap().remove("parentReference");
+    }
+    if it.folder {
+        v["folder"] = json!({"childCount": 0});
+    } else {
+        v["size"] = json!(it.content.len());
+        v["file"] = json!({"mimeType": "application/octet-stream", "hashes": {"quickXorHash": quick_xor_hash(&it.content)}});
+        if with_ctag {
+            v["cTag"] = json!(format!("\"c:{{{}}},{}\"", it.id, it.ctag));
+        }
+    }
+    v
+}
+
+/// Tokens: `e<epoch>.s<since>` (a delta link) and `e<epoch>.s<since>.u<upto>.o<offset>`
+/// (a next link inside one round).
+fn delta_page(s: &mut St, d: &str, token: Option<String>, q: &HashMap<String, String>) -> Response {
+    let Some(drive) = s.drives.iter().find(|x| x.id == d) else {
+        return graph_error(StatusCode::NOT_FOUND, "itemNotFound", "drive not found");
+    };
+    let (since, upto, offset) = match token.as_deref() {
+        None => (0, s.seq, 0),
+        Some("latest") => (s.seq, s.seq, 0),
+        Some(t) => {
+            let f: Vec<&str> = t.split('.').collect();
+            let num = |p: &str, k: char| p.strip_prefix(k).and_then(|x| x.parse::<u64>().ok());
+            let epoch = f.first().and_then(|p| num(p, 'e'));
+            let since = f.get(1).and_then(|p| num(p, 's'));
+            let (Some(epoch), Some(since)) = (epoch, since) else {
+                return graph_error(StatusCode::BAD_REQUEST, "invalidRequest", "Invalid token");
+            };
+            if epoch != s.epoch {
+                let loc = format!("{}/drives/{d}/root/delta", s.base);
+                let mut r = graph_error(
+                    StatusCode::GONE,
+                    "resyncRequired",
+                    "Resync required. Replace any local items with the server's version (including deletes) if you're sure that the service was up to date with your local changes when you last sync'd.",
+                );
+                r.headers_mut()
+                    .insert(header::LOCATION, HeaderValue::from_str(&loc).unwrap());
+                return r;
+            }
+            let upto = f.get(2).and_then(|p| num(p, 'u')).unwrap_or(s.seq);
+            let offset = f.get(3).and_then(|p| num(p, 'o')).unwrap_or(0);
+            (since, upto, offset as usize)
+        }
+    };
+    // the changed items, parents first (by depth), each once in its latest state
+    let depth = |it: &Item| {
+        let mut n = 0;
+        let mut p = it.parent.clone();
+        while let Some(x) = p {
+            n += 1;
+            p = drive.items.get(&x).and_then(|i| i.parent.clone());
+        }
+        n
+    };
+    // a full enumeration: every live item in its latest state; a round of changes: the
+    // items changed in (since, upto] and their live ancestor folders
+    let mut changed: Vec<&Item> = if since == 0 {
+        drive.items.values().filter(|it| !it.deleted).collect()
+    } else {
+        let mut v: Vec<&Item> = drive
+            .items
+            .values()
+            .filter(|it| it.seq > since && it.seq <= upto)
+            .collect();
+        let mut ancestors = Vec::new();
+        for it in &v {
+            let mut p = it.parent.clone();
+            while let Some(x) = p {
+                match drive.items.get(&x) {
+                    Some(a) if !a.deleted => {
+                        ancestors.push(a);
+                        p = a.parent.clone();
+                    }
+                    _ => break,
+                }
+            }
+        }
+        for a in ancestors {
+            if !v.iter().any(|x| x.id == a.id) {
+                v.push(a);
+            }
+        }
+        v
+    };
+    changed.sort_by_key(|it| (depth(it), it.id.clone()));
+    let top = q
+        .get("$top")
+        .and_then(|t| t.parse::<usize>().ok())
+        .unwrap_or(usize::MAX)
+        .min(s.page_size);
+    let mut pages: Vec<Vec<&Item>> = changed.chunks(top).map(|c| c.to_vec()).collect();
+    if pages.is_empty() {
+        pages.push(Vec::new());
+    }
+    if s.empty_page && pages.len() > 1 {
+        pages.insert(1, Vec::new());
+    }
+    let page = offset.min(pages.len() - 1);
+    let value: Vec<Value> = pages[page]
+        .iter()
+        .map(|it| item_json(&drive.id, it, false))
+        .collect();
+    let base = format!("{}/drives/{d}/root/delta", s.base);
+    let select = q
+        .get("$select")
+        .map(|x| format!("&%24select={}", x.replace(',', "%2C")))
+        .unwrap_or_default();
+    let mut body = json!({"value": value});
+    if page + 1 < pages.len() {
+        body["@odata.nextLink"] = json!(format!(
+            "{base}?token=e{}.s{since}.u{upto}.o{}{select}",
+            s.epoch,
+            page + 1
+        ));
+    } else {
+        body["@odata.deltaLink"] = json!(format!("{base}?token=e{}.s{upto}{select}", s.epoch));
+    }
+    json_ok(body)
+}
+
+fn token(s: &mut St, path: &str, h: &HeaderMap, body: &[u8]) -> Response {
+    let err = |status: StatusCode, code: &str, aad: &str, desc: &str| {
+        (
+            status,
+            [(header::CONTENT_TYPE, "application/json")],
+            json!({"error": code, "error_description": format!("{aad}: {desc}"), "error_codes": [aad.trim_start_matches("AADSTS").parse::<u64>().unwrap_or(0)]}).to_string(),
+        )
+            .into_response()
+    };
+    if !path.starts_with(&format!("/{TENANT}/")) {
+        return err(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "AADSTS90002",
+            "Tenant not found.",
+        );
+    }
+    let form: HashMap<String, String> = String::from_utf8_lossy(body)
+        .split('&')
+        .filter_map(|p| p.split_once('='))
+        .map(|(k, v)| (pct_decode(k), pct_decode(v)))
+        .collect();
+    if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
+        return err(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "AADSTS70003",
+            "The app requested an unsupported grant type.",
+        );
+    }
+    if form.get("scope").map(String::as_str) != Some("https://graph.microsoft.com/.default") {
+        return err(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            "AADSTS70011",
+            "The provided value for scope is not valid.",
+        );
+    }
+    let basic = h
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .map(str::to_string);
+    let (id, secret) = match (form.get("client_id"), form.get("client_secret"), basic) {
+        (Some(id), Some(sec), _) => (id.clone(), sec.clone()),
+        (_, _, Some(_b)) => (CLIENT_ID.to_string(), String::new()),
+        _ => {
+            return err(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "AADSTS900144",
+                "The request body must contain the client_secret or client_assertion parameter.",
+            );
+        }
+    };
+    if id != CLIENT_ID {
+        return err(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            "AADSTS700016",
+            "Application not found in the directory.",
+        );
+    }
+    if secret != CLIENT_SECRET {
+        return err(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "AADSTS7000215",
+            "Invalid client secret provided.",
+        );
+    }
+    s.issued += 1;
+    let tok = format!("fake-token-{}-{}", s.issued, s.next_id);
+    s.next_id += 1;
+    s.tokens.insert(tok.clone(), Instant::now() + s.token_ttl);
+    json_ok(
+        json!({"token_type": "Bearer", "expires_in": s.token_ttl.as_secs(), "ext_expires_in": s.token_ttl.as_secs(), "access_token": tok}),
+    )
+}
+
+async fn download_handler(State(st): State<Arc<Mutex<St>>>, req: Request) -> Response {
+    let (parts, _) = req.into_parts();
+    let uri = parts.uri.to_string();
+    let mut s = st.lock().unwrap();
+    let r = download(&mut s, &parts.uri, &parts.headers);
+    log(
+        &mut s,
+        "download",
+        &parts.method,
+        &uri,
+        &parts.headers,
+        r.status().as_u16(),
+    );
+    r
+}
+
+fn download(s: &mut St, uri: &axum::http::Uri, h: &HeaderMap) -> Response {
+    if h.contains_key(header::AUTHORIZATION) {
+        s.violations.push(format!(
+            "Authorization header sent to the download host: {uri}"
+        ));
+        return StatusCode::BAD_REQUEST.into_response();
+    }
+    let opaque = uri.path().trim_start_matches("/download/").to_string();
+    let Some((d, i, exp)) = s.downloads.get(&opaque).cloned() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    if Instant::now() > exp {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let Some((_, it)) = find(s, &d, &i) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let total = it.content.len();
+    let range = h
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.split_once('-'))
+        .and_then(|(a, b)| {
+            let a: usize = a.parse().ok()?;
+            let b: usize = if b.is_empty() {
+                total.saturating_sub(1)
+            } else {
+                b.parse().ok()?
+            };
+            Some((a, b.min(total.saturating_sub(1))))
+        });
+    let (status, start, end) = match range {
+        Some((a, _)) if a >= total && total > 0 => {
+            return (
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                [(header::CONTENT_RANGE, format!("bytes */{total}"))],
+            )
+                .into_response();
+        }
+        Some((a, b)) if !s.ignore_range => (StatusCode::PARTIAL_CONTENT, a, b + 1),
+        _ => (StatusCode::OK, 0, total),
+    };
+    let mut bytes = it.content[start..end.max(start)].to_vec();
+    let declared = bytes.len();
+    // the knob applies to the next download longer than its cut
+    let cut = match s.cut_next_download_after {
+        Some(n) if n < bytes.len() => s.cut_next_download_after.take(),
+        _ => None,
+    };
+    if let Some(n) = cut {
+        bytes.truncate(n);
+    }
+    let mut headers = vec![
+        (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+        (header::ACCEPT_RANGES, "bytes".to_string()),
+    ];
+    if status == StatusCode::PARTIAL_CONTENT {
+        headers.push((
+            header::CONTENT_RANGE,
+            format!("bytes {start}-{}/{total}", end - 1),
+        ));
+    }
+    let body = if cut.is_some() {
+        // declare the whole length, send part of it, then drop the connection
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(2);
+        tokio::spawn(async move {
+            let _ = tx.send(Ok(bytes)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let _ = tx
+                .send(Err(std::io::Error::other("connection cut by the fake")))
+                .await;
+        });
+        Body::from_stream(tokio_stream_from(rx))
+    } else {
+        Body::from(bytes)
+    };
+    let mut r = (status, body).into_response();
+    for (k, v) in headers {
+        r.headers_mut()
+            .insert(k, HeaderValue::from_str(&v).unwrap());
+    }
+    r.headers_mut().insert(
+        header::CONTENT_LENGTH,
+        HeaderValue::from_str(&declared.to_string()).unwrap(),
+    );
+    r
+}
+
+fn tokio_stream_from(
+    mut rx: tokio::sync::mpsc::Receiver<Result<Vec<u8>, std::io::Error>>,
+) -> impl futures::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quick_xor_hash_matches_the_published_vectors() {
+        assert_eq!(quick_xor_hash(b""), "AAAAAAAAAAAAAAAAAAAAAAAAAAA=");
+        assert_eq!(quick_xor_hash(b"a"), "YQAAAAAAAAAAAAAAAQAAAAAAAAA=");
+        assert_eq!(
+            quick_xor_hash(b"hello world"),
+            "aCgDG9jwBhDc4Q1yawMZAAAAAAA="
+        );
+        let v: Vec<u8> = (0..4).flat_map(|_| 0..=255u8).collect();
+        assert_eq!(quick_xor_hash(&v), "h7xr2dbCayZCQYR9KKhlwDuT4UI=");
+    }
+
+    #[test]
+    fn dates_are_rfc3339() {
+        assert_eq!(chrono_like(0), "1970-01-01T00:00:00Z");
+        assert_eq!(chrono_like(1_700_000_000), "2023-11-14T22:13:20Z");
+    }
+}
