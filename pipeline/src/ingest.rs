@@ -573,9 +573,12 @@ async fn drive(job: Arc<Job>) -> anyhow::Result<()> {
         }
     }
     drop(list_rx);
-    // Files that failed before and that this listing did not name (a delta source
-    // names only what changed): looked up again, so that their retries happen.
-    if !job.winding_down() {
+    let outcome = lister.await?;
+    // Files that failed before and that a partial listing did not name (a delta source
+    // names only what changed): looked up again, so that their retries happen. A
+    // complete listing named every file still there (and wanted by the filters).
+    let partial = matches!(&outcome, Ok(o) if !o.complete);
+    if partial && !job.winding_down() {
         for sid in job
             .p
             .catalog
@@ -600,7 +603,6 @@ async fn drive(job: Arc<Job>) -> anyhow::Result<()> {
     }
     drop(work_tx);
     Progress::add(&pr.listing_done, 1);
-    let outcome = lister.await?;
     for w in workers {
         w.await?;
     }
