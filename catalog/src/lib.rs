@@ -21,6 +21,7 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 
 pub mod conflicts;
+pub mod vectors;
 
 pub use conflicts::{
     ConflictFilter, ConflictOp, ConflictRow, Namespace, Party, Policy, ResolveError,
@@ -53,6 +54,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         4,
         include_str!("../../migrations/sqlite/0004_conflicts.sql"),
     ),
+    (5, include_str!("../../migrations/sqlite/0005_vectors.sql")),
 ];
 
 /// Current time in Unix nanoseconds.

@@ -18,7 +18,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use raw::{Compression, ConflictPolicy, ConnectorKind, Role, SmbProtocol, SseKind, StoreKind};
+pub use raw::{
+    Compression, ConflictPolicy, ConnectorKind, EmbedderKind, Role, SmbProtocol, SseKind, StoreKind,
+};
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -31,7 +33,90 @@ pub struct Config {
     pub pipeline: PipelineConfig,
     pub api: ApiConfig,
     pub daemon: DaemonConfig,
+    pub vectorize: VectorizeConfig,
     pub connectors: Vec<ConnectorConfig>,
+}
+
+impl Config {
+    /// Ids of the connectors with `vectorize: true`.
+    pub fn vectorized_connectors(&self) -> Vec<String> {
+        self.connectors
+            .iter()
+            .filter(|c| c.vectorize)
+            .map(|c| c.id.clone())
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct VectorizeConfig {
+    pub embedder: EmbedderConfig,
+    pub store: VectorStoreConfig,
+    pub passage_tokens: usize,
+    pub passage_overlap: usize,
+    pub max_text_bytes: usize,
+    pub max_file_size: u64,
+    pub extract_timeout: Duration,
+    pub extract_memory: u64,
+    pub max_decompressed_bytes: u64,
+    pub extract_workers: usize,
+    pub max_attempts: u32,
+    pub retry_backoff: Duration,
+}
+
+impl VectorizeConfig {
+    /// The defaults, with the local model in `<state_dir>/models/all-MiniLM-L6-v2`.
+    pub fn with_state_dir(state_dir: &Path) -> VectorizeConfig {
+        VectorizeConfig {
+            embedder: EmbedderConfig::Local {
+                model_dir: state_dir.join("models").join("all-MiniLM-L6-v2"),
+                threads: 0,
+                batch_size: 32,
+            },
+            store: VectorStoreConfig::Catalog,
+            passage_tokens: 128,
+            passage_overlap: 16,
+            max_text_bytes: 4 << 20,
+            max_file_size: 256 << 20,
+            extract_timeout: Duration::from_secs(60),
+            extract_memory: 2 << 30,
+            max_decompressed_bytes: 512 << 20,
+            extract_workers: 2,
+            max_attempts: 3,
+            retry_backoff: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum EmbedderConfig {
+    Local {
+        model_dir: PathBuf,
+        /// 0 = the number of CPUs.
+        threads: usize,
+        batch_size: usize,
+    },
+    OpenAi {
+        url: String,
+        model: String,
+        dimensions: Option<usize>,
+        api_key: Option<Secret>,
+        batch_size: usize,
+        timeout: Duration,
+        concurrency: usize,
+    },
+    Ollama {
+        url: String,
+        model: String,
+        batch_size: usize,
+        timeout: Duration,
+        concurrency: usize,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VectorStoreConfig {
+    Catalog,
 }
 
 #[derive(Debug, Clone)]
@@ -157,6 +242,7 @@ pub struct ConnectorConfig {
     pub conflict_policy: ConflictPolicy,
     pub case_sensitive: bool,
     pub watch: bool,
+    pub vectorize: bool,
     pub source: SourceConfig,
 }
 

@@ -35,9 +35,120 @@ pub struct RawConfig {
     /// Daemon behaviour: concurrency, retries, retention, shutdown.
     #[serde(default)]
     pub daemon: Option<RawDaemon>,
+    /// Vectorization of connectors with `vectorize: true`: text extraction, passages,
+    /// embeddings and the vector store.
+    #[serde(default)]
+    pub vectorize: Option<RawVectorize>,
     /// The sources to ingest.
     #[serde(default)]
     pub connectors: Vec<RawConnector>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawVectorize {
+    /// The embedding model (default: `local` with all-MiniLM-L6-v2 in
+    /// `<state_dir>/models/all-MiniLM-L6-v2`).
+    #[serde(default)]
+    pub embedder: Option<RawEmbedder>,
+    /// Where vectors are kept (default: `catalog`, in the catalog database).
+    #[serde(default)]
+    pub store: Option<RawVectorStore>,
+    /// Largest passage in tokens (default 128, the length all-MiniLM-L6-v2 was trained on).
+    #[serde(default)]
+    pub passage_tokens: Option<u32>,
+    /// Tokens shared by consecutive passages (default 16).
+    #[serde(default)]
+    pub passage_overlap: Option<u32>,
+    /// Text kept per file (default 4MiB); the rest is not indexed.
+    #[serde(default)]
+    pub max_text_size: Option<RawSize>,
+    /// Files larger than this are skipped (default 256MiB).
+    #[serde(default)]
+    pub max_file_size: Option<RawSize>,
+    /// Wall time one file's extraction may take (default 60s).
+    #[serde(default)]
+    pub extract_timeout: Option<RawDuration>,
+    /// Address space of an extraction worker process (default 2GiB).
+    #[serde(default)]
+    pub extract_memory: Option<RawSize>,
+    /// Bytes a DOCX/XLSX/PPTX may decompress to (default 512MiB).
+    #[serde(default)]
+    pub max_decompressed_size: Option<RawSize>,
+    /// Files extracted at once (default 2).
+    #[serde(default)]
+    pub extract_workers: Option<u32>,
+    /// Attempts of a failing version before it stays failed (default 3).
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    /// Wait before retrying a failed version, doubling each time (default 1m).
+    #[serde(default)]
+    pub retry_backoff: Option<RawDuration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EmbedderKind {
+    /// A sentence-embedding model evaluated in-process on the CPU.
+    Local,
+    /// Any OpenAI-compatible `/v1/embeddings` endpoint.
+    Openai,
+    /// Ollama's `/api/embed`.
+    Ollama,
+}
+
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawEmbedder {
+    pub kind: EmbedderKind,
+    /// local: the model directory (config.json, tokenizer.json, model.safetensors).
+    #[serde(default)]
+    pub model_dir: Option<String>,
+    /// local: threads for inference (default: the number of CPUs).
+    #[serde(default)]
+    pub threads: Option<u32>,
+    /// openai/ollama: base URL (openai default `https://api.openai.com`, ollama default
+    /// `http://127.0.0.1:11434`).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// openai/ollama: the model name.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// openai: requested output dimensions (models that support shortening).
+    #[serde(default)]
+    pub dimensions: Option<u32>,
+    /// openai: API key (or `api_key_file`).
+    #[serde(default)]
+    pub api_key: Option<String>,
+    #[serde(default)]
+    pub api_key_file: Option<String>,
+    /// Passages per request / inference batch (default 32).
+    #[serde(default)]
+    pub batch_size: Option<u32>,
+    /// openai/ollama: time limit of one request (default 60s).
+    #[serde(default)]
+    pub timeout: Option<RawDuration>,
+    /// openai/ollama: requests in flight (default 2).
+    #[serde(default)]
+    pub concurrency: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum VectorStoreKind {
+    /// In the catalog database, searched by an in-memory index.
+    Catalog,
+    /// PostgreSQL with pgvector (not available yet).
+    Pgvector,
+}
+
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawVectorStore {
+    pub kind: VectorStoreKind,
+    /// pgvector: `postgres://…`.
+    #[serde(default)]
+    pub url: Option<String>,
 }
 
 #[derive(
@@ -384,4 +495,7 @@ pub struct RawConnector {
     /// are compared case-insensitively if either of them is.
     #[serde(default)]
     pub case_sensitive: Option<bool>,
+    /// Extract, embed and index this connector's documents (default false).
+    #[serde(default)]
+    pub vectorize: Option<bool>,
 }

@@ -136,6 +136,45 @@ pub enum Command {
     /// stdin, answers on stdout).
     #[command(hide = true)]
     SmbWorker,
+    /// Internal: a text-extraction worker process, started by the daemon for one file
+    /// (a request and the bytes on stdin, the text on stdout).
+    #[command(hide = true)]
+    ExtractWorker {
+        /// Address-space limit in bytes.
+        #[arg(long)]
+        memory: u64,
+        /// CPU-time limit in seconds.
+        #[arg(long)]
+        cpu_seconds: u64,
+    },
+    /// Search the documents of vectorized connectors by meaning, through the running
+    /// daemon's API (needs a token).
+    Search {
+        #[arg(short, long)]
+        config: PathBuf,
+        #[command(flatten)]
+        auth: TokenArgs,
+        /// Number of passages to return.
+        #[arg(short, default_value_t = 10)]
+        k: usize,
+        /// Only this connector's documents.
+        #[arg(long)]
+        connector: Option<String>,
+        /// Only documents under this path.
+        #[arg(long)]
+        path_prefix: Option<String>,
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+        /// What to look for.
+        query: String,
+    },
+    /// Drop the vector index and embed every document again with the configured
+    /// embedder (after changing the model). Stop the daemon first.
+    Reindex {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
     /// Probe the running daemon's liveness endpoint (for container health checks).
     Health {
         #[arg(short, long)]
@@ -271,7 +310,19 @@ pub async fn run(args: Cli) -> ExitCode {
             action,
         } => ctl(config, auth, action).await,
         Command::Health { config, ready } => health(config, ready).await,
-        Command::SmbWorker => unreachable!("handled in main before the runtime starts"),
+        Command::SmbWorker | Command::ExtractWorker { .. } => {
+            unreachable!("handled in main before the runtime starts")
+        }
+        Command::Search {
+            config,
+            auth,
+            k,
+            connector,
+            path_prefix,
+            json,
+            query,
+        } => search(config, auth, k, connector, path_prefix, json, query).await,
+        Command::Reindex { config } => reindex(config).await,
     };
     match result {
         Ok(code) => code,
@@ -881,16 +932,104 @@ fn fmt_ns(ns: i64) -> String {
         .to_string()
 }
 
-async fn ctl(path: PathBuf, auth: TokenArgs, action: CtlAction) -> anyhow::Result<ExitCode> {
-    let cfg = load!(path);
-    let token = match (auth.token, auth.token_file) {
+fn token_of(auth: TokenArgs) -> anyhow::Result<String> {
+    Ok(match (auth.token, auth.token_file) {
         (Some(t), _) => t,
         (None, Some(f)) => std::fs::read_to_string(&f)
             .with_context(|| format!("read token file {}", f.display()))?
             .trim_end()
             .to_string(),
         (None, None) => bail!("a token is needed: --token, --token-file or TRIBUTARY_TOKEN"),
-    };
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn search(
+    path: PathBuf,
+    auth: TokenArgs,
+    k: usize,
+    connector: Option<String>,
+    path_prefix: Option<String>,
+    json: bool,
+    query: String,
+) -> anyhow::Result<ExitCode> {
+    let cfg = load!(path);
+    let token = token_of(auth)?;
+    let (client, base) = api_client(&cfg)?;
+    let mut params = vec![("q", query), ("k", k.to_string())];
+    if let Some(c) = connector {
+        params.push(("connector", c));
+    }
+    if let Some(p) = path_prefix {
+        params.push(("path_prefix", p));
+    }
+    let resp = client
+        .get(format!("{base}/search"))
+        .query(&params)
+        .bearer_auth(token)
+        .send()
+        .await
+        .with_context(|| format!("reach the daemon at {base} (is `tributary run` running?)"))?;
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    if json || !status.is_success() {
+        println!("{text}");
+        return Ok(if status.is_success() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
+    }
+    let v: serde_json::Value = serde_json::from_str(&text).context("the daemon's answer")?;
+    let items = v["items"].as_array().cloned().unwrap_or_default();
+    if items.is_empty() {
+        println!("no match");
+    }
+    for (n, h) in items.iter().enumerate() {
+        let location = h["location"]
+            .as_str()
+            .map(|l| format!(" ({l})"))
+            .unwrap_or_default();
+        println!(
+            "{}. {:.3}  {}{location}  [item {}, version {}]",
+            n + 1,
+            h["score"].as_f64().unwrap_or(0.0),
+            h["path"].as_str().unwrap_or(""),
+            h["item_id"],
+            h["version_id"],
+        );
+        let text: String = h["text"]
+            .as_str()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let short: String = text.chars().take(240).collect();
+        println!(
+            "   {short}{}",
+            if short.len() < text.len() { "…" } else { "" }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn reindex(path: PathBuf) -> anyhow::Result<ExitCode> {
+    let cfg = load!(path);
+    let catalog = wiring::open_catalog(&cfg).await?;
+    match tributary_vectorize::reindex(&catalog, &cfg.vectorize).await {
+        Ok((embedder, dropped)) => {
+            println!(
+                "dropped {dropped} passages; the daemon will embed every document of the vectorized connectors again with {embedder}"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => bail!("reindex: {e}"),
+    }
+}
+
+async fn ctl(path: PathBuf, auth: TokenArgs, action: CtlAction) -> anyhow::Result<ExitCode> {
+    let cfg = load!(path);
+    let token = token_of(auth)?;
     let (client, base) = api_client(&cfg)?;
     let (path, body) = match &action {
         CtlAction::Run { connector, full } => (

@@ -40,6 +40,18 @@ fn main() -> ExitCode {
         #[cfg(not(feature = "smb"))]
         return ExitCode::from(2);
     }
+    if let cli::Command::ExtractWorker {
+        memory,
+        cpu_seconds,
+    } = args.command
+    {
+        // a child of the daemon: extracts the text of one untrusted file
+        let limits = tributary_extract::worker::ProcessLimits {
+            memory_bytes: memory,
+            cpu_seconds,
+        };
+        return ExitCode::from(tributary_extract::worker::main(limits) as u8);
+    }
     cli::init_tracing(&args);
     if let Ok(spec) = std::env::var("TRIBUTARY_FAULT_POINT")
         && let Err(e) = tributary_pipeline::fault::install(&spec)

@@ -26,10 +26,13 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tributary_api::{AppState, AuthConfig, ConnectorStatus, Control, ControlError, LiveJob};
+use tributary_api::{
+    AppState, AuthConfig, ConnectorStatus, Control, ControlError, LiveJob, SearchQuery,
+};
 use tributary_config::{Config, ConnectorConfig, SourceConfig};
 use tributary_connectors::Connector;
 use tributary_pipeline::{JobControl, JobKind, JobSpec, JobStatus, Pipeline, Progress, StopReason};
+use tributary_vectorize::{SearchError, Vectorizer};
 
 use crate::sdnotify::Notifier;
 use crate::wiring;
@@ -93,6 +96,8 @@ pub struct Daemon {
     tracker: TaskTracker,
     metrics: Metrics,
     auth: Arc<RwLock<AuthConfig>>,
+    /// The vectorization service, once a connector has `vectorize: true`.
+    vectors: RwLock<Option<Arc<Vectorizer>>>,
 }
 
 fn connector_json(c: &ConnectorConfig) -> serde_json::Value {
@@ -180,7 +185,43 @@ impl Daemon {
             live: Mutex::new(HashMap::new()),
             tracker: TaskTracker::new(),
             metrics: Metrics::default(),
+            vectors: RwLock::new(None),
         }))
+    }
+
+    fn vectorizer(&self) -> Option<Arc<Vectorizer>> {
+        self.vectors.read().unwrap().clone()
+    }
+
+    /// Starts the vectorization service when a connector is vectorized (and tells a
+    /// running one which connectors are).
+    fn ensure_vectorizer(self: &Arc<Self>) {
+        let cfg = self.config();
+        let connectors = cfg.vectorized_connectors();
+        if let Some(v) = self.vectorizer() {
+            v.set_connectors(connectors);
+            return;
+        }
+        if connectors.is_empty() {
+            return;
+        }
+        let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("tributary"));
+        let v = Vectorizer::new(
+            self.pipeline.catalog.clone(),
+            self.pipeline.store.clone(),
+            cfg.vectorize.clone(),
+            connectors,
+            exe,
+        );
+        *self.vectors.write().unwrap() = Some(v.clone());
+        let stop = self.shutdown.clone();
+        tokio::spawn(v.run(stop));
+    }
+
+    fn notify_vectorizer(&self) {
+        if let Some(v) = self.vectorizer() {
+            v.notify();
+        }
     }
 
     fn config(&self) -> Arc<Config> {
@@ -345,6 +386,7 @@ impl Daemon {
         };
         self.observe_duration(&status, started.elapsed());
         self.live.lock().unwrap().remove(&job_id);
+        self.notify_vectorizer();
         let rerun = {
             let mut conns = self.conns.lock().unwrap();
             match conns.get_mut(&id) {
@@ -614,15 +656,22 @@ impl Daemon {
         let restart_required = format!("{:?}{:?}{:?}", old.catalog, old.object_store, old.pipeline)
             != format!("{:?}{:?}{:?}", new.catalog, new.object_store, new.pipeline)
             || old.api.listen != new.api.listen;
+        let vectorize_changed = format!("{:?}", old.vectorize) != format!("{:?}", new.vectorize);
         *self.auth.write().unwrap() = auth_of(&new);
         *self.cfg.write().unwrap() = Arc::new(new);
+        self.ensure_vectorizer();
         tracing::info!(?added, ?removed, ?changed, "configuration reloaded");
         Ok(json!({
             "reloaded": true,
             "added": added,
             "removed": removed,
             "changed": changed,
-            "restart_required_for": if restart_required { json!(["catalog, object_store, pipeline or api.listen changed: restart to apply"]) } else { json!([]) },
+            "restart_required_for": match (restart_required, vectorize_changed) {
+                (false, false) => json!([]),
+                (true, false) => json!(["catalog, object_store, pipeline or api.listen changed: restart to apply"]),
+                (false, true) => json!(["vectorize changed: restart to apply"]),
+                (true, true) => json!(["catalog, object_store, pipeline or api.listen changed: restart to apply", "vectorize changed: restart to apply"]),
+            },
         }))
     }
 }
@@ -635,6 +684,12 @@ impl std::ops::Deref for Handle {
     fn deref(&self) -> &Arc<Daemon> {
         &self.0
     }
+}
+
+fn vectors_off() -> ControlError {
+    ControlError::VectorsUnavailable(
+        "vectorization is off: no connector has `vectorize: true`".into(),
+    )
 }
 
 #[async_trait]
@@ -730,6 +785,7 @@ impl Control for Handle {
                 }
             }
         }
+        self.notify_vectorizer();
         Ok(c)
     }
 
@@ -765,6 +821,33 @@ impl Control for Handle {
 
     async fn reload(&self) -> Result<serde_json::Value, ControlError> {
         self.reload_config().await
+    }
+
+    async fn search(&self, q: SearchQuery) -> Result<serde_json::Value, ControlError> {
+        let v = self.vectorizer().ok_or_else(vectors_off)?;
+        let hits = v
+            .search(&q.q, q.k, q.connector.as_deref(), q.path_prefix.as_deref())
+            .await
+            .map_err(|e| match e {
+                SearchError::NotReady(m) | SearchError::Embedder(m) => {
+                    ControlError::VectorsUnavailable(m)
+                }
+                SearchError::Catalog(e) => ControlError::Internal(e.to_string()),
+            })?;
+        Ok(json!({ "items": hits }))
+    }
+
+    async fn vector_queue(&self) -> Result<serde_json::Value, ControlError> {
+        let v = self.vectorizer().ok_or_else(vectors_off)?;
+        let s = v
+            .status()
+            .await
+            .map_err(|e| ControlError::Internal(e.to_string()))?;
+        Ok(serde_json::to_value(s).unwrap_or_default())
+    }
+
+    fn vectors_ready(&self) -> Option<Result<(), String>> {
+        self.vectorizer().map(|v| v.ready())
     }
 
     async fn metrics(&self) -> String {
@@ -915,6 +998,9 @@ impl Control for Handle {
                 );
             }
         }
+        if let Some(v) = self.vectorizer() {
+            out.push_str(&v.metrics().await);
+        }
         out
     }
 }
@@ -993,6 +1079,7 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
         daemon.start_tasks(id);
     }
     daemon.start_background();
+    daemon.ensure_vectorizer();
     for id in &ids {
         let last = daemon.pipeline.catalog.last_job(id).await?;
         if interrupted.contains(id) || last.is_some_and(|j| j.status == "interrupted") {

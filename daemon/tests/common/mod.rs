@@ -248,3 +248,20 @@ impl Running {
         self.latest_job(connector).await
     }
 }
+
+/// The embedded default model (all-MiniLM-L6-v2), put in place by
+/// `scripts/fetch-model.sh` (`.ci/run` does it); `TRIBUTARY_MODEL_DIR` overrides.
+pub fn model_dir() -> PathBuf {
+    let dir = std::env::var_os("TRIBUTARY_MODEL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME"))
+                .join(".cache/tributary/models/all-MiniLM-L6-v2")
+        });
+    assert!(
+        dir.join("model.safetensors").is_file(),
+        "no model in {} (run scripts/fetch-model.sh {0} or set TRIBUTARY_MODEL_DIR)",
+        dir.display()
+    );
+    dir
+}

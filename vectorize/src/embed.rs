@@ -1,0 +1,398 @@
+//! Embedders: the local model and HTTP providers behind one trait.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tributary_config::{EmbedderConfig, Secret};
+use tributary_embed_local::Model;
+
+use crate::split::{ApproxSizer, Sizer};
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EmbedError {
+    /// The provider is down, throttling past the retry budget or misconfigured: the
+    /// items wait, they are not at fault.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The input was refused.
+    #[error("{0}")]
+    Rejected(String),
+}
+
+#[async_trait]
+pub trait Embedder: Send + Sync {
+    /// What produces the vectors (kind, model, weights or dimensions): vectors of two
+    /// embedders are comparable only when this is equal.
+    fn id(&self) -> String;
+    /// Output dimension, once known.
+    fn dim(&self) -> Option<usize>;
+    /// Passages per call.
+    fn batch_size(&self) -> usize;
+    /// Unit-length vectors of `texts`, in order.
+    async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError>;
+    /// The measure of text in this embedder's tokens.
+    fn sizer(&self) -> Arc<dyn Sizer>;
+}
+
+/// Builds the configured embedder. The local model is loaded here (on a blocking
+/// thread); a missing model directory is an error that names the setup script.
+pub async fn build(cfg: &EmbedderConfig) -> Result<Arc<dyn Embedder>, String> {
+    match cfg {
+        EmbedderConfig::Local {
+            model_dir,
+            threads,
+            batch_size,
+        } => {
+            let dir = model_dir.clone();
+            let model = tokio::task::spawn_blocking(move || Model::load(&dir))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| {
+                    format!(
+                        "{e} (fetch the model with `scripts/fetch-model.sh {}`)",
+                        model_dir.display()
+                    )
+                })?;
+            let threads = if *threads == 0 {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            } else {
+                *threads
+            };
+            let model = Arc::new(model);
+            Ok(Arc::new(LocalEmbedder {
+                sizer: Arc::new(ModelSizer(model.clone())),
+                model,
+                threads,
+                batch_size: *batch_size,
+            }))
+        }
+        EmbedderConfig::OpenAi {
+            url,
+            model,
+            dimensions,
+            api_key,
+            batch_size,
+            timeout,
+            concurrency,
+        } => Ok(Arc::new(HttpEmbedder::new(
+            Flavor::OpenAi {
+                dimensions: *dimensions,
+                api_key: api_key.clone(),
+            },
+            url,
+            model,
+            *batch_size,
+            *timeout,
+            *concurrency,
+        )?)),
+        EmbedderConfig::Ollama {
+            url,
+            model,
+            batch_size,
+            timeout,
+            concurrency,
+        } => Ok(Arc::new(HttpEmbedder::new(
+            Flavor::Ollama,
+            url,
+            model,
+            *batch_size,
+            *timeout,
+            *concurrency,
+        )?)),
+    }
+}
+
+pub struct LocalEmbedder {
+    model: Arc<Model>,
+    sizer: Arc<dyn Sizer>,
+    threads: usize,
+    batch_size: usize,
+}
+
+struct ModelSizer(Arc<Model>);
+
+impl Sizer for ModelSizer {
+    fn spans(&self, text: &str) -> Vec<(usize, usize)> {
+        self.0
+            .token_spans(text)
+            .unwrap_or_else(|_| ApproxSizer.spans(text))
+    }
+}
+
+#[async_trait]
+impl Embedder for LocalEmbedder {
+    fn id(&self) -> String {
+        format!(
+            "local dim {} blake3:{}",
+            self.model.dim(),
+            &self.model.fingerprint()[..16]
+        )
+    }
+
+    fn dim(&self) -> Option<usize> {
+        Some(self.model.dim())
+    }
+
+    fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let model = self.model.clone();
+        let threads = self.threads;
+        tokio::task::spawn_blocking(move || {
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            model.embed(&refs, threads)
+        })
+        .await
+        .map_err(|e| EmbedError::Unavailable(format!("embedding thread: {e}")))?
+        .map_err(|e| EmbedError::Rejected(e.to_string()))
+    }
+
+    fn sizer(&self) -> Arc<dyn Sizer> {
+        self.sizer.clone()
+    }
+}
+
+enum Flavor {
+    OpenAi {
+        dimensions: Option<usize>,
+        api_key: Option<Secret>,
+    },
+    Ollama,
+}
+
+/// OpenAI-compatible `/v1/embeddings` or Ollama `/api/embed`. 429 and 5xx are retried
+/// with capped exponential backoff that honours `Retry-After`; after the retry budget
+/// the provider counts as unavailable.
+pub struct HttpEmbedder {
+    flavor: Flavor,
+    url: String,
+    model: String,
+    batch_size: usize,
+    client: reqwest::Client,
+    gate: tokio::sync::Semaphore,
+    dim: std::sync::OnceLock<usize>,
+}
+
+const MAX_TRIES: u32 = 6;
+
+impl HttpEmbedder {
+    fn new(
+        flavor: Flavor,
+        url: &str,
+        model: &str,
+        batch_size: usize,
+        timeout: Duration,
+        concurrency: usize,
+    ) -> Result<HttpEmbedder, String> {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .user_agent(concat!("tributary/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("HTTP client: {e}"))?;
+        Ok(HttpEmbedder {
+            flavor,
+            url: url.trim_end_matches('/').to_string(),
+            model: model.to_string(),
+            batch_size,
+            client,
+            gate: tokio::sync::Semaphore::new(concurrency.max(1)),
+            dim: Default::default(),
+        })
+    }
+
+    fn endpoint(&self) -> String {
+        match self.flavor {
+            Flavor::OpenAi { .. } => {
+                if self.url.ends_with("/v1") {
+                    format!("{}/embeddings", self.url)
+                } else {
+                    format!("{}/v1/embeddings", self.url)
+                }
+            }
+            Flavor::Ollama => format!("{}/api/embed", self.url),
+        }
+    }
+
+    async fn call(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let body = match &self.flavor {
+            Flavor::OpenAi { dimensions, .. } => {
+                let mut b = serde_json::json!({"model": self.model, "input": texts, "encoding_format": "float"});
+                if let Some(d) = dimensions {
+                    b["dimensions"] = (*d).into();
+                }
+                b
+            }
+            Flavor::Ollama => {
+                serde_json::json!({"model": self.model, "input": texts, "truncate": true})
+            }
+        };
+        let endpoint = self.endpoint();
+        let mut delay = Duration::from_millis(500);
+        let mut last = String::new();
+        for attempt in 1..=MAX_TRIES {
+            let mut req = self.client.post(&endpoint).json(&body);
+            if let Flavor::OpenAi {
+                api_key: Some(k), ..
+            } = &self.flavor
+            {
+                req = req.bearer_auth(k.expose());
+            }
+            let wait = match req.send().await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    if status.is_success() {
+                        let v: serde_json::Value = resp.json().await.map_err(|e| {
+                            EmbedError::Unavailable(format!("{endpoint}: unreadable response: {e}"))
+                        })?;
+                        return self.parse(&v, texts.len());
+                    }
+                    let retry_after = resp
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|h| h.to_str().ok())
+                        .and_then(parse_retry_after);
+                    let text = resp.text().await.unwrap_or_default();
+                    let text: String = text.chars().take(300).collect();
+                    last = format!("{endpoint}: HTTP {status}: {text}");
+                    if status.as_u16() == 429 || status.is_server_error() {
+                        retry_after.unwrap_or(delay)
+                    } else if status.as_u16() == 401 || status.as_u16() == 403 {
+                        return Err(EmbedError::Unavailable(format!(
+                            "{endpoint}: HTTP {status}: the API key was refused"
+                        )));
+                    } else {
+                        return Err(EmbedError::Rejected(last));
+                    }
+                }
+                Err(e) => {
+                    last = format!("{endpoint}: {e}");
+                    delay
+                }
+            };
+            if attempt == MAX_TRIES {
+                break;
+            }
+            tracing::warn!(
+                attempt,
+                wait_ms = wait.as_millis() as u64,
+                "embedder: {last}; retrying"
+            );
+            tokio::time::sleep(wait.min(Duration::from_secs(120))).await;
+            delay = (delay * 2).min(Duration::from_secs(30));
+        }
+        Err(EmbedError::Unavailable(last))
+    }
+
+    fn parse(&self, v: &serde_json::Value, n: usize) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let bad = |m: &str| EmbedError::Unavailable(format!("{}: {m}", self.endpoint()));
+        let rows: Vec<Vec<f32>> = match self.flavor {
+            Flavor::OpenAi { .. } => {
+                let mut data: Vec<(usize, Vec<f32>)> = v["data"]
+                    .as_array()
+                    .ok_or_else(|| bad("no `data` in the response"))?
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| {
+                        let idx = d["index"].as_u64().map(|x| x as usize).unwrap_or(i);
+                        (idx, floats(&d["embedding"]))
+                    })
+                    .collect();
+                data.sort_by_key(|(i, _)| *i);
+                data.into_iter().map(|(_, v)| v).collect()
+            }
+            Flavor::Ollama => v["embeddings"]
+                .as_array()
+                .ok_or_else(|| bad("no `embeddings` in the response"))?
+                .iter()
+                .map(floats)
+                .collect(),
+        };
+        if rows.len() != n || rows.iter().any(Vec::is_empty) {
+            return Err(bad(&format!("expected {n} embeddings, got {}", rows.len())));
+        }
+        let dim = *self.dim.get_or_init(|| rows[0].len());
+        if rows.iter().any(|r| r.len() != dim) {
+            return Err(bad(&format!("embeddings of another dimension than {dim}")));
+        }
+        Ok(rows.into_iter().map(normalize).collect())
+    }
+}
+
+fn floats(v: &serde_json::Value) -> Vec<f32> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_f64())
+                .map(|x| x as f32)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn normalize(mut v: Vec<f32>) -> Vec<f32> {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if n > 0.0 {
+        v.iter_mut().for_each(|x| *x /= n);
+    }
+    v
+}
+
+/// `Retry-After`: seconds or an HTTP date.
+fn parse_retry_after(s: &str) -> Option<Duration> {
+    if let Ok(secs) = s.trim().parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let t = chrono::DateTime::parse_from_rfc2822(s.trim()).ok()?;
+    let ms = (t.timestamp_millis() - chrono::Utc::now().timestamp_millis()).max(0);
+    Some(Duration::from_millis(ms as u64))
+}
+
+#[async_trait]
+impl Embedder for HttpEmbedder {
+    fn id(&self) -> String {
+        match &self.flavor {
+            Flavor::OpenAi { dimensions, .. } => format!(
+                "openai {}{}",
+                self.model,
+                dimensions.map(|d| format!(" dim {d}")).unwrap_or_default()
+            ),
+            Flavor::Ollama => format!("ollama {}", self.model),
+        }
+    }
+
+    fn dim(&self) -> Option<usize> {
+        self.dim.get().copied()
+    }
+
+    fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let _permit = self.gate.acquire().await.expect("never closed");
+        self.call(&texts).await
+    }
+
+    fn sizer(&self) -> Arc<dyn Sizer> {
+        Arc::new(ApproxSizer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_and_dates() {
+        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
+        let later = chrono::Utc::now() + chrono::Duration::seconds(30);
+        let d = parse_retry_after(&later.to_rfc2822()).unwrap();
+        assert!(d > Duration::from_secs(25) && d <= Duration::from_secs(30));
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+}

@@ -1,0 +1,767 @@
+//! Vectorization, the pipeline's last stage: committed versions of connectors with
+//! `vectorize: true` are extracted (in worker processes), split into passages,
+//! embedded in batches across items and stored with the catalog; search answers
+//! semantic queries over them.
+//!
+//! The queue is the catalog itself: a version waits while it is the current, visible
+//! content of a vectorized item and has no index state ([`tributary_catalog::vectors`]).
+//! Content is read back from the object store, never from the source (design
+//! invariant 4). A version whose digest was indexed before (a copy, a rename) reuses
+//! those passages without extraction or embedding. Nothing here blocks content storage:
+//! an embedder that is down leaves versions waiting, and a file that breaks an
+//! extractor fails only its own index state.
+
+pub mod embed;
+pub mod extractor;
+pub mod index;
+pub mod split;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use tributary_catalog::Catalog;
+use tributary_catalog::vectors::{IndexTask, NewPassage};
+use tributary_config::VectorizeConfig;
+use tributary_extract::{ExtractError, Limits};
+use tributary_store::ObjectStore;
+
+pub use embed::{EmbedError, Embedder};
+pub use extractor::Extractor;
+pub use index::VectorIndex;
+
+/// Tasks taken from the queue per round; their passages are embedded together.
+const ROUND: i64 = 16;
+
+enum Phase {
+    Starting,
+    Ready {
+        embedder: Arc<dyn Embedder>,
+        index: Arc<RwLock<VectorIndex>>,
+    },
+    Failed(String),
+}
+
+#[derive(Default)]
+struct Counters {
+    indexed: AtomicU64,
+    failed: AtomicU64,
+    skipped: AtomicU64,
+    reused: AtomicU64,
+    passages: AtomicU64,
+    embed_seconds_ms: AtomicU64,
+    extract_seconds_ms: AtomicU64,
+}
+
+/// The vectorization service of a daemon.
+pub struct Vectorizer {
+    catalog: Catalog,
+    store: Arc<dyn ObjectStore>,
+    cfg: VectorizeConfig,
+    connectors: RwLock<Vec<String>>,
+    extractor: Extractor,
+    phase: RwLock<Arc<Phase>>,
+    wake: tokio::sync::Notify,
+    counters: Counters,
+    busy: AtomicU64,
+}
+
+/// One search hit.
+#[derive(Debug, Clone, Serialize)]
+pub struct Hit {
+    pub score: f32,
+    pub item_id: i64,
+    pub version_id: i64,
+    pub connector: String,
+    pub path: String,
+    pub passage: i64,
+    pub location: Option<String>,
+    pub text: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    /// The index cannot answer now (starting, model missing, embedder changed).
+    #[error("{0}")]
+    NotReady(String),
+    #[error("{0}")]
+    Embedder(String),
+    #[error(transparent)]
+    Catalog(#[from] tributary_catalog::CatalogError),
+}
+
+/// Queue depth and progress for `/api/v1/queue` and `/metrics`.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueueStatus {
+    pub state: String,
+    pub error: Option<String>,
+    pub embedder: Option<String>,
+    pub dim: Option<usize>,
+    pub connectors: Vec<String>,
+    pub pending: i64,
+    pub indexed: i64,
+    pub failed: i64,
+    pub skipped: i64,
+    pub passages: i64,
+    pub index_vectors: usize,
+    pub index_memory_bytes: usize,
+    pub totals: QueueTotals,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QueueTotals {
+    pub indexed: u64,
+    pub failed: u64,
+    pub skipped: u64,
+    pub reused: u64,
+    pub passages_embedded: u64,
+    pub embed_seconds: f64,
+    pub extract_seconds: f64,
+}
+
+impl Vectorizer {
+    /// A service for `connectors` (those with `vectorize: true`); `exe` is the binary
+    /// whose `extract-worker` subcommand extracts text.
+    pub fn new(
+        catalog: Catalog,
+        store: Arc<dyn ObjectStore>,
+        cfg: VectorizeConfig,
+        connectors: Vec<String>,
+        exe: std::path::PathBuf,
+    ) -> Arc<Vectorizer> {
+        let extractor = Extractor {
+            exe,
+            limits: Limits {
+                max_text_bytes: cfg.max_text_bytes,
+                max_decompressed_bytes: cfg.max_decompressed_bytes,
+            },
+            memory_bytes: cfg.extract_memory,
+            timeout: cfg.extract_timeout,
+        };
+        Arc::new(Vectorizer {
+            catalog,
+            store,
+            cfg,
+            connectors: RwLock::new(connectors),
+            extractor,
+            phase: RwLock::new(Arc::new(Phase::Starting)),
+            wake: tokio::sync::Notify::new(),
+            counters: Counters::default(),
+            busy: AtomicU64::new(0),
+        })
+    }
+
+    /// Something was committed: look at the queue now.
+    pub fn notify(&self) {
+        self.wake.notify_one();
+    }
+
+    /// The vectorized connectors changed (a reload).
+    pub fn set_connectors(&self, connectors: Vec<String>) {
+        *self.connectors.write().expect("lock") = connectors;
+        self.notify();
+    }
+
+    fn connectors(&self) -> Vec<String> {
+        self.connectors.read().expect("lock").clone()
+    }
+
+    fn phase(&self) -> Arc<Phase> {
+        self.phase.read().expect("lock").clone()
+    }
+
+    /// `Ok` when searches can be answered; otherwise why not.
+    pub fn ready(&self) -> Result<(), String> {
+        match &*self.phase() {
+            Phase::Ready { .. } => Ok(()),
+            Phase::Starting => Err("the embedder is loading".into()),
+            Phase::Failed(e) => Err(e.clone()),
+        }
+    }
+
+    /// Loads the embedder and the index, then works the queue until `shutdown`.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            match self.start().await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::error!("vectorizer: {e}");
+                    *self.phase.write().expect("lock") = Arc::new(Phase::Failed(e));
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+                    }
+                }
+            }
+        }
+        loop {
+            let worked = match self.round(&shutdown).await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!("vectorizer: {e:#}");
+                    0
+                }
+            };
+            if shutdown.is_cancelled() {
+                return;
+            }
+            if worked == 0 {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(self.cfg.retry_backoff.min(Duration::from_secs(60))) => {}
+                }
+            }
+        }
+    }
+
+    async fn start(&self) -> Result<(), String> {
+        let embedder = embed::build(&self.cfg.embedder).await?;
+        let id = embedder.id();
+        let stored = self
+            .catalog
+            .vector_meta("embedder")
+            .await
+            .map_err(|e| e.to_string())?;
+        let stored_dim: Option<usize> = self
+            .catalog
+            .vector_meta("dim")
+            .await
+            .map_err(|e| e.to_string())?
+            .and_then(|d| d.parse().ok());
+        let dim = embedder.dim();
+        match stored {
+            Some(s) if s != id => {
+                return Err(format!(
+                    "the vector index was built by `{s}`{}, but the configured embedder is `{id}`{}: \
+                     vectors of different models cannot be compared. Run `tributary reindex` to \
+                     drop the index and embed everything again with the configured embedder",
+                    stored_dim
+                        .map(|d| format!(" ({d} dimensions)"))
+                        .unwrap_or_default(),
+                    dim.map(|d| format!(" ({d} dimensions)"))
+                        .unwrap_or_default(),
+                ));
+            }
+            Some(_) => {}
+            None => {
+                self.catalog
+                    .reset_vectors(&id, dim.or(stored_dim).unwrap_or(0))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        let index_dim = dim.or(stored_dim).unwrap_or(0);
+        let index = Arc::new(RwLock::new(VectorIndex::new(index_dim)));
+        self.load_index(&index).await.map_err(|e| e.to_string())?;
+        tracing::info!(
+            embedder = %id,
+            vectors = index.read().expect("lock").len(),
+            "vectorizer ready"
+        );
+        *self.phase.write().expect("lock") = Arc::new(Phase::Ready { embedder, index });
+        Ok(())
+    }
+
+    async fn load_index(
+        &self,
+        index: &Arc<RwLock<VectorIndex>>,
+    ) -> Result<(), tributary_catalog::CatalogError> {
+        let mut after = 0;
+        loop {
+            let page = self.catalog.passage_vectors(after, 5000).await?;
+            let Some(last) = page.last() else { break };
+            after = last.id;
+            let mut idx = index.write().expect("lock");
+            if idx.dim() == 0 {
+                *idx = VectorIndex::new(page[0].embedding.len());
+            }
+            for p in &page {
+                idx.insert(p.id, p.item_id, p.version_id, &p.connector, &p.embedding);
+            }
+        }
+        Ok(())
+    }
+
+    /// One round: drop what went stale, then index up to [`ROUND`] waiting versions.
+    /// Returns the number of versions handled.
+    async fn round(&self, shutdown: &CancellationToken) -> anyhow::Result<usize> {
+        let phase = self.phase();
+        let Phase::Ready { embedder, index } = &*phase else {
+            return Ok(0);
+        };
+        let connectors = self.connectors();
+        let stale = self.catalog.stale_indexed(&connectors).await?;
+        if !stale.is_empty() {
+            let n = self.catalog.drop_passages(&stale).await?;
+            let mut idx = index.write().expect("lock");
+            for v in &stale {
+                idx.remove_version(*v);
+            }
+            tracing::debug!(
+                versions = stale.len(),
+                passages = n,
+                "vectorizer: dropped stale passages"
+            );
+        }
+        let retry_before = tributary_catalog::now_ns() - self.cfg.retry_backoff.as_nanos() as i64;
+        let tasks = self
+            .catalog
+            .index_queue(
+                &connectors,
+                self.cfg.max_attempts as i64,
+                retry_before,
+                ROUND,
+            )
+            .await?;
+        if tasks.is_empty() {
+            return Ok(0);
+        }
+        self.busy.store(tasks.len() as u64, Ordering::Relaxed);
+        let n = tasks.len();
+        // Extract (in parallel, bounded), then embed every passage of the round in
+        // batches, then store item by item.
+        let sizer = embedder.sizer();
+        let prepared: Vec<(IndexTask, Prepared)> = futures::stream::iter(tasks)
+            .map(|t| {
+                let sizer = sizer.clone();
+                async move {
+                    let p = self.prepare(&t, sizer).await;
+                    (t, p)
+                }
+            })
+            .buffer_unordered(self.cfg.extract_workers.max(1))
+            .collect()
+            .await;
+        if shutdown.is_cancelled() {
+            return Ok(0);
+        }
+        let mut texts = Vec::new();
+        for (_, p) in &prepared {
+            if let Prepared::Passages { passages, .. } = p {
+                texts.extend(passages.iter().map(|x| x.text.clone()));
+            }
+        }
+        let started = Instant::now();
+        let mut vectors: Result<Vec<Vec<f32>>, EmbedError> = Ok(Vec::with_capacity(texts.len()));
+        for batch in texts.chunks(embedder.batch_size().max(1)) {
+            match embedder.embed(batch.to_vec()).await {
+                Ok(v) => {
+                    if let Ok(all) = &mut vectors {
+                        all.extend(v)
+                    }
+                }
+                Err(e) => {
+                    vectors = Err(e);
+                    break;
+                }
+            }
+        }
+        self.counters
+            .embed_seconds_ms
+            .fetch_add(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        let mut offset = 0;
+        for (task, p) in prepared {
+            match p {
+                Prepared::Skip(reason) => {
+                    self.catalog
+                        .set_index_state(&task, "skipped", Some(&reason), None)
+                        .await?;
+                    self.counters.skipped.fetch_add(1, Ordering::Relaxed);
+                }
+                Prepared::Fail(reason, format) => {
+                    tracing::warn!(
+                        connector = %task.connector,
+                        path = %String::from_utf8_lossy(&task.path),
+                        "vectorize failed: {reason}"
+                    );
+                    self.catalog
+                        .set_index_state(&task, "failed", Some(&reason), format.as_deref())
+                        .await?;
+                    self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                }
+                Prepared::Reuse(format, passages) => {
+                    self.commit(
+                        index,
+                        &task,
+                        &format,
+                        passages,
+                        Some("passages reused from identical content"),
+                    )
+                    .await?;
+                    self.counters.reused.fetch_add(1, Ordering::Relaxed);
+                }
+                Prepared::Passages {
+                    format,
+                    passages,
+                    truncated,
+                } => {
+                    let count = passages.len();
+                    match &vectors {
+                        Ok(all) => {
+                            let mine = &all[offset..offset + count];
+                            let rows = passages
+                                .into_iter()
+                                .zip(mine)
+                                .map(|(p, v)| NewPassage {
+                                    location: p.location,
+                                    text: p.text,
+                                    embedding: v.clone(),
+                                })
+                                .collect();
+                            let note = truncated.then_some("text cut at max_text_size");
+                            self.commit(index, &task, &format, rows, note).await?;
+                            self.counters
+                                .passages
+                                .fetch_add(count as u64, Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            // Unavailable: the version waits without using an attempt.
+                            let mut t = task.clone();
+                            if matches!(e, EmbedError::Unavailable(_)) {
+                                t.attempts -= 1;
+                            }
+                            self.catalog
+                                .set_index_state(
+                                    &t,
+                                    "failed",
+                                    Some(&format!("embedder: {e}")),
+                                    Some(&format),
+                                )
+                                .await?;
+                            self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    offset += count;
+                }
+            }
+        }
+        self.busy.store(0, Ordering::Relaxed);
+        if let Err(e) = &vectors {
+            tracing::warn!("vectorizer: embedder: {e}");
+            if matches!(e, EmbedError::Unavailable(_)) {
+                // Let the provider recover before the next round.
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    async fn commit(
+        &self,
+        index: &Arc<RwLock<VectorIndex>>,
+        task: &IndexTask,
+        format: &str,
+        passages: Vec<NewPassage>,
+        note: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let Some((ids, replaced)) = self
+            .catalog
+            .store_passages(task, format, &passages, note)
+            .await?
+        else {
+            return Ok(()); // superseded meanwhile; the next round takes the new version
+        };
+        let mut idx = index.write().expect("lock");
+        for v in replaced {
+            idx.remove_version(v);
+        }
+        idx.remove_version(task.version_id);
+        if idx.dim() == 0
+            && let Some(p) = passages.first()
+        {
+            *idx = VectorIndex::new(p.embedding.len());
+        }
+        for (id, p) in ids.into_iter().zip(&passages) {
+            idx.insert(
+                id,
+                task.item_id,
+                task.version_id,
+                &task.connector,
+                &p.embedding,
+            );
+        }
+        self.counters.indexed.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn prepare(&self, task: &IndexTask, sizer: Arc<dyn split::Sizer>) -> Prepared {
+        if task.size > self.cfg.max_file_size {
+            return Prepared::Skip(format!(
+                "larger than vectorize.max_file_size ({} bytes)",
+                self.cfg.max_file_size
+            ));
+        }
+        if let Some(d) = &task.digest {
+            match self.catalog.passages_by_digest(d, task.version_id).await {
+                Ok(Some((format, passages))) => return Prepared::Reuse(format, passages),
+                Ok(None) => {}
+                Err(e) => return Prepared::Fail(format!("catalog: {e}"), None),
+            }
+        }
+        let bytes = match self.read_version(task.version_id).await {
+            Ok(b) => b,
+            Err(e) => return Prepared::Fail(format!("reading the stored content: {e:#}"), None),
+        };
+        let name = String::from_utf8_lossy(&task.path)
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let started = Instant::now();
+        let result = self.extractor.extract(&name, &bytes).await;
+        self.counters
+            .extract_seconds_ms
+            .fetch_add(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        drop(bytes);
+        match result {
+            Err(ExtractError::Unsupported(why)) => Prepared::Skip(why),
+            Err(ExtractError::Failed(why)) => Prepared::Fail(why, None),
+            Ok(x) => {
+                let (tokens, overlap) = (self.cfg.passage_tokens, self.cfg.passage_overlap);
+                let sections = x.sections;
+                let passages = tokio::task::spawn_blocking(move || {
+                    split::split(&sections, sizer.as_ref(), tokens, overlap)
+                })
+                .await
+                .unwrap_or_default();
+                if passages.is_empty() {
+                    return Prepared::Skip(format!("no text in this {} file", x.format));
+                }
+                Prepared::Passages {
+                    format: x.format,
+                    passages,
+                    truncated: x.truncated,
+                }
+            }
+        }
+    }
+
+    async fn read_version(&self, version_id: i64) -> anyhow::Result<Vec<u8>> {
+        let entry = self
+            .catalog
+            .version_content(version_id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("version {version_id} has no content"))?;
+        let mut out = Vec::with_capacity(entry.size as usize);
+        for c in &entry.chunks {
+            let data = tributary_pipeline::maintenance::fetch_chunk(self.store.as_ref(), c).await?;
+            out.extend_from_slice(&data);
+        }
+        Ok(out)
+    }
+
+    /// The `k` passages closest in meaning to `query`, best first, optionally only of
+    /// one connector or under a path prefix.
+    pub async fn search(
+        &self,
+        query: &str,
+        k: usize,
+        connector: Option<&str>,
+        path_prefix: Option<&str>,
+    ) -> Result<Vec<Hit>, SearchError> {
+        let phase = self.phase();
+        let (embedder, index) = match &*phase {
+            Phase::Ready { embedder, index } => (embedder, index),
+            Phase::Starting => return Err(SearchError::NotReady("the embedder is loading".into())),
+            Phase::Failed(e) => return Err(SearchError::NotReady(e.clone())),
+        };
+        let q = embedder
+            .embed(vec![query.to_string()])
+            .await
+            .map_err(|e| SearchError::Embedder(e.to_string()))?
+            .pop()
+            .unwrap_or_default();
+        let allowed: Option<HashSet<i64>> = match path_prefix {
+            Some(p) if !p.is_empty() && p != "/" => Some(
+                self.catalog
+                    .item_ids_under(p.trim_end_matches('/').as_bytes())
+                    .await?
+                    .into_iter()
+                    .collect(),
+            ),
+            _ => None,
+        };
+        let want = (k * 8).max(64);
+        let candidates = {
+            let idx = index.read().expect("lock");
+            let filter = allowed
+                .as_ref()
+                .map(|set| move |item: i64| set.contains(&item));
+            let f: Option<&dyn Fn(i64) -> bool> =
+                filter.as_ref().map(|f| f as &dyn Fn(i64) -> bool);
+            idx.candidates(&q, want, connector, f)
+        };
+        let ids: Vec<i64> = candidates.iter().map(|c| c.0).collect();
+        // Exact re-ranking on the stored full-precision vectors.
+        let mut exact: Vec<(i64, f32)> = self
+            .catalog
+            .passage_embeddings(&ids)
+            .await?
+            .into_iter()
+            .map(|(id, v)| (id, v.iter().zip(&q).map(|(a, b)| a * b).sum()))
+            .collect();
+        exact.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let top: Vec<(i64, f32)> = exact.into_iter().take(k * 2 + 8).collect();
+        let top_ids: Vec<i64> = top.iter().map(|t| t.0).collect();
+        let hits = self.catalog.passage_hits(&top_ids).await?;
+        let mut out = Vec::with_capacity(k);
+        for (id, score) in top {
+            let Some(h) = hits.iter().find(|h| h.id == id) else {
+                continue;
+            };
+            if !h.current {
+                continue;
+            }
+            out.push(Hit {
+                score,
+                item_id: h.item_id,
+                version_id: h.version_id,
+                connector: h.connector.clone(),
+                path: String::from_utf8_lossy(&h.path).into_owned(),
+                passage: h.seq,
+                location: h.location.clone(),
+                text: h.text.clone(),
+            });
+            if out.len() == k {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn status(&self) -> Result<QueueStatus, tributary_catalog::CatalogError> {
+        let connectors = self.connectors();
+        let counts = self.catalog.index_counts(&connectors).await?;
+        let phase = self.phase();
+        let (state, error, embedder, dim, vectors, memory) = match &*phase {
+            Phase::Starting => ("starting", None, None, None, 0, 0),
+            Phase::Failed(e) => ("failed", Some(e.clone()), None, None, 0, 0),
+            Phase::Ready { embedder, index } => {
+                let idx = index.read().expect("lock");
+                (
+                    "ready",
+                    None,
+                    Some(embedder.id()),
+                    embedder.dim().or(Some(idx.dim()).filter(|d| *d > 0)),
+                    idx.len(),
+                    idx.memory_bytes(),
+                )
+            }
+        };
+        let c = &self.counters;
+        Ok(QueueStatus {
+            state: state.into(),
+            error,
+            embedder,
+            dim,
+            connectors,
+            pending: counts.pending,
+            indexed: counts.indexed,
+            failed: counts.failed,
+            skipped: counts.skipped,
+            passages: counts.passages,
+            index_vectors: vectors,
+            index_memory_bytes: memory,
+            totals: QueueTotals {
+                indexed: c.indexed.load(Ordering::Relaxed),
+                failed: c.failed.load(Ordering::Relaxed),
+                skipped: c.skipped.load(Ordering::Relaxed),
+                reused: c.reused.load(Ordering::Relaxed),
+                passages_embedded: c.passages.load(Ordering::Relaxed),
+                embed_seconds: c.embed_seconds_ms.load(Ordering::Relaxed) as f64 / 1000.0,
+                extract_seconds: c.extract_seconds_ms.load(Ordering::Relaxed) as f64 / 1000.0,
+            },
+        })
+    }
+
+    /// Prometheus text for `/metrics`.
+    pub async fn metrics(&self) -> String {
+        let Ok(s) = self.status().await else {
+            return String::new();
+        };
+        let mut m = String::new();
+        m.push_str("# HELP tributary_vectorize_ready 1 when the embedder and vector index are ready.\n# TYPE tributary_vectorize_ready gauge\n");
+        m.push_str(&format!(
+            "tributary_vectorize_ready {}\n",
+            u8::from(s.state == "ready")
+        ));
+        m.push_str("# HELP tributary_vectorize_versions Current versions of vectorized connectors by index state.\n# TYPE tributary_vectorize_versions gauge\n");
+        for (state, n) in [
+            ("pending", s.pending),
+            ("indexed", s.indexed),
+            ("failed", s.failed),
+            ("skipped", s.skipped),
+        ] {
+            m.push_str(&format!(
+                "tributary_vectorize_versions{{state=\"{state}\"}} {n}\n"
+            ));
+        }
+        m.push_str("# HELP tributary_vectorize_queue_depth Versions waiting to be indexed.\n# TYPE tributary_vectorize_queue_depth gauge\n");
+        m.push_str(&format!("tributary_vectorize_queue_depth {}\n", s.pending));
+        m.push_str("# HELP tributary_vectorize_passages Passages in the vector store.\n# TYPE tributary_vectorize_passages gauge\n");
+        m.push_str(&format!("tributary_vectorize_passages {}\n", s.passages));
+        m.push_str("# HELP tributary_vectorize_done_total Versions handled since start, by outcome.\n# TYPE tributary_vectorize_done_total counter\n");
+        for (o, n) in [
+            ("indexed", s.totals.indexed),
+            ("failed", s.totals.failed),
+            ("skipped", s.totals.skipped),
+            ("reused", s.totals.reused),
+        ] {
+            m.push_str(&format!(
+                "tributary_vectorize_done_total{{outcome=\"{o}\"}} {n}\n"
+            ));
+        }
+        m.push_str("# HELP tributary_vectorize_passages_embedded_total Passages embedded since start.\n# TYPE tributary_vectorize_passages_embedded_total counter\n");
+        m.push_str(&format!(
+            "tributary_vectorize_passages_embedded_total {}\n",
+            s.totals.passages_embedded
+        ));
+        m.push_str("# HELP tributary_vectorize_seconds_total Time spent, by stage.\n# TYPE tributary_vectorize_seconds_total counter\n");
+        m.push_str(&format!(
+            "tributary_vectorize_seconds_total{{stage=\"embed\"}} {:.3}\ntributary_vectorize_seconds_total{{stage=\"extract\"}} {:.3}\n",
+            s.totals.embed_seconds, s.totals.extract_seconds
+        ));
+        m
+    }
+}
+
+enum Prepared {
+    Skip(String),
+    Fail(String, Option<String>),
+    Reuse(String, Vec<NewPassage>),
+    Passages {
+        format: String,
+        passages: Vec<split::Passage>,
+        truncated: bool,
+    },
+}
+
+/// `tributary reindex`: drops every passage and index state and records `embedder`;
+/// a daemon started afterwards embeds everything again.
+pub async fn reindex(catalog: &Catalog, cfg: &VectorizeConfig) -> Result<(String, u64), String> {
+    let embedder = embed::build(&cfg.embedder).await?;
+    let dim = match embedder.dim() {
+        Some(d) => d,
+        None => embedder
+            .embed(vec!["dimension probe".into()])
+            .await
+            .map_err(|e| e.to_string())?
+            .first()
+            .map(Vec::len)
+            .unwrap_or(0),
+    };
+    let id = embedder.id();
+    let n = catalog
+        .reset_vectors(&id, dim)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((id, n))
+}
