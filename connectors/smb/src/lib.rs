@@ -163,11 +163,8 @@ impl SmbConnector {
         tx: &mpsc::Sender<Change>,
     ) -> Result<Vec<Vec<u8>>, Result<ListOutcome, ConnectorError>> {
         let gone = || Err(Ok(ListOutcome { complete: false }));
-        let listed = self
-            .pool
-            .lease()
-            .map_err(|e| Err(fatal(e)))?
-            .list(&self.full(dir));
+        let path = self.full(dir);
+        let listed = self.pool.run(|l| l.list(&path)).map(|(_, v)| v);
         let mut entries = match listed {
             Ok(e) => e,
             Err(e) if dir.is_empty() => {
@@ -295,11 +292,7 @@ impl Connector for SmbConnector {
         let (pool, path) = (self.pool.clone(), self.full(source_id));
         let rel = source_id.to_vec();
         tokio::task::spawn_blocking(move || {
-            let stat = pool
-                .lease()
-                .map_err(item_error)?
-                .stat(&path)
-                .map_err(item_error)?;
+            let (_, stat) = pool.run(|l| l.stat(&path)).map_err(item_error)?;
             Ok(stat.filter(|s| !s.dir).map(|s| {
                 entry(
                     rel,
@@ -319,8 +312,7 @@ impl Connector for SmbConnector {
     async fn open(&self, e: &Entry) -> Result<Box<dyn SourceFile>, ItemError> {
         let (pool, path) = (self.pool.clone(), self.full(&e.rel_path));
         tokio::task::spawn_blocking(move || {
-            let mut lease = pool.lease().map_err(item_error)?;
-            let header = lease.start_read(&path).map_err(item_error)?;
+            let (lease, header) = pool.run(|l| l.start_read(&path)).map_err(item_error)?;
             Ok(Box::new(SmbFile {
                 lease,
                 header,
@@ -450,7 +442,9 @@ impl Pool {
         loop {
             if let Some(mut w) = st.idle.pop() {
                 if matches!(w.child.try_wait(), Ok(None)) {
-                    return Ok(self.leased(w));
+                    let mut lease = self.leased(w);
+                    lease.reused = true;
+                    return Ok(lease);
                 }
                 // it exited while idle: replace it
                 st.live -= 1;
@@ -478,6 +472,39 @@ impl Pool {
             pool: self.clone(),
             worker: Some(w),
             idle: true,
+            reused: false,
+        }
+    }
+
+    /// Runs `f` on a leased worker. When a reused worker finds the server unreachable,
+    /// its connection (and that of every idle worker) may be to a server instance that
+    /// restarted since: they are all retired and `f` runs once more on a fresh worker,
+    /// which connects anew. Returns the lease with the result.
+    fn run<T>(
+        self: &Arc<Self>,
+        mut f: impl FnMut(&mut Lease) -> Result<T, WireError>,
+    ) -> Result<(Lease, T), WireError> {
+        let mut lease = self.lease()?;
+        match f(&mut lease) {
+            Ok(v) => Ok((lease, v)),
+            Err(e) if e.kind == ErrKind::Unavailable && lease.reused => {
+                lease.idle = false; // killed on drop
+                drop(lease);
+                let stale: Vec<Worker> = {
+                    let mut st = self.state.lock().unwrap();
+                    let v: Vec<Worker> = st.idle.drain(..).collect();
+                    st.live -= v.len();
+                    v
+                };
+                for w in stale {
+                    w.kill();
+                }
+                self.freed.notify_all();
+                let mut lease = self.lease()?;
+                let v = f(&mut lease)?;
+                Ok((lease, v))
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -554,6 +581,9 @@ struct Lease {
     worker: Option<Worker>,
     /// No request is in flight.
     idle: bool,
+    /// The worker served earlier requests: its connection may be to a server instance
+    /// that has gone (restarted) since.
+    reused: bool,
 }
 
 impl Lease {
