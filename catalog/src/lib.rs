@@ -21,6 +21,7 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 
 pub mod conflicts;
+pub mod pgvector;
 pub mod vectors;
 
 pub use conflicts::{

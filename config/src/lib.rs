@@ -114,9 +114,14 @@ pub enum EmbedderConfig {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum VectorStoreConfig {
     Catalog,
+    Pgvector {
+        /// `postgres://…` (may hold a password).
+        url: Secret,
+        table: String,
+    },
 }
 
 #[derive(Debug, Clone)]

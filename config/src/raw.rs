@@ -138,7 +138,7 @@ pub struct RawEmbedder {
 pub enum VectorStoreKind {
     /// In the catalog database, searched by an in-memory index.
     Catalog,
-    /// PostgreSQL with pgvector (not available yet).
+    /// PostgreSQL with the pgvector extension (HNSW, cosine).
     Pgvector,
 }
 
@@ -146,9 +146,15 @@ pub enum VectorStoreKind {
 #[serde(deny_unknown_fields)]
 pub struct RawVectorStore {
     pub kind: VectorStoreKind,
-    /// pgvector: `postgres://…`.
+    /// pgvector: `postgres://user@host:port/db` (or `url_file`, when it holds a
+    /// password).
     #[serde(default)]
     pub url: Option<String>,
+    #[serde(default)]
+    pub url_file: Option<String>,
+    /// pgvector: the table (default `tributary_passages`).
+    #[serde(default)]
+    pub table: Option<String>,
 }
 
 #[derive(

@@ -575,17 +575,53 @@ fn vectorize(cx: &mut Ctx, raw: &raw::RawVectorize, state_dir: &Path) -> Vectori
         None => VectorStoreConfig::Catalog,
         Some(s) => match s.kind {
             raw::VectorStoreKind::Catalog => {
-                if s.url.is_some() {
-                    cx.error(format!("{p}.store.url"), "the catalog store takes no url");
+                if s.url.is_some() || s.url_file.is_some() || s.table.is_some() {
+                    cx.error(
+                        format!("{p}.store.kind"),
+                        "the catalog store takes no url or table",
+                    );
                 }
                 VectorStoreConfig::Catalog
             }
             raw::VectorStoreKind::Pgvector => {
-                cx.error(
-                    format!("{p}.store.kind"),
-                    "the pgvector store is not available yet; use `catalog`",
-                );
-                VectorStoreConfig::Catalog
+                let url = cx.secret(&format!("{p}.store"), "url", &s.url, &s.url_file);
+                let table = s
+                    .table
+                    .clone()
+                    .unwrap_or_else(|| "tributary_passages".into());
+                if table.is_empty()
+                    || !table
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                    || table.starts_with(|c: char| c.is_ascii_digit())
+                {
+                    cx.error(
+                        format!("{p}.store.table"),
+                        format!("`{table}`: use lower-case letters, digits and _"),
+                    );
+                }
+                match url {
+                    Some(u)
+                        if u.expose().starts_with("postgres://")
+                            || u.expose().starts_with("postgresql://") =>
+                    {
+                        VectorStoreConfig::Pgvector { url: u, table }
+                    }
+                    Some(_) => {
+                        cx.error(
+                            format!("{p}.store.url"),
+                            "expected a `postgres://user@host:port/database` URL",
+                        );
+                        VectorStoreConfig::Catalog
+                    }
+                    None => {
+                        cx.error(
+                            format!("{p}.store.kind"),
+                            "the pgvector store needs `url` (or `url_file`)",
+                        );
+                        VectorStoreConfig::Catalog
+                    }
+                }
             }
         },
     };

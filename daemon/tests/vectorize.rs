@@ -536,3 +536,84 @@ async fn an_ollama_embedder() {
     assert_eq!(hits[0]["path"], "/docs/b.txt");
     assert!(fake.requests().iter().all(|r| r.path == "/api/embed"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pgvector_store_on_a_real_postgresql() {
+    let model = model_dir();
+    let pg = tributary_testkit::postgres::shared();
+    let url = pg.database();
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(
+        src.join("pump.txt"),
+        "Clean the pump filter every three months.",
+    )
+    .unwrap();
+    std::fs::write(
+        src.join("bread.txt"),
+        "Bake sourdough bread with a starter.",
+    )
+    .unwrap();
+    std::fs::write(src.join("lava.txt"), "Volcanoes erupt lava and ash.").unwrap();
+    std::fs::write(dir.path().join("pg-url"), &url).unwrap();
+    let port = free_port();
+    let cfg = config(
+        dir.path(),
+        port,
+        "",
+        &local_connector("    vectorize: true\n"),
+        &format!(
+            "vectorize:\n  embedder: {{ kind: local, model_dir: {} }}\n  store: {{ kind: pgvector, url_file: pg-url, table: docs_vectors }}\n",
+            model.display()
+        ),
+    );
+    let psql = |sql: &str| -> String {
+        let bin = std::path::PathBuf::from(std::env::var("TRIBUTARY_PG_BIN").unwrap());
+        let out = Command::new(bin.join("psql"))
+            .args([url.as_str(), "-tA", "-c", sql])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    {
+        let d = Running::start(&cfg, port, &[]);
+        d.latest_job("docs").await;
+        let q = settled(&d).await;
+        assert_eq!(q["indexed"], 3, "{q}");
+        assert_eq!(
+            psql("SELECT COUNT(*) FROM docs_vectors"),
+            q["passages"].to_string()
+        );
+        let hits = search(&d, "volcanic eruption", "").await;
+        assert_eq!(hits[0]["path"], "/docs/lava.txt");
+        // A delete removes its vectors from PostgreSQL too.
+        std::fs::remove_file(src.join("lava.txt")).unwrap();
+        d.run_and_wait("docs", "full").await;
+        let q = settled(&d).await;
+        assert_eq!(q["indexed"], 2, "{q}");
+        d.wait_for("the deleted file's vectors to go", 30, async |d| {
+            !paths(&search(d, "volcanic eruption", "").await)
+                .contains(&"/docs/lava.txt".to_string())
+        })
+        .await;
+        assert_eq!(psql("SELECT COUNT(*) FROM docs_vectors"), "2");
+        let plan = psql(
+            "SET enable_seqscan = off; EXPLAIN SELECT id FROM docs_vectors ORDER BY embedding <=> (SELECT embedding FROM docs_vectors LIMIT 1) LIMIT 5",
+        );
+        assert!(plan.contains("docs_vectors_hnsw"), "{plan}");
+    }
+    // A store that lost its rows is reloaded from the catalog at start-up.
+    psql("TRUNCATE docs_vectors");
+    let d = Running::start(&cfg, port, &[]);
+    settled(&d).await;
+    let hits = search(&d, "cleaning a filter", "").await;
+    assert_eq!(hits[0]["path"], "/docs/pump.txt");
+    assert_eq!(psql("SELECT COUNT(*) FROM docs_vectors"), "2");
+    assert!(!d.log().contains(&url), "the store URL was logged");
+}

@@ -3,6 +3,7 @@
 
 pub mod embeddings;
 pub mod graph;
+pub mod postgres;
 pub mod samba;
 pub mod tree;
 pub mod weed;

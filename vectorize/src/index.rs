@@ -25,6 +25,7 @@ pub struct VectorIndex {
     scales: Vec<f32>,
     connectors: Vec<String>,
     by_version: HashMap<i64, Vec<usize>>,
+    by_id: HashMap<i64, usize>,
     dead: usize,
 }
 
@@ -79,6 +80,7 @@ impl VectorIndex {
         self.codes.capacity()
             + self.scales.capacity() * 4
             + self.entries.capacity() * std::mem::size_of::<Entry>()
+            + self.by_id.capacity() * 16
     }
 
     pub fn connector_id(&mut self, name: &str) -> u16 {
@@ -98,11 +100,19 @@ impl VectorIndex {
             .map(|i| i as u16)
     }
 
-    /// Adds a vector. Vectors of another dimension are refused.
+    /// Adds a vector (replacing one with the same id). Vectors of another dimension are
+    /// refused.
     pub fn insert(&mut self, id: i64, item_id: i64, version_id: i64, connector: &str, v: &[f32]) {
         if v.len() != self.dim {
             return;
         }
+        if let Some(&old) = self.by_id.get(&id)
+            && self.entries[old].live
+        {
+            self.entries[old].live = false;
+            self.dead += 1;
+        }
+        self.by_id.insert(id, self.entries.len());
         let connector = self.connector_id(connector);
         let scale = quantize(v, &mut self.codes);
         self.scales.push(scale);
@@ -128,6 +138,7 @@ impl VectorIndex {
             if self.entries[r].live {
                 self.entries[r].live = false;
                 self.dead += 1;
+                self.by_id.remove(&self.entries[r].id);
             }
         }
         if self.dead > 1024 && self.dead * 4 > self.entries.len() {
@@ -142,6 +153,7 @@ impl VectorIndex {
         let mut scales = Vec::with_capacity(self.len());
         let mut entries = Vec::with_capacity(self.len());
         let mut by_version: HashMap<i64, Vec<usize>> = HashMap::new();
+        let mut by_id = HashMap::with_capacity(self.len());
         for (r, e) in self.entries.iter().enumerate() {
             if !e.live {
                 continue;
@@ -152,12 +164,14 @@ impl VectorIndex {
                 .entry(e.version_id)
                 .or_default()
                 .push(entries.len());
+            by_id.insert(e.id, entries.len());
             entries.push(*e);
         }
         self.codes = codes;
         self.scales = scales;
         self.entries = entries;
         self.by_version = by_version;
+        self.by_id = by_id;
         self.dead = 0;
     }
 

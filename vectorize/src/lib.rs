@@ -15,11 +15,15 @@ pub mod embed;
 pub mod extractor;
 pub mod index;
 pub mod split;
+pub mod store;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+
 use std::time::{Duration, Instant};
+use tributary_catalog::pgvector::StoredVector;
+use tributary_config::VectorStoreConfig;
 
 use futures::StreamExt;
 use serde::Serialize;
@@ -33,6 +37,7 @@ use tributary_store::ObjectStore;
 pub use embed::{EmbedError, Embedder};
 pub use extractor::Extractor;
 pub use index::VectorIndex;
+pub use store::{MemoryStore, PgStore, VectorStore};
 
 /// Tasks taken from the queue per round; their passages are embedded together.
 const ROUND: i64 = 16;
@@ -41,7 +46,7 @@ enum Phase {
     Starting,
     Ready {
         embedder: Arc<dyn Embedder>,
-        index: Arc<RwLock<VectorIndex>>,
+        store: Arc<dyn VectorStore>,
     },
     Failed(String),
 }
@@ -255,35 +260,13 @@ impl Vectorizer {
                     .map_err(|e| e.to_string())?;
             }
         }
-        let index_dim = dim.or(stored_dim).unwrap_or(0);
-        let index = Arc::new(RwLock::new(VectorIndex::new(index_dim)));
-        self.load_index(&index).await.map_err(|e| e.to_string())?;
-        tracing::info!(
-            embedder = %id,
-            vectors = index.read().expect("lock").len(),
-            "vectorizer ready"
-        );
-        *self.phase.write().expect("lock") = Arc::new(Phase::Ready { embedder, index });
-        Ok(())
-    }
-
-    async fn load_index(
-        &self,
-        index: &Arc<RwLock<VectorIndex>>,
-    ) -> Result<(), tributary_catalog::CatalogError> {
-        let mut after = 0;
-        loop {
-            let page = self.catalog.passage_vectors(after, 5000).await?;
-            let Some(last) = page.last() else { break };
-            after = last.id;
-            let mut idx = index.write().expect("lock");
-            if idx.dim() == 0 {
-                *idx = VectorIndex::new(page[0].embedding.len());
-            }
-            for p in &page {
-                idx.insert(p.id, p.item_id, p.version_id, &p.connector, &p.embedding);
-            }
-        }
+        let store = open_store(&self.cfg.store).await?;
+        let vectors = store
+            .sync(&self.catalog, dim.or(stored_dim).unwrap_or(0))
+            .await
+            .map_err(|e| format!("{}: {e}", store.describe()))?;
+        tracing::info!(embedder = %id, store = %store.describe(), vectors, "vectorizer ready");
+        *self.phase.write().expect("lock") = Arc::new(Phase::Ready { embedder, store });
         Ok(())
     }
 
@@ -291,17 +274,14 @@ impl Vectorizer {
     /// Returns the number of versions handled.
     async fn round(&self, shutdown: &CancellationToken) -> anyhow::Result<usize> {
         let phase = self.phase();
-        let Phase::Ready { embedder, index } = &*phase else {
+        let Phase::Ready { embedder, store } = &*phase else {
             return Ok(0);
         };
         let connectors = self.connectors();
         let stale = self.catalog.stale_indexed(&connectors).await?;
         if !stale.is_empty() {
             let n = self.catalog.drop_passages(&stale).await?;
-            let mut idx = index.write().expect("lock");
-            for v in &stale {
-                idx.remove_version(*v);
-            }
+            store.remove_versions(&stale).await?;
             tracing::debug!(
                 versions = stale.len(),
                 passages = n,
@@ -386,7 +366,7 @@ impl Vectorizer {
                 }
                 Prepared::Reuse(format, passages) => {
                     self.commit(
-                        index,
+                        store,
                         &task,
                         &format,
                         passages,
@@ -414,7 +394,7 @@ impl Vectorizer {
                                 })
                                 .collect();
                             let note = truncated.then_some("text cut at max_text_size");
-                            self.commit(index, &task, &format, rows, note).await?;
+                            self.commit(store, &task, &format, rows, note).await?;
                             self.counters
                                 .passages
                                 .fetch_add(count as u64, Ordering::Relaxed);
@@ -456,7 +436,7 @@ impl Vectorizer {
 
     async fn commit(
         &self,
-        index: &Arc<RwLock<VectorIndex>>,
+        store: &Arc<dyn VectorStore>,
         task: &IndexTask,
         format: &str,
         passages: Vec<NewPassage>,
@@ -469,25 +449,21 @@ impl Vectorizer {
         else {
             return Ok(()); // superseded meanwhile; the next round takes the new version
         };
-        let mut idx = index.write().expect("lock");
-        for v in replaced {
-            idx.remove_version(v);
-        }
-        idx.remove_version(task.version_id);
-        if idx.dim() == 0
-            && let Some(p) = passages.first()
-        {
-            *idx = VectorIndex::new(p.embedding.len());
-        }
-        for (id, p) in ids.into_iter().zip(&passages) {
-            idx.insert(
+        let mut gone = replaced;
+        gone.push(task.version_id);
+        store.remove_versions(&gone).await?;
+        let rows = ids
+            .into_iter()
+            .zip(passages)
+            .map(|(id, p)| StoredVector {
                 id,
-                task.item_id,
-                task.version_id,
-                &task.connector,
-                &p.embedding,
-            );
-        }
+                item_id: task.item_id,
+                version_id: task.version_id,
+                connector: task.connector.clone(),
+                embedding: p.embedding,
+            })
+            .collect();
+        store.add(rows).await?;
         self.counters.indexed.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -568,8 +544,8 @@ impl Vectorizer {
         path_prefix: Option<&str>,
     ) -> Result<Vec<Hit>, SearchError> {
         let phase = self.phase();
-        let (embedder, index) = match &*phase {
-            Phase::Ready { embedder, index } => (embedder, index),
+        let (embedder, store) = match &*phase {
+            Phase::Ready { embedder, store } => (embedder, store),
             Phase::Starting => return Err(SearchError::NotReady("the embedder is loading".into())),
             Phase::Failed(e) => return Err(SearchError::NotReady(e.clone())),
         };
@@ -590,15 +566,9 @@ impl Vectorizer {
             _ => None,
         };
         let want = (k * 8).max(64);
-        let candidates = {
-            let idx = index.read().expect("lock");
-            let filter = allowed
-                .as_ref()
-                .map(|set| move |item: i64| set.contains(&item));
-            let f: Option<&dyn Fn(i64) -> bool> =
-                filter.as_ref().map(|f| f as &dyn Fn(i64) -> bool);
-            idx.candidates(&q, want, connector, f)
-        };
+        let candidates = store
+            .candidates(&q, want, connector, allowed.as_ref())
+            .await?;
         let ids: Vec<i64> = candidates.iter().map(|c| c.0).collect();
         // Exact re-ranking on the stored full-precision vectors.
         let mut exact: Vec<(i64, f32)> = self
@@ -644,16 +614,18 @@ impl Vectorizer {
         let (state, error, embedder, dim, vectors, memory) = match &*phase {
             Phase::Starting => ("starting", None, None, None, 0, 0),
             Phase::Failed(e) => ("failed", Some(e.clone()), None, None, 0, 0),
-            Phase::Ready { embedder, index } => {
-                let idx = index.read().expect("lock");
-                (
-                    "ready",
-                    None,
-                    Some(embedder.id()),
-                    embedder.dim().or(Some(idx.dim()).filter(|d| *d > 0)),
-                    idx.len(),
-                    idx.memory_bytes(),
-                )
+            Phase::Ready { embedder, store } => {
+                let (vectors, memory) = store.size().await;
+                let dim = match embedder.dim() {
+                    Some(d) => Some(d),
+                    None => self
+                        .catalog
+                        .vector_meta("dim")
+                        .await?
+                        .and_then(|d| d.parse().ok())
+                        .filter(|d: &usize| *d > 0),
+                };
+                ("ready", None, Some(embedder.id()), dim, vectors, memory)
             }
         };
         let c = &self.counters;
@@ -759,9 +731,26 @@ pub async fn reindex(catalog: &Catalog, cfg: &VectorizeConfig) -> Result<(String
             .unwrap_or(0),
     };
     let id = embedder.id();
+    let store = open_store(&cfg.store).await?;
+    store
+        .clear()
+        .await
+        .map_err(|e| format!("{}: {e}", store.describe()))?;
     let n = catalog
         .reset_vectors(&id, dim)
         .await
         .map_err(|e| e.to_string())?;
     Ok((id, n))
+}
+
+/// The configured vector store.
+pub async fn open_store(cfg: &VectorStoreConfig) -> Result<Arc<dyn VectorStore>, String> {
+    Ok(match cfg {
+        VectorStoreConfig::Catalog => Arc::new(MemoryStore::default()),
+        VectorStoreConfig::Pgvector { url, table } => Arc::new(
+            PgStore::connect(url.expose(), table)
+                .await
+                .map_err(|e| format!("pgvector store: {e}"))?,
+        ),
+    })
 }
