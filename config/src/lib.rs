@@ -257,7 +257,7 @@ impl ConnectorConfig {
     pub fn same_settings(&self, other: &ConnectorConfig) -> bool {
         let secrets = |c: &ConnectorConfig| match &c.source {
             SourceConfig::Smb(s) => Some(s.password.expose().to_string()),
-            SourceConfig::SharePoint(s) => Some(s.client_secret.expose().to_string()),
+            SourceConfig::SharePoint(s) => Some(s.credential.secret().to_string()),
             SourceConfig::Local { .. } => None,
         };
         format!("{self:?}") == format!("{other:?}") && secrets(self) == secrets(other)
@@ -279,11 +279,33 @@ pub enum SourceConfig {
 pub struct SharePointSource {
     pub tenant_id: String,
     pub client_id: String,
-    pub client_secret: Secret,
+    pub credential: SharePointCredential,
     pub site: String,
     pub drives: Vec<String>,
     pub graph_url: String,
     pub token_url: String,
+}
+
+/// How the SharePoint connector authenticates to Entra ID.
+#[derive(Debug, Clone)]
+pub enum SharePointCredential {
+    Secret(Secret),
+    /// A certificate registered with the app (PEM) and its private key (PEM): every
+    /// token request carries a freshly signed assertion.
+    Certificate {
+        cert_pem: String,
+        key_pem: Secret,
+    },
+}
+
+impl SharePointCredential {
+    /// The secret part, to compare on reload.
+    pub fn secret(&self) -> &str {
+        match self {
+            SharePointCredential::Secret(s) => s.expose(),
+            SharePointCredential::Certificate { key_pem, .. } => key_pem.expose(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

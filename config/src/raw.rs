@@ -439,7 +439,8 @@ pub struct RawConnector {
     pub client_secret: Option<String>,
     #[serde(default)]
     pub client_secret_file: Option<String>,
-    /// sharepoint: certificate credentials (not available yet; use a client secret).
+    /// sharepoint: certificate credentials instead of a secret: the certificate
+    /// registered with the app (PEM) and its RSA private key (PEM).
     #[serde(default)]
     pub certificate_file: Option<String>,
     #[serde(default)]

@@ -1158,24 +1158,83 @@ fn sharepoint(cx: &mut Ctx, path: &str, rc: &raw::RawConnector) -> Option<crate:
     let tenant_id = need(cx, "tenant_id", &rc.tenant_id, "the Entra ID tenant");
     let client_id = need(cx, "client_id", &rc.client_id, "the app registration's id");
     let site = need(cx, "site", &rc.site, "a site id or `host:/sites/name`");
-    if rc.certificate_file.is_some() || rc.private_key_file.is_some() {
-        cx.error(
-            format!("{path}.certificate_file"),
-            "certificate credentials are not available in this version yet; use `client_secret` or `client_secret_file`",
-        );
-    }
+    let certificate = match (&rc.certificate_file, &rc.private_key_file) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => {
+            let read = |cx: &mut Ctx, key_name: &str, file: &str, marker: &str| {
+                let p = cx.resolve(file);
+                match std::fs::read_to_string(&p) {
+                    Ok(text) if text.contains(marker) => Some(text),
+                    Ok(_) => {
+                        cx.error(
+                            format!("{path}.{key_name}"),
+                            format!(
+                                "`{}` is not a PEM file with a `{marker}` block",
+                                p.display()
+                            ),
+                        );
+                        None
+                    }
+                    Err(e) => {
+                        cx.error(
+                            format!("{path}.{key_name}"),
+                            format!("cannot read `{}`: {e}", p.display()),
+                        );
+                        None
+                    }
+                }
+            };
+            let cert_pem = read(cx, "certificate_file", cert, "-----BEGIN CERTIFICATE-----");
+            let key_pem = read(cx, "private_key_file", key, "PRIVATE KEY-----");
+            if let Ok(p) = std::fs::canonicalize(cx.resolve(key)) {
+                warn_if_world_readable(&p, &mut cx.warnings);
+            }
+            match (cert_pem, key_pem) {
+                (Some(c), Some(k)) => Some((c, Secret::new(k))),
+                _ => None,
+            }
+        }
+        (Some(_), None) => {
+            cx.error(
+                format!("{path}.certificate_file"),
+                "`certificate_file` needs `private_key_file` (the certificate's RSA key, PEM)",
+            );
+            None
+        }
+        (None, Some(_)) => {
+            cx.error(
+                format!("{path}.private_key_file"),
+                "`private_key_file` needs `certificate_file` (the certificate registered with the app, PEM)",
+            );
+            None
+        }
+    };
     let secret = cx.secret(
         path,
         "client_secret",
         &rc.client_secret,
         &rc.client_secret_file,
     );
-    if rc.client_secret.is_none() && rc.client_secret_file.is_none() {
+    let has_secret = rc.client_secret.is_some() || rc.client_secret_file.is_some();
+    let has_cert = rc.certificate_file.is_some() || rc.private_key_file.is_some();
+    if has_secret && has_cert {
+        cx.error(
+            format!("{path}.certificate_file"),
+            "give either a client secret or a certificate, not both",
+        );
+    } else if !has_secret && !has_cert {
         cx.error(
             format!("{path}.client_secret"),
-            "missing: `kind: sharepoint` needs `client_secret` or `client_secret_file`",
+            "missing: `kind: sharepoint` needs `client_secret`/`client_secret_file` or `certificate_file` + `private_key_file`",
         );
     }
+    let credential = match (secret, certificate) {
+        (Some(s), None) => Some(crate::SharePointCredential::Secret(s)),
+        (None, Some((cert_pem, key_pem))) => {
+            Some(crate::SharePointCredential::Certificate { cert_pem, key_pem })
+        }
+        _ => None,
+    };
     let url = |cx: &mut Ctx, key: &str, v: &Option<String>, default: String| {
         let u = v.clone().unwrap_or(default);
         let loopback = ["http://127.0.0.1:", "http://localhost:", "http://[::1]:"]
@@ -1207,7 +1266,7 @@ fn sharepoint(cx: &mut Ctx, path: &str, rc: &raw::RawConnector) -> Option<crate:
     Some(crate::SharePointSource {
         tenant_id,
         client_id,
-        client_secret: secret?,
+        credential: credential?,
         site,
         drives: rc.drives.clone(),
         graph_url,

@@ -110,7 +110,9 @@ pub fn connector(c: &ConnectorConfig) -> anyhow::Result<Arc<dyn Connector>> {
             },
         ))),
         SourceConfig::SharePoint(s) => {
-            use tributary_connector_sharepoint::{SharePointConnector, SharePointSettings};
+            use tributary_connector_sharepoint::{
+                Credential, SharePointConnector, SharePointSettings,
+            };
             Ok(Arc::new(
                 SharePointConnector::new(
                     c.id.clone(),
@@ -118,7 +120,18 @@ pub fn connector(c: &ConnectorConfig) -> anyhow::Result<Arc<dyn Connector>> {
                         graph_url: s.graph_url.clone(),
                         token_url: s.token_url.clone(),
                         client_id: s.client_id.clone(),
-                        client_secret: s.client_secret.expose().to_string(),
+                        credential: match &s.credential {
+                            tributary_config::SharePointCredential::Secret(x) => {
+                                Credential::Secret(x.expose().to_string())
+                            }
+                            tributary_config::SharePointCredential::Certificate {
+                                cert_pem,
+                                key_pem,
+                            } => Credential::Certificate {
+                                cert_pem: cert_pem.clone(),
+                                key_pem: key_pem.expose().to_string(),
+                            },
+                        },
                         site: s.site.clone(),
                         drives: s.drives.clone(),
                         filter,

@@ -270,3 +270,111 @@ async fn a_wrong_secret_or_site_is_a_clear_error() {
         "{text}"
     );
 }
+
+/// An RSA key, a self-signed certificate for it and its public key, made by openssl.
+fn certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf, String, String) {
+    let key = dir.join(format!("{name}.key"));
+    let cert = dir.join(format!("{name}.crt"));
+    let ok = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+        ])
+        .arg(format!("/CN=tributary-{name}"))
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let public = std::process::Command::new("openssl")
+        .args(["x509", "-pubkey", "-noout", "-in"])
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(public.status.success());
+    (
+        cert.clone(),
+        key,
+        std::fs::read_to_string(&cert).unwrap(),
+        String::from_utf8(public.stdout).unwrap(),
+    )
+}
+
+fn cert_config(dir: &Path, g: &FakeGraph, api: u16, cert: &Path, key: &Path) -> PathBuf {
+    config(
+        dir,
+        api,
+        "",
+        &format!(
+            "  - id: team\n    kind: sharepoint\n    tenant_id: {}\n    client_id: {}\n    certificate_file: {}\n    private_key_file: {}\n    site: contoso.sharepoint.com:/sites/Team\n    graph_url: {}\n    token_url: {}\n    target: /team\n",
+            graph::TENANT,
+            graph::CLIENT_ID,
+            cert.display(),
+            key.display(),
+            g.graph_url,
+            g.token_url
+        ),
+        "",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_credentials_sign_a_fresh_assertion_for_every_token() {
+    let g = FakeGraph::start().await;
+    let site = g.add_site("contoso.sharepoint.com", "Team");
+    let docs = g.add_drive(&site, "Documents");
+    g.put(&docs, "a.txt", b"signed in with a certificate");
+    g.set_token_ttl(std::time::Duration::from_secs(2));
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, cert_pem, public_pem) = certificate(dir.path(), "app");
+    g.register_certificate(&cert_pem, &public_pem);
+    let api = free_port();
+    let cfg = cert_config(dir.path(), &g, api, &cert, &key);
+    let d = Running::start(&cfg, api, &[]);
+    let job = d.latest_job("team").await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    // Several token lifetimes later, each refresh carried a newly signed assertion
+    // (the fake refuses a replayed jti and an expired assertion).
+    for i in 0..3 {
+        tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+        g.put(&docs, &format!("b{i}.txt"), format!("later {i}").as_bytes());
+        let job = d.run_and_wait("team", "incremental").await;
+        assert_eq!(job["status"], "succeeded", "{job}");
+    }
+    assert!(g.tokens_issued() >= 4, "{}", g.tokens_issued());
+    assert_eq!(g.assertions_accepted() as u64, g.tokens_issued());
+    let out = restore(&cfg, "/team", dir.path());
+    assert_eq!(
+        std::fs::read(out.join("Documents/b2.txt")).unwrap(),
+        b"later 2"
+    );
+    drop(d);
+
+    // A certificate the app does not know: a clear error, no key material anywhere.
+    let (other_cert, other_key, ..) = certificate(dir.path(), "other");
+    let api = free_port();
+    let cfg = cert_config(dir.path(), &g, api, &other_cert, &other_key);
+    let d = Running::start(&cfg, api, &[]);
+    let job = d.run_and_wait("team", "full").await;
+    assert_eq!(job["status"], "failed", "{job}");
+    let err = job["last_error"].as_str().unwrap();
+    assert!(
+        err.contains("invalid_client") && err.contains("AADSTS700027"),
+        "{err}"
+    );
+    let key_text = std::fs::read_to_string(&other_key).unwrap();
+    let key_line = key_text.lines().nth(1).unwrap();
+    assert!(
+        !d.log().contains(key_line),
+        "the private key leaked into the log"
+    );
+    let (_, _, body) = d
+        .call("GET", "/api/v1/connectors/team", Some(VIEWER), None)
+        .await;
+    assert!(!body.contains(key_line));
+}

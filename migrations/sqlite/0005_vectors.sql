@@ -27,6 +27,7 @@ CREATE TABLE passages (
     embedding   BLOB NOT NULL,
     UNIQUE (version_id, seq)
 );
+CREATE INDEX passages_item ON passages (item_id);
 
 -- Settings of the vector index: `embedder` (what produced every stored vector) and
 -- `dim`.

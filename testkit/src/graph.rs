@@ -129,6 +129,10 @@ struct St {
     next_id: u64,
     base: String,
     dl_base: String,
+    /// The certificate registered with the app: (x5t#S256 thumbprint, public key).
+    certificate: Option<(String, Vec<u8>)>,
+    /// `jti`s of the assertions accepted (a replay is refused).
+    assertions: std::collections::HashSet<String>,
 }
 
 #[derive(Clone)]
@@ -197,6 +201,8 @@ impl FakeGraph {
             sites: Vec::new(),
             drives: Vec::new(),
             tokens: HashMap::new(),
+            certificate: None,
+            assertions: Default::default(),
             token_ttl: Duration::from_secs(3599),
             issued: 0,
             page_size: 200,
@@ -451,6 +457,102 @@ impl FakeGraph {
     }
     pub fn tokens_issued(&self) -> u64 {
         self.with(|s| s.issued)
+    }
+
+    /// Registers a certificate with the app (as an admin uploads it in Entra ID): its
+    /// PEM and the PEM of its public key. Client assertions must then be signed by its
+    /// key (RS256 or PS256) and name it by `x5t#S256` (or the SHA-1 `x5t`).
+    pub fn register_certificate(&self, cert_pem: &str, public_key_pem: &str) {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let der = pem::parse_many(cert_pem)
+            .unwrap()
+            .into_iter()
+            .find(|p| p.tag() == "CERTIFICATE")
+            .expect("a CERTIFICATE block")
+            .into_contents();
+        let thumb =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(&der));
+        self.with(|s| s.certificate = Some((thumb, public_key_pem.as_bytes().to_vec())));
+    }
+
+    /// Client assertions accepted so far (each with its own `jti`).
+    pub fn assertions_accepted(&self) -> usize {
+        self.with(|s| s.assertions.len())
+    }
+}
+
+/// Checks a client assertion as Entra ID does; `Err((aadsts, description))`.
+fn verify_assertion(
+    s: &mut St,
+    jwt: &str,
+    client_id: Option<&String>,
+) -> Result<(), (&'static str, String)> {
+    let Some((thumb, public_key)) = s.certificate.clone() else {
+        return Err((
+            "AADSTS700027",
+            "No certificate is registered for the app.".into(),
+        ));
+    };
+    let header = jsonwebtoken::decode_header(jwt)
+        .map_err(|e| ("AADSTS50027", format!("Invalid JWT token: {e}")))?;
+    if header.x5t_s256.as_deref() != Some(thumb.as_str()) {
+        return Err((
+            "AADSTS700027",
+            "The certificate with identifier used to sign the client assertion is not registered on application.".into(),
+        ));
+    }
+    if !matches!(
+        header.alg,
+        jsonwebtoken::Algorithm::RS256 | jsonwebtoken::Algorithm::PS256
+    ) {
+        return Err((
+            "AADSTS5002723",
+            format!("Invalid JWT header: alg {:?}", header.alg),
+        ));
+    }
+    let key = jsonwebtoken::DecodingKey::from_rsa_pem(&public_key).expect("registered public key");
+    let mut v = jsonwebtoken::Validation::new(header.alg);
+    v.leeway = 0;
+    v.validate_nbf = true;
+    v.set_audience(&[s.base_token_url()]);
+    v.set_issuer(&[CLIENT_ID]);
+    v.set_required_spec_claims(&["exp", "nbf", "aud", "iss", "sub"]);
+    let data = jsonwebtoken::decode::<Value>(jwt, &key, &v).map_err(|e| match e.kind() {
+        jsonwebtoken::errors::ErrorKind::ExpiredSignature
+        | jsonwebtoken::errors::ErrorKind::ImmatureSignature => (
+            "AADSTS700024",
+            "Client assertion is not within its valid time range.".to_string(),
+        ),
+        jsonwebtoken::errors::ErrorKind::InvalidSignature => (
+            "AADSTS700027",
+            "Client assertion contains an invalid signature.".to_string(),
+        ),
+        k => ("AADSTS50027", format!("Invalid JWT token: {k:?}")),
+    })?;
+    let claims = data.claims;
+    if claims["sub"] != CLIENT_ID || client_id.is_some_and(|c| c != CLIENT_ID) {
+        return Err((
+            "AADSTS700021",
+            "Client assertion application identifier doesn't match 'client_id' parameter.".into(),
+        ));
+    }
+    let jti = claims["jti"].as_str().unwrap_or("").to_string();
+    if jti.is_empty() || !s.assertions.insert(jti) {
+        return Err((
+            "AADSTS700025",
+            "The client assertion was used before (jti replay).".into(),
+        ));
+    }
+    Ok(())
+}
+
+impl St {
+    fn base_token_url(&self) -> String {
+        format!(
+            "{}/{TENANT}/oauth2/v2.0/token",
+            self.base.trim_end_matches("/v1.0")
+        )
     }
 }
 
@@ -885,6 +987,15 @@ fn token(s: &mut St, path: &str, h: &HeaderMap, body: &[u8]) -> Response {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Basic "))
         .map(str::to_string);
+    if form.get("client_assertion_type").map(String::as_str)
+        == Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+    {
+        let jwt = form.get("client_assertion").cloned().unwrap_or_default();
+        if let Err((aad, desc)) = verify_assertion(s, &jwt, form.get("client_id")) {
+            return err(StatusCode::UNAUTHORIZED, "invalid_client", aad, &desc);
+        }
+        return issue(s);
+    }
     let (id, secret) = match (form.get("client_id"), form.get("client_secret"), basic) {
         (Some(id), Some(sec), _) => (id.clone(), sec.clone()),
         (_, _, Some(_b)) => (CLIENT_ID.to_string(), String::new()),
@@ -913,6 +1024,10 @@ fn token(s: &mut St, path: &str, h: &HeaderMap, body: &[u8]) -> Response {
             "Invalid client secret provided.",
         );
     }
+    issue(s)
+}
+
+fn issue(s: &mut St) -> Response {
     s.issued += 1;
     let tok = format!("fake-token-{}-{}", s.issued, s.next_id);
     s.next_id += 1;

@@ -38,6 +38,7 @@ use tributary_connectors::{
 };
 use url::Url;
 
+pub use crate::token::Credential;
 use crate::token::{TokenError, TokenProvider};
 
 const USER_AGENT: &str = concat!("NONISV|Tributary|tributary/", env!("CARGO_PKG_VERSION"));
@@ -52,7 +53,7 @@ pub struct SharePointSettings {
     pub graph_url: String,
     pub token_url: String,
     pub client_id: String,
-    pub client_secret: String,
+    pub credential: Credential,
     /// A site id, or `host:/sites/name`.
     pub site: String,
     /// Library names; empty: every document library of the site.
@@ -225,8 +226,8 @@ impl SharePointConnector {
         let tokens = TokenProvider::new(
             s.token_url.clone(),
             s.client_id.clone(),
-            s.client_secret.clone(),
-        );
+            s.credential.clone(),
+        )?;
         let cfg = GraphClientConfiguration::new()
             .client_application(tokens.clone())
             .https_only(base.scheme() == "https")

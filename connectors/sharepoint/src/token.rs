@@ -1,6 +1,10 @@
 //! Our own OAuth client-credentials token provider, plugged into graph-rs-sdk as its
 //! `ClientApplication` (the SDK's own cannot be pointed at another token URL, and its
-//! certificate credential signs one assertion for good). The cache is shared by every
+//! certificate credential signs one assertion for good). With a certificate, every
+//! token request carries a client assertion signed just then (PS256, `x5t#S256` =
+//! SHA-256 thumbprint of the certificate, `aud` = the token URL, 10 minutes of
+//! validity, a fresh `jti`), so refreshes keep working for as long as the daemon runs.
+//! The cache is shared by every
 //! clone (the SDK clones the provider into each request); one refresh runs at a time;
 //! a token is refreshed five minutes before it expires (or halfway, for short-lived
 //! ones), and [`TokenProvider::invalidate`] forces a refresh after a Graph 401.
@@ -37,10 +41,29 @@ struct Cached {
     refresh_at: Instant,
 }
 
+/// The app's credential.
+#[derive(Clone)]
+pub enum Credential {
+    Secret(String),
+    /// PEM certificate registered with the app, and its RSA private key (PEM).
+    Certificate {
+        cert_pem: String,
+        key_pem: String,
+    },
+}
+
+enum Signer {
+    Secret(String),
+    Certificate {
+        key: jsonwebtoken::EncodingKey,
+        thumbprint: String,
+    },
+}
+
 struct Inner {
     token_url: String,
     client_id: String,
-    secret: String,
+    signer: Signer,
     http: reqwest12::Client,
     cache: tokio::sync::Mutex<Option<Cached>>,
 }
@@ -48,18 +71,70 @@ struct Inner {
 #[derive(Clone)]
 pub struct TokenProvider(Arc<Inner>);
 
+/// SHA-256 thumbprint of a PEM certificate, base64url without padding (`x5t#S256`).
+pub fn thumbprint(cert_pem: &str) -> Result<String, String> {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let block = pem::parse_many(cert_pem)
+        .map_err(|e| format!("certificate: {e}"))?
+        .into_iter()
+        .find(|p| p.tag() == "CERTIFICATE")
+        .ok_or("certificate: no CERTIFICATE block")?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha2::Sha256::digest(block.contents())))
+}
+
 impl TokenProvider {
-    pub fn new(token_url: String, client_id: String, secret: String) -> TokenProvider {
-        TokenProvider(Arc::new(Inner {
+    pub fn new(
+        token_url: String,
+        client_id: String,
+        credential: Credential,
+    ) -> Result<TokenProvider, String> {
+        let signer = match credential {
+            Credential::Secret(s) => Signer::Secret(s),
+            Credential::Certificate { cert_pem, key_pem } => Signer::Certificate {
+                thumbprint: thumbprint(&cert_pem)?,
+                key: jsonwebtoken::EncodingKey::from_rsa_pem(key_pem.as_bytes()).map_err(|e| {
+                    format!("private key: {e} (expected an RSA private key in PEM)")
+                })?,
+            },
+        };
+        Ok(TokenProvider(Arc::new(Inner {
             token_url,
             client_id,
-            secret,
+            signer,
             http: reqwest12::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()
                 .expect("reqwest client"),
             cache: tokio::sync::Mutex::new(None),
-        }))
+        })))
+    }
+
+    /// A client assertion signed now.
+    fn assertion(
+        &self,
+        key: &jsonwebtoken::EncodingKey,
+        thumbprint: &str,
+    ) -> Result<String, TokenError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::PS256);
+        header.x5t_s256 = Some(thumbprint.to_string());
+        let jti = format!("{:032x}", rand::random::<u128>());
+        let claims = serde_json::json!({
+            "aud": self.0.token_url,
+            "iss": self.0.client_id,
+            "sub": self.0.client_id,
+            "jti": jti,
+            "nbf": now.saturating_sub(60),
+            "iat": now,
+            "exp": now + 600,
+        });
+        jsonwebtoken::encode(&header, &claims, key)
+            .map_err(|e| TokenError::Rejected(format!("signing the client assertion: {e}")))
     }
 
     /// Forgets the cached token (Graph said 401): the next call gets a new one.
@@ -75,12 +150,21 @@ impl TokenProvider {
         {
             return Ok(c.token.clone());
         }
-        let form = [
-            ("grant_type", "client_credentials"),
-            ("scope", "https://graph.microsoft.com/.default"),
-            ("client_id", self.0.client_id.as_str()),
-            ("client_secret", self.0.secret.as_str()),
+        let mut form = vec![
+            ("grant_type", "client_credentials".to_string()),
+            ("scope", "https://graph.microsoft.com/.default".to_string()),
+            ("client_id", self.0.client_id.clone()),
         ];
+        match &self.0.signer {
+            Signer::Secret(s) => form.push(("client_secret", s.clone())),
+            Signer::Certificate { key, thumbprint } => {
+                form.push((
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_string(),
+                ));
+                form.push(("client_assertion", self.assertion(key, thumbprint)?));
+            }
+        }
         let resp = self
             .0
             .http
