@@ -378,3 +378,69 @@ async fn certificate_credentials_sign_a_fresh_assertion_for_every_token() {
         .await;
     assert!(!body.contains(key_line));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_connectors_of_one_tenant_share_its_request_budget() {
+    let g = FakeGraph::start().await;
+    let site = g.add_site("contoso.sharepoint.com", "Team");
+    let docs = g.add_drive(&site, "Documents");
+    let archive = g.add_drive(&site, "Archive");
+    for i in 0..30 {
+        g.put(&docs, &format!("d{i}.txt"), format!("doc {i}").as_bytes());
+        g.put(
+            &archive,
+            &format!("a{i}.txt"),
+            format!("old {i}").as_bytes(),
+        );
+    }
+    // 25 Graph requests per 3 s for the app in this tenant; ~70 are needed.
+    g.set_rate_limit(25, std::time::Duration::from_secs(3));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("graph-secret"), graph::CLIENT_SECRET).unwrap();
+    let connector = |id: &str, drive: &str| {
+        format!(
+            "  - id: {id}\n    kind: sharepoint\n    tenant_id: {}\n    client_id: {}\n    client_secret_file: graph-secret\n    site: contoso.sharepoint.com:/sites/Team\n    drives: [{drive}]\n    graph_url: {}\n    token_url: {}\n    target: /{id}\n",
+            graph::TENANT,
+            graph::CLIENT_ID,
+            g.graph_url,
+            g.token_url
+        )
+    };
+    let api = free_port();
+    let cfg = config(
+        dir.path(),
+        api,
+        "",
+        &format!(
+            "{}{}",
+            connector("docs", "Documents"),
+            connector("old", "Archive")
+        ),
+        "",
+    );
+    let d = Running::start(&cfg, api, &[]);
+    for id in ["docs", "old"] {
+        let job = d.latest_job(id).await;
+        assert_eq!(job["status"], "succeeded", "{job}");
+    }
+    // Nobody sent a request while the tenant was told to wait, and the RateLimit
+    // headers slowed the client down before most refusals.
+    assert!(g.violations().is_empty(), "{:?}", g.violations());
+    let graph_requests = g
+        .requests()
+        .iter()
+        .filter(|r| r.listener == "graph")
+        .count();
+    assert!(graph_requests > 60, "{graph_requests}");
+    // (Without the RateLimit pacing, 4 to 6 requests are refused here.)
+    assert_eq!(g.throttled(), 0, "requests were refused");
+    let out = restore(&cfg, "/", dir.path());
+    assert_eq!(
+        std::fs::read(out.join("docs/Documents/d29.txt")).unwrap(),
+        b"doc 29"
+    );
+    assert_eq!(
+        std::fs::read(out.join("old/Archive/a0.txt")).unwrap(),
+        b"old 0"
+    );
+}

@@ -123,7 +123,8 @@ struct St {
     ignore_range: bool,
     cut_next_download_after: Option<usize>,
     script: VecDeque<Scripted>,
-    not_before: Option<Instant>,
+    /// A Retry-After in force: (when it was answered, until when).
+    not_before: Option<(Instant, Instant)>,
     log: Vec<Logged>,
     violations: Vec<String>,
     next_id: u64,
@@ -133,6 +134,12 @@ struct St {
     certificate: Option<(String, Vec<u8>)>,
     /// `jti`s of the assertions accepted (a replay is refused).
     assertions: std::collections::HashSet<String>,
+    /// Request budget: at most `limit` Graph requests per `window` (the app's resource
+    /// units, simplified to one per request).
+    rate_limit: Option<(u32, Duration)>,
+    window_start: Instant,
+    used: u32,
+    throttled: u64,
 }
 
 #[derive(Clone)]
@@ -203,6 +210,10 @@ impl FakeGraph {
             tokens: HashMap::new(),
             certificate: None,
             assertions: Default::default(),
+            rate_limit: None,
+            window_start: Instant::now(),
+            used: 0,
+            throttled: 0,
             token_ttl: Duration::from_secs(3599),
             issued: 0,
             page_size: 200,
@@ -476,6 +487,23 @@ impl FakeGraph {
         self.with(|s| s.certificate = Some((thumb, public_key_pem.as_bytes().to_vec())));
     }
 
+    /// A request budget as Graph applies one per app and tenant: at most `limit` Graph
+    /// requests per `window`. From 80 % used, responses carry `RateLimit-Limit`,
+    /// `RateLimit-Remaining` and `RateLimit-Reset`; past the budget, 429 with
+    /// `Retry-After` until the window ends.
+    pub fn set_rate_limit(&self, limit: u32, window: Duration) {
+        self.with(|s| {
+            s.rate_limit = Some((limit, window));
+            s.window_start = Instant::now();
+            s.used = 0;
+        });
+    }
+
+    /// Requests refused with 429 by the request budget.
+    pub fn throttled(&self) -> u64 {
+        self.with(|s| s.throttled)
+    }
+
     /// Client assertions accepted so far (each with its own `jti`).
     pub fn assertions_accepted(&self) -> usize {
         self.with(|s| s.assertions.len())
@@ -632,6 +660,9 @@ async fn graph_handler(State(st): State<Arc<Mutex<St>>>, req: Request) -> Respon
     r
 }
 
+/// How long after a 429 a request still counts as having been in flight when it went out.
+const IN_FLIGHT_GRACE: Duration = Duration::from_millis(250);
+
 fn graph(
     s: &mut St,
     method: &Method,
@@ -646,8 +677,11 @@ fn graph(
     let Some(rest) = path.strip_prefix("/v1.0") else {
         return graph_error(StatusCode::BAD_REQUEST, "invalidRequest", "unknown route");
     };
-    if let Some(nb) = s.not_before
+    // Requests that were already in flight when the 429 went out (within
+    // IN_FLIGHT_GRACE of it) are not the client's fault; later ones are.
+    if let Some((at, nb)) = s.not_before
         && Instant::now() < nb
+        && Instant::now() > at + IN_FLIGHT_GRACE
     {
         s.violations
             .push(format!("{method} {uri} sent before Retry-After had passed"));
@@ -666,6 +700,54 @@ fn graph(
             );
         }
     }
+    let mut limit_headers = None;
+    if let Some((limit, window)) = s.rate_limit {
+        let now = Instant::now();
+        if now.duration_since(s.window_start) >= window {
+            s.window_start = now;
+            s.used = 0;
+        }
+        let reset = (window - now.duration_since(s.window_start))
+            .as_secs_f64()
+            .ceil()
+            .max(1.0) as u64;
+        s.used += 1;
+        if s.used > limit {
+            s.throttled += 1;
+            s.not_before = Some((now, s.window_start + window));
+            let mut r = graph_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "activityLimitReached",
+                "The request has been throttled",
+            );
+            for (k, v) in [
+                ("retry-after", reset),
+                ("ratelimit-limit", limit as u64),
+                ("ratelimit-remaining", 0),
+                ("ratelimit-reset", reset),
+            ] {
+                r.headers_mut().insert(k, HeaderValue::from(v));
+            }
+            return r;
+        }
+        if s.used * 5 >= limit * 4 {
+            limit_headers = Some((limit, limit - s.used, reset));
+        }
+    }
+    let mut r = route(s, method, uri, rest);
+    if let Some((limit, remaining, reset)) = limit_headers {
+        for (k, v) in [
+            ("ratelimit-limit", limit as u64),
+            ("ratelimit-remaining", remaining as u64),
+            ("ratelimit-reset", reset),
+        ] {
+            r.headers_mut().insert(k, HeaderValue::from(v));
+        }
+    }
+    r
+}
+
+fn route(s: &mut St, method: &Method, uri: &axum::http::Uri, rest: &str) -> Response {
     let full = uri.to_string();
     if let Some(pos) = s
         .script
@@ -683,7 +765,7 @@ fn graph(
             if k.eq_ignore_ascii_case("retry-after")
                 && let Ok(secs) = v.parse::<u64>()
             {
-                s.not_before = Some(Instant::now() + Duration::from_secs(secs));
+                s.not_before = Some((Instant::now(), Instant::now() + Duration::from_secs(secs)));
             }
             r.headers_mut()
                 .insert(k, HeaderValue::from_str(&v).unwrap());

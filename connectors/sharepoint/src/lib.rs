@@ -14,8 +14,12 @@
 //!   token; it is streamed with a per-chunk timeout, resumed with `Range` when the
 //!   connection is cut (or restarted when the host ignores Range), fetched anew when
 //!   it expired, and checked against size and QuickXorHash.
-//! - **Throttling**: one gate per connector: a 429/503 with `Retry-After` pauses every
-//!   request until then; without it, capped exponential backoff.
+//! - **Throttling**: one gate per tenant (Graph throttles per app and tenant), shared
+//!   by every connector and job of the process: a 429/503 with `Retry-After` pauses
+//!   every request to the tenant until then; without it, capped exponential backoff.
+//!   `RateLimit-Remaining`/`RateLimit-Reset` (sent from 80 % of the budget) spread the
+//!   remaining requests over the reset window before Graph has to refuse any, and at
+//!   most [`TENANT_CONCURRENCY`] Graph requests per tenant are in flight.
 
 pub mod quickxor;
 pub mod token;
@@ -103,10 +107,46 @@ pub struct SharePointConnector {
     tokens: TokenProvider,
     /// Downloads: no redirects followed, no whole-request timeout.
     http: reqwest12::Client,
-    /// Not before this instant (a Retry-After), for every request of the connector.
-    gate: Arc<Mutex<Option<Instant>>>,
+    /// The tenant's gate: not before an instant (a Retry-After), bounded concurrency.
+    gate: Arc<TenantGate>,
     /// The item maps of the last listing (for `stat` and `open`).
     state: Arc<Mutex<Checkpoint>>,
+}
+
+/// Graph requests in flight per tenant, across connectors and jobs.
+pub const TENANT_CONCURRENCY: usize = 4;
+
+/// What every connector of one tenant shares: Graph throttles per app and tenant.
+pub struct TenantGate {
+    until: Mutex<Option<Instant>>,
+    slots: tokio::sync::Semaphore,
+}
+
+impl TenantGate {
+    fn close(&self, wait: Duration) {
+        let until = Instant::now() + wait;
+        let mut g = self.until.lock().unwrap();
+        if g.is_none_or(|t| t < until) {
+            *g = Some(until);
+        }
+    }
+}
+
+/// The gate of the tenant behind `token_url` (one per process).
+fn tenant_gate(token_url: &str) -> Arc<TenantGate> {
+    static GATES: std::sync::OnceLock<Mutex<HashMap<String, std::sync::Weak<TenantGate>>>> =
+        std::sync::OnceLock::new();
+    let mut gates = GATES.get_or_init(Default::default).lock().unwrap();
+    gates.retain(|_, g| g.strong_count() > 0);
+    if let Some(g) = gates.get(token_url).and_then(|g| g.upgrade()) {
+        return g;
+    }
+    let g = Arc::new(TenantGate {
+        until: Mutex::new(None),
+        slots: tokio::sync::Semaphore::new(TENANT_CONCURRENCY),
+    });
+    gates.insert(token_url.to_string(), Arc::downgrade(&g));
+    g
 }
 
 /// A Graph request that did not succeed.
@@ -221,6 +261,7 @@ fn rfc3339_ns(s: &str) -> i64 {
 
 impl SharePointConnector {
     pub fn new(id: String, s: SharePointSettings) -> Result<SharePointConnector, String> {
+        let gate = tenant_gate(&s.token_url);
         let base = Url::parse(s.graph_url.trim_end_matches('/'))
             .map_err(|e| format!("graph_url `{}`: {e}", s.graph_url))?;
         let tokens = TokenProvider::new(
@@ -251,26 +292,57 @@ impl SharePointConnector {
             graph,
             tokens,
             http,
-            gate: Arc::new(Mutex::new(None)),
+            gate,
             state: Arc::new(Mutex::new(Checkpoint::default())),
         })
     }
 
-    async fn wait_gate(&self) {
+    /// Waits until the tenant's gate is open and a request slot is free.
+    async fn wait_gate(&self) -> tokio::sync::SemaphorePermit<'_> {
         loop {
-            let until = *self.gate.lock().unwrap();
+            let until = *self.gate.until.lock().unwrap();
             match until {
                 Some(t) if t > Instant::now() => tokio::time::sleep_until(t.into()).await,
-                _ => return,
+                _ => break,
+            }
+        }
+        let permit = self.gate.slots.acquire().await.expect("never closed");
+        // another request may have closed the gate while this one waited for a slot
+        loop {
+            let until = *self.gate.until.lock().unwrap();
+            match until {
+                Some(t) if t > Instant::now() => tokio::time::sleep_until(t.into()).await,
+                _ => return permit,
             }
         }
     }
 
     fn close_gate(&self, wait: Duration) {
-        let until = Instant::now() + wait;
-        let mut g = self.gate.lock().unwrap();
-        if g.is_none_or(|t| t < until) {
-            *g = Some(until);
+        self.gate.close(wait);
+    }
+
+    /// Spreads the requests left in Graph's budget over its reset window, from the
+    /// `RateLimit-*` headers (sent when about 80 % of the budget is used).
+    fn pace(&self, h: &header::HeaderMap) {
+        let num = |name: &str| {
+            h.get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        let (Some(remaining), Some(reset)) = (num("ratelimit-remaining"), num("ratelimit-reset"))
+        else {
+            return;
+        };
+        // With no more requests left than may be in flight, wait for the reset; else
+        // spread what is left over the window.
+        let wait = if remaining <= TENANT_CONCURRENCY as u64 {
+            Duration::from_secs(reset)
+        } else {
+            Duration::from_millis(reset * 1000 / (remaining + 1))
+        };
+        if !wait.is_zero() {
+            tracing::debug!(connector = %self.id, remaining, reset, wait_ms = wait.as_millis() as u64, "Graph budget nearly used; slowing down");
+            self.close_gate(wait);
         }
     }
 
@@ -303,7 +375,7 @@ impl SharePointConnector {
         let mut refreshed = false;
         let mut backoff = Duration::from_millis(500);
         for attempt in 1..=ATTEMPTS {
-            self.wait_gate().await;
+            let _slot = self.wait_gate().await;
             // surfaces token errors as they are (the SDK then takes it from the cache)
             self.tokens.token().await.map_err(GraphError::Token)?;
             let mut h = self.graph.custom(Method::GET, None);
@@ -319,6 +391,7 @@ impl SharePointConnector {
             let status = resp.status();
             let headers = resp.headers().clone();
             let body: serde_json::Value = resp.json().await.unwrap_or_default();
+            self.pace(&headers);
             if status.is_success() {
                 return Ok((status, headers, body));
             }
@@ -743,7 +816,7 @@ impl SharePointConnector {
         let mut refreshed = false;
         let mut backoff = Duration::from_millis(500);
         for attempt in 1..=ATTEMPTS {
-            self.wait_gate().await;
+            let _slot = self.wait_gate().await;
             let token = self.tokens.token().await.map_err(|e| match e {
                 TokenError::Rejected(m) => ItemError::SourceUnavailable(m),
                 e => ItemError::Io(e.to_string()),
@@ -756,6 +829,7 @@ impl SharePointConnector {
                 .await
                 .map_err(|e| ItemError::Io(format!("Graph /content: {e}")))?;
             let status = resp.status();
+            self.pace(resp.headers());
             match status {
                 StatusCode::FOUND | StatusCode::SEE_OTHER | StatusCode::TEMPORARY_REDIRECT => {
                     return resp
