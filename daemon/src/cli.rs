@@ -388,6 +388,32 @@ async fn check(path: PathBuf, connect: bool) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    if !cfg.vectorized_connectors().is_empty() {
+        match tributary_vectorize::embed::build(&cfg.vectorize.embedder).await {
+            Ok(e) => match e.embed(vec!["tributary check".into()]).await {
+                Ok(v) => println!(
+                    "embedder {}: ok ({} dimensions)",
+                    e.id(),
+                    v.first().map_or(0, Vec::len)
+                ),
+                Err(err) => {
+                    failed = true;
+                    println!("embedder {}: {err}", e.id());
+                }
+            },
+            Err(e) => {
+                failed = true;
+                println!("embedder: {e}");
+            }
+        }
+        match tributary_vectorize::open_store(&cfg.vectorize.store).await {
+            Ok(s) => println!("vector store {}: ok", s.describe()),
+            Err(e) => {
+                failed = true;
+                println!("vector store: {e}");
+            }
+        }
+    }
     Ok(if failed {
         ExitCode::from(1)
     } else {

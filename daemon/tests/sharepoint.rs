@@ -426,6 +426,27 @@ async fn two_connectors_of_one_tenant_share_its_request_budget() {
     // Nobody sent a request while the tenant was told to wait, and the RateLimit
     // headers slowed the client down before most refusals.
     assert!(g.violations().is_empty(), "{:?}", g.violations());
+    // Every Graph request identifies the client and itself.
+    let mut ids = std::collections::HashSet::new();
+    for r in g
+        .requests()
+        .iter()
+        .filter(|r| r.listener == "graph" && !r.uri.contains("/oauth2/"))
+    {
+        let ua = r.user_agent.as_deref().unwrap_or("");
+        assert!(ua.starts_with("NONISV|Tributary|tributary/"), "{ua}");
+        let id = r.client_request_id.clone().expect("client-request-id");
+        assert_eq!(id.len(), 36, "{id}");
+        assert!(ids.insert(id), "client-request-id reused");
+        if r.uri.contains("/delta") {
+            assert_eq!(
+                r.prefer.as_deref(),
+                Some("deltashowremovedasdeleted"),
+                "{}",
+                r.uri
+            );
+        }
+    }
     let graph_requests = g
         .requests()
         .iter()

@@ -321,6 +321,17 @@ async fn documents_of_every_type_are_searchable_by_meaning_and_stay_current() {
     assert!(stdout.starts_with("1. "), "{stdout}");
     assert!(stdout.contains("/docs/kitchen/sourdough.txt"), "{stdout}");
 
+    // `check --connect` tries the embedder and the vector store too.
+    let out = Command::new(BIN)
+        .args(["check", "-c", cfg.to_str().unwrap(), "--connect"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("embedder local dim 384"), "{stdout}");
+    assert!(stdout.contains("(384 dimensions)"), "{stdout}");
+    assert!(stdout.contains("vector store catalog"), "{stdout}");
+
     // Bad requests.
     let (status, headers, body) = d
         .call("GET", "/api/v1/search?k=3", Some(VIEWER), None)

@@ -105,6 +105,8 @@ pub struct Logged {
     pub authorization: bool,
     pub user_agent: Option<String>,
     pub range: Option<String>,
+    pub client_request_id: Option<String>,
+    pub prefer: Option<String>,
     pub status: u16,
 }
 
@@ -596,6 +598,14 @@ fn log(s: &mut St, listener: &'static str, method: &Method, uri: &str, h: &Heade
             .map(str::to_string),
         range: h
             .get(header::RANGE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        client_request_id: h
+            .get("client-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        prefer: h
+            .get("prefer")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
         status,

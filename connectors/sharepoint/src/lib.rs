@@ -189,6 +189,21 @@ fn connector_error(e: GraphError) -> ConnectorError {
     }
 }
 
+/// A new `client-request-id` (a random UUID), which Graph echoes and logs: support
+/// can trace a request from it.
+fn client_request_id() -> String {
+    let r: u128 = rand::random();
+    let h = format!("{r:032x}");
+    format!(
+        "{}-{}-4{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[13..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
 /// `Retry-After` in seconds or as an HTTP date.
 fn retry_after(h: &header::HeaderMap) -> Option<Duration> {
     let v = h.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
@@ -385,6 +400,10 @@ impl SharePointConnector {
                     header::HeaderName::from_static("prefer"),
                     header::HeaderValue::from_static("deltashowremovedasdeleted"),
                 )
+                .header(
+                    header::HeaderName::from_static("client-request-id"),
+                    header::HeaderValue::from_str(&client_request_id()).expect("ascii"),
+                )
                 .send()
                 .await
                 .map_err(|e| GraphError::Transport(format!("Graph request: {e}")))?;
@@ -396,7 +415,10 @@ impl SharePointConnector {
                 return Ok((status, headers, body));
             }
             let code = body["error"]["code"].as_str().unwrap_or("").to_string();
-            let msg = body["error"]["message"].as_str().unwrap_or("").to_string();
+            let mut msg = body["error"]["message"].as_str().unwrap_or("").to_string();
+            if let Some(rid) = headers.get("request-id").and_then(|v| v.to_str().ok()) {
+                msg = format!("{msg} (request-id {rid})");
+            }
             match status {
                 StatusCode::UNAUTHORIZED if !refreshed => {
                     refreshed = true;
@@ -411,7 +433,7 @@ impl SharePointConnector {
                 {
                     let wait = retry_after(&headers).unwrap_or(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(60));
-                    tracing::warn!(connector = %self.id, %status, wait_ms = wait.as_millis() as u64, "Graph throttled or failed; waiting");
+                    tracing::warn!(connector = %self.id, %status, wait_ms = wait.as_millis() as u64, request_id = headers.get("request-id").and_then(|v| v.to_str().ok()).unwrap_or(""), "Graph throttled or failed; waiting");
                     self.close_gate(wait);
                 }
                 _ => return Err(GraphError::Status(status, code, msg)),
@@ -825,6 +847,8 @@ impl SharePointConnector {
                 .http
                 .get(&url)
                 .bearer_auth(token)
+                .header("client-request-id", client_request_id())
+                .header(header::USER_AGENT, USER_AGENT)
                 .send()
                 .await
                 .map_err(|e| ItemError::Io(format!("Graph /content: {e}")))?;
@@ -852,9 +876,15 @@ impl SharePointConnector {
                     self.close_gate(wait);
                 }
                 s => {
+                    let rid = resp
+                        .headers()
+                        .get("request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .map(|r| format!(" (request-id {r})"))
+                        .unwrap_or_default();
                     let body: serde_json::Value = resp.json().await.unwrap_or_default();
                     return Err(ItemError::Io(format!(
-                        "Graph /content answered {s}: {}",
+                        "Graph /content answered {s}: {}{rid}",
                         body["error"]["code"].as_str().unwrap_or("")
                     )));
                 }
