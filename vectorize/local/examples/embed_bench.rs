@@ -1,7 +1,10 @@
 //! Embedding throughput of the local model: 256 passages of ≥128 word pieces
 //! (truncated to `max` tokens), in batches of 32.
 //!
-//!     cargo run --release -p tributary-embed-local --example embed_bench -- MODEL_DIR [threads] [max_tokens]
+//!     cargo run --release -p tributary-embed-local --example embed_bench -- MODEL_DIR [threads] [max_tokens] [dump.json]
+//!
+//! With a fourth argument the passages are also written there (a JSON list), for
+//! `bench/embed_reference.py` to embed the very same passages with the reference.
 
 use std::time::Instant;
 
@@ -62,6 +65,9 @@ fn main() {
             p[..end].to_string()
         })
         .collect();
+    if let Some(dump) = args.next() {
+        std::fs::write(&dump, serde_json::to_vec(&passages).unwrap()).unwrap();
+    }
     let cpu0 = cpu_seconds();
     let t = Instant::now();
     for batch in passages.chunks(32) {
