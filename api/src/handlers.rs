@@ -679,6 +679,15 @@ pub async fn search(
     let k = p.int("k", 1, 100).unwrap_or(10) as usize;
     let connector = p.string("connector");
     let path_prefix = p.string("path_prefix");
+    let principals: Vec<String> = p
+        .string("principal")
+        .map(|v| {
+            v.split(',')
+                .map(|x| x.trim().to_string())
+                .filter(|x| !x.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
     let text = match text {
         Some(t) if !t.trim().is_empty() => t,
         _ => {
@@ -699,6 +708,7 @@ pub async fn search(
             k,
             connector,
             path_prefix,
+            principals,
         })
         .await?;
     Ok(Json(hits))

@@ -165,6 +165,8 @@ pub struct SearchQuery {
     pub k: usize,
     pub connector: Option<String>,
     pub path_prefix: Option<String>,
+    /// Only documents readable by one of these principals (as captured from the source).
+    pub principals: Vec<String>,
 }
 
 #[derive(Clone)]

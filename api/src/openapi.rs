@@ -139,6 +139,10 @@ fn describe(method: &str, path: &str) -> (&'static str, Vec<Value>, Option<Value
                 json!({"name": "k", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10}}),
                 q("connector", "only this connector's items"),
                 q("path_prefix", "only items under this path"),
+                q(
+                    "principal",
+                    "only documents readable by one of these principals (comma-separated: user:<id>, group:<id>, siteGroup:<id>, anyone, organization); documents without captured permissions are left out",
+                ),
             ],
             None,
             "200",

@@ -1030,6 +1030,10 @@ impl Catalog {
             change_tag: r.get(5),
             digest: digest.map(|d| crate::to_hash(&d)).transpose()?,
             chunks: self.version_chunks(r.get(0)).await?,
+            principals: {
+                let p = self.version_principals(r.get(0)).await?;
+                (!p.is_empty()).then_some(p)
+            },
             committed_at: 0,
             held: false,
             displaced: false,

@@ -56,6 +56,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../migrations/sqlite/0004_conflicts.sql"),
     ),
     (5, include_str!("../../migrations/sqlite/0005_vectors.sql")),
+    (
+        6,
+        include_str!("../../migrations/sqlite/0006_permissions.sql"),
+    ),
 ];
 
 /// Current time in Unix nanoseconds.
@@ -87,6 +91,17 @@ pub struct ItemState {
     pub change_tag: Option<String>,
     /// Its latest source state is stored but not visible (see [`NewVersion::held`]).
     pub held: bool,
+    /// The principals last captured for it (see [`acl_text`]); `None`: never captured.
+    pub acl: Option<String>,
+}
+
+/// The principals of a version as the catalog mirrors them: sorted, deduplicated,
+/// one per line.
+pub fn acl_text(principals: &[String]) -> String {
+    let mut v: Vec<&str> = principals.iter().map(String::as_str).collect();
+    v.sort_unstable();
+    v.dedup();
+    v.join("\n")
 }
 
 /// A chunk as stored: its hash, plain size, stored size and compression.
@@ -127,6 +142,9 @@ pub struct NewVersion {
     /// tombstone for readers, while the item keeps its source state (`deleted` is set).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub displaced: bool,
+    /// Who may read it, where the source says (see migration 0006); `None`: not captured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principals: Option<Vec<String>>,
 }
 
 /// One catalog transaction's worth of work.
@@ -822,7 +840,7 @@ impl Catalog {
     /// Every item of a connector (live and deleted).
     pub async fn items(&self, connector: &str) -> Result<Vec<ItemState>> {
         let rows = sqlx::query(
-            "SELECT id, source_id, path, deleted, size, mtime_ns, inode, change_tag, held FROM items WHERE connector = $1",
+            "SELECT id, source_id, path, deleted, size, mtime_ns, inode, change_tag, held, acl FROM items WHERE connector = $1",
         )
         .bind(connector)
         .fetch_all(&self.pool)
@@ -839,6 +857,7 @@ impl Catalog {
                 inode: r.get(6),
                 change_tag: r.get(7),
                 held: r.get::<i64, _>(8) != 0,
+                acl: r.get(9),
             })
             .collect())
     }
@@ -1139,7 +1158,11 @@ impl Catalog {
                 .execute(&mut *tx)
                 .await?;
             }
-            for table in ["version_chunks WHERE version_id", "versions WHERE id"] {
+            for table in [
+                "version_chunks WHERE version_id",
+                "version_principals WHERE version_id",
+                "versions WHERE id",
+            ] {
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
                     "DELETE FROM {table} IN ({list})"
                 )));
@@ -1243,6 +1266,23 @@ async fn insert_version(
     .bind(v.held as i64)
     .fetch_one(&mut **tx)
     .await?;
+    if let Some(principals) = &v.principals {
+        let text = acl_text(principals);
+        for p in text.lines().filter(|p| !p.is_empty()) {
+            sqlx::query("INSERT INTO version_principals (version_id, principal) VALUES ($1, $2)")
+                .bind(version_id)
+                .bind(p)
+                .execute(&mut **tx)
+                .await?;
+        }
+        if !v.displaced {
+            sqlx::query("UPDATE items SET acl = $1 WHERE id = $2")
+                .bind(&text)
+                .bind(item_id)
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
     for (idx, c) in v.chunks.iter().enumerate() {
         sqlx::query(
             "INSERT INTO chunks (hash, size, stored_size, compression, refcount, created_at) VALUES ($1, $2, $3, $4, 1, $5)

@@ -511,3 +511,33 @@ impl Catalog {
         .await?)
     }
 }
+
+impl Catalog {
+    /// Live, visible items whose current version may be read by any of `principals`.
+    pub async fn item_ids_for_principals(&self, principals: &[String]) -> Result<Vec<i64>> {
+        if principals.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list: Vec<String> = (2..principals.len() + 2).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT DISTINCT i.id FROM items i JOIN version_principals p ON p.version_id = i.current_version
+             WHERE i.deleted = $1 AND i.held = 0 AND p.principal IN ({})",
+            list.join(", ")
+        );
+        let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(0i64);
+        for p in principals {
+            q = q.bind(p);
+        }
+        Ok(q.fetch_all(&self.pool).await?)
+    }
+
+    /// The principals of a version (empty: none captured).
+    pub async fn version_principals(&self, version_id: i64) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT principal FROM version_principals WHERE version_id = $1 ORDER BY principal",
+        )
+        .bind(version_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}

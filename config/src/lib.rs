@@ -284,6 +284,7 @@ pub struct SharePointSource {
     pub drives: Vec<String>,
     pub graph_url: String,
     pub token_url: String,
+    pub permissions: bool,
 }
 
 /// How the SharePoint connector authenticates to Entra ID.

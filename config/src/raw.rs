@@ -502,6 +502,11 @@ pub struct RawConnector {
     /// are compared case-insensitively if either of them is.
     #[serde(default)]
     pub case_sensitive: Option<bool>,
+    /// sharepoint: read each file's permissions and store the principals with its
+    /// versions, so that search can filter by principal (default false; complete lists
+    /// need the Sites.FullControl.All application permission).
+    #[serde(default)]
+    pub permissions: Option<bool>,
     /// Extract, embed and index this connector's documents (default false).
     #[serde(default)]
     pub vectorize: Option<bool>,

@@ -1044,6 +1044,12 @@ fn connector(cx: &mut Ctx, path: &str, rc: &raw::RawConnector) -> Option<Connect
             format!("expected a percentage from 0 to 100, got {max_delete_percent}"),
         );
     }
+    if rc.permissions.is_some() && rc.kind != ConnectorKind::Sharepoint {
+        cx.error(
+            format!("{path}.permissions"),
+            "`permissions` applies to `kind: sharepoint` only",
+        );
+    }
     let source = match rc.kind {
         ConnectorKind::Local => match &rc.path {
             Some(p) => Some(SourceConfig::Local {
@@ -1271,6 +1277,7 @@ fn sharepoint(cx: &mut Ctx, path: &str, rc: &raw::RawConnector) -> Option<crate:
         drives: rc.drives.clone(),
         graph_url,
         token_url,
+        permissions: rc.permissions.unwrap_or(false),
     })
 }
 

@@ -33,6 +33,9 @@ pub struct Entry {
     pub inode: Option<i64>,
     /// A source change tag (cTag, hash) where the source has one.
     pub change_tag: Option<String>,
+    /// Who may read the file, where the source says and the connector captures it
+    /// (`user:<id>`, `group:<id>`, `anyone`, …); `None`: not captured.
+    pub principals: Option<Vec<String>>,
 }
 
 impl Entry {

@@ -70,6 +70,7 @@ fn entry(rel: Vec<u8>, md: &Metadata) -> Entry {
         mtime_ns: mtime_ns(md),
         inode: Some(md.ino() as i64),
         change_tag: None,
+        principals: None,
     }
 }
 

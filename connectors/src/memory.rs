@@ -52,6 +52,7 @@ impl MemoryConnector {
             mtime_ns: mtime,
             inode: None,
             change_tag: None,
+            principals: None,
         }
     }
 }

@@ -163,6 +163,10 @@ pub enum Command {
         /// Only documents under this path.
         #[arg(long)]
         path_prefix: Option<String>,
+        /// Only documents readable by this principal (repeatable): user:<id>,
+        /// group:<id>, siteGroup:<id>, anyone, organization.
+        #[arg(long)]
+        principal: Vec<String>,
         /// Print the API's JSON.
         #[arg(long)]
         json: bool,
@@ -319,9 +323,22 @@ pub async fn run(args: Cli) -> ExitCode {
             k,
             connector,
             path_prefix,
+            principal,
             json,
             query,
-        } => search(config, auth, k, connector, path_prefix, json, query).await,
+        } => {
+            search(
+                config,
+                auth,
+                k,
+                connector,
+                path_prefix,
+                principal,
+                json,
+                query,
+            )
+            .await
+        }
         Command::Reindex { config } => reindex(config).await,
     };
     match result {
@@ -976,6 +993,7 @@ async fn search(
     k: usize,
     connector: Option<String>,
     path_prefix: Option<String>,
+    principals: Vec<String>,
     json: bool,
     query: String,
 ) -> anyhow::Result<ExitCode> {
@@ -988,6 +1006,9 @@ async fn search(
     }
     if let Some(p) = path_prefix {
         params.push(("path_prefix", p));
+    }
+    if !principals.is_empty() {
+        params.push(("principal", principals.join(",")));
     }
     let resp = client
         .get(format!("{base}/search"))

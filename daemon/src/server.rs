@@ -826,7 +826,13 @@ impl Control for Handle {
     async fn search(&self, q: SearchQuery) -> Result<serde_json::Value, ControlError> {
         let v = self.vectorizer().ok_or_else(vectors_off)?;
         let hits = v
-            .search(&q.q, q.k, q.connector.as_deref(), q.path_prefix.as_deref())
+            .search(
+                &q.q,
+                q.k,
+                q.connector.as_deref(),
+                q.path_prefix.as_deref(),
+                &q.principals,
+            )
             .await
             .map_err(|e| match e {
                 SearchError::NotReady(m) | SearchError::Embedder(m) => {

@@ -136,6 +136,7 @@ pub fn connector(c: &ConnectorConfig) -> anyhow::Result<Arc<dyn Connector>> {
                         drives: s.drives.clone(),
                         filter,
                         max_file_size: c.max_file_size,
+                        permissions: s.permissions,
                     },
                 )
                 .map_err(anyhow::Error::msg)?,

@@ -465,3 +465,196 @@ async fn two_connectors_of_one_tenant_share_its_request_budget() {
         b"old 0"
     );
 }
+
+fn grant(kind: &str, id: &str, role: &str) -> serde_json::Value {
+    json!({"id": format!("p-{kind}-{id}"), "roles": [role], "grantedToV2": {kind: {"id": id, "displayName": id}}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permissions_are_captured_and_filter_search_by_principal() {
+    let model = model_dir();
+    let g = FakeGraph::start().await;
+    let site = g.add_site("contoso.sharepoint.com", "Team");
+    let docs = g.add_drive(&site, "Documents");
+    g.put(
+        &docs,
+        "salaries.txt",
+        b"Salary bands for engineers and managers in 2027.",
+    );
+    g.put(
+        &docs,
+        "budget.txt",
+        b"The finance budget for the marketing department.",
+    );
+    g.put(
+        &docs,
+        "holidays.txt",
+        b"Public holidays and the office closing days.",
+    );
+    let salaries = g.id_of(&docs, "salaries.txt");
+    let budget = g.id_of(&docs, "budget.txt");
+    let holidays = g.id_of(&docs, "holidays.txt");
+    g.set_permissions(
+        &docs,
+        &salaries,
+        vec![
+            grant("user", "alice", "read"),
+            grant("siteGroup", "7", "owner"),
+        ],
+    );
+    g.set_permissions(
+        &docs,
+        &budget,
+        vec![
+            grant("group", "finance", "write"),
+            grant("user", "bob", "unknownRole"),
+        ],
+    );
+    g.set_permissions(
+        &docs,
+        &holidays,
+        vec![json!({"id": "link1", "roles": ["read"], "link": {"type": "view", "scope": "organization"}})],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let api = free_port();
+    std::fs::write(dir.path().join("graph-secret"), graph::CLIENT_SECRET).unwrap();
+    let cfg = config(
+        dir.path(),
+        api,
+        "",
+        &format!(
+            "  - id: team\n    kind: sharepoint\n    tenant_id: {}\n    client_id: {}\n    client_secret_file: graph-secret\n    site: contoso.sharepoint.com:/sites/Team\n    graph_url: {}\n    token_url: {}\n    target: /team\n    permissions: true\n    vectorize: true\n",
+            graph::TENANT,
+            graph::CLIENT_ID,
+            g.graph_url,
+            g.token_url
+        ),
+        &format!(
+            "vectorize:\n  embedder: {{ kind: local, model_dir: {} }}\n",
+            model.display()
+        ),
+    );
+    let d = Running::start(&cfg, api, &[]);
+    let job = d.latest_job("team").await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let settled = async |d: &Running| {
+        d.wait_for("the index", 120, async |d| {
+            let q = d.get("/api/v1/queue").await;
+            q["state"] == "ready" && q["pending"] == 0
+        })
+        .await;
+    };
+    settled(&d).await;
+    let search = async |d: &Running, principal: &str| -> Vec<String> {
+        let v = d
+            .get(&format!(
+                "/api/v1/search?q=documents&k=10&principal={principal}"
+            ))
+            .await;
+        let mut p: Vec<String> = v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["path"].as_str().unwrap().to_string())
+            .collect();
+        p.sort();
+        p
+    };
+    assert_eq!(
+        search(&d, "user:alice").await,
+        vec!["/team/Documents/salaries.txt"]
+    );
+    assert_eq!(
+        search(&d, "siteGroup:7").await,
+        vec!["/team/Documents/salaries.txt"]
+    );
+    assert_eq!(
+        search(&d, "group:finance").await,
+        vec!["/team/Documents/budget.txt"]
+    );
+    assert!(
+        search(&d, "user:bob").await.is_empty(),
+        "an unknown role grants nothing"
+    );
+    assert_eq!(
+        search(&d, "organization").await,
+        vec!["/team/Documents/holidays.txt"]
+    );
+    assert_eq!(
+        search(&d, "user:alice,organization").await,
+        vec![
+            "/team/Documents/holidays.txt",
+            "/team/Documents/salaries.txt"
+        ]
+    );
+    let all = d.get("/api/v1/search?q=documents&k=10").await;
+    assert_eq!(all["items"].as_array().unwrap().len(), 3);
+    let perm_reads = |g: &FakeGraph| {
+        g.requests()
+            .iter()
+            .filter(|r| r.uri.ends_with("/permissions"))
+            .count()
+    };
+    assert_eq!(perm_reads(&g), 3);
+    let delta_prefer = g
+        .requests()
+        .iter()
+        .filter(|r| r.uri.contains("/delta"))
+        .all(|r| {
+            r.prefer
+                .as_deref()
+                .is_some_and(|p| p.contains("deltashowsharingchanges"))
+        });
+    assert!(
+        delta_prefer,
+        "the sharing Prefer headers are on every delta page"
+    );
+
+    // Alice gets the budget too: only that item's permissions are read again, and its
+    // content is not downloaded again.
+    let downloads = content_requests(&g);
+    g.set_permissions(
+        &docs,
+        &budget,
+        vec![
+            grant("group", "finance", "write"),
+            grant("user", "alice", "read"),
+        ],
+    );
+    let job = d.run_and_wait("team", "incremental").await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(
+        perm_reads(&g),
+        4,
+        "only the changed item's permissions were read"
+    );
+    assert_eq!(
+        content_requests(&g),
+        downloads,
+        "a sharing change downloads nothing"
+    );
+    settled(&d).await;
+    assert_eq!(
+        search(&d, "user:alice").await,
+        vec!["/team/Documents/budget.txt", "/team/Documents/salaries.txt"]
+    );
+    // The CLI passes principals through.
+    let out = std::process::Command::new(BIN)
+        .args([
+            "search",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--token",
+            VIEWER,
+            "--principal",
+            "group:finance",
+            "finance",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("/team/Documents/budget.txt") && !stdout.contains("salaries"),
+        "{stdout}"
+    );
+}

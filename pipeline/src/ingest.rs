@@ -500,6 +500,7 @@ async fn drive(job: Arc<Job>) -> anyhow::Result<()> {
                         && (k.inode.is_none() || e.inode.is_none() || k.inode == e.inode)
                         && k.change_tag == e.change_tag
                         && (k.held || same_place(&job.spec, k, &e.rel_path))
+                        && same_principals(k, &e)
                 });
                 // The same content (by the source's content hash) under another path or
                 // with other metadata: a move or a rename, committed without a read.
@@ -522,6 +523,7 @@ async fn drive(job: Arc<Job>) -> anyhow::Result<()> {
                         v.path = target_path(&job.spec.target, &e.rel_path);
                         v.mtime_ns = e.mtime_ns;
                         v.change_tag = e.change_tag.clone();
+                        v.principals = e.principals.clone();
                         Progress::add(&pr.files_relocated, 1);
                         if commit_tx.send(CommitMsg::Version(v)).await.is_err() {
                             break;
@@ -859,6 +861,7 @@ async fn process_file(job: &Arc<Job>, mut entry: Entry) -> Result<NewVersion, Fa
             mtime_ns: entry.mtime_ns,
             inode: entry.inode,
             change_tag: entry.change_tag,
+            principals: entry.principals,
             digest: Some(digest.digest),
             chunks: refs
                 .into_iter()
@@ -1103,6 +1106,16 @@ async fn flush(
                 up.remove(&c.hash);
             }
         }
+    }
+}
+
+/// Whether the source's permissions are those last stored (true when the connector
+/// does not capture permissions): a sharing change alone is then committed as a new
+/// version of the same content, without reading it.
+fn same_principals(k: &tributary_catalog::ItemState, e: &Entry) -> bool {
+    match &e.principals {
+        None => true,
+        Some(p) => k.acl.as_deref() == Some(tributary_catalog::acl_text(p).as_str()),
     }
 }
 

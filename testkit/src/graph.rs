@@ -74,6 +74,10 @@ struct Item {
     ctag: u32,
     deleted: bool,
     seq: u64,
+    /// Graph permission objects (`roles`, `grantedToV2`, `link`, …).
+    permissions: Vec<Value>,
+    /// The seq of its last sharing change (delta marks it `sharedChanged`).
+    shared_seq: u64,
 }
 
 #[derive(Debug)]
@@ -280,6 +284,8 @@ impl FakeGraph {
                     ctag: 1,
                     deleted: false,
                     seq: s.seq,
+                    permissions: Vec::new(),
+                    shared_seq: 0,
                 },
             );
             s.drives.push(Drive {
@@ -344,6 +350,8 @@ impl FakeGraph {
                                 ctag: 1,
                                 deleted: false,
                                 seq,
+                                permissions: Vec::new(),
+                                shared_seq: 0,
                             },
                         );
                         id
@@ -378,6 +386,19 @@ impl FakeGraph {
     }
 
     /// Changes only metadata: a new eTag and mtime, the same content and hash.
+    /// Replaces an item's permissions (Graph permission objects); delta reports the
+    /// item again, marked `sharedChanged` for requests that ask for sharing changes.
+    pub fn set_permissions(&self, drive: &str, id: &str, permissions: Vec<Value>) {
+        self.with(|s| {
+            s.seq += 1;
+            let seq = s.seq;
+            let it = Self::drive_mut(s, drive).items.get_mut(id).expect("item");
+            it.permissions = permissions;
+            it.seq = seq;
+            it.shared_seq = seq;
+        })
+    }
+
     pub fn touch_metadata(&self, drive: &str, id: &str) {
         self.touch(drive, id, |it| it.modified += 60);
     }
@@ -744,7 +765,7 @@ fn graph(
             limit_headers = Some((limit, limit - s.used, reset));
         }
     }
-    let mut r = route(s, method, uri, rest);
+    let mut r = route(s, method, uri, rest, h);
     if let Some((limit, remaining, reset)) = limit_headers {
         for (k, v) in [
             ("ratelimit-limit", limit as u64),
@@ -757,7 +778,13 @@ fn graph(
     r
 }
 
-fn route(s: &mut St, method: &Method, uri: &axum::http::Uri, rest: &str) -> Response {
+fn route(
+    s: &mut St,
+    method: &Method,
+    uri: &axum::http::Uri,
+    rest: &str,
+    h: &HeaderMap,
+) -> Response {
     let full = uri.to_string();
     if let Some(pos) = s
         .script
@@ -808,10 +835,34 @@ fn route(s: &mut St, method: &Method, uri: &axum::http::Uri, rest: &str) -> Resp
                     .and_then(|t| t.strip_suffix("')"))
                     .map(str::to_string)
             });
-            delta_page(s, d, token, &q)
+            let prefer = h
+                .get("prefer")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            let sharing = prefer.contains("deltashowsharingchanges");
+            if sharing
+                && !(prefer.contains("deltashowremovedasdeleted")
+                    && prefer.contains("deltatraversepermissiongaps"))
+            {
+                return graph_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalidRequest",
+                    "deltashowsharingchanges requires deltashowremovedasdeleted and deltatraversepermissiongaps",
+                );
+            }
+            delta_page(s, d, token, &q, sharing)
         }
         ["drives", d, "items", i] => match find(s, d, i) {
             Some((drive, it)) if !it.deleted => json_ok(item_json(&drive, &it, true)),
+            _ => graph_error(
+                StatusCode::NOT_FOUND,
+                "itemNotFound",
+                "The resource could not be found.",
+            ),
+        },
+        ["drives", d, "items", i, "permissions"] => match find(s, d, i) {
+            Some((_, it)) if !it.deleted => json_ok(json!({"value": it.permissions})),
             _ => graph_error(
                 StatusCode::NOT_FOUND,
                 "itemNotFound",
@@ -929,7 +980,13 @@ fn item_json(drive: &str, it: &Item, with_ctag: bool) -> Value {
 
 /// Tokens: `e<epoch>.s<since>` (a delta link) and `e<epoch>.s<since>.u<upto>.o<offset>`
 /// (a next link inside one round).
-fn delta_page(s: &mut St, d: &str, token: Option<String>, q: &HashMap<String, String>) -> Response {
+fn delta_page(
+    s: &mut St,
+    d: &str,
+    token: Option<String>,
+    q: &HashMap<String, String>,
+    sharing: bool,
+) -> Response {
     let Some(drive) = s.drives.iter().find(|x| x.id == d) else {
         return graph_error(StatusCode::NOT_FOUND, "itemNotFound", "drive not found");
     };
@@ -1016,7 +1073,13 @@ fn delta_page(s: &mut St, d: &str, token: Option<String>, q: &HashMap<String, St
     let page = offset.min(pages.len() - 1);
     let value: Vec<Value> = pages[page]
         .iter()
-        .map(|it| item_json(&drive.id, it, false))
+        .map(|it| {
+            let mut v = item_json(&drive.id, it, false);
+            if sharing && it.shared_seq == it.seq && !it.deleted {
+                v["@microsoft.graph.sharedChanged"] = json!("True");
+            }
+            v
+        })
         .collect();
     let base = format!("{}/drives/{d}/root/delta", s.base);
     let select = q

@@ -542,6 +542,7 @@ impl Vectorizer {
         k: usize,
         connector: Option<&str>,
         path_prefix: Option<&str>,
+        principals: &[String],
     ) -> Result<Vec<Hit>, SearchError> {
         let phase = self.phase();
         let (embedder, store) = match &*phase {
@@ -555,7 +556,7 @@ impl Vectorizer {
             .map_err(|e| SearchError::Embedder(e.to_string()))?
             .pop()
             .unwrap_or_default();
-        let allowed: Option<HashSet<i64>> = match path_prefix {
+        let mut allowed: Option<HashSet<i64>> = match path_prefix {
             Some(p) if !p.is_empty() && p != "/" => Some(
                 self.catalog
                     .item_ids_under(p.trim_end_matches('/').as_bytes())
@@ -565,6 +566,23 @@ impl Vectorizer {
             ),
             _ => None,
         };
+        if !principals.is_empty() {
+            // Only documents whose captured permissions name one of the principals;
+            // documents without captured permissions are not shown to a filtered query.
+            let readable: HashSet<i64> = self
+                .catalog
+                .item_ids_for_principals(principals)
+                .await?
+                .into_iter()
+                .collect();
+            allowed = Some(match allowed {
+                Some(a) => a.intersection(&readable).copied().collect(),
+                None => readable,
+            });
+        }
+        if allowed.as_ref().is_some_and(HashSet::is_empty) {
+            return Ok(Vec::new());
+        }
         let want = (k * 8).max(64);
         let candidates = store
             .candidates(&q, want, connector, allowed.as_ref())

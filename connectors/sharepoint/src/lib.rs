@@ -64,6 +64,8 @@ pub struct SharePointSettings {
     pub drives: Vec<String>,
     pub filter: Filter,
     pub max_file_size: Option<u64>,
+    /// Read each file's permissions (needs Sites.FullControl.All for complete lists).
+    pub permissions: bool,
 }
 
 /// One item as the connector remembers it.
@@ -81,6 +83,9 @@ struct Known {
     mtime_ns: i64,
     #[serde(rename = "h", default, skip_serializing_if = "Option::is_none")]
     hash: Option<String>,
+    /// Principals who may read it (with `permissions: true`).
+    #[serde(rename = "a", default, skip_serializing_if = "Option::is_none")]
+    acl: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -111,6 +116,54 @@ pub struct SharePointConnector {
     gate: Arc<TenantGate>,
     /// The item maps of the last listing (for `stat` and `open`).
     state: Arc<Mutex<Checkpoint>>,
+}
+
+/// With permissions: items whose sharing changed come back in delta, marked
+/// `@microsoft.graph.sharedChanged` (the three values only work together).
+const PREFER_SHARING: &str =
+    "deltashowremovedasdeleted, deltatraversepermissiongaps, deltashowsharingchanges";
+
+/// The principals a Graph permission grants read access to: `user:`, `group:`,
+/// `siteUser:`, `siteGroup:`, `app:` + id, `anyone` (anonymous link) or
+/// `organization` (organization-wide link). Roles other than read, write and owner
+/// grant nothing.
+fn principals_of(p: &serde_json::Value) -> Vec<String> {
+    let roles: Vec<&str> = p["roles"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.as_str())
+        .collect();
+    if !roles
+        .iter()
+        .any(|r| matches!(*r, "read" | "write" | "owner"))
+    {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let mut identity_set = |set: &serde_json::Value| {
+        for (kind, name) in [
+            ("user", "user"),
+            ("group", "group"),
+            ("siteUser", "siteUser"),
+            ("siteGroup", "siteGroup"),
+            ("application", "app"),
+        ] {
+            if let Some(id) = set[kind]["id"].as_str().filter(|i| !i.is_empty()) {
+                out.push(format!("{name}:{id}"));
+            }
+        }
+    };
+    identity_set(&p["grantedToV2"]);
+    for set in p["grantedToIdentitiesV2"].as_array().into_iter().flatten() {
+        identity_set(set);
+    }
+    match p["link"]["scope"].as_str() {
+        Some("anonymous") => out.push("anyone".into()),
+        Some("organization") => out.push("organization".into()),
+        _ => {}
+    }
+    out
 }
 
 /// Graph requests in flight per tenant, across connectors and jobs.
@@ -398,7 +451,11 @@ impl SharePointConnector {
             let resp = h
                 .header(
                     header::HeaderName::from_static("prefer"),
-                    header::HeaderValue::from_static("deltashowremovedasdeleted"),
+                    header::HeaderValue::from_static(if self.s.permissions {
+                        PREFER_SHARING
+                    } else {
+                        "deltashowremovedasdeleted"
+                    }),
                 )
                 .header(
                     header::HeaderName::from_static("client-request-id"),
@@ -521,6 +578,65 @@ impl SharePointConnector {
     }
 }
 
+impl SharePointConnector {
+    /// Fills in the principals of the round's files: read from Graph for files that are
+    /// new, in a full enumeration, or marked `sharedChanged`; kept from the previous
+    /// map otherwise (a permission read costs 5 resource units, so only those).
+    async fn read_permissions(
+        &self,
+        drive: &str,
+        old: &HashMap<String, Known>,
+        items: &mut HashMap<String, Known>,
+        round: &[serde_json::Value],
+        full: bool,
+    ) -> Result<(), ConnectorError> {
+        let mut changed: std::collections::HashSet<&str> = Default::default();
+        for it in round {
+            if it["@microsoft.graph.sharedChanged"].as_str() == Some("True")
+                && let Some(id) = it["id"].as_str()
+            {
+                changed.insert(id);
+            }
+        }
+        let ids: Vec<String> = items
+            .iter()
+            .filter(|(_, k)| !k.folder)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ids {
+            let previous = old.get(&id).and_then(|k| k.acl.clone());
+            let read = full || previous.is_none() || changed.contains(id.as_str());
+            let acl = if read {
+                let url = format!("{}/drives/{drive}/items/{id}/permissions", self.base);
+                let mut principals = Vec::new();
+                let mut next = Some(url);
+                while let Some(u) = next.take() {
+                    match self.get_json(&u).await {
+                        Ok((_, _, v)) => {
+                            for p in v["value"].as_array().into_iter().flatten() {
+                                principals.extend(principals_of(p));
+                            }
+                            next = v["@odata.nextLink"].as_str().map(str::to_string);
+                        }
+                        // gone since the delta: the next round reports it
+                        Err(GraphError::Status(StatusCode::NOT_FOUND, ..)) => break,
+                        Err(e) => return Err(connector_error(e)),
+                    }
+                }
+                principals.sort();
+                principals.dedup();
+                Some(principals)
+            } else {
+                previous
+            };
+            if let Some(k) = items.get_mut(&id) {
+                k.acl = acl;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Applies a round to a map: the last occurrence of an item wins; a deleted folder
 /// takes its descendants with it.
 fn apply(items: &mut HashMap<String, Known>, round: &[serde_json::Value]) {
@@ -569,6 +685,7 @@ fn apply(items: &mut HashMap<String, Known>, round: &[serde_json::Value]) {
                 hash: it["file"]["hashes"]["quickXorHash"]
                     .as_str()
                     .map(str::to_string),
+                acl: None,
             },
         );
     }
@@ -672,6 +789,10 @@ impl Connector for SharePointConnector {
                 old.items.clone()
             };
             apply(&mut items, &round);
+            if self.s.permissions {
+                self.read_permissions(&drive_id, &old.items, &mut items, &round, full)
+                    .await?;
+            }
             let before = file_paths(&old.name, &old.items);
             let after = file_paths(&name, &items);
             for (id, path) in &after {
@@ -701,6 +822,7 @@ impl Connector for SharePointConnector {
                         mtime_ns: k.mtime_ns,
                         inode: None,
                         change_tag: k.hash.clone(),
+                        principals: k.acl.clone(),
                     })
                 };
                 if tx.send(change).await.is_err() {
@@ -747,7 +869,11 @@ impl Connector for SharePointConnector {
         let Some(d) = st.drives.get_mut(drive) else {
             return Ok(None);
         };
+        let acl = d.items.get(item).and_then(|k| k.acl.clone());
         apply(&mut d.items, std::slice::from_ref(&v));
+        if let Some(k) = d.items.get_mut(item) {
+            k.acl = acl;
+        }
         let paths = file_paths(&d.name, &d.items);
         let (Some(path), Some(k)) = (paths.get(item), d.items.get(item)) else {
             return Ok(None);
@@ -759,6 +885,7 @@ impl Connector for SharePointConnector {
             mtime_ns: k.mtime_ns,
             inode: None,
             change_tag: k.hash.clone(),
+            principals: k.acl.clone(),
         }))
     }
 

@@ -233,6 +233,7 @@ fn entry(rel: Vec<u8>, e: &DirEntry) -> Entry {
         mtime_ns: e.mtime_ns,
         inode: None,
         change_tag: None,
+        principals: None,
     }
 }
 
