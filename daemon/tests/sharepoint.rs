@@ -638,6 +638,16 @@ async fn permissions_are_captured_and_filter_search_by_principal() {
         search(&d, "user:alice").await,
         vec!["/team/Documents/budget.txt", "/team/Documents/salaries.txt"]
     );
+    // The app loses access to a file: delta reports it deleted (we ask with
+    // deltashowremovedasdeleted), so it leaves the store's current view and the index.
+    g.revoke_app_access(&docs, &holidays);
+    let job = d.run_and_wait("team", "incremental").await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    settled(&d).await;
+    assert!(search(&d, "organization").await.is_empty());
+    let out = restore(&cfg, "/team", dir.path());
+    assert!(!out.join("Documents/holidays.txt").exists());
+    assert!(out.join("Documents/budget.txt").exists());
     // The CLI passes principals through.
     let out = std::process::Command::new(BIN)
         .args([
@@ -656,5 +666,70 @@ async fn permissions_are_captured_and_filter_search_by_principal() {
     assert!(
         stdout.contains("/team/Documents/budget.txt") && !stdout.contains("salaries"),
         "{stdout}"
+    );
+}
+
+/// Peak resident memory of a process, from /proc.
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drive_of_20000_items_syncs_with_bounded_requests_and_memory() {
+    let g = FakeGraph::start().await;
+    let site = g.add_site("contoso.sharepoint.com", "Team");
+    let docs = g.add_drive(&site, "Documents");
+    for i in 0..20_000 {
+        g.put(
+            &docs,
+            &format!("f{:02}/d{:03}/file{i}.txt", i % 20, i % 500),
+            format!("content {i}").as_bytes(),
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let api = free_port();
+    let cfg = sp_config(dir.path(), &g, api, graph::CLIENT_SECRET, "");
+    let d = Running::start(&cfg, api, &[]);
+    let mut job = serde_json::Value::Null;
+    d.wait_for("the first sync", 600, async |d| {
+        match d.jobs("connector=team").await.first() {
+            Some(j) if !["queued", "running"].contains(&j["status"].as_str().unwrap()) => {
+                job = j.clone();
+                true
+            }
+            _ => false,
+        }
+    })
+    .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["progress"]["versions_committed"], 20_000, "{job}");
+    let reqs = g.requests();
+    let graph = reqs.iter().filter(|r| r.listener == "graph").count();
+    let downloads = reqs.iter().filter(|r| r.listener == "download").count();
+    // one /content per file, 200 items per delta page, a few for the site and drives
+    assert_eq!(downloads, 20_000);
+    assert!(
+        graph <= 20_000 + 20_520 / 200 + 1 + 10,
+        "{graph} Graph requests"
+    );
+    let rss_mib = peak_rss_kib(d.child.id()) / 1024;
+    assert!(rss_mib < 400, "peak RSS {rss_mib} MiB");
+    // an incremental run with nothing changed: one delta request, no download
+    let before = g.requests().len();
+    let job = d.run_and_wait("team", "incremental").await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let after: Vec<_> = g.requests().into_iter().skip(before).collect();
+    assert!(
+        after.iter().all(|r| !r.uri.ends_with("/content")),
+        "nothing downloaded"
+    );
+    assert!(
+        after.iter().filter(|r| r.listener == "graph").count() <= 4,
+        "{after:?}"
     );
 }

@@ -78,6 +78,8 @@ struct Item {
     permissions: Vec<Value>,
     /// The seq of its last sharing change (delta marks it `sharedChanged`).
     shared_seq: u64,
+    /// The app lost access to it: it no longer exists as far as the app can tell.
+    hidden: bool,
 }
 
 #[derive(Debug)]
@@ -286,6 +288,7 @@ impl FakeGraph {
                     seq: s.seq,
                     permissions: Vec::new(),
                     shared_seq: 0,
+                    hidden: false,
                 },
             );
             s.drives.push(Drive {
@@ -352,6 +355,7 @@ impl FakeGraph {
                                 seq,
                                 permissions: Vec::new(),
                                 shared_seq: 0,
+                                hidden: false,
                             },
                         );
                         id
@@ -397,6 +401,13 @@ impl FakeGraph {
             it.seq = seq;
             it.shared_seq = seq;
         })
+    }
+
+    /// The app loses access to an item (its permissions no longer include the app):
+    /// delta reports it as deleted to requests with `Prefer: deltashowremovedasdeleted`
+    /// and leaves it out silently otherwise; reading it answers 404.
+    pub fn revoke_app_access(&self, drive: &str, id: &str) {
+        self.touch(drive, id, |it| it.hidden = true);
     }
 
     pub fn touch_metadata(&self, drive: &str, id: &str) {
@@ -851,7 +862,14 @@ fn route(
                     "deltashowsharingchanges requires deltashowremovedasdeleted and deltatraversepermissiongaps",
                 );
             }
-            delta_page(s, d, token, &q, sharing)
+            delta_page(
+                s,
+                d,
+                token,
+                &q,
+                sharing,
+                prefer.contains("deltashowremovedasdeleted"),
+            )
         }
         ["drives", d, "items", i] => match find(s, d, i) {
             Some((drive, it)) if !it.deleted => json_ok(item_json(&drive, &it, true)),
@@ -942,11 +960,12 @@ fn find(s: &St, d: &str, i: &str) -> Option<(String, Item)> {
     drive
         .items
         .get(&id)
+        .filter(|it| !it.hidden)
         .map(|it| (drive.id.clone(), it.clone()))
 }
 
 fn item_json(drive: &str, it: &Item, with_ctag: bool) -> Value {
-    if it.deleted {
+    if it.deleted || it.hidden {
         return json!({
             "id": it.id,
             "deleted": {"state": "deleted"},
@@ -986,6 +1005,7 @@ fn delta_page(
     token: Option<String>,
     q: &HashMap<String, String>,
     sharing: bool,
+    removed: bool,
 ) -> Response {
     let Some(drive) = s.drives.iter().find(|x| x.id == d) else {
         return graph_error(StatusCode::NOT_FOUND, "itemNotFound", "drive not found");
@@ -1030,12 +1050,17 @@ fn delta_page(
     // a full enumeration: every live item in its latest state; a round of changes: the
     // items changed in (since, upto] and their live ancestor folders
     let mut changed: Vec<&Item> = if since == 0 {
-        drive.items.values().filter(|it| !it.deleted).collect()
+        drive
+            .items
+            .values()
+            .filter(|it| !it.deleted && !it.hidden)
+            .collect()
     } else {
         let mut v: Vec<&Item> = drive
             .items
             .values()
             .filter(|it| it.seq > since && it.seq <= upto)
+            .filter(|it| removed || !it.hidden)
             .collect();
         let mut ancestors = Vec::new();
         for it in &v {
