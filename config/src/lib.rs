@@ -285,6 +285,7 @@ pub struct SharePointSource {
     pub graph_url: String,
     pub token_url: String,
     pub permissions: bool,
+    pub permissions_rescan: Duration,
 }
 
 /// How the SharePoint connector authenticates to Entra ID.

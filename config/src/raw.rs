@@ -507,6 +507,10 @@ pub struct RawConnector {
     /// need the Sites.FullControl.All application permission).
     #[serde(default)]
     pub permissions: Option<bool>,
+    /// sharepoint: read every file's permissions again this often, whatever delta
+    /// reports (default 7d).
+    #[serde(default)]
+    pub permissions_rescan: Option<RawDuration>,
     /// Extract, embed and index this connector's documents (default false).
     #[serde(default)]
     pub vectorize: Option<bool>,

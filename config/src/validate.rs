@@ -1044,11 +1044,16 @@ fn connector(cx: &mut Ctx, path: &str, rc: &raw::RawConnector) -> Option<Connect
             format!("expected a percentage from 0 to 100, got {max_delete_percent}"),
         );
     }
-    if rc.permissions.is_some() && rc.kind != ConnectorKind::Sharepoint {
-        cx.error(
-            format!("{path}.permissions"),
-            "`permissions` applies to `kind: sharepoint` only",
-        );
+    for (key, set) in [
+        ("permissions", rc.permissions.is_some()),
+        ("permissions_rescan", rc.permissions_rescan.is_some()),
+    ] {
+        if set && rc.kind != ConnectorKind::Sharepoint {
+            cx.error(
+                format!("{path}.{key}"),
+                format!("`{key}` applies to `kind: sharepoint` only"),
+            );
+        }
     }
     let source = match rc.kind {
         ConnectorKind::Local => match &rc.path {
@@ -1266,6 +1271,20 @@ fn sharepoint(cx: &mut Ctx, path: &str, rc: &raw::RawConnector) -> Option<crate:
         &rc.token_url,
         format!("https://login.microsoftonline.com/{tenant_id}/oauth2/v2.0/token"),
     );
+    let permissions_rescan = match &rc.permissions_rescan {
+        None => Duration::from_secs(7 * 86400),
+        Some(v) => match v.duration() {
+            Ok(d) if !d.is_zero() => d,
+            Ok(_) => {
+                cx.error(format!("{path}.permissions_rescan"), "must be more than 0");
+                Duration::from_secs(7 * 86400)
+            }
+            Err(m) => {
+                cx.error(format!("{path}.permissions_rescan"), m);
+                Duration::from_secs(7 * 86400)
+            }
+        },
+    };
     if cx.errors.len() > before {
         return None;
     }
@@ -1278,6 +1297,7 @@ fn sharepoint(cx: &mut Ctx, path: &str, rc: &raw::RawConnector) -> Option<crate:
         graph_url,
         token_url,
         permissions: rc.permissions.unwrap_or(false),
+        permissions_rescan,
     })
 }
 

@@ -137,6 +137,7 @@ pub fn connector(c: &ConnectorConfig) -> anyhow::Result<Arc<dyn Connector>> {
                         filter,
                         max_file_size: c.max_file_size,
                         permissions: s.permissions,
+                        permissions_rescan: s.permissions_rescan,
                     },
                 )
                 .map_err(anyhow::Error::msg)?,

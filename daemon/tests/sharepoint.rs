@@ -733,3 +733,41 @@ async fn a_drive_of_20000_items_syncs_with_bounded_requests_and_memory() {
         "{after:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permissions_are_read_again_on_the_rescan_schedule() {
+    let g = FakeGraph::start().await;
+    let site = g.add_site("contoso.sharepoint.com", "Team");
+    let docs = g.add_drive(&site, "Documents");
+    g.put(&docs, "a.txt", b"a");
+    g.put(&docs, "b.txt", b"b");
+    let a = g.id_of(&docs, "a.txt");
+    g.set_permissions(&docs, &a, vec![grant("user", "alice", "read")]);
+    let dir = tempfile::tempdir().unwrap();
+    let api = free_port();
+    let cfg = sp_config(
+        dir.path(),
+        &g,
+        api,
+        graph::CLIENT_SECRET,
+        "    permissions: true\n    permissions_rescan: 1s\n",
+    );
+    let d = Running::start(&cfg, api, &[]);
+    assert_eq!(d.latest_job("team").await["status"], "succeeded");
+    let reads = |g: &FakeGraph| {
+        g.requests()
+            .iter()
+            .filter(|r| r.uri.ends_with("/permissions"))
+            .count()
+    };
+    assert_eq!(reads(&g), 2);
+    // Nothing changed, but the rescan interval has passed: every file is read again.
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let job = d.run_and_wait("team", "incremental").await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(reads(&g), 4);
+    assert_eq!(
+        job["progress"]["versions_committed"], 0,
+        "unchanged permissions commit nothing"
+    );
+}

@@ -66,6 +66,9 @@ pub struct SharePointSettings {
     pub max_file_size: Option<u64>,
     /// Read each file's permissions (needs Sites.FullControl.All for complete lists).
     pub permissions: bool,
+    /// Read every file's permissions again this often, whatever delta says (changes at
+    /// library or folder level can go unreported).
+    pub permissions_rescan: Duration,
 }
 
 /// One item as the connector remembers it.
@@ -95,6 +98,9 @@ struct DriveState {
     link: Option<String>,
     #[serde(default)]
     items: HashMap<String, Known>,
+    /// When every file's permissions were last read (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    permissions_scanned: Option<u64>,
 }
 
 /// The checkpoint: per drive, its delta link and item map.
@@ -789,9 +795,21 @@ impl Connector for SharePointConnector {
                 old.items.clone()
             };
             apply(&mut items, &round);
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let mut permissions_scanned = old.permissions_scanned;
             if self.s.permissions {
-                self.read_permissions(&drive_id, &old.items, &mut items, &round, full)
+                let rescan = full
+                    || old.permissions_scanned.is_none_or(|t| {
+                        now.saturating_sub(t) >= self.s.permissions_rescan.as_secs()
+                    });
+                self.read_permissions(&drive_id, &old.items, &mut items, &round, rescan)
                     .await?;
+                if rescan {
+                    permissions_scanned = Some(now);
+                }
             }
             let before = file_paths(&old.name, &old.items);
             let after = file_paths(&name, &items);
@@ -843,6 +861,7 @@ impl Connector for SharePointConnector {
                     name,
                     link: Some(link),
                     items,
+                    permissions_scanned,
                 },
             );
         }
