@@ -1007,6 +1007,7 @@ impl Control for Handle {
         if let Some(v) = self.vectorizer() {
             out.push_str(&v.metrics().await);
         }
+        out.push_str(&tributary_connector_sharepoint::metrics());
         out
     }
 }

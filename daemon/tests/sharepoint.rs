@@ -455,6 +455,15 @@ async fn two_connectors_of_one_tenant_share_its_request_budget() {
     assert!(graph_requests > 60, "{graph_requests}");
     // (Without the RateLimit pacing, 4 to 6 requests are refused here.)
     assert_eq!(g.throttled(), 0, "requests were refused");
+    // The waits show in the metrics.
+    let (_, _, metrics) = d.call("GET", "/api/v1/metrics", Some(VIEWER), None).await;
+    let waited: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("tributary_graph_throttle_wait_seconds_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(waited > 1.0, "{metrics}");
     let out = restore(&cfg, "/", dir.path());
     assert_eq!(
         std::fs::read(out.join("docs/Documents/d29.txt")).unwrap(),
@@ -769,5 +778,47 @@ async fn permissions_are_read_again_on_the_rescan_schedule() {
     assert_eq!(
         job["progress"]["versions_committed"], 0,
         "unchanged permissions commit nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_lived_secret_tokens_and_a_link_to_another_host() {
+    let g = FakeGraph::start().await;
+    let site = g.add_site("contoso.sharepoint.com", "Team");
+    let docs = g.add_drive(&site, "Documents");
+    for i in 0..5 {
+        g.put(&docs, &format!("f{i}.txt"), format!("file {i}").as_bytes());
+    }
+    g.set_token_ttl(std::time::Duration::from_secs(2));
+    let dir = tempfile::tempdir().unwrap();
+    let api = free_port();
+    let cfg = sp_config(dir.path(), &g, api, graph::CLIENT_SECRET, "");
+    let d = Running::start(&cfg, api, &[]);
+    assert_eq!(d.latest_job("team").await["status"], "succeeded");
+    // Several token lifetimes: every run gets a fresh token before the old one expires.
+    for i in 0..3 {
+        tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+        g.put(&docs, &format!("later{i}.txt"), b"later");
+        let job = d.run_and_wait("team", "incremental").await;
+        assert_eq!(job["status"], "succeeded", "{job}");
+    }
+    assert!(g.tokens_issued() >= 4);
+    let unauthorized = g.requests().iter().filter(|r| r.status == 401).count();
+    assert_eq!(unauthorized, 0, "no request went out with an expired token");
+
+    // A nextLink to another host is refused: the bearer token stays with Graph.
+    let decoy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let decoy_url = format!("http://{}", decoy.local_addr().unwrap());
+    decoy.set_nonblocking(true).unwrap();
+    g.set_page_size(2);
+    g.set_foreign_next_link(Some(&decoy_url));
+    g.invalidate_delta_links();
+    let job = d.run_and_wait("team", "incremental").await;
+    assert_eq!(job["status"], "failed", "{job}");
+    let err = job["last_error"].as_str().unwrap();
+    assert!(err.contains("another host"), "{err}");
+    assert!(
+        decoy.accept().is_err(),
+        "nothing connected to the other host"
     );
 }

@@ -126,6 +126,9 @@ struct St {
     issued: u64,
     page_size: usize,
     empty_page: bool,
+    /// nextLinks point at this host instead of the fake's own (a hostile or buggy
+    /// server trying to get the bearer token sent elsewhere).
+    foreign_next_link: Option<String>,
     downloads: HashMap<String, (String, String, Instant)>,
     download_ttl: Duration,
     ignore_range: bool,
@@ -226,6 +229,7 @@ impl FakeGraph {
             issued: 0,
             page_size: 200,
             empty_page: false,
+            foreign_next_link: None,
             downloads: HashMap::new(),
             download_ttl: Duration::from_secs(3600),
             ignore_range: false,
@@ -469,6 +473,10 @@ impl FakeGraph {
     /// Insert an empty page in the middle of enumerations.
     pub fn set_empty_page(&self, on: bool) {
         self.with(|s| s.empty_page = on);
+    }
+    /// Delta nextLinks name `host` (e.g. `http://127.0.0.1:9`) instead of the fake.
+    pub fn set_foreign_next_link(&self, host: Option<&str>) {
+        self.with(|s| s.foreign_next_link = host.map(str::to_string));
     }
     pub fn set_token_ttl(&self, ttl: Duration) {
         self.with(|s| s.token_ttl = ttl);
@@ -1113,11 +1121,16 @@ fn delta_page(
         .unwrap_or_default();
     let mut body = json!({"value": value});
     if page + 1 < pages.len() {
-        body["@odata.nextLink"] = json!(format!(
+        let mut link = format!(
             "{base}?token=e{}.s{since}.u{upto}.o{}{select}",
             s.epoch,
             page + 1
-        ));
+        );
+        if let Some(host) = &s.foreign_next_link {
+            let own = s.base.trim_end_matches("/v1.0");
+            link = link.replacen(own, host, 1);
+        }
+        body["@odata.nextLink"] = json!(link);
     } else {
         body["@odata.deltaLink"] = json!(format!("{base}?token=e{}.s{upto}{select}", s.epoch));
     }

@@ -181,8 +181,27 @@ pub struct TenantGate {
     slots: tokio::sync::Semaphore,
 }
 
+/// Graph answers that asked us to wait (429/503) and the time the gates were closed
+/// (Retry-After, backoff and RateLimit pacing), since the process started.
+static THROTTLED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static WAITED_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Prometheus text for the daemon's `/metrics`.
+pub fn metrics() -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    format!(
+        "# HELP tributary_graph_throttled_total Graph responses (429/503) that asked the SharePoint connectors to wait.\n# TYPE tributary_graph_throttled_total counter\ntributary_graph_throttled_total {}\n# HELP tributary_graph_throttle_wait_seconds_total Time Graph requests were held back (Retry-After, backoff, RateLimit pacing).\n# TYPE tributary_graph_throttle_wait_seconds_total counter\ntributary_graph_throttle_wait_seconds_total {:.3}\n",
+        THROTTLED.load(Relaxed),
+        WAITED_MS.load(Relaxed) as f64 / 1000.0
+    )
+}
+
 impl TenantGate {
     fn close(&self, wait: Duration) {
+        WAITED_MS.fetch_add(
+            wait.as_millis() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let until = Instant::now() + wait;
         let mut g = self.until.lock().unwrap();
         if g.is_none_or(|t| t < until) {
@@ -496,6 +515,7 @@ impl SharePointConnector {
                 {
                     let wait = retry_after(&headers).unwrap_or(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(60));
+                    THROTTLED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tracing::warn!(connector = %self.id, %status, wait_ms = wait.as_millis() as u64, request_id = headers.get("request-id").and_then(|v| v.to_str().ok()).unwrap_or(""), "Graph throttled or failed; waiting");
                     self.close_gate(wait);
                 }
@@ -1019,6 +1039,7 @@ impl SharePointConnector {
                 {
                     let wait = retry_after(resp.headers()).unwrap_or(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(60));
+                    THROTTLED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     self.close_gate(wait);
                 }
                 s => {
