@@ -185,4 +185,10 @@ pub trait Connector: Send + Sync + 'static {
     fn mtime_granularity(&self) -> std::time::Duration {
         std::time::Duration::from_millis(20)
     }
+
+    /// Noteworthy events since the last call (a server that asked us to wait, …),
+    /// for the job log.
+    fn take_notes(&self) -> Vec<String> {
+        Vec::new()
+    }
 }

@@ -195,6 +195,11 @@ async fn resync_throttling_expired_tokens_and_cut_downloads_lose_nothing() {
         "Retry-After was honoured: {:?}",
         g.violations()
     );
+    let log = d.get(&format!("/api/v1/jobs/{}/log", job["id"])).await;
+    assert!(
+        log.to_string().contains("Graph answered 429 Too Many Requests (activityLimitReached): every request to the tenant waits 2.0s"),
+        "the throttle wait is in the job log: {log}"
+    );
     let out = restore(&cfg, "/team", dir.path());
     assert!(
         !out.join("Documents/f0.txt").exists(),

@@ -336,6 +336,9 @@ pub(crate) async fn run(
         format!("{} job started ({})", spec.kind.as_str(), spec.trigger),
     );
     let result = drive(job.clone()).await;
+    for note in job.connector.take_notes() {
+        progress.log("warn", note);
+    }
     let stats = progress.snapshot();
     let error = match result {
         Ok(()) => job.fatal.lock().unwrap().clone(),

@@ -120,6 +120,8 @@ pub struct SharePointConnector {
     http: reqwest12::Client,
     /// The tenant's gate: not before an instant (a Retry-After), bounded concurrency.
     gate: Arc<TenantGate>,
+    /// Throttling events for the job log ([`Connector::take_notes`]).
+    notes: Arc<Mutex<Vec<String>>>,
     /// The item maps of the last listing (for `stat` and `open`).
     state: Arc<Mutex<Checkpoint>>,
 }
@@ -386,6 +388,7 @@ impl SharePointConnector {
             tokens,
             http,
             gate,
+            notes: Default::default(),
             state: Arc::new(Mutex::new(Checkpoint::default())),
         })
     }
@@ -412,6 +415,16 @@ impl SharePointConnector {
 
     fn close_gate(&self, wait: Duration) {
         self.gate.close(wait);
+    }
+
+    /// Keeps an event for the job log (at most 100 per job; the count says the rest).
+    fn note(&self, line: String) {
+        let mut n = self.notes.lock().unwrap();
+        if n.len() < 100 {
+            n.push(line);
+        } else if n.len() == 100 {
+            n.push("… more throttling; see tributary_graph_throttled_total".into());
+        }
     }
 
     /// Spreads the requests left in Graph's budget over its reset window, from the
@@ -517,6 +530,15 @@ impl SharePointConnector {
                     backoff = (backoff * 2).min(Duration::from_secs(60));
                     THROTTLED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tracing::warn!(connector = %self.id, %status, wait_ms = wait.as_millis() as u64, request_id = headers.get("request-id").and_then(|v| v.to_str().ok()).unwrap_or(""), "Graph throttled or failed; waiting");
+                    self.note(format!(
+                        "Graph answered {status}{}: every request to the tenant waits {:.1}s",
+                        if code.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({code})")
+                        },
+                        wait.as_secs_f64()
+                    ));
                     self.close_gate(wait);
                 }
                 _ => return Err(GraphError::Status(status, code, msg)),
@@ -893,6 +915,10 @@ impl Connector for SharePointConnector {
         Ok(ListOutcome { complete: all_full })
     }
 
+    fn take_notes(&self) -> Vec<String> {
+        std::mem::take(&mut *self.notes.lock().unwrap())
+    }
+
     async fn stat(&self, source_id: &[u8]) -> Result<Option<Entry>, ItemError> {
         let sid = String::from_utf8_lossy(source_id).into_owned();
         let Some((drive, item)) = sid.split_once('/') else {
@@ -994,6 +1020,7 @@ impl SharePointConnector {
             tokens: self.tokens.clone(),
             http: self.http.clone(),
             gate: self.gate.clone(),
+            notes: self.notes.clone(),
             state: self.state.clone(),
         })
     }
@@ -1040,6 +1067,10 @@ impl SharePointConnector {
                     let wait = retry_after(resp.headers()).unwrap_or(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(60));
                     THROTTLED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.note(format!(
+                        "Graph answered {status} to a download: every request to the tenant waits {:.1}s",
+                        wait.as_secs_f64()
+                    ));
                     self.close_gate(wait);
                 }
                 s => {
