@@ -412,10 +412,8 @@ async fn policies_decide_on_their_own_and_a_diverged_owner_waits() {
     for id in ["sw", "nw", "kb"] {
         d.run_job(id).await;
     }
-    assert!(
-        d.conflicts("").await.is_empty(),
-        "policies leave nothing open"
-    );
+    let open = d.conflicts("").await;
+    assert!(open.is_empty(), "policies leave nothing open: {open:?}");
     let all = d.conflicts("include_resolved=true").await;
     assert_eq!(all.len(), 6, "{all:?}");
     let res = |p: &str| {

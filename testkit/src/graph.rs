@@ -133,6 +133,8 @@ struct St {
     download_ttl: Duration,
     ignore_range: bool,
     cut_next_download_after: Option<usize>,
+    /// The next `n` downloads serve one byte flipped (wrong bytes on the wire).
+    corrupt_downloads: u32,
     script: VecDeque<Scripted>,
     /// A Retry-After in force: (when it was answered, until when).
     not_before: Option<(Instant, Instant)>,
@@ -234,6 +236,7 @@ impl FakeGraph {
             download_ttl: Duration::from_secs(3600),
             ignore_range: false,
             cut_next_download_after: None,
+            corrupt_downloads: 0,
             script: VecDeque::new(),
             not_before: None,
             log: Vec::new(),
@@ -488,6 +491,11 @@ impl FakeGraph {
         self.with(|s| s.ignore_range = on);
     }
     /// The next download longer than `n` bytes is cut after `n` bytes.
+    /// The next `n` downloads deliver one wrong byte (the size stays right).
+    pub fn corrupt_next_downloads(&self, n: u32) {
+        self.with(|s| s.corrupt_downloads = n);
+    }
+
     pub fn cut_next_download_after(&self, n: usize) {
         self.with(|s| s.cut_next_download_after = Some(n));
     }
@@ -529,8 +537,9 @@ impl FakeGraph {
         self.with(|s| s.certificate = Some((thumb, public_key_pem.as_bytes().to_vec())));
     }
 
-    /// A request budget as Graph applies one per app and tenant: at most `limit` Graph
-    /// requests per `window`. From 80 % used, responses carry `RateLimit-Limit`,
+    /// A request budget as Graph applies one per app and tenant: at most `limit`
+    /// resource units per `window` (a permissions read costs 5, a delta request without
+    /// a token 2, anything else 1). From 80 % used, responses carry `RateLimit-Limit`,
     /// `RateLimit-Remaining` and `RateLimit-Reset`; past the budget, 429 with
     /// `Retry-After` until the window ends.
     pub fn set_rate_limit(&self, limit: u32, window: Duration) {
@@ -761,8 +770,16 @@ fn graph(
             .as_secs_f64()
             .ceil()
             .max(1.0) as u64;
-        s.used += 1;
+        // resource units as Graph charges them (research/graph.md §4.5)
+        s.used += if rest.ends_with("/permissions") {
+            5
+        } else if rest.contains("/delta") && !uri.query().is_some_and(|q| q.contains("token=")) {
+            2
+        } else {
+            1
+        };
         if s.used > limit {
+            s.used = limit;
             s.throttled += 1;
             s.not_before = Some((now, s.window_start + window));
             let mut r = graph_error(
@@ -1290,6 +1307,11 @@ fn download(s: &mut St, uri: &axum::http::Uri, h: &HeaderMap) -> Response {
         _ => (StatusCode::OK, 0, total),
     };
     let mut bytes = it.content[start..end.max(start)].to_vec();
+    if s.corrupt_downloads > 0 && !bytes.is_empty() {
+        s.corrupt_downloads -= 1;
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x20;
+    }
     let declared = bytes.len();
     // the knob applies to the next download longer than its cut
     let cut = match s.cut_next_download_after {

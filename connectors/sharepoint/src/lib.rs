@@ -284,6 +284,13 @@ fn client_request_id() -> String {
     )
 }
 
+/// A wait plus up to a tenth of it (at most 1 s) at random, so that clients released
+/// by the same Retry-After do not all come back at the same instant.
+fn jittered(wait: Duration) -> Duration {
+    let max = (wait / 10).min(Duration::from_secs(1));
+    wait + max.mul_f64(rand::random::<f64>())
+}
+
 /// `Retry-After` in seconds or as an HTTP date.
 fn retry_after(h: &header::HeaderMap) -> Option<Duration> {
     let v = h.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
@@ -526,7 +533,7 @@ impl SharePointConnector {
                 | StatusCode::GATEWAY_TIMEOUT
                     if attempt < ATTEMPTS =>
                 {
-                    let wait = retry_after(&headers).unwrap_or(backoff);
+                    let wait = jittered(retry_after(&headers).unwrap_or(backoff));
                     backoff = (backoff * 2).min(Duration::from_secs(60));
                     THROTTLED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tracing::warn!(connector = %self.id, %status, wait_ms = wait.as_millis() as u64, request_id = headers.get("request-id").and_then(|v| v.to_str().ok()).unwrap_or(""), "Graph throttled or failed; waiting");
@@ -1064,7 +1071,7 @@ impl SharePointConnector {
                 StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
                     if attempt < ATTEMPTS =>
                 {
-                    let wait = retry_after(resp.headers()).unwrap_or(backoff);
+                    let wait = jittered(retry_after(resp.headers()).unwrap_or(backoff));
                     backoff = (backoff * 2).min(Duration::from_secs(60));
                     THROTTLED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     self.note(format!(
