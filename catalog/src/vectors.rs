@@ -138,14 +138,16 @@ impl Catalog {
         Ok(n)
     }
 
-    /// Up to `limit` versions of `connectors` that wait to be indexed: current, visible
-    /// and live, with no index state, or failed fewer than `max_attempts` times and last
-    /// tried before `retry_before` (Unix ns).
+    /// Up to `limit` versions of `connectors` that wait to be indexed, of items with an
+    /// id above `after_item`, in id order: current, visible and live, with no index
+    /// state, or failed fewer than `max_attempts` times and last tried before
+    /// `retry_before` (Unix ns).
     pub async fn index_queue(
         &self,
         connectors: &[String],
         max_attempts: i64,
         retry_before: i64,
+        after_item: i64,
         limit: i64,
     ) -> Result<Vec<IndexTask>> {
         if connectors.is_empty() {
@@ -157,14 +159,15 @@ impl Catalog {
              LEFT JOIN index_state s ON s.version_id = v.id
              WHERE i.deleted = 0 AND i.held = 0 AND v.deleted = 0
                AND (s.version_id IS NULL OR (s.state = 'failed' AND s.attempts < $1 AND s.updated_at < $2))
-               AND i.connector IN {}
+               AND i.id > $4 AND i.connector IN {}
              ORDER BY i.id LIMIT $3",
-            placeholders(4, connectors.len())
+            placeholders(5, connectors.len())
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(max_attempts)
             .bind(retry_before)
-            .bind(limit);
+            .bind(limit)
+            .bind(after_item);
         for c in connectors {
             q = q.bind(c);
         }

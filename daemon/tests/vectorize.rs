@@ -628,3 +628,51 @@ async fn the_pgvector_store_on_a_real_postgresql() {
     assert_eq!(psql("SELECT COUNT(*) FROM docs_vectors"), "2");
     assert!(!d.log().contains(&url), "the store URL was logged");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_is_indexed_in_rounds_and_later_changes_anywhere_are_picked_up() {
+    let model = model_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..40 {
+        std::fs::write(
+            src.join(format!("n{i:02}.txt")),
+            format!("Note number {i} about topic {i}."),
+        )
+        .unwrap();
+    }
+    let port = free_port();
+    let cfg = vector_config(dir.path(), port, &model);
+    let d = Running::start(&cfg, port, &[]);
+    d.latest_job("docs").await;
+    let q = settled(&d).await;
+    assert_eq!(q["indexed"], 40, "{q}");
+    // Changes at the start and the end of the id order, and a delete.
+    std::fs::write(
+        src.join("n00.txt"),
+        "The harbour crane lifts containers off the ship.",
+    )
+    .unwrap();
+    std::fs::write(
+        src.join("n39.txt"),
+        "Penguins huddle together against the Antarctic wind.",
+    )
+    .unwrap();
+    std::fs::remove_file(src.join("n20.txt")).unwrap();
+    d.run_and_wait("docs", "full").await;
+    let q = settled(&d).await;
+    assert_eq!(q["indexed"], 39, "{q}");
+    assert_eq!(
+        search(&d, "cranes unloading a ship", "").await[0]["path"],
+        "/docs/n00.txt"
+    );
+    assert_eq!(
+        search(&d, "penguins in Antarctica", "").await[0]["path"],
+        "/docs/n39.txt"
+    );
+    d.wait_for("the deleted note's passages to go", 30, async |d| {
+        queue(d).await["passages"] == 39
+    })
+    .await;
+}

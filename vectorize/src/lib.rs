@@ -203,23 +203,35 @@ impl Vectorizer {
                 }
             }
         }
+        // The stale sweep scans every index state: once per wake-up, not per round.
+        // The queue is read from a cursor over item ids, so a long backlog is not
+        // rescanned from its start every round; it wraps around when it runs dry.
+        let mut sweep = true;
+        let mut cursor = 0i64;
         loop {
-            let worked = match self.round(&shutdown).await {
+            let worked = match self.round(&shutdown, sweep, &mut cursor).await {
                 Ok(n) => n,
                 Err(e) => {
                     tracing::warn!("vectorizer: {e:#}");
                     0
                 }
             };
+            sweep = false;
             if shutdown.is_cancelled() {
                 return;
             }
             if worked == 0 {
+                if cursor > 0 {
+                    // the end of the items: look once more from the start
+                    cursor = 0;
+                    continue;
+                }
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = self.wake.notified() => {}
                     _ = tokio::time::sleep(self.cfg.retry_backoff.min(Duration::from_secs(60))) => {}
                 }
+                sweep = true;
             }
         }
     }
@@ -272,13 +284,22 @@ impl Vectorizer {
 
     /// One round: drop what went stale, then index up to [`ROUND`] waiting versions.
     /// Returns the number of versions handled.
-    async fn round(&self, shutdown: &CancellationToken) -> anyhow::Result<usize> {
+    async fn round(
+        &self,
+        shutdown: &CancellationToken,
+        sweep: bool,
+        cursor: &mut i64,
+    ) -> anyhow::Result<usize> {
         let phase = self.phase();
         let Phase::Ready { embedder, store } = &*phase else {
             return Ok(0);
         };
         let connectors = self.connectors();
-        let stale = self.catalog.stale_indexed(&connectors).await?;
+        let stale = if sweep {
+            self.catalog.stale_indexed(&connectors).await?
+        } else {
+            Vec::new()
+        };
         if !stale.is_empty() {
             let n = self.catalog.drop_passages(&stale).await?;
             store.remove_versions(&stale).await?;
@@ -295,9 +316,13 @@ impl Vectorizer {
                 &connectors,
                 self.cfg.max_attempts as i64,
                 retry_before,
+                *cursor,
                 ROUND,
             )
             .await?;
+        if let Some(last) = tasks.last() {
+            *cursor = last.item_id;
+        }
         if tasks.is_empty() {
             return Ok(0);
         }
