@@ -103,17 +103,6 @@ impl Catalog {
         )
     }
 
-    pub async fn set_vector_meta(&self, key: &str, value: &str) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO vector_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        )
-        .bind(key)
-        .bind(value)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
     /// Drops every passage and index state (a reindex with another embedder) and records
     /// the new embedder.
     pub async fn reset_vectors(&self, embedder: &str, dim: usize) -> Result<u64> {

@@ -52,6 +52,27 @@ impl Ctx<'_> {
         }
     }
 
+    /// A duration that must be more than 0; `dflt` when unset or invalid (reported).
+    fn positive_duration(
+        &mut self,
+        path: &str,
+        v: &Option<crate::units::RawDuration>,
+        dflt: Duration,
+    ) -> Duration {
+        match v.as_ref().map(|v| v.duration()) {
+            None => dflt,
+            Some(Ok(x)) if !x.is_zero() => x,
+            Some(Ok(_)) => {
+                self.error(path, "must be more than 0");
+                dflt
+            }
+            Some(Err(m)) => {
+                self.error(path, m);
+                dflt
+            }
+        }
+    }
+
     /// A secret given inline or as `<key>_file`; exactly one may be set.
     fn secret(
         &mut self,
@@ -519,21 +540,9 @@ fn daemon(cx: &mut Ctx, raw: &raw::RawDaemon) -> DaemonConfig {
 fn vectorize(cx: &mut Ctx, raw: &raw::RawVectorize, state_dir: &Path) -> VectorizeConfig {
     let d = VectorizeConfig::with_state_dir(state_dir);
     let p = "vectorize";
-    let dur =
-        |cx: &mut Ctx, key: &str, v: &Option<crate::units::RawDuration>, dflt: Duration| match v {
-            None => dflt,
-            Some(v) => match v.duration() {
-                Ok(x) if !x.is_zero() => x,
-                Ok(_) => {
-                    cx.error(format!("{p}.{key}"), "must be more than 0");
-                    dflt
-                }
-                Err(m) => {
-                    cx.error(format!("{p}.{key}"), m);
-                    dflt
-                }
-            },
-        };
+    let dur = |cx: &mut Ctx, key: &str, v: &Option<crate::units::RawDuration>, dflt| {
+        cx.positive_duration(&format!("{p}.{key}"), v, dflt)
+    };
     let count = |cx: &mut Ctx, key: &str, v: Option<u32>, dflt: usize, min: u32, max: u32| match v {
         None => dflt,
         Some(n) if n >= min && n <= max => n as usize,
@@ -692,20 +701,11 @@ fn embedder(cx: &mut Ctx, raw: &raw::RawEmbedder, state_dir: &Path) -> EmbedderC
             32
         }
     };
-    let timeout = match &raw.timeout {
-        None => Duration::from_secs(60),
-        Some(v) => match v.duration() {
-            Ok(x) if !x.is_zero() => x,
-            Ok(_) => {
-                cx.error(format!("{p}.timeout"), "must be more than 0");
-                Duration::from_secs(60)
-            }
-            Err(m) => {
-                cx.error(format!("{p}.timeout"), m);
-                Duration::from_secs(60)
-            }
-        },
-    };
+    let timeout = cx.positive_duration(
+        &format!("{p}.timeout"),
+        &raw.timeout,
+        Duration::from_secs(60),
+    );
     let concurrency = raw
         .concurrency
         .map(|n| n.clamp(1, 64) as usize)
@@ -1271,20 +1271,11 @@ fn sharepoint(cx: &mut Ctx, path: &str, rc: &raw::RawConnector) -> Option<crate:
         &rc.token_url,
         format!("https://login.microsoftonline.com/{tenant_id}/oauth2/v2.0/token"),
     );
-    let permissions_rescan = match &rc.permissions_rescan {
-        None => Duration::from_secs(7 * 86400),
-        Some(v) => match v.duration() {
-            Ok(d) if !d.is_zero() => d,
-            Ok(_) => {
-                cx.error(format!("{path}.permissions_rescan"), "must be more than 0");
-                Duration::from_secs(7 * 86400)
-            }
-            Err(m) => {
-                cx.error(format!("{path}.permissions_rescan"), m);
-                Duration::from_secs(7 * 86400)
-            }
-        },
-    };
+    let permissions_rescan = cx.positive_duration(
+        &format!("{path}.permissions_rescan"),
+        &rc.permissions_rescan,
+        Duration::from_secs(7 * 86400),
+    );
     if cx.errors.len() > before {
         return None;
     }
