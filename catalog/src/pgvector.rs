@@ -25,6 +25,9 @@ pub struct StoredVector {
 pub struct PgVectors {
     pool: PgPool,
     table: String,
+    /// The table's dimension once known (it exists): saves a catalog lookup on every
+    /// search.
+    known_dim: std::sync::Mutex<Option<usize>>,
     /// Where the store is, without credentials (for messages).
     location: String,
 }
@@ -78,6 +81,7 @@ impl PgVectors {
         Ok(PgVectors {
             pool,
             table: table.to_string(),
+            known_dim: Default::default(),
             location,
         })
     }
@@ -88,6 +92,9 @@ impl PgVectors {
 
     /// The dimension of the existing table, if there is one.
     pub async fn dim(&self) -> Result<Option<usize>> {
+        if let Some(d) = *self.known_dim.lock().expect("lock") {
+            return Ok(Some(d));
+        }
         let row: Option<(i32,)> = sqlx::query_as(
             "SELECT a.atttypmod FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
              WHERE c.relname = $1 AND a.attname = 'embedding' AND c.relkind = 'r'",
@@ -95,7 +102,9 @@ impl PgVectors {
         .bind(&self.table)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|(d,)| d.max(0) as usize))
+        let dim = row.map(|(d,)| d.max(0) as usize);
+        *self.known_dim.lock().expect("lock") = dim;
+        Ok(dim)
     }
 
     /// Creates the table and its indexes for vectors of `dim` dimensions.
@@ -114,6 +123,9 @@ impl PgVectors {
                 .execute(&self.pool)
                 .await?;
         }
+        // an existing table keeps its own dimension: read it back
+        *self.known_dim.lock().expect("lock") = None;
+        self.dim().await?;
         Ok(())
     }
 
@@ -125,6 +137,7 @@ impl PgVectors {
         )))
         .execute(&self.pool)
         .await?;
+        *self.known_dim.lock().expect("lock") = None;
         Ok(())
     }
 
