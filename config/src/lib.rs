@@ -286,6 +286,8 @@ pub struct SharePointSource {
     pub token_url: String,
     pub permissions: bool,
     pub permissions_rescan: Duration,
+    /// A download stalled this long is cut and resumed with `Range`.
+    pub read_timeout: Duration,
 }
 
 /// How the SharePoint connector authenticates to Entra ID.

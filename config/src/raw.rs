@@ -511,6 +511,10 @@ pub struct RawConnector {
     /// reports (default 7d).
     #[serde(default)]
     pub permissions_rescan: Option<RawDuration>,
+    /// sharepoint: a download that delivers no bytes for this long is cut and resumed
+    /// where it stopped (default 60s; there is no whole-download timeout).
+    #[serde(default)]
+    pub read_timeout: Option<RawDuration>,
     /// Extract, embed and index this connector's documents (default false).
     #[serde(default)]
     pub vectorize: Option<bool>,

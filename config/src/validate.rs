@@ -1047,6 +1047,7 @@ fn connector(cx: &mut Ctx, path: &str, rc: &raw::RawConnector) -> Option<Connect
     for (key, set) in [
         ("permissions", rc.permissions.is_some()),
         ("permissions_rescan", rc.permissions_rescan.is_some()),
+        ("read_timeout", rc.read_timeout.is_some()),
     ] {
         if set && rc.kind != ConnectorKind::Sharepoint {
             cx.error(
@@ -1276,6 +1277,11 @@ fn sharepoint(cx: &mut Ctx, path: &str, rc: &raw::RawConnector) -> Option<crate:
         &rc.permissions_rescan,
         Duration::from_secs(7 * 86400),
     );
+    let read_timeout = cx.positive_duration(
+        &format!("{path}.read_timeout"),
+        &rc.read_timeout,
+        Duration::from_secs(60),
+    );
     if cx.errors.len() > before {
         return None;
     }
@@ -1289,6 +1295,7 @@ fn sharepoint(cx: &mut Ctx, path: &str, rc: &raw::RawConnector) -> Option<crate:
         token_url,
         permissions: rc.permissions.unwrap_or(false),
         permissions_rescan,
+        read_timeout,
     })
 }
 

@@ -138,6 +138,7 @@ pub fn connector(c: &ConnectorConfig) -> anyhow::Result<Arc<dyn Connector>> {
                         max_file_size: c.max_file_size,
                         permissions: s.permissions,
                         permissions_rescan: s.permissions_rescan,
+                        read_timeout: s.read_timeout,
                     },
                 )
                 .map_err(anyhow::Error::msg)?,

@@ -847,3 +847,294 @@ async fn short_lived_secret_tokens_and_a_link_to_another_host() {
         "nothing connected to the other host"
     );
 }
+
+/// The delta requests of a drive, in order.
+fn delta_requests(g: &FakeGraph) -> Vec<String> {
+    g.requests()
+        .into_iter()
+        .filter(|r| r.listener == "graph" && r.uri.contains("/delta"))
+        .map(|r| r.uri)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_sync_skips_packages_and_keeps_no_link_until_its_last_page() {
+    let g = FakeGraph::start().await;
+    let site = g.add_site("contoso.sharepoint.com", "Team");
+    let docs = g.add_drive(&site, "Documents");
+    let files = [
+        "a.txt",
+        "b/c.txt",
+        "b/d/e.txt",
+        "b/d/f/g.txt",
+        "h/i.txt",
+        "j.txt",
+    ];
+    for f in files {
+        g.put(&docs, f, format!("content of {f}").as_bytes());
+    }
+    // a OneNote notebook: a package item with a section inside; neither is a file
+    g.put_package(&docs, "Notes/Team Notebook");
+    g.put(
+        &docs,
+        "Notes/Team Notebook/Meetings.one",
+        b"onenote section",
+    );
+    // 14 items, 2 per page, and an empty page: 8 pages. The fourth fails for good.
+    g.set_page_size(2);
+    g.set_empty_page(true);
+    g.script(Scripted {
+        method: "GET",
+        path_contains: ".o3".into(),
+        status: 400,
+        headers: vec![],
+        body: json!({"error": {"code": "invalidRequest", "message": "scripted failure of the fourth page"}}),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let api = free_port();
+    let cfg = sp_config(dir.path(), &g, api, graph::CLIENT_SECRET, "");
+    let d = Running::start(&cfg, api, &[]);
+    let job = d.latest_job("team").await;
+    assert_eq!(job["status"], "failed", "{job}");
+    assert!(
+        job["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("scripted failure"),
+        "{job}"
+    );
+    assert_eq!(
+        content_requests(&g),
+        0,
+        "nothing read from a half enumeration"
+    );
+    let failed_run = delta_requests(&g).len();
+    assert_eq!(failed_run, 4, "{:?}", delta_requests(&g));
+
+    // No deltaLink was kept, so the next run enumerates from the start again.
+    let job = d.run_and_wait("team", "incremental").await;
+    assert_eq!(job["status"], "succeeded", "{job}\n{}", d.log());
+    let deltas = delta_requests(&g);
+    assert!(
+        !deltas[failed_run].contains("token="),
+        "the second run began without a token: {}",
+        deltas[failed_run]
+    );
+    assert_eq!(deltas.len() - failed_run, 8, "{deltas:?}");
+    assert_eq!(job["progress"]["files_done"], 6, "{job}");
+    assert_eq!(
+        content_requests(&g),
+        6,
+        "every file once, nothing of the notebook"
+    );
+    let out = restore(&cfg, "/team", dir.path());
+    for f in files {
+        assert_eq!(
+            std::fs::read(out.join("Documents").join(f)).unwrap(),
+            format!("content of {f}").as_bytes()
+        );
+    }
+    assert!(!out.join("Documents/Notes/Team Notebook").exists());
+    let items = d.get("/api/v1/items?status=failed").await;
+    assert_eq!(items["items"].as_array().map(Vec::len), Some(0), "{items}");
+
+    // the link of the complete enumeration is the one used now
+    let job = d.run_and_wait("team", "incremental").await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let deltas = delta_requests(&g);
+    assert_eq!(deltas.len() - failed_run, 9);
+    assert!(deltas.last().unwrap().contains("token="));
+    assert_eq!(content_requests(&g), 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_items_children_before_parents_and_nameless_deletes() {
+    let g = FakeGraph::start().await;
+    let site = g.add_site("contoso.sharepoint.com", "Team");
+    let docs = g.add_drive(&site, "Documents");
+    let plan = g.put(&docs, "Projects/Alpha/plan.txt", b"the plan");
+    let alpha = g.id_of(&docs, "Projects/Alpha");
+    let projects = g.id_of(&docs, "Projects");
+    let memo = g.put(&docs, "memo.txt", b"memo, final wording");
+    let scratch = g.put(&docs, "scratch.txt", b"scratch");
+    g.delete(&docs, &scratch);
+    // The first round as Graph may send it: every child before its parent, the memo
+    // first in an older state (another name, size and hash) and again, as it is now, on
+    // the last page, and a deleted item the client never saw, which has no name.
+    let mut stale = g.delta_item(&docs, &memo);
+    stale["name"] = json!("memo-draft.txt");
+    stale["size"] = json!(5);
+    stale["file"]["hashes"]["quickXorHash"] = json!(graph::quick_xor_hash(b"draft"));
+    let nameless = g.delta_item(&docs, &scratch);
+    assert!(nameless.get("name").is_none(), "{nameless}");
+    let page2 = format!("{}/drives/{docs}/root/delta?token=scripted-2", g.graph_url);
+    g.script(Scripted {
+        method: "GET",
+        path_contains: format!("/drives/{docs}/root/delta?"),
+        status: 200,
+        headers: vec![],
+        body: json!({
+            "value": [g.delta_item(&docs, &plan), stale, nameless, g.delta_item(&docs, &alpha)],
+            "@odata.nextLink": page2,
+        }),
+    });
+    g.script(Scripted {
+        method: "GET",
+        path_contains: "token=scripted-2".into(),
+        status: 200,
+        headers: vec![],
+        body: json!({
+            "value": [g.delta_item(&docs, &projects), g.delta_item(&docs, &memo), g.delta_item(&docs, "root")],
+            "@odata.deltaLink": g.latest_delta_link(&docs),
+        }),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let api = free_port();
+    let cfg = sp_config(dir.path(), &g, api, graph::CLIENT_SECRET, "");
+    let d = Running::start(&cfg, api, &[]);
+    let job = d.latest_job("team").await;
+    assert_eq!(job["status"], "succeeded", "{job}\n{}", d.log());
+    assert_eq!(job["error_count"], 0, "{job}");
+    assert_eq!(job["progress"]["files_done"], 2, "{job}");
+    let out = restore(&cfg, "/team", dir.path());
+    assert_eq!(
+        std::fs::read(out.join("Documents/Projects/Alpha/plan.txt")).unwrap(),
+        b"the plan",
+        "a child sent before its folders lands under them"
+    );
+    assert_eq!(
+        std::fs::read(out.join("Documents/memo.txt")).unwrap(),
+        b"memo, final wording",
+        "the last occurrence of an item wins"
+    );
+    assert!(!out.join("Documents/memo-draft.txt").exists());
+    assert!(!out.join("Documents/scratch.txt").exists());
+
+    // Incremental rounds in the fake's own pages, one item each, deepest first: a
+    // renamed folder and a new folder with a file arrive after the file inside them.
+    g.set_children_first(true);
+    g.set_page_size(1);
+    g.rename(&docs, &alpha, "Alpha-2026");
+    g.put(&docs, "Projects/Alpha-2026/Beta/spec.txt", b"the spec");
+    g.put(&docs, "memo.txt", b"memo, amended");
+    let job = d.run_and_wait("team", "incremental").await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["error_count"], 0, "{job}");
+    let out = restore(&cfg, "/team", dir.path());
+    assert_eq!(
+        std::fs::read(out.join("Documents/Projects/Alpha-2026/plan.txt")).unwrap(),
+        b"the plan"
+    );
+    assert_eq!(
+        std::fs::read(out.join("Documents/Projects/Alpha-2026/Beta/spec.txt")).unwrap(),
+        b"the spec"
+    );
+    assert_eq!(
+        std::fs::read(out.join("Documents/memo.txt")).unwrap(),
+        b"memo, amended"
+    );
+    assert!(!out.join("Documents/Projects/Alpha").exists());
+    // plan.txt (first run), memo.txt, spec.txt, memo v2: the renamed folder's file was
+    // not downloaded again
+    assert_eq!(content_requests(&g), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dated_retry_after_bare_429s_and_a_stalled_download() {
+    use std::time::{Duration, Instant, SystemTime};
+    let g = FakeGraph::start().await;
+    let site = g.add_site("contoso.sharepoint.com", "Team");
+    let docs = g.add_drive(&site, "Documents");
+    let small = g.put(&docs, "small.txt", b"small");
+    let big: Vec<u8> = (0..1_500_000u32).map(|i| (i % 241) as u8).collect();
+    g.put(&docs, "big.bin", &big);
+    // 503 with Retry-After as an HTTP date on the first delta request
+    g.script(Scripted {
+        method: "GET",
+        path_contains: "/root/delta".into(),
+        status: 503,
+        headers: vec![(
+            "Retry-After",
+            graph::http_date(SystemTime::now() + Duration::from_secs(3)),
+        )],
+        body: json!({"error": {"code": "serviceNotAvailable", "message": "Service unavailable"}}),
+    });
+    // three 429s without Retry-After on one download: backoff, doubling each time
+    for _ in 0..3 {
+        g.script(Scripted {
+            method: "GET",
+            path_contains: format!("{small}/content"),
+            status: 429,
+            headers: vec![],
+            body: json!({"error": {"code": "activityLimitReached", "message": "throttled"}}),
+        });
+    }
+    // and the big download stalls for 40 s after 200 kB: cut after read_timeout, resumed
+    g.stall_next_download(200_000, Duration::from_secs(40));
+    let dir = tempfile::tempdir().unwrap();
+    let api = free_port();
+    let cfg = sp_config(
+        dir.path(),
+        &g,
+        api,
+        graph::CLIENT_SECRET,
+        "    read_timeout: 1s\n",
+    );
+    let started = Instant::now();
+    let d = Running::start(&cfg, api, &[]);
+    let job = d.latest_job("team").await;
+    assert_eq!(job["status"], "succeeded", "{job}\n{}", d.log());
+    assert_eq!(job["error_count"], 0, "{job}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the stalled transfer was cut, not waited out: {:?}",
+        started.elapsed()
+    );
+    assert!(g.violations().is_empty(), "{:?}", g.violations());
+    let log = g.requests();
+    let graph_calls: Vec<_> = log
+        .iter()
+        .filter(|r| r.listener == "graph" && !r.uri.contains("oauth2"))
+        .collect();
+    let i = graph_calls.iter().position(|r| r.status == 503).unwrap();
+    let waited = graph_calls[i + 1].at - graph_calls[i].at;
+    assert!(
+        waited >= Duration::from_secs(2),
+        "the next request waited for the date: {waited:?}"
+    );
+    let tries: Vec<_> = log
+        .iter()
+        .filter(|r| r.uri.contains(&format!("{small}/content")))
+        .collect();
+    assert_eq!(
+        tries.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [429, 429, 429, 302]
+    );
+    let gaps: Vec<Duration> = tries.windows(2).map(|w| w[1].at - w[0].at).collect();
+    assert!(
+        gaps[0] >= Duration::from_millis(450)
+            && gaps[1] >= gaps[0].mul_f64(1.5)
+            && gaps[2] >= gaps[1].mul_f64(1.5),
+        "the backoff doubles: {gaps:?}"
+    );
+    assert!(
+        log.iter()
+            .any(|r| r.listener == "download" && r.range.as_deref() == Some("bytes=200000-")),
+        "the stalled download resumed where it stopped"
+    );
+    let out = restore(&cfg, "/team", dir.path());
+    assert_eq!(std::fs::read(out.join("Documents/big.bin")).unwrap(), big);
+    assert_eq!(
+        std::fs::read(out.join("Documents/small.txt")).unwrap(),
+        b"small"
+    );
+    let text = d
+        .get(&format!("/api/v1/jobs/{}/log", job["id"]))
+        .await
+        .to_string();
+    assert!(
+        text.contains("Graph answered 503 Service Unavailable (serviceNotAvailable)")
+            && text.contains("Graph answered 429 Too Many Requests to a download"),
+        "the waits are in the job log: {text}"
+    );
+}

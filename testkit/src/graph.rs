@@ -44,6 +44,11 @@ pub fn quick_xor_hash(data: &[u8]) -> String {
     base64(&bits)
 }
 
+/// `t` as an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`), for a scripted Retry-After.
+pub fn http_date(t: std::time::SystemTime) -> String {
+    httpdate::fmt_http_date(t)
+}
+
 fn base64(b: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
@@ -68,6 +73,8 @@ struct Item {
     name: String,
     parent: Option<String>,
     folder: bool,
+    /// A package (a OneNote notebook): neither file nor folder, though it has children.
+    package: bool,
     content: Vec<u8>,
     modified: i64,
     etag: u32,
@@ -114,6 +121,8 @@ pub struct Logged {
     pub client_request_id: Option<String>,
     pub prefer: Option<String>,
     pub status: u16,
+    /// When the fake answered it.
+    pub at: Instant,
 }
 
 struct St {
@@ -126,6 +135,8 @@ struct St {
     issued: u64,
     page_size: usize,
     empty_page: bool,
+    /// Delta sends children before their parents (deepest first).
+    children_first: bool,
     /// nextLinks point at this host instead of the fake's own (a hostile or buggy
     /// server trying to get the bearer token sent elsewhere).
     foreign_next_link: Option<String>,
@@ -133,6 +144,8 @@ struct St {
     download_ttl: Duration,
     ignore_range: bool,
     cut_next_download_after: Option<usize>,
+    /// The next download longer than `.0` bytes stalls after `.0` bytes for `.1`.
+    slow_download: Option<(usize, Duration)>,
     /// The next `n` downloads serve one byte flipped (wrong bytes on the wire).
     corrupt_downloads: u32,
     script: VecDeque<Scripted>,
@@ -231,6 +244,8 @@ impl FakeGraph {
             issued: 0,
             page_size: 200,
             empty_page: false,
+            children_first: false,
+            slow_download: None,
             foreign_next_link: None,
             downloads: HashMap::new(),
             download_ttl: Duration::from_secs(3600),
@@ -287,6 +302,7 @@ impl FakeGraph {
                     name: "root".into(),
                     parent: None,
                     folder: true,
+                    package: false,
                     content: Vec::new(),
                     modified: unix_now(),
                     etag: 1,
@@ -354,6 +370,7 @@ impl FakeGraph {
                                 name: part.to_string(),
                                 parent: Some(parent.clone()),
                                 folder: !last,
+                                package: false,
                                 content: if last { content.to_vec() } else { Vec::new() },
                                 modified: unix_now(),
                                 etag: 1,
@@ -476,6 +493,44 @@ impl FakeGraph {
     /// Insert an empty page in the middle of enumerations.
     pub fn set_empty_page(&self, on: bool) {
         self.with(|s| s.empty_page = on);
+    }
+    /// Delta sends every child before its parent folder (deepest items first).
+    pub fn set_children_first(&self, on: bool) {
+        self.with(|s| s.children_first = on);
+    }
+    /// The next download longer than `after` bytes sends `after` bytes, then nothing
+    /// for `stall`, then the rest (a stalled connection, for read timeouts).
+    pub fn stall_next_download(&self, after: usize, stall: Duration) {
+        self.with(|s| s.slow_download = Some((after, stall)));
+    }
+    /// Creates a package item (a OneNote notebook) at `path`, folders on the way;
+    /// files can then be put inside it. Returns its id.
+    pub fn put_package(&self, drive: &str, path: &str) -> String {
+        let id = self.put(drive, path, b"");
+        self.with(|s| {
+            let it = Self::drive_mut(s, drive).items.get_mut(&id).unwrap();
+            it.package = true;
+        });
+        id
+    }
+    /// An item as delta reports it now (to compose scripted delta pages from); `root`
+    /// names the drive's root.
+    pub fn delta_item(&self, drive: &str, id: &str) -> Value {
+        self.with(|s| {
+            let d = s.drives.iter().find(|d| d.id == drive).unwrap();
+            let id = if id == "root" { d.root.as_str() } else { id };
+            item_json(&d.id, &d.items[id], false)
+        })
+    }
+    /// A deltaLink that reports changes from now on (what the last page of a scripted
+    /// round hands the client).
+    pub fn latest_delta_link(&self, drive: &str) -> String {
+        self.with(|s| {
+            format!(
+                "{}/drives/{drive}/root/delta?token=e{}.s{}",
+                s.base, s.epoch, s.seq
+            )
+        })
     }
     /// Delta nextLinks name `host` (e.g. `http://127.0.0.1:9`) instead of the fake.
     pub fn set_foreign_next_link(&self, host: Option<&str>) {
@@ -658,6 +713,7 @@ fn log(s: &mut St, listener: &'static str, method: &Method, uri: &str, h: &Heade
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
         status,
+        at: Instant::now(),
     });
 }
 
@@ -835,10 +891,18 @@ fn route(
         )
             .into_response();
         for (k, v) in x.headers {
-            if k.eq_ignore_ascii_case("retry-after")
-                && let Ok(secs) = v.parse::<u64>()
-            {
-                s.not_before = Some((Instant::now(), Instant::now() + Duration::from_secs(secs)));
+            if k.eq_ignore_ascii_case("retry-after") {
+                let wait = match v.parse::<u64>() {
+                    Ok(secs) => Some(Duration::from_secs(secs)),
+                    // an HTTP date: until then, as seen from this clock
+                    Err(_) => httpdate::parse_http_date(&v).ok().map(|at| {
+                        at.duration_since(std::time::SystemTime::now())
+                            .unwrap_or_default()
+                    }),
+                };
+                if let Some(wait) = wait {
+                    s.not_before = Some((Instant::now(), Instant::now() + wait));
+                }
             }
             r.headers_mut()
                 .insert(k, HeaderValue::from_str(&v).unwrap());
@@ -913,7 +977,7 @@ fn route(
             ),
         },
         ["drives", d, "items", i, "content"] => match find(s, d, i) {
-            Some((_, it)) if !it.deleted && !it.folder => {
+            Some((_, it)) if !it.deleted && !it.folder && !it.package => {
                 let opaque = format!("dl{:08}", s.next_id);
                 s.next_id += 1;
                 s.downloads.insert(
@@ -1010,7 +1074,9 @@ fn item_json(drive: &str, it: &Item, with_ctag: bool) -> Value {
         v["root"] = json!({});
         v.as_object_mut().unwrap().remove("parentReference");
     }
-    if it.folder {
+    if it.package {
+        v["package"] = json!({"type": "oneNote"});
+    } else if it.folder {
         v["folder"] = json!({"childCount": 0});
     } else {
         v["size"] = json!(it.content.len());
@@ -1107,7 +1173,11 @@ fn delta_page(
         }
         v
     };
-    changed.sort_by_key(|it| (depth(it), it.id.clone()));
+    if s.children_first {
+        changed.sort_by_key(|it| (std::cmp::Reverse(depth(it)), it.id.clone()));
+    } else {
+        changed.sort_by_key(|it| (depth(it), it.id.clone()));
+    }
     let top = q
         .get("$top")
         .and_then(|t| t.parse::<usize>().ok())
@@ -1321,6 +1391,10 @@ fn download(s: &mut St, uri: &axum::http::Uri, h: &HeaderMap) -> Response {
     if let Some(n) = cut {
         bytes.truncate(n);
     }
+    let slow = match s.slow_download {
+        Some((n, _)) if n < bytes.len() && cut.is_none() => s.slow_download.take(),
+        _ => None,
+    };
     let mut headers = vec![
         (header::CONTENT_TYPE, "application/octet-stream".to_string()),
         (header::ACCEPT_RANGES, "bytes".to_string()),
@@ -1340,6 +1414,16 @@ fn download(s: &mut St, uri: &axum::http::Uri, h: &HeaderMap) -> Response {
             let _ = tx
                 .send(Err(std::io::Error::other("connection cut by the fake")))
                 .await;
+        });
+        Body::from_stream(tokio_stream_from(rx))
+    } else if let Some((n, stall)) = slow {
+        // part of the body, then nothing for `stall`, then the rest
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(2);
+        tokio::spawn(async move {
+            let rest = bytes.split_off(n);
+            let _ = tx.send(Ok(bytes)).await;
+            tokio::time::sleep(stall).await;
+            let _ = tx.send(Ok(rest)).await;
         });
         Body::from_stream(tokio_stream_from(rx))
     } else {

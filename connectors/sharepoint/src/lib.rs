@@ -69,6 +69,8 @@ pub struct SharePointSettings {
     /// Read every file's permissions again this often, whatever delta says (changes at
     /// library or folder level can go unreported).
     pub permissions_rescan: Duration,
+    /// A download that delivers no bytes for this long is cut and resumed with `Range`.
+    pub read_timeout: Duration,
 }
 
 /// One item as the connector remembers it.
@@ -286,6 +288,14 @@ fn client_request_id() -> String {
 
 /// A wait plus up to a tenth of it (at most 1 s) at random, so that clients released
 /// by the same Retry-After do not all come back at the same instant.
+/// The longest wait between retries when Graph gives no Retry-After.
+const BACKOFF_CAP: Duration = Duration::from_secs(60);
+
+/// The next backoff without Retry-After: doubled, at most [`BACKOFF_CAP`].
+fn grow(backoff: Duration) -> Duration {
+    (backoff * 2).min(BACKOFF_CAP)
+}
+
 fn jittered(wait: Duration) -> Duration {
     let max = (wait / 10).min(Duration::from_secs(1));
     wait + max.mul_f64(rand::random::<f64>())
@@ -534,7 +544,7 @@ impl SharePointConnector {
                     if attempt < ATTEMPTS =>
                 {
                     let wait = jittered(retry_after(&headers).unwrap_or(backoff));
-                    backoff = (backoff * 2).min(Duration::from_secs(60));
+                    backoff = grow(backoff);
                     THROTTLED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tracing::warn!(connector = %self.id, %status, wait_ms = wait.as_millis() as u64, request_id = headers.get("request-id").and_then(|v| v.to_str().ok()).unwrap_or(""), "Graph throttled or failed; waiting");
                     self.note(format!(
@@ -973,6 +983,7 @@ impl Connector for SharePointConnector {
             location,
             size: e.size,
             hash: e.change_tag.clone(),
+            chunk_timeout: self.s.read_timeout,
             refresh: DownloadRefresh {
                 conn: self.clone_for_download(),
                 drive: drive.to_string(),
@@ -1072,7 +1083,7 @@ impl SharePointConnector {
                     if attempt < ATTEMPTS =>
                 {
                     let wait = jittered(retry_after(resp.headers()).unwrap_or(backoff));
-                    backoff = (backoff * 2).min(Duration::from_secs(60));
+                    backoff = grow(backoff);
                     THROTTLED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     self.note(format!(
                         "Graph answered {status} to a download: every request to the tenant waits {:.1}s",
@@ -1105,10 +1116,9 @@ struct Download {
     size: u64,
     hash: Option<String>,
     refresh: DownloadRefresh,
+    /// Per read of the body: a stalled connection is cut after this long.
+    chunk_timeout: Duration,
 }
-
-/// Per read of the body: a stalled connection is cut after this long.
-const CHUNK_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Download {
     async fn run(mut self, tx: mpsc::Sender<std::io::Result<bytes::Bytes>>) {
@@ -1163,7 +1173,7 @@ impl Download {
             };
             let mut resp = resp;
             loop {
-                match tokio::time::timeout(CHUNK_TIMEOUT, resp.chunk()).await {
+                match tokio::time::timeout(self.chunk_timeout, resp.chunk()).await {
                     Ok(Ok(Some(mut c))) => {
                         if skip > 0 {
                             let n = (skip as usize).min(c.len());
@@ -1261,6 +1271,25 @@ mod tests {
             httpdate("Tue, 14 Nov 2023 22:13:20 GMT"),
             Some(1_700_000_000)
         );
+    }
+
+    #[test]
+    fn backoff_without_retry_after_doubles_up_to_a_cap() {
+        let mut b = Duration::from_millis(500);
+        let mut seen = vec![b];
+        for _ in 0..12 {
+            b = grow(b);
+            seen.push(b);
+        }
+        assert_eq!(seen[1], Duration::from_secs(1));
+        assert_eq!(seen[3], Duration::from_secs(4));
+        assert_eq!(*seen.last().unwrap(), BACKOFF_CAP);
+        assert!(seen.windows(2).all(|w| w[1] >= w[0] && w[1] <= BACKOFF_CAP));
+        // jitter adds at most a tenth (and never more than a second)
+        for w in [Duration::from_millis(500), BACKOFF_CAP] {
+            let j = jittered(w);
+            assert!(j >= w && j <= w + (w / 10).min(Duration::from_secs(1)));
+        }
     }
 
     #[test]
