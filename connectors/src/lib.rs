@@ -133,6 +133,10 @@ pub enum ConnectorError {
 pub enum ItemError {
     #[error("vanished before it could be read")]
     Vanished,
+    /// The source says for certain that the item was deleted after it was listed (a
+    /// 404 from an API that reports deletes): it is deleted, not failed.
+    #[error("deleted at the source after it was listed")]
+    Deleted,
     #[error("permission denied: {0}")]
     PermissionDenied(String),
     /// The whole source became unreachable: the job stops rather than failing every

@@ -1138,3 +1138,126 @@ async fn dated_retry_after_bare_429s_and_a_stalled_download() {
         "the waits are in the job log: {text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ignored_ranges_expired_links_and_items_deleted_before_their_download() {
+    let g = FakeGraph::start().await;
+    let site = g.add_site("contoso.sharepoint.com", "Team");
+    let docs = g.add_drive(&site, "Documents");
+    let big: Vec<u8> = (0..1_000_000u32).map(|i| (i % 239) as u8).collect();
+    let big_id = g.put(&docs, "big.bin", &big);
+    g.put(&docs, "keep/a.txt", b"a");
+    g.put(&docs, "keep/b.txt", b"b");
+    // enough files that the folder deletes at the end stay under max_delete_percent
+    for i in 0..6 {
+        g.put(&docs, &format!("stay/{i}.txt"), b"stays");
+    }
+    // a host that ignores Range, and a first transfer cut after 250 kB: the client
+    // starts over and skips the bytes it already has
+    g.set_ignore_range(true);
+    g.cut_next_download_after(250_000);
+    let dir = tempfile::tempdir().unwrap();
+    let api = free_port();
+    let cfg = sp_config(dir.path(), &g, api, graph::CLIENT_SECRET, "");
+    let d = Running::start(&cfg, api, &[]);
+    let job = d.latest_job("team").await;
+    assert_eq!(job["status"], "succeeded", "{job}\n{}", d.log());
+    assert_eq!(job["error_count"], 0, "{job}");
+    let big_downloads: Vec<_> = g
+        .requests()
+        .into_iter()
+        .filter(|r| r.listener == "download" && r.status == 200)
+        .filter(|r| r.range.as_deref() == Some("bytes=250000-"))
+        .collect();
+    assert_eq!(big_downloads.len(), 1, "resumed once, answered in full");
+    let out = restore(&cfg, "/team", dir.path());
+    assert_eq!(std::fs::read(out.join("Documents/big.bin")).unwrap(), big);
+    g.set_ignore_range(false);
+
+    // an expired pre-authenticated URL (401 from the download host) is asked for again
+    g.put(&docs, "fresh.txt", b"fresh");
+    let fresh = g.id_of(&docs, "fresh.txt");
+    g.expire_next_download_links(1);
+    let job = d.run_and_wait("team", "incremental").await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["error_count"], 0, "{job}");
+    let asked = g
+        .requests()
+        .iter()
+        .filter(|r| r.uri.contains(&format!("{fresh}/content")))
+        .count();
+    assert_eq!(asked, 2, "one expired link, one fresh");
+    assert!(
+        g.requests()
+            .iter()
+            .any(|r| r.listener == "download" && r.status == 401)
+    );
+
+    // files deleted after the delta named them and before their download: a changed
+    // file already stored is deleted, a new one is dropped, and neither is an error
+    g.put(&docs, "big.bin", b"big.bin, rewritten");
+    g.delete_before_download(&big_id);
+    g.put(&docs, "short-lived.txt", b"short-lived");
+    let short = g.id_of(&docs, "short-lived.txt");
+    g.delete_before_download(&short);
+    let job = d.run_and_wait("team", "incremental").await;
+    assert_eq!(job["status"], "succeeded", "{job}\n{}", d.log());
+    assert_eq!(job["error_count"], 0, "{job}");
+    let failed = d.get("/api/v1/items?status=failed").await;
+    assert_eq!(
+        failed["items"].as_array().map(Vec::len),
+        Some(0),
+        "{failed}"
+    );
+    let out = restore(&cfg, "/team", dir.path());
+    assert!(!out.join("Documents/big.bin").exists());
+    assert!(!out.join("Documents/short-lived.txt").exists());
+    assert_eq!(
+        std::fs::read(out.join("Documents/fresh.txt")).unwrap(),
+        b"fresh"
+    );
+    // the next round reports both deletes: nothing left to do, nothing failed
+    let job = d.run_and_wait("team", "incremental").await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["error_count"], 0, "{job}");
+
+    // a folder deleted with every descendant reported, then one without
+    g.put(&docs, "old/x/1.txt", b"1");
+    g.put(&docs, "old/2.txt", b"2");
+    let job = d.run_and_wait("team", "incremental").await;
+    assert_eq!(job["progress"]["versions_committed"], 2, "{job}");
+    g.delete_with_descendants(&docs, &g.id_of(&docs, "old"));
+    g.delete(&docs, &g.id_of(&docs, "keep"));
+    let job = d.run_and_wait("team", "incremental").await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let out = restore(&cfg, "/team", dir.path());
+    assert!(!out.join("Documents/old").exists());
+    assert!(!out.join("Documents/keep").exists());
+    assert_eq!(
+        std::fs::read(out.join("Documents/fresh.txt")).unwrap(),
+        b"fresh"
+    );
+    assert_eq!(
+        std::fs::read(out.join("Documents/stay/5.txt")).unwrap(),
+        b"stays"
+    );
+    // Prefer on every delta request, User-Agent on every Graph request
+    for r in g.requests().iter().filter(|r| r.listener == "graph") {
+        if r.uri.contains("/delta") {
+            assert!(
+                r.prefer
+                    .as_deref()
+                    .is_some_and(|p| p.contains("deltashowremovedasdeleted")),
+                "{r:?}"
+            );
+        }
+        if !r.uri.contains("oauth2") {
+            assert!(
+                r.user_agent
+                    .as_deref()
+                    .is_some_and(|u| u.starts_with("NONISV|"))
+            );
+        }
+    }
+    assert!(g.violations().is_empty(), "{:?}", g.violations());
+}

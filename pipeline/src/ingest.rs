@@ -461,6 +461,38 @@ async fn drive(job: Arc<Job>) -> anyhow::Result<()> {
                     Err(Failure::Fatal(msg)) => job.fail(msg),
                     Err(Failure::Torn(msg, fp)) => job.torn_conflict(&entry, &msg, &fp).await,
                     Err(Failure::Stopped) => {}
+                    Err(Failure::Deleted) => {
+                        // what the catalog has of it is deleted; a new file is dropped
+                        let rel = String::from_utf8_lossy(&entry.rel_path).into_owned();
+                        let current = job
+                            .p
+                            .catalog
+                            .current_content(&job.spec.connector_id, &entry.source_id)
+                            .await;
+                        match current {
+                            Ok(Some(v)) => {
+                                job.progress.log(
+                                    "info",
+                                    format!("{rel}: deleted at the source before it could be read: deleting"),
+                                );
+                                let v = NewVersion {
+                                    source_id: v.source_id,
+                                    path: v.path,
+                                    deleted: true,
+                                    mtime_ns: v.mtime_ns,
+                                    ..Default::default()
+                                };
+                                if tx.send(CommitMsg::Version(v)).await.is_err() {
+                                    break;
+                                }
+                            }
+                            Ok(None) => job.progress.log(
+                                "info",
+                                format!("{rel}: deleted at the source before it could be read"),
+                            ),
+                            Err(e) => job.fail(format!("catalog: {e}")),
+                        }
+                    }
                 }
             }
         }));
@@ -714,6 +746,8 @@ enum Failure {
     Torn(String, Fingerprint),
     /// An operator cancelled the job while this file was in flight.
     Stopped,
+    /// Deleted at the source between the listing and the read.
+    Deleted,
 }
 
 /// Reads, chunks, dedups and uploads one file; returns the version to commit.
@@ -726,6 +760,7 @@ async fn process_file(job: &Arc<Job>, mut entry: Entry) -> Result<NewVersion, Fa
             tributary_connectors::ItemError::SourceUnavailable(m) => {
                 Failure::Fatal(format!("source {}: {m}", job.spec.connector_id))
             }
+            tributary_connectors::ItemError::Deleted => Failure::Deleted,
             e => Failure::Item(e.to_string()),
         })?;
         let (chunk_tx, mut chunk_rx) =

@@ -146,6 +146,11 @@ struct St {
     cut_next_download_after: Option<usize>,
     /// The next download longer than `.0` bytes stalls after `.0` bytes for `.1`.
     slow_download: Option<(usize, Duration)>,
+    /// The next `n` `/content` redirects hand out download URLs that have expired.
+    expired_links: u32,
+    /// Items deleted the moment their `/content` is asked for (deleted between the
+    /// delta that named them and their download).
+    delete_on_content: std::collections::HashSet<String>,
     /// The next `n` downloads serve one byte flipped (wrong bytes on the wire).
     corrupt_downloads: u32,
     script: VecDeque<Scripted>,
@@ -246,6 +251,8 @@ impl FakeGraph {
             empty_page: false,
             children_first: false,
             slow_download: None,
+            expired_links: 0,
+            delete_on_content: Default::default(),
             foreign_next_link: None,
             downloads: HashMap::new(),
             download_ttl: Duration::from_secs(3600),
@@ -441,6 +448,15 @@ impl FakeGraph {
     /// Deletes an item; a folder's descendants are deleted too, but only the folder is
     /// logged (delta then reports just the folder, as SharePoint may).
     pub fn delete(&self, drive: &str, id: &str) {
+        self.delete_reporting(drive, id, false)
+    }
+
+    /// Deletes a folder and reports every descendant's delete as well.
+    pub fn delete_with_descendants(&self, drive: &str, id: &str) {
+        self.delete_reporting(drive, id, true)
+    }
+
+    fn delete_reporting(&self, drive: &str, id: &str, descendants: bool) {
         self.with(|s| {
             s.seq += 1;
             let seq = s.seq;
@@ -460,7 +476,7 @@ impl FakeGraph {
             for (k, x) in doomed.iter().enumerate() {
                 let it = d.items.get_mut(x).unwrap();
                 it.deleted = true;
-                if k == 0 {
+                if k == 0 || descendants {
                     it.seq = seq;
                 }
             }
@@ -493,6 +509,16 @@ impl FakeGraph {
     /// Insert an empty page in the middle of enumerations.
     pub fn set_empty_page(&self, on: bool) {
         self.with(|s| s.empty_page = on);
+    }
+    /// The next `n` `/content` redirects point at download URLs that have already
+    /// expired (the download host answers 401).
+    pub fn expire_next_download_links(&self, n: u32) {
+        self.with(|s| s.expired_links = n);
+    }
+    /// The item is deleted when its `/content` is first asked for: deleted after the
+    /// delta that named it, before its download.
+    pub fn delete_before_download(&self, id: &str) {
+        self.with(|s| s.delete_on_content.insert(id.to_string()));
     }
     /// Delta sends every child before its parent folder (deepest items first).
     pub fn set_children_first(&self, on: bool) {
@@ -976,6 +1002,19 @@ fn route(
                 "The resource could not be found.",
             ),
         },
+        ["drives", d, "items", i, "content"] if s.delete_on_content.remove(*i) => {
+            s.seq += 1;
+            let seq = s.seq;
+            if let Some(it) = drive_item(s, d, i) {
+                it.deleted = true;
+                it.seq = seq;
+            }
+            graph_error(
+                StatusCode::NOT_FOUND,
+                "itemNotFound",
+                "The resource could not be found.",
+            )
+        }
         ["drives", d, "items", i, "content"] => match find(s, d, i) {
             Some((_, it)) if !it.deleted && !it.folder && !it.package => {
                 let opaque = format!("dl{:08}", s.next_id);
@@ -985,7 +1024,12 @@ fn route(
                     (
                         d.to_string(),
                         i.to_string(),
-                        Instant::now() + s.download_ttl,
+                        if s.expired_links > 0 {
+                            s.expired_links -= 1;
+                            Instant::now()
+                        } else {
+                            Instant::now() + s.download_ttl
+                        },
                     ),
                 );
                 let loc = format!("{}/download/{opaque}?tempauth=t{opaque}", s.dl_base);
@@ -1008,6 +1052,10 @@ fn route(
             "unsupported segment",
         ),
     }
+}
+
+fn drive_item<'a>(s: &'a mut St, d: &str, i: &str) -> Option<&'a mut Item> {
+    s.drives.iter_mut().find(|x| x.id == d)?.items.get_mut(i)
 }
 
 fn json_ok(v: Value) -> Response {

@@ -1074,7 +1074,8 @@ impl SharePointConnector {
                         .map(str::to_string)
                         .ok_or_else(|| ItemError::Io("a redirect without Location".into()));
                 }
-                StatusCode::NOT_FOUND => return Err(ItemError::Vanished),
+                // gone since the delta: a delete (the next delta reports it too)
+                StatusCode::NOT_FOUND => return Err(ItemError::Deleted),
                 StatusCode::UNAUTHORIZED if !refreshed => {
                     refreshed = true;
                     self.tokens.invalidate().await;
