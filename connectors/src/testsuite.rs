@@ -111,6 +111,22 @@ pub async fn run(fx: &dyn Fixture) {
         "a changed file has a new fingerprint"
     );
     assert_eq!(read_all(c, a).await, b"alpha, longer");
+    // opened with the entry listed before the change, the state after the read is the
+    // new one: the pipeline sees that the file is not what the listing said
+    let mut f = c.open(&listed[&b"a.txt".to_vec()]).await.expect("open");
+    let (data, end) = tokio::task::spawn_blocking(move || {
+        let mut v = Vec::new();
+        f.read_to_end(&mut v).expect("read");
+        (v, f.fingerprint().expect("fingerprint"))
+    })
+    .await
+    .unwrap();
+    assert_eq!(data, b"alpha, longer");
+    assert_eq!(
+        end,
+        a.fingerprint(),
+        "the state after a read is the file's own"
+    );
     assert!(
         !after.contains_key(b"empty".as_slice()),
         "a removed file is not listed"

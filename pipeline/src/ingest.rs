@@ -278,9 +278,58 @@ impl Job {
 /// Whether a known item still sits where the source entry maps (or under the conflict
 /// name a `keep_both` decision gave it).
 fn same_place(spec: &JobSpec, k: &ItemState, rel: &[u8]) -> bool {
-    let path = target_path(&spec.target, rel);
-    k.path == path || conflicts::is_conflict_name_of(&k.path, &path, &spec.connector_id)
+    let (p, t) = (k.path.as_slice(), spec.target.as_bytes());
+    let at_target = p.len() == t.len() + 1 + rel.len()
+        && p.starts_with(t)
+        && p[t.len()] == b'/'
+        && p.ends_with(rel);
+    at_target || {
+        let path = target_path(&spec.target, rel);
+        conflicts::is_conflict_name_of(p, &path, &spec.connector_id)
+    }
 }
+
+/// Entries the listing may get ahead of the planner by (it starts before the
+/// catalog's item states are loaded).
+const LIST_BUFFER: usize = 8192;
+
+/// An item the catalog knows, looked up by source id, marked when the listing names it.
+struct Known {
+    state: ItemState,
+    seen: AtomicBool,
+}
+
+impl Known {
+    fn new(state: ItemState) -> Known {
+        Known {
+            state,
+            seen: AtomicBool::new(false),
+        }
+    }
+}
+
+impl std::hash::Hash for Known {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.state.source_id.as_slice().hash(h)
+    }
+}
+
+impl PartialEq for Known {
+    fn eq(&self, o: &Known) -> bool {
+        self.state.source_id == o.state.source_id
+    }
+}
+
+impl Eq for Known {}
+
+impl std::borrow::Borrow<[u8]> for Known {
+    fn borrow(&self) -> &[u8] {
+        &self.state.source_id
+    }
+}
+
+/// Seeded per process: source names cannot be chosen to collide.
+type KnownSet = HashSet<Known, foldhash::fast::RandomState>;
 
 /// The form in which a failed attempt's source state is remembered.
 fn fingerprint_text(f: &Fingerprint) -> String {
@@ -398,14 +447,23 @@ pub(crate) async fn run(
 }
 
 async fn drive(job: Arc<Job>) -> anyhow::Result<()> {
-    let known: HashMap<Vec<u8>, ItemState> = job
-        .p
-        .catalog
-        .items(&job.spec.connector_id)
-        .await?
-        .into_iter()
-        .map(|i| (i.source_id.clone(), i))
-        .collect();
+    // The listing starts first: the source's connections and first folders overlap
+    // the catalog reads below (its channel holds what arrives meanwhile).
+    let (list_tx, mut list_rx) = mpsc::channel::<Change>(LIST_BUFFER);
+    let mode = match job.spec.kind {
+        JobKind::Full => ListMode::Full,
+        JobKind::Incremental => ListMode::Incremental,
+    };
+    let checkpoint = job.p.catalog.checkpoint(&job.spec.connector_id).await?;
+    let lister = {
+        let c = job.connector.clone();
+        tokio::spawn(async move { c.list(mode, checkpoint, list_tx).await })
+    };
+    let items = job.p.catalog.items(&job.spec.connector_id).await?;
+    // hashed and compared by source id only; the seen mark does not move them
+    #[allow(clippy::mutable_key_type)]
+    let mut known: KnownSet = HashSet::with_capacity_and_hasher(items.len(), Default::default());
+    known.extend(items.into_iter().map(Known::new));
     let torn_open = job
         .p
         .catalog
@@ -498,18 +556,9 @@ async fn drive(job: Arc<Job>) -> anyhow::Result<()> {
         }));
     }
 
-    // listing + plan
-    let (list_tx, mut list_rx) = mpsc::channel::<Change>(1024);
-    let mode = match job.spec.kind {
-        JobKind::Full => ListMode::Full,
-        JobKind::Incremental => ListMode::Incremental,
-    };
-    let checkpoint = job.p.catalog.checkpoint(&job.spec.connector_id).await?;
-    let lister = {
-        let c = job.connector.clone();
-        tokio::spawn(async move { c.list(mode, checkpoint, list_tx).await })
-    };
-    let mut seen: HashSet<Vec<u8>> = HashSet::new();
+    // plan: what the listing names, against the catalog. Known items are marked seen
+    // in place; `seen_new` holds the rest.
+    let mut seen_new: HashSet<Vec<u8>, foldhash::fast::RandomState> = HashSet::default();
     let mut protected: Vec<Vec<u8>> = Vec::new();
     let mut explicit_deletes: Vec<Vec<u8>> = Vec::new();
     let mut checkpoint = None;
@@ -526,9 +575,15 @@ async fn drive(job: Arc<Job>) -> anyhow::Result<()> {
         match change {
             Change::Upsert(e) => {
                 Progress::add(&pr.files_seen, 1);
-                seen.insert(e.source_id.clone());
+                let k = known.get(e.source_id.as_slice()).map(|k| {
+                    k.seen.store(true, Ordering::Relaxed);
+                    &k.state
+                });
+                if k.is_none() {
+                    seen_new.insert(e.source_id.clone());
+                }
                 // a held claim is unchanged too: its state is already kept aside
-                let unchanged = known.get(&e.source_id).is_some_and(|k| {
+                let unchanged = k.is_some_and(|k| {
                     (!k.deleted || k.held)
                         && k.size == e.size as i64
                         && k.mtime_ns == e.mtime_ns
@@ -540,7 +595,7 @@ async fn drive(job: Arc<Job>) -> anyhow::Result<()> {
                 // The same content (by the source's content hash) under another path or
                 // with other metadata: a move or a rename, committed without a read.
                 let relocated = !unchanged
-                    && known.get(&e.source_id).is_some_and(|k| {
+                    && k.is_some_and(|k| {
                         !k.deleted
                             && !k.held
                             && k.size == e.size as i64
@@ -599,7 +654,12 @@ async fn drive(job: Arc<Job>) -> anyhow::Result<()> {
                 if subtree {
                     protected.push(rel_path);
                 } else {
-                    seen.insert(rel_path);
+                    match known.get(rel_path.as_slice()) {
+                        Some(k) => k.seen.store(true, Ordering::Relaxed),
+                        None => {
+                            seen_new.insert(rel_path);
+                        }
+                    }
                 }
             }
             Change::Skipped { rel_path, reason } => {
@@ -622,7 +682,11 @@ async fn drive(job: Arc<Job>) -> anyhow::Result<()> {
             .failed_source_ids(&job.spec.connector_id)
             .await?
         {
-            if seen.contains(&sid) || exhausted.contains_key(&sid) || torn_open.contains(&sid) {
+            let seen = known.get(sid.as_slice()).map_or_else(
+                || seen_new.contains(&sid),
+                |k| k.seen.load(Ordering::Relaxed),
+            );
+            if seen || exhausted.contains_key(&sid) || torn_open.contains(&sid) {
                 continue;
             }
             match job.connector.stat(&sid).await {
@@ -664,18 +728,29 @@ async fn drive(job: Arc<Job>) -> anyhow::Result<()> {
         // a listing that covers the whole source may be reconciled, whatever the kind
         let reconcile = listing.as_ref().is_some_and(|o| o.complete);
         // held claims end too when their source file goes
-        let live: Vec<&ItemState> = known.values().filter(|k| !k.deleted || k.held).collect();
+        let live: Vec<&Known> = known
+            .iter()
+            .filter(|k| !k.state.deleted || k.state.held)
+            .collect();
         let under = |id: &[u8], p: &[u8]| {
             p.is_empty() || (id.starts_with(p) && (id.len() == p.len() || id[p.len()] == b'/'))
         };
         let mut doomed: Vec<&ItemState> = Vec::new();
         if reconcile {
-            doomed.extend(live.iter().copied().filter(|k| {
-                !seen.contains(&k.source_id) && !protected.iter().any(|p| under(&k.source_id, p))
-            }));
+            doomed.extend(
+                live.iter()
+                    .filter(|k| {
+                        !k.seen.load(Ordering::Relaxed)
+                            && !protected.iter().any(|p| under(&k.state.source_id, p))
+                    })
+                    .map(|k| &k.state),
+            );
         }
         for id in &explicit_deletes {
-            if let Some(k) = known.get(id).filter(|k| !k.deleted)
+            if let Some(k) = known
+                .get(id.as_slice())
+                .map(|k| &k.state)
+                .filter(|k| !k.deleted)
                 && !doomed.iter().any(|d| d.id == k.id)
             {
                 doomed.push(k);

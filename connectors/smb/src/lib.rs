@@ -11,8 +11,8 @@
 //! Listing walks the share one `list_dirplus` per folder (size and mtime included, no
 //! `stat` per file) and streams entries; a folder that times out or is denied becomes a
 //! subtree error, so its known files are not reconciled as deleted. Reading streams the
-//! file in 1 MiB frames through a leased worker; the size and mtime before and after
-//! the read give the pipeline what it needs to detect torn reads.
+//! file in 1 MiB frames through a leased worker; the size and mtime the listing saw and
+//! the `stat` after the read give the pipeline what it needs to detect torn reads.
 
 pub mod proto;
 pub mod worker;
@@ -115,6 +115,11 @@ impl SmbConnector {
         });
         let more = Condvar::new();
         std::thread::scope(|s| {
+            // the other workers start and log on while the first lists the top folder
+            // (an error here shows again where a folder needs the worker)
+            for _ in 1..self.pool.max {
+                s.spawn(|| drop(self.pool.lease()));
+            }
             for _ in 0..self.pool.max {
                 s.spawn(|| {
                     loop {
@@ -312,8 +317,14 @@ impl Connector for SmbConnector {
 
     async fn open(&self, e: &Entry) -> Result<Box<dyn SourceFile>, ItemError> {
         let (pool, path) = (self.pool.clone(), self.full(&e.rel_path));
+        // the state the listing saw stands for the state at the open
+        let header = Stat {
+            dir: false,
+            size: e.size,
+            mtime_ns: e.mtime_ns,
+        };
         tokio::task::spawn_blocking(move || {
-            let (lease, header) = pool.run(|l| l.start_read(&path)).map_err(item_error)?;
+            let (lease, ()) = pool.run(|l| l.start_read(&path)).map_err(item_error)?;
             Ok(Box::new(SmbFile {
                 lease,
                 header,
@@ -663,11 +674,11 @@ impl Lease {
         self.call(proto::STAT, path)
     }
 
-    /// Starts streaming a file: its state before the read.
-    fn start_read(&mut self, path: &str) -> Result<Stat, WireError> {
-        let header: Stat = self.call(proto::READ, path)?;
+    /// Starts streaming a file.
+    fn start_read(&mut self, path: &str) -> Result<(), WireError> {
+        let serde::de::IgnoredAny = self.call(proto::READ, path)?;
         self.idle = false; // data frames follow
-        Ok(header)
+        Ok(())
     }
 }
 
