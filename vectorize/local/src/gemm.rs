@@ -10,11 +10,12 @@
 
 /// Output columns per panel (two AVX2 vectors).
 pub(crate) const NR: usize = 16;
-/// Output rows per kernel call.
+/// Output rows per call of the AVX2 and portable kernels.
 const MR: usize = 6;
 /// k per pass: a panel slice (KC × NR × 4 bytes = 24 KiB) fits L1.
 const KC: usize = 384;
-/// Rows per block: MC rows × KC of x (144 KiB) stay in L2 while every panel passes.
+/// Rows per block: MC rows × KC of x (144 KiB) stay in L2 while every panel passes (a
+/// multiple of every kernel's rows).
 const MC: usize = 96;
 
 /// A PyTorch `Linear` weight (`[n × k]`, row-major) packed as Wᵀ in panels of [`NR`]
@@ -129,12 +130,26 @@ pub(crate) fn matmul(
         return;
     }
     let ab = Strided { x, lda, out, ldc };
+    drive(ab, m, w, bias, best_kernel());
+}
+
+/// A block kernel and the most rows it takes per call.
+type Kernel = (fn(&Tile, &mut [f32], usize), usize);
+
+/// The fastest kernel this CPU runs: AVX-512 (16 lanes, 12 rows), AVX2 + FMA (8 lanes,
+/// 6 rows), or the portable one.
+fn best_kernel() -> Kernel {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        drive(ab, m, w, bias, avx2::kernel);
-        return;
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return (avx512::kernel, avx512::MR);
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return (avx2::kernel, MR);
+        }
     }
-    drive(ab, m, w, bias, portable_kernel);
+    (portable_kernel, MR)
 }
 
 struct Strided<'a, 'b> {
@@ -144,7 +159,8 @@ struct Strided<'a, 'b> {
     ldc: usize,
 }
 
-/// One kernel call: rows `r..r+mr` (mr ≤ MR) of x over `kb..kb+kc`, one panel.
+/// One kernel call: rows `r..r+mr` (mr ≤ the kernel's rows) of x over `kb..kb+kc`,
+/// one panel.
 struct Tile<'a> {
     x: &'a [f32],
     lda: usize,
@@ -170,13 +186,7 @@ impl Tile<'_> {
     }
 }
 
-fn drive(
-    ab: Strided,
-    m: usize,
-    w: &Packed,
-    bias: Option<&[f32]>,
-    kernel: fn(&Tile, &mut [f32], usize),
-) {
+fn drive(ab: Strided, m: usize, w: &Packed, bias: Option<&[f32]>, (kernel, mr_max): Kernel) {
     let Strided { x, lda, out, ldc } = ab;
     let (k, n) = (w.k, w.n);
     let panels = n.div_ceil(NR);
@@ -190,7 +200,7 @@ fn drive(
                 let b = &w.data[p * k + kb..p * k + kb + kc];
                 let mut r = mb;
                 while r < mb + mc {
-                    let mr = MR.min(mb + mc - r);
+                    let mr = mr_max.min(mb + mc - r);
                     let tile = Tile {
                         x: &x[r * lda + kb..(r + mr - 1) * lda + kb + kc],
                         lda,
@@ -242,7 +252,7 @@ mod avx2 {
         assert!(t.x.len() > (t.mr - 1) * t.lda + t.kc - 1);
         assert!(c.len() >= (t.mr - 1) * ldc + t.cols);
         assert!(t.bias.is_none_or(|b| b.len() == t.cols));
-        // SAFETY: `linear` calls this only when AVX2 and FMA are present; every pointer
+        // SAFETY: `best_kernel` picks this only when AVX2 and FMA are present; every pointer
         // below stays within the asserted extents (rows past mr repeat the last row and
         // are never stored).
         unsafe { kernel_avx2(t, c, ldc) }
@@ -322,6 +332,70 @@ mod avx2 {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod avx512 {
+    use super::{NR, Tile};
+    use std::arch::x86_64::*;
+
+    /// Rows per call: 12 accumulators of one 16-lane vector each (a panel is one
+    /// vector wide), the B line loaded once per k-step, each x value broadcast.
+    pub(super) const MR: usize = 12;
+
+    pub(super) fn kernel(t: &Tile, c: &mut [f32], ldc: usize) {
+        // the slices' extents were checked by `drive`: x holds mr rows of kc (stride
+        // lda), b holds kc × NR, c holds mr rows of cols (stride ldc)
+        assert!(t.mr >= 1 && t.mr <= MR && t.b.len() == t.kc);
+        assert!(t.x.len() > (t.mr - 1) * t.lda + t.kc - 1);
+        assert!(c.len() >= (t.mr - 1) * ldc + t.cols);
+        assert!(t.bias.is_none_or(|b| b.len() == t.cols));
+        // SAFETY: `best_kernel` picks this only when AVX-512F is present; every pointer
+        // below stays within the asserted extents (rows past mr repeat the last row and
+        // are never stored).
+        unsafe { kernel_avx512(t, c, ldc) }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn kernel_avx512(t: &Tile, c: &mut [f32], ldc: usize) {
+        let x = t.x.as_ptr();
+        let last = t.mr - 1;
+        // rows past mr repeat the last one (computed, never stored)
+        let rows: [*const f32; MR] = std::array::from_fn(|i| unsafe { x.add(i.min(last) * t.lda) });
+        let mut acc = [_mm512_setzero_ps(); MR];
+        let mut pb = t.b.as_ptr().cast::<f32>();
+        for kk in 0..t.kc {
+            unsafe {
+                let b = _mm512_load_ps(pb);
+                pb = pb.add(NR);
+                for i in 0..MR {
+                    acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(*rows[i].add(kk)), b, acc[i]);
+                }
+            }
+        }
+        let cp = c.as_mut_ptr();
+        for (i, &sum) in acc.iter().enumerate().take(t.mr) {
+            unsafe {
+                let out = cp.add(i * ldc);
+                if t.cols == NR {
+                    let base = match (t.first, t.bias) {
+                        (true, Some(b)) => _mm512_loadu_ps(b.as_ptr()),
+                        (true, None) => _mm512_setzero_ps(),
+                        (false, _) => _mm512_loadu_ps(out),
+                    };
+                    _mm512_storeu_ps(out, _mm512_add_ps(base, sum));
+                } else {
+                    let mut tmp = [0f32; NR];
+                    _mm512_storeu_ps(tmp.as_mut_ptr(), sum);
+                    for (j, v) in tmp.iter().enumerate().take(t.cols) {
+                        let o = out.add(j);
+                        *o = t.start(j, *o) + v;
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,6 +415,23 @@ mod tests {
         out
     }
 
+    /// Every kernel this CPU can run, each checked on its own.
+    fn kernels() -> Vec<(&'static str, Kernel)> {
+        let mut v: Vec<(&'static str, Kernel)> = vec![("portable", (portable_kernel, MR))];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                v.push(("avx2", (avx2::kernel, MR)));
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                v.push(("avx512", (avx512::kernel, avx512::MR)));
+            }
+        }
+        v
+    }
+
     fn data(len: usize, seed: u32) -> Vec<f32> {
         let mut s = seed.wrapping_mul(2_654_435_761).max(1);
         (0..len)
@@ -355,7 +446,7 @@ mod tests {
 
     #[test]
     fn every_shape_matches_the_naive_product() {
-        // edges: rows not a multiple of 6 or of the row block, columns not a multiple
+        // edges: rows not a multiple of 6, 12 or the row block, columns not a multiple
         // of 16, k longer than one pass, two stacked weights
         for &(m, k, n) in &[
             (1, 1, 1),
@@ -374,21 +465,22 @@ mod tests {
             assert_eq!(packed.n(), n);
             let mut got = vec![f32::NAN; m * n];
             linear(&x, m, &packed, &b, &mut got);
-            let mut port = vec![f32::NAN; m * n];
-            let ab = Strided {
-                x: &x,
-                lda: k,
-                out: &mut port,
-                ldc: n,
-            };
-            drive(ab, m, &packed, Some(&b), portable_kernel);
-            for (i, ((g, p), w)) in got.iter().zip(&port).zip(&want).enumerate() {
-                let tol = 1e-5 * (k as f32).sqrt() * 4.0;
+            let tol = 1e-5 * (k as f32).sqrt() * 4.0;
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                 assert!((g - w).abs() <= tol, "{m}x{k}x{n} [{i}]: {g} vs {w}");
-                assert!(
-                    (p - w).abs() <= tol,
-                    "{m}x{k}x{n} [{i}] portable: {p} vs {w}"
-                );
+            }
+            for (name, kernel) in kernels() {
+                let mut out = vec![f32::NAN; m * n];
+                let ab = Strided {
+                    x: &x,
+                    lda: k,
+                    out: &mut out,
+                    ldc: n,
+                };
+                drive(ab, m, &packed, Some(&b), kernel);
+                for (i, (g, w)) in out.iter().zip(&want).enumerate() {
+                    assert!((g - w).abs() <= tol, "{m}x{k}x{n} [{i}] {name}: {g} vs {w}");
+                }
             }
         }
     }
