@@ -175,6 +175,16 @@ struct Tile<'a> {
 }
 
 impl Tile<'_> {
+    /// The extents an intrinsics kernel relies on (`drive` builds them so): x holds mr
+    /// rows of kc (stride lda), b holds kc × NR, c holds mr rows of cols (stride ldc).
+    #[cfg(target_arch = "x86_64")]
+    fn check(&self, c: &[f32], ldc: usize, mr_max: usize) {
+        assert!(self.mr >= 1 && self.mr <= mr_max && self.b.len() == self.kc);
+        assert!(self.x.len() > (self.mr - 1) * self.lda + self.kc - 1);
+        assert!(c.len() >= (self.mr - 1) * ldc + self.cols);
+        assert!(self.bias.is_none_or(|b| b.len() == self.cols));
+    }
+
     /// What column j of a row starts from: the bias (or zero) on the first k pass,
     /// the partial sum `current` after it.
     fn start(&self, j: usize, current: f32) -> f32 {
@@ -246,12 +256,7 @@ mod avx2 {
     use std::arch::x86_64::*;
 
     pub(super) fn kernel(t: &Tile, c: &mut [f32], ldc: usize) {
-        // the slices' extents were checked by `drive`: x holds mr rows of kc (stride
-        // lda), b holds kc × NR, c holds mr rows of cols (stride ldc)
-        assert!(t.mr >= 1 && t.mr <= MR && t.b.len() == t.kc);
-        assert!(t.x.len() > (t.mr - 1) * t.lda + t.kc - 1);
-        assert!(c.len() >= (t.mr - 1) * ldc + t.cols);
-        assert!(t.bias.is_none_or(|b| b.len() == t.cols));
+        t.check(c, ldc, MR);
         // SAFETY: `best_kernel` picks this only when AVX2 and FMA are present; every pointer
         // below stays within the asserted extents (rows past mr repeat the last row and
         // are never stored).
@@ -343,12 +348,7 @@ mod avx512 {
     pub(super) const MR: usize = 12;
 
     pub(super) fn kernel(t: &Tile, c: &mut [f32], ldc: usize) {
-        // the slices' extents were checked by `drive`: x holds mr rows of kc (stride
-        // lda), b holds kc × NR, c holds mr rows of cols (stride ldc)
-        assert!(t.mr >= 1 && t.mr <= MR && t.b.len() == t.kc);
-        assert!(t.x.len() > (t.mr - 1) * t.lda + t.kc - 1);
-        assert!(c.len() >= (t.mr - 1) * ldc + t.cols);
-        assert!(t.bias.is_none_or(|b| b.len() == t.cols));
+        t.check(c, ldc, MR);
         // SAFETY: `best_kernel` picks this only when AVX-512F is present; every pointer
         // below stays within the asserted extents (rows past mr repeat the last row and
         // are never stored).
