@@ -69,26 +69,37 @@ unsafe fn text(stmt: *mut ffi::sqlite3_stmt, i: c_int) -> Result<Option<String>>
     }
 }
 
-/// Every item of `connector` (the query of [`crate::Catalog::items`]).
+/// Prepares `sql` on `db`.
 ///
 /// # Safety
 /// `db` must be an open connection that nothing else uses during the call.
-pub(crate) unsafe fn items(db: NonNull<ffi::sqlite3>, connector: &str) -> Result<Vec<ItemState>> {
-    const SQL: &CStr = c"SELECT id, source_id, path, deleted, size, mtime_ns, inode, change_tag, held, acl FROM items WHERE connector = ?1";
+unsafe fn prepare(db: NonNull<ffi::sqlite3>, sql: &CStr, what: &str) -> Result<Stmt> {
     let mut raw = ptr::null_mut();
     // SAFETY: a valid connection and a NUL-terminated statement
     let rc = unsafe {
-        ffi::sqlite3_prepare_v2(db.as_ptr(), SQL.as_ptr(), -1, &mut raw, ptr::null_mut())
+        ffi::sqlite3_prepare_v2(db.as_ptr(), sql.as_ptr(), -1, &mut raw, ptr::null_mut())
     };
-    let stmt = match NonNull::new(raw) {
-        Some(s) if rc == ffi::SQLITE_OK => Stmt(s),
-        _ => return Err(error(db, "prepare the item query")),
-    };
+    match NonNull::new(raw) {
+        Some(s) if rc == ffi::SQLITE_OK => Ok(Stmt(s)),
+        _ => Err(error(db, what)),
+    }
+}
+
+/// Binds `connector` to `?1` and `ids` (if any) to `?2` and `?3`.
+///
+/// # Safety
+/// `stmt` must be a statement prepared on `db`.
+unsafe fn bind(
+    db: NonNull<ffi::sqlite3>,
+    stmt: &Stmt,
+    connector: &str,
+    ids: Option<(i64, i64)>,
+) -> Result<()> {
     let s = stmt.0.as_ptr();
     let len = c_int::try_from(connector.len())
         .map_err(|_| CatalogError::Corrupt("connector id too long".into()))?;
     // SAFETY: SQLITE_TRANSIENT makes SQLite copy the text before returning
-    let rc = unsafe {
+    let mut rc = unsafe {
         ffi::sqlite3_bind_text(
             s,
             1,
@@ -97,10 +108,63 @@ pub(crate) unsafe fn items(db: NonNull<ffi::sqlite3>, connector: &str) -> Result
             ffi::SQLITE_TRANSIENT(),
         )
     };
+    if let Some((lo, hi)) = ids {
+        // SAFETY: binding integers to a prepared statement
+        unsafe {
+            rc |= ffi::sqlite3_bind_int64(s, 2, lo);
+            rc |= ffi::sqlite3_bind_int64(s, 3, hi);
+        }
+    }
     if rc != ffi::SQLITE_OK {
         return Err(error(db, "bind the item query"));
     }
-    let mut out = Vec::new();
+    Ok(())
+}
+
+/// Every item of `connector` (the query of [`crate::Catalog::items`]).
+///
+/// The connector's rows usually fill most of a range of row ids (they were inserted
+/// by its jobs). Then the range is read in row order: sequential pages, which the
+/// kernel reads ahead when the catalog is not in the page cache, instead of one page
+/// lookup per row in source-id order through the index (a cold 100k-item catalog:
+/// about half the time). Rows interleaved with other connectors' go through the index.
+///
+/// # Safety
+/// `db` must be an open connection that nothing else uses during the call.
+pub(crate) unsafe fn items(db: NonNull<ffi::sqlite3>, connector: &str) -> Result<Vec<ItemState>> {
+    const SPAN: &CStr = c"SELECT min(id), max(id), count(*) FROM items WHERE connector = ?1";
+    const BY_ROW: &CStr = c"SELECT id, source_id, path, deleted, size, mtime_ns, inode, change_tag, held, acl FROM items WHERE id BETWEEN ?2 AND ?3 AND +connector = ?1";
+    const BY_INDEX: &CStr = c"SELECT id, source_id, path, deleted, size, mtime_ns, inode, change_tag, held, acl FROM items WHERE connector = ?1";
+    // SAFETY: forwarded
+    let (lo, hi, count) = unsafe {
+        let span = prepare(db, SPAN, "prepare the item span query")?;
+        bind(db, &span, connector, None)?;
+        let s = span.0.as_ptr();
+        if ffi::sqlite3_step(s) != ffi::SQLITE_ROW {
+            return Err(error(db, "read the item span"));
+        }
+        (
+            ffi::sqlite3_column_int64(s, 0),
+            ffi::sqlite3_column_int64(s, 1),
+            ffi::sqlite3_column_int64(s, 2),
+        )
+    };
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    let dense = count.saturating_mul(2) >= hi.saturating_sub(lo).saturating_add(1);
+    // SAFETY: forwarded
+    let stmt = unsafe {
+        let stmt = prepare(
+            db,
+            if dense { BY_ROW } else { BY_INDEX },
+            "prepare the item query",
+        )?;
+        bind(db, &stmt, connector, dense.then_some((lo, hi)))?;
+        stmt
+    };
+    let s = stmt.0.as_ptr();
+    let mut out = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
     loop {
         // SAFETY: a prepared, bound statement
         match unsafe { ffi::sqlite3_step(s) } {

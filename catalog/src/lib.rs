@@ -1470,4 +1470,52 @@ mod tests {
         );
         assert_eq!(prefix_range(b""), (vec![], None));
     }
+
+    /// The item read takes the row-order path when a connector's rows fill most of
+    /// their id range and the index otherwise; both give every item exactly once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn item_states_whether_rows_are_contiguous_or_interleaved() {
+        type Row = (i64, Vec<u8>, Vec<u8>, bool, i64, i64);
+        let dir = tempfile::tempdir().unwrap();
+        let cat = Catalog::open_sqlite(&dir.path().join("c.db"))
+            .await
+            .unwrap();
+        // `dense` owns ids 1..=300; then `sparse` gets every tenth of the next 300 rows
+        for i in 0..600 {
+            let connector = match i {
+                0..300 => "dense",
+                _ if i % 10 == 0 => "sparse",
+                _ => "other",
+            };
+            sqlx::query(
+                "INSERT INTO items (connector, source_id, path, deleted, size, mtime_ns) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(connector)
+            .bind(format!("f{:04}", 600 - i).into_bytes())
+            .bind(format!("/{connector}/f{i}").into_bytes())
+            .bind(i64::from(i % 7 == 0))
+            .bind(i64::from(i) * 3)
+            .bind(i64::from(i) * 1_000)
+            .execute(&cat.pool)
+            .await
+            .unwrap();
+        }
+        for (connector, n) in [("dense", 300), ("sparse", 30), ("other", 270), ("none", 0)] {
+            let mut got = cat.items(connector).await.unwrap();
+            got.sort_by_key(|s| s.id);
+            let want: Vec<Row> = sqlx::query_as(
+                "SELECT id, source_id, path, deleted, size, mtime_ns FROM items WHERE connector = $1 ORDER BY id",
+            )
+            .bind(connector)
+            .fetch_all(&cat.pool)
+            .await
+            .unwrap();
+            assert_eq!(got.len(), n, "{connector}");
+            let got: Vec<_> = got
+                .into_iter()
+                .map(|s| (s.id, s.source_id, s.path, s.deleted, s.size, s.mtime_ns))
+                .collect();
+            assert_eq!(got, want, "{connector}");
+        }
+    }
 }

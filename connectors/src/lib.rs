@@ -1,7 +1,8 @@
 //! Connectors: where files come from.
 //!
 //! A [`Connector`] lists a source as a stream of [`Change`]s (upserts, deletes, listing
-//! errors, checkpoints) into a bounded channel, and opens entries for reading as a
+//! errors, checkpoints) into a bounded channel, in batches ([`ChangeTx`], [`Batch`]),
+//! and opens entries for reading as a
 //! blocking [`SourceFile`] (the pipeline reads on blocking threads, never on the async
 //! reactor). Implementations: [`local::LocalConnector`] and the in-memory
 //! [`memory::MemoryConnector`] used by pipeline tests. Every implementation passes
@@ -56,6 +57,52 @@ pub struct Fingerprint {
     pub mtime_ns: i64,
     pub inode: Option<i64>,
     pub change_tag: Option<String>,
+}
+
+/// The job's end of a listing: changes in order, in batches (a folder's entries, a
+/// page), so the job wakes once per batch rather than once per file.
+pub type ChangeTx = mpsc::Sender<Vec<Change>>;
+
+/// The most changes a [`Batch`] holds before it hands them over.
+pub const MAX_BATCH: usize = 1024;
+
+/// Collects a listing's changes and hands them to the job in batches of at most
+/// [`MAX_BATCH`]. Call `flush` at a natural boundary (the end of a folder or a page)
+/// and always at the end: what is still buffered when a batch is dropped is lost.
+pub struct Batch<'a> {
+    tx: &'a ChangeTx,
+    buf: Vec<Change>,
+}
+
+impl<'a> Batch<'a> {
+    pub fn new(tx: &'a ChangeTx) -> Batch<'a> {
+        Batch {
+            tx,
+            buf: Vec::new(),
+        }
+    }
+
+    /// From a blocking thread. False when the job is gone.
+    pub fn push_blocking(&mut self, c: Change) -> bool {
+        self.buf.push(c);
+        self.buf.len() < MAX_BATCH || self.flush_blocking()
+    }
+
+    /// From a blocking thread. False when the job is gone.
+    pub fn flush_blocking(&mut self) -> bool {
+        self.buf.is_empty() || self.tx.blocking_send(std::mem::take(&mut self.buf)).is_ok()
+    }
+
+    /// False when the job is gone.
+    pub async fn push(&mut self, c: Change) -> bool {
+        self.buf.push(c);
+        self.buf.len() < MAX_BATCH || self.flush().await
+    }
+
+    /// False when the job is gone.
+    pub async fn flush(&mut self) -> bool {
+        self.buf.is_empty() || self.tx.send(std::mem::take(&mut self.buf)).await.is_ok()
+    }
 }
 
 /// What a listing yields.
@@ -167,15 +214,20 @@ pub trait SourceFile: Read + Send {
 #[async_trait]
 pub trait Connector: Send + Sync + 'static {
     fn id(&self) -> &str;
-    /// Sends the listing into `tx`; stops early (Ok) when the receiver is gone.
+    /// Sends the listing into `tx` (through a [`Batch`]); stops early (Ok) when the
+    /// receiver is gone.
     /// `checkpoint` is the last one the connector sent and the job committed (a delta
     /// link, a cursor); sources that walk everything each time ignore it.
     async fn list(
         &self,
         mode: ListMode,
         checkpoint: Option<String>,
-        tx: mpsc::Sender<Change>,
+        tx: ChangeTx,
     ) -> Result<ListOutcome, ConnectorError>;
+    /// Starts connecting in the background for a job that follows at once (worker
+    /// processes, log-ons), so that it overlaps the caller's own set-up. A failure
+    /// here is left for the job to report.
+    fn warm_up(&self) {}
     /// The entry's current state, `None` if it no longer exists.
     async fn stat(&self, source_id: &[u8]) -> Result<Option<Entry>, ItemError>;
     /// Opens an entry for reading.

@@ -13,13 +13,14 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use std::cell::RefCell;
+
 use async_trait::async_trait;
-use tokio::sync::mpsc;
 
 use crate::filter::Filter;
 use crate::{
-    Change, Connector, ConnectorError, Entry, Fingerprint, ItemError, ListMode, ListOutcome,
-    SkipReason, SourceFile,
+    Batch, Change, ChangeTx, Connector, ConnectorError, Entry, Fingerprint, ItemError, ListMode,
+    ListOutcome, SkipReason, SourceFile,
 };
 
 #[derive(Debug, Clone)]
@@ -88,14 +89,14 @@ fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
 
 struct Walker<'a> {
     s: &'a LocalSettings,
-    tx: mpsc::Sender<Change>,
+    batch: RefCell<Batch<'a>>,
     root_dev: u64,
 }
 
 impl Walker<'_> {
     /// False when the receiver is gone.
     fn send(&self, c: Change) -> bool {
-        self.tx.blocking_send(c).is_ok()
+        self.batch.borrow_mut().push_blocking(c)
     }
 
     /// Depth-first walk, entries sorted by name so listings are deterministic.
@@ -257,7 +258,7 @@ impl Connector for LocalConnector {
         &self,
         _mode: ListMode,
         _checkpoint: Option<String>,
-        tx: mpsc::Sender<Change>,
+        tx: ChangeTx,
     ) -> Result<ListOutcome, ConnectorError> {
         let s = self.s.clone();
         tokio::task::spawn_blocking(move || {
@@ -272,11 +273,12 @@ impl Connector for LocalConnector {
             }
             let w = Walker {
                 s: &s,
-                tx,
+                batch: RefCell::new(Batch::new(&tx)),
                 root_dev: md.dev(),
             };
             let mut ancestors = HashSet::from([(md.dev(), md.ino())]);
-            let complete = w.walk(&s.root, b"", &mut ancestors);
+            let complete =
+                w.walk(&s.root, b"", &mut ancestors) && w.batch.borrow_mut().flush_blocking();
             Ok(ListOutcome { complete })
         })
         .await

@@ -4,13 +4,11 @@ use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::sync::{Arc, Mutex};
 
-use async_trait::async_trait;
-use tokio::sync::mpsc;
-
 use crate::{
-    Change, Connector, ConnectorError, Entry, Fingerprint, ItemError, ListMode, ListOutcome,
-    SourceFile,
+    Batch, Change, ChangeTx, Connector, ConnectorError, Entry, Fingerprint, ItemError, ListMode,
+    ListOutcome, SourceFile,
 };
+use async_trait::async_trait;
 
 /// Path → (bytes, mtime in ns).
 type Files = Arc<Mutex<BTreeMap<Vec<u8>, (Vec<u8>, i64)>>>;
@@ -89,7 +87,7 @@ impl Connector for MemoryConnector {
         &self,
         _mode: ListMode,
         _checkpoint: Option<String>,
-        tx: mpsc::Sender<Change>,
+        tx: ChangeTx,
     ) -> Result<ListOutcome, ConnectorError> {
         let snapshot: Vec<Entry> = self
             .files
@@ -98,12 +96,15 @@ impl Connector for MemoryConnector {
             .iter()
             .map(|(k, (d, m))| Self::entry(k, d, *m))
             .collect();
+        let mut batch = Batch::new(&tx);
         for e in snapshot {
-            if tx.send(Change::Upsert(e)).await.is_err() {
+            if !batch.push(Change::Upsert(e)).await {
                 return Ok(ListOutcome { complete: false });
             }
         }
-        Ok(ListOutcome { complete: true })
+        Ok(ListOutcome {
+            complete: batch.flush().await,
+        })
     }
 
     async fn stat(&self, source_id: &[u8]) -> Result<Option<Entry>, ItemError> {

@@ -24,8 +24,8 @@ async fn list(c: &dyn Connector) -> BTreeMap<Vec<u8>, Entry> {
     let (tx, mut rx) = mpsc::channel(16);
     let (outcome, changes) = tokio::join!(c.list(ListMode::Full, None, tx), async {
         let mut v = Vec::new();
-        while let Some(ch) = rx.recv().await {
-            v.push(ch);
+        while let Some(batch) = rx.recv().await {
+            v.extend(batch);
         }
         v
     });

@@ -505,8 +505,10 @@ async fn once(
             ids.join(", ")
         );
     };
-    let pipeline = wiring::pipeline(&cfg).await?;
     let connector = wiring::connector(c)?;
+    // the source's connections come up while the catalog and the store open
+    connector.warm_up();
+    let pipeline = wiring::pipeline(&cfg).await?;
     let spec = JobSpec {
         job_id: None,
         max_retries: None,

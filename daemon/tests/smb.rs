@@ -258,7 +258,7 @@ async fn wrong_password_unknown_share_and_dead_servers_fail_fast_and_clearly() {
         std::fs::write(
             &cfg,
             format!(
-                "version: 1\nstate_dir: state-{name}\nconnectors:\n  - id: share\n    kind: smb\n    server: 127.0.0.1\n    port: {port}\n    share: {share}\n    username: {}\n    password: \"{password}\"\n    directory_timeout: 3s\n",
+                "version: 1\nstate_dir: state-{name}\nconnectors:\n  - id: share\n    kind: smb\n    server: 127.0.0.1\n    port: {port}\n    share: {share}\n    username: {}\n    password: \"{password}\"\n    directory_timeout: 3s\n    workers: 4\n",
                 samba::USER
             ),
         )
@@ -268,6 +268,9 @@ async fn wrong_password_unknown_share_and_dead_servers_fail_fast_and_clearly() {
     let started = std::time::Instant::now();
     let (code, text) = once(&write("wrong-pw.yaml", smb.port, samba::SHARE, wrong));
     assert_eq!(code, 1, "{text}");
+    // four worker processes, one log-on attempt: the others wait for its outcome
+    // (domain accounts lock after a few failed log-ons)
+    assert_eq!(smb.wrong_password_log_ons(), 1, "{text}");
     assert!(
         text.contains("log-on")
             && text.contains(&format!("127.0.0.1:{}/{}", smb.port, samba::SHARE)),
@@ -355,7 +358,11 @@ async fn a_restarted_server_and_a_killed_worker_cost_one_request_not_the_daemon(
         .unwrap();
     assert!(outcome.complete);
     let mut n = 0;
-    while let Some(ch) = rx.recv().await {
+    let mut changes = Vec::new();
+    while let Some(batch) = rx.recv().await {
+        changes.extend(batch);
+    }
+    for ch in changes {
         if let tributary_connectors::Change::Upsert(e) = ch {
             let mut f = c.open(&e).await.unwrap();
             let bytes = tokio::task::spawn_blocking(move || {

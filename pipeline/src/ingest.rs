@@ -289,9 +289,11 @@ fn same_place(spec: &JobSpec, k: &ItemState, rel: &[u8]) -> bool {
     }
 }
 
-/// Entries the listing may get ahead of the planner by (it starts before the
-/// catalog's item states are loaded).
-const LIST_BUFFER: usize = 8192;
+/// Batches the listing may get ahead of the planner by. It starts before the catalog's
+/// item states are loaded and should not stall while they are (100k items from a cold
+/// catalog: a few tenths of a second, 20-30k listed entries): typically a folder per
+/// batch, at most 256 × MAX_BATCH entries.
+const LIST_BUFFER: usize = 256;
 
 /// An item the catalog knows, looked up by source id, marked when the listing names it.
 struct Known {
@@ -449,7 +451,7 @@ pub(crate) async fn run(
 async fn drive(job: Arc<Job>) -> anyhow::Result<()> {
     // The listing starts first: the source's connections and first folders overlap
     // the catalog reads below (its channel holds what arrives meanwhile).
-    let (list_tx, mut list_rx) = mpsc::channel::<Change>(LIST_BUFFER);
+    let (list_tx, mut list_rx) = mpsc::channel::<Vec<Change>>(LIST_BUFFER);
     let mode = match job.spec.kind {
         JobKind::Full => ListMode::Full,
         JobKind::Incremental => ListMode::Incremental,
@@ -563,110 +565,112 @@ async fn drive(job: Arc<Job>) -> anyhow::Result<()> {
     let mut explicit_deletes: Vec<Vec<u8>> = Vec::new();
     let mut checkpoint = None;
     let pr = &job.progress;
-    loop {
-        let change = tokio::select! {
-            c = list_rx.recv() => c,
+    'plan: loop {
+        let batch = tokio::select! {
+            b = list_rx.recv() => b,
             _ = job.control.stopped() => None,
         };
-        let Some(change) = change else { break };
-        if job.winding_down() {
-            break;
-        }
-        match change {
-            Change::Upsert(e) => {
-                Progress::add(&pr.files_seen, 1);
-                let k = known.get(e.source_id.as_slice()).map(|k| {
-                    k.seen.store(true, Ordering::Relaxed);
-                    &k.state
-                });
-                if k.is_none() {
-                    seen_new.insert(e.source_id.clone());
-                }
-                // a held claim is unchanged too: its state is already kept aside
-                let unchanged = k.is_some_and(|k| {
-                    (!k.deleted || k.held)
-                        && k.size == e.size as i64
-                        && k.mtime_ns == e.mtime_ns
-                        && (k.inode.is_none() || e.inode.is_none() || k.inode == e.inode)
-                        && k.change_tag == e.change_tag
-                        && (k.held || same_place(&job.spec, k, &e.rel_path))
-                        && same_principals(k, &e)
-                });
-                // The same content (by the source's content hash) under another path or
-                // with other metadata: a move or a rename, committed without a read.
-                let relocated = !unchanged
-                    && k.is_some_and(|k| {
-                        !k.deleted
-                            && !k.held
-                            && k.size == e.size as i64
-                            && k.change_tag.is_some()
-                            && k.change_tag == e.change_tag
+        let Some(batch) = batch else { break };
+        for change in batch {
+            if job.winding_down() {
+                break 'plan;
+            }
+            match change {
+                Change::Upsert(e) => {
+                    Progress::add(&pr.files_seen, 1);
+                    let k = known.get(e.source_id.as_slice()).map(|k| {
+                        k.seen.store(true, Ordering::Relaxed);
+                        &k.state
                     });
-                if relocated {
-                    // (when its data is gone to retention, it is read again)
-                    if let Some(mut v) = job
-                        .p
-                        .catalog
-                        .current_content(&job.spec.connector_id, &e.source_id)
-                        .await?
-                    {
-                        v.path = target_path(&job.spec.target, &e.rel_path);
-                        v.mtime_ns = e.mtime_ns;
-                        v.change_tag = e.change_tag.clone();
-                        v.principals = e.principals.clone();
-                        Progress::add(&pr.files_relocated, 1);
-                        if commit_tx.send(CommitMsg::Version(v)).await.is_err() {
-                            break;
-                        }
-                        continue;
+                    if k.is_none() {
+                        seen_new.insert(e.source_id.clone());
                     }
-                }
-                let given_up = exhausted.get(&e.source_id).is_some_and(|fp| {
-                    fp.as_deref() == Some(fingerprint_text(&e.fingerprint()).as_str())
-                });
-                let torn_blocked = torn_open.contains(&e.source_id)
-                    || torn_dismissed
-                        .get(&e.source_id)
-                        .is_some_and(|fp| *fp == fingerprint_text(&e.fingerprint()));
-                if unchanged {
-                    Progress::add(&pr.files_unchanged, 1);
-                } else if torn_blocked {
-                    Progress::add(&pr.files_skipped, 1);
-                    tracing::debug!(item = %String::from_utf8_lossy(&e.rel_path), "torn-read conflict; skipped");
-                } else if given_up {
-                    Progress::add(&pr.files_skipped, 1);
-                    tracing::debug!(item = %String::from_utf8_lossy(&e.rel_path), "retries exhausted and unchanged; skipped");
-                } else {
-                    Progress::add(&pr.files_planned, 1);
-                    Progress::add(&pr.bytes_planned, e.size);
-                    if work_tx.send(e).await.is_err() {
-                        break;
-                    }
-                }
-            }
-            Change::Delete { source_id } => explicit_deletes.push(source_id),
-            Change::Error {
-                rel_path,
-                subtree,
-                message,
-            } => {
-                job.item_error(&rel_path, &rel_path, &message, None).await;
-                if subtree {
-                    protected.push(rel_path);
-                } else {
-                    match known.get(rel_path.as_slice()) {
-                        Some(k) => k.seen.store(true, Ordering::Relaxed),
-                        None => {
-                            seen_new.insert(rel_path);
+                    // a held claim is unchanged too: its state is already kept aside
+                    let unchanged = k.is_some_and(|k| {
+                        (!k.deleted || k.held)
+                            && k.size == e.size as i64
+                            && k.mtime_ns == e.mtime_ns
+                            && (k.inode.is_none() || e.inode.is_none() || k.inode == e.inode)
+                            && k.change_tag == e.change_tag
+                            && (k.held || same_place(&job.spec, k, &e.rel_path))
+                            && same_principals(k, &e)
+                    });
+                    // The same content (by the source's content hash) under another path or
+                    // with other metadata: a move or a rename, committed without a read.
+                    let relocated = !unchanged
+                        && k.is_some_and(|k| {
+                            !k.deleted
+                                && !k.held
+                                && k.size == e.size as i64
+                                && k.change_tag.is_some()
+                                && k.change_tag == e.change_tag
+                        });
+                    if relocated {
+                        // (when its data is gone to retention, it is read again)
+                        if let Some(mut v) = job
+                            .p
+                            .catalog
+                            .current_content(&job.spec.connector_id, &e.source_id)
+                            .await?
+                        {
+                            v.path = target_path(&job.spec.target, &e.rel_path);
+                            v.mtime_ns = e.mtime_ns;
+                            v.change_tag = e.change_tag.clone();
+                            v.principals = e.principals.clone();
+                            Progress::add(&pr.files_relocated, 1);
+                            if commit_tx.send(CommitMsg::Version(v)).await.is_err() {
+                                break 'plan;
+                            }
+                            continue;
                         }
                     }
+                    let given_up = exhausted.get(&e.source_id).is_some_and(|fp| {
+                        fp.as_deref() == Some(fingerprint_text(&e.fingerprint()).as_str())
+                    });
+                    let torn_blocked = torn_open.contains(&e.source_id)
+                        || torn_dismissed
+                            .get(&e.source_id)
+                            .is_some_and(|fp| *fp == fingerprint_text(&e.fingerprint()));
+                    if unchanged {
+                        Progress::add(&pr.files_unchanged, 1);
+                    } else if torn_blocked {
+                        Progress::add(&pr.files_skipped, 1);
+                        tracing::debug!(item = %String::from_utf8_lossy(&e.rel_path), "torn-read conflict; skipped");
+                    } else if given_up {
+                        Progress::add(&pr.files_skipped, 1);
+                        tracing::debug!(item = %String::from_utf8_lossy(&e.rel_path), "retries exhausted and unchanged; skipped");
+                    } else {
+                        Progress::add(&pr.files_planned, 1);
+                        Progress::add(&pr.bytes_planned, e.size);
+                        if work_tx.send(e).await.is_err() {
+                            break 'plan;
+                        }
+                    }
                 }
+                Change::Delete { source_id } => explicit_deletes.push(source_id),
+                Change::Error {
+                    rel_path,
+                    subtree,
+                    message,
+                } => {
+                    job.item_error(&rel_path, &rel_path, &message, None).await;
+                    if subtree {
+                        protected.push(rel_path);
+                    } else {
+                        match known.get(rel_path.as_slice()) {
+                            Some(k) => k.seen.store(true, Ordering::Relaxed),
+                            None => {
+                                seen_new.insert(rel_path);
+                            }
+                        }
+                    }
+                }
+                Change::Skipped { rel_path, reason } => {
+                    Progress::add(&pr.files_skipped, 1);
+                    tracing::debug!(item = %String::from_utf8_lossy(&rel_path), reason = reason.as_str(), "skipped");
+                }
+                Change::Checkpoint(c) => checkpoint = Some(c),
             }
-            Change::Skipped { rel_path, reason } => {
-                Progress::add(&pr.files_skipped, 1);
-                tracing::debug!(item = %String::from_utf8_lossy(&rel_path), reason = reason.as_str(), "skipped");
-            }
-            Change::Checkpoint(c) => checkpoint = Some(c),
         }
     }
     drop(list_rx);

@@ -235,7 +235,7 @@ async fn unreadable_and_vanishing_files_fail_alone() {
             &self,
             m: tributary_connectors::ListMode,
             cp: Option<String>,
-            tx: tokio::sync::mpsc::Sender<tributary_connectors::Change>,
+            tx: tributary_connectors::ChangeTx,
         ) -> Result<tributary_connectors::ListOutcome, tributary_connectors::ConnectorError>
         {
             self.0.list(m, cp, tx).await

@@ -64,7 +64,7 @@ impl Connector for Rewriting {
         &self,
         m: ListMode,
         cp: Option<String>,
-        tx: mpsc::Sender<Change>,
+        tx: mpsc::Sender<Vec<Change>>,
     ) -> Result<ListOutcome, ConnectorError> {
         self.mem.list(m, cp, tx).await
     }

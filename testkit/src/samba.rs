@@ -80,7 +80,7 @@ impl Samba {
   ncalrpc dir = {d}/ncalrpc
   log file = {d}/log/smbd.log
   max log size = 10000
-  log level = 1
+  log level = 1 auth_audit:2
   load printers = no
   printing = bsd
   printcap name = /dev/null
@@ -123,6 +123,14 @@ impl Samba {
 
     pub fn share_dir(&self) -> PathBuf {
         self.dir.join("share")
+    }
+
+    /// How many log-ons the server refused for a wrong password so far.
+    pub fn wrong_password_log_ons(&self) -> usize {
+        std::fs::read_to_string(self.dir.join("log/smbd.log"))
+            .unwrap_or_default()
+            .matches("NT_STATUS_WRONG_PASSWORD")
+            .count()
     }
 
     fn spawn(&mut self) {

@@ -37,8 +37,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tributary_connectors::filter::Filter;
 use tributary_connectors::{
-    Change, Connector, ConnectorError, Entry, Fingerprint, ItemError, ListMode, ListOutcome,
-    SkipReason, SourceFile,
+    Batch, Change, ChangeTx, Connector, ConnectorError, Entry, Fingerprint, ItemError, ListMode,
+    ListOutcome, SkipReason, SourceFile,
 };
 use url::Url;
 
@@ -808,8 +808,9 @@ impl Connector for SharePointConnector {
         &self,
         _mode: ListMode,
         checkpoint: Option<String>,
-        tx: mpsc::Sender<Change>,
+        tx: ChangeTx,
     ) -> Result<ListOutcome, ConnectorError> {
+        let mut batch = Batch::new(&tx);
         let prev: Checkpoint = checkpoint
             .as_deref()
             .and_then(|c| serde_json::from_str(c).ok())
@@ -902,7 +903,7 @@ impl Connector for SharePointConnector {
                         principals: k.acl.clone(),
                     })
                 };
-                if tx.send(change).await.is_err() {
+                if !batch.push(change).await {
                     return Ok(ListOutcome { complete: false });
                 }
             }
@@ -910,7 +911,7 @@ impl Connector for SharePointConnector {
                 let del = Change::Delete {
                     source_id: source_id(&drive_id, id),
                 };
-                if tx.send(del).await.is_err() {
+                if !batch.push(del).await {
                     return Ok(ListOutcome { complete: false });
                 }
             }
@@ -926,7 +927,7 @@ impl Connector for SharePointConnector {
         }
         let cp = serde_json::to_string(&next).map_err(|e| ConnectorError::Other(e.to_string()))?;
         *self.state.lock().unwrap() = next;
-        let _ = tx.send(Change::Checkpoint(cp)).await;
+        let _ = batch.push(Change::Checkpoint(cp)).await && batch.flush().await;
         // a full enumeration of every library covers the source: what it did not see is
         // deleted by the job (the first run, or after resyncs)
         Ok(ListOutcome { complete: all_full })

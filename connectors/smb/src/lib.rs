@@ -23,17 +23,16 @@ use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, sync_channel};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use tokio::sync::mpsc;
 use tributary_connectors::filter::Filter;
 use tributary_connectors::{
-    Change, Connector, ConnectorError, Entry, Fingerprint, ItemError, ListMode, ListOutcome,
-    SkipReason, SourceFile,
+    Batch, Change, ChangeTx, Connector, ConnectorError, Entry, Fingerprint, ItemError, ListMode,
+    ListOutcome, SkipReason, SourceFile,
 };
 
-use crate::proto::{DirEntry, ErrKind, Hello, PathReq, Stat, WireError};
+use crate::proto::{DirEntry, ErrKind, Hello, Listing, PathReq, Stat, WireError};
 
 /// What an SMB connector needs.
 #[derive(Clone)]
@@ -100,9 +99,12 @@ impl SmbConnector {
         format!("//{}:{}/{}{}", h.server, h.port, h.share, self.root)
     }
 
-    /// Walks the share: `workers` threads (one worker process each at a time) take
-    /// folders from one queue, so a share splits across the connector's processes.
-    fn walk(&self, tx: &mpsc::Sender<Change>) -> Result<ListOutcome, ConnectorError> {
+    /// Walks the share: threads take folders from one queue and lease a worker process
+    /// for each, so a share splits across the connector's processes. There are twice
+    /// as many threads as processes: a thread gives its worker back as soon as the
+    /// folder's listing has arrived, and while it turns that listing into changes,
+    /// another thread has the worker list the next folder.
+    fn walk(&self, tx: &ChangeTx) -> Result<ListOutcome, ConnectorError> {
         struct Queue {
             dirs: VecDeque<Vec<u8>>,
             busy: usize,
@@ -115,12 +117,13 @@ impl SmbConnector {
         });
         let more = Condvar::new();
         std::thread::scope(|s| {
-            // the other workers start and log on while the first lists the top folder
-            // (an error here shows again where a folder needs the worker)
+            // the other workers start and log on while the first lists the top folder,
+            // once the first log-on has succeeded (an error here shows again where a
+            // folder needs the worker)
             for _ in 1..self.pool.max {
                 s.spawn(|| drop(self.pool.lease()));
             }
-            for _ in 0..self.pool.max {
+            for _ in 0..self.pool.max * 2 {
                 s.spawn(|| {
                     loop {
                         let dir = {
@@ -160,18 +163,18 @@ impl SmbConnector {
             .unwrap_or(Ok(ListOutcome { complete: true }))
     }
 
-    /// Lists one folder: streams its files, returns its subfolders. `Err` stops the
-    /// walk: a fatal error, or `Ok(incomplete)` when the receiver is gone.
+    /// Lists one folder: sends its files (one batch), returns its subfolders. `Err`
+    /// stops the walk: a fatal error, or `Ok(incomplete)` when the receiver is gone.
     fn walk_dir(
         &self,
         dir: &[u8],
-        tx: &mpsc::Sender<Change>,
+        tx: &ChangeTx,
     ) -> Result<Vec<Vec<u8>>, Result<ListOutcome, ConnectorError>> {
         let gone = || Err(Ok(ListOutcome { complete: false }));
         let path = self.full(dir);
         let listed = self.pool.run(|l| l.list(&path)).map(|(_, v)| v);
-        let mut entries = match listed {
-            Ok(e) => e,
+        let frame = match listed {
+            Ok(f) => f,
             Err(e) if dir.is_empty() => {
                 return Err(Err(match e.kind {
                     ErrKind::NotFound => ConnectorError::Other(format!(
@@ -190,17 +193,23 @@ impl SmbConnector {
                     subtree: true,
                     message: e.message,
                 };
-                return if tx.blocking_send(change).is_err() {
+                return if tx.blocking_send(vec![change]).is_err() {
                     gone()
                 } else {
                     Ok(Vec::new())
                 };
             }
         };
-        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut entries = match Listing::parse(&frame) {
+            Ok(e) => e,
+            Err(e) => return Err(Err(ConnectorError::Other(format!("SMB worker: {e}")))),
+        };
+        entries.sort_unstable_by(|a, b| a.name.cmp(b.name));
         let mut subdirs = Vec::new();
+        let mut batch = Batch::new(tx);
         for e in entries {
-            let mut rel = dir.to_vec();
+            let mut rel = Vec::with_capacity(dir.len() + 1 + e.name.len());
+            rel.extend_from_slice(dir);
             if !rel.is_empty() {
                 rel.push(b'/');
             }
@@ -222,9 +231,12 @@ impl SmbConnector {
             } else {
                 Change::Upsert(entry(rel, &e))
             };
-            if tx.blocking_send(change).is_err() {
+            if !batch.push_blocking(change) {
                 return gone();
             }
+        }
+        if !batch.flush_blocking() {
+            return gone();
         }
         Ok(subdirs)
     }
@@ -282,11 +294,19 @@ impl Connector for SmbConnector {
         Duration::from_secs(1)
     }
 
+    /// Starts the worker processes and logs them on while the caller sets up the job.
+    fn warm_up(&self) {
+        for _ in 0..self.pool.max {
+            let pool = self.pool.clone();
+            std::thread::spawn(move || drop(pool.lease()));
+        }
+    }
+
     async fn list(
         &self,
         _mode: ListMode,
         _checkpoint: Option<String>,
-        tx: mpsc::Sender<Change>,
+        tx: ChangeTx,
     ) -> Result<ListOutcome, ConnectorError> {
         let me = self.clone_handle();
         tokio::task::spawn_blocking(move || me.walk(&tx))
@@ -303,7 +323,7 @@ impl Connector for SmbConnector {
                 entry(
                     rel,
                     &DirEntry {
-                        name: String::new(),
+                        name: "",
                         dir: false,
                         size: s.size,
                         mtime_ns: s.mtime_ns,
@@ -342,7 +362,9 @@ impl Connector for SmbConnector {
         let user = self.pool.hello.username.clone();
         tokio::task::spawn_blocking(move || {
             let mut lease = pool.lease().map_err(fatal)?;
-            let entries = lease.list(&root).map_err(fatal)?;
+            let frame = lease.list(&root).map_err(fatal)?;
+            let entries = Listing::parse(&frame)
+                .map_err(|e| ConnectorError::Other(format!("SMB worker: {e}")))?;
             let dirs = entries.iter().filter(|e| e.dir).count();
             Ok(format!(
                 "{target}: logged in as `{user}`; {} files and {dirs} folders at the top",
@@ -431,7 +453,18 @@ struct Pool {
 struct PoolState {
     idle: Vec<Worker>,
     live: usize,
+    /// Until a worker has logged on, one log-on at a time: the others start their
+    /// process and wait for its outcome, so a wrong password costs one failed log-on,
+    /// not one per worker (account lockout).
+    logged_on: bool,
+    logging_on: bool,
+    /// The server's last refusal (log-on, share, protocol), answered without asking it
+    /// again for [`REFUSAL_MEMORY`].
+    refused: Option<(Instant, WireError)>,
 }
+
+/// How long a refused log-on is remembered (a job retried at once fails at once).
+const REFUSAL_MEMORY: Duration = Duration::from_secs(30);
 
 struct Worker {
     child: Child,
@@ -463,17 +496,58 @@ impl Pool {
                 let _ = w.child.wait();
                 continue;
             }
+            if let Some((at, e)) = &st.refused {
+                if at.elapsed() < REFUSAL_MEMORY {
+                    return Err(e.clone());
+                }
+                st.refused = None;
+            }
             if st.live < self.max {
                 st.live += 1;
+                let gated = !st.logged_on;
+                let leader = gated && !st.logging_on;
+                st.logging_on |= leader;
                 drop(st);
-                return match self.spawn() {
-                    Ok(w) => Ok(self.leased(w)),
+                let started = self.start();
+                if gated && !leader {
+                    // the process starts meanwhile; the log-on waits for the leader's
+                    let mut st = self.state.lock().unwrap();
+                    while st.logging_on {
+                        st = self.freed.wait(st).unwrap();
+                    }
+                    if let Some((_, e)) = &st.refused {
+                        let e = e.clone();
+                        st.live -= 1;
+                        drop(st);
+                        if let Ok(w) = started {
+                            w.kill();
+                        }
+                        self.freed.notify_all();
+                        return Err(e);
+                    }
+                }
+                let r = started.and_then(|w| self.log_on(w));
+                let mut st = self.state.lock().unwrap();
+                if leader {
+                    st.logging_on = false;
+                }
+                let r = match r {
+                    Ok(w) => {
+                        st.logged_on = true;
+                        Ok(self.leased(w))
+                    }
                     Err(e) => {
-                        self.state.lock().unwrap().live -= 1;
-                        self.freed.notify_one();
+                        st.live -= 1;
+                        if matches!(e.kind, ErrKind::Auth | ErrKind::NoShare | ErrKind::Protocol) {
+                            st.refused = Some((Instant::now(), e.clone()));
+                            st.logged_on = false;
+                        }
                         Err(e)
                     }
                 };
+                drop(st);
+                self.freed.notify_all();
+                return r;
             }
             st = self.freed.wait(st).unwrap();
         }
@@ -506,6 +580,8 @@ impl Pool {
                     let mut st = self.state.lock().unwrap();
                     let v: Vec<Worker> = st.idle.drain(..).collect();
                     st.live -= v.len();
+                    // the server may be another one now: log on one at a time again
+                    st.logged_on = false;
                     v
                 };
                 for w in stale {
@@ -520,11 +596,8 @@ impl Pool {
         }
     }
 
-    fn spawn(&self) -> Result<Worker, WireError> {
-        let broken = |what: &str, e: &dyn std::fmt::Display| WireError {
-            kind: ErrKind::Io,
-            message: format!("SMB worker process: {what}: {e}"),
-        };
+    /// Starts a worker process (not yet logged on).
+    fn start(&self) -> Result<Worker, WireError> {
         let mut child = Command::new(&self.exe)
             .arg("smb-worker")
             .stdin(Stdio::piped())
@@ -555,11 +628,15 @@ impl Pool {
                 }
             })
             .map_err(|e| broken("reader thread", &e))?;
-        let mut w = Worker {
+        Ok(Worker {
             child,
             stdin,
             frames,
-        };
+        })
+    }
+
+    /// Sends the connection settings; the worker logs on and says how that went.
+    fn log_on(&self, mut w: Worker) -> Result<Worker, WireError> {
         proto::write_json(&mut w.stdin, proto::HELLO, &self.hello)
             .map_err(|e| broken("send settings", &e))?;
         match w.frames.recv_timeout(self.timeout) {
@@ -583,6 +660,20 @@ impl Pool {
                 })
             }
         }
+    }
+}
+
+fn bad_reply(e: serde_json::Error) -> WireError {
+    WireError {
+        kind: ErrKind::Io,
+        message: format!("SMB worker reply: {e}"),
+    }
+}
+
+fn broken(what: &str, e: &dyn std::fmt::Display) -> WireError {
+    WireError {
+        kind: ErrKind::Io,
+        message: format!("SMB worker process: {what}: {e}"),
     }
 }
 
@@ -633,12 +724,8 @@ impl Lease {
         }
     }
 
-    /// One request, one JSON answer.
-    fn call<T: serde::de::DeserializeOwned>(
-        &mut self,
-        tag: u8,
-        path: &str,
-    ) -> Result<T, WireError> {
+    /// One request, one answer: the OK frame's payload, or the error it carries.
+    fn call_raw(&mut self, tag: u8, path: &str) -> Result<Vec<u8>, WireError> {
         self.send(tag, path)?;
         let (t, body) = self.next_frame().map_err(|e| WireError {
             kind: if e.kind() == io::ErrorKind::TimedOut {
@@ -649,13 +736,9 @@ impl Lease {
             message: e.to_string(),
         })?;
         self.idle = true;
-        let bad = |e: serde_json::Error| WireError {
-            kind: ErrKind::Io,
-            message: format!("SMB worker reply: {e}"),
-        };
         match t {
-            proto::OK => serde_json::from_slice(&body).map_err(bad),
-            proto::ERR => Err(serde_json::from_slice(&body).map_err(bad)?),
+            proto::OK => Ok(body),
+            proto::ERR => Err(serde_json::from_slice(&body).map_err(bad_reply)?),
             t => {
                 self.idle = false;
                 Err(WireError {
@@ -666,8 +749,19 @@ impl Lease {
         }
     }
 
-    fn list(&mut self, path: &str) -> Result<Vec<DirEntry>, WireError> {
-        self.call(proto::LIST, path)
+    /// One request, one JSON answer.
+    fn call<T: serde::de::DeserializeOwned>(
+        &mut self,
+        tag: u8,
+        path: &str,
+    ) -> Result<T, WireError> {
+        let body = self.call_raw(tag, path)?;
+        serde_json::from_slice(&body).map_err(bad_reply)
+    }
+
+    /// A folder's listing frame ([`Listing`]).
+    fn list(&mut self, path: &str) -> Result<Vec<u8>, WireError> {
+        self.call_raw(proto::LIST, path)
     }
 
     fn stat(&mut self, path: &str) -> Result<Option<Stat>, WireError> {

@@ -1,6 +1,7 @@
 //! The framed protocol between the daemon and an SMB worker process, over the worker's
 //! stdin and stdout: `[tag: u8][length: u32 BE][payload]`. Control payloads are JSON;
-//! file data is raw bytes. The first request carries the credentials, so the password
+//! file data is raw bytes; a folder's listing is binary ([`Listing`]), one frame per
+//! folder. The first request carries the credentials, so the password
 //! never appears in a command line or the environment.
 
 use std::io::{self, Read, Write};
@@ -87,12 +88,47 @@ pub struct PathReq {
     pub path: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DirEntry {
-    pub name: String,
+/// One entry of a folder, borrowed from its listing frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirEntry<'a> {
+    pub name: &'a str,
     pub dir: bool,
     pub size: u64,
     pub mtime_ns: i64,
+}
+
+/// A folder's listing as it crosses the pipe: per entry `[dir: u8][size: u64 LE]
+/// [mtime_ns: i64 LE][name length: u32 LE][name, UTF-8]`. Written into a buffer the
+/// worker keeps, read in place by the daemon: no allocation per entry on either side.
+pub struct Listing;
+
+impl Listing {
+    pub fn push(buf: &mut Vec<u8>, name: &str, dir: bool, size: u64, mtime_ns: i64) {
+        buf.push(u8::from(dir));
+        buf.extend_from_slice(&size.to_le_bytes());
+        buf.extend_from_slice(&mtime_ns.to_le_bytes());
+        buf.extend_from_slice(&(name.len() as u32).to_le_bytes());
+        buf.extend_from_slice(name.as_bytes());
+    }
+
+    pub fn parse(mut buf: &[u8]) -> io::Result<Vec<DirEntry<'_>>> {
+        let bad = || io::Error::new(io::ErrorKind::InvalidData, "malformed listing frame");
+        let mut out = Vec::new();
+        while !buf.is_empty() {
+            let (head, rest) = buf.split_at_checked(21).ok_or_else(bad)?;
+            let int = |r: std::ops::Range<usize>| -> [u8; 8] { head[r].try_into().unwrap() };
+            let len = u32::from_le_bytes(head[17..21].try_into().unwrap()) as usize;
+            let (name, rest) = rest.split_at_checked(len).ok_or_else(bad)?;
+            out.push(DirEntry {
+                name: std::str::from_utf8(name).map_err(|_| bad())?,
+                dir: head[0] != 0,
+                size: u64::from_le_bytes(int(1..9)),
+                mtime_ns: i64::from_le_bytes(int(9..17)),
+            });
+            buf = rest;
+        }
+        Ok(out)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,4 +162,45 @@ pub enum ErrKind {
 pub struct WireError {
     pub kind: ErrKind,
     pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listings_round_trip_and_truncation_is_an_error() {
+        let mut buf = Vec::new();
+        Listing::push(&mut buf, "Café ✓.txt", false, 1 << 40, -5_000_000_000);
+        Listing::push(&mut buf, "sub", true, 0, 1_700_000_000_000_000_000);
+        Listing::push(&mut buf, "", false, 7, 0);
+        let got = Listing::parse(&buf).unwrap();
+        assert_eq!(
+            got,
+            vec![
+                DirEntry {
+                    name: "Café ✓.txt",
+                    dir: false,
+                    size: 1 << 40,
+                    mtime_ns: -5_000_000_000
+                },
+                DirEntry {
+                    name: "sub",
+                    dir: true,
+                    size: 0,
+                    mtime_ns: 1_700_000_000_000_000_000
+                },
+                DirEntry {
+                    name: "",
+                    dir: false,
+                    size: 7,
+                    mtime_ns: 0
+                },
+            ]
+        );
+        assert!(Listing::parse(&[]).unwrap().is_empty());
+        for cut in [1, 20, buf.len() - 1] {
+            assert!(Listing::parse(&buf[..cut]).is_err(), "cut at {cut}");
+        }
+    }
 }

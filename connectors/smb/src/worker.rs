@@ -10,7 +10,7 @@ use pavao::{
     SmbClient, SmbCredentials, SmbDialect, SmbDirentType, SmbError, SmbOpenOptions, SmbOptions,
 };
 
-use crate::proto::{self, DirEntry, ErrKind, Hello, PathReq, Stat, WireError};
+use crate::proto::{self, ErrKind, Hello, Listing, PathReq, Stat, WireError};
 
 /// Bytes per read call and per data frame (1 MiB reads are the fastest through
 /// libsmbclient, see the project's research notes).
@@ -42,12 +42,14 @@ fn serve(input: &mut impl Read, out: &mut impl Write) -> io::Result<()> {
         Err(e) => return proto::write_json(out, proto::ERR, &e),
     };
     let server = format!("{}:{}", hello.server, hello.port);
+    // one buffer for every folder's listing frame
+    let mut listing = Vec::new();
     while let Some((tag, body)) = proto::read_frame(input)? {
         let req: PathReq = serde_json::from_slice(&body).map_err(io::Error::other)?;
         let path = encode(&req.path);
         match tag {
-            proto::LIST => match list(&client, &path, &server) {
-                Ok(entries) => proto::write_json(out, proto::OK, &entries)?,
+            proto::LIST => match list(&client, &path, &server, &mut listing) {
+                Ok(()) => proto::write_frame(out, proto::OK, &listing)?,
                 Err(e) => proto::write_json(out, proto::ERR, &e)?,
             },
             proto::STAT => match client.stat(&path) {
@@ -146,17 +148,17 @@ fn connect(h: &Hello) -> Result<SmbClient, WireError> {
     }
 }
 
-fn list(client: &SmbClient, path: &str, server: &str) -> Result<Vec<DirEntry>, WireError> {
+/// Lists `path` into `buf` ([`Listing`] encoding).
+fn list(client: &SmbClient, path: &str, server: &str, buf: &mut Vec<u8>) -> Result<(), WireError> {
+    buf.clear();
     match client.list_dirplus(path) {
-        Ok(entries) => Ok(entries
-            .into_iter()
-            .map(|e| DirEntry {
-                dir: e.get_type() == SmbDirentType::Dir,
-                size: e.size,
-                mtime_ns: ns(e.mtime),
-                name: e.name,
-            })
-            .collect()),
+        Ok(entries) => {
+            for e in &entries {
+                let dir = e.get_type() == SmbDirentType::Dir;
+                Listing::push(buf, e.name(), dir, e.size, ns(e.mtime));
+            }
+            Ok(())
+        }
         // listing errors lose errno: ask stat what is wrong with the folder
         Err(_) => Err(match client.stat(path) {
             Err(e) => wire(&e, path, server),
