@@ -64,7 +64,7 @@ pub struct Fingerprint {
 pub type ChangeTx = mpsc::Sender<Vec<Change>>;
 
 /// The most changes a [`Batch`] holds before it hands them over.
-pub const MAX_BATCH: usize = 1024;
+pub const MAX_BATCH: usize = 256;
 
 /// Collects a listing's changes and hands them to the job in batches of at most
 /// [`MAX_BATCH`]. Call `flush` at a natural boundary (the end of a folder or a page)

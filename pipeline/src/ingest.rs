@@ -292,7 +292,8 @@ fn same_place(spec: &JobSpec, k: &ItemState, rel: &[u8]) -> bool {
 /// Batches the listing may get ahead of the planner by. It starts before the catalog's
 /// item states are loaded and should not stall while they are (100k items from a cold
 /// catalog: a few tenths of a second, 20-30k listed entries): typically a folder per
-/// batch, at most 256 × MAX_BATCH entries.
+/// batch, at most 256 × MAX_BATCH = 65,536 entries (~10 MB) when the planner waits
+/// for file workers.
 const LIST_BUFFER: usize = 256;
 
 /// An item the catalog knows, looked up by source id, marked when the listing names it.

@@ -915,6 +915,10 @@ impl Connector for SharePointConnector {
                     return Ok(ListOutcome { complete: false });
                 }
             }
+            // what this library listed reaches the job before the next one is asked
+            if !batch.flush().await {
+                return Ok(ListOutcome { complete: false });
+            }
             next.drives.insert(
                 drive_id,
                 DriveState {
