@@ -132,10 +132,6 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Internal: an SMB worker process, started by the daemon (framed requests on
-    /// stdin, answers on stdout).
-    #[command(hide = true)]
-    SmbWorker,
     /// Internal: a text-extraction worker process, started by the daemon for one file
     /// (a request and the bytes on stdin, the text on stdout).
     #[command(hide = true)]
@@ -314,7 +310,7 @@ pub async fn run(args: Cli) -> ExitCode {
             action,
         } => ctl(config, auth, action).await,
         Command::Health { config, ready } => health(config, ready).await,
-        Command::SmbWorker | Command::ExtractWorker { .. } => {
+        Command::ExtractWorker { .. } => {
             unreachable!("handled in main before the runtime starts")
         }
         Command::Search {

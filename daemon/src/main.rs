@@ -33,13 +33,6 @@ fn tune_allocator() {}
 fn main() -> ExitCode {
     tune_allocator();
     let args = cli::Cli::parse();
-    if matches!(args.command, cli::Command::SmbWorker) {
-        // a child of the daemon: libsmbclient for one connector, over its pipes
-        #[cfg(feature = "smb")]
-        return ExitCode::from(tributary_connector_smb::worker::run() as u8);
-        #[cfg(not(feature = "smb"))]
-        return ExitCode::from(2);
-    }
     if let cli::Command::ExtractWorker {
         memory,
         cpu_seconds,

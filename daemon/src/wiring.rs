@@ -176,12 +176,26 @@ pub fn connector(c: &ConnectorConfig) -> anyhow::Result<Arc<dyn Connector>> {
                     filter,
                     max_file_size: c.max_file_size,
                     workers: s.workers,
-                    worker_exe: std::env::current_exe()
-                        .context("locate the tributary binary for SMB workers")?,
+                    worker_exe: smb_worker_exe(&c.id)?,
                 },
             )))
         }
     }
+}
+
+/// The SMB worker program, installed next to this one.
+#[cfg(feature = "smb")]
+fn smb_worker_exe(connector: &str) -> anyhow::Result<std::path::PathBuf> {
+    let me = std::env::current_exe().context("locate the tributary binary")?;
+    let worker = me.with_file_name("tributary-smb-worker");
+    if !worker.is_file() {
+        bail!(
+            "connector `{connector}`: the SMB worker program {} is missing (it is installed next to {} by the packages, the container image and `cargo build`)",
+            worker.display(),
+            me.display()
+        );
+    }
+    Ok(worker)
 }
 
 pub async fn pipeline(cfg: &Config) -> anyhow::Result<Pipeline> {

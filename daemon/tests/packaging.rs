@@ -34,6 +34,14 @@ fn container_entrypoint_and_healthcheck_work_against_the_binary() {
         "runs as a non-root user"
     );
     assert_eq!(entry, ["/usr/local/bin/tributary"]);
+    // the SMB connector starts its worker program from tributary's own folder
+    let copy = line("COPY --from=build");
+    assert!(
+        copy.contains("/release/tributary ")
+            && copy.contains("/release/tributary-smb-worker ")
+            && copy.ends_with(" /usr/local/bin/"),
+        "the image installs tributary and tributary-smb-worker side by side: {copy}"
+    );
     assert_eq!(cmd[0], "run");
 
     // the container's paths, mapped to a temp folder

@@ -57,7 +57,7 @@ fn connector(smb: &Samba, path: &str) -> SmbConnector {
             filter: Filter::all(),
             max_file_size: None,
             workers: 2,
-            worker_exe: PathBuf::from(BIN),
+            worker_exe: PathBuf::from(env!("CARGO_BIN_EXE_tributary-smb-worker")),
         },
     )
 }

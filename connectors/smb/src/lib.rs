@@ -2,8 +2,8 @@
 //! Samba, read through libsmbclient (pavao).
 //!
 //! libsmbclient is blocking and pavao puts every call of a process behind one lock, so
-//! all SMB work of a connector runs in its own worker processes (`tributary
-//! smb-worker`, see [`worker`]), at most `workers` of them, spoken to over their pipes
+//! all SMB work of a connector runs in its own worker processes (`tributary-smb-worker`,
+//! see [`worker`]), at most `workers` of them, spoken to over their pipes
 //! with [`proto`]. A worker that does not answer within the timeout, or that dies, is
 //! killed and replaced: that costs the request in flight (a file error or a folder
 //! error), never the daemon nor another connector.
@@ -43,7 +43,7 @@ pub struct SmbSettings {
     pub filter: Filter,
     pub max_file_size: Option<u64>,
     pub workers: usize,
-    /// The program that serves `smb-worker` (the `tributary` binary itself).
+    /// The worker program (`tributary-smb-worker`, installed next to `tributary`).
     pub worker_exe: PathBuf,
 }
 
@@ -599,7 +599,6 @@ impl Pool {
     /// Starts a worker process (not yet logged on).
     fn start(&self) -> Result<Worker, WireError> {
         let mut child = Command::new(&self.exe)
-            .arg("smb-worker")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -792,9 +791,15 @@ impl Drop for Lease {
 }
 
 impl Drop for Pool {
+    /// All idle workers are signalled first and reaped after, so they exit side by side
+    /// (an exit unmaps libsmbclient's hundred-odd libraries, a few ms each).
     fn drop(&mut self) {
-        for w in self.state.get_mut().unwrap().idle.drain(..) {
-            w.kill();
+        let mut idle = std::mem::take(&mut self.state.get_mut().unwrap().idle);
+        for w in &mut idle {
+            let _ = w.child.kill();
+        }
+        for mut w in idle {
+            let _ = w.child.wait();
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The worker process: owns one libsmbclient context and answers the daemon's requests
 //! one at a time (libsmbclient is blocking and pavao serializes every call of a process
 //! behind one lock, so one process per connector keeps connectors and servers from
-//! stalling each other). Started by the daemon as `tributary smb-worker`.
+//! stalling each other). Started by the daemon: the `tributary-smb-worker` program, the
+//! only one that links libsmbclient.
 
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
