@@ -541,3 +541,37 @@ async fn an_smb1_only_server_is_refused_unless_allowed() {
     let (code, text) = once(&cfg);
     assert_eq!(code, 0, "{text}");
 }
+
+#[test]
+fn a_missing_worker_program_is_a_clear_error() {
+    // tributary installed without tributary-smb-worker next to it
+    let dir = tempfile::tempdir().unwrap();
+    let lonely = dir.path().join("tributary");
+    if std::fs::hard_link(BIN, &lonely).is_err() {
+        std::fs::copy(BIN, &lonely).unwrap();
+    }
+    let cfg = dir.path().join("tributary.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "version: 1\nstate_dir: {}\nconnectors:\n  - id: share\n    kind: smb\n    server: 127.0.0.1\n    share: {}\n    username: {}\n    password: \"{}\"\n",
+            dir.path().join("state").display(),
+            samba::SHARE,
+            samba::USER,
+            samba::PASSWORD
+        ),
+    )
+    .unwrap();
+    let out = Command::new(&lonely)
+        .args(["once", "-c", cfg.to_str().unwrap(), "share"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let expected = format!(
+        "connector `share`: the SMB worker program {} is missing",
+        dir.path().join("tributary-smb-worker").display()
+    );
+    assert!(text.contains(&expected), "{text}");
+    assert!(!text.contains(samba::PASSWORD), "{text}");
+}
