@@ -6,14 +6,13 @@
 //! A folder that cannot be read is reported as a subtree error (its known children are
 //! kept); files that vanish mid-walk are simply not listed. Names are raw bytes.
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::fs::{File, Metadata};
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-
-use std::cell::RefCell;
 
 use async_trait::async_trait;
 

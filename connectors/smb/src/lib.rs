@@ -605,6 +605,7 @@ impl Pool {
             .spawn()
             .map_err(|e| broken(&format!("start {}", self.exe.display()), &e))?;
         let stdout = child.stdout.take().expect("piped");
+        widen_pipe(&stdout);
         let stdin = BufWriter::new(child.stdin.take().expect("piped"));
         let (tx, frames) = sync_channel(2);
         std::thread::Builder::new()
@@ -661,6 +662,28 @@ impl Pool {
         }
     }
 }
+
+/// A file streams in 1 MiB frames: with the default 64 KiB pipe each frame would take
+/// 16 writes and 16 wake-ups of the reader; a pipe the size of a frame passes it in one
+/// (Linux allows unprivileged pipes up to `/proc/sys/fs/pipe-max-size`, 1 MiB by
+/// default; if that is lower, the pipe keeps its size).
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn widen_pipe(pipe: &std::process::ChildStdout) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: F_SETPIPE_SZ on a pipe descriptor we own; it only changes the pipe's
+    // capacity and fails harmlessly (EPERM, EBUSY) when it cannot.
+    unsafe {
+        libc::fcntl(
+            pipe.as_raw_fd(),
+            libc::F_SETPIPE_SZ,
+            proto::FRAME_DATA as libc::c_int,
+        );
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn widen_pipe(_: &std::process::ChildStdout) {}
 
 fn bad_reply(e: serde_json::Error) -> WireError {
     WireError {

@@ -19,6 +19,10 @@ pub const ERR: u8 = b'E';
 pub const DATA: u8 = b'D';
 pub const END: u8 = b'Z';
 
+/// Bytes of file data per `DATA` frame (and per read call: 1 MiB reads are the fastest
+/// through libsmbclient, see the project's research notes).
+pub const FRAME_DATA: usize = 1 << 20;
+
 /// The largest frame accepted (a directory listing of a few hundred thousand names).
 const MAX_FRAME: usize = 256 << 20;
 

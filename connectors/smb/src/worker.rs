@@ -13,9 +13,7 @@ use pavao::{
 
 use crate::proto::{self, ErrKind, Hello, Listing, PathReq, Stat, WireError};
 
-/// Bytes per read call and per data frame (1 MiB reads are the fastest through
-/// libsmbclient, see the project's research notes).
-const READ_SIZE: usize = 1 << 20;
+const READ_SIZE: usize = proto::FRAME_DATA;
 
 /// Serves requests from stdin until it closes. Returns the process exit code.
 pub fn run() -> i32 {
