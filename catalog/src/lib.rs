@@ -959,6 +959,23 @@ impl Catalog {
         Ok(())
     }
 
+    /// Forgets the errors of these source ids (files that are gone or no longer wanted,
+    /// folders that can be listed again). Returns how many there were.
+    pub async fn forget_item_errors(&self, connector: &str, source_ids: &[Vec<u8>]) -> Result<u64> {
+        let mut n = 0;
+        let mut tx = self.pool.begin().await?;
+        for sid in source_ids {
+            n += sqlx::query("DELETE FROM item_errors WHERE connector = $1 AND source_id = $2")
+                .bind(connector)
+                .bind(sid)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
     /// Source ids of a connector's failed items.
     pub async fn failed_source_ids(&self, connector: &str) -> Result<Vec<Vec<u8>>> {
         Ok(

@@ -804,6 +804,9 @@ async fn unreadable_files_fail_alone_are_retried_with_backoff_then_given_up() {
             .is_null()
     })
     .await;
+    // the folder lists again: its error is over too
+    let failed = d.get("/api/v1/items?status=failed").await;
+    assert_eq!(failed["meta"]["total"], 0, "{failed}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

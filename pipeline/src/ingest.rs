@@ -791,6 +791,40 @@ async fn drive(job: Arc<Job>) -> anyhow::Result<()> {
                 Err(e) => job.fail(format!("close mass delete conflict: {e}")),
             }
         }
+        if reconcile && !held {
+            // errors of what this complete listing did not name (outside folders that
+            // failed again) are over: a folder that lists again, a file that is gone
+            // or no longer wanted, before it was ever stored
+            match job
+                .p
+                .catalog
+                .failed_source_ids(&job.spec.connector_id)
+                .await
+            {
+                Ok(ids) => {
+                    let stale: Vec<Vec<u8>> = ids
+                        .into_iter()
+                        .filter(|sid| {
+                            let seen = known.get(sid.as_slice()).map_or_else(
+                                || seen_new.contains(sid),
+                                |k| k.seen.load(Ordering::Relaxed),
+                            );
+                            !seen && !protected.iter().any(|p| under(sid, p))
+                        })
+                        .collect();
+                    if !stale.is_empty()
+                        && let Err(e) = job
+                            .p
+                            .catalog
+                            .forget_item_errors(&job.spec.connector_id, &stale)
+                            .await
+                    {
+                        job.fail(format!("forget item errors: {e}"));
+                    }
+                }
+                Err(e) => job.fail(format!("read item errors: {e}")),
+            }
+        }
         if !doomed.is_empty() && !held {
             pr.log(
                 "info",
