@@ -100,6 +100,10 @@ async fn the_smb_connector_passes_the_conformance_suite() {
 }
 
 fn smb_config(dir: &Path, smb_port: u16, api_port: u16, extra: &str) -> PathBuf {
+    smb_config_for(samba::SHARE, dir, smb_port, api_port, extra)
+}
+
+fn smb_config_for(share: &str, dir: &Path, smb_port: u16, api_port: u16, extra: &str) -> PathBuf {
     let pw = dir.join("smb-password");
     std::fs::write(&pw, format!("{}\n", samba::PASSWORD)).unwrap();
     config(
@@ -107,8 +111,7 @@ fn smb_config(dir: &Path, smb_port: u16, api_port: u16, extra: &str) -> PathBuf 
         api_port,
         "",
         &format!(
-            "  - id: share\n    kind: smb\n    server: 127.0.0.1\n    port: {smb_port}\n    share: {}\n    username: {}\n    password_file: {}\n    target: /share\n    directory_timeout: 5s\n{extra}",
-            samba::SHARE,
+            "  - id: share\n    kind: smb\n    server: 127.0.0.1\n    port: {smb_port}\n    share: {share}\n    username: {}\n    password_file: {}\n    target: /share\n    directory_timeout: 5s\n{extra}",
             samba::USER,
             pw.display()
         ),
@@ -445,6 +448,106 @@ async fn a_locked_file_fails_alone_and_is_stored_once_released() {
     assert_eq!(
         std::fs::read(out.join("open-in-excel.xlsx")).unwrap(),
         b"locked bytes"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_folder_or_file_fails_alone_and_known_files_are_kept() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode =
+        |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // the share's user must be able to walk down to the share's folder
+    mode(dir.path(), 0o755);
+    let smb = Samba::start(&dir.path().join("samba"));
+    let share = smb.share_dir();
+    std::fs::create_dir_all(share.join("hr/2026")).unwrap();
+    std::fs::write(share.join("hr/contracts.pdf"), b"known contracts").unwrap();
+    std::fs::write(share.join("hr/2026/reviews.docx"), b"known reviews").unwrap();
+    std::fs::write(share.join("payroll.xlsx"), b"known payroll").unwrap();
+    std::fs::write(share.join("notes.txt"), b"v1").unwrap();
+    backdate(&share);
+    let api = free_port();
+    // this share applies the logged-on user's own permissions on the server
+    let cfg = smb_config_for(samba::USER_SHARE, dir.path(), smb.port, api, "");
+    let d = Running::start(&cfg, api, &[]);
+    let job = d.latest_job("share").await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["error_count"], 0, "{job}");
+    assert_eq!(
+        d.get("/api/v1/items?status=completed").await["meta"]["total"],
+        4
+    );
+
+    // the server now denies the folder and a changed file to the connector's user (a
+    // mode change alone is no content change)
+    std::fs::write(share.join("notes.txt"), b"v2, longer").unwrap();
+    std::fs::write(share.join("payroll.xlsx"), b"payroll, edited").unwrap();
+    backdate(&share);
+    mode(&share.join("hr"), 0o000);
+    mode(&share.join("payroll.xlsx"), 0o000);
+    let job = d.run_and_wait("share", "full").await;
+    assert_eq!(
+        job["status"], "succeeded",
+        "an unreadable folder and file do not fail the job: {job}"
+    );
+    assert_eq!(job["error_count"], 2, "{job}");
+    let failed = d.get("/api/v1/items?status=failed").await;
+    let errors: Vec<(String, String)> = failed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["path"].as_str().unwrap().to_owned(),
+                i["last_error"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        errors
+            .iter()
+            .any(|(p, e)| p == "/share/hr" && e.contains("cannot be listed")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|(p, e)| p == "/share/payroll.xlsx" && e.contains("access denied")),
+        "{errors:?}"
+    );
+    // nothing the folder held is taken for deleted, the readable change is stored
+    assert_eq!(
+        d.get("/api/v1/items?status=deleted").await["meta"]["total"],
+        0
+    );
+    let out = restore(&cfg, "/share", dir.path());
+    assert_eq!(
+        std::fs::read(out.join("hr/2026/reviews.docx")).unwrap(),
+        b"known reviews"
+    );
+    assert_eq!(
+        std::fs::read(out.join("payroll.xlsx")).unwrap(),
+        b"known payroll"
+    );
+    assert_eq!(std::fs::read(out.join("notes.txt")).unwrap(), b"v2, longer");
+
+    // access granted again: the next run stores both and completes without errors
+    mode(&share.join("hr"), 0o755);
+    mode(&share.join("payroll.xlsx"), 0o644);
+    std::fs::write(share.join("hr/2026/reviews.docx"), b"reviews, edited").unwrap();
+    backdate(&share);
+    let job = d.run_and_wait("share", "full").await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["error_count"], 0, "{job}");
+    assert_eq!(
+        d.get("/api/v1/items?status=failed").await["meta"]["total"],
+        0
+    );
+    let out = restore(&cfg, "/share", dir.path());
+    assert!(
+        tree::snapshot(&share) == tree::snapshot(&out),
+        "the restored tree is the share again"
     );
 }
 

@@ -1,8 +1,9 @@
 //! Starts a real Samba server (`smbd` from Debian's `samba`, installed by `.ci/run`) on
 //! a free loopback port, with a generated `smb.conf`, private state folders and one
 //! user, for the SMB tests. It serves one folder as share `docs` (case-sensitive, so
-//! names differing only by case are two files) and runs under a shell watchdog that
-//! stops it when the test process exits.
+//! names differing only by case are two files; files are accessed as root) and again
+//! as share `docs-as-user`, where the logged-on user's own file permissions apply, and
+//! runs under a shell watchdog that stops it when the test process exits.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -12,6 +13,8 @@ use std::time::{Duration, Instant};
 pub const USER: &str = "tribsmb";
 pub const PASSWORD: &str = "Sm8-test%pw";
 pub const SHARE: &str = "docs";
+/// The same folder, accessed as [`USER`]: a mode-000 file or folder is access-denied.
+pub const USER_SHARE: &str = "docs-as-user";
 
 pub struct Samba {
     pub dir: PathBuf,
@@ -94,6 +97,14 @@ impl Samba {
   case sensitive = yes
   preserve case = yes
   short preserve case = yes
+  mangled names = no
+
+[{USER_SHARE}]
+  path = {d}/share
+  read only = yes
+  valid users = {USER}
+  case sensitive = yes
+  preserve case = yes
   mangled names = no
 "
         );
