@@ -640,6 +640,11 @@ async fn an_smb1_only_server_is_refused_unless_allowed() {
     let (code, text) = once(&cfg);
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("SMB1"), "{text}");
+    // an SMB3 floor says so
+    write("    protocol: smb3\n");
+    let (code, text) = once(&cfg);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("offers no SMB3 dialect"), "{text}");
     write("    protocol: smb1\n");
     let (code, text) = once(&cfg);
     assert_eq!(code, 0, "{text}");

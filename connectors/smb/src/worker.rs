@@ -124,23 +124,26 @@ fn connect(h: &Hello) -> Result<SmbClient, WireError> {
                 ),
                 _ => format!("{target}: {detail}"),
             };
-            // a server that accepts the connection and then drops it during negotiation
-            // speaks none of the dialects offered (SMB2 and later by default)
-            let dropped = matches!(&e, SmbError::Io(io) if matches!(
+            // a server that accepts the connection and then drops it during negotiation,
+            // or answers with an older dialect than the floor (NT_STATUS_NOT_SUPPORTED,
+            // ENOSYS), speaks none of the dialects offered (SMB2 and later by default)
+            let no_dialect = matches!(&e, SmbError::Io(io) if matches!(
                 io.kind(),
                 io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
-            ));
+            ) || io.raw_os_error() == Some(libc::ENOSYS));
             let kind = match kind {
-                _ if dropped && h.min_protocol != "smb1" => ErrKind::Protocol,
+                _ if no_dialect && h.min_protocol != "smb1" => ErrKind::Protocol,
                 ErrKind::TimedOut => ErrKind::Unavailable,
                 k => k,
             };
-            let message = if kind == ErrKind::Protocol {
-                format!(
+            let message = match (kind, h.min_protocol.as_str()) {
+                (ErrKind::Protocol, "smb3") => format!(
+                    "{target}: the server offers no SMB3 dialect ({detail}), and `protocol: smb3` accepts nothing older; it may only speak SMB2 (allowed with `protocol: smb2`) or SMB1"
+                ),
+                (ErrKind::Protocol, _) => format!(
                     "{target}: the server refused SMB2 and later ({detail}); it may only speak SMB1, which is disabled unless `protocol: smb1` is set"
-                )
-            } else {
-                message
+                ),
+                _ => message,
             };
             Err(WireError { kind, message })
         }
