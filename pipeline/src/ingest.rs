@@ -999,7 +999,11 @@ async fn process_file(job: &Arc<Job>, mut entry: Entry) -> Result<NewVersion, Fa
             );
             tracing::debug!(item = %String::from_utf8_lossy(&entry.rel_path), "changed while being read; reading again");
             match job.connector.stat(&entry.source_id).await {
-                Ok(Some(e)) => entry = e,
+                Ok(Some(e)) => {
+                    // the bytes read again are planned too (progress never passes 100 %)
+                    Progress::add(&job.progress.bytes_planned, e.size);
+                    entry = e;
+                }
                 Ok(None) => return Err(Failure::Item("vanished while being read".into())),
                 Err(e) => return Err(Failure::Item(e.to_string())),
             }

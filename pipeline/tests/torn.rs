@@ -101,6 +101,13 @@ async fn a_file_rewritten_during_the_read_is_read_again_and_committed_whole() {
     assert_eq!(r.status, JobStatus::Succeeded);
     assert_eq!(r.stats.torn_reads, 2);
     assert_eq!(r.stats.files_done, 1);
+    // progress counts the bytes read again as planned too: it never passes 100 %
+    assert!(
+        r.stats.bytes_read <= r.stats.bytes_planned && r.stats.bytes_read > 2 << 20,
+        "{} read of {} planned",
+        r.stats.bytes_read,
+        r.stats.bytes_planned
+    );
     // what was committed is the final content, whole
     let out = h.restore(None).await;
     assert_eq!(
