@@ -286,6 +286,21 @@ async fn wrong_password_unknown_share_and_dead_servers_fail_fast_and_clearly() {
     assert!(text.contains("share `nope` not found"), "{text}");
     assert!(!text.contains(samba::PASSWORD));
 
+    // `path:` naming a file instead of a folder
+    let cfg = write("file-path.yaml", smb.port, samba::SHARE, samba::PASSWORD);
+    let yaml = std::fs::read_to_string(&cfg).unwrap() + "    path: a.txt\n";
+    std::fs::write(&cfg, yaml).unwrap();
+    let (code, text) = once(&cfg);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains(&format!(
+            "127.0.0.1:{}/{}/a.txt: a file, not a folder",
+            smb.port,
+            samba::SHARE
+        )),
+        "{text}"
+    );
+
     let closed = free_port();
     let (code, text) = once(&write("closed.yaml", closed, samba::SHARE, samba::PASSWORD));
     assert_eq!(code, 1, "{text}");

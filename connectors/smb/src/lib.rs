@@ -181,7 +181,13 @@ impl SmbConnector {
                         "folder `{}` not found in share `{}`",
                         self.root, self.pool.hello.share
                     )),
-                    _ => fatal(e),
+                    ErrKind::Auth
+                    | ErrKind::Unavailable
+                    | ErrKind::TimedOut
+                    | ErrKind::NoShare
+                    | ErrKind::Protocol => fatal(e),
+                    // the folder `path:` names, whatever is wrong with it
+                    _ => ConnectorError::Other(format!("{}: {}", self.target(), e.message)),
                 }));
             }
             Err(e) if matches!(e.kind, ErrKind::Auth | ErrKind::Unavailable) => {

@@ -164,6 +164,10 @@ fn list(client: &SmbClient, path: &str, server: &str, buf: &mut Vec<u8>) -> Resu
         // listing errors lose errno: ask stat what is wrong with the folder
         Err(_) => Err(match client.stat(path) {
             Err(e) => wire(&e, path, server),
+            Ok(s) if !s.mode.is_dir() => WireError {
+                kind: ErrKind::Io,
+                message: "a file, not a folder".into(),
+            },
             Ok(_) => WireError {
                 kind: ErrKind::AccessDenied,
                 message: "the folder exists but cannot be listed (access denied?)".into(),
