@@ -6,6 +6,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use serde_json::Value;
 use tributary_connector_smb::proto::Hello;
 use tributary_connector_smb::{SmbConnector, SmbSettings};
 use tributary_connectors::Connector;
@@ -563,6 +564,110 @@ async fn an_unreadable_folder_or_file_fails_alone_and_known_files_are_kept() {
     assert!(
         tree::snapshot(&share) == tree::snapshot(&out),
         "the restored tree is the share again"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_stops_answering_costs_its_own_connector_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let hung = Samba::start(&dir.path().join("samba-hung"));
+    let fine = Samba::start(&dir.path().join("samba-fine"));
+    for s in [&hung, &fine] {
+        for i in 0..50 {
+            let f = s.share_dir().join(format!("dir{}/file{i}.txt", i % 5));
+            std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+            std::fs::write(f, format!("file {i}")).unwrap();
+        }
+        backdate(&s.share_dir());
+    }
+    let pw = dir.path().join("smb-password");
+    std::fs::write(&pw, samba::PASSWORD).unwrap();
+    let connector = |id: &str, port: u16, timeout: &str| {
+        format!(
+            "  - id: {id}\n    kind: smb\n    server: 127.0.0.1\n    port: {port}\n    share: {}\n    username: {}\n    password_file: {}\n    directory_timeout: {timeout}\n    workers: 2\n",
+            samba::SHARE,
+            samba::USER,
+            pw.display()
+        )
+    };
+    let api = free_port();
+    let cfg = config(
+        dir.path(),
+        api,
+        "",
+        &(connector("hung", hung.port, "10s") + &connector("fine", fine.port, "10s")),
+        "",
+    );
+    let d = Running::start(&cfg, api, &[]);
+    for id in ["hung", "fine"] {
+        let job = d.latest_job(id).await;
+        assert_eq!(job["status"], "succeeded", "{job}");
+    }
+
+    // one server stops answering (its processes are stopped; it still accepts
+    // connections); both connectors run
+    for s in [&hung, &fine] {
+        std::fs::write(s.share_dir().join("dir0/file0.txt"), "changed").unwrap();
+        backdate(&s.share_dir());
+    }
+    hung.freeze();
+    let mut ids = Vec::new();
+    for id in ["hung", "fine"] {
+        let (status, _, body) = d
+            .call(
+                "POST",
+                &format!("/api/v1/connectors/{id}/runs"),
+                Some(OPERATOR),
+                None,
+            )
+            .await;
+        assert_eq!(status, 202, "{body}");
+        ids.push(
+            serde_json::from_str::<Value>(&body).unwrap()["job_id"]
+                .as_i64()
+                .unwrap(),
+        );
+    }
+    let job = |id: i64| {
+        let d = &d;
+        async move { d.get(&format!("/api/v1/jobs/{id}")).await }
+    };
+    // the other connector's job runs at its usual pace, while the hung one still waits
+    // for its server (10 s per call); the API answers all along
+    d.wait_for("the other server's job", 8, async |_| {
+        job(ids[1]).await["finished_at"].is_string()
+    })
+    .await;
+    let other = job(ids[1]).await;
+    assert_eq!(other["status"], "succeeded", "{other}");
+    assert_eq!(other["progress"]["files_done"], 1, "{other}");
+    let waiting = job(ids[0]).await;
+    assert_eq!(waiting["status"], "running", "{waiting}");
+
+    // the hung server's job fails with a clear error, not the daemon
+    d.wait_for("the hung server's job", 90, async |_| {
+        job(ids[0]).await["finished_at"].is_string()
+    })
+    .await;
+    let failed = job(ids[0]).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let error = failed["last_error"].as_str().unwrap();
+    assert!(
+        error.contains(&format!("127.0.0.1:{}", hung.port)) && error.contains("did not answer"),
+        "{failed}"
+    );
+    assert!(!error.contains(samba::PASSWORD), "{failed}");
+    assert_eq!(d.get("/api/v1/health").await["status"], "ok");
+
+    // once it answers again, its next job completes
+    hung.thaw();
+    let job = d.run_and_wait("hung", "full").await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["error_count"], 0, "{job}");
+    let out = restore(&cfg, "/hung", dir.path());
+    assert_eq!(
+        std::fs::read(out.join("dir0/file0.txt")).unwrap(),
+        b"changed"
     );
 }
 

@@ -176,12 +176,31 @@ impl Samba {
         }
     }
 
+    fn signal(&self, sig: &str) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .args([sig, "--", &format!("-{}", c.id())])
+                .status();
+        }
+    }
+
+    /// A server that stops answering: every smbd process of this server is stopped
+    /// (SIGSTOP); connections are still accepted by the kernel, and nothing answers.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a frozen server go on.
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
     /// Stops the server and waits until its port is closed.
     pub fn stop(&mut self) {
+        self.signal("-TERM");
+        // a frozen server gets the TERM once it runs again
+        self.signal("-CONT");
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", "--", &format!("-{}", c.id())])
-                .status();
             let _ = c.wait();
         }
         let deadline = Instant::now() + Duration::from_secs(10);
