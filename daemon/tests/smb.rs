@@ -327,8 +327,15 @@ async fn wrong_password_unknown_share_and_dead_servers_fail_fast_and_clearly() {
         "each failure is fast, not retried file by file"
     );
 
-    // check --connect reports what it found
+    // a job over before its four workers have all logged on: they go quietly
     let good = write("good.yaml", smb.port, samba::SHARE, samba::PASSWORD);
+    for _ in 0..3 {
+        let (code, text) = once(&good);
+        assert_eq!(code, 0, "{text}");
+        assert!(!text.contains("smb worker"), "{text}");
+    }
+
+    // check --connect reports what it found
     let out = Command::new(BIN)
         .args(["check", "--connect", "-c", good.to_str().unwrap()])
         .output()

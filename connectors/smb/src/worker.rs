@@ -21,6 +21,9 @@ pub fn run() -> i32 {
     let mut out = BufWriter::with_capacity(READ_SIZE + 16, io::stdout().lock());
     match serve(&mut input, &mut out) {
         Ok(()) => 0,
+        // the daemon is gone (a job that ended while this worker was still logging
+        // on): nothing to say
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => 0,
         Err(e) => {
             eprintln!("smb worker: {e}");
             1
