@@ -614,8 +614,12 @@ async fn a_server_that_stops_answering_costs_its_own_connector_only() {
     // one server stops answering (its processes are stopped; it still accepts
     // connections); both connectors run
     for s in [&hung, &fine] {
-        std::fs::write(s.share_dir().join("dir0/file0.txt"), "changed").unwrap();
-        backdate(&s.share_dir());
+        let f = s.share_dir().join("dir0/file0.txt");
+        std::fs::write(&f, "changed").unwrap();
+        // (only this file gets a new mtime: an hour back, as `backdate` does)
+        let past = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        let f = std::fs::File::options().write(true).open(f).unwrap();
+        f.set_modified(past).unwrap();
     }
     hung.freeze();
     let mut ids = Vec::new();
