@@ -567,6 +567,14 @@ async fn an_unreadable_folder_or_file_fails_alone_and_known_files_are_kept() {
         d.get("/api/v1/items?status=failed").await["meta"]["total"],
         0
     );
+    let log = d.get(&format!("/api/v1/jobs/{}/log", job["id"])).await;
+    assert!(
+        log["items"].as_array().unwrap().iter().any(|l| l["message"]
+            .as_str()
+            .unwrap()
+            .contains("1 earlier item error(s) are over")),
+        "the folder's error ends, and the job log says so: {log}"
+    );
     let out = restore(&cfg, "/share", dir.path());
     assert!(
         tree::snapshot(&share) == tree::snapshot(&out),

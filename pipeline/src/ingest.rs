@@ -812,14 +812,19 @@ async fn drive(job: Arc<Job>) -> anyhow::Result<()> {
                             !seen && !protected.iter().any(|p| under(sid, p))
                         })
                         .collect();
-                    if !stale.is_empty()
-                        && let Err(e) = job
+                    if !stale.is_empty() {
+                        match job
                             .p
                             .catalog
                             .forget_item_errors(&job.spec.connector_id, &stale)
                             .await
-                    {
-                        job.fail(format!("forget item errors: {e}"));
+                        {
+                            Ok(n) => pr.log(
+                                "info",
+                                format!("{n} earlier item error(s) are over: no longer in the source or listed again"),
+                            ),
+                            Err(e) => job.fail(format!("forget item errors: {e}")),
+                        }
                     }
                 }
                 Err(e) => job.fail(format!("read item errors: {e}")),
