@@ -139,6 +139,14 @@ fn connect(h: &Hello) -> Result<SmbClient, WireError> {
                 ErrKind::TimedOut => ErrKind::Unavailable,
                 k => k,
             };
+            // libsmbclient's errno for it reads "Function not implemented": say what it is
+            let detail = if no_dialect
+                && matches!(&e, SmbError::Io(io) if io.raw_os_error() == Some(libc::ENOSYS))
+            {
+                "no dialect in common: NT_STATUS_NOT_SUPPORTED".to_string()
+            } else {
+                detail
+            };
             let message = match (kind, h.min_protocol.as_str()) {
                 (ErrKind::Protocol, "smb3") => format!(
                     "{target}: the server offers no SMB3 dialect ({detail}), and `protocol: smb3` accepts nothing older; it may only speak SMB2 (allowed with `protocol: smb2`) or SMB1"
