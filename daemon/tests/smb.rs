@@ -21,7 +21,6 @@ use common::*;
 /// again after the source's mtime granularity (1 s through libsmbclient), which would
 /// only slow these tests down.
 fn backdate(root: &Path) {
-    let past = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
     let mut stack = vec![root.to_path_buf()];
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).unwrap() {
@@ -29,11 +28,17 @@ fn backdate(root: &Path) {
             if e.file_type().unwrap().is_dir() {
                 stack.push(e.path());
             } else {
-                let f = std::fs::File::options().write(true).open(e.path()).unwrap();
-                f.set_modified(past).unwrap();
+                backdate_file(&e.path());
             }
         }
     }
+}
+
+/// One file's mtime an hour back.
+fn backdate_file(path: &Path) {
+    let past = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    let f = std::fs::File::options().write(true).open(path).unwrap();
+    f.set_modified(past).unwrap();
 }
 
 fn hello(port: u16, password: &str, share: &str) -> Hello {
@@ -624,10 +629,8 @@ async fn a_server_that_stops_answering_costs_its_own_connector_only() {
     for s in [&hung, &fine] {
         let f = s.share_dir().join("dir0/file0.txt");
         std::fs::write(&f, "changed").unwrap();
-        // (only this file gets a new mtime: an hour back, as `backdate` does)
-        let past = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
-        let f = std::fs::File::options().write(true).open(f).unwrap();
-        f.set_modified(past).unwrap();
+        // only this file gets a new mtime (not every file, as `backdate` would)
+        backdate_file(&f);
     }
     hung.freeze();
     let mut ids = Vec::new();

@@ -676,6 +676,13 @@ async fn drive(job: Arc<Job>) -> anyhow::Result<()> {
     }
     drop(list_rx);
     let outcome = lister.await?;
+    // whether this job's listing named a source id (planning is over)
+    let named = |sid: &[u8]| {
+        known.get(sid).map_or_else(
+            || seen_new.contains(sid),
+            |k| k.seen.load(Ordering::Relaxed),
+        )
+    };
     // Files that failed before and that a partial listing did not name (a delta source
     // names only what changed): looked up again, so that their retries happen. A
     // complete listing named every file still there (and wanted by the filters).
@@ -687,11 +694,7 @@ async fn drive(job: Arc<Job>) -> anyhow::Result<()> {
             .failed_source_ids(&job.spec.connector_id)
             .await?
         {
-            let seen = known.get(sid.as_slice()).map_or_else(
-                || seen_new.contains(&sid),
-                |k| k.seen.load(Ordering::Relaxed),
-            );
-            if seen || exhausted.contains_key(&sid) || torn_open.contains(&sid) {
+            if named(&sid) || exhausted.contains_key(&sid) || torn_open.contains(&sid) {
                 continue;
             }
             match job.connector.stat(&sid).await {
@@ -804,13 +807,7 @@ async fn drive(job: Arc<Job>) -> anyhow::Result<()> {
                 Ok(ids) => {
                     let stale: Vec<Vec<u8>> = ids
                         .into_iter()
-                        .filter(|sid| {
-                            let seen = known.get(sid.as_slice()).map_or_else(
-                                || seen_new.contains(sid),
-                                |k| k.seen.load(Ordering::Relaxed),
-                            );
-                            !seen && !protected.iter().any(|p| under(sid, p))
-                        })
+                        .filter(|sid| !named(sid) && !protected.iter().any(|p| under(sid, p)))
                         .collect();
                     if !stale.is_empty() {
                         match job

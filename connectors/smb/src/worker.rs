@@ -130,19 +130,20 @@ fn connect(h: &Hello) -> Result<SmbClient, WireError> {
             // a server that accepts the connection and then drops it during negotiation,
             // or answers with an older dialect than the floor (NT_STATUS_NOT_SUPPORTED,
             // ENOSYS), speaks none of the dialects offered (SMB2 and later by default)
-            let no_dialect = matches!(&e, SmbError::Io(io) if matches!(
-                io.kind(),
-                io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
-            ) || io.raw_os_error() == Some(libc::ENOSYS));
+            let not_supported =
+                matches!(&e, SmbError::Io(io) if io.raw_os_error() == Some(libc::ENOSYS));
+            let no_dialect = not_supported
+                || matches!(&e, SmbError::Io(io) if matches!(
+                    io.kind(),
+                    io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
+                ));
             let kind = match kind {
                 _ if no_dialect && h.min_protocol != "smb1" => ErrKind::Protocol,
                 ErrKind::TimedOut => ErrKind::Unavailable,
                 k => k,
             };
             // libsmbclient's errno for it reads "Function not implemented": say what it is
-            let detail = if no_dialect
-                && matches!(&e, SmbError::Io(io) if io.raw_os_error() == Some(libc::ENOSYS))
-            {
+            let detail = if not_supported {
                 "no dialect in common: NT_STATUS_NOT_SUPPORTED".to_string()
             } else {
                 detail
