@@ -41,18 +41,7 @@ fn shared(parts: &[(&str, &str)]) -> String {
 impl Running {
     /// Queues a job and waits for it to succeed.
     async fn run_job(&self, connector: &str) -> Value {
-        let (status, _, body) = self
-            .call(
-                "POST",
-                &format!("/api/v1/connectors/{connector}/runs"),
-                Some(OPERATOR),
-                Some(json!({"kind": "full"})),
-            )
-            .await;
-        assert_eq!(status, 202, "{body}");
-        let id = serde_json::from_str::<Value>(&body).unwrap()["job_id"]
-            .as_i64()
-            .unwrap();
+        let id = self.queue_run(connector, Some("full")).await;
         self.job_done(id).await
     }
 

@@ -428,18 +428,7 @@ async fn runs_conflict_pause_resume_cancel_and_sigterm_interrupts_then_restart_f
     })
     .await
     .unwrap();
-    let (s, _, b) = d
-        .call(
-            "POST",
-            "/api/v1/connectors/docs/runs",
-            Some(OPERATOR),
-            Some(json!({"kind": "full"})),
-        )
-        .await;
-    assert_eq!(s, 202, "{b}");
-    let job: i64 = serde_json::from_str::<Value>(&b).unwrap()["job_id"]
-        .as_i64()
-        .unwrap();
+    let job = d.queue_run("docs", Some("full")).await;
     d.wait_for("the job to run", 10, async |d| {
         d.get(&format!("/api/v1/jobs/{job}")).await["status"] == "running"
     })
@@ -511,13 +500,7 @@ async fn runs_conflict_pause_resume_cancel_and_sigterm_interrupts_then_restart_f
     );
 
     // another job hangs; SIGTERM mid-job leaves it interrupted and the daemon exits 0
-    let (s, _, b) = d
-        .call("POST", "/api/v1/connectors/docs/runs", Some(OPERATOR), None)
-        .await;
-    assert_eq!(s, 202, "{b}");
-    let job2: i64 = serde_json::from_str::<Value>(&b).unwrap()["job_id"]
-        .as_i64()
-        .unwrap();
+    let job2 = d.queue_run("docs", None).await;
     d.wait_for("the job to run", 10, async |d| {
         d.get(&format!("/api/v1/jobs/{job2}")).await["status"] == "running"
     })
@@ -718,18 +701,7 @@ async fn unreadable_files_fail_alone_are_retried_with_backoff_then_given_up() {
     .unwrap();
     std::fs::set_permissions(src.join("closed"), std::fs::Permissions::from_mode(0o000)).unwrap();
     std::fs::write(src.join("ok.txt"), "changed").unwrap();
-    let (s, _, b) = d
-        .call(
-            "POST",
-            "/api/v1/connectors/docs/runs",
-            Some(OPERATOR),
-            Some(json!({"kind": "full"})),
-        )
-        .await;
-    assert_eq!(s, 202, "{b}");
-    let job = serde_json::from_str::<Value>(&b).unwrap()["job_id"]
-        .as_i64()
-        .unwrap();
+    let job = d.queue_run("docs", Some("full")).await;
     d.wait_for("the job", 20, async |d| {
         d.get(&format!("/api/v1/jobs/{job}")).await["finished_at"].is_string()
     })
@@ -776,12 +748,7 @@ async fn unreadable_files_fail_alone_are_retried_with_backoff_then_given_up() {
     let failed = d.get("/api/v1/items?status=failed").await;
     assert_eq!(failed["meta"]["total"], 2, "{failed}");
     // an exhausted, unchanged file is left alone by later jobs
-    let (_, _, b) = d
-        .call("POST", "/api/v1/connectors/docs/runs", Some(OPERATOR), None)
-        .await;
-    let job = serde_json::from_str::<Value>(&b).unwrap()["job_id"]
-        .as_i64()
-        .unwrap();
+    let job = d.queue_run("docs", None).await;
     d.wait_for("the job", 20, async |d| {
         d.get(&format!("/api/v1/jobs/{job}")).await["finished_at"].is_string()
     })

@@ -6,7 +6,6 @@ use std::process::Command;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde_json::Value;
 use tributary_connector_smb::proto::Hello;
 use tributary_connector_smb::{SmbConnector, SmbSettings};
 use tributary_connectors::Connector;
@@ -633,23 +632,10 @@ async fn a_server_that_stops_answering_costs_its_own_connector_only() {
         backdate_file(&f);
     }
     hung.freeze();
-    let mut ids = Vec::new();
-    for id in ["hung", "fine"] {
-        let (status, _, body) = d
-            .call(
-                "POST",
-                &format!("/api/v1/connectors/{id}/runs"),
-                Some(OPERATOR),
-                None,
-            )
-            .await;
-        assert_eq!(status, 202, "{body}");
-        ids.push(
-            serde_json::from_str::<Value>(&body).unwrap()["job_id"]
-                .as_i64()
-                .unwrap(),
-        );
-    }
+    let ids = [
+        d.queue_run("hung", None).await,
+        d.queue_run("fine", None).await,
+    ];
     let job = |id: i64| {
         let d = &d;
         async move { d.get(&format!("/api/v1/jobs/{id}")).await }

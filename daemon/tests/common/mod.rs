@@ -230,19 +230,28 @@ impl Running {
         job
     }
 
-    /// Queues a job of `connector` (`full` or `incremental`) and returns it finished.
-    pub async fn run_and_wait(&self, connector: &str, kind: &str) -> Value {
-        let query = format!("connector={connector}");
-        let before = self.jobs(&query).await.len();
+    /// Queues a job of `connector` (`kind`: `full` or `incremental`; the API's default
+    /// when `None`) and returns its id.
+    pub async fn queue_run(&self, connector: &str, kind: Option<&str>) -> i64 {
         let (status, _, body) = self
             .call(
                 "POST",
                 &format!("/api/v1/connectors/{connector}/runs"),
                 Some(OPERATOR),
-                Some(serde_json::json!({ "kind": kind })),
+                kind.map(|k| serde_json::json!({ "kind": k })),
             )
             .await;
         assert_eq!(status, 202, "{body}");
+        serde_json::from_str::<Value>(&body).unwrap()["job_id"]
+            .as_i64()
+            .unwrap()
+    }
+
+    /// Queues a job of `connector` (`full` or `incremental`) and returns it finished.
+    pub async fn run_and_wait(&self, connector: &str, kind: &str) -> Value {
+        let query = format!("connector={connector}");
+        let before = self.jobs(&query).await.len();
+        self.queue_run(connector, Some(kind)).await;
         self.wait_for("the job", 60, async |d| d.jobs(&query).await.len() > before)
             .await;
         self.latest_job(connector).await
