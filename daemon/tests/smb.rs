@@ -811,3 +811,168 @@ fn a_missing_worker_program_is_a_clear_error() {
     assert!(text.contains(&expected), "{text}");
     assert!(!text.contains(samba::PASSWORD), "{text}");
 }
+
+/// Every folder of `share` as one worker lists it for the walk, natively or through
+/// libsmbclient: the worker's account of its lister, and one sorted line per entry
+/// (`path dir size mtime`) or per folder the worker refused (`path ERR message`).
+fn list_share(port: u16, share: &str, floor: &str, native: bool) -> (String, Vec<String>) {
+    use std::io::BufReader;
+    use std::process::Stdio;
+    use tributary_connector_smb::proto::{self, Listing, PathReq, Welcome};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tributary-smb-worker"))
+        .env("TRIBUTARY_SMB_NATIVE_LIST", if native { "1" } else { "0" })
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut h = hello(port, samba::PASSWORD, share);
+    h.min_protocol = floor.into();
+    proto::write_json(&mut stdin, proto::HELLO, &h).unwrap();
+    let (tag, body) = proto::read_frame(&mut stdout).unwrap().unwrap();
+    assert_eq!(tag, proto::OK, "{}", String::from_utf8_lossy(&body));
+    let welcome: Welcome = serde_json::from_slice(&body).unwrap();
+    let mut lines = Vec::new();
+    let mut dirs = vec![String::new()];
+    while let Some(dir) = dirs.pop() {
+        let path = if dir.is_empty() {
+            "/".into()
+        } else {
+            dir.clone()
+        };
+        proto::write_json(&mut stdin, proto::LIST, &PathReq { path }).unwrap();
+        let (tag, body) = proto::read_frame(&mut stdout).unwrap().unwrap();
+        if tag == proto::ERR {
+            lines.push(format!("{dir} ERR {}", String::from_utf8_lossy(&body)));
+            continue;
+        }
+        assert_eq!(tag, proto::OK);
+        for e in Listing::parse(&body).unwrap() {
+            let p = format!("{dir}/{}", e.name);
+            lines.push(format!("{p} {} {} {}", e.dir, e.size, e.mtime_ns));
+            if e.dir {
+                dirs.push(p);
+            }
+        }
+    }
+    drop(stdin);
+    child.wait().unwrap();
+    lines.sort();
+    (welcome.lister, lines)
+}
+
+/// A tree with what tells listers apart: Unicode in both normal forms, `%` and `?`,
+/// long and deep names, times before 1970 and in the far future, a sparse file past
+/// 4 GiB, an empty folder, and a folder too large for one answer.
+fn awkward_tree(root: &Path, big: usize) {
+    let mut deep = root.join("deep");
+    for i in 0..25 {
+        deep = deep.join(format!("level {i:02} ünïcödé"));
+    }
+    std::fs::create_dir_all(&deep).unwrap();
+    std::fs::write(deep.join("bottom.txt"), b"deep").unwrap();
+    std::fs::create_dir_all(root.join("empty")).unwrap();
+    let names = [
+        "Café.txt",
+        "Cafe\u{301} (NFD).txt",
+        "50% off?.txt",
+        "日本語のファイル名.md",
+        "emoji 🦀.txt",
+        "spaces  and trailing dots..txt",
+    ];
+    for n in names {
+        std::fs::write(root.join(n), n.as_bytes()).unwrap();
+    }
+    std::fs::write(root.join("x".repeat(240)), b"long").unwrap();
+    let old = std::fs::File::create(root.join("before 1970.txt")).unwrap();
+    old.set_modified(std::time::UNIX_EPOCH - std::time::Duration::from_secs(86_400))
+        .unwrap();
+    let future = std::fs::File::create(root.join("year 2200.txt")).unwrap();
+    future
+        .set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(7_258_118_400))
+        .unwrap();
+    let sparse = std::fs::File::create(root.join("sparse 5 GiB.bin")).unwrap();
+    sparse.set_len(5 << 30).unwrap();
+    let many = root.join("many");
+    std::fs::create_dir_all(&many).unwrap();
+    for i in 0..big {
+        std::fs::write(
+            many.join(format!("a rather long file name number {i:06}.txt")),
+            b"",
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn the_native_lister_lists_exactly_what_libsmbclient_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let smb = Samba::start(dir.path());
+    // 30,000 entries of ~130 bytes: more than two 1 MiB answers
+    awkward_tree(&smb.share_dir(), 30_000);
+    let denied = smb.share_dir().join("no entry");
+    std::fs::create_dir_all(denied.join("inside")).unwrap();
+    std::fs::set_permissions(&denied, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+    for share in [samba::SHARE, samba::USER_SHARE] {
+        let (lister, native) = list_share(smb.port, share, "smb2", true);
+        assert!(lister.starts_with("native SMB 3.0.2"), "{lister}");
+        let (lister, old) = list_share(smb.port, share, "smb2", false);
+        assert!(lister.starts_with("libsmbclient"), "{lister}");
+        assert!(native.len() > 30_000, "{}", native.len());
+        assert_eq!(native, old, "share {share}");
+    }
+    // the denied folder is an error there, worded as libsmbclient's
+    let (_, lines) = list_share(smb.port, samba::USER_SHARE, "smb2", true);
+    assert!(
+        lines.iter().any(|l| l.starts_with("/no entry ERR")),
+        "{:?}",
+        lines
+            .iter()
+            .filter(|l| l.contains("no entry"))
+            .collect::<Vec<_>>()
+    );
+    std::fs::set_permissions(&denied, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn servers_that_require_signing_or_encryption_are_listed_right() {
+    let dir = tempfile::tempdir().unwrap();
+    let servers = [
+        // SMB 2.0.2: one credit per request, 64 KiB answers
+        (
+            "  server min protocol = SMB2_02\n  server max protocol = SMB2_02\n  server signing = mandatory\n",
+            "smb2",
+            "native SMB 2.0.2, signed",
+        ),
+        // SMB 2.1 with HMAC-SHA256 signatures
+        (
+            "  server min protocol = SMB2_10\n  server max protocol = SMB2_10\n  server signing = mandatory\n",
+            "smb2",
+            "native SMB 2.1.0, signed",
+        ),
+        // SMB 3.0.2 with AES-CMAC signatures
+        (
+            "  server min protocol = SMB2_10\n  server signing = mandatory\n",
+            "smb3",
+            "native SMB 3.0.2, signed",
+        ),
+        // encryption: listed through libsmbclient, which encrypts
+        (
+            "  server min protocol = SMB2_10\n  server smb encrypt = required\n",
+            "smb2",
+            "libsmbclient (native listing unavailable: log-on refused with NT_STATUS_ACCESS_DENIED: the server may require encryption)",
+        ),
+    ];
+    for (i, (global, floor, want)) in servers.into_iter().enumerate() {
+        let sub = dir.path().join(format!("s{i}"));
+        let smb = Samba::start_with(&sub, global);
+        // 1,000 entries: more than two 64 KiB answers
+        awkward_tree(&smb.share_dir(), 1000);
+        let (lister, native) = list_share(smb.port, samba::SHARE, floor, true);
+        assert_eq!(lister, want);
+        let (_, old) = list_share(smb.port, samba::SHARE, floor, false);
+        assert!(native.len() > 1000, "{}", native.len());
+        assert_eq!(native, old, "server {global}");
+    }
+}

@@ -15,6 +15,7 @@
 //! the `stat` after the read give the pipeline what it needs to detect torn reads.
 
 pub mod proto;
+mod smb2;
 pub mod worker;
 
 use std::collections::VecDeque;
@@ -372,8 +373,9 @@ impl Connector for SmbConnector {
             let entries = Listing::parse(&frame)
                 .map_err(|e| ConnectorError::Other(format!("SMB worker: {e}")))?;
             let dirs = entries.iter().filter(|e| e.dir).count();
+            let lister = pool.state.lock().unwrap().lister.clone();
             Ok(format!(
-                "{target}: logged in as `{user}`; {} files and {dirs} folders at the top",
+                "{target}: logged in as `{user}`; {} files and {dirs} folders at the top; folders listed by {lister}",
                 entries.len() - dirs
             ))
         })
@@ -464,6 +466,8 @@ struct PoolState {
     /// not one per worker (account lockout).
     logged_on: bool,
     logging_on: bool,
+    /// How the last worker to log on lists folders (its [`proto::Welcome`]).
+    lister: String,
     /// The server's last refusal (log-on, share, protocol), answered without asking it
     /// again for [`REFUSAL_MEMORY`].
     refused: Option<(Instant, WireError)>,
@@ -646,7 +650,17 @@ impl Pool {
         proto::write_json(&mut w.stdin, proto::HELLO, &self.hello)
             .map_err(|e| broken("send settings", &e))?;
         match w.frames.recv_timeout(self.timeout) {
-            Ok(Ok((proto::OK, _))) => Ok(w),
+            Ok(Ok((proto::OK, body))) => {
+                let welcome: proto::Welcome = serde_json::from_slice(&body).unwrap_or_default();
+                tracing::debug!(
+                    server = %self.hello.server,
+                    share = %self.hello.share,
+                    "SMB worker logged on; folders are listed by {}",
+                    welcome.lister
+                );
+                self.state.lock().unwrap().lister = welcome.lister;
+                Ok(w)
+            }
             Ok(Ok((proto::ERR, body))) => {
                 w.kill();
                 Err(serde_json::from_slice(&body).unwrap_or_else(|e| broken("reply", &e)))

@@ -86,6 +86,15 @@ impl std::fmt::Debug for Hello {
     }
 }
 
+/// The worker's answer to [`Hello`] once logged on.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Welcome {
+    /// How folders are listed: natively (the dialect, signing) or through libsmbclient,
+    /// and why.
+    #[serde(default)]
+    pub lister: String,
+}
+
 /// A path request (share-relative, `/`-separated, starting with `/`).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct PathReq {

@@ -12,6 +12,7 @@ use pavao::{
 };
 
 use crate::proto::{self, ErrKind, Hello, Listing, PathReq, Stat, WireError};
+use crate::smb2;
 
 const READ_SIZE: usize = proto::FRAME_DATA;
 
@@ -37,12 +38,11 @@ fn serve(input: &mut impl Read, out: &mut impl Write) -> io::Result<()> {
     };
     let hello: Hello = serde_json::from_slice(&body).map_err(io::Error::other)?;
     let client = match connect(&hello) {
-        Ok(c) => {
-            proto::write_frame(out, proto::OK, b"{}")?;
-            c
-        }
+        Ok(c) => c,
         Err(e) => return proto::write_json(out, proto::ERR, &e),
     };
+    let mut native = Native::start(&hello);
+    proto::write_json(out, proto::OK, &native.describe())?;
     let server = format!("{}:{}", hello.server, hello.port);
     // one buffer for every folder's listing frame
     let mut listing = Vec::new();
@@ -50,10 +50,15 @@ fn serve(input: &mut impl Read, out: &mut impl Write) -> io::Result<()> {
         let req: PathReq = serde_json::from_slice(&body).map_err(io::Error::other)?;
         let path = encode(&req.path);
         match tag {
-            proto::LIST => match list(&client, &path, &server, &mut listing) {
-                Ok(()) => proto::write_frame(out, proto::OK, &listing)?,
-                Err(e) => proto::write_json(out, proto::ERR, &e)?,
-            },
+            proto::LIST => {
+                let listed = native
+                    .list(&hello, &req.path, &mut listing)
+                    .unwrap_or_else(|| list(&client, &path, &server, &mut listing));
+                match listed {
+                    Ok(()) => proto::write_frame(out, proto::OK, &listing)?,
+                    Err(e) => proto::write_json(out, proto::ERR, &e)?,
+                }
+            }
             proto::STAT => match client.stat(&path) {
                 Ok(s) => proto::write_json(out, proto::OK, &Some(stat_of(&s)))?,
                 Err(e) if classify(&e).0 == ErrKind::NotFound => {
@@ -160,6 +165,82 @@ fn connect(h: &Hello) -> Result<SmbClient, WireError> {
             Err(WireError { kind, message })
         }
     }
+}
+
+/// The native lister's session ([`smb2`]).
+enum Native {
+    /// Not used, and why: it cannot log on with what this server requires, it lost
+    /// its connection, or `TRIBUTARY_SMB_NATIVE_LIST=0` turned it off.
+    Off(String),
+    On(Box<smb2::Session>),
+}
+
+impl Native {
+    /// Opens the native lister's session, right after libsmbclient's log-on succeeded
+    /// with the same credentials (so a wrong password costs one failed log-on, not two).
+    fn start(h: &Hello) -> Native {
+        if std::env::var_os("TRIBUTARY_SMB_NATIVE_LIST").is_some_and(|v| v == "0") {
+            return Native::Off("TRIBUTARY_SMB_NATIVE_LIST=0".into());
+        }
+        match smb2::Session::connect(h) {
+            Ok(s) => Native::On(Box::new(s)),
+            Err(e) => Native::Off(e.to_string()),
+        }
+    }
+
+    fn describe(&self) -> proto::Welcome {
+        proto::Welcome {
+            lister: match self {
+                Native::On(s) => format!("native {}", s.describe()),
+                Native::Off(why) => format!("libsmbclient (native listing unavailable: {why})"),
+            },
+        }
+    }
+
+    /// Lists `path` into `buf` natively; `None` when libsmbclient must do it (this
+    /// lister is off, or the folder gave it an error that libsmbclient then words the
+    /// way every other error of the connector is worded).
+    fn list(&mut self, h: &Hello, path: &str, buf: &mut Vec<u8>) -> Option<Result<(), WireError>> {
+        let Native::On(session) = self else {
+            return None;
+        };
+        buf.clear();
+        let mut r = session.list(path, buf);
+        // a connection the server closed while the worker was idle (servers drop idle
+        // sessions) is opened again, once
+        if let Err(smb2::Error::Transport(e)) = &r
+            && !timed_out(e)
+            && let Ok(fresh) = smb2::Session::connect(h)
+        {
+            **session = fresh;
+            buf.clear();
+            r = session.list(path, buf);
+        }
+        match r {
+            Ok(()) => Some(Ok(())),
+            Err(smb2::Error::Transport(e)) => {
+                *self = Native::Off(e.to_string());
+                // a server that does not answer would keep libsmbclient waiting as long
+                timed_out(&e).then(|| {
+                    Err(WireError {
+                        kind: ErrKind::TimedOut,
+                        message: format!(
+                            "{path}: SMB server {}:{} did not answer within {} ms",
+                            h.server, h.port, h.timeout_ms
+                        ),
+                    })
+                })
+            }
+            Err(_) => None,
+        }
+    }
+}
+
+fn timed_out(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+    )
 }
 
 /// Lists `path` into `buf` ([`Listing`] encoding).
