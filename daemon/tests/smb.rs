@@ -818,7 +818,7 @@ fn a_missing_worker_program_is_a_clear_error() {
 fn list_share(port: u16, share: &str, floor: &str, native: bool) -> (String, Vec<String>) {
     use std::io::BufReader;
     use std::process::Stdio;
-    use tributary_connector_smb::proto::{self, Listing, PathReq, Welcome};
+    use tributary_connector_smb::proto::{self, Listing, PathReq, PathsReq, Welcome};
     let mut child = Command::new(env!("CARGO_BIN_EXE_tributary-smb-worker"))
         .env("TRIBUTARY_SMB_NATIVE_LIST", if native { "1" } else { "0" })
         .stdin(Stdio::piped())
@@ -834,26 +834,42 @@ fn list_share(port: u16, share: &str, floor: &str, native: bool) -> (String, Vec
     assert_eq!(tag, proto::OK, "{}", String::from_utf8_lossy(&body));
     let welcome: Welcome = serde_json::from_slice(&body).unwrap();
     let mut lines = Vec::new();
-    let mut dirs = vec![String::new()];
-    while let Some(dir) = dirs.pop() {
-        let path = if dir.is_empty() {
-            "/".into()
-        } else {
-            dir.clone()
-        };
-        proto::write_json(&mut stdin, proto::LIST, &PathReq { path }).unwrap();
-        let (tag, body) = proto::read_frame(&mut stdout).unwrap().unwrap();
-        if tag == proto::ERR {
-            lines.push(format!("{dir} ERR {}", String::from_utf8_lossy(&body)));
-            continue;
-        }
-        assert_eq!(tag, proto::OK);
-        for e in Listing::parse(&body).unwrap() {
-            let p = format!("{dir}/{}", e.name);
-            lines.push(format!("{p} {} {} {}", e.dir, e.size, e.mtime_ns));
-            if e.dir {
-                dirs.push(p);
+    proto::write_json(&mut stdin, proto::LIST, &PathReq { path: "/".into() }).unwrap();
+    let mut answers = vec![(
+        String::new(),
+        proto::read_frame(&mut stdout).unwrap().unwrap(),
+    )];
+    // then the rest four folders at a time, as the walk asks (listed side by side)
+    let mut dirs = Vec::new();
+    loop {
+        for (dir, (tag, body)) in answers.drain(..) {
+            if tag == proto::ERR {
+                lines.push(format!("{dir} ERR {}", String::from_utf8_lossy(&body)));
+                continue;
             }
+            assert_eq!(tag, proto::OK);
+            for e in Listing::parse(&body).unwrap() {
+                let p = format!("{dir}/{}", e.name);
+                lines.push(format!("{p} {} {} {}", e.dir, e.size, e.mtime_ns));
+                if e.dir {
+                    dirs.push(p);
+                }
+            }
+        }
+        if dirs.is_empty() {
+            break;
+        }
+        let batch: Vec<String> = dirs.drain(..dirs.len().min(4)).collect();
+        proto::write_json(
+            &mut stdin,
+            proto::LIST_MANY,
+            &PathsReq {
+                paths: batch.clone(),
+            },
+        )
+        .unwrap();
+        for dir in batch {
+            answers.push((dir, proto::read_frame(&mut stdout).unwrap().unwrap()));
         }
     }
     drop(stdin);

@@ -100,11 +100,13 @@ impl SmbConnector {
         format!("//{}:{}/{}{}", h.server, h.port, h.share, self.root)
     }
 
-    /// Walks the share: threads take folders from one queue and lease a worker process
-    /// for each, so a share splits across the connector's processes. There are twice
-    /// as many threads as processes: a thread gives its worker back as soon as the
-    /// folder's listing has arrived, and while it turns that listing into changes,
-    /// another thread has the worker list the next folder.
+    /// Walks the share: threads take folders from one queue, a few at a time, and lease
+    /// a worker process for each batch, so a share splits across the connector's
+    /// processes, and a worker lists a batch's folders side by side on its native
+    /// sessions (about [`LIST_CONNECTIONS`] per connector in all). There are twice as
+    /// many threads as processes: a thread gives its worker back as soon as the
+    /// listings have arrived, and while it turns them into changes, another thread
+    /// has the worker list the next batch.
     fn walk(&self, tx: &ChangeTx) -> Result<ListOutcome, ConnectorError> {
         struct Queue {
             dirs: VecDeque<Vec<u8>>,
@@ -117,6 +119,7 @@ impl SmbConnector {
             stop: None,
         });
         let more = Condvar::new();
+        let batch = (2 * LIST_CONNECTIONS).div_ceil(self.pool.max).max(1);
         std::thread::scope(|s| {
             // the other workers start and log on while the first lists the top folder,
             // once the first log-on has succeeded (an error here shows again where a
@@ -127,15 +130,16 @@ impl SmbConnector {
             for _ in 0..self.pool.max * 2 {
                 s.spawn(|| {
                     loop {
-                        let dir = {
+                        let dirs: Vec<Vec<u8>> = {
                             let mut g = q.lock().unwrap();
                             loop {
                                 if g.stop.is_some() {
                                     return;
                                 }
-                                if let Some(d) = g.dirs.pop_front() {
+                                if !g.dirs.is_empty() {
+                                    let n = g.dirs.len().min(batch);
                                     g.busy += 1;
-                                    break d;
+                                    break g.dirs.drain(..n).collect();
                                 }
                                 if g.busy == 0 {
                                     more.notify_all();
@@ -144,7 +148,7 @@ impl SmbConnector {
                                 g = more.wait(g).unwrap();
                             }
                         };
-                        let r = self.walk_dir(&dir, tx);
+                        let r = self.walk_dirs(&dirs, tx);
                         let mut g = q.lock().unwrap();
                         g.busy -= 1;
                         match r {
@@ -164,16 +168,36 @@ impl SmbConnector {
             .unwrap_or(Ok(ListOutcome { complete: true }))
     }
 
-    /// Lists one folder: sends its files (one batch), returns its subfolders. `Err`
-    /// stops the walk: a fatal error, or `Ok(incomplete)` when the receiver is gone.
+    /// Lists a batch of folders on one worker, then [`Self::walk_dir`] each; returns
+    /// their subfolders.
+    fn walk_dirs(
+        &self,
+        dirs: &[Vec<u8>],
+        tx: &ChangeTx,
+    ) -> Result<Vec<Vec<u8>>, Result<ListOutcome, ConnectorError>> {
+        let paths: Vec<String> = dirs.iter().map(|d| self.full(d)).collect();
+        // the worker is given back before the listings are turned into changes
+        let frames = match self.pool.run(|l| l.list_many(&paths)) {
+            Ok((_, frames)) => frames,
+            Err(e) => dirs.iter().map(|_| Err(e.clone())).collect(),
+        };
+        let mut subdirs = Vec::new();
+        for (dir, frame) in dirs.iter().zip(frames) {
+            subdirs.extend(self.walk_dir(dir, frame, tx)?);
+        }
+        Ok(subdirs)
+    }
+
+    /// Turns one folder's listing into changes: sends its files (one batch), returns
+    /// its subfolders. `Err` stops the walk: a fatal error, or `Ok(incomplete)` when
+    /// the receiver is gone.
     fn walk_dir(
         &self,
         dir: &[u8],
+        listed: Result<Vec<u8>, WireError>,
         tx: &ChangeTx,
     ) -> Result<Vec<Vec<u8>>, Result<ListOutcome, ConnectorError>> {
         let gone = || Err(Ok(ListOutcome { complete: false }));
-        let path = self.full(dir);
-        let listed = self.pool.run(|l| l.list(&path)).map(|(_, v)| v);
         let frame = match listed {
             Ok(f) => f,
             Err(e) if dir.is_empty() => {
@@ -269,6 +293,12 @@ fn fingerprint(s: &Stat) -> Fingerprint {
         change_tag: None,
     }
 }
+
+/// Native listing connections per connector, about: a worker lists a batch of twice
+/// this many folders (divided by the number of workers) side by side, a connection for
+/// every two, so a server gets to use more than one core for a walk even with
+/// `workers: 1`.
+const LIST_CONNECTIONS: usize = 4;
 
 /// A failure that stops the job: log-on, share, server, protocol.
 fn fatal(e: WireError) -> ConnectorError {
@@ -766,17 +796,22 @@ impl Lease {
         }
     }
 
-    /// One request, one answer: the OK frame's payload, or the error it carries.
-    fn call_raw(&mut self, tag: u8, path: &str) -> Result<Vec<u8>, WireError> {
-        self.send(tag, path)?;
-        let (t, body) = self.next_frame().map_err(|e| WireError {
+    /// The next frame of an answer (a worker that does not answer in time: `TimedOut`).
+    fn answer(&mut self) -> Result<(u8, Vec<u8>), WireError> {
+        self.next_frame().map_err(|e| WireError {
             kind: if e.kind() == io::ErrorKind::TimedOut {
                 ErrKind::TimedOut
             } else {
                 ErrKind::Io
             },
             message: e.to_string(),
-        })?;
+        })
+    }
+
+    /// One request, one answer: the OK frame's payload, or the error it carries.
+    fn call_raw(&mut self, tag: u8, path: &str) -> Result<Vec<u8>, WireError> {
+        self.send(tag, path)?;
+        let (t, body) = self.answer()?;
         self.idle = true;
         match t {
             proto::OK => Ok(body),
@@ -804,6 +839,35 @@ impl Lease {
     /// A folder's listing frame ([`Listing`]).
     fn list(&mut self, path: &str) -> Result<Vec<u8>, WireError> {
         self.call_raw(proto::LIST, path)
+    }
+
+    /// Several folders' listing frames, or each one's error. `Err` when the worker
+    /// failed (it is then killed on drop).
+    fn list_many(
+        &mut self,
+        paths: &[String],
+    ) -> Result<Vec<Result<Vec<u8>, WireError>>, WireError> {
+        let w = self.worker.as_mut().expect("leased");
+        self.idle = false;
+        proto::write_json(
+            &mut w.stdin,
+            proto::LIST_MANY,
+            &proto::PathsReq {
+                paths: paths.to_vec(),
+            },
+        )
+        .map_err(|e| broken("send", &e))?;
+        let mut out = Vec::with_capacity(paths.len());
+        for _ in paths {
+            let (t, body) = self.answer()?;
+            out.push(match t {
+                proto::OK => Ok(body),
+                proto::ERR => Err(serde_json::from_slice(&body).map_err(bad_reply)?),
+                t => return Err(broken("list", &format!("unexpected frame {t}"))),
+            });
+        }
+        self.idle = true;
+        Ok(out)
     }
 
     fn stat(&mut self, path: &str) -> Result<Option<Stat>, WireError> {

@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 /// Requests (daemon → worker).
 pub const HELLO: u8 = b'H';
 pub const LIST: u8 = b'L';
+/// Several folders at once ([`PathsReq`]): one answer frame per folder, in order.
+pub const LIST_MANY: u8 = b'M';
 pub const STAT: u8 = b'S';
 pub const READ: u8 = b'R';
 /// Responses (worker → daemon).
@@ -99,6 +101,12 @@ pub struct Welcome {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct PathReq {
     pub path: String,
+}
+
+/// Folders to list, side by side where the worker can.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PathsReq {
+    pub paths: Vec<String>,
 }
 
 /// One entry of a folder, borrowed from its listing frame.

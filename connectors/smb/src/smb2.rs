@@ -146,6 +146,7 @@ struct Req {
 /// A logged-on session with one share tree connected.
 pub struct Session {
     sock: TcpStream,
+    dead: bool,
     dialect: u16,
     next_id: u64,
     credits: u32,
@@ -183,6 +184,7 @@ impl Session {
         sock.set_write_timeout(Some(timeout))?;
         let mut s = Session {
             sock,
+            dead: false,
             dialect: 0,
             next_id: 0,
             credits: 1,
@@ -206,6 +208,18 @@ impl Session {
         }
         s.tree_connect(h)?;
         Ok(s)
+    }
+
+    /// Whether the connection still stands (not [`Session::kill`]ed).
+    pub fn alive(&self) -> bool {
+        !self.dead
+    }
+
+    /// Marks the session unusable (its connection failed or timed out: a late answer
+    /// must not be taken for a later request's).
+    pub fn kill(&mut self) {
+        self.dead = true;
+        let _ = self.sock.shutdown(std::net::Shutdown::Both);
     }
 
     /// "SMB 3.0.2, signed", say.
@@ -340,7 +354,8 @@ impl Session {
         }
         check(&rs[0], STATUS_SUCCESS)?;
         let start = buf.len();
-        let done = entries(&rs[1], buf)? && entries(&rs[2], buf)?;
+        // the folder is complete when either answer says "no more files"
+        let done = entries(&rs[1], buf)? || entries(&rs[2], buf)?;
         if done {
             return Ok(());
         }

@@ -11,7 +11,7 @@ use pavao::{
     SmbClient, SmbCredentials, SmbDialect, SmbDirentType, SmbError, SmbOpenOptions, SmbOptions,
 };
 
-use crate::proto::{self, ErrKind, Hello, Listing, PathReq, Stat, WireError};
+use crate::proto::{self, ErrKind, Hello, Listing, PathReq, PathsReq, Stat, WireError};
 use crate::smb2;
 
 const READ_SIZE: usize = proto::FRAME_DATA;
@@ -44,29 +44,40 @@ fn serve(input: &mut impl Read, out: &mut impl Write) -> io::Result<()> {
     let mut native = Native::start(&hello);
     proto::write_json(out, proto::OK, &native.describe())?;
     let server = format!("{}:{}", hello.server, hello.port);
-    // one buffer for every folder's listing frame
-    let mut listing = Vec::new();
     while let Some((tag, body)) = proto::read_frame(input)? {
-        let req: PathReq = serde_json::from_slice(&body).map_err(io::Error::other)?;
-        let path = encode(&req.path);
-        match tag {
-            proto::LIST => {
-                let listed = native
-                    .list(&hello, &req.path, &mut listing)
-                    .unwrap_or_else(|| list(&client, &path, &server, &mut listing));
-                match listed {
-                    Ok(()) => proto::write_frame(out, proto::OK, &listing)?,
-                    Err(e) => proto::write_json(out, proto::ERR, &e)?,
+        let (paths, single) = match tag {
+            proto::LIST_MANY => {
+                let req: PathsReq = serde_json::from_slice(&body).map_err(io::Error::other)?;
+                (req.paths, None)
+            }
+            _ => {
+                let req: PathReq = serde_json::from_slice(&body).map_err(io::Error::other)?;
+                if tag == proto::LIST {
+                    (vec![req.path], None)
+                } else {
+                    (Vec::new(), Some(req.path))
                 }
             }
+        };
+        // a listing: natively where it can, else through libsmbclient
+        let listed = native.list_many(&hello, &paths);
+        for (path, r) in paths.iter().zip(listed) {
+            match r.unwrap_or_else(|| list(&client, &encode(path), &server)) {
+                Ok(buf) => proto::write_frame(out, proto::OK, &buf)?,
+                Err(e) => proto::write_json(out, proto::ERR, &e)?,
+            }
+        }
+        let Some(shown) = single else { continue };
+        let path = encode(&shown);
+        match tag {
             proto::STAT => match client.stat(&path) {
                 Ok(s) => proto::write_json(out, proto::OK, &Some(stat_of(&s)))?,
                 Err(e) if classify(&e).0 == ErrKind::NotFound => {
                     proto::write_json(out, proto::OK, &None::<Stat>)?
                 }
-                Err(e) => proto::write_json(out, proto::ERR, &wire(&e, &req.path, &server))?,
+                Err(e) => proto::write_json(out, proto::ERR, &wire(&e, &shown, &server))?,
             },
-            proto::READ => read(&client, &path, &req.path, &server, out)?,
+            proto::READ => read(&client, &path, &shown, &server, out)?,
             t => return Err(io::Error::other(format!("unknown request {t}"))),
         }
     }
@@ -167,12 +178,32 @@ fn connect(h: &Hello) -> Result<SmbClient, WireError> {
     }
 }
 
-/// The native lister's session ([`smb2`]).
+/// Native listing sessions a worker opens at most: the folders of one `LIST_MANY`
+/// are listed side by side on them (one server process each, on Samba).
+const MAX_SESSIONS: usize = 4;
+
+/// The native lister's sessions ([`smb2`]).
 enum Native {
     /// Not used, and why: it cannot log on with what this server requires, it lost
     /// its connection, or `TRIBUTARY_SMB_NATIVE_LIST=0` turned it off.
     Off(String),
-    On(Box<smb2::Session>),
+    On {
+        sessions: Vec<smb2::Session>,
+        /// More sessions were asked for (once: a server that refuses more connections
+        /// is not asked again).
+        grown: bool,
+    },
+}
+
+/// What one native listing came to.
+enum Listed {
+    Ok(Vec<u8>),
+    /// libsmbclient lists it (and words its error).
+    Fallback,
+    /// The server did not answer: reported as is (libsmbclient would wait as long).
+    TimedOut(WireError),
+    /// The session's connection is gone: libsmbclient lists it.
+    Dead(String),
 }
 
 impl Native {
@@ -183,7 +214,10 @@ impl Native {
             return Native::Off("TRIBUTARY_SMB_NATIVE_LIST=0".into());
         }
         match smb2::Session::connect(h) {
-            Ok(s) => Native::On(Box::new(s)),
+            Ok(s) => Native::On {
+                sessions: vec![s],
+                grown: false,
+            },
             Err(e) => Native::Off(e.to_string()),
         }
     }
@@ -191,48 +225,132 @@ impl Native {
     fn describe(&self) -> proto::Welcome {
         proto::Welcome {
             lister: match self {
-                Native::On(s) => format!("native {}", s.describe()),
+                Native::On { sessions, .. } => format!("native {}", sessions[0].describe()),
                 Native::Off(why) => format!("libsmbclient (native listing unavailable: {why})"),
             },
         }
     }
 
-    /// Lists `path` into `buf` natively; `None` when libsmbclient must do it (this
-    /// lister is off, or the folder gave it an error that libsmbclient then words the
-    /// way every other error of the connector is worded).
-    fn list(&mut self, h: &Hello, path: &str, buf: &mut Vec<u8>) -> Option<Result<(), WireError>> {
-        let Native::On(session) = self else {
-            return None;
+    /// Lists `paths` natively, side by side on up to [`MAX_SESSIONS`] sessions; per
+    /// path `None` when libsmbclient must list it (this lister is off, or the folder
+    /// gave it an error that libsmbclient then words the way every other error of the
+    /// connector is worded).
+    fn list_many(
+        &mut self,
+        h: &Hello,
+        paths: &[String],
+    ) -> Vec<Option<Result<Vec<u8>, WireError>>> {
+        let Native::On { sessions, grown } = self else {
+            return paths.iter().map(|_| None).collect();
         };
-        buf.clear();
-        let mut r = session.list(path, buf);
-        // a connection the server closed while the worker was idle (servers drop idle
-        // sessions) is opened again, once
-        if let Err(smb2::Error::Transport(e)) = &r
-            && !timed_out(e)
-            && let Ok(fresh) = smb2::Session::connect(h)
-        {
-            **session = fresh;
-            buf.clear();
-            r = session.list(path, buf);
-        }
-        match r {
-            Ok(()) => Some(Ok(())),
-            Err(smb2::Error::Transport(e)) => {
-                *self = Native::Off(e.to_string());
-                // a server that does not answer would keep libsmbclient waiting as long
-                timed_out(&e).then(|| {
-                    Err(WireError {
-                        kind: ErrKind::TimedOut,
-                        message: format!(
-                            "{path}: SMB server {}:{} did not answer within {} ms",
-                            h.server, h.port, h.timeout_ms
-                        ),
-                    })
-                })
+        // a session for every two folders (each takes the next folder as it is done:
+        // a slow folder does not hold the others up), at most MAX_SESSIONS
+        let want = paths.len().div_ceil(2).min(MAX_SESSIONS);
+        if sessions.len() < want && !*grown {
+            *grown = true;
+            while sessions.len() < want {
+                match smb2::Session::connect(h) {
+                    Ok(s) => sessions.push(s),
+                    Err(_) => break,
+                }
             }
-            Err(_) => None,
         }
+        let outcomes: Vec<(usize, Listed)> = if paths.len() == 1 || sessions.len() == 1 {
+            let s = &mut sessions[0];
+            let mut v = Vec::with_capacity(paths.len());
+            for (i, p) in paths.iter().enumerate() {
+                let o = list_one(s, h, p);
+                let dead = matches!(o, Listed::Dead(_));
+                v.push((i, o));
+                if dead {
+                    break;
+                }
+            }
+            v
+        } else {
+            let next = std::sync::atomic::AtomicUsize::new(0);
+            std::thread::scope(|scope| {
+                let threads: Vec<_> = sessions
+                    .iter_mut()
+                    .take(paths.len())
+                    .map(|s| {
+                        let next = &next;
+                        scope.spawn(move || {
+                            let mut v = Vec::new();
+                            loop {
+                                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                let Some(p) = paths.get(i) else { break };
+                                let o = list_one(s, h, p);
+                                let dead = matches!(o, Listed::Dead(_));
+                                v.push((i, o));
+                                if dead {
+                                    break;
+                                }
+                            }
+                            v
+                        })
+                    })
+                    .collect();
+                threads
+                    .into_iter()
+                    .flat_map(|t| t.join().unwrap_or_default())
+                    .collect()
+            })
+        };
+        let mut results: Vec<Option<Result<Vec<u8>, WireError>>> =
+            paths.iter().map(|_| None).collect();
+        let mut gone = String::from("the server did not answer");
+        for (i, o) in outcomes {
+            results[i] = match o {
+                Listed::Ok(buf) => Some(Ok(buf)),
+                Listed::TimedOut(e) => Some(Err(e)),
+                Listed::Fallback => None,
+                Listed::Dead(why) => {
+                    gone = why;
+                    None
+                }
+            };
+        }
+        // a session whose connection failed (and could not be opened again) is
+        // dropped; with none left, libsmbclient lists everything
+        sessions.retain(smb2::Session::alive);
+        if sessions.is_empty() {
+            *self = Native::Off(gone);
+        }
+        results
+    }
+}
+
+/// One folder on one session; a connection the server closed while the worker was
+/// idle (servers drop idle sessions) is opened again, once.
+fn list_one(s: &mut smb2::Session, h: &Hello, path: &str) -> Listed {
+    let mut buf = Vec::new();
+    let mut r = s.list(path, &mut buf);
+    if let Err(smb2::Error::Transport(e)) = &r
+        && !timed_out(e)
+        && let Ok(fresh) = smb2::Session::connect(h)
+    {
+        *s = fresh;
+        buf.clear();
+        r = s.list(path, &mut buf);
+    }
+    match r {
+        Ok(()) => Listed::Ok(buf),
+        Err(smb2::Error::Transport(e)) => {
+            s.kill();
+            if timed_out(&e) {
+                Listed::TimedOut(WireError {
+                    kind: ErrKind::TimedOut,
+                    message: format!(
+                        "{path}: SMB server {}:{} did not answer within {} ms",
+                        h.server, h.port, h.timeout_ms
+                    ),
+                })
+            } else {
+                Listed::Dead(e.to_string())
+            }
+        }
+        Err(_) => Listed::Fallback,
     }
 }
 
@@ -243,16 +361,16 @@ fn timed_out(e: &io::Error) -> bool {
     )
 }
 
-/// Lists `path` into `buf` ([`Listing`] encoding).
-fn list(client: &SmbClient, path: &str, server: &str, buf: &mut Vec<u8>) -> Result<(), WireError> {
-    buf.clear();
+/// Lists `path` through libsmbclient ([`Listing`] encoding).
+fn list(client: &SmbClient, path: &str, server: &str) -> Result<Vec<u8>, WireError> {
+    let mut buf = Vec::new();
     match client.list_dirplus(path) {
         Ok(entries) => {
             for e in &entries {
                 let dir = e.get_type() == SmbDirentType::Dir;
-                Listing::push(buf, e.name(), dir, e.size, ns(e.mtime));
+                Listing::push(&mut buf, e.name(), dir, e.size, ns(e.mtime));
             }
-            Ok(())
+            Ok(buf)
         }
         // listing errors lose errno: ask stat what is wrong with the folder
         Err(_) => Err(match client.stat(path) {
