@@ -111,14 +111,13 @@ enum Signer {
 }
 
 impl Signer {
-    fn sign(&self, msg: &mut [u8]) {
-        let flags = le32(msg, 16) | FLAG_SIGNED;
-        msg[16..20].copy_from_slice(&flags.to_le_bytes());
-        msg[48..64].fill(0);
-        let sig: [u8; 16] = match self {
+    /// The signature of a message: its MAC with the signature field zeroed.
+    fn mac(&self, msg: &[u8]) -> [u8; 16] {
+        let parts: [&[u8]; 3] = [&msg[..48], &[0; 16], &msg[64..]];
+        match self {
             Signer::Sha256(key) => {
                 let mut mac = HmacSha256::new_from_slice(key).expect("any key length");
-                mac.update(msg);
+                parts.iter().for_each(|p| mac.update(p));
                 mac.finalize().into_bytes()[..16]
                     .try_into()
                     .expect("16 bytes")
@@ -126,11 +125,21 @@ impl Signer {
             Signer::Cmac(key) => {
                 let mut mac =
                     <cmac::Cmac<aes::Aes128> as Mac>::new_from_slice(key).expect("16 bytes");
-                mac.update(msg);
+                parts.iter().for_each(|p| mac.update(p));
                 mac.finalize().into_bytes().into()
             }
-        };
+        }
+    }
+
+    fn sign(&self, msg: &mut [u8]) {
+        let flags = le32(msg, 16) | FLAG_SIGNED;
+        msg[16..20].copy_from_slice(&flags.to_le_bytes());
+        let sig = self.mac(msg);
         msg[48..64].copy_from_slice(&sig);
+    }
+
+    fn verify(&self, msg: &[u8]) -> bool {
+        le32(msg, 16) & FLAG_SIGNED != 0 && self.mac(msg)[..] == msg[48..64]
     }
 }
 
@@ -469,9 +478,17 @@ impl Session {
                 let flags = le32(m, 16);
                 self.credits += u32::from(le16(m, 14));
                 let status = le32(m, 8);
-                if flags & FLAG_RESPONSE != 0
-                    && !(status == STATUS_PENDING && flags & FLAG_ASYNC != 0)
-                {
+                let interim = status == STATUS_PENDING && flags & FLAG_ASYNC != 0;
+                if flags & FLAG_RESPONSE != 0 && !interim {
+                    // a session that signs takes no answer that is not signed right
+                    if let Some(signer) = &self.signer
+                        && !signer.verify(&m[..end])
+                    {
+                        return Err(Error::Transport(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            "an answer without a valid signature",
+                        )));
+                    }
                     self.stash.insert(le64(m, 24), m[..end].to_vec());
                 }
                 if next == 0 {
@@ -881,6 +898,22 @@ mod tests {
         assert_eq!(nt[..16].to_vec(), hex("68cd0ab851e51c96aabc927bebef6a1c"));
         assert_eq!(field(28), utf16("Domain"));
         assert_eq!(field(36), utf16("User"));
+    }
+
+    #[test]
+    fn a_tampered_or_unsigned_answer_fails_verification() {
+        for signer in [Signer::Sha256([3; 16]), Signer::Cmac([3; 16])] {
+            let mut msg = vec![0u8; 64];
+            msg[..4].copy_from_slice(b"\xfeSMB");
+            msg.extend_from_slice(b"a folder's entries");
+            let unsigned = msg.clone();
+            signer.sign(&mut msg);
+            assert!(signer.verify(&msg));
+            assert!(!signer.verify(&unsigned));
+            let mut tampered = msg.clone();
+            *tampered.last_mut().unwrap() ^= 1;
+            assert!(!signer.verify(&tampered));
+        }
     }
 
     #[test]
