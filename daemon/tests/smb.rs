@@ -973,16 +973,28 @@ fn servers_that_require_signing_or_encryption_are_listed_right() {
             "smb3",
             "native SMB 3.0.2, signed",
         ),
-        // encryption: listed through libsmbclient, which encrypts
+        // SMB 3.0.2 with AES-128-CCM encryption of every message
         (
             "  server min protocol = SMB2_10\n  server smb encrypt = required\n",
             "smb2",
-            "libsmbclient (native listing unavailable: log-on refused with NT_STATUS_ACCESS_DENIED: the server may require encryption)",
+            "native SMB 3.0.2, encrypted",
+        ),
+        // one share that requires encryption on a server that does not
+        (
+            "  server min protocol = SMB2_10\n",
+            "smb3",
+            "native SMB 3.0.2, encrypted",
         ),
     ];
     for (i, (global, floor, want)) in servers.into_iter().enumerate() {
         let sub = dir.path().join(format!("s{i}"));
-        let smb = Samba::start_with(&sub, global);
+        // the last server requires encryption for the share only
+        let share = if i == 4 {
+            "  smb encrypt = required\n"
+        } else {
+            ""
+        };
+        let smb = Samba::start_custom(&sub, global, share);
         // 1,000 entries: more than two 64 KiB answers
         awkward_tree(&smb.share_dir(), 1000);
         let (lister, native) = list_share(smb.port, samba::SHARE, floor, true);

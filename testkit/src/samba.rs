@@ -42,6 +42,11 @@ impl Samba {
 
     /// The same with other `[global]` protocol lines (e.g. an SMB1-only server).
     pub fn start_with(dir: &Path, protocol: &str) -> Samba {
+        Samba::start_custom(dir, protocol, "")
+    }
+
+    /// The same with more lines for share [`SHARE`] too.
+    pub fn start_custom(dir: &Path, protocol: &str, share_lines: &str) -> Samba {
         for sub in [
             "private", "lock", "state", "cache", "run", "ncalrpc", "log", "share",
         ] {
@@ -98,7 +103,7 @@ impl Samba {
   preserve case = yes
   short preserve case = yes
   mangled names = no
-
+{share_lines}
 [{USER_SHARE}]
   path = {d}/share
   read only = yes

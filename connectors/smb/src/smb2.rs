@@ -9,8 +9,9 @@
 //! compound (libsmbclient needs four round trips).
 //!
 //! Scope: dialects 2.0.2 to 3.0.2, NTLMv2 inside SPNEGO, HMAC-SHA256 (SMB2) and
-//! AES-CMAC (SMB3) signing when the server requires it. Anything else (a server that
-//! only speaks SMB 3.1.1 or SMB1, encryption, Kerberos-only, a guest session) is
+//! AES-CMAC (SMB3) signing when the server requires it, AES-128-CCM encryption when
+//! the session or the share requires it. Anything else (a server that only speaks
+//! SMB 3.1.1 or SMB1, Kerberos-only, a guest session) is
 //! [`Error::Unsupported`], and the worker lists through libsmbclient instead; so does
 //! any folder this lister cannot list, so every error a user sees is worded as before.
 //! Reading files stays with libsmbclient.
@@ -26,6 +27,7 @@ use md4::{Digest, Md4};
 use crate::proto::{Hello, Listing};
 
 type HmacMd5 = Hmac<md5::Md5>;
+type Aes128Ccm = ccm::Ccm<aes::Aes128, ccm::consts::U16, ccm::consts::U11>;
 type HmacSha256 = Hmac<sha2::Sha256>;
 
 const NEGOTIATE: u16 = 0x00;
@@ -143,6 +145,70 @@ impl Signer {
     }
 }
 
+/// SMB 3.0.x encryption (AES-128-CCM), for sessions or shares that require it.
+struct Crypt {
+    /// Client to server, server to client.
+    seal: Aes128Ccm,
+    open: Aes128Ccm,
+    /// A nonce is never used twice with a key: a counter, and a random salt.
+    counter: u64,
+    salt: [u8; 3],
+}
+
+impl Crypt {
+    fn new(session_key: &[u8; 16]) -> Crypt {
+        use ccm::aead::KeyInit;
+        let seal = kdf(session_key, b"SMB2AESCCM\0", b"ServerIn \0");
+        let open = kdf(session_key, b"SMB2AESCCM\0", b"ServerOut\0");
+        Crypt {
+            seal: Aes128Ccm::new(&seal.into()),
+            open: Aes128Ccm::new(&open.into()),
+            counter: 0,
+            salt: rand::random(),
+        }
+    }
+
+    /// A transform header and the encrypted message(s).
+    fn seal(&mut self, session_id: u64, plain: &[u8]) -> Vec<u8> {
+        use ccm::aead::AeadInPlace;
+        self.counter += 1;
+        let mut nonce = [0u8; 16];
+        nonce[..8].copy_from_slice(&self.counter.to_le_bytes());
+        nonce[8..11].copy_from_slice(&self.salt);
+        let mut out = Vec::with_capacity(52 + plain.len());
+        out.extend_from_slice(b"\xfdSMB");
+        out.extend_from_slice(&[0; 16]);
+        out.extend_from_slice(&nonce);
+        put32(&mut out, plain.len() as u32);
+        put16(&mut out, 0);
+        put16(&mut out, 1); // AES-128-CCM
+        put64(&mut out, session_id);
+        out.extend_from_slice(plain);
+        let (head, body) = out.split_at_mut(52);
+        let tag = self
+            .seal
+            .encrypt_in_place_detached(nonce[..11].into(), &head[20..52], body)
+            .expect("CCM takes any message of less than 4 GiB");
+        head[4..20].copy_from_slice(&tag);
+        out
+    }
+
+    /// The message(s) inside a transform; `None` when they do not decrypt.
+    fn open<'a>(&self, msg: &'a mut [u8]) -> Option<&'a [u8]> {
+        use ccm::aead::AeadInPlace;
+        if msg.len() < 52 {
+            return None;
+        }
+        let (head, body) = msg.split_at_mut(52);
+        let size = le32(head, 36) as usize;
+        let body = body.get_mut(..size)?;
+        self.open
+            .decrypt_in_place_detached(head[20..31].into(), &head[20..52], body, head[4..20].into())
+            .ok()?;
+        Some(body)
+    }
+}
+
 /// One request of a compound.
 struct Req {
     cmd: u16,
@@ -166,6 +232,8 @@ pub struct Session {
     multi_credit: bool,
     max_transact: u32,
     signer: Option<Signer>,
+    /// Set when the session or the share requires encryption.
+    crypt: Option<Crypt>,
     /// Responses read before they were waited for.
     stash: HashMap<u64, Vec<u8>>,
     frame: Vec<u8>,
@@ -202,12 +270,16 @@ impl Session {
             multi_credit: false,
             max_transact: 65536,
             signer: None,
+            crypt: None,
             stash: HashMap::new(),
             frame: Vec::new(),
         };
         let (dialect, signing_required) = s.negotiate(&h.min_protocol)?;
         s.dialect = dialect;
-        let key = s.log_on(h)?;
+        let (key, encrypt) = s.log_on(h)?;
+        if encrypt {
+            s.crypt = Some(Crypt::new(&key));
+        }
         if signing_required {
             s.signer = Some(if dialect >= 0x0300 {
                 Signer::Cmac(kdf(&key, b"SMB2AESCMAC\0", b"SmbSign\0"))
@@ -215,7 +287,9 @@ impl Session {
                 Signer::Sha256(key)
             });
         }
-        s.tree_connect(h)?;
+        if s.tree_connect(h)? && s.crypt.is_none() {
+            s.crypt = Some(Crypt::new(&key));
+        }
         Ok(s)
     }
 
@@ -234,9 +308,10 @@ impl Session {
     /// "SMB 3.0.2, signed", say.
     pub fn describe(&self) -> String {
         let (major, minor) = (self.dialect >> 8, self.dialect & 0xff);
-        let signed = match self.signer {
-            Some(_) => ", signed",
-            None => "",
+        let signed = match (&self.crypt, &self.signer) {
+            (Some(_), _) => ", encrypted",
+            (None, Some(_)) => ", signed",
+            (None, None) => "",
         };
         format!("SMB {major}.{}.{}{signed}", minor >> 4, minor & 0xf)
     }
@@ -251,7 +326,7 @@ impl Session {
         put16(&mut b, dialects.len() as u16);
         put16(&mut b, 0x1); // signing enabled
         put16(&mut b, 0);
-        put32(&mut b, 0x4); // large MTU
+        put32(&mut b, 0x4 | 0x40); // large MTU, encryption
         b.extend_from_slice(&rand::random::<[u8; 16]>()); // client GUID
         b.extend_from_slice(&[0; 8]);
         for d in dialects {
@@ -270,8 +345,9 @@ impl Session {
         Ok((dialect, security_mode & 0x2 != 0))
     }
 
-    /// NTLMv2 in SPNEGO; returns the session key.
-    fn log_on(&mut self, h: &Hello) -> Result<[u8; 16], Error> {
+    /// NTLMv2 in SPNEGO; returns the session key, and whether the session is to be
+    /// encrypted.
+    fn log_on(&mut self, h: &Hello) -> Result<([u8; 16], bool), Error> {
         let r = self.call(
             SESSION_SETUP,
             session_setup(&spnego_init(&ntlm_negotiate())),
@@ -293,7 +369,7 @@ impl Session {
             // libsmbclient logged on with the same credentials a moment ago
             Err(Error::Status(0xC000_0022)) => {
                 return unsupported(
-                    "log-on refused with NT_STATUS_ACCESS_DENIED: the server may require encryption",
+                    "log-on refused with NT_STATUS_ACCESS_DENIED: the server may require encryption that this dialect does not offer",
                 );
             }
             r => r?,
@@ -302,13 +378,15 @@ impl Session {
         if flags & 0x3 != 0 {
             return unsupported("a guest or anonymous session");
         }
-        if flags & 0x4 != 0 {
-            return unsupported("an encrypted session");
+        let encrypt = flags & 0x4 != 0;
+        if encrypt && self.dialect < 0x0300 {
+            return unsupported("encryption before SMB 3");
         }
-        Ok(key)
+        Ok((key, encrypt))
     }
 
-    fn tree_connect(&mut self, h: &Hello) -> Result<(), Error> {
+    /// Connects the share; `true` when it requires encryption.
+    fn tree_connect(&mut self, h: &Hello) -> Result<bool, Error> {
         let path = utf16(&format!("\\\\{}\\{}", h.server, h.share));
         let mut b = Vec::with_capacity(8 + path.len());
         put16(&mut b, 9);
@@ -322,10 +400,11 @@ impl Session {
         if r.get(HEADER + 2) != Some(&1) {
             return unsupported("not a disk share");
         }
-        if le32(&r, HEADER + 4) & 0x8000 != 0 {
-            return unsupported("an encrypted share");
+        let encrypt = le32(&r, HEADER + 4) & 0x8000 != 0;
+        if encrypt && self.dialect < 0x0300 {
+            return unsupported("encryption before SMB 3");
         }
-        Ok(())
+        Ok(encrypt)
     }
 
     /// Lists the folder at `path` (share-relative, `/`-separated) into `buf` as
@@ -439,9 +518,15 @@ impl Session {
                 let next = (frame.len() - start) as u32;
                 frame[start + 20..start + 24].copy_from_slice(&next.to_le_bytes());
             }
-            if let Some(s) = &self.signer {
+            // an encrypted message is not signed: its encryption authenticates it
+            if let (Some(s), None) = (&self.signer, &self.crypt) {
                 s.sign(&mut frame[start..]);
             }
+        }
+        if let Some(c) = &mut self.crypt {
+            let sealed = c.seal(self.session_id, &frame[4..]);
+            frame.truncate(4);
+            frame.extend_from_slice(&sealed);
         }
         let len = (frame.len() - 4) as u32;
         if len >= 1 << 24 {
@@ -463,40 +548,65 @@ impl Session {
             let len = u32::from_be_bytes([0, head[1], head[2], head[3]]) as usize;
             self.frame.resize(len, 0);
             self.sock.read_exact(&mut self.frame)?;
-            let mut at = 0;
-            while at < len {
-                let m = &self.frame[at..];
-                if m.len() < HEADER || &m[..4] != b"\xfeSMB" {
-                    return unsupported("a malformed or encrypted answer");
-                }
-                let next = le32(m, 20) as usize;
-                let end = if next == 0 {
-                    m.len()
-                } else {
-                    next.min(m.len())
-                };
-                let flags = le32(m, 16);
-                self.credits += u32::from(le16(m, 14));
-                let status = le32(m, 8);
-                let interim = status == STATUS_PENDING && flags & FLAG_ASYNC != 0;
-                if flags & FLAG_RESPONSE != 0 && !interim {
-                    // a session that signs takes no answer that is not signed right
-                    if let Some(signer) = &self.signer
-                        && !signer.verify(&m[..end])
-                    {
-                        return Err(Error::Transport(io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            "an answer without a valid signature",
-                        )));
-                    }
-                    self.stash.insert(le64(m, 24), m[..end].to_vec());
-                }
-                if next == 0 {
-                    break;
-                }
-                at += next;
-            }
+            let mut frame = std::mem::take(&mut self.frame);
+            let taken = self.take_answers(&mut frame);
+            self.frame = frame;
+            taken?;
         }
+    }
+
+    /// Stashes the answers of one transport frame (decrypted first, when it is).
+    fn take_answers(&mut self, frame: &mut [u8]) -> Result<(), Error> {
+        let bad = |what: &str| {
+            Err(Error::Transport(io::Error::new(
+                io::ErrorKind::InvalidData,
+                what,
+            )))
+        };
+        let (data, sealed): (&[u8], bool) = if frame.starts_with(b"\xfdSMB") {
+            match self.crypt.as_ref().map(|c| c.open(frame)) {
+                Some(Some(plain)) => (plain, true),
+                Some(None) => return bad("an answer that does not decrypt"),
+                None => return bad("an encrypted answer on a session without encryption"),
+            }
+        } else {
+            (frame, false)
+        };
+        let mut at = 0;
+        while at < data.len() {
+            let m = &data[at..];
+            if m.len() < HEADER || &m[..4] != b"\xfeSMB" {
+                return unsupported("a malformed answer");
+            }
+            let next = le32(m, 20) as usize;
+            let end = if next == 0 {
+                m.len()
+            } else {
+                next.min(m.len())
+            };
+            let flags = le32(m, 16);
+            self.credits += u32::from(le16(m, 14));
+            let status = le32(m, 8);
+            let interim = status == STATUS_PENDING && flags & FLAG_ASYNC != 0;
+            if flags & FLAG_RESPONSE != 0 && !interim {
+                // a session that encrypts takes no answer in the clear, and one that
+                // signs none that is not signed right
+                if self.crypt.is_some() && !sealed {
+                    return bad("an answer in the clear on an encrypted session");
+                }
+                if let (Some(signer), false) = (&self.signer, sealed)
+                    && !signer.verify(&m[..end])
+                {
+                    return bad("an answer without a valid signature");
+                }
+                self.stash.insert(le64(m, 24), m[..end].to_vec());
+            }
+            if next == 0 {
+                break;
+            }
+            at += next;
+        }
+        Ok(())
     }
 }
 
