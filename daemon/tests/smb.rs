@@ -820,7 +820,7 @@ fn list_share(port: u16, share: &str, floor: &str, native: bool) -> (String, Vec
     use std::process::Stdio;
     use tributary_connector_smb::proto::{self, Listing, PathReq, PathsReq, Welcome};
     let mut child = Command::new(env!("CARGO_BIN_EXE_tributary-smb-worker"))
-        .env("TRIBUTARY_SMB_NATIVE_LIST", if native { "1" } else { "0" })
+        .env("TRIBUTARY_SMB_NATIVE", if native { "1" } else { "0" })
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -834,7 +834,15 @@ fn list_share(port: u16, share: &str, floor: &str, native: bool) -> (String, Vec
     assert_eq!(tag, proto::OK, "{}", String::from_utf8_lossy(&body));
     let welcome: Welcome = serde_json::from_slice(&body).unwrap();
     let mut lines = Vec::new();
-    proto::write_json(&mut stdin, proto::LIST, &PathReq { path: "/".into() }).unwrap();
+    proto::write_json(
+        &mut stdin,
+        proto::LIST,
+        &PathReq {
+            path: "/".into(),
+            size: None,
+        },
+    )
+    .unwrap();
     let mut answers = vec![(
         String::new(),
         proto::read_frame(&mut stdout).unwrap().unwrap(),
@@ -1002,5 +1010,113 @@ fn servers_that_require_signing_or_encryption_are_listed_right() {
         let (_, old) = list_share(smb.port, samba::SHARE, floor, false);
         assert!(native.len() > 1000, "{}", native.len());
         assert_eq!(native, old, "server {global}");
+    }
+}
+
+/// A file streamed by a worker, natively or through libsmbclient: its bytes and the
+/// state the worker reports after the read (`size mtime`), or the worker's error.
+fn read_share_file(
+    port: u16,
+    floor: &str,
+    native: bool,
+    path: &str,
+    size_hint: Option<u64>,
+) -> Result<(Vec<u8>, String), String> {
+    use std::io::BufReader;
+    use std::process::Stdio;
+    use tributary_connector_smb::proto::{self, PathReq, Stat};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tributary-smb-worker"))
+        .env("TRIBUTARY_SMB_NATIVE", if native { "1" } else { "0" })
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut h = hello(port, samba::PASSWORD, samba::SHARE);
+    h.min_protocol = floor.into();
+    proto::write_json(&mut stdin, proto::HELLO, &h).unwrap();
+    let (tag, _) = proto::read_frame(&mut stdout).unwrap().unwrap();
+    assert_eq!(tag, proto::OK);
+    let req = PathReq {
+        path: path.into(),
+        size: size_hint,
+    };
+    proto::write_json(&mut stdin, proto::READ, &req).unwrap();
+    let mut data = Vec::new();
+    let result = loop {
+        let (tag, body) = proto::read_frame(&mut stdout).unwrap().unwrap();
+        match tag {
+            proto::OK => {}
+            proto::DATA => data.extend_from_slice(&body),
+            proto::END => {
+                let s: Stat = serde_json::from_slice(&body).unwrap();
+                break Ok((data, format!("{} {}", s.size, s.mtime_ns)));
+            }
+            _ => break Err(String::from_utf8_lossy(&body).into_owned()),
+        }
+    };
+    drop(stdin);
+    child.wait().unwrap();
+    result
+}
+
+#[test]
+fn files_read_natively_are_byte_for_byte_what_libsmbclient_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let servers = [
+        ("  server min protocol = SMB2_10\n", "smb2"),
+        // 64 KiB reads, signed
+        (
+            "  server min protocol = SMB2_02\n  server max protocol = SMB2_02\n  server signing = mandatory\n",
+            "smb2",
+        ),
+        (
+            "  server min protocol = SMB2_10\n  server smb encrypt = required\n",
+            "smb3",
+        ),
+    ];
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut noise = |n: usize| -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
+            .collect()
+    };
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        ("empty.txt", Vec::new()),
+        ("one byte.txt", b"x".to_vec()),
+        ("exactly 1 MiB.bin", noise(1 << 20)),
+        ("1 MiB and 1.bin", noise((1 << 20) + 1)),
+        ("Ünïcode 9 MiB.bin", noise((9 << 20) + 7)),
+    ];
+    for (i, (global, floor)) in servers.into_iter().enumerate() {
+        let smb = Samba::start_with(&dir.path().join(format!("s{i}")), global);
+        for (name, data) in &files {
+            std::fs::write(smb.share_dir().join(name), data).unwrap();
+        }
+        for (name, data) in &files {
+            let path = format!("/{name}");
+            let hint = Some(data.len() as u64);
+            let native = read_share_file(smb.port, floor, true, &path, hint).unwrap();
+            let old = read_share_file(smb.port, floor, false, &path, hint).unwrap();
+            assert!(native.0 == *data, "{name} on server {i}: content differs");
+            assert_eq!(native, old, "{name} on server {i}");
+        }
+        // a file that grew since it was listed: what was read, and its new size, so
+        // the pipeline sees a torn read
+        let (data, end) =
+            read_share_file(smb.port, floor, true, "/Ünïcode 9 MiB.bin", Some(10)).unwrap();
+        assert!(files[4].1.starts_with(&data), "server {i}");
+        assert!(end.starts_with(&format!("{} ", files[4].1.len())), "{end}");
+        // a file that is not there is libsmbclient's error, worded as ever
+        let native = read_share_file(smb.port, floor, true, "/gone.txt", Some(1)).unwrap_err();
+        let old = read_share_file(smb.port, floor, false, "/gone.txt", Some(1)).unwrap_err();
+        assert_eq!(native, old);
+        assert!(native.contains("not found"), "{native}");
     }
 }

@@ -373,7 +373,7 @@ impl Connector for SmbConnector {
     }
 
     async fn open(&self, e: &Entry) -> Result<Box<dyn SourceFile>, ItemError> {
-        let (pool, path) = (self.pool.clone(), self.full(&e.rel_path));
+        let (pool, path, size) = (self.pool.clone(), self.full(&e.rel_path), e.size);
         // the state the listing saw stands for the state at the open
         let header = Stat {
             dir: false,
@@ -381,7 +381,9 @@ impl Connector for SmbConnector {
             mtime_ns: e.mtime_ns,
         };
         tokio::task::spawn_blocking(move || {
-            let (lease, ()) = pool.run(|l| l.start_read(&path)).map_err(item_error)?;
+            let (lease, ()) = pool
+                .run(|l| l.start_read(&path, size))
+                .map_err(item_error)?;
             Ok(Box::new(SmbFile {
                 lease,
                 header,
@@ -763,16 +765,19 @@ struct Lease {
 
 impl Lease {
     fn send(&mut self, tag: u8, path: &str) -> Result<(), WireError> {
-        let w = self.worker.as_mut().expect("leased");
-        self.idle = false;
-        proto::write_json(
-            &mut w.stdin,
+        self.send_req(
             tag,
             &PathReq {
                 path: path.to_string(),
+                size: None,
             },
         )
-        .map_err(|e| WireError {
+    }
+
+    fn send_req(&mut self, tag: u8, req: &PathReq) -> Result<(), WireError> {
+        let w = self.worker.as_mut().expect("leased");
+        self.idle = false;
+        proto::write_json(&mut w.stdin, tag, req).map_err(|e| WireError {
             kind: ErrKind::Io,
             message: format!("SMB worker process: {e}"),
         })
@@ -811,6 +816,11 @@ impl Lease {
     /// One request, one answer: the OK frame's payload, or the error it carries.
     fn call_raw(&mut self, tag: u8, path: &str) -> Result<Vec<u8>, WireError> {
         self.send(tag, path)?;
+        self.reply_raw()
+    }
+
+    /// The answer to the request just sent: the OK frame's payload, or the error.
+    fn reply_raw(&mut self) -> Result<Vec<u8>, WireError> {
         let (t, body) = self.answer()?;
         self.idle = true;
         match t {
@@ -832,7 +842,13 @@ impl Lease {
         tag: u8,
         path: &str,
     ) -> Result<T, WireError> {
-        let body = self.call_raw(tag, path)?;
+        self.send(tag, path)?;
+        self.reply()
+    }
+
+    /// The JSON answer to the request just sent.
+    fn reply<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, WireError> {
+        let body = self.reply_raw()?;
         serde_json::from_slice(&body).map_err(bad_reply)
     }
 
@@ -874,9 +890,16 @@ impl Lease {
         self.call(proto::STAT, path)
     }
 
-    /// Starts streaming a file.
-    fn start_read(&mut self, path: &str) -> Result<(), WireError> {
-        let serde::de::IgnoredAny = self.call(proto::READ, path)?;
+    /// Starts streaming a file (of about `size` bytes, as listed).
+    fn start_read(&mut self, path: &str, size: u64) -> Result<(), WireError> {
+        self.send_req(
+            proto::READ,
+            &PathReq {
+                path: path.to_string(),
+                size: Some(size),
+            },
+        )?;
+        let serde::de::IgnoredAny = self.reply()?;
         self.idle = false; // data frames follow
         Ok(())
     }

@@ -101,6 +101,9 @@ pub struct Welcome {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct PathReq {
     pub path: String,
+    /// For `READ`: the size the listing saw (a small file is read in one round trip).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
 }
 
 /// Folders to list, side by side where the worker can.

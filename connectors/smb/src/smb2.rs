@@ -35,6 +35,7 @@ const SESSION_SETUP: u16 = 0x01;
 const TREE_CONNECT: u16 = 0x03;
 const CREATE: u16 = 0x05;
 const CLOSE: u16 = 0x06;
+const READ: u16 = 0x08;
 const QUERY_DIRECTORY: u16 = 0x0e;
 
 pub const STATUS_SUCCESS: u32 = 0;
@@ -42,6 +43,7 @@ const STATUS_PENDING: u32 = 0x0000_0103;
 const STATUS_NO_MORE_FILES: u32 = 0x8000_0006;
 const STATUS_NO_SUCH_FILE: u32 = 0xC000_000F;
 const STATUS_MORE_PROCESSING_REQUIRED: u32 = 0xC000_0016;
+const STATUS_END_OF_FILE: u32 = 0xC000_0011;
 
 const FLAG_RESPONSE: u32 = 0x1;
 const FLAG_ASYNC: u32 = 0x2;
@@ -231,6 +233,7 @@ pub struct Session {
     /// large MTU).
     multi_credit: bool,
     max_transact: u32,
+    max_read: u32,
     signer: Option<Signer>,
     /// Set when the session or the share requires encryption.
     crypt: Option<Crypt>,
@@ -269,6 +272,7 @@ impl Session {
             tree_id: 0,
             multi_credit: false,
             max_transact: 65536,
+            max_read: 65536,
             signer: None,
             crypt: None,
             stash: HashMap::new(),
@@ -341,6 +345,7 @@ impl Session {
         let security_mode = le16(&r, HEADER + 2);
         let caps = le32(&r, HEADER + 24);
         self.max_transact = le32(&r, HEADER + 28);
+        self.max_read = le32(&r, HEADER + 32);
         self.multi_credit = dialect >= 0x0210 && caps & 0x4 != 0;
         Ok((dialect, security_mode & 0x2 != 0))
     }
@@ -469,6 +474,114 @@ impl Session {
         let closed = self.call(CLOSE, close(fid));
         listed?;
         closed.map(drop)
+    }
+
+    /// Reads the file at `path` (share-relative) and hands its bytes to `sink` in
+    /// order; returns its size and mtime at the close (the state after the read), if
+    /// the server tells them. A
+    /// file `size_hint` says is smaller than one read is opened, read and closed in
+    /// one round trip; a larger one is read with up to four reads in flight.
+    pub fn read_file(
+        &mut self,
+        path: &str,
+        size_hint: Option<u64>,
+        mut sink: impl FnMut(&[u8]) -> io::Result<()>,
+    ) -> Result<Option<FileEnd>, ReadFail> {
+        let name = utf16(&path.trim_matches('/').replace('/', "\\"));
+        let (chunk, charge) = self.read_size();
+        let small = size_hint.is_some_and(|s| s < u64::from(chunk));
+        let mut reqs = vec![
+            Req {
+                cmd: CREATE,
+                body: create_file(&name),
+                related: false,
+                charge: 0,
+            },
+            read(RELATED_FILE, 0, chunk, charge, true),
+        ];
+        if small {
+            reqs.push(Req {
+                cmd: CLOSE,
+                body: close_postquery(RELATED_FILE),
+                related: true,
+                charge: 0,
+            });
+        }
+        let ids = self.send(&reqs).map_err(ReadFail::Before)?;
+        let mut rs = Vec::with_capacity(ids.len());
+        for id in ids {
+            rs.push(self.recv(id).map_err(ReadFail::Before)?);
+        }
+        check(&rs[0], STATUS_SUCCESS).map_err(ReadFail::Before)?;
+        let fid: [u8; 16] = rs[0][HEADER + 64..HEADER + 80]
+            .try_into()
+            .expect("16 bytes");
+        let first = read_data(&rs[1]).map_err(ReadFail::Before)?;
+        if small {
+            let end = file_end(&rs[2]).map_err(ReadFail::Before)?;
+            sink(first).map_err(ReadFail::Sink)?;
+            return Ok(end);
+        }
+        let full = first.len() == chunk as usize;
+        sink(first).map_err(ReadFail::Sink)?;
+        let streamed = if full {
+            self.read_rest(fid, u64::from(chunk), chunk, charge, &mut sink)
+        } else {
+            Ok(())
+        };
+        let closed = self
+            .call(CLOSE, close_postquery(fid))
+            .and_then(|r| file_end(&r));
+        streamed?;
+        closed.map_err(ReadFail::After)
+    }
+
+    /// The reads after the first, up to four in flight, until a short one.
+    fn read_rest(
+        &mut self,
+        fid: [u8; 16],
+        mut offset: u64,
+        chunk: u32,
+        charge: u16,
+        sink: &mut impl FnMut(&[u8]) -> io::Result<()>,
+    ) -> Result<(), ReadFail> {
+        let mut in_flight = std::collections::VecDeque::new();
+        let mut more = true;
+        loop {
+            while more && in_flight.len() < 4 {
+                let cost = u32::from(charge.max(1));
+                if !in_flight.is_empty() && self.credits < cost {
+                    break;
+                }
+                let ids = self
+                    .send(&[read(fid, offset, chunk, charge, false)])
+                    .map_err(ReadFail::After)?;
+                in_flight.push_back(ids[0]);
+                offset += u64::from(chunk);
+            }
+            let Some(id) = in_flight.pop_front() else {
+                return Ok(());
+            };
+            let r = self.recv(id).map_err(ReadFail::After)?;
+            let data = read_data(&r).map_err(ReadFail::After)?;
+            if more {
+                sink(data).map_err(ReadFail::Sink)?;
+            }
+            if data.len() < chunk as usize {
+                // the end: what is still in flight reads past it
+                more = false;
+            }
+        }
+    }
+
+    /// Bytes per read: 1 MiB where the server grants multi-credit requests.
+    fn read_size(&self) -> (u32, u16) {
+        if self.multi_credit {
+            let len = MAX_QUERY.min(self.max_read.max(65536));
+            (len, len.div_ceil(65536) as u16)
+        } else {
+            (65536.min(self.max_read.max(4096)), 0)
+        }
     }
 
     /// Sends one request and waits for its answer.
@@ -665,6 +778,82 @@ fn close(fid: [u8; 16]) -> Vec<u8> {
     put32(&mut b, 0);
     b.extend_from_slice(&fid);
     b
+}
+
+/// A file's size and mtime at its close (`None` from a server that does not say).
+#[derive(Debug, Clone, Copy)]
+pub struct FileEnd {
+    pub size: u64,
+    pub mtime_ns: i64,
+}
+
+/// How a native read failed: before any byte went to the sink (so another reader may
+/// start over), after, or in the sink itself.
+#[derive(Debug)]
+pub enum ReadFail {
+    Before(Error),
+    After(Error),
+    Sink(io::Error),
+}
+
+fn create_file(name: &[u8]) -> Vec<u8> {
+    let mut b = create(name);
+    // FILE_READ_DATA | FILE_READ_ATTRIBUTES | SYNCHRONIZE; FILE_NON_DIRECTORY_FILE
+    b[24..28].copy_from_slice(&(0x0000_0001u32 | 0x0000_0080 | 0x0010_0000).to_le_bytes());
+    b[40..44].copy_from_slice(&0x40u32.to_le_bytes());
+    b
+}
+
+fn read(fid: [u8; 16], offset: u64, len: u32, charge: u16, related: bool) -> Req {
+    let mut b = Vec::with_capacity(49);
+    put16(&mut b, 49);
+    b.push(0x50); // where the data starts in the answer
+    b.push(0);
+    put32(&mut b, len);
+    put64(&mut b, offset);
+    b.extend_from_slice(&fid);
+    put32(&mut b, 0); // minimum count
+    put32(&mut b, 0); // channel
+    put32(&mut b, 0); // remaining bytes
+    put16(&mut b, 0);
+    put16(&mut b, 0);
+    b.push(0);
+    Req {
+        cmd: READ,
+        body: b,
+        related,
+        charge,
+    }
+}
+
+/// The data of a `READ` answer (empty at the end of the file).
+fn read_data(r: &[u8]) -> Result<&[u8], Error> {
+    match le32(r, 8) {
+        STATUS_END_OF_FILE => return Ok(&[]),
+        STATUS_SUCCESS => {}
+        s => return Err(Error::Status(s)),
+    }
+    let off = usize::from(*r.get(HEADER + 2).unwrap_or(&0));
+    let len = le32(r, HEADER + 4) as usize;
+    match r.get(off..off + len) {
+        Some(d) => Ok(d),
+        None => unsupported("a malformed read answer"),
+    }
+}
+
+/// `CLOSE` asking for the file's attributes as it closes.
+fn close_postquery(fid: [u8; 16]) -> Vec<u8> {
+    let mut b = close(fid);
+    b[2..4].copy_from_slice(&1u16.to_le_bytes());
+    b
+}
+
+fn file_end(r: &[u8]) -> Result<Option<FileEnd>, Error> {
+    check(r, STATUS_SUCCESS)?;
+    Ok((le16(r, HEADER + 2) & 1 != 0).then(|| FileEnd {
+        size: le64(r, HEADER + 48),
+        mtime_ns: mtime_ns(le64(r, HEADER + 24)),
+    }))
 }
 
 /// Appends a `QUERY_DIRECTORY` answer's entries to `buf`; `true` at the end of the

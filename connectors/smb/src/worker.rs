@@ -45,17 +45,17 @@ fn serve(input: &mut impl Read, out: &mut impl Write) -> io::Result<()> {
     proto::write_json(out, proto::OK, &native.describe())?;
     let server = format!("{}:{}", hello.server, hello.port);
     while let Some((tag, body)) = proto::read_frame(input)? {
-        let (paths, single) = match tag {
+        let (paths, single, size) = match tag {
             proto::LIST_MANY => {
                 let req: PathsReq = serde_json::from_slice(&body).map_err(io::Error::other)?;
-                (req.paths, None)
+                (req.paths, None, None)
             }
             _ => {
                 let req: PathReq = serde_json::from_slice(&body).map_err(io::Error::other)?;
                 if tag == proto::LIST {
-                    (vec![req.path], None)
+                    (vec![req.path], None, None)
                 } else {
-                    (Vec::new(), Some(req.path))
+                    (Vec::new(), Some(req.path), req.size)
                 }
             }
         };
@@ -77,7 +77,11 @@ fn serve(input: &mut impl Read, out: &mut impl Write) -> io::Result<()> {
                 }
                 Err(e) => proto::write_json(out, proto::ERR, &wire(&e, &shown, &server))?,
             },
-            proto::READ => read(&client, &path, &shown, &server, out)?,
+            proto::READ => {
+                if !native.read(&client, &hello, &shown, size, out)? {
+                    read(&client, &path, &shown, &server, out)?
+                }
+            }
             t => return Err(io::Error::other(format!("unknown request {t}"))),
         }
     }
@@ -185,7 +189,7 @@ const MAX_SESSIONS: usize = 4;
 /// The native lister's sessions ([`smb2`]).
 enum Native {
     /// Not used, and why: it cannot log on with what this server requires, it lost
-    /// its connection, or `TRIBUTARY_SMB_NATIVE_LIST=0` turned it off.
+    /// its connection, or `TRIBUTARY_SMB_NATIVE=0` turned it off.
     Off(String),
     On {
         sessions: Vec<smb2::Session>,
@@ -210,8 +214,8 @@ impl Native {
     /// Opens the native lister's session, right after libsmbclient's log-on succeeded
     /// with the same credentials (so a wrong password costs one failed log-on, not two).
     fn start(h: &Hello) -> Native {
-        if std::env::var_os("TRIBUTARY_SMB_NATIVE_LIST").is_some_and(|v| v == "0") {
-            return Native::Off("TRIBUTARY_SMB_NATIVE_LIST=0".into());
+        if std::env::var_os("TRIBUTARY_SMB_NATIVE").is_some_and(|v| v == "0") {
+            return Native::Off("TRIBUTARY_SMB_NATIVE=0".into());
         }
         match smb2::Session::connect(h) {
             Ok(s) => Native::On {
@@ -321,6 +325,101 @@ impl Native {
     }
 }
 
+impl Native {
+    /// Streams the file at `path` natively (`OK`, data frames, `END` with the state at
+    /// the close); `false` when libsmbclient must read it (this lister is off, or the
+    /// open failed: libsmbclient then words the error, "locked", "access denied" …).
+    fn read(
+        &mut self,
+        client: &SmbClient,
+        h: &Hello,
+        path: &str,
+        size: Option<u64>,
+        out: &mut impl Write,
+    ) -> io::Result<bool> {
+        let Native::On { sessions, .. } = self else {
+            return Ok(false);
+        };
+        let mut started = false;
+        let r = sessions[0].read_file(path, size, |data| {
+            if !started {
+                proto::write_frame(out, proto::OK, b"{}")?;
+                started = true;
+            }
+            // an empty file sends no data frame
+            if data.is_empty() {
+                Ok(())
+            } else {
+                proto::write_frame(out, proto::DATA, data)
+            }
+        });
+        let (e, before) = match r {
+            Ok(end) => {
+                if !started {
+                    proto::write_frame(out, proto::OK, b"{}")?;
+                }
+                let stat = match end {
+                    Some(e) => Ok(Stat {
+                        dir: false,
+                        size: e.size,
+                        mtime_ns: e.mtime_ns,
+                    }),
+                    // a server that does not tell the state at the close is asked
+                    None => client
+                        .stat(encode(path))
+                        .map(|s| stat_of(&s))
+                        .map_err(|e| wire(&e, path, &format!("{}:{}", h.server, h.port))),
+                };
+                match stat {
+                    Ok(s) => proto::write_json(out, proto::END, &s)?,
+                    Err(e) => proto::write_json(out, proto::ERR, &e)?,
+                }
+                return Ok(true);
+            }
+            Err(smb2::ReadFail::Sink(e)) => return Err(e),
+            Err(smb2::ReadFail::Before(e)) => (e, true),
+            Err(smb2::ReadFail::After(e)) => (e, false),
+        };
+        let timeout = matches!(&e, smb2::Error::Transport(io) if timed_out(io));
+        if let smb2::Error::Transport(io) = &e {
+            // the connection is in an unknown state: that session goes
+            sessions[0].kill();
+            sessions.retain(smb2::Session::alive);
+            if sessions.is_empty() {
+                *self = Native::Off(io.to_string());
+            }
+        }
+        if before && !timeout {
+            return Ok(false);
+        }
+        let e = if timeout {
+            did_not_answer(h, path)
+        } else {
+            WireError {
+                kind: match e {
+                    smb2::Error::Transport(_) => ErrKind::Unavailable,
+                    _ => ErrKind::Io,
+                },
+                message: format!("{path}: {e}"),
+            }
+        };
+        proto::write_json(out, proto::ERR, &e)?;
+        Ok(true)
+    }
+}
+
+/// A server that did not answer a native request in time (libsmbclient would wait as
+/// long again: reported as is).
+fn did_not_answer(h: &Hello, path: &str) -> WireError {
+    WireError {
+        kind: ErrKind::TimedOut,
+        message: format!(
+            "{path}: SMB server {}:{} did not answer within {} ms",
+            h.server, h.port, h.timeout_ms
+        ),
+    }
+}
+
 /// One folder on one session; a connection the server closed while the worker was
 /// idle (servers drop idle sessions) is opened again, once.
 fn list_one(s: &mut smb2::Session, h: &Hello, path: &str) -> Listed {
@@ -339,13 +438,7 @@ fn list_one(s: &mut smb2::Session, h: &Hello, path: &str) -> Listed {
         Err(smb2::Error::Transport(e)) => {
             s.kill();
             if timed_out(&e) {
-                Listed::TimedOut(WireError {
-                    kind: ErrKind::TimedOut,
-                    message: format!(
-                        "{path}: SMB server {}:{} did not answer within {} ms",
-                        h.server, h.port, h.timeout_ms
-                    ),
-                })
+                Listed::TimedOut(did_not_answer(h, path))
             } else {
                 Listed::Dead(e.to_string())
             }
