@@ -8,11 +8,13 @@
 //! killed and replaced: that costs the request in flight (a file error or a folder
 //! error), never the daemon nor another connector.
 //!
-//! Listing walks the share one `list_dirplus` per folder (size and mtime included, no
-//! `stat` per file) and streams entries; a folder that times out or is denied becomes a
+//! Listing walks the share in batches of folders, which a worker lists side by side on
+//! its native SMB2/3 sessions ([`smb2`]; libsmbclient's `list_dirplus` where those
+//! cannot), and streams entries; a folder that times out or is denied becomes a
 //! subtree error, so its known files are not reconciled as deleted. Reading streams the
-//! file in 1 MiB frames through a leased worker; the size and mtime the listing saw and
-//! the `stat` after the read give the pipeline what it needs to detect torn reads.
+//! file in 1 MiB frames through a leased worker (natively where it can); the size and
+//! mtime the listing saw and the state after the read give the pipeline what it needs
+//! to detect torn reads.
 
 pub mod proto;
 mod smb2;

@@ -1,4 +1,4 @@
-//! A native SMB2/SMB3 directory lister, used by the worker for `LIST` requests.
+//! A native SMB2/SMB3 client, used by the worker to list folders and read files.
 //!
 //! libsmbclient lists with the `FileIdBothDirectoryInformation` info level, whose
 //! `EaSize` field costs Samba one `listxattr` per entry: a tenth of the server's work on
@@ -12,9 +12,10 @@
 //! AES-CMAC (SMB3) signing when the server requires it, AES-128-CCM encryption when
 //! the session or the share requires it. Anything else (a server that only speaks
 //! SMB 3.1.1 or SMB1, Kerberos-only, a guest session) is
-//! [`Error::Unsupported`], and the worker lists through libsmbclient instead; so does
-//! any folder this lister cannot list, so every error a user sees is worded as before.
-//! Reading files stays with libsmbclient.
+//! [`Error::Unsupported`], and the worker lists and reads through libsmbclient instead;
+//! so it does any folder this client cannot list and any file it cannot open, so every
+//! error a user sees is worded as before. Files are read with one compound round trip
+//! when they fit one read ([`Session::read_file`]).
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
