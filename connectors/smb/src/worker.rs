@@ -341,7 +341,7 @@ impl Native {
             return Ok(false);
         };
         let mut started = false;
-        let r = sessions[0].read_file(path, size, |data| {
+        let mut sink = |data: &[u8]| {
             if !started {
                 proto::write_frame(out, proto::OK, b"{}")?;
                 started = true;
@@ -352,7 +352,16 @@ impl Native {
             } else {
                 proto::write_frame(out, proto::DATA, data)
             }
-        });
+        };
+        let mut r = sessions[0].read_file(path, size, &mut sink);
+        // a connection the server closed while the worker was idle is opened again, once
+        if let Err(smb2::ReadFail::Before(smb2::Error::Transport(e))) = &r
+            && !timed_out(e)
+            && let Ok(fresh) = smb2::Session::connect(h)
+        {
+            sessions[0] = fresh;
+            r = sessions[0].read_file(path, size, &mut sink);
+        }
         let (e, before) = match r {
             Ok(end) => {
                 if !started {
