@@ -352,7 +352,7 @@ async fn wrong_password_unknown_share_and_dead_servers_fail_fast_and_clearly() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains(&format!(
-            "logged in as `{}`; 1 files and 0 folders at the top",
+            "logged in as `{}`; 1 files and 0 folders at the top; listing and reading over native SMB 3.0.2",
             samba::USER
         )),
         "{text}"

@@ -409,7 +409,7 @@ impl Connector for SmbConnector {
             let dirs = entries.iter().filter(|e| e.dir).count();
             let lister = pool.state.lock().unwrap().lister.clone();
             Ok(format!(
-                "{target}: logged in as `{user}`; {} files and {dirs} folders at the top; folders listed by {lister}",
+                "{target}: logged in as `{user}`; {} files and {dirs} folders at the top; listing and reading over {lister}",
                 entries.len() - dirs
             ))
         })

@@ -91,8 +91,8 @@ impl std::fmt::Debug for Hello {
 /// The worker's answer to [`Hello`] once logged on.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Welcome {
-    /// How folders are listed: natively (the dialect, signing) or through libsmbclient,
-    /// and why.
+    /// How folders are listed and files read: natively (the dialect; signed, encrypted)
+    /// or through libsmbclient, and why.
     #[serde(default)]
     pub lister: String,
 }

@@ -230,7 +230,9 @@ impl Native {
         proto::Welcome {
             lister: match self {
                 Native::On { sessions, .. } => format!("native {}", sessions[0].describe()),
-                Native::Off(why) => format!("libsmbclient (native listing unavailable: {why})"),
+                Native::Off(why) => {
+                    format!("libsmbclient (the native SMB client is unavailable: {why})")
+                }
             },
         }
     }
