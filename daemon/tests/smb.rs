@@ -352,7 +352,7 @@ async fn wrong_password_unknown_share_and_dead_servers_fail_fast_and_clearly() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains(&format!(
-            "logged in as `{}`; 1 files and 0 folders at the top; listing and reading over native SMB 3.0.2",
+            "logged in as `{}`; 1 files and 0 folders at the top; listing and reading over native SMB 3.1.1",
             samba::USER
         )),
         "{text}"
@@ -940,7 +940,7 @@ fn the_native_lister_lists_exactly_what_libsmbclient_lists() {
     std::fs::set_permissions(&denied, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
     for share in [samba::SHARE, samba::USER_SHARE] {
         let (lister, native) = list_share(smb.port, share, "smb2", true);
-        assert!(lister.starts_with("native SMB 3.0.2"), "{lister}");
+        assert_eq!(lister, "native SMB 3.1.1");
         let (lister, old) = list_share(smb.port, share, "smb2", false);
         assert!(lister.starts_with("libsmbclient"), "{lister}");
         assert!(native.len() > 30_000, "{}", native.len());
@@ -977,27 +977,39 @@ fn servers_that_require_signing_or_encryption_are_listed_right() {
         ),
         // SMB 3.0.2 with AES-CMAC signatures
         (
-            "  server min protocol = SMB2_10\n  server signing = mandatory\n",
+            "  server min protocol = SMB2_10\n  server max protocol = SMB3_02\n  server signing = mandatory\n",
             "smb3",
             "native SMB 3.0.2, signed",
         ),
+        // SMB 3.1.1 (preauth integrity) with AES-CMAC signatures
+        (
+            "  server min protocol = SMB3_11\n  server signing = mandatory\n",
+            "smb3",
+            "native SMB 3.1.1, signed",
+        ),
         // SMB 3.0.2 with AES-128-CCM encryption of every message
+        (
+            "  server min protocol = SMB2_10\n  server max protocol = SMB3_02\n  server smb encrypt = required\n",
+            "smb2",
+            "native SMB 3.0.2, encrypted",
+        ),
+        // SMB 3.1.1 with AES-128-GCM encryption
         (
             "  server min protocol = SMB2_10\n  server smb encrypt = required\n",
             "smb2",
-            "native SMB 3.0.2, encrypted",
+            "native SMB 3.1.1, encrypted",
         ),
         // one share that requires encryption on a server that does not
         (
             "  server min protocol = SMB2_10\n",
             "smb3",
-            "native SMB 3.0.2, encrypted",
+            "native SMB 3.1.1, encrypted",
         ),
     ];
     for (i, (global, floor, want)) in servers.into_iter().enumerate() {
         let sub = dir.path().join(format!("s{i}"));
         // the last server requires encryption for the share only
-        let share = if i == 4 {
+        let share = if i == 6 {
             "  smb encrypt = required\n"
         } else {
             ""
@@ -1071,8 +1083,14 @@ fn files_read_natively_are_byte_for_byte_what_libsmbclient_reads() {
             "  server min protocol = SMB2_02\n  server max protocol = SMB2_02\n  server signing = mandatory\n",
             "smb2",
         ),
+        // SMB 3.1.1, AES-128-GCM
         (
             "  server min protocol = SMB2_10\n  server smb encrypt = required\n",
+            "smb3",
+        ),
+        // SMB 3.0.2, AES-128-CCM
+        (
+            "  server min protocol = SMB2_10\n  server max protocol = SMB3_02\n  server smb encrypt = required\n",
             "smb3",
         ),
     ];

@@ -8,10 +8,10 @@
 //! `CREATE` + `QUERY_DIRECTORY` + `QUERY_DIRECTORY` + `CLOSE` sent as one related
 //! compound (libsmbclient needs four round trips).
 //!
-//! Scope: dialects 2.0.2 to 3.0.2, NTLMv2 inside SPNEGO, HMAC-SHA256 (SMB2) and
-//! AES-CMAC (SMB3) signing when the server requires it, AES-128-CCM encryption when
-//! the session or the share requires it. Anything else (a server that only speaks
-//! SMB 3.1.1 or SMB1, Kerberos-only, a guest session) is
+//! Scope: dialects 2.0.2 to 3.1.1 (with its preauth integrity), NTLMv2 inside SPNEGO,
+//! HMAC-SHA256 (SMB2) and AES-CMAC (SMB3) signing when the server requires it,
+//! AES-128-CCM or -GCM encryption when the session or the share requires it. Anything
+//! else (an SMB1-only server, Kerberos-only, a guest session) is
 //! [`Error::Unsupported`], and the worker lists and reads through libsmbclient instead;
 //! so it does any folder this client cannot list and any file it cannot open, so every
 //! error a user sees is worded as before. Files are read with one compound round trip
@@ -148,24 +148,74 @@ impl Signer {
     }
 }
 
-/// SMB 3.0.x encryption (AES-128-CCM), for sessions or shares that require it.
+/// The AEAD of an encrypted session: AES-128-CCM (SMB 3.0.x, or as 3.1.1 negotiated)
+/// or AES-128-GCM (3.1.1).
+enum Aead {
+    Ccm(Box<Aes128Ccm>),
+    Gcm(Box<aes_gcm::Aes128Gcm>),
+}
+
+impl Aead {
+    fn new(gcm: bool, key: &[u8; 16]) -> Aead {
+        use ccm::aead::KeyInit;
+        if gcm {
+            Aead::Gcm(Box::new(aes_gcm::Aes128Gcm::new(key.into())))
+        } else {
+            Aead::Ccm(Box::new(Aes128Ccm::new(key.into())))
+        }
+    }
+
+    fn nonce_len(&self) -> usize {
+        match self {
+            Aead::Ccm(_) => 11,
+            Aead::Gcm(_) => 12,
+        }
+    }
+
+    fn seal(&self, nonce: &[u8], aad: &[u8], body: &mut [u8]) -> [u8; 16] {
+        use ccm::aead::AeadInPlace;
+        let tag = match self {
+            Aead::Ccm(c) => c.encrypt_in_place_detached(nonce.into(), aad, body),
+            Aead::Gcm(c) => c.encrypt_in_place_detached(nonce.into(), aad, body),
+        };
+        tag.expect("a message of less than 4 GiB").into()
+    }
+
+    fn open(&self, nonce: &[u8], aad: &[u8], body: &mut [u8], tag: &[u8]) -> bool {
+        use ccm::aead::AeadInPlace;
+        match self {
+            Aead::Ccm(c) => c.decrypt_in_place_detached(nonce.into(), aad, body, tag.into()),
+            Aead::Gcm(c) => c.decrypt_in_place_detached(nonce.into(), aad, body, tag.into()),
+        }
+        .is_ok()
+    }
+}
+
+/// SMB3 encryption, for sessions or shares that require it.
 struct Crypt {
     /// Client to server, server to client.
-    seal: Aes128Ccm,
-    open: Aes128Ccm,
+    seal: Aead,
+    open: Aead,
     /// A nonce is never used twice with a key: a counter, and a random salt.
     counter: u64,
-    salt: [u8; 3],
+    salt: [u8; 4],
 }
 
 impl Crypt {
-    fn new(session_key: &[u8; 16]) -> Crypt {
-        use ccm::aead::KeyInit;
-        let seal = kdf(session_key, b"SMB2AESCCM\0", b"ServerIn \0");
-        let open = kdf(session_key, b"SMB2AESCCM\0", b"ServerOut\0");
+    fn new(session_key: &[u8; 16], keys: &Keys) -> Crypt {
+        let (seal, open) = match &keys.preauth {
+            Some(h) => (
+                kdf(session_key, b"SMBC2SCipherKey\0", h),
+                kdf(session_key, b"SMBS2CCipherKey\0", h),
+            ),
+            None => (
+                kdf(session_key, b"SMB2AESCCM\0", b"ServerIn \0"),
+                kdf(session_key, b"SMB2AESCCM\0", b"ServerOut\0"),
+            ),
+        };
         Crypt {
-            seal: Aes128Ccm::new(&seal.into()),
-            open: Aes128Ccm::new(&open.into()),
+            seal: Aead::new(keys.gcm, &seal),
+            open: Aead::new(keys.gcm, &open),
             counter: 0,
             salt: rand::random(),
         }
@@ -173,43 +223,48 @@ impl Crypt {
 
     /// A transform header and the encrypted message(s).
     fn seal(&mut self, session_id: u64, plain: &[u8]) -> Vec<u8> {
-        use ccm::aead::AeadInPlace;
         self.counter += 1;
         let mut nonce = [0u8; 16];
         nonce[..8].copy_from_slice(&self.counter.to_le_bytes());
-        nonce[8..11].copy_from_slice(&self.salt);
+        let n = self.seal.nonce_len();
+        nonce[8..n].copy_from_slice(&self.salt[..n - 8]);
         let mut out = Vec::with_capacity(52 + plain.len());
         out.extend_from_slice(b"\xfdSMB");
         out.extend_from_slice(&[0; 16]);
         out.extend_from_slice(&nonce);
         put32(&mut out, plain.len() as u32);
         put16(&mut out, 0);
-        put16(&mut out, 1); // AES-128-CCM
+        put16(&mut out, 1); // encrypted (3.1.1); AES-128-CCM (3.0.x)
         put64(&mut out, session_id);
         out.extend_from_slice(plain);
         let (head, body) = out.split_at_mut(52);
-        let tag = self
-            .seal
-            .encrypt_in_place_detached(nonce[..11].into(), &head[20..52], body)
-            .expect("CCM takes any message of less than 4 GiB");
+        let tag = self.seal.seal(&nonce[..n], &head[20..52], body);
         head[4..20].copy_from_slice(&tag);
         out
     }
 
     /// The message(s) inside a transform; `None` when they do not decrypt.
     fn open<'a>(&self, msg: &'a mut [u8]) -> Option<&'a [u8]> {
-        use ccm::aead::AeadInPlace;
         if msg.len() < 52 {
             return None;
         }
         let (head, body) = msg.split_at_mut(52);
         let size = le32(head, 36) as usize;
         let body = body.get_mut(..size)?;
+        let n = self.open.nonce_len();
         self.open
-            .decrypt_in_place_detached(head[20..31].into(), &head[20..52], body, head[4..20].into())
-            .ok()?;
-        Some(body)
+            .open(&head[20..20 + n], &head[20..52], body, &head[4..20])
+            .then_some(&*body)
     }
+}
+
+/// What the dialect's keys derive from.
+struct Keys {
+    dialect: u16,
+    /// SMB 3.1.1: the hash of the negotiation and log-on messages.
+    preauth: Option<[u8; 64]>,
+    /// SMB 3.1.1 negotiated AES-128-GCM for encryption.
+    gcm: bool,
 }
 
 /// One request of a compound.
@@ -236,8 +291,14 @@ pub struct Session {
     max_transact: u32,
     max_read: u32,
     signer: Option<Signer>,
+    /// Every request is signed (the server requires it); else only SMB 3.1.1's tree
+    /// connect is.
+    sign_all: bool,
     /// Set when the session or the share requires encryption.
     crypt: Option<Crypt>,
+    /// The hash of the messages so far, while negotiating and logging on (SMB 3.1.1).
+    preauth: Option<[u8; 64]>,
+    gcm: bool,
     /// Responses read before they were waited for.
     stash: HashMap<u64, Vec<u8>>,
     frame: Vec<u8>,
@@ -275,25 +336,35 @@ impl Session {
             max_transact: 65536,
             max_read: 65536,
             signer: None,
+            sign_all: false,
             crypt: None,
+            preauth: Some([0; 64]),
+            gcm: false,
             stash: HashMap::new(),
             frame: Vec::new(),
         };
         let (dialect, signing_required) = s.negotiate(&h.min_protocol)?;
         s.dialect = dialect;
         let (key, encrypt) = s.log_on(h)?;
+        let keys = Keys {
+            dialect,
+            preauth: s.preauth.take().filter(|_| dialect == 0x0311),
+            gcm: s.gcm,
+        };
         if encrypt {
-            s.crypt = Some(Crypt::new(&key));
+            s.crypt = Some(Crypt::new(&key, &keys));
         }
-        if signing_required {
-            s.signer = Some(if dialect >= 0x0300 {
-                Signer::Cmac(kdf(&key, b"SMB2AESCMAC\0", b"SmbSign\0"))
-            } else {
-                Signer::Sha256(key)
-            });
-        }
+        s.sign_all = signing_required;
+        s.signer = match &keys.preauth {
+            Some(h) => Some(Signer::Cmac(kdf(&key, b"SMBSigningKey\0", h))),
+            None if !signing_required => None,
+            None if keys.dialect >= 0x0300 => {
+                Some(Signer::Cmac(kdf(&key, b"SMB2AESCMAC\0", b"SmbSign\0")))
+            }
+            None => Some(Signer::Sha256(key)),
+        };
         if s.tree_connect(h)? && s.crypt.is_none() {
-            s.crypt = Some(Crypt::new(&key));
+            s.crypt = Some(Crypt::new(&key, &keys));
         }
         Ok(s)
     }
@@ -313,30 +384,51 @@ impl Session {
     /// "SMB 3.0.2, signed", say.
     pub fn describe(&self) -> String {
         let (major, minor) = (self.dialect >> 8, self.dialect & 0xff);
-        let signed = match (&self.crypt, &self.signer) {
+        let signed = match (&self.crypt, self.sign_all) {
             (Some(_), _) => ", encrypted",
-            (None, Some(_)) => ", signed",
-            (None, None) => "",
+            (None, true) => ", signed",
+            (None, false) => "",
         };
         format!("SMB {major}.{}.{}{signed}", minor >> 4, minor & 0xf)
     }
 
     fn negotiate(&mut self, floor: &str) -> Result<(u16, bool), Error> {
         let dialects: &[u16] = match floor {
-            "smb3" => &[0x0300, 0x0302],
-            _ => &[0x0202, 0x0210, 0x0300, 0x0302],
+            "smb3" => &[0x0300, 0x0302, 0x0311],
+            _ => &[0x0202, 0x0210, 0x0300, 0x0302, 0x0311],
         };
-        let mut b = Vec::with_capacity(36 + 2 * dialects.len());
+        let mut b = Vec::with_capacity(36 + 2 * dialects.len() + 96);
         put16(&mut b, 36);
         put16(&mut b, dialects.len() as u16);
         put16(&mut b, 0x1); // signing enabled
         put16(&mut b, 0);
         put32(&mut b, 0x4 | 0x40); // large MTU, encryption
         b.extend_from_slice(&rand::random::<[u8; 16]>()); // client GUID
-        b.extend_from_slice(&[0; 8]);
+        b.extend_from_slice(&[0; 8]); // negotiate contexts: set below
         for d in dialects {
             put16(&mut b, *d);
         }
+        // SMB 3.1.1's negotiate contexts, 8-byte aligned from the header's start
+        b.resize((HEADER + b.len()).next_multiple_of(8) - HEADER, 0);
+        let at = (HEADER + b.len()) as u32;
+        b[28..32].copy_from_slice(&at.to_le_bytes());
+        b[32..34].copy_from_slice(&2u16.to_le_bytes());
+        // preauth integrity: SHA-512 with a 32-byte salt
+        put16(&mut b, 1);
+        put16(&mut b, 38);
+        put32(&mut b, 0);
+        put16(&mut b, 1);
+        put16(&mut b, 32);
+        put16(&mut b, 1);
+        b.extend_from_slice(&rand::random::<[u8; 32]>());
+        b.resize((HEADER + b.len()).next_multiple_of(8) - HEADER, 0);
+        // encryption: AES-128-GCM, AES-128-CCM
+        put16(&mut b, 2);
+        put16(&mut b, 6);
+        put32(&mut b, 0);
+        put16(&mut b, 2);
+        put16(&mut b, 2);
+        put16(&mut b, 1);
         let r = self.call(NEGOTIATE, b)?;
         check(&r, STATUS_SUCCESS)?;
         let dialect = le16(&r, HEADER + 4);
@@ -348,7 +440,29 @@ impl Session {
         self.max_transact = le32(&r, HEADER + 28);
         self.max_read = le32(&r, HEADER + 32);
         self.multi_credit = dialect >= 0x0210 && caps & 0x4 != 0;
+        if dialect == 0x0311 {
+            self.hash(&r);
+            let mut at = le32(&r, HEADER + 60) as usize;
+            for _ in 0..le16(&r, HEADER + 6) {
+                let (kind, len) = (le16(&r, at), le16(&r, at + 2) as usize);
+                if kind == 2 {
+                    self.gcm = le16(&r, at + 10) == 2;
+                }
+                at = (at + 8 + len).next_multiple_of(8);
+            }
+        }
         Ok((dialect, security_mode & 0x2 != 0))
+    }
+
+    /// Adds a message to the SMB 3.1.1 preauth integrity hash.
+    fn hash(&mut self, msg: &[u8]) {
+        use sha2::Digest as _;
+        if let Some(h) = &mut self.preauth {
+            let mut d = sha2::Sha512::new();
+            d.update(&h[..]);
+            d.update(msg);
+            *h = d.finalize().into();
+        }
     }
 
     /// NTLMv2 in SPNEGO; returns the session key, and whether the session is to be
@@ -359,6 +473,7 @@ impl Session {
             session_setup(&spnego_init(&ntlm_negotiate())),
         )?;
         check(&r, STATUS_MORE_PROCESSING_REQUIRED)?;
+        self.hash(&r);
         self.session_id = le64(&r, 40);
         let blob = security_buffer(&r)?;
         let challenge = Challenge::parse(blob)?;
@@ -632,9 +747,16 @@ impl Session {
                 let next = (frame.len() - start) as u32;
                 frame[start + 20..start + 24].copy_from_slice(&next.to_le_bytes());
             }
-            // an encrypted message is not signed: its encryption authenticates it
-            if let (Some(s), None) = (&self.signer, &self.crypt) {
+            // an encrypted message is not signed: its encryption authenticates it;
+            // SMB 3.1.1 signs its tree connect even where signing is not required
+            if let (Some(s), None) = (&self.signer, &self.crypt)
+                && (self.sign_all || r.cmd == TREE_CONNECT)
+            {
                 s.sign(&mut frame[start..]);
+            }
+            if self.preauth.is_some() {
+                let msg = frame[start..].to_vec();
+                self.hash(&msg);
             }
         }
         if let Some(c) = &mut self.crypt {
@@ -709,6 +831,7 @@ impl Session {
                     return bad("an answer in the clear on an encrypted session");
                 }
                 if let (Some(signer), false) = (&self.signer, sealed)
+                    && (self.sign_all || flags & FLAG_SIGNED != 0)
                     && !signer.verify(&m[..end])
                 {
                     return bad("an answer without a valid signature");
