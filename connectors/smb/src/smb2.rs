@@ -572,7 +572,7 @@ impl Session {
         buf.truncate(start);
         let r = self.call(CREATE, create(&name))?;
         check(&r, STATUS_SUCCESS)?;
-        let fid: [u8; 16] = r[HEADER + 64..HEADER + 80].try_into().expect("16 bytes");
+        let fid = file_id(&r)?;
         let mut flags = 0x01;
         let listed = loop {
             let q = query(fid, flags, out_len, charge, false);
@@ -629,9 +629,7 @@ impl Session {
             rs.push(self.recv(id).map_err(ReadFail::Before)?);
         }
         check(&rs[0], STATUS_SUCCESS).map_err(ReadFail::Before)?;
-        let fid: [u8; 16] = rs[0][HEADER + 64..HEADER + 80]
-            .try_into()
-            .expect("16 bytes");
+        let fid = file_id(&rs[0]).map_err(ReadFail::Before)?;
         let first = read_data(&rs[1]).map_err(ReadFail::Before)?;
         if small {
             let end = file_end(&rs[2]).map_err(ReadFail::Before)?;
@@ -820,6 +818,9 @@ impl Session {
             } else {
                 next.min(m.len())
             };
+            if end < HEADER {
+                return unsupported("a malformed answer");
+            }
             let flags = le32(m, 16);
             self.credits += u32::from(le16(m, 14));
             let status = le32(m, 8);
@@ -1032,6 +1033,14 @@ fn filetime_now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     (d.as_secs() + EPOCH_DIFF_SECS as u64) * 10_000_000 + u64::from(d.subsec_nanos() / 100)
+}
+
+/// The handle a `CREATE` answer opened.
+fn file_id(r: &[u8]) -> Result<[u8; 16], Error> {
+    match r.get(HEADER + 64..HEADER + 80) {
+        Some(id) => Ok(id.try_into().expect("16 bytes")),
+        None => unsupported("a malformed create answer"),
+    }
 }
 
 fn check(r: &[u8], want: u32) -> Result<(), Error> {
