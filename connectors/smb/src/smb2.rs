@@ -477,10 +477,11 @@ impl Session {
         self.session_id = le64(&r, 40);
         let blob = security_buffer(&r)?;
         let challenge = Challenge::parse(blob)?;
+        let (user, domain) = ntlm_identity(&h.username, &h.domain);
         let (auth, key) = ntlm_authenticate(
             &challenge,
-            &h.username,
-            &h.domain,
+            user,
+            domain,
             &h.password,
             rand::random(),
             filetime_now(),
@@ -1160,6 +1161,18 @@ fn ntowf_v2(user: &str, domain: &str, password: &str) -> [u8; 16] {
     hmac_md5(&nt_hash, &[&who])
 }
 
+/// The user and domain NTLM sends, as libsmbclient reads a user name: `DOMAIN\user`
+/// names its domain, and `user@realm` (a UPN) goes as it is with no domain.
+fn ntlm_identity<'a>(user: &'a str, domain: &'a str) -> (&'a str, &'a str) {
+    if let Some((d, u)) = user.split_once('\\') {
+        (u, d)
+    } else if user.contains('@') {
+        (user, "")
+    } else {
+        (user, domain)
+    }
+}
+
 /// The AUTHENTICATE message and the session key (NTLMv2, no key exchange: the session
 /// key is the session base key).
 fn ntlm_authenticate(
@@ -1346,6 +1359,16 @@ mod tests {
             *tampered.last_mut().unwrap() ^= 1;
             assert!(!signer.verify(&tampered));
         }
+    }
+
+    #[test]
+    fn user_names_name_their_domain_as_libsmbclient_reads_them() {
+        assert_eq!(ntlm_identity("alice", "CORP"), ("alice", "CORP"));
+        assert_eq!(ntlm_identity("SALES\\alice", "CORP"), ("alice", "SALES"));
+        assert_eq!(
+            ntlm_identity("alice@corp.example", "CORP"),
+            ("alice@corp.example", "")
+        );
     }
 
     #[test]
