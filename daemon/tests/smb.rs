@@ -812,30 +812,61 @@ fn a_missing_worker_program_is_a_clear_error() {
     assert!(!text.contains(samba::PASSWORD), "{text}");
 }
 
+/// A worker process logged on to `share` (natively or not), as the daemon starts one:
+/// the process, its pipes, and its account of how it lists and reads.
+struct TestWorker {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+    lister: String,
+}
+
+impl TestWorker {
+    fn start(port: u16, share: &str, floor: &str, native: bool) -> TestWorker {
+        use std::process::Stdio;
+        use tributary_connector_smb::proto::{self, Welcome};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tributary-smb-worker"))
+            .env("TRIBUTARY_SMB_NATIVE", if native { "1" } else { "0" })
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut h = hello(port, samba::PASSWORD, share);
+        h.min_protocol = floor.into();
+        proto::write_json(&mut stdin, proto::HELLO, &h).unwrap();
+        let (tag, body) = proto::read_frame(&mut stdout).unwrap().unwrap();
+        assert_eq!(tag, proto::OK, "{}", String::from_utf8_lossy(&body));
+        let welcome: Welcome = serde_json::from_slice(&body).unwrap();
+        TestWorker {
+            child,
+            stdin,
+            stdout,
+            lister: welcome.lister,
+        }
+    }
+
+    /// Closes its input (it exits) and waits for it.
+    fn stop(self) {
+        let TestWorker {
+            mut child, stdin, ..
+        } = self;
+        drop(stdin);
+        child.wait().unwrap();
+    }
+}
+
 /// Every folder of `share` as one worker lists it for the walk, natively or through
 /// libsmbclient: the worker's account of its lister, and one sorted line per entry
 /// (`path dir size mtime`) or per folder the worker refused (`path ERR message`).
 fn list_share(port: u16, share: &str, floor: &str, native: bool) -> (String, Vec<String>) {
-    use std::io::BufReader;
-    use std::process::Stdio;
-    use tributary_connector_smb::proto::{self, Listing, PathReq, PathsReq, Welcome};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tributary-smb-worker"))
-        .env("TRIBUTARY_SMB_NATIVE", if native { "1" } else { "0" })
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut h = hello(port, samba::PASSWORD, share);
-    h.min_protocol = floor.into();
-    proto::write_json(&mut stdin, proto::HELLO, &h).unwrap();
-    let (tag, body) = proto::read_frame(&mut stdout).unwrap().unwrap();
-    assert_eq!(tag, proto::OK, "{}", String::from_utf8_lossy(&body));
-    let welcome: Welcome = serde_json::from_slice(&body).unwrap();
+    use tributary_connector_smb::proto::{self, Listing, PathReq, PathsReq};
+    let mut w = TestWorker::start(port, share, floor, native);
+    let (stdin, stdout) = (&mut w.stdin, &mut w.stdout);
     let mut lines = Vec::new();
     proto::write_json(
-        &mut stdin,
+        stdin,
         proto::LIST,
         &PathReq {
             path: "/".into(),
@@ -843,10 +874,7 @@ fn list_share(port: u16, share: &str, floor: &str, native: bool) -> (String, Vec
         },
     )
     .unwrap();
-    let mut answers = vec![(
-        String::new(),
-        proto::read_frame(&mut stdout).unwrap().unwrap(),
-    )];
+    let mut answers = vec![(String::new(), proto::read_frame(stdout).unwrap().unwrap())];
     // then the rest four folders at a time, as the walk asks (listed side by side)
     let mut dirs = Vec::new();
     loop {
@@ -869,7 +897,7 @@ fn list_share(port: u16, share: &str, floor: &str, native: bool) -> (String, Vec
         }
         let batch: Vec<String> = dirs.drain(..dirs.len().min(4)).collect();
         proto::write_json(
-            &mut stdin,
+            stdin,
             proto::LIST_MANY,
             &PathsReq {
                 paths: batch.clone(),
@@ -877,13 +905,13 @@ fn list_share(port: u16, share: &str, floor: &str, native: bool) -> (String, Vec
         )
         .unwrap();
         for dir in batch {
-            answers.push((dir, proto::read_frame(&mut stdout).unwrap().unwrap()));
+            answers.push((dir, proto::read_frame(stdout).unwrap().unwrap()));
         }
     }
-    drop(stdin);
-    child.wait().unwrap();
+    let lister = w.lister.clone();
+    w.stop();
     lines.sort();
-    (welcome.lister, lines)
+    (lister, lines)
 }
 
 /// A tree with what tells listers apart: Unicode in both normal forms, `%` and `?`,
@@ -1034,30 +1062,17 @@ fn read_share_file(
     path: &str,
     size_hint: Option<u64>,
 ) -> Result<(Vec<u8>, String), String> {
-    use std::io::BufReader;
-    use std::process::Stdio;
     use tributary_connector_smb::proto::{self, PathReq, Stat};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tributary-smb-worker"))
-        .env("TRIBUTARY_SMB_NATIVE", if native { "1" } else { "0" })
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut h = hello(port, samba::PASSWORD, samba::SHARE);
-    h.min_protocol = floor.into();
-    proto::write_json(&mut stdin, proto::HELLO, &h).unwrap();
-    let (tag, _) = proto::read_frame(&mut stdout).unwrap().unwrap();
-    assert_eq!(tag, proto::OK);
+    let mut w = TestWorker::start(port, samba::SHARE, floor, native);
+    let (stdin, stdout) = (&mut w.stdin, &mut w.stdout);
     let req = PathReq {
         path: path.into(),
         size: size_hint,
     };
-    proto::write_json(&mut stdin, proto::READ, &req).unwrap();
+    proto::write_json(stdin, proto::READ, &req).unwrap();
     let mut data = Vec::new();
     let result = loop {
-        let (tag, body) = proto::read_frame(&mut stdout).unwrap().unwrap();
+        let (tag, body) = proto::read_frame(stdout).unwrap().unwrap();
         match tag {
             proto::OK => {}
             proto::DATA => data.extend_from_slice(&body),
@@ -1068,8 +1083,7 @@ fn read_share_file(
             _ => break Err(String::from_utf8_lossy(&body).into_owned()),
         }
     };
-    drop(stdin);
-    child.wait().unwrap();
+    w.stop();
     result
 }
 

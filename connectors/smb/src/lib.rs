@@ -776,7 +776,7 @@ impl Lease {
         )
     }
 
-    fn send_req(&mut self, tag: u8, req: &PathReq) -> Result<(), WireError> {
+    fn send_req(&mut self, tag: u8, req: &impl serde::Serialize) -> Result<(), WireError> {
         let w = self.worker.as_mut().expect("leased");
         self.idle = false;
         proto::write_json(&mut w.stdin, tag, req).map_err(|e| WireError {
@@ -823,18 +823,23 @@ impl Lease {
 
     /// The answer to the request just sent: the OK frame's payload, or the error.
     fn reply_raw(&mut self) -> Result<Vec<u8>, WireError> {
-        let (t, body) = self.answer()?;
+        let r = self.next_answer()?;
         self.idle = true;
+        r
+    }
+
+    /// The next answer: the OK frame's payload or the error an ERR frame carries; `Err`
+    /// when the worker failed or sent another frame (the lease then stays busy: the
+    /// worker is killed on drop).
+    fn next_answer(&mut self) -> Result<Result<Vec<u8>, WireError>, WireError> {
+        let (t, body) = self.answer()?;
         match t {
-            proto::OK => Ok(body),
-            proto::ERR => Err(serde_json::from_slice(&body).map_err(bad_reply)?),
-            t => {
-                self.idle = false;
-                Err(WireError {
-                    kind: ErrKind::Io,
-                    message: format!("SMB worker: unexpected frame {t}"),
-                })
-            }
+            proto::OK => Ok(Ok(body)),
+            proto::ERR => Ok(Err(serde_json::from_slice(&body).unwrap_or_else(bad_reply))),
+            t => Err(WireError {
+                kind: ErrKind::Io,
+                message: format!("SMB worker: unexpected frame {t}"),
+            }),
         }
     }
 
@@ -865,25 +870,16 @@ impl Lease {
         &mut self,
         paths: &[String],
     ) -> Result<Vec<Result<Vec<u8>, WireError>>, WireError> {
-        let w = self.worker.as_mut().expect("leased");
-        self.idle = false;
-        proto::write_json(
-            &mut w.stdin,
+        self.send_req(
             proto::LIST_MANY,
             &proto::PathsReq {
                 paths: paths.to_vec(),
             },
-        )
-        .map_err(|e| broken("send", &e))?;
-        let mut out = Vec::with_capacity(paths.len());
-        for _ in paths {
-            let (t, body) = self.answer()?;
-            out.push(match t {
-                proto::OK => Ok(body),
-                proto::ERR => Err(serde_json::from_slice(&body).map_err(bad_reply)?),
-                t => return Err(broken("list", &format!("unexpected frame {t}"))),
-            });
-        }
+        )?;
+        let out = paths
+            .iter()
+            .map(|_| self.next_answer())
+            .collect::<Result<Vec<_>, _>>()?;
         self.idle = true;
         Ok(out)
     }

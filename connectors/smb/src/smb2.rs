@@ -276,6 +276,18 @@ struct Req {
     charge: u16,
 }
 
+impl Req {
+    /// A request of one credit on its own (not related to the one before).
+    fn new(cmd: u16, body: Vec<u8>) -> Req {
+        Req {
+            cmd,
+            body,
+            related: false,
+            charge: 0,
+        }
+    }
+}
+
 /// A logged-on session with one share tree connected.
 pub struct Session {
     sock: TcpStream,
@@ -429,7 +441,7 @@ impl Session {
         put16(&mut b, 2);
         put16(&mut b, 2);
         put16(&mut b, 1);
-        let r = self.call(NEGOTIATE, b)?;
+        let r = self.call(Req::new(NEGOTIATE, b))?;
         check(&r, STATUS_SUCCESS)?;
         let dialect = le16(&r, HEADER + 4);
         if !dialects.contains(&dialect) {
@@ -468,10 +480,10 @@ impl Session {
     /// NTLMv2 in SPNEGO; returns the session key, and whether the session is to be
     /// encrypted.
     fn log_on(&mut self, h: &Hello) -> Result<([u8; 16], bool), Error> {
-        let r = self.call(
+        let r = self.call(Req::new(
             SESSION_SETUP,
             session_setup(&spnego_init(&ntlm_negotiate())),
-        )?;
+        ))?;
         check(&r, STATUS_MORE_PROCESSING_REQUIRED)?;
         self.hash(&r);
         self.session_id = le64(&r, 40);
@@ -486,7 +498,10 @@ impl Session {
             rand::random(),
             filetime_now(),
         );
-        let r = self.call(SESSION_SETUP, session_setup(&spnego_response(&auth)))?;
+        let r = self.call(Req::new(
+            SESSION_SETUP,
+            session_setup(&spnego_response(&auth)),
+        ))?;
         match check(&r, STATUS_SUCCESS) {
             // libsmbclient logged on with the same credentials a moment ago
             Err(Error::Status(0xC000_0022)) => {
@@ -516,7 +531,7 @@ impl Session {
         put16(&mut b, (HEADER + 8) as u16);
         put16(&mut b, path.len() as u16);
         b.extend_from_slice(&path);
-        let r = self.call(TREE_CONNECT, b)?;
+        let r = self.call(Req::new(TREE_CONNECT, b))?;
         check(&r, STATUS_SUCCESS)?;
         self.tree_id = le32(&r, 36);
         if r.get(HEADER + 2) != Some(&1) {
@@ -532,7 +547,6 @@ impl Session {
     /// Lists the folder at `path` (share-relative, `/`-separated) into `buf` as
     /// [`Listing`] records. `.` and `..` are left out.
     pub fn list(&mut self, path: &str, buf: &mut Vec<u8>) -> Result<(), Error> {
-        let name = utf16(&path.trim_matches('/').replace('/', "\\"));
         // as much as the credits allow, at most MAX_QUERY
         let (out_len, charge) = if self.multi_credit {
             let units = ((self.credits.saturating_sub(2)) / 2).clamp(1, MAX_QUERY >> 16);
@@ -541,27 +555,12 @@ impl Session {
         } else {
             (65536.min(self.max_transact), 0)
         };
-        let reqs = [
-            Req {
-                cmd: CREATE,
-                body: create(&name),
-                related: false,
-                charge: 0,
-            },
-            query(RELATED_FILE, 0x01, out_len, charge, true),
-            query(RELATED_FILE, 0, out_len, charge, true),
-            Req {
-                cmd: CLOSE,
-                body: close(RELATED_FILE),
-                related: true,
-                charge: 0,
-            },
-        ];
-        let ids = self.send(&reqs)?;
-        let mut rs = Vec::with_capacity(ids.len());
-        for id in ids {
-            rs.push(self.recv(id)?);
-        }
+        let rs = self.exchange(&[
+            create(path, Open::Folder),
+            query(RELATED_FILE, 0x01, out_len, charge),
+            query(RELATED_FILE, 0, out_len, charge),
+            close(RELATED_FILE, false),
+        ])?;
         check(&rs[0], STATUS_SUCCESS)?;
         let start = buf.len();
         // the folder is complete when either answer says "no more files"
@@ -571,14 +570,14 @@ impl Session {
         }
         // more than two answers' worth: list it again on an open handle until the end
         buf.truncate(start);
-        let r = self.call(CREATE, create(&name))?;
+        let r = self.call(create(path, Open::Folder))?;
         check(&r, STATUS_SUCCESS)?;
         let fid = file_id(&r)?;
         let mut flags = 0x01;
         let listed = loop {
-            let q = query(fid, flags, out_len, charge, false);
+            let q = query(fid, flags, out_len, charge);
             flags = 0;
-            let r = match self.send(&[q]).and_then(|ids| self.recv(ids[0])) {
+            let r = match self.call(q) {
                 Ok(r) => r,
                 Err(e) => break Err(e),
             };
@@ -588,7 +587,7 @@ impl Session {
                 Err(e) => break Err(e),
             }
         };
-        let closed = self.call(CLOSE, close(fid));
+        let closed = self.call(close(fid, false));
         listed?;
         closed.map(drop)
     }
@@ -604,31 +603,16 @@ impl Session {
         size_hint: Option<u64>,
         mut sink: impl FnMut(&[u8]) -> io::Result<()>,
     ) -> Result<Option<FileEnd>, ReadFail> {
-        let name = utf16(&path.trim_matches('/').replace('/', "\\"));
         let (chunk, charge) = self.read_size();
         let small = size_hint.is_some_and(|s| s < u64::from(chunk));
         let mut reqs = vec![
-            Req {
-                cmd: CREATE,
-                body: create_file(&name),
-                related: false,
-                charge: 0,
-            },
-            read(RELATED_FILE, 0, chunk, charge, true),
+            create(path, Open::File),
+            read(RELATED_FILE, 0, chunk, charge),
         ];
         if small {
-            reqs.push(Req {
-                cmd: CLOSE,
-                body: close_postquery(RELATED_FILE),
-                related: true,
-                charge: 0,
-            });
+            reqs.push(close(RELATED_FILE, true));
         }
-        let ids = self.send(&reqs).map_err(ReadFail::Before)?;
-        let mut rs = Vec::with_capacity(ids.len());
-        for id in ids {
-            rs.push(self.recv(id).map_err(ReadFail::Before)?);
-        }
+        let rs = self.exchange(&reqs).map_err(ReadFail::Before)?;
         check(&rs[0], STATUS_SUCCESS).map_err(ReadFail::Before)?;
         let fid = file_id(&rs[0]).map_err(ReadFail::Before)?;
         let first = read_data(&rs[1]).map_err(ReadFail::Before)?;
@@ -644,9 +628,7 @@ impl Session {
         } else {
             Ok(())
         };
-        let closed = self
-            .call(CLOSE, close_postquery(fid))
-            .and_then(|r| file_end(&r));
+        let closed = self.call(close(fid, true)).and_then(|r| file_end(&r));
         streamed?;
         closed.map_err(ReadFail::After)
     }
@@ -669,7 +651,7 @@ impl Session {
                     break;
                 }
                 let ids = self
-                    .send(&[read(fid, offset, chunk, charge, false)])
+                    .send(&[read(fid, offset, chunk, charge)])
                     .map_err(ReadFail::After)?;
                 in_flight.push_back(ids[0]);
                 offset += u64::from(chunk);
@@ -700,14 +682,15 @@ impl Session {
     }
 
     /// Sends one request and waits for its answer.
-    fn call(&mut self, cmd: u16, body: Vec<u8>) -> Result<Vec<u8>, Error> {
-        let ids = self.send(&[Req {
-            cmd,
-            body,
-            related: false,
-            charge: 0,
-        }])?;
+    fn call(&mut self, req: Req) -> Result<Vec<u8>, Error> {
+        let ids = self.send(&[req])?;
         self.recv(ids[0])
+    }
+
+    /// Sends `reqs` as one compound and waits for all their answers, in order.
+    fn exchange(&mut self, reqs: &[Req]) -> Result<Vec<Vec<u8>>, Error> {
+        let ids = self.send(reqs)?;
+        ids.into_iter().map(|id| self.recv(id)).collect()
     }
 
     /// Sends `reqs` as one compound (one transport frame); returns their message ids.
@@ -852,7 +835,26 @@ impl Session {
 /// `FileId` meaning "the handle the previous request of this compound opened".
 const RELATED_FILE: [u8; 16] = [0xff; 16];
 
-fn create(name: &[u8]) -> Vec<u8> {
+/// What a `CREATE` opens.
+#[derive(Clone, Copy)]
+enum Open {
+    /// A folder, to list.
+    Folder,
+    /// A file, to read.
+    File,
+}
+
+/// `CREATE` of `path` (share-relative, `/`-separated), sharing read, write and delete
+/// with other clients.
+fn create(path: &str, open: Open) -> Req {
+    let name = utf16(&path.trim_matches('/').replace('/', "\\"));
+    // FILE_LIST_DIRECTORY or FILE_READ_DATA (the same bit), FILE_READ_ATTRIBUTES,
+    // SYNCHRONIZE; FILE_DIRECTORY_FILE or FILE_NON_DIRECTORY_FILE
+    let access = 0x0000_0001 | 0x0000_0080 | 0x0010_0000;
+    let options = match open {
+        Open::Folder => 0x1,
+        Open::File => 0x40,
+    };
     let mut b = Vec::with_capacity(57 + name.len());
     put16(&mut b, 57);
     b.push(0); // security flags
@@ -860,24 +862,24 @@ fn create(name: &[u8]) -> Vec<u8> {
     put32(&mut b, 2); // impersonation
     put64(&mut b, 0);
     put64(&mut b, 0);
-    // FILE_LIST_DIRECTORY | FILE_READ_ATTRIBUTES | SYNCHRONIZE
-    put32(&mut b, 0x0000_0001 | 0x0000_0080 | 0x0010_0000);
+    put32(&mut b, access);
     put32(&mut b, 0); // file attributes
     put32(&mut b, 0x7); // share read, write, delete
     put32(&mut b, 1); // FILE_OPEN
-    put32(&mut b, 0x1); // FILE_DIRECTORY_FILE
+    put32(&mut b, options);
     put16(&mut b, (HEADER + 56) as u16);
     put16(&mut b, name.len() as u16);
     put32(&mut b, 0);
     put32(&mut b, 0);
-    b.extend_from_slice(name);
+    b.extend_from_slice(&name);
     if name.is_empty() {
         b.push(0); // the buffer is never empty
     }
-    b
+    Req::new(CREATE, b)
 }
 
-fn query(fid: [u8; 16], flags: u8, out_len: u32, charge: u16, related: bool) -> Req {
+/// `QUERY_DIRECTORY` for every name; on [`RELATED_FILE`], related to the request before.
+fn query(fid: [u8; 16], flags: u8, out_len: u32, charge: u16) -> Req {
     let pattern = utf16("*");
     let mut b = Vec::with_capacity(32 + pattern.len());
     put16(&mut b, 33);
@@ -892,18 +894,23 @@ fn query(fid: [u8; 16], flags: u8, out_len: u32, charge: u16, related: bool) -> 
     Req {
         cmd: QUERY_DIRECTORY,
         body: b,
-        related,
+        related: fid == RELATED_FILE,
         charge,
     }
 }
 
-fn close(fid: [u8; 16]) -> Vec<u8> {
+/// `CLOSE`, asking for the file's attributes as it closes when `postquery`; on
+/// [`RELATED_FILE`], related to the request before.
+fn close(fid: [u8; 16], postquery: bool) -> Req {
     let mut b = Vec::with_capacity(24);
     put16(&mut b, 24);
-    put16(&mut b, 0);
+    put16(&mut b, u16::from(postquery));
     put32(&mut b, 0);
     b.extend_from_slice(&fid);
-    b
+    Req {
+        related: fid == RELATED_FILE,
+        ..Req::new(CLOSE, b)
+    }
 }
 
 /// A file's size and mtime at its close (`None` from a server that does not say).
@@ -922,15 +929,9 @@ pub enum ReadFail {
     Sink(io::Error),
 }
 
-fn create_file(name: &[u8]) -> Vec<u8> {
-    let mut b = create(name);
-    // FILE_READ_DATA | FILE_READ_ATTRIBUTES | SYNCHRONIZE; FILE_NON_DIRECTORY_FILE
-    b[24..28].copy_from_slice(&(0x0000_0001u32 | 0x0000_0080 | 0x0010_0000).to_le_bytes());
-    b[40..44].copy_from_slice(&0x40u32.to_le_bytes());
-    b
-}
-
-fn read(fid: [u8; 16], offset: u64, len: u32, charge: u16, related: bool) -> Req {
+/// `READ` of `len` bytes at `offset`; on [`RELATED_FILE`], related to the request
+/// before.
+fn read(fid: [u8; 16], offset: u64, len: u32, charge: u16) -> Req {
     let mut b = Vec::with_capacity(49);
     put16(&mut b, 49);
     b.push(0x50); // where the data starts in the answer
@@ -947,7 +948,7 @@ fn read(fid: [u8; 16], offset: u64, len: u32, charge: u16, related: bool) -> Req
     Req {
         cmd: READ,
         body: b,
-        related,
+        related: fid == RELATED_FILE,
         charge,
     }
 }
@@ -965,13 +966,6 @@ fn read_data(r: &[u8]) -> Result<&[u8], Error> {
         Some(d) => Ok(d),
         None => unsupported("a malformed read answer"),
     }
-}
-
-/// `CLOSE` asking for the file's attributes as it closes.
-fn close_postquery(fid: [u8; 16]) -> Vec<u8> {
-    let mut b = close(fid);
-    b[2..4].copy_from_slice(&1u16.to_le_bytes());
-    b
 }
 
 fn file_end(r: &[u8]) -> Result<Option<FileEnd>, Error> {

@@ -261,10 +261,14 @@ impl Native {
                 }
             }
         }
-        let outcomes: Vec<(usize, Listed)> = if paths.len() == 1 || sessions.len() == 1 {
-            let s = &mut sessions[0];
-            let mut v = Vec::with_capacity(paths.len());
-            for (i, p) in paths.iter().enumerate() {
+        // each session takes the next folder until none is left (or its connection
+        // is gone)
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let take = |s: &mut smb2::Session| {
+            let mut v = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(p) = paths.get(i) else { break };
                 let o = list_one(s, h, p);
                 let dead = matches!(o, Listed::Dead(_));
                 v.push((i, o));
@@ -273,29 +277,16 @@ impl Native {
                 }
             }
             v
+        };
+        let outcomes: Vec<(usize, Listed)> = if paths.len() == 1 || sessions.len() == 1 {
+            take(&mut sessions[0])
         } else {
-            let next = std::sync::atomic::AtomicUsize::new(0);
+            let take = &take;
             std::thread::scope(|scope| {
                 let threads: Vec<_> = sessions
                     .iter_mut()
                     .take(paths.len())
-                    .map(|s| {
-                        let next = &next;
-                        scope.spawn(move || {
-                            let mut v = Vec::new();
-                            loop {
-                                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                                let Some(p) = paths.get(i) else { break };
-                                let o = list_one(s, h, p);
-                                let dead = matches!(o, Listed::Dead(_));
-                                v.push((i, o));
-                                if dead {
-                                    break;
-                                }
-                            }
-                            v
-                        })
-                    })
+                    .map(|s| scope.spawn(move || take(s)))
                     .collect();
                 threads
                     .into_iter()
@@ -317,17 +308,23 @@ impl Native {
                 }
             };
         }
-        // a session whose connection failed (and could not be opened again) is
-        // dropped; with none left, libsmbclient lists everything
-        sessions.retain(smb2::Session::alive);
-        if sessions.is_empty() {
-            *self = Native::Off(gone);
-        }
+        self.drop_dead(gone);
         results
     }
 }
 
 impl Native {
+    /// Drops the sessions whose connection failed (and could not be opened again);
+    /// with none left, libsmbclient does everything, and `why` says why.
+    fn drop_dead(&mut self, why: String) {
+        if let Native::On { sessions, .. } = self {
+            sessions.retain(smb2::Session::alive);
+            if sessions.is_empty() {
+                *self = Native::Off(why);
+            }
+        }
+    }
+
     /// Streams the file at `path` natively (`OK`, data frames, `END` with the state at
     /// the close); `false` when libsmbclient must read it (this lister is off, or the
     /// open failed: libsmbclient then words the error, "locked", "access denied" …).
@@ -395,10 +392,7 @@ impl Native {
         if let smb2::Error::Transport(io) = &e {
             // the connection is in an unknown state: that session goes
             sessions[0].kill();
-            sessions.retain(smb2::Session::alive);
-            if sessions.is_empty() {
-                *self = Native::Off(io.to_string());
-            }
+            self.drop_dead(io.to_string());
         }
         if before && !timeout {
             return Ok(false);
