@@ -63,6 +63,15 @@ impl ApiError {
     }
 }
 
+/// 413 for a body (declared or sent) over `api.max_body_size`.
+pub fn payload_too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "PAYLOAD_TOO_LARGE",
+        "the request body is larger than api.max_body_size",
+    )
+}
+
 impl From<tributary_catalog::CatalogError> for ApiError {
     fn from(e: tributary_catalog::CatalogError) -> Self {
         ApiError::unavailable(format!("catalog: {e}"))

@@ -3,9 +3,9 @@
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::body::Body;
-use axum::extract::{FromRequest, Path, Query, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -15,42 +15,98 @@ use crate::error::{ApiError, ApiResult};
 use crate::params::{Params, meta};
 use crate::{AppState, openapi};
 
-/// A JSON body whose rejections use the error envelope.
+pub use crate::download::item_content;
+
+/// A JSON object body whose rejections use the error envelope: an absent or empty body
+/// is `{}`; any other body must say `Content-Type: application/json` (415), arrive whole
+/// within `api.body_read_timeout` (408) and within `api.max_body_size` (413), and be a
+/// JSON object (422) of the right shape, unknown fields refused (422).
 pub struct JsonBody<T>(pub T);
 
-impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for JsonBody<T> {
+impl<T: serde::de::DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
-    /// An absent or empty body is `{}`; otherwise it must be JSON of the right shape.
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = axum::body::Bytes::from_request(req, state)
-            .await
-            .map_err(|e| {
-                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "PAYLOAD_TOO_LARGE",
-                        "the request body is larger than api.max_body_size",
-                    )
-                } else {
-                    ApiError::new(StatusCode::BAD_REQUEST, "INVALID_BODY", e.body_text())
-                }
-            })?;
-        let parsed = if bytes.iter().all(u8::is_ascii_whitespace) {
-            serde_json::from_value(json!({}))
+    async fn from_request(req: Request, st: &AppState) -> Result<Self, ApiError> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
+        let read = axum::body::Bytes::from_request(req, st);
+        let bytes = match tokio::time::timeout(st.bodies.read_timeout, read).await {
+            Err(_) => {
+                return Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "BODY_TIMEOUT",
+                    "the request body did not arrive within api.body_read_timeout",
+                ));
+            }
+            Ok(Err(e)) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err(crate::error::payload_too_large());
+            }
+            Ok(Err(e)) => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "INVALID_BODY",
+                    e.body_text(),
+                ));
+            }
+            Ok(Ok(b)) => b,
+        };
+        let value = if bytes.iter().all(u8::is_ascii_whitespace) {
+            json!({})
+        } else if !is_json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UNSUPPORTED_MEDIA_TYPE",
+                "a request body must be sent with `Content-Type: application/json`",
+            ));
         } else {
             serde_json::from_slice(&bytes)
+                .map_err(|e| invalid_body(format!("invalid JSON: {e}")))?
         };
-        parsed.map(JsonBody).map_err(|e| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "INVALID_BODY",
-                format!("invalid body: {e}"),
-            )
-        })
+        if !value.is_object() {
+            return Err(invalid_body("the body must be a JSON object".into()));
+        }
+        serde_json::from_value(value)
+            .map(JsonBody)
+            .map_err(|e| invalid_body(format!("invalid body: {e}")))
     }
 }
 
-fn id_param(raw: &str, code: &'static str) -> ApiResult<i64> {
+fn invalid_body(message: String) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_BODY", message)
+}
+
+/// A path parameter; one that is not valid UTF-8 (or otherwise cannot be read) is a 400
+/// in the envelope, not axum's plain-text rejection.
+pub struct Path<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| Path(p.0))
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_PATH", e.body_text()))
+    }
+}
+
+/// The query string; one that cannot be decoded (invalid UTF-8 after percent-decoding)
+/// is a 400 in the envelope.
+pub struct Query<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Query(q.0))
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_QUERY", e.body_text()))
+    }
+}
+
+pub(crate) fn id_param(raw: &str, code: &'static str) -> ApiResult<i64> {
     raw.parse()
         .map_err(|_| ApiError::not_found(code, format!("`{raw}` is not a valid id")))
 }
@@ -418,127 +474,6 @@ pub async fn get_item(
         })
         .collect();
     Ok(Json(v))
-}
-
-/// `bytes=a-b`, `bytes=a-`, `bytes=-n` → inclusive range within `size`.
-fn parse_range(h: &str, size: u64) -> Option<(u64, u64)> {
-    let spec = h.strip_prefix("bytes=")?;
-    if spec.contains(',') || size == 0 {
-        return None;
-    }
-    let (a, b) = spec.split_once('-')?;
-    let (start, end) = match (a.trim(), b.trim()) {
-        ("", n) => {
-            let n: u64 = n.parse().ok()?;
-            (size.saturating_sub(n), size - 1)
-        }
-        (a, "") => (a.parse().ok()?, size - 1),
-        (a, b) => (a.parse().ok()?, b.parse::<u64>().ok()?.min(size - 1)),
-    };
-    (start <= end && start < size).then_some((start, end))
-}
-
-pub async fn item_content(
-    State(st): State<AppState>,
-    Path(id): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-) -> ApiResult<Response> {
-    let id = id_param(&id, "ITEM_NOT_FOUND")?;
-    let mut p = Params::new(q);
-    let version = p.int("version", 1, i64::MAX);
-    p.done()?;
-    let (row, versions) = st
-        .catalog
-        .item(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("ITEM_NOT_FOUND", format!("no item {id}")))?;
-    let vid = match version {
-        Some(v) if versions.iter().any(|x| x.id == v) => v,
-        Some(v) => {
-            return Err(ApiError::not_found(
-                "VERSION_NOT_FOUND",
-                format!("item {id} has no version {v}"),
-            ));
-        }
-        None => row
-            .current_version
-            .ok_or_else(|| ApiError::not_found("VERSION_NOT_FOUND", "no version"))?,
-    };
-    let entry = st.catalog.version_content(vid).await?.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::GONE,
-            "ITEM_DELETED",
-            "this version is a delete (tombstone)",
-        )
-    })?;
-    let size = entry.size;
-    let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
-        Some(h) => match parse_range(h, size) {
-            Some(r) => Some(r),
-            None => {
-                let mut resp = ApiError::new(
-                    StatusCode::RANGE_NOT_SATISFIABLE,
-                    "RANGE_NOT_SATISFIABLE",
-                    "invalid or unsatisfiable Range",
-                )
-                .into_response();
-                resp.headers_mut().insert(
-                    header::CONTENT_RANGE,
-                    format!("bytes */{size}").parse().expect("header"),
-                );
-                return Ok(resp);
-            }
-        },
-        None => None,
-    };
-    let (start, end) = range.unwrap_or((0, size.saturating_sub(1)));
-    // the chunks that overlap [start, end], with their offsets
-    let mut pieces = Vec::new();
-    let mut off = 0u64;
-    for c in entry.chunks {
-        let (cs, ce) = (off, off + c.size);
-        off = ce;
-        if size == 0 || ce <= start || cs > end {
-            continue;
-        }
-        pieces.push((c, start.saturating_sub(cs), (end + 1).min(ce) - cs));
-    }
-    let store = st.store.clone();
-    let stream = futures::stream::iter(pieces).then(move |(c, from, to)| {
-        let store = store.clone();
-        async move {
-            let data = tributary_pipeline::maintenance::fetch_chunk(&*store, &c)
-                .await
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
-            Ok::<_, std::io::Error>(data.slice(from as usize..to as usize))
-        }
-    });
-    use futures::StreamExt;
-    let name = row
-        .path
-        .rsplit('/')
-        .next()
-        .unwrap_or("content")
-        .replace('"', "");
-    let mut resp = Response::builder()
-        .header(header::CONTENT_TYPE, "application/octet-stream")
-        .header(header::ACCEPT_RANGES, "bytes")
-        .header(
-            header::CONTENT_DISPOSITION,
-            format!("attachment; filename=\"{name}\""),
-        )
-        .header(
-            header::CONTENT_LENGTH,
-            if size == 0 { 0 } else { end - start + 1 },
-        );
-    if range.is_some() {
-        resp = resp
-            .status(StatusCode::PARTIAL_CONTENT)
-            .header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{size}"));
-    }
-    resp.body(Body::from_stream(stream))
-        .map_err(ApiError::internal)
 }
 
 // ---- change feed ----------------------------------------------------------------------

@@ -5,28 +5,34 @@
 //! `X-Request-Id`; every error uses the envelope of [`error`]; routes need a bearer
 //! token whose role covers them (GET: viewer; runs, pause, resume, cancel: operator;
 //! reload: admin), except `/health*`, the OpenAPI document and, when configured open,
-//! `/metrics`.
+//! `/metrics` ([`routes`] is the one table, [`auth`] the check, fail closed). [`serve`]
+//! runs it on a listener with connection limits and timeouts.
 
+pub mod auth;
+mod download;
 pub mod error;
 mod handlers;
 pub mod metrics;
 pub mod openapi;
 mod params;
+pub mod ratelimit;
+pub mod routes;
+pub mod serve;
+
+pub use routes::{Access, ROUTES, Route};
 
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderValue, Method, StatusCode};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use tributary_catalog::{Catalog, LogLine};
-use tributary_config::{ApiToken, Role};
+use tributary_config::{ApiToken, RateLimits, Role};
 use tributary_pipeline::Stats;
 use tributary_store::ObjectStore;
 
@@ -176,148 +182,55 @@ pub struct AppState {
     pub control: Arc<dyn Control>,
     pub auth: Arc<RwLock<AuthConfig>>,
     pub metrics: Arc<metrics::ApiMetrics>,
+    pub limiter: Arc<ratelimit::Limiter>,
+    pub bodies: BodyLimits,
+}
+
+/// What a request body may be.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    /// Larger bodies (declared or sent) are 413.
+    pub max_size: usize,
+    /// A body not received whole within this is 408.
+    pub read_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
     pub tokens: Vec<ApiToken>,
     pub open_metrics: bool,
+    pub rate_limits: RateLimits,
 }
 
-/// Every route the router serves: (method, path, role needed; `None` = open).
-pub const ROUTES: &[(&str, &str, Option<Role>)] = &[
-    ("GET", "/api/v1/health", None),
-    ("GET", "/api/v1/health/ready", None),
-    ("GET", "/api/v1/metrics", Some(Role::Viewer)),
-    ("GET", "/api/v1/openapi.json", None),
-    ("GET", "/api/v1/connectors", Some(Role::Viewer)),
-    ("GET", "/api/v1/connectors/{id}", Some(Role::Viewer)),
-    ("POST", "/api/v1/connectors/{id}/runs", Some(Role::Operator)),
-    (
-        "POST",
-        "/api/v1/connectors/{id}/pause",
-        Some(Role::Operator),
-    ),
-    (
-        "POST",
-        "/api/v1/connectors/{id}/resume",
-        Some(Role::Operator),
-    ),
-    ("GET", "/api/v1/jobs", Some(Role::Viewer)),
-    ("GET", "/api/v1/jobs/{id}", Some(Role::Viewer)),
-    ("GET", "/api/v1/jobs/{id}/log", Some(Role::Viewer)),
-    ("POST", "/api/v1/jobs/{id}/cancel", Some(Role::Operator)),
-    ("GET", "/api/v1/items", Some(Role::Viewer)),
-    ("GET", "/api/v1/items/{id}", Some(Role::Viewer)),
-    ("GET", "/api/v1/items/{id}/content", Some(Role::Viewer)),
-    ("GET", "/api/v1/changes", Some(Role::Viewer)),
-    ("GET", "/api/v1/conflicts", Some(Role::Viewer)),
-    ("GET", "/api/v1/conflicts/{id}", Some(Role::Viewer)),
-    (
-        "POST",
-        "/api/v1/conflicts/{id}/resolve",
-        Some(Role::Operator),
-    ),
-    ("GET", "/api/v1/search", Some(Role::Viewer)),
-    ("GET", "/api/v1/queue", Some(Role::Viewer)),
-    ("POST", "/api/v1/config/reload", Some(Role::Admin)),
-];
+/// Longest request URI the router answers (longer: 414 in the envelope).
+pub const MAX_URI_LEN: usize = 8192;
 
-pub fn router(state: AppState, max_body: usize) -> Router {
-    use handlers::*;
-    Router::new()
-        .route("/api/v1/health", get(health))
-        .route("/api/v1/health/ready", get(ready))
-        .route("/api/v1/metrics", get(metrics_text))
-        .route("/api/v1/openapi.json", get(openapi_doc))
-        .route("/api/v1/connectors", get(list_connectors))
-        .route("/api/v1/connectors/{id}", get(get_connector))
-        .route("/api/v1/connectors/{id}/runs", post(run_connector))
-        .route("/api/v1/connectors/{id}/pause", post(pause_connector))
-        .route("/api/v1/connectors/{id}/resume", post(resume_connector))
-        .route("/api/v1/jobs", get(list_jobs))
-        .route("/api/v1/jobs/{id}", get(get_job))
-        .route("/api/v1/jobs/{id}/log", get(job_log))
-        .route("/api/v1/jobs/{id}/cancel", post(cancel_job))
-        .route("/api/v1/items", get(list_items))
-        .route("/api/v1/items/{id}", get(get_item))
-        .route("/api/v1/items/{id}/content", get(item_content))
-        .route("/api/v1/changes", get(changes))
-        .route("/api/v1/conflicts", get(list_conflicts))
-        .route("/api/v1/conflicts/{id}", get(get_conflict))
-        .route("/api/v1/conflicts/{id}/resolve", post(resolve_conflict))
-        .route("/api/v1/search", get(search))
-        .route("/api/v1/queue", get(queue))
-        .route("/api/v1/config/reload", post(reload))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(state.clone(), auth))
+pub fn router(state: AppState) -> Router {
+    let max_body = state.bodies.max_size;
+    routes::add_routes(Router::new())
+        .fallback(handlers::not_found)
+        .method_not_allowed_fallback(handlers::method_not_allowed)
+        .layer(middleware::from_fn(move |req, next| {
+            declared_body_size(max_body, req, next)
+        }))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::auth))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
 
-/// The role a request needs, from the route table.
-fn required_role(method: &Method, matched: Option<&str>) -> Option<Role> {
-    let path = matched?;
-    ROUTES
-        .iter()
-        .find(|(m, p, _)| *m == method.as_str() && *p == path)
-        .and_then(|(_, _, r)| *r)
-}
-
-async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    let matched = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_string());
-    let Some(need) = required_role(req.method(), matched.as_deref()) else {
-        return next.run(req).await;
-    };
-    let cfg = st.auth.read().unwrap().clone();
-    if matched.as_deref() == Some("/api/v1/metrics") && cfg.open_metrics {
-        return next.run(req).await;
-    }
-    let presented = req
+/// A declared `Content-Length` over the limit is 413 at once, before any of the body
+/// is waited for.
+async fn declared_body_size(max: usize, req: Request, next: Next) -> Response {
+    let declared = req
         .headers()
-        .get(axum::http::header::AUTHORIZATION)
+        .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(|t| Sha256::digest(t.trim().as_bytes()));
-    let Some(presented) = presented else {
-        return ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "AUTH_TOKEN_INVALID",
-            "a bearer token is required",
-        )
-        .into_response();
-    };
-    // constant-time comparison against every configured hash
-    let token = cfg.tokens.iter().find(|t| {
-        t.sha256
-            .iter()
-            .zip(presented.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
-    });
-    match token {
-        None => ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "AUTH_TOKEN_INVALID",
-            "the bearer token is not valid",
-        )
-        .into_response(),
-        Some(t) if t.role < need => ApiError::new(
-            StatusCode::FORBIDDEN,
-            "AUTHZ_FORBIDDEN",
-            format!("this route needs the `{}` role", role_name(need)),
-        )
-        .into_response(),
-        Some(_) => next.run(req).await,
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return error::payload_too_large().into_response();
     }
+    next.run(req).await
 }
 
 pub fn role_name(r: Role) -> &'static str {
@@ -328,7 +241,8 @@ pub fn role_name(r: Role) -> &'static str {
     }
 }
 
-/// Request id (taken from `X-Request-Id` when sane, else generated), metrics.
+/// Request id (taken from `X-Request-Id` when sane, else generated), URI length,
+/// metrics.
 async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = req
@@ -342,15 +256,28 @@ async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Respon
     let route = req
         .extensions()
         .get::<MatchedPath>()
-        .map(|m| m.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
-    let mut resp = REQUEST_ID.scope(id.clone(), next.run(req)).await;
+        .map(|m| m.as_str().to_string());
+    let too_long = req.uri().to_string().len() > MAX_URI_LEN;
+    let mut resp = REQUEST_ID
+        .scope(id.clone(), async move {
+            if too_long {
+                ApiError::new(
+                    StatusCode::URI_TOO_LONG,
+                    "URI_TOO_LONG",
+                    format!("the request URI is longer than {MAX_URI_LEN} bytes"),
+                )
+                .into_response()
+            } else {
+                next.run(req).await
+            }
+        })
+        .await;
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-request-id", v);
     }
     st.metrics.record(
-        method.as_str(),
-        &route,
+        &method,
+        route.as_deref(),
         resp.status().as_u16(),
         started.elapsed(),
     );

@@ -1,10 +1,16 @@
 //! API request metrics: counts and latency histograms by method, route template and
-//! status class (bounded labels; never a raw path).
+//! status class. Every label comes from a closed set, whatever a caller sends: methods
+//! outside [`METHODS`] and paths that match no route are `other`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
 use std::time::Duration;
+
+use axum::http::Method;
+
+/// The methods counted by name.
+pub const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
 const BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
 
@@ -17,16 +23,26 @@ struct Series {
 
 #[derive(Default)]
 pub struct ApiMetrics {
-    series: Mutex<BTreeMap<(String, String, String), Series>>,
+    series: Mutex<BTreeMap<(&'static str, &'static str, &'static str), Series>>,
 }
 
 impl ApiMetrics {
-    pub fn record(&self, method: &str, route: &str, status: u16, took: Duration) {
-        let class = format!("{}xx", status / 100);
-        let mut m = self.series.lock().unwrap();
-        let s = m
-            .entry((method.to_string(), route.to_string(), class))
-            .or_default();
+    /// `route` is the matched route template (from the route table), if any.
+    pub fn record(&self, method: &Method, route: Option<&str>, status: u16, took: Duration) {
+        let method = METHODS
+            .iter()
+            .find(|m| **m == method.as_str())
+            .copied()
+            .unwrap_or("other");
+        let route = route
+            .and_then(|r| crate::ROUTES.iter().find(|x| x.path == r))
+            .map_or("other", |x| x.path);
+        let class = match status {
+            100..=599 => ["1xx", "2xx", "3xx", "4xx", "5xx"][usize::from(status / 100 - 1)],
+            _ => "other",
+        };
+        let mut m = self.series.lock().unwrap_or_else(|e| e.into_inner());
+        let s = m.entry((method, route, class)).or_default();
         let secs = took.as_secs_f64();
         s.count += 1;
         s.sum += secs;
@@ -38,7 +54,7 @@ impl ApiMetrics {
     }
 
     pub fn render(&self, out: &mut String) {
-        let m = self.series.lock().unwrap();
+        let m = self.series.lock().unwrap_or_else(|e| e.into_inner());
         out.push_str(
             "# HELP tributary_api_requests_total API requests by method, route and status class.\n",
         );
@@ -77,5 +93,37 @@ impl ApiMetrics {
                 s.count
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_come_from_closed_sets() {
+        let m = ApiMetrics::default();
+        let d = Duration::from_millis(3);
+        for i in 0..300 {
+            let method = Method::from_bytes(format!("ZZ{i}").as_bytes()).unwrap();
+            m.record(&method, Some("/api/v1/health"), 405, d);
+            m.record(&Method::GET, Some(&format!("/nope/{i}")), 404, d);
+            m.record(&Method::GET, None, 404, d);
+        }
+        m.record(&Method::HEAD, Some("/api/v1/jobs/{id}"), 200, d);
+        let mut out = String::new();
+        m.render(&mut out);
+        let series: Vec<&str> = out
+            .lines()
+            .filter(|l| l.starts_with("tributary_api_requests_total{"))
+            .collect();
+        assert_eq!(
+            series,
+            [
+                r#"tributary_api_requests_total{method="GET",route="other",status="4xx"} 600"#,
+                r#"tributary_api_requests_total{method="HEAD",route="/api/v1/jobs/{id}",status="2xx"} 1"#,
+                r#"tributary_api_requests_total{method="other",route="/api/v1/health",status="4xx"} 300"#,
+            ]
+        );
     }
 }

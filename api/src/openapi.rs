@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::{ROUTES, role_name};
+use crate::{Access, ROUTES, Route, role_name};
 
 fn describe(method: &str, path: &str) -> (&'static str, Vec<Value>, Option<Value>, &'static str) {
     let page = || {
@@ -165,7 +165,12 @@ fn describe(method: &str, path: &str) -> (&'static str, Vec<Value>, Option<Value
 
 pub fn document() -> Value {
     let mut paths: Map<String, Value> = Map::new();
-    for (method, path, role) in ROUTES {
+    for Route {
+        method,
+        path,
+        access,
+    } in ROUTES
+    {
         let (summary, params, body, ok) = describe(method, path);
         let mut op = json!({
             "summary": summary,
@@ -176,12 +181,12 @@ pub fn document() -> Value {
                 "default": {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
             },
         });
-        match role {
-            Some(r) => {
+        match access {
+            Access::Needs(r) => {
                 op["security"] = json!([{"bearer": []}]);
                 op["description"] = json!(format!("Needs the `{}` role.", role_name(*r)));
             }
-            None => op["security"] = json!([]),
+            Access::Open => op["security"] = json!([]),
         }
         if let Some(schema) = body {
             op["requestBody"] =

@@ -43,7 +43,7 @@ fn the_openapi_document_validates_and_lists_every_route() {
         .collect();
     let mut served: Vec<(String, String)> = tributary_api::ROUTES
         .iter()
-        .map(|(m, p, _)| (m.to_string(), p.to_string()))
+        .map(|r| (r.method.to_string(), r.path.to_string()))
         .collect();
     documented.sort();
     served.sort();

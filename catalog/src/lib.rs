@@ -71,6 +71,12 @@ pub fn now_ns() -> i64 {
         .unwrap_or(0)
 }
 
+/// Text bound for storage, with every configured secret masked
+/// ([`tributary_config::redact`]): upstream errors may echo one.
+pub(crate) fn redact(text: &str) -> String {
+    tributary_config::redact::redact(text).into_owned()
+}
+
 #[derive(Clone)]
 pub struct Catalog {
     pool: SqlitePool,
@@ -398,7 +404,7 @@ impl Catalog {
         .bind(now_ns())
         .bind(stats_json)
         .bind(error_count)
-        .bind(last_error)
+        .bind(last_error.map(redact))
         .bind(id)
         .execute(&self.pool)
         .await?;
@@ -530,7 +536,7 @@ impl Catalog {
                 .bind(i as i64)
                 .bind(l.at)
                 .bind(&l.level)
-                .bind(&l.message)
+                .bind(redact(&l.message))
                 .execute(&mut *tx)
                 .await?;
         }
@@ -951,7 +957,7 @@ impl Catalog {
         .bind(source_id)
         .bind(path)
         .bind(job_id)
-        .bind(error)
+        .bind(redact(error))
         .bind(now_ns())
         .bind(fingerprint)
         .execute(&self.pool)

@@ -9,8 +9,10 @@
 pub mod interpolate;
 pub mod positions;
 pub mod raw;
+pub mod redact;
 pub mod units;
 mod validate;
+pub use units::Rate;
 pub use validate::parse_schedule;
 
 use std::collections::HashMap;
@@ -132,6 +134,43 @@ pub struct ApiConfig {
     pub max_body_size: u64,
     /// HTTPS: (certificate chain, private key) PEM files.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// For a request's headers, and for an idle kept-alive connection.
+    pub header_read_timeout: Duration,
+    /// For the next piece of a request body.
+    pub body_read_timeout: Duration,
+    pub max_connections: usize,
+    pub max_connections_per_client: usize,
+    pub rate_limits: RateLimits,
+}
+
+/// Request rate limits (`None`: no limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimits {
+    /// Every request, per client address.
+    pub client: Option<Rate>,
+    /// GET/HEAD, per principal.
+    pub read: Option<Rate>,
+    /// Other methods, per principal.
+    pub write: Option<Rate>,
+    /// Failed authentications, per client address.
+    pub failed_auth: Option<Rate>,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        let per_minute = |count| {
+            Some(Rate {
+                count,
+                per: Duration::from_secs(60),
+            })
+        };
+        RateLimits {
+            client: per_minute(6000),
+            read: per_minute(3000),
+            write: per_minute(600),
+            failed_auth: per_minute(50),
+        }
+    }
 }
 
 /// A bearer token, kept only as its SHA-256.
@@ -379,8 +418,11 @@ impl Schedule {
 pub struct Secret(String);
 
 impl Secret {
+    /// A secret; [`redact`] masks it from now on.
     pub fn new(s: impl Into<String>) -> Secret {
-        Secret(s.into())
+        let s = s.into();
+        redact::register(&s);
+        Secret(s)
     }
     pub fn expose(&self) -> &str {
         &self.0

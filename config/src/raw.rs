@@ -188,6 +188,40 @@ pub struct RawApi {
     /// Serve HTTPS with this certificate chain and key (PEM).
     #[serde(default)]
     pub tls: Option<RawTls>,
+    /// Time a client has to send a request's headers; also how long a kept-alive
+    /// connection may stay idle (default 10s).
+    #[serde(default)]
+    pub header_read_timeout: Option<RawDuration>,
+    /// Longest wait for the next piece of a request body (default 30s).
+    #[serde(default)]
+    pub body_read_timeout: Option<RawDuration>,
+    /// Connections served at once (default 1024); more are closed on accept.
+    #[serde(default)]
+    pub max_connections: Option<u32>,
+    /// Connections served at once from one client address (default 128).
+    #[serde(default)]
+    pub max_connections_per_client: Option<u32>,
+    /// Request rate limits (`50/minute`, `10/s`, `off`).
+    #[serde(default)]
+    pub rate_limits: Option<RawRateLimits>,
+}
+
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimits {
+    /// Every request from one client address (default `6000/minute`).
+    #[serde(default)]
+    pub client: Option<String>,
+    /// GET and HEAD requests of one principal (default `3000/minute`).
+    #[serde(default)]
+    pub read: Option<String>,
+    /// Other requests of one principal (default `600/minute`).
+    #[serde(default)]
+    pub write: Option<String>,
+    /// Failed authentications from one client address (default `50/minute`); past it,
+    /// every request with credentials from that address is refused until the window ends.
+    #[serde(default)]
+    pub failed_auth: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]

@@ -210,9 +210,64 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(total))
 }
 
+const RATE_EXPECTED: &str = "expected a rate like `50/minute`, `10/s`, `1000/1h` (count per second, minute, hour or a duration) or `off`";
+
+/// A rate limit: at most `count` requests per `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub count: u32,
+    pub per: Duration,
+}
+
+/// `50/minute`, `10/s`, `1000/1h`; `off` is `None` (no limit).
+pub fn parse_rate(s: &str) -> Result<Option<Rate>, String> {
+    let t = s.trim();
+    if t == "off" {
+        return Ok(None);
+    }
+    let (n, per) = t
+        .split_once('/')
+        .ok_or_else(|| format!("{RATE_EXPECTED}, got `{s}`"))?;
+    let count: u32 = match n.trim().parse() {
+        Ok(c) if c > 0 => c,
+        _ => return Err(format!("{RATE_EXPECTED}, got `{s}`")),
+    };
+    let per = match per.trim() {
+        "s" | "sec" | "second" => Duration::from_secs(1),
+        "m" | "min" | "minute" => Duration::from_secs(60),
+        "h" | "hour" => Duration::from_secs(3600),
+        d => parse_duration(d).map_err(|_| format!("{RATE_EXPECTED}, got `{s}`"))?,
+    };
+    if per.is_zero() {
+        return Err(format!("{RATE_EXPECTED}, got `{s}`"));
+    }
+    Ok(Some(Rate { count, per }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rates() {
+        let r = |count, secs| {
+            Some(Rate {
+                count,
+                per: Duration::from_secs(secs),
+            })
+        };
+        assert_eq!(parse_rate("50/minute").unwrap(), r(50, 60));
+        assert_eq!(parse_rate("10/s").unwrap(), r(10, 1));
+        assert_eq!(parse_rate(" 1000 / 1h ").unwrap(), r(1000, 3600));
+        assert_eq!(parse_rate("5/90s").unwrap(), r(5, 90));
+        assert_eq!(parse_rate("off").unwrap(), None);
+        for bad in ["50", "0/minute", "-1/s", "ten/s", "5/fortnight", "5/0s"] {
+            assert!(
+                parse_rate(bad).unwrap_err().contains("expected a rate"),
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn sizes() {

@@ -11,7 +11,7 @@ use crate::units::RawSize;
 use crate::{
     ApiConfig, ApiToken, CatalogConfig, Config, ConfigError, ConfigErrors, ConnectorConfig,
     DaemonConfig, EmbedderConfig, EmbedderKind, Loaded, ObjectStoreConfig, PipelineConfig,
-    S3Config, Schedule, Secret, SourceConfig, VectorStoreConfig, VectorizeConfig,
+    RateLimits, S3Config, Schedule, Secret, SourceConfig, VectorStoreConfig, VectorizeConfig,
 };
 
 struct Ctx<'a> {
@@ -89,7 +89,16 @@ impl Ctx<'_> {
                 );
                 None
             }
-            (Some(v), None) => Some(Secret::new(v.clone())),
+            (Some(v), None) => {
+                // an access key id names the key; only its secret half is one
+                if key != "access_key_id" && is_world_readable(self.file) {
+                    self.warnings.push(format!(
+                        "`{path}.{key}` is written inline in `{}`, which is readable by every user; move it to `{key}_file` or restrict the file with `chmod o-r`",
+                        self.file.display()
+                    ));
+                }
+                Some(Secret::new(v.clone()))
+            }
             (None, Some(f)) => {
                 let fpath = self.resolve(f);
                 match std::fs::read_to_string(&fpath) {
@@ -117,12 +126,8 @@ impl Ctx<'_> {
     }
 }
 
-#[cfg(unix)]
 fn warn_if_world_readable(path: &Path, warnings: &mut Vec<String>) {
-    use std::os::unix::fs::PermissionsExt;
-    if let Ok(md) = std::fs::metadata(path)
-        && md.permissions().mode() & 0o004 != 0
-    {
+    if is_world_readable(path) {
         warnings.push(format!(
             "secret file `{}` is readable by every user; restrict it with `chmod o-r`",
             path.display()
@@ -130,8 +135,16 @@ fn warn_if_world_readable(path: &Path, warnings: &mut Vec<String>) {
     }
 }
 
+#[cfg(unix)]
+fn is_world_readable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|md| md.permissions().mode() & 0o004 != 0)
+}
+
 #[cfg(not(unix))]
-fn warn_if_world_readable(_: &Path, _: &mut Vec<String>) {}
+fn is_world_readable(_: &Path) -> bool {
+    false
+}
 
 pub(crate) fn validate(
     file: &Path,
@@ -397,8 +410,60 @@ fn api(cx: &mut Ctx, raw: Option<&raw::RawApi>) -> ApiConfig {
         open_metrics: false,
         max_body_size: 1 << 20,
         tls: None,
+        header_read_timeout: Duration::from_secs(10),
+        body_read_timeout: Duration::from_secs(30),
+        max_connections: 1024,
+        max_connections_per_client: 128,
+        rate_limits: RateLimits::default(),
     };
     let Some(raw) = raw else { return out };
+    out.header_read_timeout = cx.positive_duration(
+        &format!("{p}.header_read_timeout"),
+        &raw.header_read_timeout,
+        out.header_read_timeout,
+    );
+    out.body_read_timeout = cx.positive_duration(
+        &format!("{p}.body_read_timeout"),
+        &raw.body_read_timeout,
+        out.body_read_timeout,
+    );
+    for (key, v, slot) in [
+        (
+            "max_connections",
+            raw.max_connections,
+            &mut out.max_connections,
+        ),
+        (
+            "max_connections_per_client",
+            raw.max_connections_per_client,
+            &mut out.max_connections_per_client,
+        ),
+    ] {
+        match v {
+            None => {}
+            Some(0) => cx.error(format!("{p}.{key}"), "must be at least 1"),
+            Some(n) => *slot = n as usize,
+        }
+    }
+    if let Some(rl) = &raw.rate_limits {
+        for (key, v, slot) in [
+            ("client", &rl.client, &mut out.rate_limits.client),
+            ("read", &rl.read, &mut out.rate_limits.read),
+            ("write", &rl.write, &mut out.rate_limits.write),
+            (
+                "failed_auth",
+                &rl.failed_auth,
+                &mut out.rate_limits.failed_auth,
+            ),
+        ] {
+            if let Some(v) = v {
+                match crate::units::parse_rate(v) {
+                    Ok(r) => *slot = r,
+                    Err(m) => cx.error(format!("{p}.rate_limits.{key}"), m),
+                }
+            }
+        }
+    }
     if let Some(tls) = &raw.tls {
         let (cert, key) = (cx.resolve(&tls.cert_file), cx.resolve(&tls.key_file));
         for (k, path) in [("cert_file", &cert), ("key_file", &key)] {
@@ -413,8 +478,15 @@ fn api(cx: &mut Ctx, raw: Option<&raw::RawApi>) -> ApiConfig {
         out.tls = Some((cert, key));
     }
     if let Some(l) = &raw.listen {
-        match l.parse() {
-            Ok(a) => out.listen = a,
+        match l.parse::<std::net::SocketAddr>() {
+            Ok(a) => {
+                if !a.ip().is_loopback() && raw.tls.is_none() {
+                    cx.warnings.push(format!(
+                        "`{p}.listen` is {a}, reachable from other machines, without `{p}.tls`: bearer tokens and content cross the network in clear text"
+                    ));
+                }
+                out.listen = a
+            }
             Err(_) => cx.error(
                 format!("{p}.listen"),
                 format!("expected an address like `127.0.0.1:8080` or `[::1]:8080`, got `{l}`"),

@@ -150,12 +150,89 @@ fn world_readable_secret_files_are_warned_about() {
     )
     .unwrap();
     let loaded = load(&cfg, &HashMap::new()).unwrap();
-    assert_eq!(loaded.warnings.len(), 1);
+    assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
     assert!(
         loaded.warnings[0].contains("readable by every user"),
         "{:?}",
         loaded.warnings
     );
+}
+
+#[test]
+fn inline_secrets_in_a_world_readable_file_and_a_plain_http_listener_off_loopback_are_warned_about()
+{
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yaml");
+    let warnings = |mode: u32, listen: &str, tls: &str| {
+        std::fs::write(
+            &cfg,
+            format!("version: 1\napi:\n  listen: {listen}\n{tls}  tokens:\n    - {{ name: a, role: admin, token: an-inline-token-of-some-length }}\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(mode)).unwrap();
+        load(&cfg, &HashMap::new()).unwrap().warnings
+    };
+    let w = warnings(0o644, "0.0.0.0:8080", "");
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(
+        w[0].contains("`api.listen` is 0.0.0.0:8080") && w[0].contains("without `api.tls`"),
+        "{w:?}"
+    );
+    assert!(
+        w[1].contains("`api.tokens[0].token` is written inline")
+            && w[1].contains("readable by every user"),
+        "{w:?}"
+    );
+    assert!(
+        !w.iter().any(|x| x.contains("an-inline-token")),
+        "a warning never shows the secret"
+    );
+    assert_eq!(warnings(0o600, "127.0.0.1:8080", ""), Vec::<String>::new());
+    assert_eq!(warnings(0o600, "\"[::1]:8080\"", ""), Vec::<String>::new());
+    let pem = dir.path().join("x.pem");
+    std::fs::write(&pem, "").unwrap();
+    std::fs::set_permissions(&pem, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let tls = format!(
+        "  tls: {{ cert_file: {0}, key_file: {0} }}\n",
+        pem.display()
+    );
+    assert_eq!(warnings(0o600, "0.0.0.0:8443", &tls), Vec::<String>::new());
+}
+
+#[test]
+fn api_limits_are_validated_with_positions() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(
+        &cfg,
+        "version: 1\napi:\n  max_connections: 0\n  header_read_timeout: 0s\n  rate_limits:\n    client: 10/fortnight\n    failed_auth: off\n    read: 5/s\n",
+    )
+    .unwrap();
+    let errs = load(&cfg, &HashMap::new()).unwrap_err().to_string();
+    assert!(
+        errs.contains("c.yaml:3:20: api.max_connections: must be at least 1"),
+        "{errs}"
+    );
+    assert!(
+        errs.contains("c.yaml:4:24: api.header_read_timeout: must be more than 0"),
+        "{errs}"
+    );
+    assert!(
+        errs.contains("c.yaml:6:13: api.rate_limits.client: expected a rate like"),
+        "{errs}"
+    );
+    std::fs::write(
+        &cfg,
+        "version: 1\napi:\n  max_connections_per_client: 4\n  rate_limits:\n    failed_auth: off\n    read: 5/s\n",
+    )
+    .unwrap();
+    let api = load(&cfg, &HashMap::new()).unwrap().config.api;
+    assert_eq!(api.max_connections_per_client, 4);
+    assert_eq!(api.max_connections, 1024);
+    assert_eq!(api.rate_limits.failed_auth, None);
+    assert_eq!(api.rate_limits.read.unwrap().count, 5);
+    assert_eq!(api.rate_limits.write.unwrap().count, 600);
 }
 
 #[test]

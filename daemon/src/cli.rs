@@ -253,7 +253,7 @@ pub fn init_tracing(args: &Cli) {
     let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(crate::redacted_log::RedactedStderr);
     if std::io::stderr().is_terminal() {
         builder.init();
     } else {

@@ -162,6 +162,7 @@ fn auth_of(cfg: &Config) -> AuthConfig {
     AuthConfig {
         tokens: cfg.api.tokens.clone(),
         open_metrics: cfg.api.open_metrics,
+        rate_limits: cfg.api.rate_limits,
     }
 }
 
@@ -1008,6 +1009,7 @@ impl Control for Handle {
             out.push_str(&v.metrics().await);
         }
         out.push_str(&tributary_connector_sharepoint::metrics());
+        out.push_str(&tributary_api::serve::metrics());
         out
     }
 }
@@ -1020,64 +1022,46 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
 
-    let listen = cfg.api.listen;
-    let max_body = cfg.api.max_body_size as usize;
-    let tls = cfg.api.tls.clone();
+    let api = cfg.api.clone();
+    let listen = api.listen;
     let daemon = Daemon::new(config_path, cfg).await?;
     let interrupted = daemon.pipeline.catalog.interrupt_unfinished_jobs().await?;
-
+    let tls = match &api.tls {
+        Some((cert, key)) => Some(
+            tributary_api::serve::tls_acceptor(cert, key)
+                .map_err(|e| anyhow::anyhow!("api.tls: {e}"))?,
+        ),
+        None => None,
+    };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listen on {listen} (api.listen)"))?;
     let state = AppState {
         catalog: daemon.pipeline.catalog.clone(),
         store: daemon.pipeline.store.clone(),
         control: Arc::new(Handle(daemon.clone())),
         auth: daemon.auth.clone(),
         metrics: Default::default(),
+        limiter: Default::default(),
+        bodies: tributary_api::BodyLimits {
+            max_size: api.max_body_size as usize,
+            read_timeout: api.body_read_timeout,
+        },
     };
     let api_stop = CancellationToken::new();
-    let app = tributary_api::router(state, max_body);
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let server = match tls {
-        None => {
-            let listener = tokio::net::TcpListener::bind(listen)
-                .await
-                .with_context(|| format!("listen on {listen} (api.listen)"))?;
-            let stop = api_stop.clone();
-            tokio::spawn(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async move { stop.cancelled().await })
-                    .await
-                    .map_err(anyhow::Error::from)
-            })
-        }
-        Some((cert, key)) => {
-            let rustls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
-                .await
-                .with_context(|| {
-                    format!(
-                        "load TLS certificate {} and key {}",
-                        cert.display(),
-                        key.display()
-                    )
-                })?;
-            let listener = std::net::TcpListener::bind(listen)
-                .with_context(|| format!("listen on {listen} (api.listen)"))?;
-            listener.set_nonblocking(true)?;
-            let handle = axum_server::Handle::new();
-            let stop = api_stop.clone();
-            let h = handle.clone();
-            tokio::spawn(async move {
-                stop.cancelled().await;
-                h.graceful_shutdown(Some(Duration::from_secs(5)));
-            });
-            tokio::spawn(async move {
-                axum_server::from_tcp_rustls(listener, rustls)?
-                    .handle(handle)
-                    .serve(app.into_make_service())
-                    .await
-                    .map_err(anyhow::Error::from)
-            })
-        }
-    };
+    let server = tokio::spawn(tributary_api::serve::serve(
+        listener,
+        tls,
+        tributary_api::router(state),
+        tributary_api::serve::ConnLimits {
+            max_connections: api.max_connections,
+            max_connections_per_client: api.max_connections_per_client,
+            header_read_timeout: api.header_read_timeout,
+        },
+        api_stop.clone(),
+        Duration::from_secs(5),
+    ));
     eprintln!("tributary: API listening on {scheme}://{listen}/api/v1");
     tracing::info!(%listen, "api listening");
 

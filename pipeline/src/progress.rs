@@ -47,6 +47,7 @@ impl Progress {
 
     /// An item error: kept in the error list and the log.
     pub fn error(&self, msg: String) {
+        let msg = tributary_config::redact::redact(&msg).into_owned();
         self.log("error", msg.clone());
         let mut e = self.errors.lock().unwrap();
         if e.len() < MAX_ERRORS_KEPT {
@@ -61,7 +62,7 @@ impl Progress {
             l.0.push(LogLine {
                 at: now_ns(),
                 level: level.to_string(),
-                message,
+                message: tributary_config::redact::redact(&message).into_owned(),
             });
         } else {
             l.1 += 1;

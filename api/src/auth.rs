@@ -1,0 +1,240 @@
+//! Authentication, authorization and rate limits: the middleware every request passes.
+//!
+//! In order: the client address's request limit; the route's access from the route
+//! table ([`crate::routes::access`], fail closed); the bearer token (constant-time
+//! comparison of SHA-256 digests); the failed-authentication limit of the client
+//! address (past it, every request with credentials from that address is refused until
+//! its window ends, so guessing cannot go on); the role; the principal's read or write
+//! limit. Failed authentications are logged with the client address, never the token.
+//! Every response that counted against a limit carries `X-RateLimit-Limit`,
+//! `-Remaining` and `-Reset` of the tightest one; a refusal is `429 RATE_LIMITED` with
+//! `Retry-After` and `details.wait_seconds`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use tributary_config::Role;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::ratelimit::{Rate, Verdict};
+use crate::routes::{Access, access};
+
+/// The client address a limit is kept for: IPv6 by its /64 (one host's usual share), so
+/// spraying addresses of one network does not multiply the allowance.
+pub fn client_key(addr: Option<IpAddr>) -> String {
+    match addr {
+        Some(IpAddr::V4(a)) => a.to_string(),
+        Some(IpAddr::V6(a)) => match a.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = a.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+        None => "unknown".into(),
+    }
+}
+
+/// The name of the token whose SHA-256 is `presented`, compared in constant time.
+fn token_for(st: &AppState, presented: &[u8; 32]) -> Option<(String, Role)> {
+    let cfg = st.auth.read().unwrap_or_else(|e| e.into_inner());
+    let mut found = None;
+    for t in &cfg.tokens {
+        let diff = t
+            .sha256
+            .iter()
+            .zip(presented.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        if diff == 0 {
+            found = Some((t.name.clone(), t.role));
+        }
+    }
+    found
+}
+
+fn bearer(headers: &HeaderMap) -> Option<Result<[u8; 32], ()>> {
+    let v = headers.get(header::AUTHORIZATION)?;
+    let token = v.to_str().ok().and_then(|v| {
+        let (scheme, rest) = v.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+    });
+    Some(match token {
+        Some(t) if !t.is_empty() => Ok(Sha256::digest(t.as_bytes()).into()),
+        _ => Err(()),
+    })
+}
+
+/// The limits counted so far for one request; the tightest goes into the headers.
+#[derive(Default)]
+struct Counted(Option<Verdict>);
+
+impl Counted {
+    fn add(&mut self, v: Verdict) {
+        if self.0.is_none_or(|t| v.remaining < t.remaining) {
+            self.0 = Some(v);
+        }
+    }
+
+    fn headers(&self, resp: &mut Response) {
+        if let Some(v) = self.0 {
+            let h = resp.headers_mut();
+            h.insert("x-ratelimit-limit", HeaderValue::from(v.limit));
+            h.insert("x-ratelimit-remaining", HeaderValue::from(v.remaining));
+            h.insert("x-ratelimit-reset", HeaderValue::from(v.reset_secs()));
+        }
+    }
+
+    fn refuse(&self, v: Verdict, what: &str) -> Response {
+        let wait = v.reset_secs();
+        let mut resp = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RATE_LIMITED",
+            format!("too many {what}; try again in {wait} s"),
+        )
+        .details(json!({"wait_seconds": wait}))
+        .into_response();
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(wait));
+        self.headers(&mut resp);
+        resp
+    }
+}
+
+fn unauthorized(message: &str) -> Response {
+    let mut resp =
+        ApiError::new(StatusCode::UNAUTHORIZED, "AUTH_TOKEN_INVALID", message).into_response();
+    resp.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"tributary\""),
+    );
+    resp
+}
+
+pub async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let now = Instant::now();
+    let client = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let ckey = client_key(client);
+    let (limits, open_metrics) = {
+        let cfg = st.auth.read().unwrap_or_else(|e| e.into_inner());
+        (cfg.rate_limits, cfg.open_metrics)
+    };
+    let hit = |class: &str, key: &str, rate: Option<Rate>| {
+        rate.map(|r| st.limiter.hit(&format!("{class}:{key}"), r, now))
+    };
+    let mut counted = Counted::default();
+    if let Some(v) = hit("client", &ckey, limits.client) {
+        counted.add(v);
+        if !v.allowed {
+            return counted.refuse(v, "requests from this address");
+        }
+    }
+    let matched = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string());
+    let need = match access(req.method(), matched.as_deref()) {
+        Access::Open => None,
+        Access::Needs(_) if open_metrics && matched.as_deref() == Some("/api/v1/metrics") => None,
+        Access::Needs(r) => Some(r),
+    };
+    let Some(need) = need else {
+        let mut resp = next.run(req).await;
+        counted.headers(&mut resp);
+        return resp;
+    };
+    let Some(presented) = bearer(req.headers()) else {
+        let mut resp = unauthorized("a bearer token is required");
+        counted.headers(&mut resp);
+        return resp;
+    };
+    let failed_key = format!("failed_auth:{ckey}");
+    if let Some(rate) = limits.failed_auth {
+        let v = st.limiter.peek(&failed_key, rate, now);
+        if !v.allowed {
+            return counted.refuse(v, "failed authentications from this address");
+        }
+    }
+    let Some((principal, role)) = presented.ok().and_then(|p| token_for(&st, &p)) else {
+        tracing::warn!(client = %ckey, method = %req.method(), route = matched.as_deref().unwrap_or("other"), "authentication failed: the bearer token is not valid");
+        if let Some(rate) = limits.failed_auth {
+            let v = st.limiter.hit(&failed_key, rate, now);
+            if !v.allowed {
+                return counted.refuse(v, "failed authentications from this address");
+            }
+        }
+        let mut resp = unauthorized("the bearer token is not valid");
+        counted.headers(&mut resp);
+        return resp;
+    };
+    if role < need {
+        let mut resp = ApiError::new(
+            StatusCode::FORBIDDEN,
+            "AUTHZ_FORBIDDEN",
+            format!("this route needs the `{}` role", crate::role_name(need)),
+        )
+        .into_response();
+        counted.headers(&mut resp);
+        return resp;
+    }
+    let (class, rate) = if matches!(*req.method(), Method::GET | Method::HEAD) {
+        ("read", limits.read)
+    } else {
+        ("write", limits.write)
+    };
+    if let Some(v) = hit(class, &principal, rate) {
+        counted.add(v);
+        if !v.allowed {
+            return counted.refuse(v, &format!("{class} requests of this principal"));
+        }
+    }
+    let mut req = req;
+    req.extensions_mut().insert(Principal(principal));
+    let mut resp = next.run(req).await;
+    counted.headers(&mut resp);
+    resp
+}
+
+/// The authenticated caller (the token's name), for handlers and logs.
+#[derive(Debug, Clone)]
+pub struct Principal(pub String);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_keys_group_ipv6_by_its_64_and_unmap_ipv4() {
+        let k = |s: &str| client_key(Some(s.parse().unwrap()));
+        assert_eq!(k("127.0.0.1"), "127.0.0.1");
+        assert_eq!(k("::ffff:10.1.2.3"), "10.1.2.3");
+        assert_eq!(k("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(k("2001:db8:1:2:bbbb::9"), k("2001:db8:1:2:aaaa::1"));
+        assert_ne!(k("2001:db8:1:3::1"), k("2001:db8:1:2::1"));
+        assert_eq!(client_key(None), "unknown");
+    }
+
+    #[test]
+    fn only_a_bearer_scheme_with_a_token_counts() {
+        let h = |v: &str| {
+            let mut m = HeaderMap::new();
+            m.insert(header::AUTHORIZATION, v.parse().unwrap());
+            bearer(&m)
+        };
+        assert!(matches!(h("Bearer abc"), Some(Ok(_))));
+        assert!(matches!(h("bearer abc"), Some(Ok(_))));
+        assert_eq!(h("BEARER abc"), h("Bearer abc"));
+        assert!(matches!(h("Basic YWJj"), Some(Err(()))));
+        assert!(matches!(h("Bearer "), Some(Err(()))));
+        assert!(bearer(&HeaderMap::new()).is_none());
+    }
+}

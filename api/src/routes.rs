@@ -1,0 +1,129 @@
+//! The one route table: it generates the router ([`add_routes`]), drives the
+//! authorization check ([`access`]) and the OpenAPI document ([`crate::openapi`]), so the
+//! three cannot disagree.
+//!
+//! Fail closed: a (method, route) pair that is not in the table needs an authenticated
+//! caller (who then gets 404 or 405); HEAD takes GET's access. Only the entries marked
+//! [`Access::Open`] answer without a token.
+
+use axum::Router;
+use axum::http::Method;
+use axum::routing::{MethodFilter, on};
+use tributary_config::Role;
+
+use crate::AppState;
+use crate::handlers::*;
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// No token needed (health, the OpenAPI document).
+    Open,
+    /// A token of at least this role (`/metrics` may be opened by `api.open_metrics`).
+    Needs(Role),
+}
+
+/// One route of the API.
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub access: Access,
+}
+
+macro_rules! routes {
+    ($($method:ident $path:literal $access:expr => $handler:ident;)*) => {
+        /// Every route the router serves, in the order the OpenAPI document lists them.
+        pub const ROUTES: &[Route] = &[$(Route {
+            method: stringify!($method),
+            path: $path,
+            access: $access,
+        }),*];
+
+        /// Adds every route of [`ROUTES`] to `r`, each with its handler.
+        pub(crate) fn add_routes(mut r: Router<AppState>) -> Router<AppState> {
+            $(r = r.route($path, on(MethodFilter::$method, $handler));)*
+            r
+        }
+    };
+}
+
+const OPEN: Access = Access::Open;
+const VIEWER: Access = Access::Needs(Role::Viewer);
+const OPERATOR: Access = Access::Needs(Role::Operator);
+const ADMIN: Access = Access::Needs(Role::Admin);
+
+routes! {
+    GET "/api/v1/health" OPEN => health;
+    GET "/api/v1/health/ready" OPEN => ready;
+    GET "/api/v1/metrics" VIEWER => metrics_text;
+    GET "/api/v1/openapi.json" OPEN => openapi_doc;
+    GET "/api/v1/connectors" VIEWER => list_connectors;
+    GET "/api/v1/connectors/{id}" VIEWER => get_connector;
+    POST "/api/v1/connectors/{id}/runs" OPERATOR => run_connector;
+    POST "/api/v1/connectors/{id}/pause" OPERATOR => pause_connector;
+    POST "/api/v1/connectors/{id}/resume" OPERATOR => resume_connector;
+    GET "/api/v1/jobs" VIEWER => list_jobs;
+    GET "/api/v1/jobs/{id}" VIEWER => get_job;
+    GET "/api/v1/jobs/{id}/log" VIEWER => job_log;
+    POST "/api/v1/jobs/{id}/cancel" OPERATOR => cancel_job;
+    GET "/api/v1/items" VIEWER => list_items;
+    GET "/api/v1/items/{id}" VIEWER => get_item;
+    GET "/api/v1/items/{id}/content" VIEWER => item_content;
+    GET "/api/v1/changes" VIEWER => changes;
+    GET "/api/v1/conflicts" VIEWER => list_conflicts;
+    GET "/api/v1/conflicts/{id}" VIEWER => get_conflict;
+    POST "/api/v1/conflicts/{id}/resolve" OPERATOR => resolve_conflict;
+    GET "/api/v1/search" VIEWER => search;
+    GET "/api/v1/queue" VIEWER => queue;
+    POST "/api/v1/config/reload" ADMIN => reload;
+}
+
+/// The access a request needs: its (method, matched route) entry, HEAD as GET; anything
+/// not in the table (an unknown path or method) needs an authenticated viewer.
+pub fn access(method: &Method, matched: Option<&str>) -> Access {
+    let method = if method == Method::HEAD {
+        "GET"
+    } else {
+        method.as_str()
+    };
+    matched
+        .and_then(|path| ROUTES.iter().find(|r| r.method == method && r.path == path))
+        .map_or(VIEWER, |r| r.access)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_takes_gets_access_and_anything_unlisted_needs_a_token() {
+        let m = |s: &str| Method::from_bytes(s.as_bytes()).unwrap();
+        assert_eq!(access(&m("GET"), Some("/api/v1/health")), OPEN);
+        assert_eq!(access(&m("HEAD"), Some("/api/v1/health")), OPEN);
+        assert_eq!(
+            access(&m("HEAD"), Some("/api/v1/items/{id}/content")),
+            VIEWER
+        );
+        assert_eq!(access(&m("POST"), Some("/api/v1/health")), VIEWER);
+        assert_eq!(access(&m("HEAD"), Some("/api/v1/config/reload")), VIEWER);
+        assert_eq!(access(&m("POST"), Some("/api/v1/config/reload")), ADMIN);
+        assert_eq!(access(&m("ZZ1"), Some("/api/v1/openapi.json")), VIEWER);
+        assert_eq!(access(&m("GET"), None), VIEWER);
+        assert_eq!(access(&m("OPTIONS"), Some("/api/v1/jobs")), VIEWER);
+    }
+
+    #[test]
+    fn every_route_is_listed_once() {
+        let mut seen = std::collections::HashSet::new();
+        for r in ROUTES {
+            assert!(
+                seen.insert((r.method, r.path)),
+                "{} {} twice",
+                r.method,
+                r.path
+            );
+            assert!(r.path.starts_with("/api/v1/"));
+        }
+    }
+}
