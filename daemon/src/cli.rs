@@ -340,10 +340,16 @@ pub async fn run(args: Cli) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", shown(format!("{e:#}")));
             ExitCode::from(1)
         }
     }
+}
+
+/// An error as the user sees it, every configured secret masked (an upstream server
+/// may have echoed one).
+fn shown(e: impl std::fmt::Display) -> String {
+    tributary_config::redact::redact(&e.to_string()).into_owned()
 }
 
 /// Config errors exit with 2 and every message, one per line.
@@ -385,7 +391,7 @@ async fn check(path: PathBuf, connect: bool) -> anyhow::Result<ExitCode> {
         Ok(()) => println!("object store {}: ok", store.describe()),
         Err(e) => {
             failed = true;
-            println!("object store {}: {e}", store.describe());
+            println!("object store {}: {}", store.describe(), shown(e));
         }
     }
     for c in &cfg.connectors {
@@ -397,7 +403,7 @@ async fn check(path: PathBuf, connect: bool) -> anyhow::Result<ExitCode> {
             Ok(found) => println!("connector {}: ok ({found})", c.id),
             Err(e) => {
                 failed = true;
-                println!("connector {}: {e:#}", c.id);
+                println!("connector {}: {}", c.id, shown(format!("{e:#}")));
             }
         }
     }
@@ -411,19 +417,19 @@ async fn check(path: PathBuf, connect: bool) -> anyhow::Result<ExitCode> {
                 ),
                 Err(err) => {
                     failed = true;
-                    println!("embedder {}: {err}", e.id());
+                    println!("embedder {}: {}", e.id(), shown(err));
                 }
             },
             Err(e) => {
                 failed = true;
-                println!("embedder: {e}");
+                println!("embedder: {}", shown(e));
             }
         }
         match tributary_vectorize::open_store(&cfg.vectorize.store).await {
             Ok(s) => println!("vector store {}: ok", s.describe()),
             Err(e) => {
                 failed = true;
-                println!("vector store: {e}");
+                println!("vector store: {}", shown(e));
             }
         }
     }

@@ -344,3 +344,127 @@ fn version_retention_prunes_history_and_gc_frees_its_data_without_harming_the_pr
     let again = json(&env.once(None));
     assert_eq!(again["stats"]["versions_committed"], 0, "{again}");
 }
+
+/// Every stored manifest of the local object store under `state`.
+fn manifests(state: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut dirs = vec![state.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.to_string_lossy().contains("/manifests/")
+                && p.to_string_lossy().ends_with(".json.zst")
+            {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_tampered_manifest_or_a_planted_link_never_makes_restore_write_outside_its_destination() {
+    let env = Env::new("");
+    std::fs::create_dir_all(env.src().join("sub")).unwrap();
+    std::fs::write(env.src().join("a.txt"), b"alpha").unwrap();
+    std::fs::write(env.src().join("sub/b.txt"), b"bravo").unwrap();
+    assert_eq!(json(&env.once(None))["status"], "succeeded");
+    // a bucket whose manifests name paths that climb out, or are absolute
+    let state = env.dir.path().join("state");
+    let outside = env.dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let escapes = [
+        "/docs/../../outside/climbed.txt".to_string(),
+        format!("/{}/absolute.txt", outside.display()),
+        "/docs/./dot.txt".to_string(),
+    ];
+    let files = manifests(&state);
+    assert!(!files.is_empty());
+    for f in &files {
+        let key = f.to_string_lossy().to_string();
+        let mut m = tributary_pipeline::manifest::decode(&key, &std::fs::read(f).unwrap()).unwrap();
+        let Some(template) = m.versions.iter().find(|v| !v.deleted).cloned() else {
+            continue;
+        };
+        for (i, p) in escapes.iter().enumerate() {
+            let mut v = template.clone();
+            v.path = p.clone().into_bytes();
+            v.source_id = format!("tampered-{i}").into_bytes();
+            m.versions.push(v);
+        }
+        std::fs::write(f, tributary_pipeline::manifest::encode(&m).unwrap()).unwrap();
+        break;
+    }
+    for f in ["catalog.db", "catalog.db-wal", "catalog.db-shm"] {
+        let _ = std::fs::remove_file(state.join(f));
+    }
+    env.ok(&["rebuild-catalog", "--json"]);
+    let dest = env.dir.path().join("dest");
+    let cfg = env.cfg();
+    let out = env.tributary(
+        &[
+            "restore",
+            "-c",
+            cfg.to_str().unwrap(),
+            "/",
+            dest.to_str().unwrap(),
+        ],
+        None,
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    for p in &escapes {
+        assert!(
+            text.contains(&format!("{p}: not restored: an unsafe path")),
+            "{p} is refused by name: {text}"
+        );
+    }
+    assert!(
+        std::fs::read_dir(&outside).unwrap().next().is_none(),
+        "nothing was written outside the destination"
+    );
+    assert_eq!(
+        std::fs::read(dest.join("docs/a.txt")).expect(&text),
+        b"alpha"
+    );
+    assert_eq!(
+        std::fs::read(dest.join("docs/sub/b.txt")).unwrap(),
+        b"bravo"
+    );
+    // a link planted in the destination is not followed
+    let dest2 = env.dir.path().join("dest2");
+    std::fs::create_dir_all(dest2.join("docs")).unwrap();
+    std::os::unix::fs::symlink(&outside, dest2.join("docs/sub")).unwrap();
+    std::os::unix::fs::symlink(outside.join("linked.txt"), dest2.join("docs/a.txt")).unwrap();
+    let out = env.tributary(
+        &[
+            "restore",
+            "-c",
+            cfg.to_str().unwrap(),
+            "/docs",
+            dest2.to_str().unwrap(),
+        ],
+        None,
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("docs/sub is a symbolic link; not followed"),
+        "{text}"
+    );
+    assert!(
+        std::fs::read_dir(&outside).unwrap().next().is_none(),
+        "nothing was written through the links: {text}"
+    );
+    // the file's own name was a link: replaced by the file, the link's target untouched
+    let a = dest2.join("docs/a.txt");
+    assert!(
+        !std::fs::symlink_metadata(&a)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(std::fs::read(&a).unwrap(), b"alpha");
+}

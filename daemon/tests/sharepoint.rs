@@ -296,6 +296,70 @@ async fn a_wrong_secret_or_site_is_a_clear_error() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_echoed_back_by_the_token_endpoint_is_masked_wherever_the_error_goes() {
+    let g = FakeGraph::start().await;
+    let site = g.add_site("contoso.sharepoint.com", "Team");
+    g.add_drive(&site, "Documents");
+    g.echo_token_requests_in_errors();
+    let dir = tempfile::tempdir().unwrap();
+    // characters that a form body encodes, so the echo is not the secret as configured
+    let wrong = "wrong+secret/echoed=back&0042";
+    let port = free_port();
+    let cfg = sp_config(dir.path(), &g, port, wrong, "");
+    // the CLI's error
+    let out = std::process::Command::new(BIN)
+        .args(["once", "-c", cfg.to_str().unwrap(), "team"])
+        .output()
+        .unwrap();
+    let cli = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{cli}");
+    assert!(
+        cli.contains("AADSTS7000215") && cli.contains("client_secret=[REDACTED]"),
+        "the server's echo is shown, masked: {cli}"
+    );
+    // the daemon's job, its log, the API and the daemon's own log
+    let d = Running::start(&cfg, port, &[]);
+    d.wait_for("the first job to fail", 60, async |d| {
+        d.jobs("connector=team")
+            .await
+            .iter()
+            .any(|j| j["status"] == "failed")
+    })
+    .await;
+    let job = d.latest_job("team").await;
+    let last_error = job["last_error"].as_str().unwrap_or_default().to_string();
+    assert!(
+        last_error.contains("invalid_client") && last_error.contains("[REDACTED]"),
+        "{job}"
+    );
+    let texts = [
+        cli,
+        last_error,
+        d.get(&format!("/api/v1/jobs/{}/log", job["id"]))
+            .await
+            .to_string(),
+        d.get("/api/v1/connectors/team").await.to_string(),
+        d.get("/api/v1/jobs?connector=team").await.to_string(),
+        d.log(),
+    ];
+    assert!(
+        texts[5].contains("invalid_client"),
+        "the daemon logged the failure: {}",
+        texts[5]
+    );
+    for t in &texts {
+        assert!(
+            !t.contains("echoed"),
+            "no form of the secret is shown or stored: {t}"
+        );
+    }
+}
+
 /// An RSA key, a self-signed certificate for it and its public key, made by openssl.
 fn certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf, String, String) {
     let key = dir.join(format!("{name}.key"));

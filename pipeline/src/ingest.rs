@@ -153,7 +153,10 @@ struct Job {
 }
 
 impl Job {
+    /// Fails the job (the first reason wins); the reason is kept with every configured
+    /// secret masked, as it goes to the job row, the log and the user's terminal.
     fn fail(&self, msg: String) {
+        let msg = tributary_config::redact::redact(&msg).into_owned();
         let mut f = self.fatal.lock().unwrap();
         if f.is_none() {
             tracing::error!(connector = %self.spec.connector_id, job_id = self.job_id, error = %msg, "job failed");

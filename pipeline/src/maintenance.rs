@@ -73,9 +73,13 @@ pub async fn restore(
         if !segment_ok {
             continue;
         }
-        let rel = e.path.strip_prefix(b"/").unwrap_or(&e.path);
-        let out = dest.join(std::ffi::OsStr::from_bytes(rel));
-        match restore_file(store.clone(), &e, &out).await {
+        let result = match safe_relative(&e.path) {
+            Ok(rel) => restore_file(store.clone(), &e, dest, &rel).await,
+            Err(why) => Err(anyhow::anyhow!(
+                "not restored: an unsafe path ({why}); the catalog or a manifest in the bucket names it"
+            )),
+        };
+        match result {
             Ok(()) => {
                 report.files += 1;
                 report.bytes += e.size;
@@ -88,17 +92,77 @@ pub async fn restore(
     Ok(report)
 }
 
+/// A catalog path (`/a/b/c`) as a path relative to a restore's destination, or why it
+/// cannot be one: paths come from the catalog or from manifests in the bucket, which a
+/// restore must not trust to stay inside the destination. Every component must be a
+/// plain name: not empty (`//x`, `a//b`, a trailing `/`), not `.` or `..`, no NUL.
+pub fn safe_relative(path: &[u8]) -> Result<PathBuf, String> {
+    let rel = path.strip_prefix(b"/").unwrap_or(path);
+    if rel.is_empty() {
+        return Err("an empty path".into());
+    }
+    let mut out = PathBuf::new();
+    for c in rel.split(|b| *b == b'/') {
+        match c {
+            b"" => return Err("an empty path component".into()),
+            b"." | b".." => {
+                return Err(format!("a `{}` component", String::from_utf8_lossy(c)));
+            }
+            c if c.contains(&0) => return Err("a NUL byte".into()),
+            c => out.push(std::ffi::OsStr::from_bytes(c)),
+        }
+    }
+    Ok(out)
+}
+
+/// Creates the folders of `rel` under `dest` one by one, refusing to pass through a
+/// symbolic link (one planted inside the destination must not lead a restore out of it);
+/// returns the folder the file goes in.
+fn safe_parent(dest: &Path, rel: &Path) -> anyhow::Result<PathBuf> {
+    // the destination itself is the operator's to name, link or not
+    std::fs::create_dir_all(dest).with_context(|| format!("create {}", dest.display()))?;
+    let mut dir = dest.to_path_buf();
+    let mut parts: Vec<_> = rel.components().collect();
+    parts.pop();
+    for p in parts {
+        dir.push(p);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(md) if md.file_type().is_symlink() => {
+                bail!("{} is a symbolic link; not followed", dir.display())
+            }
+            Ok(md) if md.is_dir() => {}
+            Ok(_) => bail!("{} is a file, not a folder", dir.display()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match std::fs::create_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    if !std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+                        bail!("{} appeared as something else than a folder", dir.display());
+                    }
+                }
+                Err(e) => return Err(e).with_context(|| format!("create {}", dir.display())),
+            },
+            Err(e) => return Err(e).with_context(|| format!("inspect {}", dir.display())),
+        }
+    }
+    Ok(dir)
+}
+
 async fn restore_file(
     store: Arc<dyn ObjectStore>,
     e: &tributary_catalog::RestoreEntry,
-    out: &Path,
+    dest: &Path,
+    rel: &Path,
 ) -> anyhow::Result<()> {
-    let dir = out.parent().context("restore path has no parent")?;
-    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    let dir = safe_parent(dest, rel)?;
+    let out = dest.join(rel);
     let tmp: PathBuf = dir.join(format!(".tributary-restore-{:016x}", rand::random::<u64>()));
     let result = async {
-        let mut f =
-            std::fs::File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?;
+        // a new file, never one that is there (or a link planted in its name)
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .with_context(|| format!("create {}", tmp.display()))?;
         let mut hasher = blake3::Hasher::new();
         let mut chunks = futures::stream::iter(e.chunks.iter().cloned())
             .map(|c| {
@@ -120,7 +184,8 @@ async fn restore_file(
         let mtime = std::time::UNIX_EPOCH + Duration::from_nanos(e.mtime_ns.max(0) as u64);
         f.set_modified(mtime).context("set mtime")?;
         drop(f);
-        std::fs::rename(&tmp, out).with_context(|| format!("rename into {}", out.display()))?;
+        // rename replaces a link in the file's name, it does not write through it
+        std::fs::rename(&tmp, &out).with_context(|| format!("rename into {}", out.display()))?;
         Ok(())
     }
     .await;
@@ -369,4 +434,48 @@ pub async fn rebuild_catalog(
             .await?;
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_names_make_a_restore_path() {
+        let ok = |p: &str| safe_relative(p.as_bytes()).unwrap();
+        assert_eq!(ok("/docs/a/b.txt"), PathBuf::from("docs/a/b.txt"));
+        assert_eq!(ok("docs/..x/.y"), PathBuf::from("docs/..x/.y"));
+        assert_eq!(ok("/a\\b"), PathBuf::from("a\\b"));
+        let bad = |p: &[u8]| safe_relative(p).unwrap_err();
+        assert!(bad(b"/docs/../../etc/passwd").contains("`..`"));
+        assert!(bad(b"//etc/x").contains("empty path component"));
+        assert!(bad(b"/docs//x").contains("empty path component"));
+        assert!(bad(b"/docs/x/").contains("empty path component"));
+        assert!(bad(b"/docs/./x").contains("`.`"));
+        assert!(bad(b"/").contains("empty path"));
+        assert!(bad(b"").contains("empty path"));
+        assert!(bad(b"/a\0b").contains("NUL"));
+        // whatever passes stays below the destination
+        for p in ["/x", "/a/b/c", "/...", "/a b/c"] {
+            let rel = ok(p);
+            assert!(rel.is_relative());
+            assert!(
+                rel.components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_)))
+            );
+        }
+    }
+
+    #[test]
+    fn folders_are_made_without_passing_through_a_link() {
+        let dest = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), dest.path().join("docs")).unwrap();
+        let e = safe_parent(dest.path(), Path::new("docs/sub/f.txt")).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert!(std::fs::read_dir(outside.path()).unwrap().next().is_none());
+        let d = safe_parent(dest.path(), Path::new("new/sub/f.txt")).unwrap();
+        assert_eq!(d, dest.path().join("new/sub"));
+        assert!(d.is_dir());
+    }
 }

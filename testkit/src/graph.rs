@@ -154,6 +154,8 @@ struct St {
     /// The next `n` downloads serve one byte flipped (wrong bytes on the wire).
     corrupt_downloads: u32,
     script: VecDeque<Scripted>,
+    /// Token errors quote the request body back (as some identity proxies do).
+    echo_token_requests: bool,
     /// A Retry-After in force: (when it was answered, until when).
     not_before: Option<(Instant, Instant)>,
     log: Vec<Logged>,
@@ -260,6 +262,7 @@ impl FakeGraph {
             cut_next_download_after: None,
             corrupt_downloads: 0,
             script: VecDeque::new(),
+            echo_token_requests: false,
             not_before: None,
             log: Vec::new(),
             violations: Vec::new(),
@@ -588,6 +591,12 @@ impl FakeGraph {
     pub fn revoke_tokens(&self) {
         self.with(|s| s.tokens.clear());
     }
+    /// From now on, token errors quote the request body (client secret included) in
+    /// their `error_description`, as some identity proxies do.
+    pub fn echo_token_requests_in_errors(&self) {
+        self.with(|s| s.echo_token_requests = true);
+    }
+
     pub fn script(&self, r: Scripted) {
         self.with(|s| s.script.push_back(r));
     }
@@ -1273,11 +1282,15 @@ fn delta_page(
 }
 
 fn token(s: &mut St, path: &str, h: &HeaderMap, body: &[u8]) -> Response {
+    let echo = s
+        .echo_token_requests
+        .then(|| format!(" (request: {})", String::from_utf8_lossy(body)))
+        .unwrap_or_default();
     let err = |status: StatusCode, code: &str, aad: &str, desc: &str| {
         (
             status,
             [(header::CONTENT_TYPE, "application/json")],
-            json!({"error": code, "error_description": format!("{aad}: {desc}"), "error_codes": [aad.trim_start_matches("AADSTS").parse::<u64>().unwrap_or(0)]}).to_string(),
+            json!({"error": code, "error_description": format!("{aad}: {desc}{echo}"), "error_codes": [aad.trim_start_matches("AADSTS").parse::<u64>().unwrap_or(0)]}).to_string(),
         )
             .into_response()
     };
