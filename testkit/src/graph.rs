@@ -1282,10 +1282,11 @@ fn delta_page(
 }
 
 fn token(s: &mut St, path: &str, h: &HeaderMap, body: &[u8]) -> Response {
-    let echo = s
-        .echo_token_requests
-        .then(|| format!(" (request: {})", String::from_utf8_lossy(body)))
-        .unwrap_or_default();
+    let echo = if s.echo_token_requests {
+        format!(" (request: {})", String::from_utf8_lossy(body))
+    } else {
+        String::new()
+    };
     let err = |status: StatusCode, code: &str, aad: &str, desc: &str| {
         (
             status,
