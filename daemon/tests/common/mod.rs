@@ -108,6 +108,13 @@ impl Running {
         serde_json::from_str(&body).unwrap()
     }
 
+    /// GET as the viewer, expecting 200; the body as text.
+    pub async fn get_text(&self, path: &str) -> String {
+        let (status, _, body) = self.call("GET", path, Some(VIEWER), None).await;
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    }
+
     pub async fn wait_for(&self, what: &str, secs: u64, mut f: impl AsyncFnMut(&Running) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(secs);
         while !f(self).await {
