@@ -19,10 +19,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use tributary_config::Role;
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::oidc::{Identity, OidcError};
 use crate::ratelimit::{Rate, Verdict};
 use crate::routes::{Access, access};
 
@@ -42,31 +42,52 @@ pub fn client_key(addr: Option<IpAddr>) -> String {
     }
 }
 
-/// The name of the token whose SHA-256 is `presented`, compared in constant time.
-fn token_for(st: &AppState, presented: &[u8; 32]) -> Option<(String, Role)> {
-    let cfg = st.auth.read().unwrap_or_else(|e| e.into_inner());
+/// The static token whose SHA-256 is `presented`'s, compared in constant time.
+fn static_token(tokens: &[tributary_config::ApiToken], presented: &str) -> Option<Identity> {
+    let presented: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
     let mut found = None;
-    for t in &cfg.tokens {
+    for t in tokens {
         let diff = t
             .sha256
             .iter()
             .zip(presented.iter())
             .fold(0u8, |acc, (a, b)| acc | (a ^ b));
         if diff == 0 {
-            found = Some((t.name.clone(), t.role));
+            found = Some(Identity {
+                principal: t.name.clone(),
+                role: t.role,
+            });
         }
     }
     found
 }
 
-fn bearer(headers: &HeaderMap) -> Option<Result<[u8; 32], ()>> {
+/// Who a presented bearer token names: a static token, else (when configured, and it
+/// has the shape of a JWT) an OpenID Connect token.
+async fn authenticate(st: &AppState, token: &str) -> Result<Identity, OidcError> {
+    let (tokens, oidc) = {
+        let cfg = st.auth.read().unwrap_or_else(|e| e.into_inner());
+        (cfg.tokens.clone(), cfg.oidc.clone())
+    };
+    if let Some(id) = static_token(&tokens, token) {
+        return Ok(id);
+    }
+    match oidc {
+        Some(o) if token.split('.').count() == 3 => o.verify(token).await,
+        _ => Err(OidcError::Invalid("the bearer token is not valid".into())),
+    }
+}
+
+/// The bearer token of the request: `None` without an `Authorization` header,
+/// `Some(Err)` with another scheme or an empty token.
+fn bearer(headers: &HeaderMap) -> Option<Result<&str, ()>> {
     let v = headers.get(header::AUTHORIZATION)?;
     let token = v.to_str().ok().and_then(|v| {
         let (scheme, rest) = v.split_once(' ')?;
         scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
     });
     Some(match token {
-        Some(t) if !t.is_empty() => Ok(Sha256::digest(t.as_bytes()).into()),
+        Some(t) if !t.is_empty() => Ok(t),
         _ => Err(()),
     })
 }
@@ -152,10 +173,13 @@ pub async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Respo
         counted.headers(&mut resp);
         return resp;
     };
-    let Some(presented) = bearer(req.headers()) else {
-        let mut resp = unauthorized("a bearer token is required");
-        counted.headers(&mut resp);
-        return resp;
+    let presented = match bearer(req.headers()) {
+        None => {
+            let mut resp = unauthorized("a bearer token is required");
+            counted.headers(&mut resp);
+            return resp;
+        }
+        Some(p) => p.map(str::to_string),
     };
     let failed_key = format!("failed_auth:{ckey}");
     if let Some(rate) = limits.failed_auth {
@@ -164,17 +188,37 @@ pub async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Respo
             return counted.refuse(v, "failed authentications from this address");
         }
     }
-    let Some((principal, role)) = presented.ok().and_then(|p| token_for(&st, &p)) else {
-        tracing::warn!(client = %ckey, method = %req.method(), route = matched.as_deref().unwrap_or("other"), "authentication failed: the bearer token is not valid");
-        if let Some(rate) = limits.failed_auth {
-            let v = st.limiter.hit(&failed_key, rate, now);
-            if !v.allowed {
-                return counted.refuse(v, "failed authentications from this address");
+    let verified = match presented {
+        Ok(token) => authenticate(&st, &token).await,
+        Err(()) => Err(OidcError::Invalid(
+            "the Authorization header is not `Bearer <token>`".into(),
+        )),
+    };
+    let Identity { principal, role } = match verified {
+        Ok(id) => id,
+        Err(OidcError::Invalid(why)) => {
+            tracing::warn!(client = %ckey, method = %req.method(), route = matched.as_deref().unwrap_or("other"), reason = %why, "authentication failed");
+            if let Some(rate) = limits.failed_auth {
+                let v = st.limiter.hit(&failed_key, rate, now);
+                if !v.allowed {
+                    return counted.refuse(v, "failed authentications from this address");
+                }
             }
+            let mut resp = unauthorized(&why);
+            counted.headers(&mut resp);
+            return resp;
         }
-        let mut resp = unauthorized("the bearer token is not valid");
-        counted.headers(&mut resp);
-        return resp;
+        Err(OidcError::NoRole(why)) => {
+            let mut resp =
+                ApiError::new(StatusCode::FORBIDDEN, "AUTHZ_FORBIDDEN", why).into_response();
+            counted.headers(&mut resp);
+            return resp;
+        }
+        Err(OidcError::Unavailable(why)) => {
+            let mut resp = ApiError::unavailable(format!("OpenID provider: {why}")).into_response();
+            counted.headers(&mut resp);
+            return resp;
+        }
     };
     if role < need {
         let mut resp = ApiError::new(
@@ -228,10 +272,10 @@ mod tests {
         let h = |v: &str| {
             let mut m = HeaderMap::new();
             m.insert(header::AUTHORIZATION, v.parse().unwrap());
-            bearer(&m)
+            bearer(&m).map(|r| r.map(str::to_string))
         };
-        assert!(matches!(h("Bearer abc"), Some(Ok(_))));
-        assert!(matches!(h("bearer abc"), Some(Ok(_))));
+        assert_eq!(h("Bearer abc"), Some(Ok("abc".to_string())));
+        assert_eq!(h("bearer  abc "), Some(Ok("abc".to_string())));
         assert_eq!(h("BEARER abc"), h("Bearer abc"));
         assert!(matches!(h("Basic YWJj"), Some(Err(()))));
         assert!(matches!(h("Bearer "), Some(Err(()))));

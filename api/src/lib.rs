@@ -13,6 +13,7 @@ mod download;
 pub mod error;
 mod handlers;
 pub mod metrics;
+pub mod oidc;
 pub mod openapi;
 mod params;
 pub mod ratelimit;
@@ -195,11 +196,13 @@ pub struct BodyLimits {
     pub read_timeout: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AuthConfig {
     pub tokens: Vec<ApiToken>,
     pub open_metrics: bool,
     pub rate_limits: RateLimits,
+    /// OpenID Connect bearer tokens, when configured.
+    pub oidc: Option<Arc<oidc::Oidc>>,
 }
 
 /// Longest request URI the router answers (longer: 414 in the envelope).

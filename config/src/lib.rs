@@ -141,6 +141,21 @@ pub struct ApiConfig {
     pub max_connections: usize,
     pub max_connections_per_client: usize,
     pub rate_limits: RateLimits,
+    pub oidc: Option<OidcConfig>,
+}
+
+/// OpenID Connect bearer tokens, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OidcConfig {
+    /// Without a trailing `/`.
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    /// Dotted path of the roles claim.
+    pub roles_claim: String,
+    /// Claim value → role; empty: `viewer`, `operator`, `admin` are the roles.
+    pub role_map: std::collections::BTreeMap<String, Role>,
+    /// Empty: any client.
+    pub allowed_clients: Vec<String>,
 }
 
 /// Request rate limits (`None`: no limit).

@@ -204,6 +204,39 @@ pub struct RawApi {
     /// Request rate limits (`50/minute`, `10/s`, `off`).
     #[serde(default)]
     pub rate_limits: Option<RawRateLimits>,
+    /// OpenID Connect bearer tokens (JWT access tokens of an identity provider), beside
+    /// the static tokens.
+    #[serde(default)]
+    pub oidc: Option<RawOidc>,
+}
+
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawOidc {
+    /// The issuer (`iss`), whose `/.well-known/openid-configuration` names the keys;
+    /// https (http only on loopback).
+    pub issuer: String,
+    /// The audience (`aud`) tokens must be issued for: one or a list.
+    pub audience: OneOrMany,
+    /// The claim that holds the caller's roles (a string or an array; a dotted path
+    /// reaches into objects, e.g. `realm_access.roles`). Default `roles`.
+    #[serde(default)]
+    pub roles_claim: Option<String>,
+    /// Claim value → role. Without it the values `viewer`, `operator` and `admin` are
+    /// the roles.
+    #[serde(default)]
+    pub role_map: Option<std::collections::BTreeMap<String, Role>>,
+    /// Only tokens issued to these clients (`azp`, `client_id` or `appid`).
+    #[serde(default)]
+    pub allowed_clients: Option<Vec<String>>,
+}
+
+/// One value or a list of them.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
 }
 
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]

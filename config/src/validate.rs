@@ -415,8 +415,12 @@ fn api(cx: &mut Ctx, raw: Option<&raw::RawApi>) -> ApiConfig {
         max_connections: 1024,
         max_connections_per_client: 128,
         rate_limits: RateLimits::default(),
+        oidc: None,
     };
     let Some(raw) = raw else { return out };
+    if let Some(o) = &raw.oidc {
+        out.oidc = oidc(cx, o);
+    }
     out.header_read_timeout = cx.positive_duration(
         &format!("{p}.header_read_timeout"),
         &raw.header_read_timeout,
@@ -554,6 +558,76 @@ fn api(cx: &mut Ctx, raw: Option<&raw::RawApi>) -> ApiConfig {
         }
     }
     out
+}
+
+/// Whether `url` is https, or http on a loopback host (for tests and local providers).
+pub(crate) fn https_or_loopback(url: &str) -> bool {
+    if url.starts_with("https://") {
+        return true;
+    }
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn oidc(cx: &mut Ctx, raw: &raw::RawOidc) -> Option<crate::OidcConfig> {
+    let p = "api.oidc";
+    let mut ok = true;
+    let issuer = raw.issuer.trim_end_matches('/').to_string();
+    if !https_or_loopback(&issuer) {
+        cx.error(
+            format!("{p}.issuer"),
+            format!(
+                "expected an https URL (http only on loopback), got `{}`",
+                raw.issuer
+            ),
+        );
+        ok = false;
+    }
+    let audiences = match &raw.audience {
+        raw::OneOrMany::One(a) => vec![a.clone()],
+        raw::OneOrMany::Many(v) => v.clone(),
+    };
+    if audiences.is_empty() || audiences.iter().any(|a| a.trim().is_empty()) {
+        cx.error(
+            format!("{p}.audience"),
+            "expected a non-empty audience or list of them",
+        );
+        ok = false;
+    }
+    let roles_claim = raw.roles_claim.clone().unwrap_or_else(|| "roles".into());
+    if roles_claim.is_empty() || roles_claim.split('.').any(str::is_empty) {
+        cx.error(
+            format!("{p}.roles_claim"),
+            format!("expected a claim name or dotted path like `realm_access.roles`, got `{roles_claim}`"),
+        );
+        ok = false;
+    }
+    let allowed_clients = raw.allowed_clients.clone().unwrap_or_default();
+    if raw.allowed_clients.as_ref().is_some_and(Vec::is_empty) {
+        cx.error(
+            format!("{p}.allowed_clients"),
+            "an empty list would refuse every token; leave it out to allow any client",
+        );
+        ok = false;
+    }
+    ok.then(|| crate::OidcConfig {
+        issuer,
+        audiences,
+        roles_claim,
+        role_map: raw.role_map.clone().unwrap_or_default(),
+        allowed_clients,
+    })
 }
 
 fn daemon(cx: &mut Ctx, raw: &raw::RawDaemon) -> DaemonConfig {
@@ -1321,10 +1395,7 @@ fn sharepoint(cx: &mut Ctx, path: &str, rc: &raw::RawConnector) -> Option<crate:
     };
     let url = |cx: &mut Ctx, key: &str, v: &Option<String>, default: String| {
         let u = v.clone().unwrap_or(default);
-        let loopback = ["http://127.0.0.1:", "http://localhost:", "http://[::1]:"]
-            .iter()
-            .any(|p| u.starts_with(p));
-        if !u.starts_with("https://") && !loopback {
+        if !https_or_loopback(&u) {
             cx.error(
                 format!("{path}.{key}"),
                 format!("`{u}`: expected an https URL (http only on loopback, for tests)"),
@@ -1447,4 +1518,30 @@ fn smb(cx: &mut Ctx, path: &str, rc: &raw::RawConnector) -> Option<crate::SmbSou
         timeout,
         workers: workers as usize,
     })
+}
+
+#[cfg(test)]
+mod url_tests {
+    #[test]
+    fn https_anywhere_http_only_on_loopback() {
+        for ok in [
+            "https://login.example.com/t/v2.0",
+            "http://127.0.0.1:8080/x",
+            "http://localhost:9/",
+            "http://[::1]:80",
+            "http://127.0.0.2",
+        ] {
+            assert!(super::https_or_loopback(ok), "{ok}");
+        }
+        for bad in [
+            "http://login.example.com",
+            "http://127.0.0.1.evil.com:80/",
+            "http://localhost.evil.com",
+            "ftp://127.0.0.1",
+            "127.0.0.1:80",
+            "http://10.0.0.1:80",
+        ] {
+            assert!(!super::https_or_loopback(bad), "{bad}");
+        }
+    }
 }

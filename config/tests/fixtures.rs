@@ -236,6 +236,52 @@ fn api_limits_are_validated_with_positions() {
 }
 
 #[test]
+fn openid_connect_settings_are_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(
+        &cfg,
+        "version: 1\napi:\n  oidc:\n    issuer: http://idp.example.com/t\n    audience: []\n    roles_claim: a..b\n    allowed_clients: []\n",
+    )
+    .unwrap();
+    let errs = load(&cfg, &HashMap::new()).unwrap_err().to_string();
+    assert!(
+        errs.contains(
+            "c.yaml:4:13: api.oidc.issuer: expected an https URL (http only on loopback)"
+        ),
+        "{errs}"
+    );
+    assert!(
+        errs.contains("api.oidc.audience: expected a non-empty audience"),
+        "{errs}"
+    );
+    assert!(
+        errs.contains("api.oidc.roles_claim: expected a claim name or dotted path"),
+        "{errs}"
+    );
+    assert!(
+        errs.contains("api.oidc.allowed_clients: an empty list would refuse every token"),
+        "{errs}"
+    );
+    std::fs::write(
+        &cfg,
+        "version: 1\napi:\n  oidc:\n    issuer: https://login.microsoftonline.com/tenant/v2.0/\n    audience: api://tributary\n    role_map: { Tributary.Admin: admin, Tributary.Read: viewer }\n",
+    )
+    .unwrap();
+    let o = load(&cfg, &HashMap::new())
+        .unwrap()
+        .config
+        .api
+        .oidc
+        .unwrap();
+    assert_eq!(o.issuer, "https://login.microsoftonline.com/tenant/v2.0");
+    assert_eq!(o.audiences, ["api://tributary"]);
+    assert_eq!(o.roles_claim, "roles");
+    assert_eq!(o.role_map["Tributary.Admin"], tributary_config::Role::Admin);
+    assert!(o.allowed_clients.is_empty());
+}
+
+#[test]
 fn schema_names_every_top_level_key() {
     let s = tributary_config::json_schema();
     let props = s["properties"].as_object().unwrap();

@@ -163,6 +163,11 @@ fn auth_of(cfg: &Config) -> AuthConfig {
         tokens: cfg.api.tokens.clone(),
         open_metrics: cfg.api.open_metrics,
         rate_limits: cfg.api.rate_limits,
+        oidc: cfg
+            .api
+            .oidc
+            .clone()
+            .map(|o| Arc::new(tributary_api::oidc::Oidc::new(o))),
     }
 }
 

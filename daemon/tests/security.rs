@@ -590,3 +590,101 @@ async fn rate_limits_per_principal_and_failed_authentications_per_address() {
         "a presented token is never logged"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openid_connect_tokens_of_a_real_provider_are_verified_mapped_and_rotated() {
+    use tributary_testkit::oidc::OidcProvider;
+    let mut idp = OidcProvider::start();
+    let api = format!(
+        "  oidc:\n    issuer: {}\n    audience: [api://tributary, api://second]\n    role_map: {{ operator: operator, viewer: viewer, Tributary.Admin: admin }}\n    allowed_clients: [ops, reader, admins-es, no-role]\n",
+        idp.issuer()
+    );
+    let (_dir, d) = daemon_with(&[("a.txt", b"alpha")], &api, true).await;
+    let reader = idp.token("reader", None).await;
+    let ops = idp.token("ops", None).await;
+    let admin_es = idp.token("admins-es", Some("api://second")).await;
+    // roles from the claim, through the map; ES256 and RS256 alike
+    assert_eq!(send(&d, "GET", "/api/v1/jobs", Some(&reader)).await.0, 200);
+    let got = send(&d, "POST", "/api/v1/connectors/docs/pause", Some(&reader)).await;
+    assert_refused("POST", "pause", &got, 403, "AUTHZ_FORBIDDEN");
+    let (s, _, b) = send(&d, "POST", "/api/v1/connectors/docs/pause", Some(&ops)).await;
+    assert_eq!(s, 200, "{b}");
+    let got = send(&d, "POST", "/api/v1/config/reload", Some(&ops)).await;
+    assert_refused("POST", "reload", &got, 403, "AUTHZ_FORBIDDEN");
+    let (s, _, b) = send(&d, "POST", "/api/v1/config/reload", Some(&admin_es)).await;
+    assert_eq!(s, 200, "{b}");
+    // a token that grants no role here, and a client not allowed
+    let got = send(
+        &d,
+        "GET",
+        "/api/v1/jobs",
+        Some(&idp.token("no-role", None).await),
+    )
+    .await;
+    assert_refused("GET", "jobs", &got, 403, "AUTHZ_FORBIDDEN");
+    let refused = |got: &(u16, reqwest::header::HeaderMap, String), why: &str| {
+        assert_refused("GET", "jobs", got, 401, "AUTH_TOKEN_INVALID");
+        assert!(got.2.contains(why), "{why}: {}", got.2);
+    };
+    refused(
+        &send(
+            &d,
+            "GET",
+            "/api/v1/jobs",
+            Some(&idp.token("stranger", None).await),
+        )
+        .await,
+        "not in api.oidc.allowed_clients",
+    );
+    // another audience, expired, signed by another key, unsigned
+    let other = idp.token("ops", Some("api://other")).await;
+    refused(
+        &send(&d, "GET", "/api/v1/jobs", Some(&other)).await,
+        "another audience",
+    );
+    let expired = idp.mint("expired").await;
+    refused(
+        &send(&d, "GET", "/api/v1/jobs", Some(&expired)).await,
+        "expired",
+    );
+    let foreign = idp.mint("foreign").await;
+    refused(
+        &send(&d, "GET", "/api/v1/jobs", Some(&foreign)).await,
+        "signature",
+    );
+    let none = idp.mint("none").await;
+    refused(
+        &send(&d, "GET", "/api/v1/jobs", Some(&none)).await,
+        "not accepted",
+    );
+    // key rotation: the provider's new keys are fetched (at most every 10 s) and its
+    // old ones stop counting
+    idp.restart();
+    let rotated = idp.token("ops", None).await;
+    assert_ne!(
+        rotated.split('.').next(),
+        ops.split('.').next(),
+        "a new key id"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (s, _, b) = send(&d, "GET", "/api/v1/jobs", Some(&rotated)).await;
+        if s == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the rotated key was never fetched: {b}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    refused(
+        &send(&d, "GET", "/api/v1/jobs", Some(&ops)).await,
+        "is not one the issuer publishes",
+    );
+    // static tokens still work beside OIDC; failures name the reason, never the token
+    assert_eq!(send(&d, "GET", "/api/v1/jobs", Some(VIEWER)).await.0, 200);
+    let log = d.log();
+    assert!(log.contains("the token has expired"), "{log}");
+    assert!(!log.contains(&expired[..40]), "a token is never logged");
+}

@@ -3,6 +3,7 @@
 
 pub mod embeddings;
 pub mod graph;
+pub mod oidc;
 pub mod postgres;
 pub mod samba;
 pub mod tree;
