@@ -18,6 +18,8 @@
 
 pub mod proto;
 mod smb2;
+#[doc(hidden)]
+pub use smb2::fuzz as smb2_fuzz;
 pub mod worker;
 
 use std::collections::VecDeque;

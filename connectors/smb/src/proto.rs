@@ -57,8 +57,15 @@ pub fn read_frame(r: &mut impl Read) -> io::Result<Option<(u8, Vec<u8>)>> {
             format!("frame of {len} bytes"),
         ));
     }
-    let mut payload = vec![0u8; len];
-    r.read_exact(&mut payload)?;
+    // grown as bytes arrive: a header alone cannot make us allocate its claimed length
+    let mut payload = Vec::with_capacity(len.min(FRAME_DATA + 64));
+    r.take(len as u64).read_to_end(&mut payload)?;
+    if payload.len() != len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("a frame cut at {} of {len} bytes", payload.len()),
+        ));
+    }
     Ok(Some((head[0], payload)))
 }
 
@@ -191,6 +198,20 @@ pub struct WireError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_frame_that_claims_more_than_it_brings_is_an_error_not_an_allocation() {
+        let mut r: &[u8] = &[DATA, 0x0f, 0xff, 0xff, 0xff, 1, 2, 3];
+        let e = read_frame(&mut r).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        assert!(e.to_string().contains("cut at 3 of"), "{e}");
+        let mut buf = Vec::new();
+        write_frame(&mut buf, OK, b"{}").unwrap();
+        assert_eq!(
+            read_frame(&mut &buf[..]).unwrap(),
+            Some((OK, b"{}".to_vec()))
+        );
+    }
 
     #[test]
     fn listings_round_trip_and_truncation_is_an_error() {

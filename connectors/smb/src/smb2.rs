@@ -454,14 +454,7 @@ impl Session {
         self.multi_credit = dialect >= 0x0210 && caps & 0x4 != 0;
         if dialect == 0x0311 {
             self.hash(&r);
-            let mut at = le32(&r, HEADER + 60) as usize;
-            for _ in 0..le16(&r, HEADER + 6) {
-                let (kind, len) = (le16(&r, at), le16(&r, at + 2) as usize);
-                if kind == 2 {
-                    self.gcm = le16(&r, at + 10) == 2;
-                }
-                at = (at + 8 + len).next_multiple_of(8);
-            }
+            self.gcm = negotiate_gcm(&r);
         }
         Ok((dialect, security_mode & 0x2 != 0))
     }
@@ -790,45 +783,133 @@ impl Session {
         } else {
             (frame, false)
         };
-        let mut at = 0;
-        while at < data.len() {
-            let m = &data[at..];
-            if m.len() < HEADER || &m[..4] != b"\xfeSMB" {
-                return unsupported("a malformed answer");
-            }
-            let next = le32(m, 20) as usize;
-            let end = if next == 0 {
-                m.len()
-            } else {
-                next.min(m.len())
-            };
-            if end < HEADER {
-                return unsupported("a malformed answer");
-            }
-            let flags = le32(m, 16);
-            self.credits += u32::from(le16(m, 14));
-            let status = le32(m, 8);
-            let interim = status == STATUS_PENDING && flags & FLAG_ASYNC != 0;
-            if flags & FLAG_RESPONSE != 0 && !interim {
+        for a in split_answers(data)? {
+            self.credits = self.credits.saturating_add(u32::from(a.credits));
+            let interim = a.status == STATUS_PENDING && a.flags & FLAG_ASYNC != 0;
+            if a.flags & FLAG_RESPONSE != 0 && !interim {
                 // a session that encrypts takes no answer in the clear, and one that
                 // signs none that is not signed right
                 if self.crypt.is_some() && !sealed {
                     return bad("an answer in the clear on an encrypted session");
                 }
                 if let (Some(signer), false) = (&self.signer, sealed)
-                    && (self.sign_all || flags & FLAG_SIGNED != 0)
-                    && !signer.verify(&m[..end])
+                    && (self.sign_all || a.flags & FLAG_SIGNED != 0)
+                    && !signer.verify(a.msg)
                 {
                     return bad("an answer without a valid signature");
                 }
-                self.stash.insert(le64(m, 24), m[..end].to_vec());
+                self.stash.insert(a.id, a.msg.to_vec());
             }
-            if next == 0 {
-                break;
-            }
-            at += next;
         }
         Ok(())
+    }
+}
+
+/// One message of a transport frame's compound, as the server sent it.
+struct Answer<'a> {
+    /// The whole message, header included (at least [`HEADER`] bytes).
+    msg: &'a [u8],
+    credits: u16,
+    flags: u32,
+    status: u32,
+    id: u64,
+}
+
+/// The messages of one (decrypted) transport frame: each starts with the SMB2 magic
+/// and a whole header, and `NextCommand` only moves forward.
+fn split_answers(data: &[u8]) -> Result<Vec<Answer<'_>>, Error> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < data.len() {
+        let m = &data[at..];
+        if m.len() < HEADER || &m[..4] != b"\xfeSMB" {
+            return unsupported("a malformed answer");
+        }
+        let next = le32(m, 20) as usize;
+        let end = if next == 0 {
+            m.len()
+        } else {
+            next.min(m.len())
+        };
+        if end < HEADER {
+            return unsupported("a malformed answer");
+        }
+        out.push(Answer {
+            msg: &m[..end],
+            credits: le16(m, 14),
+            flags: le32(m, 16),
+            status: le32(m, 8),
+            id: le64(m, 24),
+        });
+        if next == 0 {
+            break;
+        }
+        at += next;
+    }
+    Ok(out)
+}
+
+/// Whether a 3.1.1 `NEGOTIATE` answer's contexts choose AES-128-GCM.
+fn negotiate_gcm(r: &[u8]) -> bool {
+    let mut gcm = false;
+    let mut at = le32(r, HEADER + 60) as usize;
+    for _ in 0..le16(r, HEADER + 6) {
+        let (kind, len) = (le16(r, at), le16(r, at + 2) as usize);
+        if kind == 2 {
+            gcm = le16(r, at + 10) == 2;
+        }
+        at = (at + 8 + len).next_multiple_of(8);
+    }
+    gcm
+}
+
+/// Entry points for the fuzz targets (`fuzz/`): every parser of bytes an SMB server
+/// sends, on arbitrary input. They must return, never panic. Not an API.
+#[doc(hidden)]
+pub mod fuzz {
+    use super::*;
+
+    /// A decrypted transport frame and each message parser.
+    pub fn answer(data: &[u8]) {
+        if let Ok(answers) = split_answers(data) {
+            for a in answers {
+                Signer::Sha256([7; 16]).verify(a.msg);
+                Signer::Cmac([7; 16]).verify(a.msg);
+            }
+        }
+        let mut buf = Vec::new();
+        if entries(data, &mut buf).is_ok() {
+            let _ = Listing::parse(&buf);
+        }
+        let _ = file_end(data);
+        let _ = read_data(data);
+        let _ = file_id(data);
+        let _ = negotiate_gcm(data);
+        for blob in [security_buffer(data).ok(), Some(data)]
+            .into_iter()
+            .flatten()
+        {
+            if let Ok(c) = Challenge::parse(blob) {
+                let _ = c.timestamp();
+                let _ = ntlm_authenticate(&c, "user", "DOMAIN", "password", [1; 8], 0);
+            }
+        }
+    }
+
+    /// An encrypted transport frame, opened with fixed keys (CCM and GCM).
+    pub fn sealed(data: &[u8]) {
+        for gcm in [false, true] {
+            let c = Crypt {
+                seal: Aead::new(gcm, &[3; 16]),
+                open: Aead::new(gcm, &[3; 16]),
+                counter: 0,
+                salt: [0; 4],
+            };
+            let mut frame = data.to_vec();
+            if let Some(plain) = c.open(&mut frame) {
+                answer(plain);
+            }
+        }
     }
 }
 
@@ -1020,7 +1101,8 @@ fn entries(r: &[u8], buf: &mut Vec<u8>) -> Result<bool, Error> {
 /// 1970, and times before 1970 as 1970 itself.
 fn mtime_ns(ft: u64) -> i64 {
     let secs = (ft / 10_000_000) as i64 - EPOCH_DIFF_SECS;
-    secs.max(0) * 1_000_000_000
+    // past the year 2262 the nanoseconds no longer fit: the latest time that does
+    secs.max(0).saturating_mul(1_000_000_000)
 }
 
 fn filetime_now() -> u64 {
@@ -1371,6 +1453,31 @@ mod tests {
         let ft = (1_577_836_800 + EPOCH_DIFF_SECS as u64) * 10_000_000 + 5_000_000;
         assert_eq!(mtime_ns(ft), 1_577_836_800 * 1_000_000_000);
         assert_eq!(mtime_ns(0), 0);
+    }
+
+    #[test]
+    fn a_time_past_2262_or_a_flood_of_credits_does_not_overflow() {
+        assert_eq!(mtime_ns(u64::MAX), i64::MAX);
+        // a compound of two answers, each granting 65535 credits, and a bad third
+        let mut m = vec![0u8; HEADER];
+        m[..4].copy_from_slice(b"\xfeSMB");
+        m[14..16].copy_from_slice(&u16::MAX.to_le_bytes());
+        m[16..20].copy_from_slice(&FLAG_RESPONSE.to_le_bytes());
+        let mut frame = m.clone();
+        frame[20..24].copy_from_slice(&(HEADER as u32).to_le_bytes());
+        frame.extend_from_slice(&m);
+        let a = split_answers(&frame).unwrap();
+        assert_eq!(a.len(), 2);
+        assert!(
+            a.iter()
+                .all(|x| x.credits == u16::MAX && x.msg.len() == HEADER)
+        );
+        frame[HEADER + 20..HEADER + 24].copy_from_slice(&8u32.to_le_bytes());
+        frame.extend_from_slice(b"junk");
+        assert!(
+            split_answers(&frame).is_err(),
+            "a next command inside the header"
+        );
     }
 
     #[test]
