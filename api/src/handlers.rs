@@ -252,14 +252,16 @@ pub async fn get_connector(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunBody {
+    /// Absent: incremental; `null` is not a kind.
     #[serde(default)]
-    kind: Option<RunKind>,
+    kind: RunKind,
 }
 
-#[derive(Deserialize, Clone, Copy)]
+#[derive(Deserialize, Clone, Copy, Default)]
 #[serde(rename_all = "lowercase")]
 enum RunKind {
     Full,
+    #[default]
     Incremental,
 }
 
@@ -268,7 +270,7 @@ pub async fn run_connector(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<RunBody>,
 ) -> ApiResult<Response> {
-    let full = matches!(body.kind.unwrap_or(RunKind::Incremental), RunKind::Full);
+    let full = matches!(body.kind, RunKind::Full);
     let job_id = st.control.run_now(&id, full).await?;
     Ok((
         StatusCode::ACCEPTED,
@@ -295,7 +297,7 @@ pub async fn resume_connector(
 
 // ---- jobs ---------------------------------------------------------------------------
 
-const JOB_STATUSES: &[&str] = &[
+pub(crate) const JOB_STATUSES: &[&str] = &[
     "queued",
     "running",
     "succeeded",
@@ -390,6 +392,8 @@ pub async fn cancel_job(State(st): State<AppState>, Path(id): Path<String>) -> A
         .into_response())
 }
 
+pub(crate) const ITEM_STATUSES: [&str; 4] = ["completed", "deleted", "failed", "conflict"];
+
 // ---- items --------------------------------------------------------------------------
 
 pub async fn list_items(
@@ -400,7 +404,7 @@ pub async fn list_items(
     let filter = ItemFilter {
         connector: p.string("connector"),
         prefix: p.string("prefix").map(String::into_bytes),
-        status: p.one_of("status", &["completed", "deleted", "failed", "conflict"]),
+        status: p.one_of("status", &ITEM_STATUSES),
     };
     let (page, per_page) = p.page();
     p.done()?;

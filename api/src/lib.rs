@@ -8,6 +8,9 @@
 //! `/metrics` ([`routes`] is the one table, [`auth`] the check, fail closed). [`serve`]
 //! runs it on a listener with connection limits and timeouts.
 
+// the OpenAPI document's schemas are one large `json!`
+#![recursion_limit = "256"]
+
 pub mod auth;
 mod download;
 pub mod error;

@@ -1,141 +1,287 @@
 //! The OpenAPI 3.0 document, built from [`crate::ROUTES`] plus per-route text, so the
 //! document and the router cannot drift apart (a test checks both ways).
+//!
+//! It describes the API exactly, so that a schema-driven fuzzer (schemathesis, run
+//! against the daemon in CI) finds no mismatch: enums for every closed set, bounds for
+//! every number, `additionalProperties: false` on request bodies, and a schema for every
+//! response a route gives (206, 410, 416, 503 where they apply; every error is the
+//! envelope).
 
 use serde_json::{Map, Value, json};
 
 use crate::{Access, ROUTES, Route, role_name};
 
-fn describe(method: &str, path: &str) -> (&'static str, Vec<Value>, Option<Value>, &'static str) {
+/// A response: (status, description, body as (content type, schema)).
+type Response = (&'static str, &'static str, Option<(&'static str, Value)>);
+
+/// One operation's description.
+struct Op {
+    summary: &'static str,
+    params: Vec<Value>,
+    body: Option<Value>,
+    /// Whether the request body must be there.
+    body_required: bool,
+    responses: Vec<Response>,
+}
+
+fn schema(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+fn ok(s: &'static str, name: &str) -> Response {
+    (s, "success", Some(("application/json", schema(name))))
+}
+
+fn error(
+    s: &'static str,
+    why: &'static str,
+) -> (&'static str, &'static str, Option<(&'static str, Value)>) {
+    (s, why, Some(("application/json", schema("Error"))))
+}
+
+/// Largest `page` accepted.
+pub const MAX_PAGE: i64 = i64::MAX / 1000;
+
+fn describe(method: &str, path: &str) -> Op {
     let page = || {
         vec![
-            json!({"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "default": 1}}),
+            json!({"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 1}}),
             json!({"name": "per_page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}}),
         ]
     };
-    let id = || json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}});
+    let id = || json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}, "example": "1"});
     let q = |name: &str, desc: &str| json!({"name": name, "in": "query", "description": desc, "schema": {"type": "string"}});
+    let one_of = |name: &str, values: &[&str]| json!({"name": name, "in": "query", "schema": {"type": "string", "enum": values}});
+    let list = |item: &str| {
+        json!({"type": "object", "required": ["items", "meta"], "properties": {
+            "items": {"type": "array", "items": schema(item)},
+            "meta": schema("Meta"),
+        }})
+    };
+    let op = |summary, params, responses| Op {
+        summary,
+        params,
+        body: None,
+        body_required: false,
+        responses,
+    };
     match (method, path) {
-        ("GET", "/api/v1/health") => ("Liveness", vec![], None, "200"),
-        ("GET", "/api/v1/health/ready") => (
+        ("GET", "/api/v1/health") => op("Liveness", vec![], vec![ok("200", "Health")]),
+        ("GET", "/api/v1/health/ready") => op(
             "Readiness of catalog, object store and (when a connector is vectorized) the embedder and vector index; 503 names the failing part",
             vec![],
-            None,
-            "200",
+            vec![
+                ok("200", "Ready"),
+                error("503", "not ready: details.checks names the failing part"),
+            ],
         ),
-        ("GET", "/api/v1/metrics") => ("Prometheus metrics (text format)", vec![], None, "200"),
-        ("GET", "/api/v1/openapi.json") => ("This document", vec![], None, "200"),
-        ("GET", "/api/v1/connectors") => ("List connectors with live status", page(), None, "200"),
-        ("GET", "/api/v1/connectors/{id}") => (
+        ("GET", "/api/v1/metrics") => op(
+            "Prometheus metrics (text format)",
+            vec![],
+            vec![(
+                "200",
+                "success",
+                Some(("text/plain", json!({"type": "string"}))),
+            )],
+        ),
+        ("GET", "/api/v1/openapi.json") => op(
+            "This document",
+            vec![],
+            vec![(
+                "200",
+                "success",
+                Some(("application/json", json!({"type": "object"}))),
+            )],
+        ),
+        ("GET", "/api/v1/connectors") => op(
+            "List connectors with live status",
+            page(),
+            vec![(
+                "200",
+                "success",
+                Some(("application/json", list("Connector"))),
+            )],
+        ),
+        ("GET", "/api/v1/connectors/{id}") => op(
             "A connector: status, next run, last job, config with secrets redacted",
             vec![id()],
-            None,
-            "200",
+            vec![ok("200", "ConnectorDetail")],
         ),
-        ("POST", "/api/v1/connectors/{id}/runs") => (
-            "Queue a job now; 409 JOB_ALREADY_RUNNING when one is queued or running",
-            vec![id()],
-            Some(
-                json!({"type": "object", "properties": {"kind": {"type": "string", "enum": ["full", "incremental"]}}}),
+        ("POST", "/api/v1/connectors/{id}/runs") => Op {
+            summary: "Queue a job now; 409 JOB_ALREADY_RUNNING when one is queued or running",
+            params: vec![id()],
+            body: Some(
+                json!({"type": "object", "additionalProperties": false, "properties": {"kind": {"type": "string", "enum": ["full", "incremental"]}}}),
             ),
-            "202",
-        ),
-        ("POST", "/api/v1/connectors/{id}/pause") => {
-            ("Pause scheduled and watch runs", vec![id()], None, "200")
-        }
-        ("POST", "/api/v1/connectors/{id}/resume") => {
-            ("Resume a paused connector", vec![id()], None, "200")
+            body_required: false,
+            responses: vec![
+                (
+                    "202",
+                    "queued",
+                    Some((
+                        "application/json",
+                        json!({"type": "object", "required": ["job_id", "kind"], "properties": {"job_id": {"type": "integer"}, "kind": {"type": "string", "enum": ["full", "incremental"]}}}),
+                    )),
+                ),
+                error(
+                    "409",
+                    "a job of this connector is queued or running, or it is paused",
+                ),
+                error("503", "the daemon is shutting down"),
+            ],
+        },
+        ("POST", "/api/v1/connectors/{id}/pause") | ("POST", "/api/v1/connectors/{id}/resume") => {
+            op(
+                if path.ends_with("pause") {
+                    "Pause scheduled and watch runs"
+                } else {
+                    "Resume a paused connector"
+                },
+                vec![id()],
+                vec![(
+                    "200",
+                    "success",
+                    Some((
+                        "application/json",
+                        json!({"type": "object", "required": ["id", "paused"], "properties": {"id": {"type": "string"}, "paused": {"type": "boolean"}}}),
+                    )),
+                )],
+            )
         }
         ("GET", "/api/v1/jobs") => {
             let mut p = vec![
                 q("connector", "connector id"),
-                q(
-                    "status",
-                    "queued, running, succeeded, failed, cancelled, interrupted",
-                ),
-                q("since", "RFC 3339 or Unix seconds"),
+                one_of("status", crate::handlers::JOB_STATUSES),
+                json!({"name": "since", "in": "query", "description": "RFC 3339 or Unix seconds", "schema": {"oneOf": [{"type": "string", "format": "date-time"}, {"type": "integer"}]}}),
             ];
             p.extend(page());
-            ("List jobs, newest first", p, None, "200")
+            op(
+                "List jobs, newest first",
+                p,
+                vec![("200", "success", Some(("application/json", list("Job"))))],
+            )
         }
-        ("GET", "/api/v1/jobs/{id}") => (
+        ("GET", "/api/v1/jobs/{id}") => op(
             "A job with counters, progress, error_count and last_error",
             vec![id()],
-            None,
-            "200",
+            vec![ok("200", "Job")],
         ),
-        ("GET", "/api/v1/jobs/{id}/log") => ("The job's log lines", vec![id()], None, "200"),
-        ("POST", "/api/v1/jobs/{id}/cancel") => (
+        ("GET", "/api/v1/jobs/{id}/log") => {
+            op("The job's log lines", vec![id()], vec![ok("200", "JobLog")])
+        }
+        ("POST", "/api/v1/jobs/{id}/cancel") => op(
             "Cancel a queued or running job (files in flight finish)",
             vec![id()],
-            None,
-            "202",
+            vec![
+                (
+                    "202",
+                    "cancelling",
+                    Some((
+                        "application/json",
+                        json!({"type": "object", "required": ["job_id", "cancelling"], "properties": {"job_id": {"type": "integer"}, "cancelling": {"type": "boolean"}}}),
+                    )),
+                ),
+                error("409", "the job is not queued or running"),
+            ],
         ),
         ("GET", "/api/v1/items") => {
             let mut p = vec![
                 q("connector", "connector id"),
                 q("prefix", "path prefix in the target namespace"),
-                q("status", "completed, deleted, failed or conflict"),
+                one_of("status", &crate::handlers::ITEM_STATUSES),
             ];
             p.extend(page());
-            ("List items", p, None, "200")
+            op(
+                "List items",
+                p,
+                vec![("200", "success", Some(("application/json", list("Item"))))],
+            )
         }
-        ("GET", "/api/v1/items/{id}") => ("An item with its versions", vec![id()], None, "200"),
-        ("GET", "/api/v1/items/{id}/content") => (
-            "The stored bytes of the current (or given) version; supports Range",
+        ("GET", "/api/v1/items/{id}") => op(
+            "An item with its versions",
+            vec![id()],
+            vec![ok("200", "ItemDetail")],
+        ),
+        ("GET", "/api/v1/items/{id}/content") => op(
+            "The stored bytes of the current (or given) version; one `bytes=` Range is served (206), any other Range is ignored (200), one past the end is 416",
             vec![
                 id(),
-                json!({"name": "version", "in": "query", "schema": {"type": "integer"}}),
+                json!({"name": "version", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": i64::MAX}}),
                 json!({"name": "Range", "in": "header", "schema": {"type": "string"}}),
             ],
-            None,
-            "200",
+            vec![
+                (
+                    "200",
+                    "the whole content",
+                    Some((
+                        "application/octet-stream",
+                        json!({"type": "string", "format": "binary"}),
+                    )),
+                ),
+                (
+                    "206",
+                    "the range asked for",
+                    Some((
+                        "application/octet-stream",
+                        json!({"type": "string", "format": "binary"}),
+                    )),
+                ),
+                error("410", "the version is a delete"),
+                error("416", "the range starts at or past the end"),
+            ],
         ),
-        ("GET", "/api/v1/changes") => (
+        ("GET", "/api/v1/changes") => op(
             "The change feed after a cursor; 410 SYNC_CURSOR_INVALID past the retention",
             vec![
-                json!({"name": "cursor", "in": "query", "schema": {"type": "integer", "minimum": 0}}),
-                json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}),
+                json!({"name": "cursor", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": i64::MAX}}),
+                json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}),
             ],
-            None,
-            "200",
+            vec![
+                ok("200", "Changes"),
+                error("410", "the cursor is older than the change retention"),
+            ],
         ),
         ("GET", "/api/v1/conflicts") => {
             let mut p = vec![
                 q("connector", "connector id (either side of the conflict)"),
-                q(
-                    "kind",
-                    "path_claim, name_collision, diverged, torn_read or mass_delete",
-                ),
-                q("include_resolved", "true to list resolved conflicts too"),
+                one_of("kind", &tributary_catalog::conflicts::KINDS),
+                one_of("include_resolved", &["true", "false"]),
             ];
             p.extend(page());
-            (
+            op(
                 "List conflicts (open ones by default), oldest first",
                 p,
-                None,
-                "200",
+                vec![(
+                    "200",
+                    "success",
+                    Some(("application/json", list("Conflict"))),
+                )],
             )
         }
-        ("GET", "/api/v1/conflicts/{id}") => (
+        ("GET", "/api/v1/conflicts/{id}") => op(
             "A conflict with its competing claims",
             vec![id()],
-            None,
-            "200",
+            vec![ok("200", "Conflict")],
         ),
-        ("POST", "/api/v1/conflicts/{id}/resolve") => (
-            "Resolve an open conflict; 409 CONFLICT_ALREADY_RESOLVED if it is not open",
-            vec![id()],
-            Some(json!({
+        ("POST", "/api/v1/conflicts/{id}/resolve") => Op {
+            summary: "Resolve an open conflict; 409 CONFLICT_ALREADY_RESOLVED if it is not open",
+            params: vec![id()],
+            body: Some(json!({
                 "type": "object",
+                "additionalProperties": false,
                 "required": ["resolution"],
-                "properties": {"resolution": {"type": "string", "enum": ["keep_source", "keep_existing", "keep_both", "allow", "reject"]}}
+                "properties": {"resolution": {"type": "string", "enum": tributary_catalog::conflicts::RESOLUTIONS}}
             })),
-            "200",
-        ),
-        ("GET", "/api/v1/search") => (
+            body_required: true,
+            responses: vec![
+                ok("200", "Conflict"),
+                error("409", "the conflict is not open"),
+            ],
+        },
+        ("GET", "/api/v1/search") => op(
             "Passages closest in meaning to `q`, best first; 503 VECTORS_UNAVAILABLE when vectorization is off or not ready",
             vec![
-                json!({"name": "q", "in": "query", "required": true, "schema": {"type": "string", "minLength": 1}}),
+                json!({"name": "q", "in": "query", "required": true, "schema": {"type": "string", "minLength": 1, "pattern": "\\S"}}),
                 json!({"name": "k", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10}}),
                 q("connector", "only this connector's items"),
                 q("path_prefix", "only items under this path"),
@@ -144,23 +290,145 @@ fn describe(method: &str, path: &str) -> (&'static str, Vec<Value>, Option<Value
                     "only documents readable by one of these principals (comma-separated: user:<id>, group:<id>, siteGroup:<id>, anyone, organization); documents without captured permissions are left out",
                 ),
             ],
-            None,
-            "200",
+            vec![
+                ok("200", "SearchHits"),
+                error("503", "vectorization is off, starting or failed"),
+            ],
         ),
-        ("GET", "/api/v1/queue") => (
+        ("GET", "/api/v1/queue") => op(
             "Vectorization: state, embedder, queue depth, index states and totals",
             vec![],
-            None,
-            "200",
+            vec![ok("200", "Queue"), error("503", "vectorization is off")],
         ),
-        ("POST", "/api/v1/config/reload") => (
+        ("POST", "/api/v1/config/reload") => op(
             "Re-read the configuration file; 422 CONFIG_INVALID keeps the old one",
             vec![],
-            None,
-            "200",
+            vec![
+                (
+                    "200",
+                    "applied",
+                    Some(("application/json", json!({"type": "object"}))),
+                ),
+                error(
+                    "422",
+                    "the file is invalid; details.errors lists each problem",
+                ),
+            ],
         ),
-        _ => ("", vec![], None, "200"),
+        _ => op("", vec![], vec![]),
     }
+}
+
+fn components() -> Value {
+    let int = || json!({"type": "integer"});
+    let str_ = || json!({"type": "string"});
+    let nint = || json!({"type": "integer", "nullable": true});
+    let nstr = || json!({"type": "string", "nullable": true});
+    let time = || json!({"type": "string", "format": "date-time"});
+    let ntime = || json!({"type": "string", "format": "date-time", "nullable": true});
+    let job = json!({
+        "type": "object",
+        "required": ["id", "connector", "kind", "trigger", "status", "queued_at", "started_at", "finished_at", "error_count", "last_error", "progress"],
+        "properties": {
+            "id": int(), "connector": str_(), "kind": {"type": "string", "enum": ["full", "incremental"]},
+            "trigger": str_(), "status": {"type": "string", "enum": crate::handlers::JOB_STATUSES},
+            "queued_at": ntime(), "started_at": ntime(), "finished_at": ntime(),
+            "error_count": int(), "last_error": nstr(),
+            "progress": {"type": "object", "nullable": true},
+        },
+    });
+    let connector_props = json!({
+        "id": str_(), "kind": {"type": "string", "enum": ["local", "smb", "sharepoint"]},
+        "target": str_(), "schedule": nstr(), "timezone": nstr(), "watch": {"type": "boolean"},
+        "paused": {"type": "boolean"}, "state": {"type": "string", "enum": ["idle", "queued", "running"]},
+        "current_job": nint(), "next_run": ntime(), "skipped_runs": int(), "config": {"type": "object"},
+    });
+    let connector_required = json!(["id", "kind", "target", "paused", "state", "config"]);
+    let mut detail_props = connector_props.clone();
+    detail_props["last_job"] = json!({"allOf": [schema("Job")], "nullable": true});
+    let item_props = json!({
+        "id": nint(), "connector": str_(), "path": str_(),
+        "status": {"type": "string", "enum": crate::handlers::ITEM_STATUSES},
+        "size": nint(), "mtime": ntime(), "current_version": nint(), "last_error": nstr(),
+        "retry_count": nint(), "failed_at": ntime(),
+    });
+    let mut item_detail_props = item_props.clone();
+    item_detail_props["versions"] = json!({"type": "array", "items": {
+        "type": "object",
+        "required": ["id", "deleted", "size", "mtime", "digest", "committed_at", "job_id", "chunks", "held", "status", "index"],
+        "properties": {
+            "id": int(), "deleted": {"type": "boolean"}, "size": int(), "mtime": time(),
+            "digest": nstr(), "committed_at": time(), "job_id": nint(), "chunks": int(),
+            "held": {"type": "boolean"}, "status": {"type": "string", "enum": ["completed", "deleted", "held"]},
+            "index": {"type": "object", "nullable": true, "required": ["state"], "properties": {
+                "state": {"type": "string", "enum": ["pending", "indexed", "failed", "skipped"]},
+                "reason": nstr(), "format": nstr(), "passages": int(), "attempts": int(), "updated_at": time(),
+            }},
+        },
+    }});
+    let item_required = json!(["id", "connector", "path", "status"]);
+    json!({
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {"error": {
+                "type": "object",
+                "required": ["code", "message", "details", "request_id"],
+                "properties": {
+                    "code": {"type": "string", "example": "JOB_NOT_FOUND"},
+                    "message": str_(),
+                    "details": {"type": "object"},
+                    "request_id": str_(),
+                },
+            }},
+        },
+        "Meta": {
+            "type": "object",
+            "required": ["page", "per_page", "total", "pages"],
+            "properties": {"page": int(), "per_page": int(), "total": int(), "pages": int()},
+        },
+        "Health": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string", "enum": ["ok"]}}},
+        "Ready": {"type": "object", "required": ["status", "checks"], "properties": {"status": {"type": "string", "enum": ["ready"]}, "checks": {"type": "object"}}},
+        "Job": job,
+        "JobLog": {"type": "object", "required": ["items"], "properties": {"items": {"type": "array", "items": {
+            "type": "object", "required": ["at", "level", "message"],
+            "properties": {"at": time(), "level": {"type": "string", "enum": ["info", "warn", "error"]}, "message": str_()},
+        }}}},
+        "Connector": {"type": "object", "required": connector_required.clone(), "properties": connector_props},
+        "ConnectorDetail": {"type": "object", "required": connector_required, "properties": detail_props},
+        "Item": {"type": "object", "required": item_required.clone(), "properties": item_props},
+        "ItemDetail": {"type": "object", "required": item_required, "properties": item_detail_props},
+        "Changes": {"type": "object", "required": ["items", "next_cursor"], "properties": {
+            "next_cursor": int(),
+            "items": {"type": "array", "items": {
+                "type": "object", "required": ["seq", "connector", "op", "item_id", "version_id", "path", "at"],
+                "properties": {"seq": int(), "connector": str_(), "op": {"type": "string", "enum": ["upsert", "delete"]},
+                    "item_id": int(), "version_id": nint(), "path": str_(), "at": time()},
+            }},
+        }},
+        "Conflict": {"type": "object", "required": ["id", "kind", "status", "path", "connector", "claims", "resolutions"], "properties": {
+            "id": int(), "kind": {"type": "string", "enum": tributary_catalog::conflicts::KINDS},
+            "status": {"type": "string", "enum": ["open", "resolved"]}, "path": str_(), "connector": str_(),
+            "policy": str_(), "detail": nstr(), "first_seen": time(), "last_seen": time(),
+            "resolution": nstr(), "resolved_by": nstr(), "resolved_at": ntime(), "renamed_to": nstr(),
+            "resolutions": {"type": "array", "items": {"type": "string", "enum": tributary_catalog::conflicts::RESOLUTIONS}},
+            "claims": {"type": "array", "items": {"type": "object", "required": ["role", "connector", "path", "state"], "properties": {
+                "role": str_(), "connector": str_(), "path": str_(), "item_id": nint(), "state": str_(),
+                "version_id": nint(), "size": nint(), "mtime": ntime(), "digest": nstr(),
+            }}},
+        }},
+        "SearchHits": {"type": "object", "required": ["items"], "properties": {"items": {"type": "array", "items": {
+            "type": "object", "required": ["score", "item_id", "version_id", "connector", "path", "passage", "text"],
+            "properties": {"score": {"type": "number"}, "item_id": int(), "version_id": int(), "connector": str_(),
+                "path": str_(), "passage": int(), "location": nstr(), "text": str_()},
+        }}}},
+        "Queue": {"type": "object", "required": ["state", "connectors", "pending", "indexed", "failed", "skipped"], "properties": {
+            "state": {"type": "string", "enum": ["starting", "failed", "ready"]}, "error": nstr(), "embedder": nstr(),
+            "dim": nint(), "connectors": {"type": "array", "items": str_()},
+            "pending": int(), "indexed": int(), "failed": int(), "skipped": int(), "passages": int(),
+            "index_vectors": int(), "index_memory_bytes": int(), "totals": {"type": "object"},
+        }},
+    })
 }
 
 pub fn document() -> Value {
@@ -171,15 +439,29 @@ pub fn document() -> Value {
         access,
     } in ROUTES
     {
-        let (summary, params, body, ok) = describe(method, path);
+        let d = describe(method, path);
+        let mut responses = Map::new();
+        for (status, description, content) in d.responses {
+            let mut r = json!({"description": description});
+            if let Some((ctype, schema)) = content {
+                r["content"] = json!({ctype: {"schema": schema}});
+            }
+            responses.insert(status.to_string(), r);
+        }
+        if let Access::Needs(_) = access {
+            responses.insert("401".into(), json!({"description": "no valid bearer token", "content": {"application/json": {"schema": schema("Error")}}}));
+            responses.insert("403".into(), json!({"description": "the token's role is too low", "content": {"application/json": {"schema": schema("Error")}}}));
+        }
+        responses.insert("429".into(), json!({"description": "rate limited: Retry-After and details.wait_seconds say when to try again", "content": {"application/json": {"schema": schema("Error")}}}));
+        responses.insert(
+            "default".into(),
+            json!({"description": "error", "content": {"application/json": {"schema": schema("Error")}}}),
+        );
         let mut op = json!({
-            "summary": summary,
+            "summary": d.summary,
             "operationId": format!("{}{}", method.to_lowercase(), path.replace("/api/v1", "").replace(['/', '{', '}', '.'], "_")),
-            "parameters": params,
-            "responses": {
-                ok: {"description": "success"},
-                "default": {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-            },
+            "parameters": d.params,
+            "responses": responses,
         });
         match access {
             Access::Needs(r) => {
@@ -188,9 +470,8 @@ pub fn document() -> Value {
             }
             Access::Open => op["security"] = json!([]),
         }
-        if let Some(schema) = body {
-            op["requestBody"] =
-                json!({"required": false, "content": {"application/json": {"schema": schema}}});
+        if let Some(schema) = d.body {
+            op["requestBody"] = json!({"required": d.body_required, "content": {"application/json": {"schema": schema}}});
         }
         paths
             .entry(path.to_string())
@@ -205,22 +486,7 @@ pub fn document() -> Value {
         "paths": paths,
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {
-                "Error": {
-                    "type": "object",
-                    "required": ["error"],
-                    "properties": {"error": {
-                        "type": "object",
-                        "required": ["code", "message", "details", "request_id"],
-                        "properties": {
-                            "code": {"type": "string", "example": "JOB_NOT_FOUND"},
-                            "message": {"type": "string"},
-                            "details": {"type": "object"},
-                            "request_id": {"type": "string"},
-                        },
-                    }},
-                },
-            },
+            "schemas": components(),
         },
     })
 }

@@ -35,8 +35,9 @@ impl Params {
         }
     }
 
+    /// One of `allowed`; present but empty is an error too (as any other value).
     pub fn one_of(&mut self, name: &str, allowed: &[&str]) -> Option<String> {
-        let v = self.string(name)?;
+        let v = self.raw.get(name)?.clone();
         if allowed.contains(&v.as_str()) {
             Some(v)
         } else {
@@ -47,16 +48,17 @@ impl Params {
 
     /// RFC 3339 or Unix seconds, as Unix nanoseconds.
     pub fn time(&mut self, name: &str) -> Option<i64> {
-        let v = self.string(name)?;
+        let v = self.raw.get(name)?.clone();
         if let Ok(secs) = v.parse::<i64>() {
             return Some(secs.saturating_mul(1_000_000_000));
         }
-        match chrono::DateTime::parse_from_rfc3339(&v).map(|t| t.timestamp_nanos_opt()) {
-            Ok(Some(ns)) => Some(ns),
-            Ok(None) => {
-                self.errors.push(json!({"field": name, "message": format!("`{v}` is out of range (1677 to 2262)")}));
-                None
-            }
+        match chrono::DateTime::parse_from_rfc3339(&v) {
+            // times nanoseconds cannot count (before 1677, after 2262) are the ends
+            Ok(t) => Some(t.timestamp_nanos_opt().unwrap_or(if t.timestamp() < 0 {
+                i64::MIN
+            } else {
+                i64::MAX
+            })),
             Err(_) => {
                 self.errors.push(json!({"field": name, "message": format!("expected RFC 3339 (2026-11-01T12:00:00Z) or Unix seconds, got `{v}`")}));
                 None
@@ -66,7 +68,7 @@ impl Params {
 
     /// `page` and `per_page` (default 1 and 50, at most 500).
     pub fn page(&mut self) -> (i64, i64) {
-        let page = self.int("page", 1, i64::MAX / 1000).unwrap_or(1);
+        let page = self.int("page", 1, crate::openapi::MAX_PAGE).unwrap_or(1);
         let per_page = self.int("per_page", 1, 500).unwrap_or(50);
         (page, per_page)
     }

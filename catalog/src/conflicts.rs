@@ -378,6 +378,15 @@ pub enum ResolveError {
 }
 
 /// The resolutions an operator may choose for a kind.
+/// Every resolution of any kind of conflict.
+pub const RESOLUTIONS: [&str; 5] = [
+    "keep_source",
+    "keep_existing",
+    "keep_both",
+    "allow",
+    "reject",
+];
+
 pub fn resolutions_for(kind: &str) -> &'static [&'static str] {
     match kind {
         MASS_DELETE => &["allow", "reject"],

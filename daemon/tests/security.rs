@@ -688,3 +688,84 @@ async fn openid_connect_tokens_of_a_real_provider_are_verified_mapped_and_rotate
     assert!(log.contains("the token has expired"), "{log}");
     assert!(!log.contains(&expired[..40]), "a token is never logged");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_driven_fuzzer_finds_no_mismatch_between_the_api_and_its_document() {
+    // schemathesis (PyPI), every check on, against the real daemon with vectorization
+    // (the real model) so that search and the queue answer too
+    let st = std::env::var("TRIBUTARY_SCHEMATHESIS").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/tributary/venv/bin/schemathesis",
+            std::env::var("HOME").unwrap_or_default()
+        )
+    });
+    assert!(
+        std::path::Path::new(&st).exists(),
+        "schemathesis not found at {st}: run `bash .ci/run` once or set TRIBUTARY_SCHEMATHESIS"
+    );
+    let api = "  rate_limits: { client: off, read: off, write: off, failed_auth: off }\n";
+    let vectorize = format!(
+        "vectorize:\n  embedder: {{ kind: local, model_dir: {} }}\n",
+        model_dir().display()
+    );
+    let files: [(&str, &[u8]); 2] = [
+        ("notes.md", b"# Pumps\n\nClean the filter every month.\n"),
+        ("b.txt", b"invoice payment terms"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for (name, data) in files {
+        std::fs::write(src.join(name), data).unwrap();
+    }
+    let port = free_port();
+    let cfg = config(
+        dir.path(),
+        port,
+        "",
+        &local_connector("    vectorize: true\n"),
+        &vectorize,
+    );
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "  max_body_size: 4KiB\n",
+        &format!("  max_body_size: 4KiB\n{api}"),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let d = Running::start(&cfg, port, &[]);
+    assert_eq!(d.latest_job("docs").await["status"], "succeeded");
+    d.wait_for("search to be ready", 120, async |d| {
+        d.call("GET", "/api/v1/search?q=filter", Some(VIEWER), None)
+            .await
+            .0
+            == 200
+    })
+    .await;
+    let seconds = std::env::var("TRIBUTARY_SCHEMATHESIS_SECONDS").unwrap_or_else(|_| "60".into());
+    let conf = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/schemathesis/schemathesis.toml"
+    );
+    let out = tokio::process::Command::new(&st)
+        .args(["--config-file", conf, "run"])
+        .arg(d.url("/api/v1/openapi.json"))
+        .args(["-H", &format!("Authorization: Bearer {ADMIN}")])
+        .args(["--checks", "all", "--max-time", &seconds, "-w", "1"])
+        .env("NO_COLOR", "1")
+        .output()
+        .await
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    let summary: String = report
+        .lines()
+        .skip_while(|l| !l.contains("SUMMARY"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    println!("{summary}");
+    assert!(
+        out.status.success(),
+        "schemathesis found mismatches:\n{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(report.contains("passed"), "{report}");
+    assert!(!d.log().contains("panicked"), "{}", d.log());
+}
