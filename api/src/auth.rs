@@ -242,9 +242,22 @@ pub async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Respo
         }
     }
     let mut req = req;
-    req.extensions_mut().insert(Principal(principal));
+    req.extensions_mut().insert(Principal(principal.clone()));
+    let method = req.method().clone();
     let mut resp = next.run(req).await;
     counted.headers(&mut resp);
+    // what an operator did, and who: every request that may change something
+    if class == "write" {
+        tracing::info!(
+            principal = %principal,
+            client = %ckey,
+            %method,
+            route = matched.as_deref().unwrap_or("other"),
+            status = resp.status().as_u16(),
+            request_id = %crate::error::current_request_id(),
+            "api action"
+        );
+    }
     resp
 }
 

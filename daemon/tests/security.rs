@@ -682,9 +682,16 @@ async fn openid_connect_tokens_of_a_real_provider_are_verified_mapped_and_rotate
         &send(&d, "GET", "/api/v1/jobs", Some(&ops)).await,
         "is not one the issuer publishes",
     );
-    // static tokens still work beside OIDC; failures name the reason, never the token
+    // static tokens still work beside OIDC; failures name the reason, never the token;
+    // actions name who took them
     assert_eq!(send(&d, "GET", "/api/v1/jobs", Some(VIEWER)).await.0, 200);
     let log = d.log();
+    assert!(
+        log.lines().any(|l| l.contains("api action")
+            && l.contains("oidc:ops")
+            && l.contains("/api/v1/connectors/{id}/pause")),
+        "{log}"
+    );
     assert!(log.contains("the token has expired"), "{log}");
     assert!(!log.contains(&expired[..40]), "a token is never logged");
 }
