@@ -92,3 +92,15 @@ write("extract", "html", b"\x02<html><head><title>T</title></head><body><h1>Head
 write("extract", "markdown", b"\x03# Title\n\nSome *text*.\n\n## Sub\n\n- a\n- b\n\n```\ncode\n```\n")
 write("extract", "csv", b"\x04name,value\n\"a, b\",1\nc,2\n")
 write("extract", "text", b"\x05\xef\xbb\xbfplain text\r\nwith lines\n")
+
+rounds = [[
+    {"id": "r", "root": {}, "folder": {}},
+    {"id": "f2", "name": "b.txt", "parentReference": {"id": "d"}, "file": {"hashes": {"quickXorHash": "AAAA"}}, "size": 2, "lastModifiedDateTime": "2023-11-14T22:13:20.5Z"},
+    {"id": "d", "name": "docs", "parentReference": {"id": "r"}, "folder": {}},
+    {"id": "n", "name": "Notebook", "parentReference": {"id": "r"}, "package": {"type": "oneNote"}},
+    {"roles": ["read"], "grantedToV2": {"user": {"id": "u1"}}, "link": {"scope": "organization"}, "id": "p1"},
+], [
+    {"id": "d", "name": "renamed", "parentReference": {"id": "r"}, "folder": {}},
+    {"id": "d", "deleted": {"state": "deleted"}},
+]]
+write("graph_delta", "rounds.json", json.dumps(rounds).encode())

@@ -44,6 +44,7 @@ use url::Url;
 
 pub use crate::token::Credential;
 use crate::token::{TokenError, TokenProvider};
+use tributary_graph_delta::{Known, apply, file_paths, principals_of};
 
 const USER_AGENT: &str = concat!("NONISV|Tributary|tributary/", env!("CARGO_PKG_VERSION"));
 const SELECT: &str =
@@ -71,26 +72,6 @@ pub struct SharePointSettings {
     pub permissions_rescan: Duration,
     /// A download that delivers no bytes for this long is cut and resumed with `Range`.
     pub read_timeout: Duration,
-}
-
-/// One item as the connector remembers it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Known {
-    #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
-    parent: Option<String>,
-    #[serde(rename = "n")]
-    name: String,
-    #[serde(rename = "d", default)]
-    folder: bool,
-    #[serde(rename = "s", default)]
-    size: u64,
-    #[serde(rename = "m", default)]
-    mtime_ns: i64,
-    #[serde(rename = "h", default, skip_serializing_if = "Option::is_none")]
-    hash: Option<String>,
-    /// Principals who may read it (with `permissions: true`).
-    #[serde(rename = "a", default, skip_serializing_if = "Option::is_none")]
-    acl: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -132,49 +113,6 @@ pub struct SharePointConnector {
 /// `@microsoft.graph.sharedChanged` (the three values only work together).
 const PREFER_SHARING: &str =
     "deltashowremovedasdeleted, deltatraversepermissiongaps, deltashowsharingchanges";
-
-/// The principals a Graph permission grants read access to: `user:`, `group:`,
-/// `siteUser:`, `siteGroup:`, `app:` + id, `anyone` (anonymous link) or
-/// `organization` (organization-wide link). Roles other than read, write and owner
-/// grant nothing.
-fn principals_of(p: &serde_json::Value) -> Vec<String> {
-    let roles: Vec<&str> = p["roles"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|r| r.as_str())
-        .collect();
-    if !roles
-        .iter()
-        .any(|r| matches!(*r, "read" | "write" | "owner"))
-    {
-        return Vec::new();
-    }
-    let mut out = Vec::new();
-    let mut identity_set = |set: &serde_json::Value| {
-        for (kind, name) in [
-            ("user", "user"),
-            ("group", "group"),
-            ("siteUser", "siteUser"),
-            ("siteGroup", "siteGroup"),
-            ("application", "app"),
-        ] {
-            if let Some(id) = set[kind]["id"].as_str().filter(|i| !i.is_empty()) {
-                out.push(format!("{name}:{id}"));
-            }
-        }
-    };
-    identity_set(&p["grantedToV2"]);
-    for set in p["grantedToIdentitiesV2"].as_array().into_iter().flatten() {
-        identity_set(set);
-    }
-    match p["link"]["scope"].as_str() {
-        Some("anonymous") => out.push("anyone".into()),
-        Some("organization") => out.push("organization".into()),
-        _ => {}
-    }
-    out
-}
 
 /// Graph requests in flight per tenant, across connectors and jobs.
 pub const TENANT_CONCURRENCY: usize = 4;
@@ -344,31 +282,6 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146_097 + doe - 719_468
-}
-
-/// `2026-01-03T04:05:06Z` or with fractions → Unix ns.
-fn rfc3339_ns(s: &str) -> i64 {
-    let num = |r: std::ops::Range<usize>| s.get(r).and_then(|x| x.parse::<i64>().ok());
-    let (Some(y), Some(mo), Some(d), Some(h), Some(mi), Some(se)) = (
-        num(0..4),
-        num(5..7),
-        num(8..10),
-        num(11..13),
-        num(14..16),
-        num(17..19),
-    ) else {
-        return 0;
-    };
-    let mut ns = 0i64;
-    if let Some(frac) = s.get(19..).and_then(|r| r.strip_prefix('.')) {
-        let digits: String = frac
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .take(9)
-            .collect();
-        ns = format!("{digits:0<9}").parse().unwrap_or(0);
-    }
-    (days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + se) * 1_000_000_000 + ns
 }
 
 impl SharePointConnector {
@@ -700,98 +613,6 @@ impl SharePointConnector {
         }
         Ok(())
     }
-}
-
-/// Applies a round to a map: the last occurrence of an item wins; a deleted folder
-/// takes its descendants with it.
-fn apply(items: &mut HashMap<String, Known>, round: &[serde_json::Value]) {
-    for it in round {
-        let Some(id) = it["id"].as_str() else {
-            continue;
-        };
-        if it.get("deleted").is_some_and(|d| !d.is_null()) {
-            let mut doomed = vec![id.to_string()];
-            let mut i = 0;
-            while i < doomed.len() {
-                let p = doomed[i].clone();
-                doomed.extend(
-                    items
-                        .iter()
-                        .filter(|(_, k)| k.parent.as_deref() == Some(&p))
-                        .map(|(id, _)| id.clone()),
-                );
-                i += 1;
-            }
-            for d in doomed {
-                items.remove(&d);
-            }
-            continue;
-        }
-        if it.get("package").is_some_and(|p| !p.is_null()) {
-            continue; // OneNote notebooks and the like: neither file nor folder
-        }
-        let root = it.get("root").is_some_and(|r| !r.is_null());
-        items.insert(
-            id.to_string(),
-            Known {
-                parent: if root {
-                    None
-                } else {
-                    it["parentReference"]["id"].as_str().map(str::to_string)
-                },
-                name: if root {
-                    String::new()
-                } else {
-                    it["name"].as_str().unwrap_or_default().to_string()
-                },
-                folder: root || it.get("folder").is_some_and(|f| !f.is_null()),
-                size: it["size"].as_u64().unwrap_or(0),
-                mtime_ns: rfc3339_ns(it["lastModifiedDateTime"].as_str().unwrap_or("")),
-                hash: it["file"]["hashes"]["quickXorHash"]
-                    .as_str()
-                    .map(str::to_string),
-                acl: None,
-            },
-        );
-    }
-}
-
-/// The path of every file of a map, below the drive's name; files whose ancestry is
-/// incomplete are left out.
-fn file_paths(drive_name: &str, items: &HashMap<String, Known>) -> HashMap<String, Vec<u8>> {
-    let mut memo: HashMap<String, Option<String>> = HashMap::new();
-    fn path_of(
-        id: &str,
-        items: &HashMap<String, Known>,
-        memo: &mut HashMap<String, Option<String>>,
-        depth: usize,
-    ) -> Option<String> {
-        if let Some(p) = memo.get(id) {
-            return p.clone();
-        }
-        let k = items.get(id)?;
-        let p = match &k.parent {
-            None => Some(String::new()),
-            Some(_) if depth > 1000 => None,
-            Some(parent) => path_of(parent, items, memo, depth + 1).map(|pp| {
-                if pp.is_empty() {
-                    k.name.clone()
-                } else {
-                    format!("{pp}/{}", k.name)
-                }
-            }),
-        };
-        memo.insert(id.to_string(), p.clone());
-        p
-    }
-    items
-        .iter()
-        .filter(|(_, k)| !k.folder)
-        .filter_map(|(id, _)| {
-            path_of(id, items, &mut memo, 0)
-                .map(|p| (id.clone(), format!("{drive_name}/{p}").into_bytes()))
-        })
-        .collect()
 }
 
 fn source_id(drive: &str, item: &str) -> Vec<u8> {
@@ -1268,11 +1089,6 @@ mod tests {
 
     #[test]
     fn dates_parse() {
-        assert_eq!(rfc3339_ns("1970-01-01T00:00:01Z"), 1_000_000_000);
-        assert_eq!(
-            rfc3339_ns("2023-11-14T22:13:20.5Z"),
-            1_700_000_000_500_000_000
-        );
         assert_eq!(
             httpdate("Tue, 14 Nov 2023 22:13:20 GMT"),
             Some(1_700_000_000)
@@ -1296,32 +1112,5 @@ mod tests {
             let j = jittered(w);
             assert!(j >= w && j <= w + (w / 10).min(Duration::from_secs(1)));
         }
-    }
-
-    #[test]
-    fn rounds_apply_by_id_and_deleted_folders_take_their_files() {
-        let mut m = HashMap::new();
-        let round: Vec<serde_json::Value> = serde_json::from_str(
-            r#"[{"id":"r","root":{},"folder":{}},
-                {"id":"f2","name":"b.txt","parentReference":{"id":"d"},"file":{},"size":2},
-                {"id":"d","name":"docs","parentReference":{"id":"r"},"folder":{}},
-                {"id":"f1","name":"a.txt","parentReference":{"id":"r"},"file":{},"size":1},
-                {"id":"f1","name":"a2.txt","parentReference":{"id":"r"},"file":{},"size":1}]"#,
-        )
-        .unwrap();
-        apply(&mut m, &round);
-        let p = file_paths("Docs", &m);
-        assert_eq!(p["f1"], b"Docs/a2.txt".to_vec(), "the last occurrence wins");
-        assert_eq!(p["f2"], b"Docs/docs/b.txt".to_vec(), "child before parent");
-        apply(
-            &mut m,
-            &serde_json::from_str::<Vec<serde_json::Value>>(
-                r#"[{"id":"d","deleted":{"state":"deleted"}}]"#,
-            )
-            .unwrap(),
-        );
-        let p = file_paths("Docs", &m);
-        assert!(!p.contains_key("f2"), "a deleted folder takes its files");
-        assert!(p.contains_key("f1"));
     }
 }
