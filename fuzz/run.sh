@@ -16,7 +16,8 @@ for t in $targets; do
   log=$(mktemp)
   if ! cargo fuzz run -s none "$t" "$WORK/$t" "seeds/$t" -- \
       -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1; then
-    tail -n 60 "$log"
+    grep -m 3 -A 4 "panicked at" "$log" || true
+    tail -n 40 "$log"
     echo "fuzz: $t FAILED (reproducer in fuzz/artifacts/$t/)"
     exit 1
   fi

@@ -161,7 +161,7 @@ const DURATION_EXPECTED: &str = "expected a duration like `30s`, `15m`, `1h30m`,
 impl RawDuration {
     pub fn duration(&self) -> Result<Duration, String> {
         match self {
-            RawDuration::Number(n) if *n >= 0.0 && n.is_finite() => Ok(Duration::from_secs_f64(*n)),
+            RawDuration::Number(n) if *n >= 0.0 && n.is_finite() => seconds(*n, &n.to_string()),
             RawDuration::Number(n) => Err(format!("duration must not be negative, got {n}")),
             RawDuration::Text(s) => parse_duration(s),
         }
@@ -174,7 +174,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err(format!("duration must not be negative, got `{s}`"));
     }
     if let Ok(secs) = t.parse::<f64>() {
-        return Ok(Duration::from_secs_f64(secs));
+        return seconds(secs, s);
     }
     let mut total = 0f64;
     let mut rest = t;
@@ -207,7 +207,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         total += num * secs;
         rest = &rest[u_end..];
     }
-    Ok(Duration::from_secs_f64(total))
+    seconds(total, s)
+}
+
+/// Seconds as a duration; NaN, infinite or beyond what a duration holds (some 584
+/// billion years) is an error, not a panic.
+fn seconds(secs: f64, written: &str) -> Result<Duration, String> {
+    if secs.is_nan() {
+        return Err(format!("{DURATION_EXPECTED}, got `{written}`"));
+    }
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("duration `{written}` is out of range"))
 }
 
 const RATE_EXPECTED: &str = "expected a rate like `50/minute`, `10/s`, `1000/1h` (count per second, minute, hour or a duration) or `off`";
@@ -247,6 +256,23 @@ pub fn parse_rate(s: &str) -> Result<Option<Rate>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_too_long_to_hold_are_errors_not_panics() {
+        // found by the config_yaml fuzz target
+        for bad in [
+            "77777777777777777777777777777s",
+            "1e400",
+            "NaN",
+            "inf",
+            "99999999999999999999h",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        assert!(parse_rate("10/77777777777777777777777777777s").is_err());
+        assert!(RawDuration::Number(1e300).duration().is_err());
+        assert_eq!(parse_duration("1e3").unwrap(), Duration::from_secs(1000));
+    }
 
     #[test]
     fn rates() {
