@@ -65,13 +65,13 @@ fn static_token(tokens: &[tributary_config::ApiToken], presented: &str) -> Optio
 /// Who a presented bearer token names: a static token, else (when configured, and it
 /// has the shape of a JWT) an OpenID Connect token.
 async fn authenticate(st: &AppState, token: &str) -> Result<Identity, OidcError> {
-    let (tokens, oidc) = {
+    let oidc = {
         let cfg = st.auth.read().unwrap_or_else(|e| e.into_inner());
-        (cfg.tokens.clone(), cfg.oidc.clone())
+        if let Some(id) = static_token(&cfg.tokens, token) {
+            return Ok(id);
+        }
+        cfg.oidc.clone()
     };
-    if let Some(id) = static_token(&tokens, token) {
-        return Ok(id);
-    }
     match oidc {
         Some(o) if token.split('.').count() == 3 => o.verify(token).await,
         _ => Err(OidcError::Invalid("the bearer token is not valid".into())),

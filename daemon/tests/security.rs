@@ -19,10 +19,23 @@ const METHODS: [&str; 8] = [
     "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "ZZTOP",
 ];
 
-/// A daemon over one local folder holding `files`, its first job done.
+/// A daemon over one local folder holding `files`, with `api` added to its `api:`
+/// section; its first job done when `wait_first_job`.
 async fn daemon_with(
     files: &[(&str, &[u8])],
     api: &str,
+    wait_first_job: bool,
+) -> (tempfile::TempDir, Running) {
+    daemon_configured(files, api, "", "", wait_first_job).await
+}
+
+/// As [`daemon_with`], with `connector` (keys of the connector) and `extra` (top-level
+/// sections) added to the file.
+async fn daemon_configured(
+    files: &[(&str, &[u8])],
+    api: &str,
+    connector: &str,
+    extra: &str,
     wait_first_job: bool,
 ) -> (tempfile::TempDir, Running) {
     let dir = tempfile::tempdir().unwrap();
@@ -32,7 +45,7 @@ async fn daemon_with(
         std::fs::write(src.join(name), data).unwrap();
     }
     let port = free_port();
-    let cfg = config(dir.path(), port, "", &local_connector(""), "");
+    let cfg = config(dir.path(), port, "", &local_connector(connector), extra);
     let text = std::fs::read_to_string(&cfg).unwrap().replace(
         "  max_body_size: 4KiB\n",
         &format!("  max_body_size: 4KiB\n{api}"),
@@ -283,25 +296,13 @@ async fn slow_idle_and_excess_connections_are_cut_and_oversize_or_stalled_bodies
     assert!(started.elapsed() < Duration::from_secs(5));
     // a declared body over the limit is 413 at once, without waiting for it
     let started = Instant::now();
-    let answer = raw_request(
-        &addr,
-        &format!(
-            "POST /api/v1/connectors/docs/runs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {OPERATOR}\r\nContent-Type: application/json\r\nContent-Length: 10737418240\r\n\r\n{{}}"
-        ),
-    )
-    .await;
+    let answer = raw_request(&addr, &run_request("10737418240", "{}")).await;
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert!(answer.contains("PAYLOAD_TOO_LARGE"), "{answer}");
     assert!(started.elapsed() < Duration::from_secs(2));
     // a body that stalls is 408 after body_read_timeout
     let started = Instant::now();
-    let answer = raw_request(
-        &addr,
-        &format!(
-            "POST /api/v1/connectors/docs/runs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {OPERATOR}\r\nContent-Type: application/json\r\nContent-Length: 20\r\n\r\n{{\"kind\":"
-        ),
-    )
-    .await;
+    let answer = raw_request(&addr, &run_request("20", r#"{"kind":"#)).await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("BODY_TIMEOUT"), "{answer}");
     assert!(started.elapsed() < Duration::from_secs(4));
@@ -310,6 +311,13 @@ async fn slow_idle_and_excess_connections_are_cut_and_oversize_or_stalled_bodies
         1,
         "no job was started"
     );
+}
+
+/// An operator's run request that declares `length` bytes of body and sends `body`.
+fn run_request(length: &str, body: &str) -> String {
+    format!(
+        "POST /api/v1/connectors/docs/runs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {OPERATOR}\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\r\n{body}"
+    )
 }
 
 /// Sends `request` on a new connection and reads until the server closes it or 5 s.
@@ -719,27 +727,7 @@ async fn a_schema_driven_fuzzer_finds_no_mismatch_between_the_api_and_its_docume
         ("notes.md", b"# Pumps\n\nClean the filter every month.\n"),
         ("b.txt", b"invoice payment terms"),
     ];
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("src");
-    std::fs::create_dir_all(&src).unwrap();
-    for (name, data) in files {
-        std::fs::write(src.join(name), data).unwrap();
-    }
-    let port = free_port();
-    let cfg = config(
-        dir.path(),
-        port,
-        "",
-        &local_connector("    vectorize: true\n"),
-        &vectorize,
-    );
-    let text = std::fs::read_to_string(&cfg).unwrap().replace(
-        "  max_body_size: 4KiB\n",
-        &format!("  max_body_size: 4KiB\n{api}"),
-    );
-    std::fs::write(&cfg, text).unwrap();
-    let d = Running::start(&cfg, port, &[]);
-    assert_eq!(d.latest_job("docs").await["status"], "succeeded");
+    let (_dir, d) = daemon_configured(&files, api, "    vectorize: true\n", &vectorize, true).await;
     d.wait_for("search to be ready", 120, async |d| {
         d.call("GET", "/api/v1/search?q=filter", Some(VIEWER), None)
             .await
