@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::extract::{Extension, FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tributary_catalog::{ItemFilter, JobFilter, JobRow};
 
+use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::params::{Params, meta};
 use crate::{AppState, openapi};
@@ -602,10 +603,14 @@ pub struct ResolveBody {
 pub async fn resolve_conflict(
     State(st): State<AppState>,
     Path(id): Path<String>,
+    Extension(Principal(by)): Extension<Principal>,
     JsonBody(body): JsonBody<ResolveBody>,
 ) -> ApiResult<Json<Value>> {
     let id = id_param(&id, "CONFLICT_NOT_FOUND")?;
-    let c = st.control.resolve_conflict(id, &body.resolution).await?;
+    let c = st
+        .control
+        .resolve_conflict(id, &body.resolution, &by)
+        .await?;
     Ok(Json(conflict_view(&c)))
 }
 

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod oidc;
 pub mod openapi;
 mod params;
+pub mod parse_errors;
 pub mod ratelimit;
 pub mod routes;
 pub mod serve;
@@ -154,11 +155,13 @@ pub trait Control: Send + Sync + 'static {
     async fn reload(&self) -> Result<serde_json::Value, ControlError>;
     /// Prometheus text of the daemon's own metrics.
     async fn metrics(&self) -> String;
-    /// Applies an operator's decision on a conflict; returns the conflict as resolved.
+    /// Applies an operator's decision on a conflict (`by`: the principal's name, recorded
+    /// as `resolved_by`); returns the conflict as resolved.
     async fn resolve_conflict(
         &self,
         id: i64,
         resolution: &str,
+        by: &str,
     ) -> Result<tributary_catalog::ConflictRow, ControlError>;
     /// Semantic search: `{"items": [hits]}`.
     async fn search(&self, q: SearchQuery) -> Result<serde_json::Value, ControlError>;

@@ -7,6 +7,9 @@
 //! - A client has `header_read_timeout` to send a request's headers, and a kept-alive
 //!   connection is closed after idling that long (hyper's header timer restarts when
 //!   a response is done); a TLS handshake gets the same time.
+//! - What hyper refuses before the router runs (a URI over 64 KiB, headers over its
+//!   buffer, bytes that are not HTTP) is still answered in the envelope
+//!   ([`crate::parse_errors`]).
 //! - Accept errors (out of file descriptors) pause accepting briefly instead of spinning.
 //!
 //! The router sees the peer address as `ConnectInfo<SocketAddr>`. On shutdown, no new
@@ -28,6 +31,11 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
+
+/// The largest request head (request line and headers) read: larger is 431. Above
+/// hyper's own 64 KiB URI limit, so that a long URI is 414 whatever the timing of its
+/// bytes; far above what a client with a large token needs.
+pub const MAX_HEADER_SECTION: usize = 96 * 1024;
 
 /// Connection limits of the listener.
 #[derive(Debug, Clone, Copy)]
@@ -166,8 +174,12 @@ async fn connection<I>(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
+        .max_header_size(MAX_HEADER_SECTION)
         .keep_alive(true);
-    let conn = builder.serve_connection(TokioIo::new(io), service);
+    let conn = builder.serve_connection(
+        TokioIo::new(crate::parse_errors::Enveloped::new(io)),
+        service,
+    );
     if let Err(e) = watcher.watch(conn).await {
         tracing::debug!(%peer, error = %e, "api: connection ended with an error");
     }

@@ -470,6 +470,47 @@ async fn any_file_name_downloads_ranges_not_served_are_ignored_and_errors_stay_i
         assert_eq!(s, status, "{b}");
         assert_envelope(s, &h, &b, code);
     }
+    // and so do the answers of the HTTP parser itself, before the router runs
+    let addr = format!("127.0.0.1:{}", d.port);
+    for (request, status, code) in [
+        (
+            format!(
+                "GET /api/v1/jobs?c={} HTTP/1.1\r\nHost: x\r\n\r\n",
+                "x".repeat(70_000)
+            ),
+            414,
+            "URI_TOO_LONG",
+        ),
+        (
+            format!(
+                "GET /api/v1/jobs HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+                "y".repeat(150_000)
+            ),
+            431,
+            "HEADERS_TOO_LARGE",
+        ),
+        (
+            "GET /api/v1/jobs HTTP/1.1\r\nBad Header\r\n\r\n".into(),
+            400,
+            "BAD_REQUEST",
+        ),
+        ("G\x01T / HTTP/1.1\r\n\r\n".into(), 400, "BAD_REQUEST"),
+    ] {
+        let answer = raw_request(&addr, &request).await;
+        let (head, body) = answer
+            .split_once("\r\n\r\n")
+            .unwrap_or_else(|| panic!("{answer:?}"));
+        assert!(
+            head.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{}: {head}",
+            &request[..40]
+        );
+        let head = head.to_ascii_lowercase();
+        assert!(head.contains("content-type: application/json"), "{head}");
+        assert!(head.contains("x-request-id: "), "{head}");
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["error"]["code"], code, "{body}");
+    }
     // bodies: JSON objects sent as JSON; no body needs no type
     let post = |body: Option<(&'static str, &'static str)>| {
         let mut req = d
