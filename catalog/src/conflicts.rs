@@ -198,7 +198,8 @@ pub enum ConflictOp {
     Resolve {
         id: i64,
         resolution: &'static str,
-        by: &'static str,
+        /// Who decided: `source`, `policy`, or the API principal's name.
+        by: String,
         at: i64,
         renamed_to: Option<Vec<u8>>,
     },
@@ -485,7 +486,7 @@ impl Catalog {
                         out.ops.push(ConflictOp::Resolve {
                             id: *id,
                             resolution: "withdrawn",
-                            by: "source",
+                            by: "source".into(),
                             at,
                             renamed_to: None,
                         });
@@ -504,7 +505,7 @@ impl Catalog {
                         out.ops.push(ConflictOp::Resolve {
                             id: *id,
                             resolution: "read",
-                            by: "source",
+                            by: "source".into(),
                             at,
                             renamed_to: None,
                         });
@@ -782,7 +783,7 @@ impl Catalog {
             &[ConflictOp::Resolve {
                 id,
                 resolution,
-                by,
+                by: by.into(),
                 at: crate::now_ns(),
                 renamed_to: None,
             }],
@@ -945,6 +946,7 @@ impl Catalog {
         &self,
         id: i64,
         resolution: &str,
+        by: &str,
         at: i64,
     ) -> Result<ResolutionPlan, ResolveError> {
         let c = self.conflict(id).await?.ok_or(ResolveError::NotFound(id))?;
@@ -1003,7 +1005,7 @@ impl Catalog {
             op: ConflictOp::Resolve {
                 id,
                 resolution,
-                by: "operator",
+                by: by.into(),
                 at,
                 renamed_to,
             },

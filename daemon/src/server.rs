@@ -750,10 +750,11 @@ impl Control for Handle {
         &self,
         id: i64,
         resolution: &str,
+        by: &str,
     ) -> Result<tributary_catalog::ConflictRow, ControlError> {
         use tributary_catalog::ResolveError;
         use tributary_pipeline::ResolveFailure;
-        let c = tributary_pipeline::resolve_conflict(&self.pipeline, id, resolution)
+        let c = tributary_pipeline::resolve_conflict(&self.pipeline, id, resolution, by)
             .await
             .map_err(|e| match e {
                 ResolveFailure::Resolve(ResolveError::NotFound(id)) => {

@@ -237,7 +237,10 @@ async fn manual_conflicts_block_only_their_paths_until_an_operator_resolves_them
         (r["status"].as_str(), r["resolution"].as_str()),
         (Some("resolved"), Some("keep_source"))
     );
-    assert_eq!(r["resolved_by"], "operator");
+    assert_eq!(
+        r["resolved_by"], "o",
+        "the principal (the token's name) decided"
+    );
     let out = restore(&cfg, "/shared", dir.path());
     assert_eq!(
         std::fs::read(out.join("report.txt")).unwrap(),

@@ -110,10 +110,11 @@ pub async fn resolve_conflict(
     p: &Pipeline,
     id: i64,
     resolution: &str,
+    by: &str,
 ) -> Result<tributary_catalog::ConflictRow, ResolveFailure> {
     let _claims = p.catalog.claims_lock().await;
     let at = tributary_catalog::now_ns();
-    let plan = p.catalog.resolution_plan(id, resolution, at).await?;
+    let plan = p.catalog.resolution_plan(id, resolution, by, at).await?;
     let connector = plan
         .conflict
         .claims

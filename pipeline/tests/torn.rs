@@ -174,12 +174,13 @@ async fn a_file_that_never_holds_still_fails_that_item_only() {
     );
     assert_eq!(r.stats.files_skipped, 1);
     // the operator asks for another try; the writer has stopped by then
-    let resolved = tributary_pipeline::resolve_conflict(&h.pipeline, open[0].id, "keep_source")
-        .await
-        .unwrap();
+    let resolved =
+        tributary_pipeline::resolve_conflict(&h.pipeline, open[0].id, "keep_source", "test")
+            .await
+            .unwrap();
     assert_eq!(resolved.status, "resolved");
     assert!(matches!(
-        tributary_pipeline::resolve_conflict(&h.pipeline, open[0].id, "keep_source").await,
+        tributary_pipeline::resolve_conflict(&h.pipeline, open[0].id, "keep_source", "test").await,
         Err(tributary_pipeline::ResolveFailure::Resolve(
             tributary_catalog::ResolveError::AlreadyResolved(_)
         ))
@@ -238,7 +239,7 @@ async fn a_real_file_appended_to_during_ingest_is_never_committed_mixed() {
     let open = h.conflicts(false).await;
     for c in &open {
         assert_eq!(c.kind, "torn_read");
-        tributary_pipeline::resolve_conflict(&h.pipeline, c.id, "keep_source")
+        tributary_pipeline::resolve_conflict(&h.pipeline, c.id, "keep_source", "test")
             .await
             .unwrap();
     }
