@@ -453,7 +453,8 @@ pub enum ConflictPolicy {
     KeepBoth,
 }
 
-/// One source. Keys that belong to another `kind` are rejected by validation.
+/// One source. Keys that belong to another `kind` are rejected by validation
+/// (`validate::KIND_KEYS` says which kinds each key belongs to).
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawConnector {

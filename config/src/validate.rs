@@ -1190,17 +1190,11 @@ fn connector(cx: &mut Ctx, path: &str, rc: &raw::RawConnector) -> Option<Connect
             format!("expected a percentage from 0 to 100, got {max_delete_percent}"),
         );
     }
-    for (key, set) in [
-        ("permissions", rc.permissions.is_some()),
-        ("permissions_rescan", rc.permissions_rescan.is_some()),
-        ("read_timeout", rc.read_timeout.is_some()),
-    ] {
-        if set && rc.kind != ConnectorKind::Sharepoint {
-            cx.error(
-                format!("{path}.{key}"),
-                format!("`{key}` applies to `kind: sharepoint` only"),
-            );
-        }
+    for (key, kinds) in foreign_keys(rc) {
+        cx.error(
+            format!("{path}.{key}"),
+            foreign_key_message(key, rc.kind, kinds),
+        );
     }
     let source = match rc.kind {
         ConnectorKind::Local => match &rc.path {
@@ -1220,35 +1214,6 @@ fn connector(cx: &mut Ctx, path: &str, rc: &raw::RawConnector) -> Option<Connect
         ConnectorKind::Smb => smb(cx, path, rc).map(SourceConfig::Smb),
         ConnectorKind::Sharepoint => sharepoint(cx, path, rc).map(SourceConfig::SharePoint),
     };
-    if rc.kind == ConnectorKind::Local {
-        let smb_keys = [
-            ("server", rc.server.is_some()),
-            ("port", rc.port.is_some()),
-            ("share", rc.share.is_some()),
-            ("domain", rc.domain.is_some()),
-            ("username", rc.username.is_some()),
-            (
-                "password",
-                rc.password.is_some() || rc.password_file.is_some(),
-            ),
-            ("protocol", rc.protocol.is_some()),
-            ("directory_timeout", rc.directory_timeout.is_some()),
-            ("workers", rc.workers.is_some()),
-            ("tenant_id", rc.tenant_id.is_some()),
-            ("client_id", rc.client_id.is_some()),
-            ("site", rc.site.is_some()),
-            ("graph_url", rc.graph_url.is_some()),
-            ("token_url", rc.token_url.is_some()),
-        ];
-        for (key, set) in smb_keys {
-            if set {
-                cx.error(
-                    format!("{path}.{key}"),
-                    format!("`{key}` does not apply to `kind: local`"),
-                );
-            }
-        }
-    }
     if rc.watch == Some(true) && rc.kind != ConnectorKind::Local {
         cx.error(
             format!("{path}.watch"),
@@ -1285,6 +1250,103 @@ fn connector(cx: &mut Ctx, path: &str, rc: &raw::RawConnector) -> Option<Connect
         vectorize: rc.vectorize.unwrap_or(false),
         source: source?,
     })
+}
+
+use ConnectorKind::{Local, Sharepoint, Smb};
+
+/// The keys of a connector that belong to some kinds only, and those kinds. Keys not
+/// listed (id, kind, target, schedule, filters, policies, vectorize) apply to every
+/// kind; `watch` has its own message.
+const KIND_KEYS: &[(&str, &[ConnectorKind])] = &[
+    ("path", &[Local, Smb]),
+    ("follow_symlinks", &[Local]),
+    ("one_file_system", &[Local]),
+    ("server", &[Smb]),
+    ("port", &[Smb]),
+    ("share", &[Smb]),
+    ("domain", &[Smb]),
+    ("username", &[Smb]),
+    ("password", &[Smb]),
+    ("password_file", &[Smb]),
+    ("protocol", &[Smb]),
+    ("directory_timeout", &[Smb]),
+    ("workers", &[Smb]),
+    ("tenant_id", &[Sharepoint]),
+    ("client_id", &[Sharepoint]),
+    ("client_secret", &[Sharepoint]),
+    ("client_secret_file", &[Sharepoint]),
+    ("certificate_file", &[Sharepoint]),
+    ("private_key_file", &[Sharepoint]),
+    ("site", &[Sharepoint]),
+    ("drives", &[Sharepoint]),
+    ("graph_url", &[Sharepoint]),
+    ("token_url", &[Sharepoint]),
+    ("permissions", &[Sharepoint]),
+    ("permissions_rescan", &[Sharepoint]),
+    ("read_timeout", &[Sharepoint]),
+];
+
+/// Whether the kind-specific `key` is set in `rc`.
+fn key_is_set(rc: &raw::RawConnector, key: &str) -> bool {
+    match key {
+        "path" => rc.path.is_some(),
+        "follow_symlinks" => rc.follow_symlinks.is_some(),
+        "one_file_system" => rc.one_file_system.is_some(),
+        "server" => rc.server.is_some(),
+        "port" => rc.port.is_some(),
+        "share" => rc.share.is_some(),
+        "domain" => rc.domain.is_some(),
+        "username" => rc.username.is_some(),
+        "password" => rc.password.is_some(),
+        "password_file" => rc.password_file.is_some(),
+        "protocol" => rc.protocol.is_some(),
+        "directory_timeout" => rc.directory_timeout.is_some(),
+        "workers" => rc.workers.is_some(),
+        "tenant_id" => rc.tenant_id.is_some(),
+        "client_id" => rc.client_id.is_some(),
+        "client_secret" => rc.client_secret.is_some(),
+        "client_secret_file" => rc.client_secret_file.is_some(),
+        "certificate_file" => rc.certificate_file.is_some(),
+        "private_key_file" => rc.private_key_file.is_some(),
+        "site" => rc.site.is_some(),
+        "drives" => !rc.drives.is_empty(),
+        "graph_url" => rc.graph_url.is_some(),
+        "token_url" => rc.token_url.is_some(),
+        "permissions" => rc.permissions.is_some(),
+        "permissions_rescan" => rc.permissions_rescan.is_some(),
+        "read_timeout" => rc.read_timeout.is_some(),
+        other => unreachable!("`{other}` is not in KIND_KEYS"),
+    }
+}
+
+/// The keys set in `rc` that do not belong to its kind, each with the kinds it does
+/// belong to.
+fn foreign_keys(rc: &raw::RawConnector) -> Vec<(&'static str, &'static [ConnectorKind])> {
+    KIND_KEYS
+        .iter()
+        .filter(|(key, kinds)| !kinds.contains(&rc.kind) && key_is_set(rc, key))
+        .map(|&(key, kinds)| (key, kinds))
+        .collect()
+}
+
+fn kind_name(k: ConnectorKind) -> &'static str {
+    match k {
+        Local => "local",
+        Smb => "smb",
+        Sharepoint => "sharepoint",
+    }
+}
+
+fn foreign_key_message(key: &str, kind: ConnectorKind, kinds: &[ConnectorKind]) -> String {
+    let owners: Vec<String> = kinds
+        .iter()
+        .map(|k| format!("`kind: {}`", kind_name(*k)))
+        .collect();
+    format!(
+        "`{key}` does not apply to `kind: {}`: it is a key of {}",
+        kind_name(kind),
+        owners.join(" and ")
+    )
 }
 
 /// A non-empty string setting a connector kind needs; reports it missing otherwise.
@@ -1487,17 +1549,6 @@ fn smb(cx: &mut Ctx, path: &str, rc: &raw::RawConnector) -> Option<crate::SmbSou
             format!("expected 1 to 16 worker processes, got {workers}"),
         );
     }
-    for (key, set) in [
-        ("follow_symlinks", rc.follow_symlinks.is_some()),
-        ("one_file_system", rc.one_file_system.is_some()),
-    ] {
-        if set {
-            cx.error(
-                format!("{path}.{key}"),
-                format!("`{key}` applies to `kind: local` only"),
-            );
-        }
-    }
     if cx.errors.len() > before {
         return None;
     }
@@ -1543,5 +1594,76 @@ mod url_tests {
         ] {
             assert!(!super::https_or_loopback(bad), "{bad}");
         }
+    }
+}
+
+#[cfg(test)]
+mod kind_key_tests {
+    use super::*;
+
+    fn connector(yaml: &str) -> raw::RawConnector {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    /// Keys every kind has.
+    const COMMON: &[&str] = &[
+        "id",
+        "kind",
+        "target",
+        "schedule",
+        "timezone",
+        "include",
+        "exclude",
+        "glob_case_insensitive",
+        "max_file_size",
+        "max_delete_percent",
+        "conflict_policy",
+        "case_sensitive",
+        "watch",
+        "vectorize",
+    ];
+
+    #[test]
+    fn every_connector_key_is_common_or_listed_with_its_kinds() {
+        let schema = serde_json::to_value(schemars::schema_for!(raw::RawConnector)).unwrap();
+        let props = schema["properties"].as_object().unwrap();
+        for key in props.keys() {
+            let listed = KIND_KEYS.iter().any(|(k, _)| k == key);
+            assert!(
+                listed != COMMON.contains(&key.as_str()),
+                "`{key}` must be either common or in KIND_KEYS (exactly one)"
+            );
+        }
+        assert_eq!(props.len(), COMMON.len() + KIND_KEYS.len());
+    }
+
+    #[test]
+    fn keys_of_another_kind_are_named_with_the_kinds_they_belong_to() {
+        for (yaml, want) in [
+            ("{id: a, kind: local, path: /x}", vec![]),
+            (
+                "{id: a, kind: sharepoint, site: s, server: f, password: p, workers: 2, path: /x}",
+                vec!["path", "server", "password", "workers"],
+            ),
+            (
+                "{id: a, kind: smb, server: f, tenant_id: t, site: s, drives: [d], follow_symlinks: true}",
+                vec!["follow_symlinks", "tenant_id", "site", "drives"],
+            ),
+            (
+                "{id: a, kind: local, path: /x, password_file: /p, read_timeout: 1s}",
+                vec!["password_file", "read_timeout"],
+            ),
+        ] {
+            let got: Vec<&str> = foreign_keys(&connector(yaml))
+                .iter()
+                .map(|(k, _)| *k)
+                .collect();
+            assert_eq!(got, want, "{yaml}");
+        }
+        let (_, kinds) = foreign_keys(&connector("{id: a, kind: sharepoint, path: /x}"))[0];
+        assert_eq!(
+            foreign_key_message("path", ConnectorKind::Sharepoint, kinds),
+            "`path` does not apply to `kind: sharepoint`: it is a key of `kind: local` and `kind: smb`"
+        );
     }
 }
