@@ -179,7 +179,7 @@ pub async fn item_content(
     let stream = futures::stream::iter(pieces).then(move |(c, from, to)| {
         let store = store.clone();
         async move {
-            let data = tributary_pipeline::maintenance::fetch_chunk(&*store, &c)
+            let data = tributary_store::chunk::get_chunk(&*store, &c.hash, c.size, c.compression)
                 .await
                 .map_err(|e| std::io::Error::other(e.to_string()))?;
             Ok::<_, std::io::Error>(data.slice(from as usize..to as usize))

@@ -36,9 +36,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use tributary_catalog::Stats;
 use tributary_catalog::{Catalog, LogLine};
 use tributary_config::{ApiToken, RateLimits, Role};
-use tributary_pipeline::Stats;
 use tributary_store::ObjectStore;
 
 use crate::error::{ApiError, REQUEST_ID};

@@ -30,6 +30,7 @@ pub use conflicts::{
 };
 
 pub type Hash = [u8; 32];
+pub use tributary_store::chunk::Compression;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -118,7 +119,7 @@ pub struct ChunkRef {
     pub hash: Hash,
     pub size: u64,
     pub stored_size: u64,
-    pub compression: String,
+    pub compression: Compression,
 }
 
 /// A version to commit (content or tombstone).
@@ -193,6 +194,33 @@ pub struct ItemError {
     pub path: Vec<u8>,
     pub error: String,
     pub retry_count: i64,
+}
+
+/// A job's counters (a point-in-time copy of the pipeline's `Progress`); stored as
+/// JSON in [`JobRow::stats`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct Stats {
+    pub files_seen: u64,
+    pub files_unchanged: u64,
+    pub files_planned: u64,
+    pub bytes_planned: u64,
+    pub files_done: u64,
+    pub files_failed: u64,
+    pub files_skipped: u64,
+    pub files_deleted: u64,
+    pub bytes_read: u64,
+    pub bytes_uploaded: u64,
+    pub bytes_deduplicated: u64,
+    pub chunks_new: u64,
+    pub chunks_reused: u64,
+    pub upload_retries: u64,
+    pub torn_reads: u64,
+    pub conflicts: u64,
+    pub files_held: u64,
+    pub files_relocated: u64,
+    pub versions_committed: u64,
+    pub listing_done: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -1313,7 +1341,7 @@ async fn insert_version(
         .bind(c.hash.as_slice())
         .bind(c.size as i64)
         .bind(c.stored_size as i64)
-        .bind(&c.compression)
+        .bind(c.compression.as_str())
         .bind(v.committed_at)
         .execute(&mut **tx)
         .await?;
@@ -1423,7 +1451,7 @@ fn chunk_ref(r: sqlx::sqlite::SqliteRow) -> Result<ChunkRef> {
         hash: to_hash(&r.get::<Vec<u8>, _>(0))?,
         size: r.get::<i64, _>(1) as u64,
         stored_size: r.get::<i64, _>(2) as u64,
-        compression: r.get(3),
+        compression: r.get::<&str, _>(3).parse().map_err(CatalogError::Corrupt)?,
     })
 }
 

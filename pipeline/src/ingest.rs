@@ -19,13 +19,15 @@ use tokio::sync::{OnceCell, Semaphore, mpsc};
 use tributary_catalog::conflicts::{self, ClaimRef, NewConflict};
 use tributary_catalog::{ChunkRef, CommitBatch, ItemState, Namespace, NewVersion, now_ns};
 use tributary_connectors::{Change, Connector, Entry, Fingerprint, ListMode};
+use tributary_store::PutMode;
+use tributary_store::chunk::{encode, put_chunk};
 use tributary_store::retry::with_retry;
-use tributary_store::{PutMode, chunk_key};
 
 use crate::chunking::{self, Chunk};
 use crate::manifest::{self, Manifest};
-use crate::progress::{Progress, Stats};
+use crate::progress::Progress;
 use crate::{Hash, Pipeline, fault, target_path};
+use tributary_catalog::Stats;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobKind {
@@ -1057,17 +1059,17 @@ async fn upload_chunk(
                 .acquire()
                 .await
                 .map_err(|e| e.to_string())?;
-            let (body, compression) = compress(job.p.settings.zstd_level, chunk.data).await?;
-            let key = chunk_key(&hex::encode(chunk.hash));
+            let (body, compression) = encode(job.p.settings.zstd_level, chunk.data).await?;
             let stored = body.len() as u64;
-            let store = job.p.store.clone();
-            let put = with_retry(
+            let put = put_chunk(
+                job.p.store.as_ref(),
+                &chunk.hash,
+                body,
                 job.p.settings.retry,
                 |attempt, e| {
                     Progress::add(&job.progress.upload_retries, 1);
                     tracing::warn!(attempt, error = %e, "upload failed; retrying");
                 },
-                || store.put(&key, body.clone(), PutMode::Overwrite),
             );
             tokio::select! {
                 r = put => r.map_err(|e| format!("object store {}: {e}", job.p.store.describe()))?,
@@ -1078,7 +1080,7 @@ async fn upload_chunk(
                 hash: chunk.hash,
                 size: len,
                 stored_size: stored,
-                compression: compression.into(),
+                compression,
             })
         })
         .await?
@@ -1091,42 +1093,6 @@ async fn upload_chunk(
         Progress::add(&job.progress.bytes_deduplicated, len);
     }
     Ok(r)
-}
-
-async fn compress(level: Option<i32>, data: Bytes) -> Result<(Bytes, &'static str), String> {
-    let Some(level) = level else {
-        return Ok((data, "none"));
-    };
-    if data.len() < 64 {
-        return Ok((data, "none"));
-    }
-    tokio::task::spawn_blocking(move || {
-        if !looks_compressible(&data) {
-            return (data, "none");
-        }
-        match zstd::bulk::compress(&data, level) {
-            Ok(c) if c.len() < data.len() => (Bytes::from(c), "zstd"),
-            _ => (data, "none"),
-        }
-    })
-    .await
-    .map_err(|e| format!("compression task: {e}"))
-}
-
-/// A cheap probe before compressing a large chunk: zstd level 1 on a 32 KiB sample from
-/// its middle. Media, archives and encrypted data (most bytes on a file share) save
-/// less than 3% there, and then the chunk is stored as it is without a full pass.
-fn looks_compressible(data: &[u8]) -> bool {
-    const SAMPLE: usize = 32 * 1024;
-    if data.len() < 4 * SAMPLE {
-        return true;
-    }
-    let start = data.len() / 2 - SAMPLE / 2;
-    let sample = &data[start..start + SAMPLE];
-    match zstd::bulk::compress(sample, 1) {
-        Ok(c) => c.len() * 100 < SAMPLE * 97,
-        Err(_) => true,
-    }
 }
 
 /// Batches versions into catalog transactions, each preceded by its manifest.
@@ -1277,22 +1243,5 @@ fn same_principals(k: &tributary_catalog::ItemState, e: &Entry) -> bool {
     match &e.principals {
         None => true,
         Some(p) => k.acl.as_deref() == Some(tributary_catalog::acl_text(p).as_str()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::looks_compressible;
-
-    #[test]
-    fn the_probe_skips_random_data_and_keeps_text() {
-        let random = tributary_testkit::tree::random_bytes(5, 1 << 20);
-        assert!(!looks_compressible(&random));
-        let text: Vec<u8> = b"quarterly budget forecast meeting minutes ".repeat(30_000);
-        assert!(looks_compressible(&text));
-        assert!(
-            looks_compressible(&random[..1000]),
-            "small chunks are simply compressed"
-        );
     }
 }

@@ -17,8 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use ingest::{JobControl, JobKind, JobReport, JobSpec, JobStatus, StopReason};
-pub use progress::{Progress, Stats};
+pub use progress::Progress;
 use tributary_catalog::Catalog;
+pub use tributary_catalog::Stats;
 use tributary_connectors::Connector;
 use tributary_store::ObjectStore;
 use tributary_store::retry::RetryPolicy;

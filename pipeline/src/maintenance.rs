@@ -8,38 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use bytes::Bytes;
 use futures::StreamExt;
 use serde::Serialize;
-use tributary_catalog::{Catalog, ChunkRef, CommitBatch, Hash, NewVersion, now_ns};
-use tributary_store::retry::{RetryPolicy, with_retry};
-use tributary_store::{ErrorClass, ObjectStore, chunk_key};
+use tributary_catalog::{Catalog, CommitBatch, Hash, NewVersion, now_ns};
+use tributary_store::chunk::{chunk_key, get_chunk};
+use tributary_store::{ErrorClass, ObjectStore};
 
 use crate::manifest::{self, Manifest};
-
-/// Fetches a chunk, undoes its compression and checks its hash.
-pub async fn fetch_chunk(store: &dyn ObjectStore, c: &ChunkRef) -> anyhow::Result<Bytes> {
-    let key = chunk_key(&hex::encode(c.hash));
-    let raw = with_retry(RetryPolicy::default(), |_, _| {}, || store.get(&key))
-        .await
-        .with_context(|| format!("fetch chunk {key}"))?;
-    let data = match c.compression.as_str() {
-        "none" => raw,
-        "zstd" => {
-            let size = c.size as usize;
-            let plain = tokio::task::spawn_blocking(move || zstd::bulk::decompress(&raw, size))
-                .await?
-                .with_context(|| format!("decompress chunk {key}"))?;
-            Bytes::from(plain)
-        }
-        other => bail!("chunk {key}: unknown compression `{other}`"),
-    };
-    let hash = *blake3::hash(&data).as_bytes();
-    if hash != c.hash || data.len() as u64 != c.size {
-        bail!("chunk {key} is corrupt: content does not match its hash");
-    }
-    Ok(data)
-}
 
 #[derive(Debug, Default, Serialize)]
 pub struct RestoreReport {
@@ -167,7 +142,11 @@ async fn restore_file(
         let mut chunks = futures::stream::iter(e.chunks.iter().cloned())
             .map(|c| {
                 let store = store.clone();
-                async move { fetch_chunk(&*store, &c).await }
+                async move {
+                    get_chunk(&*store, &c.hash, c.size, c.compression)
+                        .await
+                        .map_err(anyhow::Error::from)
+                }
             })
             .buffered(8);
         while let Some(data) = chunks.next().await {
@@ -224,7 +203,7 @@ pub async fn verify(
             .map(|c| {
                 let store = store.clone();
                 async move {
-                    let r = fetch_chunk(&*store, &c).await;
+                    let r = get_chunk(&*store, &c.hash, c.size, c.compression).await;
                     (c, r)
                 }
             })
@@ -235,15 +214,10 @@ pub async fn verify(
             report.chunks_checked += 1;
             report.bytes_checked += c.size;
             if let Err(e) = r {
-                let key = chunk_key(&hex::encode(c.hash));
-                let missing = e.chain().any(|s| {
-                    s.downcast_ref::<tributary_store::StoreError>()
-                        .is_some_and(|se| se.class == ErrorClass::NotFound)
-                });
-                if missing {
-                    report.missing.push(key);
+                if e.class == ErrorClass::NotFound {
+                    report.missing.push(chunk_key(&c.hash));
                 } else {
-                    report.corrupt.push(format!("{key}: {e:#}"));
+                    report.corrupt.push(e.to_string());
                 }
             }
         }
@@ -413,7 +387,7 @@ pub async fn rebuild_catalog(
             if !v
                 .chunks
                 .iter()
-                .all(|c| present.contains(&chunk_key(&hex::encode(c.hash))))
+                .all(|c| present.contains(&chunk_key(&c.hash)))
             {
                 report.missing_data_skipped += 1;
                 continue;

@@ -3,8 +3,7 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde::Serialize;
-use tributary_catalog::{LogLine, now_ns};
+use tributary_catalog::{LogLine, Stats, now_ns};
 
 #[derive(Debug, Default)]
 pub struct Progress {
@@ -112,29 +111,4 @@ impl Progress {
             listing_done: g(&self.listing_done) != 0,
         }
     }
-}
-
-/// A point-in-time copy of [`Progress`].
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-pub struct Stats {
-    pub files_seen: u64,
-    pub files_unchanged: u64,
-    pub files_planned: u64,
-    pub bytes_planned: u64,
-    pub files_done: u64,
-    pub files_failed: u64,
-    pub files_skipped: u64,
-    pub files_deleted: u64,
-    pub bytes_read: u64,
-    pub bytes_uploaded: u64,
-    pub bytes_deduplicated: u64,
-    pub chunks_new: u64,
-    pub chunks_reused: u64,
-    pub upload_retries: u64,
-    pub torn_reads: u64,
-    pub conflicts: u64,
-    pub files_held: u64,
-    pub files_relocated: u64,
-    pub versions_committed: u64,
-    pub listing_done: bool,
 }

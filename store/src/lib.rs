@@ -3,8 +3,10 @@
 //! One trait, [`ObjectStore`], two implementations: [`local::LocalStore`] (a directory;
 //! the embedded default) and [`s3::S3Store`] (any S3-compatible server through
 //! aws-sdk-s3). Both pass the shared suite in [`testsuite`] (feature `testsuite`).
-//! Keys are `/`-separated relative paths such as `chunks/ab/ab12…`.
+//! Keys are `/`-separated relative paths such as `chunks/ab/ab12…`. The stored-chunk
+//! format (key, compression, integrity check) is [`chunk`].
 
+pub mod chunk;
 pub mod local;
 pub mod retry;
 pub mod s3;
@@ -82,9 +84,4 @@ pub trait ObjectStore: Send + Sync + 'static {
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>>;
     /// Deleting a missing key is not an error.
     async fn delete(&self, key: &str) -> Result<()>;
-}
-
-/// The object key of a chunk: `chunks/<first 2 hex>/<hash hex>`.
-pub fn chunk_key(hash_hex: &str) -> String {
-    format!("chunks/{}/{}", &hash_hex[..2], hash_hex)
 }

@@ -553,7 +553,13 @@ impl Vectorizer {
             .ok_or_else(|| anyhow::anyhow!("version {version_id} has no content"))?;
         let mut out = Vec::with_capacity(entry.size as usize);
         for c in &entry.chunks {
-            let data = tributary_pipeline::maintenance::fetch_chunk(self.store.as_ref(), c).await?;
+            let data = tributary_store::chunk::get_chunk(
+                self.store.as_ref(),
+                &c.hash,
+                c.size,
+                c.compression,
+            )
+            .await?;
             out.extend_from_slice(&data);
         }
         Ok(out)
