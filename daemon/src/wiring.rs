@@ -167,6 +167,8 @@ pub fn connector(c: &ConnectorConfig) -> anyhow::Result<Arc<dyn Connector>> {
                 }
                 .into(),
                 timeout_ms: s.timeout.as_millis() as u64,
+                // the daemon reads the environment; the worker is told
+                native: std::env::var_os("TRIBUTARY_SMB_NATIVE").is_none_or(|v| v != "0"),
             };
             Ok(Arc::new(SmbConnector::new(
                 c.id.clone(),

@@ -50,6 +50,7 @@ fn hello(port: u16, password: &str, share: &str) -> Hello {
         password: password.into(),
         min_protocol: "smb2".into(),
         timeout_ms: 10_000,
+        native: true,
     }
 }
 
@@ -826,7 +827,6 @@ impl TestWorker {
         use std::process::Stdio;
         use tributary_connector_smb::proto::{self, Welcome};
         let mut child = Command::new(env!("CARGO_BIN_EXE_tributary-smb-worker"))
-            .env("TRIBUTARY_SMB_NATIVE", if native { "1" } else { "0" })
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -835,6 +835,7 @@ impl TestWorker {
         let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
         let mut h = hello(port, samba::PASSWORD, share);
         h.min_protocol = floor.into();
+        h.native = native;
         proto::write_json(&mut stdin, proto::HELLO, &h).unwrap();
         let (tag, body) = proto::read_frame(&mut stdout).unwrap().unwrap();
         assert_eq!(tag, proto::OK, "{}", String::from_utf8_lossy(&body));

@@ -81,6 +81,15 @@ pub struct Hello {
     /// `smb1`, `smb2` or `smb3`: the oldest dialect accepted.
     pub min_protocol: String,
     pub timeout_ms: u64,
+    /// List and read with the native SMB2/3 client where the server allows it (false:
+    /// libsmbclient for everything). The daemon decides; the worker reads no
+    /// environment.
+    #[serde(default = "native_default")]
+    pub native: bool,
+}
+
+fn native_default() -> bool {
+    true
 }
 
 impl std::fmt::Debug for Hello {

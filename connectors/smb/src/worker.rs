@@ -214,7 +214,7 @@ impl Native {
     /// Opens the native lister's session, right after libsmbclient's log-on succeeded
     /// with the same credentials (so a wrong password costs one failed log-on, not two).
     fn start(h: &Hello) -> Native {
-        if std::env::var_os("TRIBUTARY_SMB_NATIVE").is_some_and(|v| v == "0") {
+        if !h.native {
             return Native::Off("TRIBUTARY_SMB_NATIVE=0".into());
         }
         match smb2::Session::connect(h) {
