@@ -15,7 +15,12 @@ use serde::Serialize;
 use sqlx::{Row, Sqlite, Transaction};
 use unicode_normalization::UnicodeNormalization;
 
-use crate::{Catalog, CatalogError, NewVersion, Result, placeholders};
+mod policy;
+
+use policy::{Known, Owner, Standing, displacement};
+
+use crate::rows::in_list;
+use crate::{Catalog, CatalogError, NewVersion, Result};
 
 pub const PATH_CLAIM: &str = "path_claim";
 pub const NAME_COLLISION: &str = "name_collision";
@@ -290,23 +295,6 @@ pub(crate) async fn apply_ops(tx: &mut Transaction<'_, Sqlite>, ops: &[ConflictO
     Ok(())
 }
 
-/// A visible owner of a path key.
-#[derive(Debug, Clone)]
-struct Owner {
-    connector: String,
-    source_id: Vec<u8>,
-    path: Vec<u8>,
-    mtime_ns: i64,
-    digest: Option<Vec<u8>>,
-}
-
-/// What the catalog knows of a claiming item.
-struct Known {
-    held: bool,
-    /// It had visible content before (so a held item was displaced).
-    was_visible: bool,
-}
-
 /// A conflict as listed.
 #[derive(Debug, Clone, Serialize)]
 pub struct ConflictRow {
@@ -424,9 +412,8 @@ impl Catalog {
     }
 
     /// Decides the claims of a batch of `connector` (content and tombstones) against the
-    /// path owners: marks losing and blocked claims held, adds the displacement of owners
-    /// that lost, renames `keep_both` claims and returns the conflict records to write.
-    /// Call it under [`Catalog::claims_lock`] and commit its result before releasing it.
+    /// path owners: reads what the catalog holds about them and applies the pure policy
+    /// ([`policy::decide`]). Call it under [`Catalog::claims_lock`] and commit its result before releasing it.
     pub async fn decide(
         &self,
         ns: &Namespace,
@@ -434,7 +421,6 @@ impl Catalog {
         versions: Vec<NewVersion>,
         at: i64,
     ) -> Result<Decided> {
-        let me = ns.party(connector);
         let ids: Vec<&[u8]> = versions.iter().map(|v| v.source_id.as_slice()).collect();
         let known = self.known_claims(connector, &ids).await?;
         // open conflicts whose incoming claim is one of this connector's items
@@ -459,201 +445,21 @@ impl Catalog {
                 renames.insert((sid, r.get(4)), r.get(5));
             }
         }
-        let mut out = Decided::default();
-        let mut paths: Vec<Vec<u8>> = Vec::new();
         let mut versions = versions;
-        for v in versions.iter_mut() {
-            if let Some(to) = renames.get(&(v.source_id.clone(), v.path.clone())) {
-                v.path = to.clone();
-            }
-            paths.push(path_key(&v.path));
-        }
-        let mut owners = self.owners(&paths).await?;
-        // owners displaced in this batch; claims made visible earlier in it
-        let mut gone: HashSet<(String, Vec<u8>)> = HashSet::new();
-        let mut resolved: HashSet<i64> = HashSet::new();
-        for mut v in versions {
-            let k = known.get(&v.source_id);
-            let held = k.is_some_and(|k| k.held);
-            let shown = String::from_utf8_lossy(&v.path).into_owned();
-            if v.deleted {
-                if held {
-                    // the source removed a claim that was never visible
-                    v.held = true;
-                    if let Some((id, _)) = open.get(&v.source_id)
-                        && resolved.insert(*id)
-                    {
-                        out.ops.push(ConflictOp::Resolve {
-                            id: *id,
-                            resolution: "withdrawn",
-                            by: "source".into(),
-                            at,
-                            renamed_to: None,
-                        });
-                        out.notes.push(format!(
-                            "{shown}: claim withdrawn by the source; conflict #{id} closed"
-                        ));
-                    }
-                }
-                out.versions.push(v);
-                continue;
-            }
-            if let Some((id, kind)) = open.get(&v.source_id) {
-                if kind == TORN_READ {
-                    // read whole at last: the torn-read conflict is over
-                    if resolved.insert(*id) {
-                        out.ops.push(ConflictOp::Resolve {
-                            id: *id,
-                            resolution: "read",
-                            by: "source".into(),
-                            at,
-                            renamed_to: None,
-                        });
-                    }
-                } else if kind != MASS_DELETE {
-                    v.held = true;
-                    out.ops.push(ConflictOp::Touch { id: *id, at });
-                    out.notes.push(format!(
-                        "{shown}: changed again while conflict #{id} is open; kept aside"
-                    ));
-                    out.versions.push(v);
-                    continue;
-                }
-            }
-            let key = path_key(&v.path);
-            let collides = |o: &Owner| {
-                let itself = o.connector == connector && o.source_id == v.source_id;
-                let displaced = gone.contains(&(o.connector.clone(), o.source_id.clone()));
-                let folded = !me.case_sensitive || !ns.party(&o.connector).case_sensitive;
-                !itself && !displaced && (folded || nfc(&o.path) == nfc(&v.path))
-            };
-            let rival = owners
-                .get(&key)
-                .and_then(|list| list.iter().find(|o| collides(o)).cloned());
-            let Some(rival) = rival else {
-                owners.entry(key).or_default().push(Owner {
-                    connector: connector.to_string(),
-                    source_id: v.source_id.clone(),
-                    path: v.path.clone(),
-                    mtime_ns: v.mtime_ns,
-                    digest: v.digest.map(|d| d.to_vec()),
-                });
-                out.versions.push(v);
-                continue;
-            };
-            let kind = if held && k.is_some_and(|k| k.was_visible) {
-                DIVERGED
-            } else if rival.path == v.path {
-                PATH_CLAIM
-            } else {
-                NAME_COLLISION
-            };
-            let claims = vec![
-                ClaimRef {
-                    role: "existing",
-                    connector: rival.connector.clone(),
-                    source_id: rival.source_id.clone(),
-                    path: rival.path.clone(),
-                    fingerprint: None,
-                },
-                ClaimRef {
-                    role: "incoming",
-                    connector: connector.to_string(),
-                    source_id: v.source_id.clone(),
-                    path: v.path.clone(),
-                    fingerprint: None,
-                },
-            ];
-            let mut record = NewConflict {
-                kind,
-                connector: connector.to_string(),
-                path: v.path.clone(),
-                policy: me.policy.as_str(),
-                detail: None,
-                at,
-                claims,
-                resolution: None,
-                resolved_by: Some("policy"),
-                renamed_to: None,
-            };
-            let against = format!(
-                "{shown}: {kind} with {} ({})",
-                rival.connector,
-                String::from_utf8_lossy(&rival.path)
-            );
-            let identical = v.digest.map(|d| d.to_vec()) == rival.digest && v.digest.is_some();
-            let incoming_wins = match me.policy {
-                _ if identical => {
-                    record.resolution = Some("keep_existing");
-                    record.resolved_by = Some("identical");
-                    record.detail = Some("both claims have the same content".into());
-                    out.notes
-                        .push(format!("{against}: same content, owner kept"));
-                    false
-                }
-                Policy::Manual => {
-                    record.resolved_by = None;
-                    out.notes.push(format!(
-                        "{against}: kept aside until an operator resolves it"
-                    ));
-                    false
-                }
-                Policy::SourceWins => {
-                    record.resolution = Some("keep_source");
-                    out.notes.push(format!("{against}: source_wins, replaced"));
-                    true
-                }
-                Policy::NewestWins => {
-                    let other = ns.party(&rival.connector);
-                    let wins = v.mtime_ns > rival.mtime_ns
-                        || (v.mtime_ns == rival.mtime_ns
-                            && rival.connector != connector
-                            && me.rank < other.rank);
-                    record.resolution = Some(if wins { "keep_source" } else { "keep_existing" });
-                    out.notes.push(format!(
-                        "{against}: newest_wins, {}",
-                        if wins { "replaced" } else { "owner kept" }
-                    ));
-                    wins
-                }
-                Policy::KeepBoth => {
-                    let renamed = conflict_name(&v.path, connector, at);
-                    out.notes.push(format!(
-                        "{against}: keep_both, stored as {}",
-                        String::from_utf8_lossy(&renamed)
-                    ));
-                    record.resolution = Some("keep_both");
-                    record.renamed_to = Some(renamed.clone());
-                    v.path = renamed;
-                    owners.entry(path_key(&v.path)).or_default().push(Owner {
-                        connector: connector.to_string(),
-                        source_id: v.source_id.clone(),
-                        path: v.path.clone(),
-                        mtime_ns: v.mtime_ns,
-                        digest: v.digest.map(|d| d.to_vec()),
-                    });
-                    out.ops.push(ConflictOp::Insert(record));
-                    out.versions.push(v);
-                    continue;
-                }
-            };
-            out.ops.push(ConflictOp::Insert(record));
-            if incoming_wins {
-                gone.insert((rival.connector.clone(), rival.source_id.clone()));
-                out.versions.push(displacement(&rival));
-                owners.entry(key).or_default().push(Owner {
-                    connector: connector.to_string(),
-                    source_id: v.source_id.clone(),
-                    path: v.path.clone(),
-                    mtime_ns: v.mtime_ns,
-                    digest: v.digest.map(|d| d.to_vec()),
-                });
-            } else {
-                v.held = true;
-            }
-            out.versions.push(v);
-        }
-        Ok(out)
+        policy::apply_renames(&mut versions, &renames);
+        let paths: Vec<Vec<u8>> = versions.iter().map(|v| path_key(&v.path)).collect();
+        let owners = self.owners(&paths).await?;
+        Ok(policy::decide(
+            ns,
+            connector,
+            versions,
+            at,
+            &Standing {
+                known,
+                open,
+                owners,
+            },
+        ))
     }
 
     async fn known_claims(
@@ -664,8 +470,8 @@ impl Catalog {
         let mut out = HashMap::new();
         for batch in ids.chunks(500) {
             let sql = format!(
-                "SELECT source_id, held, current_version IS NOT NULL FROM items WHERE connector = $1 AND source_id IN ({})",
-                placeholders_from(2, batch.len())
+                "SELECT source_id, held, current_version IS NOT NULL FROM items WHERE connector = $1 AND source_id IN {}",
+                in_list(2, batch.len())
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(connector);
             for id in batch {
@@ -691,8 +497,8 @@ impl Catalog {
             let sql = format!(
                 "SELECT i.path_key, i.connector, i.source_id, i.path, i.mtime_ns, v.digest
                  FROM items i LEFT JOIN versions v ON v.id = i.current_version
-                 WHERE i.deleted = 0 AND i.held = 0 AND i.path_key IN ({}) ORDER BY i.id",
-                placeholders(batch.len())
+                 WHERE i.deleted = 0 AND i.held = 0 AND i.path_key IN {} ORDER BY i.id",
+                in_list(1, batch.len())
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for k in batch {
@@ -1039,7 +845,7 @@ impl Catalog {
             mtime_ns: r.get(3),
             inode: r.get(4),
             change_tag: r.get(5),
-            digest: digest.map(|d| crate::to_hash(&d)).transpose()?,
+            digest: digest.map(|d| crate::rows::to_hash(&d)).transpose()?,
             chunks: self.version_chunks(r.get(0)).await?,
             principals: {
                 let p = self.version_principals(r.get(0)).await?;
@@ -1050,27 +856,6 @@ impl Catalog {
             displaced: false,
         }))
     }
-}
-
-/// The version that ends an owner's visibility when another claim takes its path.
-fn displacement(o: &Owner) -> NewVersion {
-    NewVersion {
-        connector: Some(o.connector.clone()),
-        source_id: o.source_id.clone(),
-        path: o.path.clone(),
-        deleted: true,
-        mtime_ns: o.mtime_ns,
-        displaced: true,
-        ..Default::default()
-    }
-}
-
-/// `$from, …` — `n` placeholders numbered from `from`.
-fn placeholders_from(from: usize, n: usize) -> String {
-    (from..from + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 #[cfg(test)]

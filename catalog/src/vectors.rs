@@ -8,7 +8,8 @@
 
 use sqlx::Row;
 
-use crate::{Catalog, Hash, Result, now_ns, to_hash};
+use crate::rows::{in_list, to_hash};
+use crate::{Catalog, Hash, Result, now_ns};
 
 /// A version to index.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,12 +88,6 @@ pub fn decode_vector(b: &[u8]) -> Vec<f32> {
         .collect()
 }
 
-/// `($1, $2, …)` for an IN list starting at placeholder `first`.
-fn placeholders(first: usize, n: usize) -> String {
-    let v: Vec<String> = (first..first + n).map(|i| format!("${i}")).collect();
-    format!("({})", v.join(", "))
-}
-
 impl Catalog {
     pub async fn vector_meta(&self, key: &str) -> Result<Option<String>> {
         Ok(
@@ -150,7 +145,7 @@ impl Catalog {
                AND (s.version_id IS NULL OR (s.state = 'failed' AND s.attempts < $1 AND s.updated_at < $2))
                AND i.id > $4 AND i.connector IN {}
              ORDER BY i.id LIMIT $3",
-            placeholders(5, connectors.len())
+            in_list(5, connectors.len())
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(max_attempts)
@@ -327,7 +322,7 @@ impl Catalog {
             if connectors.is_empty() {
                 "('')".to_string()
             } else {
-                placeholders(1, connectors.len())
+                in_list(1, connectors.len())
             }
         );
         let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql));
@@ -386,7 +381,7 @@ impl Catalog {
         for chunk in ids.chunks(500) {
             let sql = format!(
                 "SELECT id, embedding FROM passages WHERE id IN {}",
-                placeholders(1, chunk.len())
+                in_list(1, chunk.len())
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for id in chunk {
@@ -407,7 +402,7 @@ impl Catalog {
                 "SELECT p.id, p.item_id, p.version_id, p.seq, i.connector, i.path, p.location, p.text,
                         (i.current_version = p.version_id AND i.deleted = 0 AND i.held = 0)
                  FROM passages p JOIN items i ON i.id = p.item_id WHERE p.id IN {}",
-                placeholders(1, chunk.len())
+                in_list(1, chunk.len())
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for id in chunk {
@@ -437,7 +432,7 @@ impl Catalog {
             let sql = format!(
                 "SELECT version_id, state, reason, format, passages, attempts, updated_at
                  FROM index_state WHERE version_id IN {}",
-                placeholders(1, chunk.len())
+                in_list(1, chunk.len())
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for v in chunk {
@@ -469,7 +464,7 @@ impl Catalog {
                  LEFT JOIN index_state s ON s.version_id = v.id
                  WHERE i.deleted = 0 AND i.held = 0 AND v.deleted = 0 AND i.connector IN {}
                  GROUP BY 1",
-                placeholders(1, connectors.len())
+                in_list(1, connectors.len())
             );
             let mut q = sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql));
             for x in connectors {
@@ -493,7 +488,7 @@ impl Catalog {
 
     /// Ids of the live, visible items under a path prefix (a search filter).
     pub async fn item_ids_under(&self, prefix: &[u8]) -> Result<Vec<i64>> {
-        let (lo, hi) = crate::prefix_range(prefix);
+        let (lo, hi) = crate::rows::prefix_range(prefix);
         Ok(sqlx::query_scalar(
             "SELECT id FROM items WHERE deleted = 0 AND held = 0 AND path >= $1 AND ($2 IS NULL OR path < $2)",
         )

@@ -1,0 +1,242 @@
+//! The one write path for versions: a commit batch (versions, chunk lists, reference
+//! counts, change rows, the checkpoint) in one transaction, and the types it takes.
+
+use serde::{Deserialize, Serialize};
+use sqlx::{Sqlite, Transaction};
+
+use crate::rows::{hex_bytes, hex_hash, opt_hex_hash};
+use crate::{Catalog, Compression, Hash, Result, conflicts, now_ns};
+
+/// The catalog's view of one item, as planning needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemState {
+    pub id: i64,
+    pub source_id: Vec<u8>,
+    pub path: Vec<u8>,
+    pub deleted: bool,
+    pub size: i64,
+    pub mtime_ns: i64,
+    pub inode: Option<i64>,
+    pub change_tag: Option<String>,
+    /// Its latest source state is stored but not visible (see [`NewVersion::held`]).
+    pub held: bool,
+    /// The principals last captured for it (see [`acl_text`]); `None`: never captured.
+    pub acl: Option<String>,
+}
+
+/// The principals of a version as the catalog mirrors them: sorted, deduplicated,
+/// one per line.
+pub fn acl_text(principals: &[String]) -> String {
+    let mut v: Vec<&str> = principals.iter().map(String::as_str).collect();
+    v.sort_unstable();
+    v.dedup();
+    v.join("\n")
+}
+
+/// A chunk as stored: its hash, plain size, stored size and compression.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRef {
+    #[serde(with = "hex_hash")]
+    pub hash: Hash,
+    pub size: u64,
+    pub stored_size: u64,
+    pub compression: Compression,
+}
+
+/// A version to commit (content or tombstone).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewVersion {
+    /// The item's connector when it is not the batch's (a displaced owner).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connector: Option<String>,
+    #[serde(with = "hex_bytes")]
+    pub source_id: Vec<u8>,
+    #[serde(with = "hex_bytes")]
+    pub path: Vec<u8>,
+    pub deleted: bool,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub inode: Option<i64>,
+    pub change_tag: Option<String>,
+    #[serde(with = "opt_hex_hash")]
+    pub digest: Option<Hash>,
+    pub chunks: Vec<ChunkRef>,
+    /// When it was committed; set by the caller so that manifests and catalog agree.
+    pub committed_at: i64,
+    /// Kept aside: stored and retrievable but not the visible content of its path (a
+    /// claim that lost or waits for an operator). Restore and the change feed skip it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
+    /// The end of an owner's visibility because another claim won its path: a
+    /// tombstone for readers, while the item keeps its source state (`deleted` is set).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub displaced: bool,
+    /// Who may read it, where the source says (see migration 0006); `None`: not captured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principals: Option<Vec<String>>,
+}
+
+/// One catalog transaction's worth of work.
+#[derive(Debug, Clone)]
+pub struct CommitBatch<'a> {
+    pub connector: &'a str,
+    pub job_id: Option<i64>,
+    pub versions: &'a [NewVersion],
+    pub checkpoint: Option<&'a str>,
+    pub manifest: Option<&'a str>,
+    /// Conflict records written in the same transaction.
+    pub conflicts: &'a [conflicts::ConflictOp],
+}
+
+impl Catalog {
+    /// Commits a batch in one transaction. Returns the new version ids in order.
+    pub async fn commit_batch(&self, batch: &CommitBatch<'_>) -> Result<Vec<i64>> {
+        let mut tx = self.pool.begin().await?;
+        let mut ids = Vec::with_capacity(batch.versions.len());
+        for v in batch.versions {
+            ids.push(insert_version(&mut tx, batch, v).await?);
+        }
+        conflicts::apply_ops(&mut tx, batch.conflicts).await?;
+        sqlx::query(
+            "INSERT INTO connectors (id, checkpoint, updated_at) VALUES ($1, $2, $3)
+             ON CONFLICT (id) DO UPDATE SET checkpoint = COALESCE(excluded.checkpoint, connectors.checkpoint), updated_at = excluded.updated_at",
+        )
+        .bind(batch.connector)
+        .bind(batch.checkpoint)
+        .bind(now_ns())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(ids)
+    }
+}
+
+async fn insert_version(
+    tx: &mut Transaction<'_, Sqlite>,
+    batch: &CommitBatch<'_>,
+    v: &NewVersion,
+) -> Result<i64> {
+    let connector = v.connector.as_deref().unwrap_or(batch.connector);
+    let item_id: i64 = sqlx::query_scalar(
+        "INSERT INTO items (connector, source_id, path, path_key) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (connector, source_id) DO UPDATE SET path = excluded.path, path_key = excluded.path_key
+         RETURNING id",
+    )
+    .bind(connector)
+    .bind(&v.source_id)
+    .bind(&v.path)
+    .bind(conflicts::path_key(&v.path))
+    .fetch_one(&mut **tx)
+    .await?;
+    let version_id: i64 = sqlx::query_scalar(
+        "INSERT INTO versions (item_id, job_id, deleted, size, mtime_ns, inode, change_tag, digest, committed_at, manifest, held)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+    )
+    .bind(item_id)
+    .bind(batch.job_id)
+    .bind(v.deleted as i64)
+    .bind(v.size as i64)
+    .bind(v.mtime_ns)
+    .bind(v.inode)
+    .bind(&v.change_tag)
+    .bind(v.digest.map(|d| d.to_vec()))
+    .bind(v.committed_at)
+    .bind(batch.manifest)
+    .bind(v.held as i64)
+    .fetch_one(&mut **tx)
+    .await?;
+    if let Some(principals) = &v.principals {
+        let text = acl_text(principals);
+        for p in text.lines().filter(|p| !p.is_empty()) {
+            sqlx::query("INSERT INTO version_principals (version_id, principal) VALUES ($1, $2)")
+                .bind(version_id)
+                .bind(p)
+                .execute(&mut **tx)
+                .await?;
+        }
+        if !v.displaced {
+            sqlx::query("UPDATE items SET acl = $1 WHERE id = $2")
+                .bind(&text)
+                .bind(item_id)
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    for (idx, c) in v.chunks.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO chunks (hash, size, stored_size, compression, refcount, created_at) VALUES ($1, $2, $3, $4, 1, $5)
+             ON CONFLICT (hash) DO UPDATE SET refcount = chunks.refcount + 1, orphaned_at = NULL,
+               stored_size = excluded.stored_size, compression = excluded.compression",
+        )
+        .bind(c.hash.as_slice())
+        .bind(c.size as i64)
+        .bind(c.stored_size as i64)
+        .bind(c.compression.as_str())
+        .bind(v.committed_at)
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query("INSERT INTO version_chunks (version_id, idx, hash) VALUES ($1, $2, $3)")
+            .bind(version_id)
+            .bind(idx as i64)
+            .bind(c.hash.as_slice())
+            .execute(&mut **tx)
+            .await?;
+    }
+    if v.displaced {
+        // the owner's content stops being visible; its source state stays mirrored
+        sqlx::query("UPDATE items SET current_version = $1, deleted = 1, held = 1 WHERE id = $2")
+            .bind(version_id)
+            .bind(item_id)
+            .execute(&mut **tx)
+            .await?;
+    } else if v.held {
+        // a claim kept aside: mirrored (so an unchanged source is not read again) but
+        // not visible; a held tombstone simply ends the claim
+        sqlx::query(
+            "UPDATE items SET deleted = CASE WHEN current_version IS NULL THEN 1 ELSE deleted END,
+               held = $1, size = $2, mtime_ns = $3, inode = $4, change_tag = $5 WHERE id = $6",
+        )
+        .bind(!v.deleted as i64)
+        .bind(v.size as i64)
+        .bind(v.mtime_ns)
+        .bind(v.inode)
+        .bind(&v.change_tag)
+        .bind(item_id)
+        .execute(&mut **tx)
+        .await?;
+    } else {
+        sqlx::query(
+            "UPDATE items SET current_version = $1, deleted = $2, held = 0, size = $3, mtime_ns = $4, inode = $5, change_tag = $6 WHERE id = $7",
+        )
+        .bind(version_id)
+        .bind(v.deleted as i64)
+        .bind(v.size as i64)
+        .bind(v.mtime_ns)
+        .bind(v.inode)
+        .bind(&v.change_tag)
+        .bind(item_id)
+        .execute(&mut **tx)
+        .await?;
+    }
+    if !v.held {
+        sqlx::query(
+            "INSERT INTO changes (connector, item_id, version_id, op, path, at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(connector)
+        .bind(item_id)
+        .bind(version_id)
+        .bind(if v.deleted { "delete" } else { "upsert" })
+        .bind(&v.path)
+        .bind(v.committed_at)
+        .execute(&mut **tx)
+        .await?;
+    }
+    if !v.displaced {
+        sqlx::query("DELETE FROM item_errors WHERE connector = $1 AND source_id = $2")
+            .bind(connector)
+            .bind(&v.source_id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(version_id)
+}

@@ -1,0 +1,224 @@
+//! Reads over what is stored and its forgetting: restore sets, chunk pages for verify,
+//! reference states for gc, version retention, and the leases that keep two gcs apart.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use sqlx::Row;
+
+use crate::rows::{chunk_ref, in_list, prefix_range, to_hash};
+use crate::{Catalog, ChunkRef, Hash, RestoreEntry, Result, now_ns};
+
+impl Catalog {
+    /// The files under `prefix` (a path prefix in the target namespace, raw bytes) as
+    /// they were at `at` (Unix ns; `None` = now). Tombstoned items are left out.
+    pub async fn restore_set(&self, prefix: &[u8], at: Option<i64>) -> Result<Vec<RestoreEntry>> {
+        let at = at.unwrap_or(i64::MAX);
+        let (lo, hi) = prefix_range(prefix);
+        let rows = sqlx::query(
+            "SELECT i.path, v.id, v.deleted, v.size, v.mtime_ns, v.digest
+             FROM items i JOIN versions v ON v.item_id = i.id
+             WHERE i.path >= $1 AND ($2 IS NULL OR i.path < $2)
+               AND v.id = (SELECT v2.id FROM versions v2 WHERE v2.item_id = i.id AND v2.committed_at <= $3 AND v2.held = 0
+                           ORDER BY v2.committed_at DESC, v2.id DESC LIMIT 1)
+             ORDER BY i.path",
+        )
+        .bind(lo)
+        .bind(hi)
+        .bind(at)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::new();
+        for r in rows {
+            if r.get::<i64, _>(2) != 0 {
+                continue;
+            }
+            let vid: i64 = r.get(1);
+            let digest: Option<Vec<u8>> = r.get(5);
+            out.push(RestoreEntry {
+                path: r.get(0),
+                size: r.get::<i64, _>(3) as u64,
+                mtime_ns: r.get(4),
+                digest: digest.map(|d| to_hash(&d)).transpose()?,
+                chunks: self.version_chunks(vid).await?,
+            });
+        }
+        Ok(out)
+    }
+
+    pub(crate) async fn version_chunks(&self, version_id: i64) -> Result<Vec<ChunkRef>> {
+        let rows = sqlx::query(
+            "SELECT c.hash, c.size, c.stored_size, c.compression FROM version_chunks vc JOIN chunks c ON c.hash = vc.hash
+             WHERE vc.version_id = $1 ORDER BY vc.idx",
+        )
+        .bind(version_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(chunk_ref).collect()
+    }
+
+    /// Every chunk the catalog holds, ordered by hash, in pages after `after`.
+    pub async fn chunks_page(&self, after: Option<Hash>, limit: i64) -> Result<Vec<ChunkRef>> {
+        let after = after.map(|h| h.to_vec()).unwrap_or_default();
+        let rows = sqlx::query(
+            "SELECT hash, size, stored_size, compression FROM chunks WHERE hash > $1 AND refcount > 0 ORDER BY hash LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(chunk_ref).collect()
+    }
+
+    /// Reference count and orphaning time (Unix ns, when the count fell to 0) of the
+    /// chunks among `hashes` that have a row.
+    pub async fn chunk_states(&self, hashes: &[Hash]) -> Result<HashMap<Hash, (i64, Option<i64>)>> {
+        let mut found = HashMap::new();
+        for batch in hashes.chunks(500) {
+            let sql = format!(
+                "SELECT hash, refcount, orphaned_at FROM chunks WHERE hash IN {}",
+                in_list(1, batch.len())
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for h in batch {
+                q = q.bind(h.as_slice());
+            }
+            for row in q.fetch_all(&self.pool).await? {
+                found.insert(
+                    to_hash(&row.get::<Vec<u8>, _>(0))?,
+                    (row.get(1), row.get(2)),
+                );
+            }
+        }
+        Ok(found)
+    }
+
+    /// Drops the row of a chunk whose object gc deleted, if it is still unreferenced.
+    pub async fn forget_chunk(&self, hash: &Hash) -> Result<()> {
+        sqlx::query("DELETE FROM chunks WHERE hash = $1 AND refcount = 0")
+            .bind(hash.as_slice())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Version retention: removes versions committed before `before` (Unix ns), except
+    /// each item's current version and the one that was current at `before` (so any
+    /// restore as of `before` or later stays exact); an item whose tombstone is older
+    /// than `before` goes entirely. A held item keeps its latest held claim, and a claim
+    /// of an open conflict keeps all of them, whatever their age. Chunk reference counts
+    /// follow; a chunk that loses its last reference is marked orphaned for gc. Returns
+    /// (versions, items) removed.
+    pub async fn prune_versions(&self, before: i64) -> Result<(u64, u64)> {
+        let mut tx = self.pool.begin().await?;
+        let doomed: Vec<i64> = sqlx::query_scalar(
+            "SELECT v.id FROM versions v JOIN items i ON i.id = v.item_id
+             WHERE v.committed_at < $1
+               AND NOT (v.held = 1 AND EXISTS (SELECT 1 FROM conflict_claims k JOIN conflicts c ON c.id = k.conflict_id
+                                               WHERE c.status = 'open' AND k.connector = i.connector AND k.source_id = i.source_id))
+               AND ((i.deleted = 1 AND i.held = 0 AND (SELECT c.committed_at FROM versions c WHERE c.id = i.current_version) < $1)
+                    OR (v.id <> i.current_version
+                        AND v.id <> (SELECT k.id FROM versions k WHERE k.item_id = v.item_id AND k.committed_at < $1 AND k.held = 0
+                                     ORDER BY k.committed_at DESC, k.id DESC LIMIT 1)
+                        AND NOT (i.held = 1 AND v.id = (SELECT h.id FROM versions h WHERE h.item_id = v.item_id AND h.held = 1
+                                                        ORDER BY h.committed_at DESC, h.id DESC LIMIT 1))))",
+        )
+        .bind(before)
+        .fetch_all(&mut *tx)
+        .await?;
+        let now = now_ns();
+        for batch in doomed.chunks(500) {
+            let list = in_list(1, batch.len());
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT hash, COUNT(*) FROM version_chunks WHERE version_id IN {list} GROUP BY hash"
+            )));
+            for id in batch {
+                q = q.bind(id);
+            }
+            let counts: Vec<(Vec<u8>, i64)> = q
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect();
+            for (hash, n) in counts {
+                sqlx::query(
+                    "UPDATE chunks SET refcount = refcount - $1,
+                       orphaned_at = CASE WHEN refcount - $1 <= 0 THEN $2 ELSE orphaned_at END
+                     WHERE hash = $3",
+                )
+                .bind(n)
+                .bind(now)
+                .bind(&hash)
+                .execute(&mut *tx)
+                .await?;
+            }
+            for table in [
+                "version_chunks WHERE version_id",
+                "version_principals WHERE version_id",
+                "versions WHERE id",
+            ] {
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DELETE FROM {table} IN {list}"
+                )));
+                for id in batch {
+                    q = q.bind(id);
+                }
+                q.execute(&mut *tx).await?;
+            }
+        }
+        let items = sqlx::query("DELETE FROM items WHERE NOT EXISTS (SELECT 1 FROM versions v WHERE v.item_id = items.id)")
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok((doomed.len() as u64, items))
+    }
+
+    /// Whether a chunk is committed with a positive reference count.
+    pub async fn chunk_referenced(&self, hash: &Hash) -> Result<bool> {
+        let n: Option<i64> = sqlx::query_scalar("SELECT refcount FROM chunks WHERE hash = $1")
+            .bind(hash.as_slice())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(n.unwrap_or(0) > 0)
+    }
+
+    /// Counts for status output.
+    pub async fn counts(&self) -> Result<(i64, i64, i64)> {
+        let r = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM items WHERE deleted = 0), (SELECT COUNT(*) FROM versions), (SELECT COUNT(*) FROM chunks)",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((r.get(0), r.get(1), r.get(2)))
+    }
+
+    // ---- leases -----------------------------------------------------------------
+
+    /// Takes the named lease for `ttl` unless someone else holds an unexpired one.
+    pub async fn try_lock(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {
+        let now = now_ns();
+        let r = sqlx::query(
+            "INSERT INTO locks (name, holder, expires_at) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+             WHERE locks.expires_at < $4 OR locks.holder = excluded.holder",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(now + ttl.as_nanos() as i64)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub async fn unlock(&self, name: &str, holder: &str) -> Result<()> {
+        sqlx::query("DELETE FROM locks WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

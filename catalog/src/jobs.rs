@@ -1,0 +1,294 @@
+//! Jobs (queued, running, finished; their counters and log) and the connectors'
+//! paused flags.
+
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use crate::{Catalog, Result, now_ns, redact};
+
+/// A job's counters (a point-in-time copy of the pipeline's `Progress`); stored as
+/// JSON in [`JobRow::stats`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct Stats {
+    pub files_seen: u64,
+    pub files_unchanged: u64,
+    pub files_planned: u64,
+    pub bytes_planned: u64,
+    pub files_done: u64,
+    pub files_failed: u64,
+    pub files_skipped: u64,
+    pub files_deleted: u64,
+    pub bytes_read: u64,
+    pub bytes_uploaded: u64,
+    pub bytes_deduplicated: u64,
+    pub chunks_new: u64,
+    pub chunks_reused: u64,
+    pub upload_retries: u64,
+    pub torn_reads: u64,
+    pub conflicts: u64,
+    pub files_held: u64,
+    pub files_relocated: u64,
+    pub versions_committed: u64,
+    pub listing_done: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JobRow {
+    pub id: i64,
+    pub connector: String,
+    pub kind: String,
+    pub trigger: String,
+    pub status: String,
+    pub queued_at: Option<i64>,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub error_count: i64,
+    pub last_error: Option<String>,
+    pub stats: String,
+}
+
+const JOB_COLUMNS: &str = "id, connector, kind, trigger, status, queued_at, started_at, finished_at, error_count, last_error, stats";
+
+fn job_row(r: sqlx::sqlite::SqliteRow) -> JobRow {
+    JobRow {
+        id: r.get(0),
+        connector: r.get(1),
+        kind: r.get(2),
+        trigger: r.get(3),
+        status: r.get(4),
+        queued_at: r.get(5),
+        started_at: r.get(6),
+        finished_at: r.get(7),
+        error_count: r.get(8),
+        last_error: r.get(9),
+        stats: r.get(10),
+    }
+}
+
+/// Filters of a job listing.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    pub connector: Option<String>,
+    pub status: Option<String>,
+    /// Jobs queued or started at or after this time (Unix ns).
+    pub since: Option<i64>,
+}
+
+/// One line of a job's log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LogLine {
+    pub at: i64,
+    pub level: String,
+    pub message: String,
+}
+
+impl Catalog {
+    pub async fn create_job(&self, connector: &str, kind: &str, trigger: &str) -> Result<i64> {
+        let id = sqlx::query_scalar(
+            "INSERT INTO jobs (connector, kind, trigger, status, started_at) VALUES ($1, $2, $3, 'running', $4) RETURNING id",
+        )
+        .bind(connector)
+        .bind(kind)
+        .bind(trigger)
+        .bind(now_ns())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    pub async fn finish_job(
+        &self,
+        id: i64,
+        status: &str,
+        stats_json: &str,
+        error_count: i64,
+        last_error: Option<&str>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE jobs SET status = $1, finished_at = $2, stats = $3, error_count = $4, last_error = $5 WHERE id = $6",
+        )
+        .bind(status)
+        .bind(now_ns())
+        .bind(stats_json)
+        .bind(error_count)
+        .bind(last_error.map(redact))
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Marks jobs left `running` or `queued` (by a crash or a stop) as `interrupted`;
+    /// returns the connectors they belonged to.
+    pub async fn interrupt_unfinished_jobs(&self) -> Result<Vec<String>> {
+        let connectors: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT connector FROM jobs WHERE status IN ('running', 'queued') ORDER BY connector",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        sqlx::query("UPDATE jobs SET status = 'interrupted', finished_at = $1 WHERE status IN ('running', 'queued')")
+            .bind(now_ns())
+            .execute(&self.pool)
+            .await?;
+        Ok(connectors)
+    }
+
+    pub async fn job(&self, id: i64) -> Result<Option<JobRow>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(job_row))
+    }
+
+    /// A job row in state `queued`, for the daemon's job queue.
+    pub async fn create_queued_job(
+        &self,
+        connector: &str,
+        kind: &str,
+        trigger: &str,
+    ) -> Result<i64> {
+        let id = sqlx::query_scalar(
+            "INSERT INTO jobs (connector, kind, trigger, status, queued_at) VALUES ($1, $2, $3, 'queued', $4) RETURNING id",
+        )
+        .bind(connector)
+        .bind(kind)
+        .bind(trigger)
+        .bind(now_ns())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    pub async fn start_job(&self, id: i64) -> Result<()> {
+        sqlx::query("UPDATE jobs SET status = 'running', started_at = $1 WHERE id = $2")
+            .bind(now_ns())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Jobs, newest first, with the total count for pagination.
+    pub async fn list_jobs(
+        &self,
+        f: &JobFilter,
+        page: i64,
+        per_page: i64,
+    ) -> Result<(Vec<JobRow>, i64)> {
+        const WHERE: &str = "($1 IS NULL OR connector = $1) AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR COALESCE(started_at, queued_at) >= $3)";
+        let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM jobs WHERE {WHERE}"
+        )))
+        .bind(&f.connector)
+        .bind(&f.status)
+        .bind(f.since)
+        .fetch_one(&self.pool)
+        .await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE {WHERE} ORDER BY id DESC LIMIT $4 OFFSET $5"
+        )))
+        .bind(&f.connector)
+        .bind(&f.status)
+        .bind(f.since)
+        .bind(per_page)
+        .bind((page - 1).max(0) * per_page)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok((rows.into_iter().map(job_row).collect(), total))
+    }
+
+    /// The latest job of a connector.
+    pub async fn last_job(&self, connector: &str) -> Result<Option<JobRow>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE connector = $1 ORDER BY id DESC LIMIT 1"
+        )))
+        .bind(connector)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(job_row))
+    }
+
+    /// When the connector's last successful job finished (Unix ns).
+    pub async fn last_success(&self, connector: &str) -> Result<Option<i64>> {
+        let v: Option<Option<i64>> = sqlx::query_scalar(
+            "SELECT MAX(finished_at) FROM jobs WHERE connector = $1 AND status = 'succeeded'",
+        )
+        .bind(connector)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(v.flatten())
+    }
+
+    /// Counts of jobs per status.
+    pub async fn job_status_counts(&self) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query("SELECT status, COUNT(*) FROM jobs GROUP BY status ORDER BY status")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// Replaces a job's log with `lines`.
+    pub async fn write_job_log(&self, job_id: i64, lines: &[LogLine]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM job_logs WHERE job_id = $1")
+            .bind(job_id)
+            .execute(&mut *tx)
+            .await?;
+        for (i, l) in lines.iter().enumerate() {
+            sqlx::query("INSERT INTO job_logs (job_id, seq, at, level, message) VALUES ($1, $2, $3, $4, $5)")
+                .bind(job_id)
+                .bind(i as i64)
+                .bind(l.at)
+                .bind(&l.level)
+                .bind(redact(&l.message))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn job_log(&self, job_id: i64) -> Result<Vec<LogLine>> {
+        let rows =
+            sqlx::query("SELECT at, level, message FROM job_logs WHERE job_id = $1 ORDER BY seq")
+                .bind(job_id)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| LogLine {
+                at: r.get(0),
+                level: r.get(1),
+                message: r.get(2),
+            })
+            .collect())
+    }
+
+    // ---- connectors -------------------------------------------------------------
+
+    pub async fn set_paused(&self, connector: &str, paused: bool) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO connectors (id, updated_at, paused) VALUES ($1, $2, $3)
+             ON CONFLICT (id) DO UPDATE SET paused = excluded.paused, updated_at = excluded.updated_at",
+        )
+        .bind(connector)
+        .bind(now_ns())
+        .bind(paused as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn paused_connectors(&self) -> Result<HashSet<String>> {
+        let v: Vec<String> = sqlx::query_scalar("SELECT id FROM connectors WHERE paused = 1")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(v.into_iter().collect())
+    }
+}
