@@ -30,6 +30,7 @@ async fn s3_stopped_for_ten_seconds_mid_run_slows_the_run_but_loses_nothing() {
             max_attempts: 30,
             base: Duration::from_millis(200),
             cap: Duration::from_secs(4),
+            ..RetryPolicy::default()
         },
         ..common::small_chunks()
     };

@@ -6,6 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tributary_config::{EmbedderConfig, Secret};
 use tributary_embed_local::Model;
+use tributary_retry::{RetryPolicy, Transient, with_retry};
 
 use crate::split::{ApproxSizer, Sizer};
 
@@ -178,7 +179,37 @@ pub struct HttpEmbedder {
     dim: std::sync::OnceLock<usize>,
 }
 
-const MAX_TRIES: u32 = 6;
+/// 6 attempts, waits from 0.5 s doubling to 30 s (or the provider's `Retry-After`, at
+/// most 2 minutes).
+const RETRY: RetryPolicy = RetryPolicy {
+    max_attempts: 6,
+    base: Duration::from_millis(500),
+    cap: Duration::from_secs(30),
+    max_retry_after: Duration::from_secs(120),
+};
+
+/// One failed request to the provider.
+enum Attempt {
+    /// Throttled, a server error or the network: worth another attempt.
+    Retry {
+        why: String,
+        after: Option<Duration>,
+    },
+    /// Refused for good (a bad key, a rejected input).
+    Final(EmbedError),
+}
+
+impl Transient for Attempt {
+    fn is_transient(&self) -> bool {
+        matches!(self, Attempt::Retry { .. })
+    }
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Attempt::Retry { after, .. } => *after,
+            Attempt::Final(_) => None,
+        }
+    }
+}
 
 impl HttpEmbedder {
     fn new(
@@ -232,60 +263,65 @@ impl HttpEmbedder {
             }
         };
         let endpoint = self.endpoint();
-        let mut delay = Duration::from_millis(500);
-        let mut last = String::new();
-        for attempt in 1..=MAX_TRIES {
-            let mut req = self.client.post(&endpoint).json(&body);
-            if let Flavor::OpenAi {
-                api_key: Some(k), ..
-            } = &self.flavor
-            {
-                req = req.bearer_auth(k.expose());
-            }
-            let wait = match req.send().await {
-                Ok(resp) => {
-                    let status = resp.status();
-                    if status.is_success() {
-                        let v: serde_json::Value = resp.json().await.map_err(|e| {
-                            EmbedError::Unavailable(format!("{endpoint}: unreadable response: {e}"))
-                        })?;
-                        return self.parse(&v, texts.len());
-                    }
-                    let retry_after = resp
-                        .headers()
-                        .get(reqwest::header::RETRY_AFTER)
-                        .and_then(|h| h.to_str().ok())
-                        .and_then(parse_retry_after);
-                    let text = resp.text().await.unwrap_or_default();
-                    let text: String = text.chars().take(300).collect();
-                    last = format!("{endpoint}: HTTP {status}: {text}");
-                    if status.as_u16() == 429 || status.is_server_error() {
-                        retry_after.unwrap_or(delay)
-                    } else if status.as_u16() == 401 || status.as_u16() == 403 {
-                        return Err(EmbedError::Unavailable(format!(
-                            "{endpoint}: HTTP {status}: the API key was refused"
-                        )));
-                    } else {
-                        return Err(EmbedError::Rejected(last));
-                    }
+        let r = with_retry(
+            RETRY,
+            |attempt, e: &Attempt| {
+                if let Attempt::Retry { why, .. } = e {
+                    tracing::warn!(attempt, "embedder: {why}; retrying");
                 }
-                Err(e) => {
-                    last = format!("{endpoint}: {e}");
-                    delay
-                }
-            };
-            if attempt == MAX_TRIES {
-                break;
-            }
-            tracing::warn!(
-                attempt,
-                wait_ms = wait.as_millis() as u64,
-                "embedder: {last}; retrying"
-            );
-            tokio::time::sleep(wait.min(Duration::from_secs(120))).await;
-            delay = (delay * 2).min(Duration::from_secs(30));
+            },
+            || self.request(&endpoint, &body),
+        )
+        .await;
+        match r {
+            Ok(v) => self.parse(&v, texts.len()),
+            Err(Attempt::Final(e)) => Err(e),
+            Err(Attempt::Retry { why, .. }) => Err(EmbedError::Unavailable(why)),
         }
-        Err(EmbedError::Unavailable(last))
+    }
+
+    /// One request: its JSON answer, or why it failed and whether to try again.
+    async fn request(
+        &self,
+        endpoint: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, Attempt> {
+        let mut req = self.client.post(endpoint).json(body);
+        if let Flavor::OpenAi {
+            api_key: Some(k), ..
+        } = &self.flavor
+        {
+            req = req.bearer_auth(k.expose());
+        }
+        let resp = req.send().await.map_err(|e| Attempt::Retry {
+            why: format!("{endpoint}: {e}"),
+            after: None,
+        })?;
+        let status = resp.status();
+        if status.is_success() {
+            return resp.json().await.map_err(|e| {
+                Attempt::Final(EmbedError::Unavailable(format!(
+                    "{endpoint}: unreadable response: {e}"
+                )))
+            });
+        }
+        let after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|v| tributary_retry::retry_after(v, std::time::SystemTime::now()));
+        let text = resp.text().await.unwrap_or_default();
+        let text: String = text.chars().take(300).collect();
+        let why = format!("{endpoint}: HTTP {status}: {text}");
+        Err(if status.as_u16() == 429 || status.is_server_error() {
+            Attempt::Retry { why, after }
+        } else if status.as_u16() == 401 || status.as_u16() == 403 {
+            Attempt::Final(EmbedError::Unavailable(format!(
+                "{endpoint}: HTTP {status}: the API key was refused"
+            )))
+        } else {
+            Attempt::Final(EmbedError::Rejected(why))
+        })
     }
 
     fn parse(&self, v: &serde_json::Value, n: usize) -> Result<Vec<Vec<f32>>, EmbedError> {
@@ -342,16 +378,6 @@ fn normalize(mut v: Vec<f32>) -> Vec<f32> {
     v
 }
 
-/// `Retry-After`: seconds or an HTTP date.
-fn parse_retry_after(s: &str) -> Option<Duration> {
-    if let Ok(secs) = s.trim().parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let t = chrono::DateTime::parse_from_rfc2822(s.trim()).ok()?;
-    let ms = (t.timestamp_millis() - chrono::Utc::now().timestamp_millis()).max(0);
-    Some(Duration::from_millis(ms as u64))
-}
-
 #[async_trait]
 impl Embedder for HttpEmbedder {
     fn id(&self) -> String {
@@ -380,19 +406,5 @@ impl Embedder for HttpEmbedder {
 
     fn sizer(&self) -> Arc<dyn Sizer> {
         Arc::new(ApproxSizer)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_after_takes_seconds_and_dates() {
-        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
-        let later = chrono::Utc::now() + chrono::Duration::seconds(30);
-        let d = parse_retry_after(&later.to_rfc2822()).unwrap();
-        assert!(d > Duration::from_secs(25) && d <= Duration::from_secs(30));
-        assert_eq!(parse_retry_after("soon"), None);
     }
 }

@@ -224,8 +224,11 @@ fn client_request_id() -> String {
     )
 }
 
-/// A wait plus up to a tenth of it (at most 1 s) at random, so that clients released
-/// by the same Retry-After do not all come back at the same instant.
+// Graph's retries do not go through `tributary_retry::with_retry`: a throttled answer
+// closes the tenant's gate (every request of every connector to that tenant waits), so
+// the wait is the gate's, not a sleep of the one request that saw it. The Retry-After
+// parser is the shared one.
+
 /// The longest wait between retries when Graph gives no Retry-After.
 const BACKOFF_CAP: Duration = Duration::from_secs(60);
 
@@ -234,54 +237,18 @@ fn grow(backoff: Duration) -> Duration {
     (backoff * 2).min(BACKOFF_CAP)
 }
 
+/// A wait plus up to a tenth of it (at most 1 s) at random, so that clients released
+/// by the same Retry-After do not all come back at the same instant — and never sooner
+/// than the server asked.
 fn jittered(wait: Duration) -> Duration {
     let max = (wait / 10).min(Duration::from_secs(1));
     wait + max.mul_f64(rand::random::<f64>())
 }
 
-/// `Retry-After` in seconds or as an HTTP date.
+/// `Retry-After` in seconds or as an HTTP date ([`tributary_retry::retry_after`]).
 fn retry_after(h: &header::HeaderMap) -> Option<Duration> {
-    let v = h.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = httpdate(v)?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?
-        .as_secs() as i64;
-    Some(Duration::from_secs((at - now).max(0) as u64))
-}
-
-/// `Sun, 06 Nov 1994 08:49:37 GMT` → Unix seconds.
-fn httpdate(s: &str) -> Option<i64> {
-    let p: Vec<&str> = s.split_whitespace().collect();
-    let [_, day, mon, year, time, _] = p.as_slice() else {
-        return None;
-    };
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let m = MONTHS.iter().position(|x| x == mon)? as i64 + 1;
-    let t: Vec<i64> = time.split(':').filter_map(|x| x.parse().ok()).collect();
-    let [h, mi, se] = t.as_slice() else {
-        return None;
-    };
-    Some(
-        days_from_civil(year.parse().ok()?, m, day.parse().ok()?) * 86_400
-            + h * 3600
-            + mi * 60
-            + se,
-    )
-}
-
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    let v = h.get(header::RETRY_AFTER)?.to_str().ok()?;
+    tributary_retry::retry_after(v, std::time::SystemTime::now())
 }
 
 impl SharePointConnector {
@@ -1086,14 +1053,6 @@ impl SourceFile for Streamed {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dates_parse() {
-        assert_eq!(
-            httpdate("Tue, 14 Nov 2023 22:13:20 GMT"),
-            Some(1_700_000_000)
-        );
-    }
 
     #[test]
     fn backoff_without_retry_after_doubles_up_to_a_cap() {

@@ -1,12 +1,13 @@
 //! Matrix products: `out = x · Wᵀ + b` with the dense layers' weights packed once, at
 //! load time, into the layout the kernel reads (column panels of [`NR`], k-major), so
 //! that no call repacks them; the attention products pack their right-hand side (a
-//! head's keys or values) into a reused buffer. The kernel keeps a 6 × 16 block of the output in registers over a
-//! slice of k (12 AVX2 accumulators, FMA); x is read in place, a block of rows at a
-//! time that stays in L2, while each weight panel slice stays in L1.
+//! head's keys or values) into a reused buffer. A kernel keeps a block of the output in
+//! registers over a slice of k: 12 × 16 with AVX-512F (12 accumulators of 16 lanes),
+//! 6 × 16 with AVX2 + FMA (12 accumulators of 8 lanes); x is read in place, a block of
+//! rows at a time that stays in L2, while each weight panel slice stays in L1.
 //!
-//! x86-64 with AVX2 and FMA (detected at run time) uses the intrinsics kernel; anything
-//! else uses a portable kernel over the same layout that the compiler vectorizes.
+//! The kernel is chosen at run time ([`best_kernel`]): AVX-512F, else AVX2 + FMA, else
+//! a portable kernel over the same layout that the compiler vectorizes.
 
 /// Output columns per panel (two AVX2 vectors).
 pub(crate) const NR: usize = 16;
