@@ -267,10 +267,7 @@ impl Catalog {
         let now = now_ns();
         let mut per: std::collections::BTreeMap<String, i64> = Default::default();
         for r in rows {
-            let retries: i64 = r.get(1);
-            let at: i64 = r.get(2);
-            let wait = backoff.as_nanos() as i64 * (1i64 << retries.clamp(0, 20));
-            if at.saturating_add(wait) <= now {
+            if retry_is_due(r.get(1), r.get(2), now, max_retries, backoff) {
                 *per.entry(r.get(0)).or_default() += 1;
             }
         }
@@ -369,6 +366,21 @@ impl Catalog {
     }
 }
 
+/// Whether a failed item is retried now: fewer than `max_retries` retries so far, and
+/// its last failure (`failed_at`, Unix ns) older than `backoff × 2^retries` at `now`.
+/// An exhausted item is never due, however long it waits.
+pub(crate) fn retry_is_due(
+    retries: i64,
+    failed_at: i64,
+    now: i64,
+    max_retries: i64,
+    backoff: Duration,
+) -> bool {
+    let backoff = i64::try_from(backoff.as_nanos()).unwrap_or(i64::MAX);
+    let wait = backoff.saturating_mul(1i64 << retries.clamp(0, 20));
+    retries < max_retries && failed_at.saturating_add(wait) <= now
+}
+
 fn item_row(r: sqlx::sqlite::SqliteRow) -> ItemRow {
     let path: Vec<u8> = r.get(2);
     let failed: Option<String> = r.get(7);
@@ -393,5 +405,48 @@ fn item_row(r: sqlx::sqlite::SqliteRow) -> ItemRow {
         last_error: failed,
         retry_count: r.get(8),
         failed_at: r.get(9),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_doubling_and_stop_at_the_maximum() {
+        const S: i64 = 1_000_000_000;
+        let b = Duration::from_secs(1);
+        for (retries, waited_s, due) in [
+            (0, 0, false),
+            (0, 1, true),
+            (1, 1, false),
+            (1, 2, true),
+            (2, 3, false),
+            (2, 4, true),
+            (3, 1_000_000, false), // exhausted (max 3): never
+            (9, 1_000_000, false),
+        ] {
+            assert_eq!(
+                retry_is_due(retries, 0, waited_s * S, 3, b),
+                due,
+                "{retries} retries, {waited_s}s after the failure"
+            );
+        }
+        // far-future counts and backoffs do not overflow into "due"
+        let now = 1i64 << 62;
+        assert!(!retry_is_due(
+            60,
+            1_000,
+            now,
+            100,
+            Duration::from_secs(u64::MAX / 4)
+        ));
+        assert!(!retry_is_due(
+            60,
+            1_000,
+            now,
+            100,
+            Duration::from_secs(1 << 40)
+        ));
     }
 }

@@ -737,7 +737,24 @@ async fn unreadable_files_fail_alone_are_retried_with_backoff_then_given_up() {
         failed["items"][0]["retry_count"] == 2
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // a third retry would be due 4 s (1 s × 2²) after the last failure if the limit
+    // did not hold; give the sweep (every second) two rounds past that, measured from
+    // the failure the daemon recorded rather than from now
+    let failed = d
+        .get("/api/v1/items?status=failed&prefix=/docs/locked.txt")
+        .await;
+    let at =
+        chrono::DateTime::parse_from_rfc3339(failed["items"][0]["failed_at"].as_str().unwrap())
+            .unwrap();
+    let past_due = at + chrono::Duration::seconds(4 + 2);
+    while chrono::Utc::now() < past_due {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        d.get("/api/v1/items?status=failed&prefix=/docs/locked.txt")
+            .await["items"][0]["retry_count"],
+        2
+    );
     let retries = d
         .jobs("")
         .await

@@ -329,6 +329,17 @@ mod tests {
         s
     }
 
+    /// `b`'s one claim against `a`'s one owner (or none), under `policy`.
+    fn one(policy: Policy, a_case_sensitive: bool, c: NewVersion, o: Option<Owner>) -> Decided {
+        decide(
+            &ns(policy, a_case_sensitive),
+            "b",
+            vec![c],
+            AT,
+            &standing(o),
+        )
+    }
+
     /// What a decision comes to, in the terms a user sees.
     #[derive(Debug, PartialEq, Eq)]
     struct Outcome {
@@ -400,12 +411,11 @@ mod tests {
                 },
             ),
         ] {
-            let d = decide(
-                &ns(policy, true),
-                "b",
-                vec![claim("/t/r.txt", 20, 2)],
-                AT,
-                &standing(Some(owner("/t/r.txt", 10, 1))),
+            let d = one(
+                policy,
+                true,
+                claim("/t/r.txt", 20, 2),
+                Some(owner("/t/r.txt", 10, 1)),
             );
             assert_eq!(outcome(&d), want, "{policy:?}");
             assert_eq!(d.notes.len(), 1, "{policy:?}: one note per conflict");
@@ -415,12 +425,11 @@ mod tests {
     #[test]
     fn newest_wins_compares_mtimes_and_ties_go_to_the_connector_listed_first() {
         for (mine, theirs, b_wins) in [(20, 10, true), (10, 20, false), (10, 10, false)] {
-            let d = decide(
-                &ns(Policy::NewestWins, true),
-                "b",
-                vec![claim("/t/r.txt", mine, 2)],
-                AT,
-                &standing(Some(owner("/t/r.txt", theirs, 1))),
+            let d = one(
+                Policy::NewestWins,
+                true,
+                claim("/t/r.txt", mine, 2),
+                Some(owner("/t/r.txt", theirs, 1)),
             );
             let o = outcome(&d);
             let resolution = if b_wins {
@@ -440,12 +449,11 @@ mod tests {
     #[test]
     fn identical_content_keeps_the_owner_whatever_the_policy() {
         for policy in [Policy::Manual, Policy::SourceWins, Policy::NewestWins] {
-            let d = decide(
-                &ns(policy, true),
-                "b",
-                vec![claim("/t/r.txt", 20, 7)],
-                AT,
-                &standing(Some(owner("/t/r.txt", 10, 7))),
+            let d = one(
+                policy,
+                true,
+                claim("/t/r.txt", 20, 7),
+                Some(owner("/t/r.txt", 10, 7)),
             );
             assert_eq!(
                 outcome(&d),
@@ -461,20 +469,18 @@ mod tests {
     #[test]
     fn kinds_path_claim_name_collision_and_diverged() {
         // other case: a collision only where a side folds case
-        let d = decide(
-            &ns(Policy::Manual, false),
-            "b",
-            vec![claim("/t/Report.txt", 20, 2)],
-            AT,
-            &standing(Some(owner("/t/report.txt", 10, 1))),
+        let d = one(
+            Policy::Manual,
+            false,
+            claim("/t/Report.txt", 20, 2),
+            Some(owner("/t/report.txt", 10, 1)),
         );
         assert_eq!(outcome(&d).records, vec![(NAME_COLLISION, None, None)]);
-        let d = decide(
-            &ns(Policy::Manual, true),
-            "b",
-            vec![claim("/t/Report.txt", 20, 2)],
-            AT,
-            &standing(Some(owner("/t/report.txt", 10, 1))),
+        let d = one(
+            Policy::Manual,
+            true,
+            claim("/t/Report.txt", 20, 2),
+            Some(owner("/t/report.txt", 10, 1)),
         );
         assert_eq!(
             outcome(&d),
@@ -485,12 +491,11 @@ mod tests {
             "both case-sensitive: two files"
         );
         // another Unicode form of the same name collides even case-sensitively
-        let d = decide(
-            &ns(Policy::Manual, true),
-            "b",
-            vec![claim("/t/Cafe\u{301}.txt", 20, 2)],
-            AT,
-            &standing(Some(owner("/t/Caf\u{e9}.txt", 10, 1))),
+        let d = one(
+            Policy::Manual,
+            true,
+            claim("/t/Cafe\u{301}.txt", 20, 2),
+            Some(owner("/t/Caf\u{e9}.txt", 10, 1)),
         );
         assert_eq!(outcome(&d).records, vec![(NAME_COLLISION, None, None)]);
         // a held item that was visible before lost its path: diverged
@@ -515,13 +520,7 @@ mod tests {
     #[test]
     fn an_unclaimed_path_its_own_item_and_a_claim_earlier_in_the_batch() {
         // no owner: visible, no record
-        let d = decide(
-            &ns(Policy::Manual, true),
-            "b",
-            vec![claim("/t/n.txt", 1, 1)],
-            AT,
-            &standing(None),
-        );
+        let d = one(Policy::Manual, true, claim("/t/n.txt", 1, 1), None);
         assert_eq!(
             outcome(&d),
             Outcome {
