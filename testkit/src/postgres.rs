@@ -120,7 +120,8 @@ impl Postgres {
             }
         };
         // The watchdog runs the server in the foreground and stops it (fast) when the
-        // test process is gone.
+        // test process is gone. The signal goes to the postmaster itself (its pid file):
+        // `runuser` does not pass SIGINT on, so signalling it alone left servers behind.
         let postgres = bin.join("postgres");
         let runner = if is_root() {
             format!("runuser -u {USER} -- ")
@@ -129,8 +130,9 @@ impl Postgres {
         };
         let script = format!(
             "{runner}{pg} -D {data} -h 127.0.0.1 -p {port} -k {data} -c fsync=off -c max_connections=200 >>{log} 2>&1 & w=$!; \
-             trap 'kill -INT $w; wait $w; exit 0' TERM; \
-             while kill -0 {me} 2>/dev/null && kill -0 $w 2>/dev/null; do sleep 0.5; done; kill -INT $w 2>/dev/null; wait $w; rm -rf '{dir}'",
+             stop() {{ kill -INT $(head -n1 '{data}/postmaster.pid' 2>/dev/null) $w 2>/dev/null; wait $w; }}; \
+             trap 'stop; exit 0' TERM; \
+             while kill -0 {me} 2>/dev/null && kill -0 $w 2>/dev/null; do sleep 0.5; done; stop; rm -rf '{dir}'",
             pg = postgres.display(),
             data = data.display(),
             log = dir.join("server.log").display(),
