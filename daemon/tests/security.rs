@@ -768,7 +768,7 @@ async fn a_schema_driven_fuzzer_finds_no_mismatch_between_the_api_and_its_docume
         ("notes.md", b"# Pumps\n\nClean the filter every month.\n"),
         ("b.txt", b"invoice payment terms"),
     ];
-    let (_dir, d) = daemon_configured(&files, api, "    vectorize: true\n", &vectorize, true).await;
+    let (dir, d) = daemon_configured(&files, api, "    vectorize: true\n", &vectorize, true).await;
     d.wait_for("search to be ready", 120, async |d| {
         d.call("GET", "/api/v1/search?q=filter", Some(VIEWER), None)
             .await
@@ -787,6 +787,8 @@ async fn a_schema_driven_fuzzer_finds_no_mismatch_between_the_api_and_its_docume
         .args(["-H", &format!("Authorization: Bearer {ADMIN}")])
         .args(["--checks", "all", "--max-time", &seconds, "-w", "1"])
         .env("NO_COLOR", "1")
+        // its cache (`.schemathesis/`) goes to the test's directory, not the source tree
+        .current_dir(dir.path())
         .output()
         .await
         .unwrap();
