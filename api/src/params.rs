@@ -49,8 +49,14 @@ impl Params {
     /// RFC 3339 or Unix seconds, as Unix nanoseconds.
     pub fn time(&mut self, name: &str) -> Option<i64> {
         let v = self.raw.get(name)?.clone();
-        if let Ok(secs) = v.parse::<i64>() {
-            return Some(secs.saturating_mul(1_000_000_000));
+        let digits = v.strip_prefix('-').unwrap_or(&v);
+        if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+            // Unix seconds; beyond what nanoseconds count, the ends of time
+            return Some(match v.parse::<i64>() {
+                Ok(secs) => secs.saturating_mul(1_000_000_000),
+                Err(_) if v.starts_with('-') => i64::MIN,
+                Err(_) => i64::MAX,
+            });
         }
         match chrono::DateTime::parse_from_rfc3339(&v) {
             // times nanoseconds cannot count (before 1677, after 2262) are the ends
@@ -96,4 +102,28 @@ pub fn meta(page: i64, per_page: i64, total: i64) -> serde_json::Value {
         "total": total,
         "pages": if total == 0 { 0 } else { (total + per_page - 1) / per_page },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn time(v: &str) -> (Option<i64>, usize) {
+        let mut p = Params::new(HashMap::from([("since".to_string(), v.to_string())]));
+        (p.time("since"), p.errors.len())
+    }
+
+    #[test]
+    fn times_are_rfc3339_or_any_integer_of_unix_seconds() {
+        assert_eq!(time("1"), (Some(1_000_000_000), 0));
+        assert_eq!(time("-2"), (Some(-2_000_000_000), 0));
+        assert_eq!(time("1970-01-01T00:00:03Z"), (Some(3_000_000_000), 0));
+        // any integer is a time: beyond nanoseconds' range, the ends
+        assert_eq!(time("-18522200652775759544320"), (Some(i64::MIN), 0));
+        assert_eq!(time("99999999999999999999999"), (Some(i64::MAX), 0));
+        assert_eq!(time("9999999999"), (Some(i64::MAX), 0));
+        for bad in ["", "-", "1.5", "soon", "12ab"] {
+            assert_eq!(time(bad), (None, 1), "{bad}");
+        }
+    }
 }
