@@ -41,30 +41,13 @@ pub fn quick_xor_hash(data: &[u8]) -> String {
     for (j, l) in len.iter().enumerate() {
         bits[12 + j] ^= l;
     }
-    base64(&bits)
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bits)
 }
 
 /// `t` as an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`), for a scripted Retry-After.
 pub fn http_date(t: std::time::SystemTime) -> String {
     httpdate::fmt_http_date(t)
-}
-
-fn base64(b: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for c in b.chunks(3) {
-        let n = (c[0] as u32) << 16
-            | (*c.get(1).unwrap_or(&0) as u32) << 8
-            | *c.get(2).unwrap_or(&0) as u32;
-        for k in 0..4 {
-            if k <= c.len() {
-                out.push(A[(n >> (18 - 6 * k) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 #[derive(Debug, Clone)]
@@ -753,42 +736,9 @@ fn log(s: &mut St, listener: &'static str, method: &Method, uri: &str, h: &Heade
 }
 
 fn query(uri: &axum::http::Uri) -> HashMap<String, String> {
-    uri.query()
-        .unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (pct_decode(k), pct_decode(v))
-        })
+    form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+        .into_owned()
         .collect()
-}
-
-fn pct_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        let hex = b
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (b[i], hex) {
-            (b'%', Some(v)) => {
-                out.push(v);
-                i += 3;
-            }
-            (b'+', _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 async fn graph_handler(State(st): State<Arc<Mutex<St>>>, req: Request) -> Response {
@@ -1303,11 +1253,7 @@ fn token(s: &mut St, path: &str, h: &HeaderMap, body: &[u8]) -> Response {
             "Tenant not found.",
         );
     }
-    let form: HashMap<String, String> = String::from_utf8_lossy(body)
-        .split('&')
-        .filter_map(|p| p.split_once('='))
-        .map(|(k, v)| (pct_decode(k), pct_decode(v)))
-        .collect();
+    let form: HashMap<String, String> = form_urlencoded::parse(body).into_owned().collect();
     if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
         return err(
             StatusCode::BAD_REQUEST,

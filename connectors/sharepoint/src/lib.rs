@@ -212,16 +212,7 @@ fn connector_error(e: GraphError) -> ConnectorError {
 /// A new `client-request-id` (a random UUID), which Graph echoes and logs: support
 /// can trace a request from it.
 fn client_request_id() -> String {
-    let r: u128 = rand::random();
-    let h = format!("{r:032x}");
-    format!(
-        "{}-{}-4{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[13..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    uuid::Uuid::new_v4().to_string()
 }
 
 // Graph's retries do not go through `tributary_retry::with_retry`: a throttled answer

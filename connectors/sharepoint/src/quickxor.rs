@@ -2,6 +2,8 @@
 //! 160-bit register into which byte `i` is XORed at bit offset `(i * 11) mod 160`
 //! (wrapping), with the length XORed into the last 8 bytes; base64.
 
+use base64::Engine as _;
+
 pub struct QuickXor {
     reg: [u8; 20],
     len: u64,
@@ -39,26 +41,8 @@ impl QuickXor {
         for (j, l) in self.len.to_le_bytes().iter().enumerate() {
             out[12 + j] ^= l;
         }
-        base64(&out)
+        base64::engine::general_purpose::STANDARD.encode(out)
     }
-}
-
-fn base64(b: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(b.len().div_ceil(3) * 4);
-    for c in b.chunks(3) {
-        let n = (c[0] as u32) << 16
-            | (*c.get(1).unwrap_or(&0) as u32) << 8
-            | *c.get(2).unwrap_or(&0) as u32;
-        for k in 0..4 {
-            out.push(if k <= c.len() {
-                A[(n >> (18 - 6 * k) & 63) as usize] as char
-            } else {
-                '='
-            });
-        }
-    }
-    out
 }
 
 #[cfg(test)]
