@@ -52,7 +52,12 @@ async fn schedule_fires_jobs_are_listed_with_pagination_and_filters() {
     let total = meta["total"].as_i64().unwrap();
     assert!(total >= 3);
     assert_eq!(meta["pages"], (total + 1) / 2);
-    assert_eq!(page["items"].as_array().unwrap().len(), 2);
+    // the second page holds the third and fourth job (a fourth may still be running)
+    assert_eq!(
+        page["items"].as_array().unwrap().len() as i64,
+        (total - 2).min(2),
+        "{page}"
+    );
     let none = d.get("/api/v1/jobs?connector=nope").await;
     assert_eq!(none["meta"]["total"], 0);
     let future = d.get("/api/v1/jobs?since=2200-01-01T00:00:00Z").await;
