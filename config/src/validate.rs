@@ -1254,78 +1254,70 @@ fn connector(cx: &mut Ctx, path: &str, rc: &raw::RawConnector) -> Option<Connect
 
 use ConnectorKind::{Local, Sharepoint, Smb};
 
-/// The keys of a connector that belong to some kinds only, and those kinds. Keys not
-/// listed (id, kind, target, schedule, filters, policies, vectorize) apply to every
-/// kind; `watch` has its own message.
-const KIND_KEYS: &[(&str, &[ConnectorKind])] = &[
-    ("path", &[Local, Smb]),
-    ("follow_symlinks", &[Local]),
-    ("one_file_system", &[Local]),
-    ("server", &[Smb]),
-    ("port", &[Smb]),
-    ("share", &[Smb]),
-    ("domain", &[Smb]),
-    ("username", &[Smb]),
-    ("password", &[Smb]),
-    ("password_file", &[Smb]),
-    ("protocol", &[Smb]),
-    ("directory_timeout", &[Smb]),
-    ("workers", &[Smb]),
-    ("tenant_id", &[Sharepoint]),
-    ("client_id", &[Sharepoint]),
-    ("client_secret", &[Sharepoint]),
-    ("client_secret_file", &[Sharepoint]),
-    ("certificate_file", &[Sharepoint]),
-    ("private_key_file", &[Sharepoint]),
-    ("site", &[Sharepoint]),
-    ("drives", &[Sharepoint]),
-    ("graph_url", &[Sharepoint]),
-    ("token_url", &[Sharepoint]),
-    ("permissions", &[Sharepoint]),
-    ("permissions_rescan", &[Sharepoint]),
-    ("read_timeout", &[Sharepoint]),
-];
+/// A kind-specific connector key: its name, the kinds it belongs to, whether it is set.
+type KindKey = (
+    &'static str,
+    &'static [ConnectorKind],
+    fn(&raw::RawConnector) -> bool,
+);
 
-/// Whether the kind-specific `key` is set in `rc`.
-fn key_is_set(rc: &raw::RawConnector, key: &str) -> bool {
-    match key {
-        "path" => rc.path.is_some(),
-        "follow_symlinks" => rc.follow_symlinks.is_some(),
-        "one_file_system" => rc.one_file_system.is_some(),
-        "server" => rc.server.is_some(),
-        "port" => rc.port.is_some(),
-        "share" => rc.share.is_some(),
-        "domain" => rc.domain.is_some(),
-        "username" => rc.username.is_some(),
-        "password" => rc.password.is_some(),
-        "password_file" => rc.password_file.is_some(),
-        "protocol" => rc.protocol.is_some(),
-        "directory_timeout" => rc.directory_timeout.is_some(),
-        "workers" => rc.workers.is_some(),
-        "tenant_id" => rc.tenant_id.is_some(),
-        "client_id" => rc.client_id.is_some(),
-        "client_secret" => rc.client_secret.is_some(),
-        "client_secret_file" => rc.client_secret_file.is_some(),
-        "certificate_file" => rc.certificate_file.is_some(),
-        "private_key_file" => rc.private_key_file.is_some(),
-        "site" => rc.site.is_some(),
-        "drives" => !rc.drives.is_empty(),
-        "graph_url" => rc.graph_url.is_some(),
-        "token_url" => rc.token_url.is_some(),
-        "permissions" => rc.permissions.is_some(),
-        "permissions_rescan" => rc.permissions_rescan.is_some(),
-        "read_timeout" => rc.read_timeout.is_some(),
-        other => unreachable!("`{other}` is not in KIND_KEYS"),
-    }
-}
+/// The keys of a connector that belong to some kinds only. Keys not listed (id, kind,
+/// target, schedule, filters, policies, vectorize) apply to every kind; `watch` has its
+/// own message.
+const KIND_KEYS: &[KindKey] = &[
+    ("path", &[Local, Smb], |rc| rc.path.is_some()),
+    ("follow_symlinks", &[Local], |rc| {
+        rc.follow_symlinks.is_some()
+    }),
+    ("one_file_system", &[Local], |rc| {
+        rc.one_file_system.is_some()
+    }),
+    ("server", &[Smb], |rc| rc.server.is_some()),
+    ("port", &[Smb], |rc| rc.port.is_some()),
+    ("share", &[Smb], |rc| rc.share.is_some()),
+    ("domain", &[Smb], |rc| rc.domain.is_some()),
+    ("username", &[Smb], |rc| rc.username.is_some()),
+    ("password", &[Smb], |rc| rc.password.is_some()),
+    ("password_file", &[Smb], |rc| rc.password_file.is_some()),
+    ("protocol", &[Smb], |rc| rc.protocol.is_some()),
+    ("directory_timeout", &[Smb], |rc| {
+        rc.directory_timeout.is_some()
+    }),
+    ("workers", &[Smb], |rc| rc.workers.is_some()),
+    ("tenant_id", &[Sharepoint], |rc| rc.tenant_id.is_some()),
+    ("client_id", &[Sharepoint], |rc| rc.client_id.is_some()),
+    ("client_secret", &[Sharepoint], |rc| {
+        rc.client_secret.is_some()
+    }),
+    ("client_secret_file", &[Sharepoint], |rc| {
+        rc.client_secret_file.is_some()
+    }),
+    ("certificate_file", &[Sharepoint], |rc| {
+        rc.certificate_file.is_some()
+    }),
+    ("private_key_file", &[Sharepoint], |rc| {
+        rc.private_key_file.is_some()
+    }),
+    ("site", &[Sharepoint], |rc| rc.site.is_some()),
+    ("drives", &[Sharepoint], |rc| !rc.drives.is_empty()),
+    ("graph_url", &[Sharepoint], |rc| rc.graph_url.is_some()),
+    ("token_url", &[Sharepoint], |rc| rc.token_url.is_some()),
+    ("permissions", &[Sharepoint], |rc| rc.permissions.is_some()),
+    ("permissions_rescan", &[Sharepoint], |rc| {
+        rc.permissions_rescan.is_some()
+    }),
+    ("read_timeout", &[Sharepoint], |rc| {
+        rc.read_timeout.is_some()
+    }),
+];
 
 /// The keys set in `rc` that do not belong to its kind, each with the kinds it does
 /// belong to.
 fn foreign_keys(rc: &raw::RawConnector) -> Vec<(&'static str, &'static [ConnectorKind])> {
     KIND_KEYS
         .iter()
-        .filter(|(key, kinds)| !kinds.contains(&rc.kind) && key_is_set(rc, key))
-        .map(|&(key, kinds)| (key, kinds))
+        .filter(|(_, kinds, is_set)| !kinds.contains(&rc.kind) && is_set(rc))
+        .map(|&(key, kinds, _)| (key, kinds))
         .collect()
 }
 
@@ -1628,7 +1620,7 @@ mod kind_key_tests {
         let schema = serde_json::to_value(schemars::schema_for!(raw::RawConnector)).unwrap();
         let props = schema["properties"].as_object().unwrap();
         for key in props.keys() {
-            let listed = KIND_KEYS.iter().any(|(k, _)| k == key);
+            let listed = KIND_KEYS.iter().any(|(k, _, _)| k == key);
             assert!(
                 listed != COMMON.contains(&key.as_str()),
                 "`{key}` must be either common or in KIND_KEYS (exactly one)"
