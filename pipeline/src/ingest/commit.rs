@@ -1,0 +1,157 @@
+//! Committing: versions are batched into catalog transactions; each batch has its
+//! conflicts decided, then its manifest written to the store, then its catalog
+//! transaction (design invariant 3).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tributary_catalog::{CommitBatch, NewVersion, now_ns};
+use tributary_store::PutMode;
+use tributary_store::retry::with_retry;
+
+use super::{CommitMsg, Job};
+use crate::fault;
+use crate::manifest::{self, Manifest};
+use crate::progress::Progress;
+
+/// Batches versions into catalog transactions, each preceded by its manifest.
+pub(super) async fn commit_loop(job: Arc<Job>, mut rx: mpsc::Receiver<CommitMsg>) {
+    let s = &job.p.settings;
+    let mut batch: Vec<NewVersion> = Vec::new();
+    let mut checkpoint: Option<String> = None;
+    let mut batch_no = 0u64;
+    let mut deadline = tokio::time::Instant::now();
+    loop {
+        let msg = if batch.is_empty() {
+            rx.recv().await
+        } else {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(m) => m,
+                Err(_) => {
+                    flush(&job, &mut batch, &mut checkpoint, &mut batch_no).await;
+                    continue;
+                }
+            }
+        };
+        match msg {
+            None => break,
+            Some(CommitMsg::Version(v)) => {
+                if batch.is_empty() {
+                    deadline = tokio::time::Instant::now() + s.commit_interval;
+                }
+                batch.push(v);
+                if batch.len() >= s.commit_batch_size {
+                    flush(&job, &mut batch, &mut checkpoint, &mut batch_no).await;
+                }
+            }
+            Some(CommitMsg::Checkpoint(c)) => checkpoint = Some(c),
+        }
+    }
+    if !batch.is_empty() || checkpoint.is_some() {
+        flush(&job, &mut batch, &mut checkpoint, &mut batch_no).await;
+    }
+}
+
+async fn flush(
+    job: &Arc<Job>,
+    batch: &mut Vec<NewVersion>,
+    checkpoint: &mut Option<String>,
+    batch_no: &mut u64,
+) {
+    if job.stopped() {
+        // A failed job commits nothing more; what it uploaded is collected by gc.
+        batch.clear();
+        return;
+    }
+    // Conflicts are decided against the catalog as it is now, and the decision is
+    // committed before another batch (of any job) may decide on the same paths.
+    let _claims = job.p.catalog.claims_lock().await;
+    let committed_at = now_ns();
+    let decided = match job
+        .p
+        .catalog
+        .decide(
+            &job.spec.namespace,
+            &job.spec.connector_id,
+            std::mem::take(batch),
+            committed_at,
+        )
+        .await
+    {
+        Ok(d) => d,
+        Err(e) => return job.fail(format!("decide conflicts: {e}")),
+    };
+    let mut versions = decided.versions;
+    for v in versions.iter_mut() {
+        v.committed_at = committed_at;
+    }
+    *batch_no += 1;
+    let key = manifest::key(&job.spec.connector_id, committed_at, job.job_id, *batch_no);
+    let m = Manifest {
+        format: 1,
+        connector: job.spec.connector_id.clone(),
+        job_id: Some(job.job_id),
+        committed_at,
+        checkpoint: checkpoint.clone(),
+        versions,
+    };
+    let body = match manifest::encode(&m) {
+        Ok(b) => Bytes::from(b),
+        Err(e) => return job.fail(e),
+    };
+    fault::point("commit.before_manifest");
+    let store = job.p.store.clone();
+    let put = with_retry(
+        job.p.settings.retry,
+        |_, _| Progress::add(&job.progress.upload_retries, 1),
+        || store.put(&key, body.clone(), PutMode::IfAbsent),
+    );
+    let put = tokio::select! {
+        r = put => r,
+        // cancelled: this batch is not committed (its data is collected by gc)
+        _ = job.operator_cancelled() => return,
+    };
+    match put {
+        Ok(()) => {}
+        // a retried put whose first attempt landed
+        Err(e) if e.class == tributary_store::ErrorClass::AlreadyExists => {}
+        Err(e) => return job.fail(format!("write manifest to {}: {e}", job.p.store.describe())),
+    }
+    fault::point("commit.after_manifest");
+    let commit = CommitBatch {
+        connector: &job.spec.connector_id,
+        job_id: Some(job.job_id),
+        versions: &m.versions,
+        checkpoint: m.checkpoint.as_deref(),
+        manifest: Some(&key),
+        conflicts: &decided.ops,
+    };
+    if let Err(e) = job.p.catalog.commit_batch(&commit).await {
+        return job.fail(format!("catalog commit: {e}"));
+    }
+    fault::point("commit.after_catalog");
+    let own = m.versions.iter().filter(|v| !v.displaced);
+    let deleted = own.clone().filter(|v| v.deleted).count() as u64;
+    let held = own.clone().filter(|v| v.held && !v.deleted).count() as u64;
+    let own = own.count() as u64;
+    Progress::add(&job.progress.versions_committed, m.versions.len() as u64);
+    Progress::add(&job.progress.files_deleted, deleted);
+    Progress::add(&job.progress.files_held, held);
+    Progress::add(&job.progress.files_done, own - deleted);
+    Progress::add(&job.progress.conflicts, decided.notes.len() as u64);
+    for note in decided.notes {
+        tracing::warn!(connector = %job.spec.connector_id, job_id = job.job_id, "conflict: {note}");
+        job.progress.log("warn", format!("conflict: {note}"));
+    }
+    *checkpoint = None;
+    // Committed chunks are now in the catalog; the job map need not keep them.
+    let mut up = job.uploaded.lock().unwrap();
+    for v in &m.versions {
+        for c in &v.chunks {
+            if up.get(&c.hash).is_some_and(|cell| cell.initialized()) {
+                up.remove(&c.hash);
+            }
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! Uploading a chunk: once per job (a second file with the same chunk waits for the
+//! first upload), compressed when that makes it smaller, retried, and counted.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::OnceCell;
+use tributary_catalog::ChunkRef;
+use tributary_store::chunk::{encode, put_chunk};
+
+use super::Job;
+use crate::chunking::Chunk;
+use crate::fault;
+use crate::progress::Progress;
+
+/// Permits of the job's byte budget (one per KiB) that a chunk of `len` bytes holds.
+pub(super) fn permits_for(len: usize) -> u32 {
+    (len.div_ceil(1024)).max(1) as u32
+}
+
+/// Uploads a chunk once per job (concurrent callers with the same hash wait for the
+/// first); compresses it when that makes it smaller.
+pub(super) async fn upload_chunk(
+    job: &Arc<Job>,
+    cell: &OnceCell<ChunkRef>,
+    chunk: Chunk,
+) -> Result<ChunkRef, String> {
+    let fresh = AtomicBool::new(false);
+    let len = chunk.data.len() as u64;
+    let r = cell
+        .get_or_try_init(|| async {
+            fresh.store(true, Ordering::Relaxed);
+            let _slot = job
+                .upload_slots
+                .acquire()
+                .await
+                .map_err(|e| e.to_string())?;
+            let (body, compression) = encode(job.p.settings.zstd_level, chunk.data).await?;
+            let stored = body.len() as u64;
+            let put = put_chunk(
+                job.p.store.as_ref(),
+                &chunk.hash,
+                body,
+                job.p.settings.retry,
+                |attempt, e| {
+                    Progress::add(&job.progress.upload_retries, 1);
+                    tracing::warn!(attempt, error = %e, "upload failed; retrying");
+                },
+            );
+            tokio::select! {
+                r = put => r.map_err(|e| format!("object store {}: {e}", job.p.store.describe()))?,
+                _ = job.operator_cancelled() => return Err("cancelled".to_string()),
+            }
+            fault::point("upload.after_put");
+            Ok::<_, String>(ChunkRef {
+                hash: chunk.hash,
+                size: len,
+                stored_size: stored,
+                compression,
+            })
+        })
+        .await?
+        .clone();
+    if fresh.load(Ordering::Relaxed) {
+        Progress::add(&job.progress.chunks_new, 1);
+        Progress::add(&job.progress.bytes_uploaded, r.stored_size);
+    } else {
+        Progress::add(&job.progress.chunks_reused, 1);
+        Progress::add(&job.progress.bytes_deduplicated, len);
+    }
+    Ok(r)
+}
