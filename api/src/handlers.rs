@@ -195,14 +195,13 @@ pub async fn ready(State(st): State<AppState>) -> Response {
 }
 
 pub async fn metrics_text(State(st): State<AppState>) -> Response {
-    let mut out = st.control.metrics().await;
-    st.metrics.render(&mut out);
+    let mut registry = prometheus_client::registry::Registry::default();
+    st.control.metrics(&mut registry).await;
+    st.metrics.register(&mut registry);
+    crate::serve::register(&mut registry);
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        out,
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        crate::metrics::encode(&registry),
     )
         .into_response()
 }

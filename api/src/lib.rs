@@ -153,8 +153,8 @@ pub trait Control: Send + Sync + 'static {
     fn live_job(&self, job_id: i64) -> Option<LiveJob>;
     /// Re-reads the configuration file; returns a summary of what changed.
     async fn reload(&self) -> Result<serde_json::Value, ControlError>;
-    /// Prometheus text of the daemon's own metrics.
-    async fn metrics(&self) -> String;
+    /// Registers the daemon's own metrics for one scrape of `/metrics`.
+    async fn metrics(&self, registry: &mut prometheus_client::registry::Registry);
     /// Applies an operator's decision on a conflict (`by`: the principal's name, recorded
     /// as `resolved_by`); returns the conflict as resolved.
     async fn resolve_conflict(

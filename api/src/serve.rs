@@ -48,12 +48,15 @@ pub struct ConnLimits {
 /// Connections closed on accept because a limit was reached.
 pub static CONNECTIONS_REFUSED: AtomicU64 = AtomicU64::new(0);
 
-/// Prometheus text of the listener's counters.
-pub fn metrics() -> String {
-    format!(
-        "# HELP tributary_api_connections_refused_total API connections closed on accept (connection limits).\n# TYPE tributary_api_connections_refused_total counter\ntributary_api_connections_refused_total {}\n",
-        CONNECTIONS_REFUSED.load(Ordering::Relaxed)
-    )
+/// Registers the listener's counters.
+pub fn register(registry: &mut prometheus_client::registry::Registry) {
+    registry.register(
+        "tributary_api_connections_refused",
+        "API connections closed on accept (connection limits)",
+        prometheus_client::metrics::counter::ConstCounter::new(
+            CONNECTIONS_REFUSED.load(Ordering::Relaxed),
+        ),
+    );
 }
 
 /// Open connections per client address; a slot is given back when its guard drops.

@@ -23,13 +23,6 @@ pub trait Fixture: Send + Sync {
     fn listed_as(&self, rel: &[u8]) -> Vec<u8> {
         rel.to_vec()
     }
-    /// Whether a file read through an entry listed before it changed reports the new
-    /// state after the read (true), or fails the read (SharePoint: the bytes do not
-    /// match the size or QuickXorHash the listing gave). Either way the changed bytes
-    /// are never passed off under the old state.
-    fn stale_reads_report_the_new_state(&self) -> bool {
-        true
-    }
 }
 
 async fn list(c: &dyn Connector) -> BTreeMap<Vec<u8>, Entry> {
@@ -125,8 +118,8 @@ pub async fn run(fx: &dyn Fixture) {
     );
     assert_eq!(read_all(c, a).await, b"alpha, longer");
     // opened with the entry listed before the change, the state after the read is the
-    // new one (the pipeline sees that the file is not what the listing said), or the
-    // read fails
+    // new one: the pipeline sees that the file is not what the listing said, and the
+    // changed bytes are never passed off under the old state
     let mut f = c.open(&listed[&a_txt]).await.expect("open");
     let read = tokio::task::spawn_blocking(move || {
         let mut v = Vec::new();
@@ -135,20 +128,13 @@ pub async fn run(fx: &dyn Fixture) {
     })
     .await
     .unwrap();
-    if fx.stale_reads_report_the_new_state() {
-        let (data, end) = read.expect("read");
-        assert_eq!(data, b"alpha, longer");
-        assert_eq!(
-            end,
-            a.fingerprint(),
-            "the state after a read is the file's own"
-        );
-    } else {
-        assert!(
-            read.is_err(),
-            "a read through a stale entry fails: {read:?}"
-        );
-    }
+    let (data, end) = read.expect("read");
+    assert_eq!(data, b"alpha, longer");
+    assert_eq!(
+        end,
+        a.fingerprint(),
+        "the state after a read is the file's own"
+    );
     assert!(
         !after.contains_key(&fx.listed_as(b"empty")),
         "a removed file is not listed"

@@ -1,4 +1,5 @@
-//! Configuration → implementations: catalog, object store, connectors, pipeline.
+//! Configuration → implementations: catalog, object store, connectors, pipeline,
+//! embedder and vector store.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -7,8 +8,8 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use tributary_catalog::Catalog;
 use tributary_config::{
-    CatalogConfig, Compression, Config, ConfigErrors, ConnectorConfig, ObjectStoreConfig,
-    SourceConfig, SseKind,
+    CatalogConfig, Compression, Config, ConfigErrors, ConnectorConfig, EmbedderConfig,
+    ObjectStoreConfig, SourceConfig, SseKind, VectorStoreConfig, VectorizeConfig,
 };
 use tributary_connectors::Connector;
 use tributary_connectors::filter::Filter;
@@ -236,4 +237,79 @@ pub fn namespace(cfg: &Config) -> tributary_catalog::Namespace {
         })
         .collect();
     tributary_catalog::Namespace { parties }
+}
+
+/// The configured embedder; the local model is loaded here.
+pub async fn embedder(
+    cfg: &EmbedderConfig,
+) -> Result<Arc<dyn tributary_vectorize::Embedder>, String> {
+    use tributary_vectorize::embed::{Flavor, HttpEmbedder, LocalEmbedder};
+    Ok(match cfg {
+        EmbedderConfig::Local {
+            model_dir,
+            threads,
+            batch_size,
+        } => Arc::new(LocalEmbedder::load(model_dir, *threads, *batch_size).await?),
+        EmbedderConfig::OpenAi {
+            url,
+            model,
+            dimensions,
+            api_key,
+            batch_size,
+            timeout,
+            concurrency,
+        } => Arc::new(HttpEmbedder::new(
+            Flavor::OpenAi {
+                dimensions: *dimensions,
+                api_key: api_key.clone(),
+            },
+            url,
+            model,
+            *batch_size,
+            *timeout,
+            *concurrency,
+        )?),
+        EmbedderConfig::Ollama {
+            url,
+            model,
+            batch_size,
+            timeout,
+            concurrency,
+        } => Arc::new(HttpEmbedder::new(
+            Flavor::Ollama,
+            url,
+            model,
+            *batch_size,
+            *timeout,
+            *concurrency,
+        )?),
+    })
+}
+
+/// The configured vector store.
+pub async fn vector_store(
+    cfg: &VectorStoreConfig,
+) -> Result<Arc<dyn tributary_vectorize::VectorStore>, String> {
+    use tributary_vectorize::{MemoryStore, PgStore};
+    Ok(match cfg {
+        VectorStoreConfig::Catalog => Arc::new(MemoryStore::default()),
+        VectorStoreConfig::Pgvector { url, table } => Arc::new(
+            PgStore::connect(url.expose(), table)
+                .await
+                .map_err(|e| format!("pgvector store: {e}"))?,
+        ),
+    })
+}
+
+/// The vectorizer's embedder and vector store, opened from the configuration.
+pub struct VectorBackends(pub VectorizeConfig);
+
+#[async_trait::async_trait]
+impl tributary_vectorize::OpenBackends for VectorBackends {
+    async fn open(&self) -> Result<tributary_vectorize::Backends, String> {
+        Ok(tributary_vectorize::Backends {
+            embedder: embedder(&self.0.embedder).await?,
+            store: vector_store(&self.0.store).await?,
+        })
+    }
 }

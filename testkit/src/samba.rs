@@ -22,16 +22,33 @@ pub struct Samba {
     child: Option<Child>,
 }
 
-fn run(cmd: &mut Command, what: &str) {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: {e} (is Samba installed? `bash .ci/run` installs it)"));
-    assert!(
-        out.status.success(),
-        "{what}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+/// Creates the system user [`USER`] once. Tests start servers concurrently: the check
+/// and the creation happen under one lock, and a user created meanwhile by another
+/// process (`useradd` exit status 9) is as good.
+fn ensure_user() {
+    static CREATED: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    let mut created = CREATED.lock().unwrap_or_else(|e| e.into_inner());
+    if *created {
+        return;
+    }
+    let exists = Command::new("id")
+        .arg(USER)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !exists {
+        let out = Command::new("useradd")
+            .args(["-M", "-s", "/usr/sbin/nologin", USER])
+            .output()
+            .unwrap_or_else(|e| panic!("useradd: {e}"));
+        assert!(
+            out.status.success() || out.status.code() == Some(9),
+            "useradd: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    *created = true;
 }
 
 impl Samba {
@@ -52,18 +69,7 @@ impl Samba {
         ] {
             std::fs::create_dir_all(dir.join(sub)).unwrap();
         }
-        let exists = Command::new("id")
-            .arg(USER)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !exists {
-            run(
-                Command::new("useradd").args(["-M", "-s", "/usr/sbin/nologin", USER]),
-                "useradd",
-            );
-        }
+        ensure_user();
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()

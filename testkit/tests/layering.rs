@@ -7,6 +7,9 @@
 //!    vectorizer: `tributary-api` and `tributary-vectorize` do not depend on
 //!    `tributary-pipeline`, and nothing but `daemon` depends on the heavy connector crates.
 //! 3. Only `daemon` reads the process environment (tests and the test kit aside).
+//! 4. Only `daemon` turns configuration into implementations: no other crate matches
+//!    on the configuration's choice of catalog, store, source, embedder or vector
+//!    store.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -151,5 +154,39 @@ fn only_the_daemon_reads_the_environment() {
     assert!(
         offenders.is_empty(),
         "only daemon reads the environment: {offenders:#?}"
+    );
+}
+
+#[test]
+fn only_the_daemon_turns_configuration_into_implementations() {
+    // the variants that choose an implementation: matching on one outside `config`
+    // and `daemon` means a crate builds its own catalog, store, connector, embedder
+    // or vector store instead of being handed one by `daemon/src/wiring.rs`
+    let choices = [
+        "CatalogConfig::",
+        "ObjectStoreConfig::",
+        "SourceConfig::",
+        "EmbedderConfig::",
+        "VectorStoreConfig::",
+    ];
+    let mut offenders = Vec::new();
+    for (name, dir, _) in members() {
+        if ["tributary", "tributary-config", "tributary-testkit"].contains(&name.as_str()) {
+            continue;
+        }
+        let mut files = Vec::new();
+        rust_files(&dir.join("src"), &mut files);
+        for f in files {
+            let text = std::fs::read_to_string(&f).unwrap();
+            for needle in choices {
+                if text.contains(needle) {
+                    offenders.push(format!("{}: {needle}", f.display()));
+                }
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "configuration is wired to implementations in daemon/src/wiring.rs only: {offenders:#?}"
     );
 }

@@ -1,10 +1,11 @@
 //! Embedders: the local model and HTTP providers behind one trait.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tributary_config::{EmbedderConfig, Secret};
+use tributary_config::Secret;
 use tributary_embed_local::Model;
 use tributary_retry::{RetryPolicy, Transient, with_retry};
 
@@ -36,81 +37,46 @@ pub trait Embedder: Send + Sync {
     fn sizer(&self) -> Arc<dyn Sizer>;
 }
 
-/// Builds the configured embedder. The local model is loaded here (on a blocking
-/// thread); a missing model directory is an error that names the setup script.
-pub async fn build(cfg: &EmbedderConfig) -> Result<Arc<dyn Embedder>, String> {
-    match cfg {
-        EmbedderConfig::Local {
-            model_dir,
-            threads,
-            batch_size,
-        } => {
-            let dir = model_dir.clone();
-            let model = tokio::task::spawn_blocking(move || Model::load(&dir))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| {
-                    format!(
-                        "{e} (fetch the model with `scripts/fetch-model.sh {}`)",
-                        model_dir.display()
-                    )
-                })?;
-            let threads = if *threads == 0 {
-                std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(1)
-            } else {
-                *threads
-            };
-            let model = Arc::new(model);
-            Ok(Arc::new(LocalEmbedder {
-                sizer: Arc::new(ModelSizer(model.clone())),
-                model,
-                threads,
-                batch_size: *batch_size,
-            }))
-        }
-        EmbedderConfig::OpenAi {
-            url,
-            model,
-            dimensions,
-            api_key,
-            batch_size,
-            timeout,
-            concurrency,
-        } => Ok(Arc::new(HttpEmbedder::new(
-            Flavor::OpenAi {
-                dimensions: *dimensions,
-                api_key: api_key.clone(),
-            },
-            url,
-            model,
-            *batch_size,
-            *timeout,
-            *concurrency,
-        )?)),
-        EmbedderConfig::Ollama {
-            url,
-            model,
-            batch_size,
-            timeout,
-            concurrency,
-        } => Ok(Arc::new(HttpEmbedder::new(
-            Flavor::Ollama,
-            url,
-            model,
-            *batch_size,
-            *timeout,
-            *concurrency,
-        )?)),
-    }
-}
-
 pub struct LocalEmbedder {
     model: Arc<Model>,
     sizer: Arc<dyn Sizer>,
     threads: usize,
     batch_size: usize,
+}
+
+impl LocalEmbedder {
+    /// Loads the model in `model_dir` (on a blocking thread); a missing model is an
+    /// error that names the setup script. `threads` 0 means one per core.
+    pub async fn load(
+        model_dir: &Path,
+        threads: usize,
+        batch_size: usize,
+    ) -> Result<LocalEmbedder, String> {
+        let dir = model_dir.to_path_buf();
+        let model = tokio::task::spawn_blocking(move || Model::load(&dir))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| {
+                format!(
+                    "{e} (fetch the model with `scripts/fetch-model.sh {}`)",
+                    model_dir.display()
+                )
+            })?;
+        let threads = if threads == 0 {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        } else {
+            threads
+        };
+        let model = Arc::new(model);
+        Ok(LocalEmbedder {
+            sizer: Arc::new(ModelSizer(model.clone())),
+            model,
+            threads,
+            batch_size,
+        })
+    }
 }
 
 struct ModelSizer(Arc<Model>);
@@ -158,11 +124,14 @@ impl Embedder for LocalEmbedder {
     }
 }
 
-enum Flavor {
+/// The HTTP protocol an [`HttpEmbedder`] speaks.
+pub enum Flavor {
+    /// OpenAI-compatible `/v1/embeddings`, optionally asking for `dimensions`.
     OpenAi {
         dimensions: Option<usize>,
         api_key: Option<Secret>,
     },
+    /// Ollama's `/api/embed`.
     Ollama,
 }
 
@@ -212,7 +181,8 @@ impl Transient for Attempt {
 }
 
 impl HttpEmbedder {
-    fn new(
+    /// A client for the provider at `url`; at most `concurrency` requests at a time.
+    pub fn new(
         flavor: Flavor,
         url: &str,
         model: &str,

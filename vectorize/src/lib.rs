@@ -23,7 +23,6 @@ use std::sync::{Arc, RwLock};
 
 use std::time::{Duration, Instant};
 use tributary_catalog::pgvector::StoredVector;
-use tributary_config::VectorStoreConfig;
 
 use futures::StreamExt;
 use serde::Serialize;
@@ -39,15 +38,27 @@ pub use extractor::Extractor;
 pub use index::VectorIndex;
 pub use store::{MemoryStore, PgStore, VectorStore};
 
+/// The embedder and the vector store a [`Vectorizer`] works with.
+pub struct Backends {
+    pub embedder: Arc<dyn Embedder>,
+    pub store: Arc<dyn VectorStore>,
+}
+
+/// Opens the configured [`Backends`]: the seam between configuration and
+/// implementations, which the daemon's wiring fills (design invariant 1). Called at
+/// start and again every 30 s while it fails (a model not yet fetched, a pgvector
+/// server down).
+#[async_trait::async_trait]
+pub trait OpenBackends: Send + Sync {
+    async fn open(&self) -> Result<Backends, String>;
+}
+
 /// Tasks taken from the queue per round; their passages are embedded together.
 const ROUND: i64 = 16;
 
 enum Phase {
     Starting,
-    Ready {
-        embedder: Arc<dyn Embedder>,
-        store: Arc<dyn VectorStore>,
-    },
+    Ready(Backends),
     Failed(String),
 }
 
@@ -67,6 +78,7 @@ pub struct Vectorizer {
     catalog: Catalog,
     store: Arc<dyn ObjectStore>,
     cfg: VectorizeConfig,
+    backends: Box<dyn OpenBackends>,
     connectors: RwLock<Vec<String>>,
     extractor: Extractor,
     phase: RwLock<Arc<Phase>>,
@@ -129,12 +141,14 @@ pub struct QueueTotals {
 }
 
 impl Vectorizer {
-    /// A service for `connectors` (those with `vectorize: true`); `exe` is the binary
-    /// whose `extract-worker` subcommand extracts text.
+    /// A service for `connectors` (those with `vectorize: true`) that embeds and stores
+    /// with what `backends` opens; `exe` is the binary whose `extract-worker`
+    /// subcommand extracts text.
     pub fn new(
         catalog: Catalog,
         store: Arc<dyn ObjectStore>,
         cfg: VectorizeConfig,
+        backends: Box<dyn OpenBackends>,
         connectors: Vec<String>,
         exe: std::path::PathBuf,
     ) -> Arc<Vectorizer> {
@@ -151,6 +165,7 @@ impl Vectorizer {
             catalog,
             store,
             cfg,
+            backends,
             connectors: RwLock::new(connectors),
             extractor,
             phase: RwLock::new(Arc::new(Phase::Starting)),
@@ -182,7 +197,7 @@ impl Vectorizer {
     /// `Ok` when searches can be answered; otherwise why not.
     pub fn ready(&self) -> Result<(), String> {
         match &*self.phase() {
-            Phase::Ready { .. } => Ok(()),
+            Phase::Ready(_) => Ok(()),
             Phase::Starting => Err("the embedder is loading".into()),
             Phase::Failed(e) => Err(e.clone()),
         }
@@ -237,7 +252,7 @@ impl Vectorizer {
     }
 
     async fn start(&self) -> Result<(), String> {
-        let embedder = embed::build(&self.cfg.embedder).await?;
+        let Backends { embedder, store } = self.backends.open().await?;
         let id = embedder.id();
         let stored = self
             .catalog
@@ -272,13 +287,12 @@ impl Vectorizer {
                     .map_err(|e| e.to_string())?;
             }
         }
-        let store = open_store(&self.cfg.store).await?;
         let vectors = store
             .sync(&self.catalog, dim.or(stored_dim).unwrap_or(0))
             .await
             .map_err(|e| format!("{}: {e}", store.describe()))?;
         tracing::info!(embedder = %id, store = %store.describe(), vectors, "vectorizer ready");
-        *self.phase.write().expect("lock") = Arc::new(Phase::Ready { embedder, store });
+        *self.phase.write().expect("lock") = Arc::new(Phase::Ready(Backends { embedder, store }));
         Ok(())
     }
 
@@ -291,7 +305,7 @@ impl Vectorizer {
         cursor: &mut i64,
     ) -> anyhow::Result<usize> {
         let phase = self.phase();
-        let Phase::Ready { embedder, store } = &*phase else {
+        let Phase::Ready(Backends { embedder, store }) = &*phase else {
             return Ok(0);
         };
         let connectors = self.connectors();
@@ -577,7 +591,7 @@ impl Vectorizer {
     ) -> Result<Vec<Hit>, SearchError> {
         let phase = self.phase();
         let (embedder, store) = match &*phase {
-            Phase::Ready { embedder, store } => (embedder, store),
+            Phase::Ready(Backends { embedder, store }) => (embedder, store),
             Phase::Starting => return Err(SearchError::NotReady("the embedder is loading".into())),
             Phase::Failed(e) => return Err(SearchError::NotReady(e.clone())),
         };
@@ -663,7 +677,7 @@ impl Vectorizer {
         let (state, error, embedder, dim, vectors, memory) = match &*phase {
             Phase::Starting => ("starting", None, None, None, 0, 0),
             Phase::Failed(e) => ("failed", Some(e.clone()), None, None, 0, 0),
-            Phase::Ready { embedder, store } => {
+            Phase::Ready(Backends { embedder, store }) => {
                 let (vectors, memory) = store.size().await;
                 let dim = match embedder.dim() {
                     Some(d) => Some(d),
@@ -702,56 +716,6 @@ impl Vectorizer {
             },
         })
     }
-
-    /// Prometheus text for `/metrics`.
-    pub async fn metrics(&self) -> String {
-        let Ok(s) = self.status().await else {
-            return String::new();
-        };
-        let mut m = String::new();
-        m.push_str("# HELP tributary_vectorize_ready 1 when the embedder and vector index are ready.\n# TYPE tributary_vectorize_ready gauge\n");
-        m.push_str(&format!(
-            "tributary_vectorize_ready {}\n",
-            u8::from(s.state == "ready")
-        ));
-        m.push_str("# HELP tributary_vectorize_versions Current versions of vectorized connectors by index state.\n# TYPE tributary_vectorize_versions gauge\n");
-        for (state, n) in [
-            ("pending", s.pending),
-            ("indexed", s.indexed),
-            ("failed", s.failed),
-            ("skipped", s.skipped),
-        ] {
-            m.push_str(&format!(
-                "tributary_vectorize_versions{{state=\"{state}\"}} {n}\n"
-            ));
-        }
-        m.push_str("# HELP tributary_vectorize_queue_depth Versions waiting to be indexed.\n# TYPE tributary_vectorize_queue_depth gauge\n");
-        m.push_str(&format!("tributary_vectorize_queue_depth {}\n", s.pending));
-        m.push_str("# HELP tributary_vectorize_passages Passages in the vector store.\n# TYPE tributary_vectorize_passages gauge\n");
-        m.push_str(&format!("tributary_vectorize_passages {}\n", s.passages));
-        m.push_str("# HELP tributary_vectorize_done_total Versions handled since start, by outcome.\n# TYPE tributary_vectorize_done_total counter\n");
-        for (o, n) in [
-            ("indexed", s.totals.indexed),
-            ("failed", s.totals.failed),
-            ("skipped", s.totals.skipped),
-            ("reused", s.totals.reused),
-        ] {
-            m.push_str(&format!(
-                "tributary_vectorize_done_total{{outcome=\"{o}\"}} {n}\n"
-            ));
-        }
-        m.push_str("# HELP tributary_vectorize_passages_embedded_total Passages embedded since start.\n# TYPE tributary_vectorize_passages_embedded_total counter\n");
-        m.push_str(&format!(
-            "tributary_vectorize_passages_embedded_total {}\n",
-            s.totals.passages_embedded
-        ));
-        m.push_str("# HELP tributary_vectorize_seconds_total Time spent, by stage.\n# TYPE tributary_vectorize_seconds_total counter\n");
-        m.push_str(&format!(
-            "tributary_vectorize_seconds_total{{stage=\"embed\"}} {:.3}\ntributary_vectorize_seconds_total{{stage=\"extract\"}} {:.3}\n",
-            s.totals.embed_seconds, s.totals.extract_seconds
-        ));
-        m
-    }
 }
 
 enum Prepared {
@@ -765,10 +729,10 @@ enum Prepared {
     },
 }
 
-/// `tributary reindex`: drops every passage and index state and records `embedder`;
-/// a daemon started afterwards embeds everything again.
-pub async fn reindex(catalog: &Catalog, cfg: &VectorizeConfig) -> Result<(String, u64), String> {
-    let embedder = embed::build(&cfg.embedder).await?;
+/// `tributary reindex`: drops every passage and index state, empties `store` and
+/// records `embedder`; a daemon started afterwards embeds everything again.
+pub async fn reindex(catalog: &Catalog, backends: Backends) -> Result<(String, u64), String> {
+    let Backends { embedder, store } = backends;
     let dim = match embedder.dim() {
         Some(d) => d,
         None => embedder
@@ -780,7 +744,6 @@ pub async fn reindex(catalog: &Catalog, cfg: &VectorizeConfig) -> Result<(String
             .unwrap_or(0),
     };
     let id = embedder.id();
-    let store = open_store(&cfg.store).await?;
     store
         .clear()
         .await
@@ -790,16 +753,4 @@ pub async fn reindex(catalog: &Catalog, cfg: &VectorizeConfig) -> Result<(String
         .await
         .map_err(|e| e.to_string())?;
     Ok((id, n))
-}
-
-/// The configured vector store.
-pub async fn open_store(cfg: &VectorStoreConfig) -> Result<Arc<dyn VectorStore>, String> {
-    Ok(match cfg {
-        VectorStoreConfig::Catalog => Arc::new(MemoryStore::default()),
-        VectorStoreConfig::Pgvector { url, table } => Arc::new(
-            PgStore::connect(url.expose(), table)
-                .await
-                .map_err(|e| format!("pgvector store: {e}"))?,
-        ),
-    })
 }

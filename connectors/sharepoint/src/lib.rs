@@ -10,10 +10,9 @@
 //!   children), and the map is diffed against the previous one: changed or moved files
 //!   are upserts, files gone (including those under a deleted folder) are deletes. The
 //!   map and the links are the checkpoint, committed with the round's work.
-//! - **Download**: `/content` answers 302 to a pre-authenticated URL that gets no bearer
-//!   token; it is streamed with a per-chunk timeout, resumed with `Range` when the
-//!   connection is cut (or restarted when the host ignores Range), fetched anew when
-//!   it expired, and checked against size and QuickXorHash.
+//! - **Download** ([`download`]): `/content` answers 302 to a pre-authenticated URL,
+//!   streamed, resumed with `Range`, and checked against size and QuickXorHash; a
+//!   file that changed since the listing reports its new state.
 //! - **Throttling**: one gate per tenant (Graph throttles per app and tenant), shared
 //!   by every connector and job of the process: a 429/503 with `Retry-After` pauses
 //!   every request to the tenant until then; without it, capped exponential backoff.
@@ -21,11 +20,11 @@
 //!   remaining requests over the reset window before Graph has to refuse any, and at
 //!   most [`TENANT_CONCURRENCY`] Graph requests per tenant are in flight.
 
+mod download;
 pub mod quickxor;
 pub mod token;
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -34,11 +33,10 @@ use graph_rs_sdk::GraphClient;
 use graph_rs_sdk::GraphClientConfiguration;
 use reqwest12::{Method, StatusCode, header};
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 use tributary_connectors::filter::Filter;
 use tributary_connectors::{
-    Batch, Change, ChangeTx, Connector, ConnectorError, Entry, Fingerprint, ItemError, ListMode,
-    ListOutcome, SkipReason, SourceFile,
+    Batch, Change, ChangeTx, Connector, ConnectorError, Entry, ItemError, ListMode, ListOutcome,
+    SkipReason, SourceFile,
 };
 use url::Url;
 
@@ -128,13 +126,14 @@ pub struct TenantGate {
 static THROTTLED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 static WAITED_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// Prometheus text for the daemon's `/metrics`.
-pub fn metrics() -> String {
+/// Graph responses (429/503) that asked this process's SharePoint connectors to wait,
+/// and how long requests were held back in all (Retry-After, backoff, RateLimit
+/// pacing): the daemon's `/metrics`.
+pub fn throttle_totals() -> (u64, Duration) {
     use std::sync::atomic::Ordering::Relaxed;
-    format!(
-        "# HELP tributary_graph_throttled_total Graph responses (429/503) that asked the SharePoint connectors to wait.\n# TYPE tributary_graph_throttled_total counter\ntributary_graph_throttled_total {}\n# HELP tributary_graph_throttle_wait_seconds_total Time Graph requests were held back (Retry-After, backoff, RateLimit pacing).\n# TYPE tributary_graph_throttle_wait_seconds_total counter\ntributary_graph_throttle_wait_seconds_total {:.3}\n",
+    (
         THROTTLED.load(Relaxed),
-        WAITED_MS.load(Relaxed) as f64 / 1000.0
+        Duration::from_millis(WAITED_MS.load(Relaxed)),
     )
 }
 
@@ -756,31 +755,7 @@ impl Connector for SharePointConnector {
     }
 
     async fn open(&self, e: &Entry) -> Result<Box<dyn SourceFile>, ItemError> {
-        let sid = String::from_utf8_lossy(&e.source_id).into_owned();
-        let (drive, item) = sid
-            .split_once('/')
-            .ok_or_else(|| ItemError::Io(format!("bad source id {sid}")))?;
-        let location = self.download_url(drive, item).await?;
-        let (tx, rx) = mpsc::channel(4);
-        let job = Download {
-            http: self.http.clone(),
-            location,
-            size: e.size,
-            hash: e.change_tag.clone(),
-            chunk_timeout: self.s.read_timeout,
-            refresh: DownloadRefresh {
-                conn: self.clone_for_download(),
-                drive: drive.to_string(),
-                item: item.to_string(),
-            },
-        };
-        tokio::spawn(job.run(tx));
-        Ok(Box::new(Streamed {
-            rx,
-            buf: bytes::Bytes::new(),
-            fp: e.fingerprint(),
-            done: false,
-        }))
+        self.download(e).await
     }
 
     async fn check(&self) -> Result<String, ConnectorError> {
@@ -801,243 +776,6 @@ impl Connector for SharePointConnector {
     fn mtime_granularity(&self) -> Duration {
         // change detection goes by QuickXorHash and size, and downloads are verified
         Duration::ZERO
-    }
-}
-
-/// What a download needs to fetch a fresh URL when its URL expired.
-#[derive(Clone)]
-struct DownloadRefresh {
-    conn: Arc<SharePointConnector>,
-    drive: String,
-    item: String,
-}
-
-impl SharePointConnector {
-    fn clone_for_download(&self) -> Arc<SharePointConnector> {
-        Arc::new(SharePointConnector {
-            id: self.id.clone(),
-            s: self.s.clone(),
-            base: self.base.clone(),
-            graph: self.graph.clone(),
-            tokens: self.tokens.clone(),
-            http: self.http.clone(),
-            gate: self.gate.clone(),
-            notes: self.notes.clone(),
-            state: self.state.clone(),
-        })
-    }
-
-    /// The pre-authenticated URL of an item's content (`/content` → 302).
-    async fn download_url(&self, drive: &str, item: &str) -> Result<String, ItemError> {
-        let url = format!("{}/drives/{drive}/items/{item}/content", self.base);
-        let mut refreshed = false;
-        let mut backoff = Duration::from_millis(500);
-        for attempt in 1..=ATTEMPTS {
-            let _slot = self.wait_gate().await;
-            let token = self.tokens.token().await.map_err(|e| match e {
-                TokenError::Rejected(m) => ItemError::SourceUnavailable(m),
-                e => ItemError::Io(e.to_string()),
-            })?;
-            let resp = self
-                .http
-                .get(&url)
-                .bearer_auth(token)
-                .header("client-request-id", client_request_id())
-                .header(header::USER_AGENT, USER_AGENT)
-                .send()
-                .await
-                .map_err(|e| ItemError::Io(format!("Graph /content: {e}")))?;
-            let status = resp.status();
-            self.pace(resp.headers());
-            match status {
-                StatusCode::FOUND | StatusCode::SEE_OTHER | StatusCode::TEMPORARY_REDIRECT => {
-                    return resp
-                        .headers()
-                        .get(header::LOCATION)
-                        .and_then(|l| l.to_str().ok())
-                        .map(str::to_string)
-                        .ok_or_else(|| ItemError::Io("a redirect without Location".into()));
-                }
-                // gone since the delta: a delete (the next delta reports it too)
-                StatusCode::NOT_FOUND => return Err(ItemError::Deleted),
-                StatusCode::UNAUTHORIZED if !refreshed => {
-                    refreshed = true;
-                    self.tokens.invalidate().await;
-                }
-                StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
-                    if attempt < ATTEMPTS =>
-                {
-                    let wait = jittered(retry_after(resp.headers()).unwrap_or(backoff));
-                    backoff = grow(backoff);
-                    THROTTLED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    self.note(format!(
-                        "Graph answered {status} to a download: every request to the tenant waits {:.1}s",
-                        wait.as_secs_f64()
-                    ));
-                    self.close_gate(wait);
-                }
-                s => {
-                    let rid = resp
-                        .headers()
-                        .get("request-id")
-                        .and_then(|v| v.to_str().ok())
-                        .map(|r| format!(" (request-id {r})"))
-                        .unwrap_or_default();
-                    let body: serde_json::Value = resp.json().await.unwrap_or_default();
-                    return Err(ItemError::Io(format!(
-                        "Graph /content answered {s}: {}{rid}",
-                        body["error"]["code"].as_str().unwrap_or("")
-                    )));
-                }
-            }
-        }
-        Err(ItemError::Io("Graph /content kept failing; gave up".into()))
-    }
-}
-
-struct Download {
-    http: reqwest12::Client,
-    location: String,
-    size: u64,
-    hash: Option<String>,
-    refresh: DownloadRefresh,
-    /// Per read of the body: a stalled connection is cut after this long.
-    chunk_timeout: Duration,
-}
-
-impl Download {
-    async fn run(mut self, tx: mpsc::Sender<std::io::Result<bytes::Bytes>>) {
-        let r = self.stream(&tx).await;
-        if let Err(e) = r {
-            let _ = tx.send(Err(e)).await;
-        }
-    }
-
-    async fn stream(
-        &mut self,
-        tx: &mpsc::Sender<std::io::Result<bytes::Bytes>>,
-    ) -> std::io::Result<()> {
-        let mut got: u64 = 0;
-        let mut hasher = quickxor::QuickXor::new();
-        let mut failures = 0;
-        loop {
-            // never a bearer token here: the URL is pre-authenticated
-            let mut req = self.http.get(&self.location);
-            if got > 0 {
-                req = req.header(header::RANGE, format!("bytes={got}-"));
-            }
-            let resp = match req.send().await {
-                Ok(r) => r,
-                Err(e) => {
-                    failures += 1;
-                    if failures > 5 {
-                        return Err(std::io::Error::other(format!("download: {e}")));
-                    }
-                    continue;
-                }
-            };
-            let status = resp.status();
-            let mut skip = match status {
-                StatusCode::PARTIAL_CONTENT => 0,
-                // the host ignored Range (or this is the first request): from the start
-                StatusCode::OK => got,
-                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::NOT_FOUND
-                    if failures < 3 =>
-                {
-                    // expired: ask Graph for a fresh URL
-                    failures += 1;
-                    self.location = self
-                        .refresh
-                        .conn
-                        .download_url(&self.refresh.drive, &self.refresh.item)
-                        .await
-                        .map_err(|e| std::io::Error::other(e.to_string()))?;
-                    continue;
-                }
-                s => return Err(std::io::Error::other(format!("download host answered {s}"))),
-            };
-            let mut resp = resp;
-            loop {
-                match tokio::time::timeout(self.chunk_timeout, resp.chunk()).await {
-                    Ok(Ok(Some(mut c))) => {
-                        if skip > 0 {
-                            let n = (skip as usize).min(c.len());
-                            c = c.slice(n..);
-                            skip -= n as u64;
-                        }
-                        if c.is_empty() {
-                            continue;
-                        }
-                        got += c.len() as u64;
-                        hasher.update(&c);
-                        if tx.send(Ok(c)).await.is_err() {
-                            return Ok(()); // the reader is gone
-                        }
-                    }
-                    Ok(Ok(None)) => break,
-                    Ok(Err(_)) | Err(_) => {
-                        failures += 1;
-                        if failures > 5 {
-                            return Err(std::io::Error::other("download cut too often; gave up"));
-                        }
-                        break;
-                    }
-                }
-            }
-            if got >= self.size {
-                break;
-            }
-        }
-        if got != self.size {
-            return Err(std::io::Error::other(format!(
-                "downloaded {got} bytes, Graph said {}",
-                self.size
-            )));
-        }
-        if let Some(want) = &self.hash {
-            let have = hasher.finish();
-            if &have != want {
-                return Err(std::io::Error::other(format!(
-                    "QuickXorHash mismatch: Graph said {want}, the bytes give {have}"
-                )));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The download as a blocking reader.
-struct Streamed {
-    rx: mpsc::Receiver<std::io::Result<bytes::Bytes>>,
-    buf: bytes::Bytes,
-    fp: Fingerprint,
-    done: bool,
-}
-
-impl Read for Streamed {
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        while self.buf.is_empty() {
-            if self.done {
-                return Ok(0);
-            }
-            match self.rx.blocking_recv() {
-                Some(Ok(b)) => self.buf = b,
-                Some(Err(e)) => return Err(e),
-                None => self.done = true,
-            }
-        }
-        let n = out.len().min(self.buf.len());
-        out[..n].copy_from_slice(&self.buf[..n]);
-        self.buf = self.buf.slice(n..);
-        Ok(n)
-    }
-}
-
-impl SourceFile for Streamed {
-    /// Graph has no cheap stat by handle; a change during the download shows as a
-    /// size or QuickXorHash mismatch, which fails the read.
-    fn fingerprint(&mut self) -> std::io::Result<Fingerprint> {
-        Ok(self.fp.clone())
     }
 }
 

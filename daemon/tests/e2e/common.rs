@@ -1,6 +1,5 @@
 //! The daemon harness shared by the end-to-end tests: the real binary on a free
 //! loopback port, driven over HTTP.
-#![allow(dead_code)] // each test binary uses its own part of it
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

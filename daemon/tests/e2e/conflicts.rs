@@ -9,8 +9,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::{Value, json};
 use tributary_testkit::tree;
 
-mod common;
-use common::*;
+use crate::common::*;
 
 fn write(dir: &Path, name: &str, body: &[u8]) {
     std::fs::create_dir_all(dir).unwrap();
@@ -56,15 +55,18 @@ impl Running {
         job
     }
 
-    /// Waits until every connector's first job is over.
+    /// Waits until every connector's first job is over. (A connector is `idle` too
+    /// in the moment between the API answering and its startup job being queued.)
     async fn idle(&self) {
         self.wait_for("idle connectors", 60, async |d| {
             let c = d.get("/api/v1/connectors").await;
-            c["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .all(|c| c["state"] == "idle")
+            for c in c["items"].as_array().unwrap() {
+                let id = c["id"].as_str().unwrap();
+                if c["state"] != "idle" || d.jobs(&format!("connector={id}")).await.is_empty() {
+                    return false;
+                }
+            }
+            true
         })
         .await;
     }

@@ -6,8 +6,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tributary_testkit::{tree, weed};
 
-mod common;
-use common::*;
+use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schedule_fires_jobs_are_listed_with_pagination_and_filters() {

@@ -12,8 +12,7 @@ use tokio::net::TcpStream;
 use tributary_api::{Access, ROUTES};
 use tributary_config::Role;
 
-mod common;
-use common::*;
+use crate::common::*;
 
 const METHODS: [&str; 8] = [
     "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "ZZTOP",

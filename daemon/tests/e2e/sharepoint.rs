@@ -7,8 +7,7 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 use tributary_testkit::graph::{self, FakeGraph, Scripted};
 
-mod common;
-use common::*;
+use crate::common::*;
 
 fn sp_config(dir: &Path, g: &FakeGraph, api: u16, secret: &str, extra: &str) -> PathBuf {
     std::fs::write(dir.join("graph-secret"), format!("{secret}\n")).unwrap();
@@ -1356,9 +1355,6 @@ impl tributary_connectors::testsuite::Fixture for LibraryFixture {
     }
     fn listed_as(&self, rel: &[u8]) -> Vec<u8> {
         [b"Documents/".as_slice(), rel].concat()
-    }
-    fn stale_reads_report_the_new_state(&self) -> bool {
-        false // a size or QuickXorHash mismatch fails the download
     }
 }
 

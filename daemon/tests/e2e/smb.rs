@@ -13,8 +13,7 @@ use tributary_connectors::filter::Filter;
 use tributary_testkit::samba::{self, Samba};
 use tributary_testkit::tree;
 
-mod common;
-use common::*;
+use crate::common::*;
 
 /// Moves every file's mtime an hour back: files written just before a job are read
 /// again after the source's mtime granularity (1 s through libsmbclient), which would

@@ -3,13 +3,11 @@
 //! new versions and deletes leave no stale passages; hostile files fail alone; a
 //! changed model is refused until `tributary reindex`.
 
-mod common;
-
 use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 fn fixture(name: &str) -> Vec<u8> {

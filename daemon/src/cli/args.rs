@@ -1,0 +1,230 @@
+//! The command line: subcommands and their flags (clap).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "tributary",
+    version,
+    about = "Ingests file shares, SharePoint and local folders into deduplicated object storage"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log filter (tracing EnvFilter syntax); also RUST_LOG.
+    #[arg(long, global = true)]
+    pub log: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the daemon: schedules, watches, the admin API.
+    Run {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Validate a configuration file (offline unless --connect).
+    Check {
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Also try the object store and every connector.
+        #[arg(long)]
+        connect: bool,
+    },
+    /// Configuration helpers.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Run one job of a connector in the foreground.
+    Once {
+        #[arg(short, long)]
+        config: PathBuf,
+        /// The connector id.
+        connector: String,
+        /// Incremental (changes only, no delete reconciliation) instead of full.
+        #[arg(long)]
+        incremental: bool,
+        /// Allow this job to delete more than the connector's max_delete_percent.
+        #[arg(long)]
+        allow_mass_delete: bool,
+        /// Print the summary as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write stored files back to a folder.
+    Restore {
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Path prefix in the target namespace (e.g. `/docs/reports`; `/` for all).
+        prefix: String,
+        /// Destination folder.
+        dest: PathBuf,
+        /// Restore as of this moment (RFC 3339, e.g. 2026-11-01T12:00:00Z, or Unix seconds).
+        #[arg(long)]
+        at: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-read every referenced chunk and check its hash.
+    Verify {
+        #[arg(short, long)]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete chunks and manifests that no committed version references.
+    Gc {
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Objects younger than this are kept (they may belong to a running ingest).
+        #[arg(long, default_value = "24h")]
+        grace: String,
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply version retention now: drop superseded versions and tombstones older than
+    /// this (the daemon does it hourly with daemon.version_retention); then `gc`
+    /// removes their data.
+    Prune {
+        #[arg(short, long)]
+        config: PathBuf,
+        #[arg(long)]
+        older_than: String,
+    },
+    /// Rebuild an empty catalog from the manifests in the object store.
+    RebuildCatalog {
+        #[arg(short, long)]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Connectors, recent jobs and failed items, from the catalog (daemon running or not).
+    Status {
+        #[arg(short, long)]
+        config: PathBuf,
+        /// How many recent jobs to show.
+        #[arg(long, default_value_t = 10)]
+        jobs: i64,
+    },
+    /// Conflicts waiting for an operator (resolve them with `ctl resolve` or the API).
+    Conflicts {
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Only conflicts involving this connector.
+        #[arg(long)]
+        connector: Option<String>,
+        /// Include resolved conflicts.
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Internal: a text-extraction worker process, started by the daemon for one file
+    /// (a request and the bytes on stdin, the text on stdout).
+    #[command(hide = true)]
+    ExtractWorker {
+        /// Address-space limit in bytes.
+        #[arg(long)]
+        memory: u64,
+        /// CPU-time limit in seconds.
+        #[arg(long)]
+        cpu_seconds: u64,
+    },
+    /// Search the documents of vectorized connectors by meaning, through the running
+    /// daemon's API (needs a token).
+    Search {
+        #[arg(short, long)]
+        config: PathBuf,
+        #[command(flatten)]
+        auth: TokenArgs,
+        /// Number of passages to return.
+        #[arg(short, default_value_t = 10)]
+        k: usize,
+        /// Only this connector's documents.
+        #[arg(long)]
+        connector: Option<String>,
+        /// Only documents under this path.
+        #[arg(long)]
+        path_prefix: Option<String>,
+        /// Only documents readable by this principal (repeatable): user:<id>,
+        /// group:<id>, siteGroup:<id>, anyone, organization.
+        #[arg(long)]
+        principal: Vec<String>,
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+        /// What to look for.
+        query: String,
+    },
+    /// Drop the vector index and embed every document again with the configured
+    /// embedder (after changing the model). Stop the daemon first.
+    Reindex {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Probe the running daemon's liveness endpoint (for container health checks).
+    Health {
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Also require /health/ready (catalog and object store reachable).
+        #[arg(long)]
+        ready: bool,
+    },
+    /// Ask the running daemon to act, through its API (needs a token).
+    Ctl {
+        #[arg(short, long)]
+        config: PathBuf,
+        #[command(flatten)]
+        auth: TokenArgs,
+        #[command(subcommand)]
+        action: CtlAction,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct TokenArgs {
+    /// Bearer token (also TRIBUTARY_TOKEN).
+    #[arg(long, env = "TRIBUTARY_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// A file holding the bearer token.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CtlAction {
+    /// Queue a job now.
+    Run {
+        connector: String,
+        #[arg(long)]
+        full: bool,
+    },
+    Pause {
+        connector: String,
+    },
+    Resume {
+        connector: String,
+    },
+    Cancel {
+        job: i64,
+    },
+    /// Re-read the configuration file.
+    Reload,
+    /// Resolve a conflict: keep_source, keep_existing, keep_both (claims and torn
+    /// reads), allow or reject (mass deletes).
+    Resolve {
+        conflict: i64,
+        resolution: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Print the JSON Schema of the configuration file.
+    Schema,
+}

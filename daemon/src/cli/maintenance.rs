@@ -1,0 +1,256 @@
+//! Maintenance commands run on the catalog and the object store without the daemon:
+//! `check`, `restore`, `verify`, `gc`, `prune`, `rebuild-catalog`, `reindex`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use tributary_catalog::Catalog;
+use tributary_store::ObjectStore;
+
+use anyhow::{Context, bail};
+use tributary_pipeline::maintenance;
+
+use super::output::human_bytes;
+use super::shown;
+use crate::wiring;
+
+pub(super) async fn check(path: PathBuf, connect: bool) -> anyhow::Result<ExitCode> {
+    let cfg = load!(path);
+    println!(
+        "{}: ok ({} connector(s))",
+        path.display(),
+        cfg.connectors.len()
+    );
+    if !connect {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut failed = false;
+    let store = wiring::open_store(&cfg).await?;
+    match store.check().await {
+        Ok(()) => println!("object store {}: ok", store.describe()),
+        Err(e) => {
+            failed = true;
+            println!("object store {}: {}", store.describe(), shown(e));
+        }
+    }
+    for c in &cfg.connectors {
+        let r = match wiring::connector(c) {
+            Ok(conn) => conn.check().await.map_err(anyhow::Error::from),
+            Err(e) => Err(e),
+        };
+        match r {
+            Ok(found) => println!("connector {}: ok ({found})", c.id),
+            Err(e) => {
+                failed = true;
+                println!("connector {}: {}", c.id, shown(format!("{e:#}")));
+            }
+        }
+    }
+    if !cfg.vectorized_connectors().is_empty() {
+        match wiring::embedder(&cfg.vectorize.embedder).await {
+            Ok(e) => match e.embed(vec!["tributary check".into()]).await {
+                Ok(v) => println!(
+                    "embedder {}: ok ({} dimensions)",
+                    e.id(),
+                    v.first().map_or(0, Vec::len)
+                ),
+                Err(err) => {
+                    failed = true;
+                    println!("embedder {}: {}", e.id(), shown(err));
+                }
+            },
+            Err(e) => {
+                failed = true;
+                println!("embedder: {}", shown(e));
+            }
+        }
+        match wiring::vector_store(&cfg.vectorize.store).await {
+            Ok(s) => println!("vector store {}: ok", s.describe()),
+            Err(e) => {
+                failed = true;
+                println!("vector store: {}", shown(e));
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+pub(super) fn parse_at(s: &str) -> anyhow::Result<i64> {
+    if let Ok(secs) = s.parse::<f64>() {
+        return Ok((secs * 1e9) as i64);
+    }
+    let t = chrono::DateTime::parse_from_rfc3339(s).with_context(|| {
+        format!("--at `{s}`: expected RFC 3339 (2026-11-01T12:00:00Z) or Unix seconds")
+    })?;
+    t.timestamp_nanos_opt().context("--at is out of range")
+}
+
+/// The shape of the commands that work on the store: load the configuration, open the
+/// catalog and the object store, run `op`, print its report (JSON with `--json`, else
+/// `text`); exit 1 unless `ok` says the report is clean.
+async fn on_store<R, Fut>(
+    path: PathBuf,
+    json: bool,
+    op: impl FnOnce(Catalog, Arc<dyn ObjectStore>) -> Fut,
+    text: impl FnOnce(&R),
+    ok: impl FnOnce(&R) -> bool,
+) -> anyhow::Result<ExitCode>
+where
+    R: serde::Serialize,
+    Fut: Future<Output = anyhow::Result<R>>,
+{
+    let cfg = load!(path);
+    let catalog = wiring::open_catalog(&cfg).await?;
+    let store = wiring::open_store(&cfg).await?;
+    let report = op(catalog, store).await?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        text(&report);
+    }
+    Ok(if ok(&report) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+pub(super) async fn restore(
+    path: PathBuf,
+    prefix: String,
+    dest: PathBuf,
+    at: Option<String>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let at = at.as_deref().map(parse_at).transpose()?;
+    let prefix = if prefix == "/" { String::new() } else { prefix };
+    on_store(
+        path,
+        json,
+        async |catalog, store| {
+            maintenance::restore(&catalog, store, prefix.as_bytes(), &dest, at).await
+        },
+        |r| {
+            println!(
+                "restored {} file(s), {} into {}",
+                r.files,
+                human_bytes(r.bytes),
+                dest.display()
+            );
+            for e in &r.errors {
+                println!("  error: {e}");
+            }
+        },
+        |r| r.errors.is_empty(),
+    )
+    .await
+}
+
+pub(super) async fn verify(path: PathBuf, json: bool) -> anyhow::Result<ExitCode> {
+    on_store(
+        path,
+        json,
+        async |catalog, store| Ok(maintenance::verify(&catalog, store).await?),
+        |r| {
+            println!(
+                "verified {} chunk(s), {}: {} missing, {} corrupt",
+                r.chunks_checked,
+                human_bytes(r.bytes_checked),
+                r.missing.len(),
+                r.corrupt.len()
+            );
+            for m in &r.missing {
+                println!("  missing: {m}");
+            }
+            for c in &r.corrupt {
+                println!("  corrupt: {c}");
+            }
+        },
+        |r| r.ok(),
+    )
+    .await
+}
+
+pub(super) async fn gc(
+    path: PathBuf,
+    grace: String,
+    dry_run: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let grace = tributary_config::units::parse_duration(&grace)
+        .map_err(anyhow::Error::msg)
+        .context("--grace")?;
+    on_store(
+        path,
+        json,
+        async |catalog, store| Ok(maintenance::gc(&catalog, store, grace, dry_run).await?),
+        |r| {
+            println!(
+                "gc{}: {} chunk(s) listed, {} deleted ({}), {} manifest(s) deleted, {} kept within the grace period",
+                if dry_run { " (dry run)" } else { "" },
+                r.chunks_listed,
+                r.chunks_deleted,
+                human_bytes(r.bytes_deleted),
+                r.manifests_deleted,
+                r.kept_in_grace
+            )
+        },
+        |_| true,
+    )
+    .await
+}
+
+pub(super) async fn rebuild(path: PathBuf, json: bool) -> anyhow::Result<ExitCode> {
+    on_store(
+        path,
+        json,
+        async |catalog, store| Ok(maintenance::rebuild_catalog(&catalog, store).await?),
+        |r| {
+            println!(
+                "rebuilt the catalog from {} manifest(s): {} version(s), {} duplicate(s) skipped, {} without data (pruned) skipped",
+                r.manifests, r.versions, r.duplicates_skipped, r.missing_data_skipped
+            )
+        },
+        |_| true,
+    )
+    .await
+}
+
+pub(super) async fn prune(path: PathBuf, older_than: String) -> anyhow::Result<ExitCode> {
+    let cfg = load!(path);
+    let age = tributary_config::units::parse_duration(&older_than)
+        .map_err(anyhow::Error::msg)
+        .context("--older-than")?;
+    let catalog = wiring::open_catalog(&cfg).await?;
+    let (versions, items) = catalog
+        .prune_versions(tributary_catalog::now_ns() - age.as_nanos() as i64)
+        .await?;
+    println!(
+        "pruned {versions} version(s) and {items} deleted item(s); run `tributary gc` to remove data no longer referenced"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn reindex(path: PathBuf) -> anyhow::Result<ExitCode> {
+    let cfg = load!(path);
+    let catalog = wiring::open_catalog(&cfg).await?;
+    let backends = wiring::VectorBackends(cfg.vectorize.clone());
+    let reset = match tributary_vectorize::OpenBackends::open(&backends).await {
+        Ok(b) => tributary_vectorize::reindex(&catalog, b).await,
+        Err(e) => Err(e),
+    };
+    match reset {
+        Ok((embedder, dropped)) => {
+            println!(
+                "dropped {dropped} passages; the daemon will embed every document of the vectorized connectors again with {embedder}"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => bail!("reindex: {e}"),
+    }
+}

@@ -1,0 +1,205 @@
+//! Commands that talk to a running daemon over its API: `health`, `search`, `ctl`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use super::args::{CtlAction, TokenArgs};
+
+pub(super) async fn health(path: PathBuf, ready: bool) -> anyhow::Result<ExitCode> {
+    let cfg = load!(path);
+    let (client, base) = api_client(&cfg)?;
+    let url = format!("{base}/health{}", if ready { "/ready" } else { "" });
+    let resp = client
+        .get(&url)
+        .timeout(Duration::from_secs(4))
+        .send()
+        .await;
+    match resp {
+        Ok(r) if r.status().is_success() => {
+            println!("ok: {url}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(r) => {
+            println!(
+                "unhealthy: {url}: HTTP {}: {}",
+                r.status(),
+                r.text().await.unwrap_or_default()
+            );
+            Ok(ExitCode::from(1))
+        }
+        Err(e) => {
+            println!("unreachable: {url}: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// A client for the daemon's own API: the listen address (loopback when it listens on
+/// every address), HTTPS trusting the configured certificate when TLS is on.
+pub(super) fn api_client(
+    cfg: &tributary_config::Config,
+) -> anyhow::Result<(reqwest::Client, String)> {
+    let mut addr = cfg.api.listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            [127, 0, 0, 1].into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let mut b = reqwest::Client::builder();
+    let scheme = match &cfg.api.tls {
+        None => "http",
+        Some((cert, _)) => {
+            let pem = std::fs::read(cert).with_context(|| format!("read {}", cert.display()))?;
+            for c in
+                reqwest::Certificate::from_pem_bundle(&pem).context("parse the API certificate")?
+            {
+                b = b.add_root_certificate(c);
+            }
+            "https"
+        }
+    };
+    let host = if addr.ip().is_loopback() && addr.is_ipv4() {
+        format!("localhost:{}", addr.port())
+    } else {
+        addr.to_string()
+    };
+    Ok((b.build()?, format!("{scheme}://{host}/api/v1")))
+}
+
+pub(super) fn token_of(auth: TokenArgs) -> anyhow::Result<String> {
+    Ok(match (auth.token, auth.token_file) {
+        (Some(t), _) => t,
+        (None, Some(f)) => std::fs::read_to_string(&f)
+            .with_context(|| format!("read token file {}", f.display()))?
+            .trim_end()
+            .to_string(),
+        (None, None) => bail!("a token is needed: --token, --token-file or TRIBUTARY_TOKEN"),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn search(
+    path: PathBuf,
+    auth: TokenArgs,
+    k: usize,
+    connector: Option<String>,
+    path_prefix: Option<String>,
+    principals: Vec<String>,
+    json: bool,
+    query: String,
+) -> anyhow::Result<ExitCode> {
+    let cfg = load!(path);
+    let token = token_of(auth)?;
+    let (client, base) = api_client(&cfg)?;
+    let mut params = vec![("q", query), ("k", k.to_string())];
+    if let Some(c) = connector {
+        params.push(("connector", c));
+    }
+    if let Some(p) = path_prefix {
+        params.push(("path_prefix", p));
+    }
+    if !principals.is_empty() {
+        params.push(("principal", principals.join(",")));
+    }
+    let resp = client
+        .get(format!("{base}/search"))
+        .query(&params)
+        .bearer_auth(token)
+        .send()
+        .await
+        .with_context(|| format!("reach the daemon at {base} (is `tributary run` running?)"))?;
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    if json || !status.is_success() {
+        println!("{text}");
+        return Ok(if status.is_success() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
+    }
+    let v: serde_json::Value = serde_json::from_str(&text).context("the daemon's answer")?;
+    let items = v["items"].as_array().cloned().unwrap_or_default();
+    if items.is_empty() {
+        println!("no match");
+    }
+    for (n, h) in items.iter().enumerate() {
+        let location = h["location"]
+            .as_str()
+            .map(|l| format!(" ({l})"))
+            .unwrap_or_default();
+        println!(
+            "{}. {:.3}  {}{location}  [item {}, version {}]",
+            n + 1,
+            h["score"].as_f64().unwrap_or(0.0),
+            h["path"].as_str().unwrap_or(""),
+            h["item_id"],
+            h["version_id"],
+        );
+        let text: String = h["text"]
+            .as_str()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let short: String = text.chars().take(240).collect();
+        println!(
+            "   {short}{}",
+            if short.len() < text.len() { "…" } else { "" }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn ctl(
+    path: PathBuf,
+    auth: TokenArgs,
+    action: CtlAction,
+) -> anyhow::Result<ExitCode> {
+    let cfg = load!(path);
+    let token = token_of(auth)?;
+    let (client, base) = api_client(&cfg)?;
+    let (path, body) = match &action {
+        CtlAction::Run { connector, full } => (
+            format!("/connectors/{connector}/runs"),
+            serde_json::json!({"kind": if *full { "full" } else { "incremental" }}),
+        ),
+        CtlAction::Pause { connector } => (
+            format!("/connectors/{connector}/pause"),
+            serde_json::json!({}),
+        ),
+        CtlAction::Resume { connector } => (
+            format!("/connectors/{connector}/resume"),
+            serde_json::json!({}),
+        ),
+        CtlAction::Cancel { job } => (format!("/jobs/{job}/cancel"), serde_json::json!({})),
+        CtlAction::Reload => ("/config/reload".to_string(), serde_json::json!({})),
+        CtlAction::Resolve {
+            conflict,
+            resolution,
+        } => (
+            format!("/conflicts/{conflict}/resolve"),
+            serde_json::json!({ "resolution": resolution }),
+        ),
+    };
+    let resp = client
+        .post(format!("{base}{path}"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .with_context(|| format!("reach the daemon at {base} (is `tributary run` running?)"))?;
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    println!("{text}");
+    Ok(if status.is_success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

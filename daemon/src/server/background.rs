@@ -1,0 +1,78 @@
+//! Background tasks: failed files whose backoff has passed are queued again; the
+//! change feed and old versions are pruned.
+
+use super::*;
+
+impl Daemon {
+    /// Re-queues connectors with failed files whose backoff has passed; prunes the feed.
+    pub(super) fn start_background(self: &Arc<Self>) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            // often enough for the configured backoff, at most every 30 s
+            let every = me
+                .config()
+                .daemon
+                .retry_backoff
+                .clamp(Duration::from_secs(1), Duration::from_secs(30));
+            let mut tick = tokio::time::interval(every);
+            let mut last_prune = Instant::now() - Duration::from_secs(3600);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = me.shutdown.cancelled() => break,
+                }
+                let cfg = me.config();
+                match me
+                    .pipeline
+                    .catalog
+                    .due_retries(cfg.daemon.max_retries as i64, cfg.daemon.retry_backoff)
+                    .await
+                {
+                    Ok(due) => {
+                        for d in due {
+                            let idle = me
+                                .conns
+                                .lock()
+                                .unwrap()
+                                .get(&d.connector)
+                                .is_some_and(|s| s.current.is_none() && !s.paused);
+                            if idle {
+                                tracing::info!(connector = %d.connector, files = d.count, "retrying failed files");
+                                let _ = me
+                                    .trigger(&d.connector, JobKind::Incremental, "retry")
+                                    .await;
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "retry sweep"),
+                }
+                // hourly, or more often when the retention itself is short
+                let prune_every = (cfg
+                    .daemon
+                    .change_retention
+                    .min(cfg.daemon.version_retention)
+                    / 2)
+                .clamp(Duration::from_secs(1), Duration::from_secs(3600));
+                if last_prune.elapsed() >= prune_every {
+                    last_prune = Instant::now();
+                    let before =
+                        tributary_catalog::now_ns() - cfg.daemon.change_retention.as_nanos() as i64;
+                    match me.pipeline.catalog.prune_changes(before).await {
+                        Ok(n) if n > 0 => tracing::info!(removed = n, "pruned the change feed"),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "prune change feed"),
+                    }
+                    let before = tributary_catalog::now_ns()
+                        - cfg.daemon.version_retention.as_nanos() as i64;
+                    match me.pipeline.catalog.prune_versions(before).await {
+                        Ok((v, i)) if v > 0 => {
+                            tracing::info!(versions = v, items = i, "pruned old versions")
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "prune versions"),
+                    }
+                }
+            }
+        });
+    }
+}

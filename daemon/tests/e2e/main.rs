@@ -1,0 +1,17 @@
+//! The daemon's end-to-end tests: the real `tributary` binary (and, for SMB and
+//! SharePoint, the connectors in process) against real servers — Samba, SeaweedFS,
+//! PostgreSQL, an OpenID provider — and the fake Graph. One test binary, so one link;
+//! every test starts its own daemon on its own port and folders, so they stay
+//! independent of each other.
+
+mod common;
+
+mod cli;
+mod conflicts;
+mod daemon;
+mod packaging;
+mod security;
+mod sharepoint;
+#[cfg(feature = "smb")]
+mod smb;
+mod vectorize;
