@@ -12,7 +12,7 @@
 use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Sqlite, Transaction};
 use unicode_normalization::UnicodeNormalization;
 
 mod policy;
@@ -352,18 +352,18 @@ impl Catalog {
     }
 
     pub(crate) async fn backfill_path_keys(&self) -> Result<()> {
-        let rows = sqlx::query("SELECT id, path FROM items WHERE path_key IS NULL")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows: Vec<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT id, path FROM items WHERE path_key IS NULL")
+                .fetch_all(&self.pool)
+                .await?;
         if rows.is_empty() {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
-        for r in rows {
-            let path: Vec<u8> = r.get(1);
+        for (id, path) in rows {
             sqlx::query("UPDATE items SET path_key = $1 WHERE id = $2")
                 .bind(path_key(&path))
-                .bind(r.get::<i64, _>(0))
+                .bind(id)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -387,8 +387,17 @@ impl Catalog {
         let mut open: HashMap<Vec<u8>, (i64, String)> = HashMap::new();
         // standing keep_both renames: (source id, original path) → renamed path
         let mut renames: HashMap<(Vec<u8>, Vec<u8>), Vec<u8>> = HashMap::new();
-        for r in sqlx::query(
-            "SELECT c.id, c.kind, c.status, c.resolution, c.path, c.renamed_to, k.source_id
+        #[derive(sqlx::FromRow)]
+        struct Claimed {
+            id: i64,
+            kind: String,
+            status: String,
+            path: Vec<u8>,
+            renamed_to: Option<Vec<u8>>,
+            source_id: Vec<u8>,
+        }
+        for r in sqlx::query_as::<_, Claimed>(
+            "SELECT c.id, c.kind, c.status, c.path, c.renamed_to, k.source_id
              FROM conflicts c JOIN conflict_claims k ON k.conflict_id = c.id
              WHERE k.connector = $1 AND k.role = 'incoming'
                AND (c.status = 'open' OR (c.resolution = 'keep_both' AND c.renamed_to IS NOT NULL))
@@ -398,11 +407,10 @@ impl Catalog {
         .fetch_all(&self.pool)
         .await?
         {
-            let sid: Vec<u8> = r.get(6);
-            if r.get::<String, _>(2) == "open" {
-                open.insert(sid, (r.get(0), r.get(1)));
-            } else {
-                renames.insert((sid, r.get(4)), r.get(5));
+            if r.status == "open" {
+                open.insert(r.source_id, (r.id, r.kind));
+            } else if let Some(to) = r.renamed_to {
+                renames.insert((r.source_id, r.path), to);
             }
         }
         let mut versions = versions;
@@ -433,16 +441,17 @@ impl Catalog {
                 "SELECT source_id, held, current_version IS NOT NULL FROM items WHERE connector = $1 AND source_id IN {}",
                 in_list(2, batch.len())
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(connector);
+            let mut q =
+                sqlx::query_as::<_, (Vec<u8>, i64, i64)>(sqlx::AssertSqlSafe(sql)).bind(connector);
             for id in batch {
                 q = q.bind(*id);
             }
-            for r in q.fetch_all(&self.pool).await? {
+            for (source_id, held, was_visible) in q.fetch_all(&self.pool).await? {
                 out.insert(
-                    r.get::<Vec<u8>, _>(0),
+                    source_id,
                     Known {
-                        held: r.get::<i64, _>(1) != 0,
-                        was_visible: r.get::<i64, _>(2) != 0,
+                        held: held != 0,
+                        was_visible: was_visible != 0,
                     },
                 );
             }
@@ -455,23 +464,23 @@ impl Catalog {
         let mut out: HashMap<Vec<u8>, Vec<Owner>> = HashMap::new();
         for batch in keys.chunks(500) {
             let sql = format!(
-                "SELECT i.path_key, i.connector, i.source_id, i.path, i.mtime_ns, v.digest
+                "SELECT i.path_key, i.connector, i.source_id, i.path, COALESCE(i.mtime_ns, 0) AS mtime_ns, v.digest
                  FROM items i LEFT JOIN versions v ON v.id = i.current_version
                  WHERE i.deleted = 0 AND i.held = 0 AND i.path_key IN {} ORDER BY i.id",
                 in_list(1, batch.len())
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            #[derive(sqlx::FromRow)]
+            struct Owned {
+                path_key: Vec<u8>,
+                #[sqlx(flatten)]
+                owner: Owner,
+            }
+            let mut q = sqlx::query_as::<_, Owned>(sqlx::AssertSqlSafe(sql));
             for k in batch {
                 q = q.bind(k.as_slice());
             }
             for r in q.fetch_all(&self.pool).await? {
-                out.entry(r.get(0)).or_default().push(Owner {
-                    connector: r.get(1),
-                    source_id: r.get(2),
-                    path: r.get(3),
-                    mtime_ns: r.get::<Option<i64>, _>(4).unwrap_or(0),
-                    digest: r.get(5),
-                });
+                out.entry(r.path_key).or_default().push(r.owner);
             }
         }
         Ok(out)
@@ -561,7 +570,7 @@ impl Catalog {
 
     /// Source ids of `connector` with an open conflict of `kind`.
     pub async fn open_claims(&self, connector: &str, kind: &str) -> Result<HashSet<Vec<u8>>> {
-        let rows = sqlx::query(
+        let rows: Vec<Vec<u8>> = sqlx::query_scalar(
             "SELECT k.source_id FROM conflicts c JOIN conflict_claims k ON k.conflict_id = c.id
              WHERE c.status = 'open' AND c.kind = $1 AND k.role = 'incoming' AND k.connector = $2",
         )
@@ -569,13 +578,13 @@ impl Catalog {
         .bind(connector)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.into_iter().map(|r| r.get(0)).collect())
+        Ok(rows.into_iter().collect())
     }
 
     /// Torn-read conflicts an operator closed with `keep_existing`: (source id →
     /// fingerprint); planning leaves those files alone until they change again.
     pub async fn dismissed_torn_reads(&self, connector: &str) -> Result<HashMap<Vec<u8>, String>> {
-        let rows = sqlx::query(
+        let rows: Vec<(Vec<u8>, String)> = sqlx::query_as(
             "SELECT k.source_id, k.fingerprint FROM conflicts c JOIN conflict_claims k ON k.conflict_id = c.id
              WHERE c.kind = 'torn_read' AND c.resolution = 'keep_existing' AND k.connector = $1 AND k.fingerprint IS NOT NULL
              ORDER BY c.id",
@@ -583,17 +592,16 @@ impl Catalog {
         .bind(connector)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+        Ok(rows.into_iter().collect())
     }
 
     /// Open conflicts by kind.
     pub async fn open_conflict_counts(&self) -> Result<Vec<(String, i64)>> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT kind, COUNT(*) FROM conflicts WHERE status = 'open' GROUP BY kind ORDER BY kind",
         )
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+        .await?)
     }
 
     pub async fn list_conflicts(
@@ -632,7 +640,38 @@ impl Catalog {
     }
 
     pub async fn conflict(&self, id: i64) -> Result<Option<ConflictRow>> {
-        let Some(r) = sqlx::query(
+        #[derive(sqlx::FromRow)]
+        struct Record {
+            id: i64,
+            kind: String,
+            status: String,
+            connector: String,
+            path: Vec<u8>,
+            policy: String,
+            detail: Option<String>,
+            first_seen: i64,
+            last_seen: i64,
+            resolution: Option<String>,
+            resolved_by: Option<String>,
+            resolved_at: Option<i64>,
+            renamed_to: Option<Vec<u8>>,
+        }
+        #[derive(sqlx::FromRow)]
+        struct Claim {
+            role: String,
+            connector: String,
+            source_id: Vec<u8>,
+            path: Vec<u8>,
+            fingerprint: Option<String>,
+            item_id: Option<i64>,
+            item_deleted: Option<i64>,
+            item_held: Option<i64>,
+            version_id: Option<i64>,
+            size: Option<i64>,
+            mtime_ns: Option<i64>,
+            digest: Option<Vec<u8>>,
+        }
+        let Some(r) = sqlx::query_as::<_, Record>(
             "SELECT id, kind, status, connector, path, policy, detail, first_seen, last_seen, resolution, resolved_by, resolved_at, renamed_to
              FROM conflicts WHERE id = $1",
         )
@@ -642,11 +681,10 @@ impl Catalog {
         else {
             return Ok(None);
         };
-        let path: Vec<u8> = r.get(4);
-        let renamed: Option<Vec<u8>> = r.get(12);
-        let claims = sqlx::query(
-            "SELECT k.role, k.connector, k.source_id, k.path, k.fingerprint, i.id, i.deleted, i.held,
-                    v.id, v.size, v.mtime_ns, v.digest, v.held, v.deleted
+        let claims = sqlx::query_as::<_, Claim>(
+            "SELECT k.role, k.connector, k.source_id, k.path, k.fingerprint,
+                    i.id AS item_id, i.deleted AS item_deleted, i.held AS item_held,
+                    v.id AS version_id, v.size, v.mtime_ns, v.digest
              FROM conflict_claims k
              LEFT JOIN items i ON i.connector = k.connector AND i.source_id = k.source_id
              LEFT JOIN versions v ON v.id = (SELECT l.id FROM versions l WHERE l.item_id = i.id AND l.deleted = 0
@@ -658,47 +696,44 @@ impl Catalog {
         .await?
         .into_iter()
         .map(|k| {
-            let path: Vec<u8> = k.get(3);
-            let item: Option<i64> = k.get(5);
-            let deleted = k.get::<Option<i64>, _>(6) == Some(1);
-            let held = k.get::<Option<i64>, _>(7) == Some(1);
-            let state = match item {
+            let state = match k.item_id {
                 None => "unread",
-                Some(_) if held => "held",
-                Some(_) if deleted => "deleted",
+                Some(_) if k.item_held == Some(1) => "held",
+                Some(_) if k.item_deleted == Some(1) => "deleted",
                 Some(_) => "visible",
             };
-            let digest: Option<Vec<u8>> = k.get(11);
             ClaimRow {
-                role: k.get(0),
-                connector: k.get(1),
-                source_id: k.get(2),
-                path: String::from_utf8_lossy(&path).into_owned(),
-                item_id: item,
+                role: k.role,
+                connector: k.connector,
+                source_id: k.source_id,
+                path: String::from_utf8_lossy(&k.path).into_owned(),
+                item_id: k.item_id,
                 state: state.into(),
-                version_id: k.get(8),
-                size: k.get(9),
-                mtime_ns: k.get(10),
-                digest: digest.map(hex::encode),
-                fingerprint: k.get(4),
+                version_id: k.version_id,
+                size: k.size,
+                mtime_ns: k.mtime_ns,
+                digest: k.digest.map(hex::encode),
+                fingerprint: k.fingerprint,
             }
         })
         .collect();
         Ok(Some(ConflictRow {
-            id: r.get(0),
-            kind: r.get(1),
-            status: r.get(2),
-            connector: r.get(3),
-            path: String::from_utf8_lossy(&path).into_owned(),
-            path_bytes: path,
-            policy: r.get(5),
-            detail: r.get(6),
-            first_seen: r.get(7),
-            last_seen: r.get(8),
-            resolution: r.get(9),
-            resolved_by: r.get(10),
-            resolved_at: r.get(11),
-            renamed_to: renamed.map(|p| String::from_utf8_lossy(&p).into_owned()),
+            id: r.id,
+            kind: r.kind,
+            status: r.status,
+            connector: r.connector,
+            path: String::from_utf8_lossy(&r.path).into_owned(),
+            path_bytes: r.path,
+            policy: r.policy,
+            detail: r.detail,
+            first_seen: r.first_seen,
+            last_seen: r.last_seen,
+            resolution: r.resolution,
+            resolved_by: r.resolved_by,
+            resolved_at: r.resolved_at,
+            renamed_to: r
+                .renamed_to
+                .map(|p| String::from_utf8_lossy(&p).into_owned()),
             claims,
         }))
     }

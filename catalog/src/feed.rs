@@ -1,10 +1,8 @@
 //! The change feed: rows in commit order, and its pruning.
 
-use sqlx::Row;
-
 use crate::{Catalog, Result};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Change {
     pub seq: i64,
     pub connector: String,
@@ -59,24 +57,12 @@ impl Catalog {
     }
 
     pub async fn changes(&self, after: i64, limit: i64) -> Result<Vec<Change>> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT seq, connector, item_id, version_id, op, path, at FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2",
         )
         .bind(after)
         .bind(limit)
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| Change {
-                seq: r.get(0),
-                connector: r.get(1),
-                item_id: r.get(2),
-                version_id: r.get(3),
-                op: r.get(4),
-                path: r.get(5),
-                at: r.get(6),
-            })
-            .collect())
+        .await?)
     }
 }

@@ -4,9 +4,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use sqlx::Row;
-
-use crate::rows::{chunk_ref, in_list, prefix_range, to_hash};
+use crate::items::StoredVersion;
+use crate::rows::{CHUNK_COLUMNS, ChunkRecord, in_list, prefix_range, to_hash};
 use crate::{Catalog, ChunkRef, Hash, RestoreEntry, Result, now_ns};
 
 impl Catalog {
@@ -15,7 +14,7 @@ impl Catalog {
     pub async fn restore_set(&self, prefix: &[u8], at: Option<i64>) -> Result<Vec<RestoreEntry>> {
         let at = at.unwrap_or(i64::MAX);
         let (lo, hi) = prefix_range(prefix);
-        let rows = sqlx::query(
+        let rows: Vec<StoredVersion> = sqlx::query_as(
             "SELECT i.path, v.id, v.deleted, v.size, v.mtime_ns, v.digest
              FROM items i JOIN versions v ON v.item_id = i.id
              WHERE i.path >= $1 AND ($2 IS NULL OR i.path < $2)
@@ -29,45 +28,34 @@ impl Catalog {
         .fetch_all(&self.pool)
         .await?;
         let mut out = Vec::new();
-        for r in rows {
-            if r.get::<i64, _>(2) != 0 {
-                continue;
-            }
-            let vid: i64 = r.get(1);
-            let digest: Option<Vec<u8>> = r.get(5);
-            out.push(RestoreEntry {
-                path: r.get(0),
-                size: r.get::<i64, _>(3) as u64,
-                mtime_ns: r.get(4),
-                digest: digest.map(|d| to_hash(&d)).transpose()?,
-                chunks: self.version_chunks(vid).await?,
-            });
+        for v in rows.into_iter().filter(|v| v.deleted == 0) {
+            out.push(self.restore_entry(v).await?);
         }
         Ok(out)
     }
 
     pub(crate) async fn version_chunks(&self, version_id: i64) -> Result<Vec<ChunkRef>> {
-        let rows = sqlx::query(
+        let rows: Vec<ChunkRecord> = sqlx::query_as(
             "SELECT c.hash, c.size, c.stored_size, c.compression FROM version_chunks vc JOIN chunks c ON c.hash = vc.hash
              WHERE vc.version_id = $1 ORDER BY vc.idx",
         )
         .bind(version_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter().map(chunk_ref).collect()
+        rows.into_iter().map(ChunkRef::try_from).collect()
     }
 
     /// Every chunk the catalog holds, ordered by hash, in pages after `after`.
     pub async fn chunks_page(&self, after: Option<Hash>, limit: i64) -> Result<Vec<ChunkRef>> {
         let after = after.map(|h| h.to_vec()).unwrap_or_default();
-        let rows = sqlx::query(
-            "SELECT hash, size, stored_size, compression FROM chunks WHERE hash > $1 AND refcount > 0 ORDER BY hash LIMIT $2",
-        )
+        let rows: Vec<ChunkRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {CHUNK_COLUMNS} FROM chunks WHERE hash > $1 AND refcount > 0 ORDER BY hash LIMIT $2"
+        )))
         .bind(after)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter().map(chunk_ref).collect()
+        rows.into_iter().map(ChunkRef::try_from).collect()
     }
 
     /// Reference count and orphaning time (Unix ns, when the count fell to 0) of the
@@ -79,15 +67,12 @@ impl Catalog {
                 "SELECT hash, refcount, orphaned_at FROM chunks WHERE hash IN {}",
                 in_list(1, batch.len())
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let mut q = sqlx::query_as::<_, (Vec<u8>, i64, Option<i64>)>(sqlx::AssertSqlSafe(sql));
             for h in batch {
                 q = q.bind(h.as_slice());
             }
-            for row in q.fetch_all(&self.pool).await? {
-                found.insert(
-                    to_hash(&row.get::<Vec<u8>, _>(0))?,
-                    (row.get(1), row.get(2)),
-                );
+            for (hash, refcount, orphaned_at) in q.fetch_all(&self.pool).await? {
+                found.insert(to_hash(&hash)?, (refcount, orphaned_at));
             }
         }
         Ok(found)
@@ -129,18 +114,13 @@ impl Catalog {
         let now = now_ns();
         for batch in doomed.chunks(500) {
             let list = in_list(1, batch.len());
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(format!(
+            let mut q = sqlx::query_as::<_, (Vec<u8>, i64)>(sqlx::AssertSqlSafe(format!(
                 "SELECT hash, COUNT(*) FROM version_chunks WHERE version_id IN {list} GROUP BY hash"
             )));
             for id in batch {
                 q = q.bind(id);
             }
-            let counts: Vec<(Vec<u8>, i64)> = q
-                .fetch_all(&mut *tx)
-                .await?
-                .into_iter()
-                .map(|r| (r.get(0), r.get(1)))
-                .collect();
+            let counts = q.fetch_all(&mut *tx).await?;
             for (hash, n) in counts {
                 sqlx::query(
                     "UPDATE chunks SET refcount = refcount - $1,
@@ -186,12 +166,11 @@ impl Catalog {
 
     /// Counts for status output.
     pub async fn counts(&self) -> Result<(i64, i64, i64)> {
-        let r = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT (SELECT COUNT(*) FROM items WHERE deleted = 0), (SELECT COUNT(*) FROM versions), (SELECT COUNT(*) FROM chunks)",
         )
         .fetch_one(&self.pool)
-        .await?;
-        Ok((r.get(0), r.get(1), r.get(2)))
+        .await?)
     }
 
     // ---- leases -----------------------------------------------------------------

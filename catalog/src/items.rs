@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use serde::Serialize;
-use sqlx::Row;
 
 use crate::rows::{prefix_range, to_hash};
 use crate::{Catalog, ChunkRef, Hash, NewVersion, Result, now_ns, redact};
@@ -20,7 +19,7 @@ pub struct RestoreEntry {
     pub chunks: Vec<ChunkRef>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ItemError {
     pub connector: String,
     pub path: Vec<u8>,
@@ -69,6 +68,99 @@ pub struct VersionRow {
     pub held: bool,
 }
 
+/// A row of an item listing; `status` is computed in SQL.
+#[derive(sqlx::FromRow)]
+struct ItemRecord {
+    id: Option<i64>,
+    connector: String,
+    path: Vec<u8>,
+    status: String,
+    size: Option<i64>,
+    mtime_ns: Option<i64>,
+    current_version: Option<i64>,
+    last_error: Option<String>,
+    retry_count: Option<i64>,
+    failed_at: Option<i64>,
+}
+
+impl From<ItemRecord> for ItemRow {
+    fn from(r: ItemRecord) -> ItemRow {
+        ItemRow {
+            id: r.id,
+            connector: r.connector,
+            path: String::from_utf8_lossy(&r.path).into_owned(),
+            path_bytes: r.path,
+            status: r.status,
+            size: r.size,
+            mtime_ns: r.mtime_ns,
+            current_version: r.current_version,
+            last_error: r.last_error,
+            retry_count: r.retry_count,
+            failed_at: r.failed_at,
+        }
+    }
+}
+
+/// The columns of an [`ItemRecord`] of a committed item (`items i` left-joined with
+/// its error `e`).
+const ITEM_COLUMNS: &str = "i.id, i.connector, i.path,
+    CASE WHEN i.held = 1 THEN 'conflict' WHEN i.deleted = 1 THEN 'deleted' ELSE 'completed' END AS status,
+    i.size, i.mtime_ns, i.current_version, e.error AS last_error, e.retry_count, e.at AS failed_at";
+
+#[derive(sqlx::FromRow)]
+struct VersionRecord {
+    id: i64,
+    deleted: i64,
+    size: i64,
+    mtime_ns: i64,
+    digest: Option<Vec<u8>>,
+    committed_at: i64,
+    job_id: Option<i64>,
+    chunks: i64,
+    held: i64,
+}
+
+impl From<VersionRecord> for VersionRow {
+    fn from(r: VersionRecord) -> VersionRow {
+        VersionRow {
+            id: r.id,
+            deleted: r.deleted != 0,
+            size: r.size,
+            mtime_ns: r.mtime_ns,
+            digest: r.digest.map(hex::encode),
+            committed_at: r.committed_at,
+            job_id: r.job_id,
+            chunks: r.chunks,
+            held: r.held != 0,
+        }
+    }
+}
+
+/// A version's content as committed: `v.id, i.path, v.size, v.mtime_ns, v.inode,
+/// v.change_tag, v.digest`.
+#[derive(sqlx::FromRow)]
+pub(crate) struct ContentRecord {
+    pub(crate) id: i64,
+    path: Vec<u8>,
+    size: i64,
+    mtime_ns: i64,
+    inode: Option<i64>,
+    change_tag: Option<String>,
+    digest: Option<Vec<u8>>,
+}
+
+/// A stored version with its item's path: `i.path, v.id, v.deleted, v.size,
+/// v.mtime_ns, v.digest`.
+#[derive(sqlx::FromRow)]
+pub(crate) struct StoredVersion {
+    pub(crate) path: Vec<u8>,
+    pub(crate) id: i64,
+    pub(crate) deleted: i64,
+    pub(crate) size: i64,
+    pub(crate) mtime_ns: i64,
+    pub(crate) digest: Option<Vec<u8>>,
+}
+
 /// A failed item whose retry is due.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DueRetry {
@@ -102,8 +194,9 @@ impl Catalog {
             .bind(&hi)
             .fetch_one(&self.pool)
             .await?;
-            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT i.id, e.connector, e.path, i.size, i.mtime_ns, i.current_version, e.error, e.retry_count, e.at
+            let rows: Vec<ItemRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT i.id, e.connector, e.path, 'failed' AS status, i.size, i.mtime_ns, i.current_version,
+                        e.error AS last_error, e.retry_count, e.at AS failed_at
                  FROM item_errors e LEFT JOIN items i ON i.connector = e.connector AND i.source_id = e.source_id
                  WHERE {WHERE} ORDER BY e.path LIMIT $4 OFFSET $5"
             )))
@@ -114,26 +207,7 @@ impl Catalog {
             .bind(offset)
             .fetch_all(&self.pool)
             .await?;
-            let items = rows
-                .into_iter()
-                .map(|r| {
-                    let path: Vec<u8> = r.get(2);
-                    ItemRow {
-                        id: r.get(0),
-                        connector: r.get(1),
-                        path: String::from_utf8_lossy(&path).into_owned(),
-                        path_bytes: path,
-                        status: "failed".into(),
-                        size: r.get(3),
-                        mtime_ns: r.get(4),
-                        current_version: r.get(5),
-                        last_error: r.get(6),
-                        retry_count: r.get(7),
-                        failed_at: r.get(8),
-                    }
-                })
-                .collect();
-            return Ok((items, total));
+            return Ok((rows.into_iter().map(ItemRow::from).collect(), total));
         }
         let status = f.status.as_deref();
         const WHERE: &str = "($1 IS NULL OR i.connector = $1) AND ($2 IS NULL OR i.path >= $2) AND ($3 IS NULL OR i.path < $3)
@@ -147,8 +221,8 @@ impl Catalog {
         .bind(status)
         .fetch_one(&self.pool)
         .await?;
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT i.id, i.connector, i.path, i.deleted, i.size, i.mtime_ns, i.current_version, e.error, e.retry_count, e.at, i.held
+        let rows: Vec<ItemRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {ITEM_COLUMNS}
              FROM items i LEFT JOIN item_errors e ON e.connector = i.connector AND e.source_id = i.source_id
              WHERE {WHERE} ORDER BY i.path LIMIT $5 OFFSET $6"
         )))
@@ -160,44 +234,31 @@ impl Catalog {
         .bind(offset)
         .fetch_all(&self.pool)
         .await?;
-        Ok((rows.into_iter().map(item_row).collect(), total))
+        Ok((rows.into_iter().map(ItemRow::from).collect(), total))
     }
 
     pub async fn item(&self, id: i64) -> Result<Option<(ItemRow, Vec<VersionRow>)>> {
-        let row = sqlx::query(
-            "SELECT i.id, i.connector, i.path, i.deleted, i.size, i.mtime_ns, i.current_version, e.error, e.retry_count, e.at, i.held
+        let row: Option<ItemRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {ITEM_COLUMNS}
              FROM items i LEFT JOIN item_errors e ON e.connector = i.connector AND e.source_id = i.source_id
-             WHERE i.id = $1",
-        )
+             WHERE i.id = $1"
+        )))
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        let versions = sqlx::query(
+        let versions = sqlx::query_as::<_, VersionRecord>(
             "SELECT v.id, v.deleted, v.size, v.mtime_ns, v.digest, v.committed_at, v.job_id,
-                    (SELECT COUNT(*) FROM version_chunks vc WHERE vc.version_id = v.id), v.held
+                    (SELECT COUNT(*) FROM version_chunks vc WHERE vc.version_id = v.id) AS chunks, v.held
              FROM versions v WHERE v.item_id = $1 ORDER BY v.committed_at DESC, v.id DESC",
         )
         .bind(id)
         .fetch_all(&self.pool)
         .await?
         .into_iter()
-        .map(|r| {
-            let digest: Option<Vec<u8>> = r.get(4);
-            VersionRow {
-                id: r.get(0),
-                deleted: r.get::<i64, _>(1) != 0,
-                size: r.get(2),
-                mtime_ns: r.get(3),
-                digest: digest.map(hex::encode),
-                committed_at: r.get(5),
-                job_id: r.get(6),
-                chunks: r.get(7),
-                held: r.get::<i64, _>(8) != 0,
-            }
-        })
+        .map(VersionRow::from)
         .collect();
-        Ok(Some((item_row(row), versions)))
+        Ok(Some((row.into(), versions)))
     }
 
     /// The current (visible, live) content of an item as a version to commit again,
@@ -207,7 +268,7 @@ impl Catalog {
         connector: &str,
         source_id: &[u8],
     ) -> Result<Option<NewVersion>> {
-        let row = sqlx::query(
+        let row: Option<ContentRecord> = sqlx::query_as(
             "SELECT v.id, i.path, v.size, v.mtime_ns, v.inode, v.change_tag, v.digest
              FROM items i JOIN versions v ON v.id = i.current_version
              WHERE i.connector = $1 AND i.source_id = $2 AND i.deleted = 0 AND i.held = 0 AND v.deleted = 0",
@@ -217,40 +278,53 @@ impl Catalog {
         .fetch_optional(&self.pool)
         .await?;
         let Some(r) = row else { return Ok(None) };
-        let digest: Option<Vec<u8>> = r.get(6);
-        Ok(Some(NewVersion {
+        Ok(Some(self.content_version(source_id, r).await?))
+    }
+
+    /// A committed version's content (`r`), with its chunks, as a version of
+    /// `source_id` to commit again.
+    pub(crate) async fn content_version(
+        &self,
+        source_id: &[u8],
+        r: ContentRecord,
+    ) -> Result<NewVersion> {
+        Ok(NewVersion {
             source_id: source_id.to_vec(),
-            path: r.get(1),
-            size: r.get::<i64, _>(2) as u64,
-            mtime_ns: r.get(3),
-            inode: r.get(4),
-            change_tag: r.get(5),
-            digest: digest.map(|d| to_hash(&d)).transpose()?,
-            chunks: self.version_chunks(r.get(0)).await?,
+            path: r.path,
+            size: r.size as u64,
+            mtime_ns: r.mtime_ns,
+            inode: r.inode,
+            change_tag: r.change_tag,
+            digest: r.digest.map(|d| to_hash(&d)).transpose()?,
+            chunks: self.version_chunks(r.id).await?,
             ..Default::default()
-        }))
+        })
     }
 
     /// What it takes to stream a version's content.
     pub async fn version_content(&self, version_id: i64) -> Result<Option<RestoreEntry>> {
-        let row = sqlx::query(
-            "SELECT i.path, v.deleted, v.size, v.mtime_ns, v.digest FROM versions v JOIN items i ON i.id = v.item_id WHERE v.id = $1",
+        let row: Option<StoredVersion> = sqlx::query_as(
+            "SELECT i.path, v.id, v.deleted, v.size, v.mtime_ns, v.digest
+             FROM versions v JOIN items i ON i.id = v.item_id WHERE v.id = $1",
         )
         .bind(version_id)
         .fetch_optional(&self.pool)
         .await?;
-        let Some(r) = row else { return Ok(None) };
-        if r.get::<i64, _>(1) != 0 {
-            return Ok(None);
+        match row {
+            Some(v) if v.deleted == 0 => Ok(Some(self.restore_entry(v).await?)),
+            _ => Ok(None),
         }
-        let digest: Option<Vec<u8>> = r.get(4);
-        Ok(Some(RestoreEntry {
-            path: r.get(0),
-            size: r.get::<i64, _>(2) as u64,
-            mtime_ns: r.get(3),
-            digest: digest.map(|d| to_hash(&d)).transpose()?,
-            chunks: self.version_chunks(version_id).await?,
-        }))
+    }
+
+    /// A stored version as what it takes to restore or stream it.
+    pub(crate) async fn restore_entry(&self, v: StoredVersion) -> Result<RestoreEntry> {
+        Ok(RestoreEntry {
+            path: v.path,
+            size: v.size as u64,
+            mtime_ns: v.mtime_ns,
+            digest: v.digest.map(|d| to_hash(&d)).transpose()?,
+            chunks: self.version_chunks(v.id).await?,
+        })
     }
 
     // ---- failed items: their errors and retries --------------------------------
@@ -258,7 +332,7 @@ impl Catalog {
     /// Failed items per connector whose next retry is due: fewer than `max_retries`
     /// retries so far and a last failure older than `backoff × 2^retries`.
     pub async fn due_retries(&self, max_retries: i64, backoff: Duration) -> Result<Vec<DueRetry>> {
-        let rows = sqlx::query(
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
             "SELECT connector, retry_count, at FROM item_errors WHERE retry_count < $1",
         )
         .bind(max_retries)
@@ -266,9 +340,9 @@ impl Catalog {
         .await?;
         let now = now_ns();
         let mut per: std::collections::BTreeMap<String, i64> = Default::default();
-        for r in rows {
-            if retry_is_due(r.get(1), r.get(2), now, max_retries, backoff) {
-                *per.entry(r.get(0)).or_default() += 1;
+        for (connector, retries, failed_at) in rows {
+            if retry_is_due(retries, failed_at, now, max_retries, backoff) {
+                *per.entry(connector).or_default() += 1;
             }
         }
         Ok(per
@@ -284,12 +358,12 @@ impl Catalog {
         connector: &str,
         max_retries: i64,
     ) -> Result<HashMap<Vec<u8>, Option<String>>> {
-        let rows = sqlx::query("SELECT source_id, fingerprint FROM item_errors WHERE connector = $1 AND retry_count >= $2")
+        let rows: Vec<(Vec<u8>, Option<String>)> = sqlx::query_as("SELECT source_id, fingerprint FROM item_errors WHERE connector = $1 AND retry_count >= $2")
             .bind(connector)
             .bind(max_retries)
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+        Ok(rows.into_iter().collect())
     }
 
     /// Records a failed attempt; a repeated failure counts one more retry.
@@ -348,21 +422,12 @@ impl Catalog {
     }
 
     pub async fn item_errors(&self, connector: &str) -> Result<Vec<ItemError>> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT connector, path, error, retry_count FROM item_errors WHERE connector = $1 ORDER BY path",
         )
         .bind(connector)
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| ItemError {
-                connector: r.get(0),
-                path: r.get(1),
-                error: r.get(2),
-                retry_count: r.get(3),
-            })
-            .collect())
+        .await?)
     }
 }
 
@@ -379,33 +444,6 @@ pub(crate) fn retry_is_due(
     let backoff = i64::try_from(backoff.as_nanos()).unwrap_or(i64::MAX);
     let wait = backoff.saturating_mul(1i64 << retries.clamp(0, 20));
     retries < max_retries && failed_at.saturating_add(wait) <= now
-}
-
-fn item_row(r: sqlx::sqlite::SqliteRow) -> ItemRow {
-    let path: Vec<u8> = r.get(2);
-    let failed: Option<String> = r.get(7);
-    let deleted = r.get::<i64, _>(3) != 0;
-    let held = r.get::<i64, _>(10) != 0;
-    ItemRow {
-        id: r.get(0),
-        connector: r.get(1),
-        path: String::from_utf8_lossy(&path).into_owned(),
-        path_bytes: path,
-        status: if held {
-            "conflict"
-        } else if deleted {
-            "deleted"
-        } else {
-            "completed"
-        }
-        .into(),
-        size: r.get(4),
-        mtime_ns: r.get(5),
-        current_version: r.get(6),
-        last_error: failed,
-        retry_count: r.get(8),
-        failed_at: r.get(9),
-    }
 }
 
 #[cfg(test)]

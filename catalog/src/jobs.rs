@@ -4,7 +4,6 @@
 use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 
 use crate::{Catalog, Result, now_ns, redact};
 
@@ -35,7 +34,7 @@ pub struct Stats {
     pub listing_done: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct JobRow {
     pub id: i64,
     pub connector: String,
@@ -52,22 +51,6 @@ pub struct JobRow {
 
 const JOB_COLUMNS: &str = "id, connector, kind, trigger, status, queued_at, started_at, finished_at, error_count, last_error, stats";
 
-fn job_row(r: sqlx::sqlite::SqliteRow) -> JobRow {
-    JobRow {
-        id: r.get(0),
-        connector: r.get(1),
-        kind: r.get(2),
-        trigger: r.get(3),
-        status: r.get(4),
-        queued_at: r.get(5),
-        started_at: r.get(6),
-        finished_at: r.get(7),
-        error_count: r.get(8),
-        last_error: r.get(9),
-        stats: r.get(10),
-    }
-}
-
 /// Filters of a job listing.
 #[derive(Debug, Clone, Default)]
 pub struct JobFilter {
@@ -78,7 +61,7 @@ pub struct JobFilter {
 }
 
 /// One line of a job's log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct LogLine {
     pub at: i64,
     pub level: String,
@@ -137,13 +120,12 @@ impl Catalog {
     }
 
     pub async fn job(&self, id: i64) -> Result<Option<JobRow>> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"
         )))
         .bind(id)
         .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(job_row))
+        .await?)
     }
 
     /// A job row in state `queued`, for the daemon's job queue.
@@ -190,7 +172,7 @@ impl Catalog {
         .bind(f.since)
         .fetch_one(&self.pool)
         .await?;
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {JOB_COLUMNS} FROM jobs WHERE {WHERE} ORDER BY id DESC LIMIT $4 OFFSET $5"
         )))
         .bind(&f.connector)
@@ -200,18 +182,17 @@ impl Catalog {
         .bind((page - 1).max(0) * per_page)
         .fetch_all(&self.pool)
         .await?;
-        Ok((rows.into_iter().map(job_row).collect(), total))
+        Ok((rows, total))
     }
 
     /// The latest job of a connector.
     pub async fn last_job(&self, connector: &str) -> Result<Option<JobRow>> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {JOB_COLUMNS} FROM jobs WHERE connector = $1 ORDER BY id DESC LIMIT 1"
         )))
         .bind(connector)
         .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(job_row))
+        .await?)
     }
 
     /// When the connector's last successful job finished (Unix ns).
@@ -227,10 +208,11 @@ impl Catalog {
 
     /// Counts of jobs per status.
     pub async fn job_status_counts(&self) -> Result<Vec<(String, i64)>> {
-        let rows = sqlx::query("SELECT status, COUNT(*) FROM jobs GROUP BY status ORDER BY status")
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+        Ok(
+            sqlx::query_as("SELECT status, COUNT(*) FROM jobs GROUP BY status ORDER BY status")
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     /// Replaces a job's log with `lines`.
@@ -255,19 +237,14 @@ impl Catalog {
     }
 
     pub async fn job_log(&self, job_id: i64) -> Result<Vec<LogLine>> {
-        let rows =
-            sqlx::query("SELECT at, level, message FROM job_logs WHERE job_id = $1 ORDER BY seq")
-                .bind(job_id)
-                .fetch_all(&self.pool)
-                .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| LogLine {
-                at: r.get(0),
-                level: r.get(1),
-                message: r.get(2),
-            })
-            .collect())
+        Ok(
+            sqlx::query_as(
+                "SELECT at, level, message FROM job_logs WHERE job_id = $1 ORDER BY seq",
+            )
+            .bind(job_id)
+            .fetch_all(&self.pool)
+            .await?,
+        )
     }
 
     // ---- connectors -------------------------------------------------------------

@@ -7,7 +7,6 @@
 use std::collections::HashSet;
 use std::str::FromStr;
 
-use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use crate::{Catalog, CatalogError, Result};
@@ -217,7 +216,7 @@ impl PgVectors {
         {
             tracing::debug!(error = %e, "pgvector without iterative index scans");
         }
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let rows: Vec<(i64, f64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT id, 1 - (embedding <=> $1::vector) FROM {}
              WHERE ($2::text IS NULL OR connector = $2) AND ($3::bigint[] IS NULL OR item_id = ANY($3))
              ORDER BY embedding <=> $1::vector LIMIT $4",
@@ -231,7 +230,7 @@ impl PgVectors {
         .await?;
         let mut out: Vec<(i64, f32)> = rows
             .into_iter()
-            .map(|r| (r.get::<i64, _>(0), r.get::<f64, _>(1) as f32))
+            .map(|(id, score)| (id, score as f32))
             .collect();
         out.sort_by(|a, b| b.1.total_cmp(&a.1));
         Ok(out)

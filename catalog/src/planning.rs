@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::rows::{chunk_ref, in_list};
+use crate::rows::{CHUNK_COLUMNS, ChunkRecord, in_list};
 use crate::{Catalog, ChunkRef, Hash, ItemState, Result, bulk};
 
 impl Catalog {
@@ -41,15 +41,15 @@ impl Catalog {
         let mut found = HashMap::new();
         for batch in hashes.chunks(500) {
             let sql = format!(
-                "SELECT hash, size, stored_size, compression FROM chunks WHERE refcount > 0 AND hash IN {}",
+                "SELECT {CHUNK_COLUMNS} FROM chunks WHERE refcount > 0 AND hash IN {}",
                 in_list(1, batch.len())
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let mut q = sqlx::query_as::<_, ChunkRecord>(sqlx::AssertSqlSafe(sql));
             for h in batch {
                 q = q.bind(h.as_slice());
             }
             for row in q.fetch_all(&self.pool).await? {
-                let c = chunk_ref(row)?;
+                let c = ChunkRef::try_from(row)?;
                 found.insert(c.hash, c);
             }
         }

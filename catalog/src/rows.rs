@@ -1,6 +1,6 @@
-//! Row decoding and SQL fragments shared by the catalog's areas.
-
-use sqlx::Row;
+//! Row decoding and SQL fragments shared by the catalog's areas. Rows are decoded by
+//! column name (`sqlx::FromRow`); a record whose columns need checking (a hash of 32
+//! bytes, a known compression) converts into the public type with `try_into`.
 
 use crate::{CatalogError, ChunkRef, Hash, Result};
 
@@ -11,13 +11,28 @@ pub(crate) fn in_list(first: usize, n: usize) -> String {
     format!("({})", v.join(", "))
 }
 
-pub(crate) fn chunk_ref(r: sqlx::sqlite::SqliteRow) -> Result<ChunkRef> {
-    Ok(ChunkRef {
-        hash: to_hash(&r.get::<Vec<u8>, _>(0))?,
-        size: r.get::<i64, _>(1) as u64,
-        stored_size: r.get::<i64, _>(2) as u64,
-        compression: r.get::<&str, _>(3).parse().map_err(CatalogError::Corrupt)?,
-    })
+/// The columns of a stored chunk: `hash, size, stored_size, compression`.
+pub(crate) const CHUNK_COLUMNS: &str = "hash, size, stored_size, compression";
+
+/// A row of `chunks`, as stored.
+#[derive(sqlx::FromRow)]
+pub(crate) struct ChunkRecord {
+    hash: Vec<u8>,
+    size: i64,
+    stored_size: i64,
+    compression: String,
+}
+
+impl TryFrom<ChunkRecord> for ChunkRef {
+    type Error = CatalogError;
+    fn try_from(r: ChunkRecord) -> Result<ChunkRef> {
+        Ok(ChunkRef {
+            hash: to_hash(&r.hash)?,
+            size: r.size as u64,
+            stored_size: r.stored_size as u64,
+            compression: r.compression.parse().map_err(CatalogError::Corrupt)?,
+        })
+    }
 }
 
 pub(crate) fn to_hash(b: &[u8]) -> Result<Hash> {

@@ -6,8 +6,6 @@
 //! is due). Passages of a version stop counting the moment it stops being current;
 //! [`Catalog::stale_indexed`] finds them and [`Catalog::drop_passages`] removes them.
 
-use sqlx::Row;
-
 use crate::rows::{in_list, to_hash};
 use crate::{Catalog, Hash, Result, now_ns};
 
@@ -57,7 +55,7 @@ pub struct PassageHit {
 }
 
 /// Index state of a version, for the item API.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct IndexStateRow {
     pub version_id: i64,
     pub state: String,
@@ -138,7 +136,8 @@ impl Catalog {
             return Ok(Vec::new());
         }
         let sql = format!(
-            "SELECT i.id, v.id, i.connector, i.path, v.size, v.digest, COALESCE(s.attempts, 0)
+            "SELECT i.id AS item_id, v.id AS version_id, i.connector, i.path, v.size, v.digest,
+                    COALESCE(s.attempts, 0) AS attempts
              FROM items i JOIN versions v ON v.id = i.current_version
              LEFT JOIN index_state s ON s.version_id = v.id
              WHERE i.deleted = 0 AND i.held = 0 AND v.deleted = 0
@@ -147,7 +146,17 @@ impl Catalog {
              ORDER BY i.id LIMIT $3",
             in_list(5, connectors.len())
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+        #[derive(sqlx::FromRow)]
+        struct Task {
+            item_id: i64,
+            version_id: i64,
+            connector: String,
+            path: Vec<u8>,
+            size: i64,
+            digest: Option<Vec<u8>>,
+            attempts: i64,
+        }
+        let mut q = sqlx::query_as::<_, Task>(sqlx::AssertSqlSafe(sql))
             .bind(max_attempts)
             .bind(retry_before)
             .bind(limit)
@@ -158,15 +167,14 @@ impl Catalog {
         let rows = q.fetch_all(&self.pool).await?;
         rows.into_iter()
             .map(|r| {
-                let digest: Option<Vec<u8>> = r.get(5);
                 Ok(IndexTask {
-                    item_id: r.get(0),
-                    version_id: r.get(1),
-                    connector: r.get(2),
-                    path: r.get(3),
-                    size: r.get::<i64, _>(4) as u64,
-                    digest: digest.map(|d| to_hash(&d)).transpose()?,
-                    attempts: r.get(6),
+                    item_id: r.item_id,
+                    version_id: r.version_id,
+                    connector: r.connector,
+                    path: r.path,
+                    size: r.size as u64,
+                    digest: r.digest.map(|d| to_hash(&d)).transpose()?,
+                    attempts: r.attempts,
                 })
             })
             .collect()
@@ -291,7 +299,7 @@ impl Catalog {
         let Some((vid, format)) = src else {
             return Ok(None);
         };
-        let rows = sqlx::query(
+        let rows: Vec<(Option<String>, String, Vec<u8>)> = sqlx::query_as(
             "SELECT location, text, embedding FROM passages WHERE version_id = $1 ORDER BY seq",
         )
         .bind(vid)
@@ -303,10 +311,10 @@ impl Catalog {
         Ok(Some((
             format.unwrap_or_default(),
             rows.into_iter()
-                .map(|r| NewPassage {
-                    location: r.get(0),
-                    text: r.get(1),
-                    embedding: decode_vector(&r.get::<Vec<u8>, _>(2)),
+                .map(|(location, text, embedding)| NewPassage {
+                    location,
+                    text,
+                    embedding: decode_vector(&embedding),
                 })
                 .collect(),
         )))
@@ -354,7 +362,7 @@ impl Catalog {
     /// Every stored vector with its item, version and connector, in id order, a page at
     /// a time (`after` = last id seen).
     pub async fn passage_vectors(&self, after: i64, limit: i64) -> Result<Vec<PassageVector>> {
-        let rows = sqlx::query(
+        let rows: Vec<(i64, i64, i64, String, Vec<u8>)> = sqlx::query_as(
             "SELECT p.id, p.item_id, p.version_id, i.connector, p.embedding
              FROM passages p JOIN items i ON i.id = p.item_id
              WHERE p.id > $1 ORDER BY p.id LIMIT $2",
@@ -365,13 +373,15 @@ impl Catalog {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|r| PassageVector {
-                id: r.get(0),
-                item_id: r.get(1),
-                version_id: r.get(2),
-                connector: r.get(3),
-                embedding: decode_vector(&r.get::<Vec<u8>, _>(4)),
-            })
+            .map(
+                |(id, item_id, version_id, connector, embedding)| PassageVector {
+                    id,
+                    item_id,
+                    version_id,
+                    connector,
+                    embedding: decode_vector(&embedding),
+                },
+            )
             .collect())
     }
 
@@ -383,12 +393,12 @@ impl Catalog {
                 "SELECT id, embedding FROM passages WHERE id IN {}",
                 in_list(1, chunk.len())
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let mut q = sqlx::query_as::<_, (i64, Vec<u8>)>(sqlx::AssertSqlSafe(sql));
             for id in chunk {
                 q = q.bind(id);
             }
-            for r in q.fetch_all(&self.pool).await? {
-                out.push((r.get(0), decode_vector(&r.get::<Vec<u8>, _>(1))));
+            for (id, embedding) in q.fetch_all(&self.pool).await? {
+                out.push((id, decode_vector(&embedding)));
             }
         }
         Ok(out)
@@ -400,25 +410,37 @@ impl Catalog {
         for chunk in ids.chunks(500) {
             let sql = format!(
                 "SELECT p.id, p.item_id, p.version_id, p.seq, i.connector, i.path, p.location, p.text,
-                        (i.current_version = p.version_id AND i.deleted = 0 AND i.held = 0)
+                        COALESCE(i.current_version = p.version_id AND i.deleted = 0 AND i.held = 0, 0) AS current
                  FROM passages p JOIN items i ON i.id = p.item_id WHERE p.id IN {}",
                 in_list(1, chunk.len())
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            #[derive(sqlx::FromRow)]
+            struct Hit {
+                id: i64,
+                item_id: i64,
+                version_id: i64,
+                seq: i64,
+                connector: String,
+                path: Vec<u8>,
+                location: Option<String>,
+                text: String,
+                current: i64,
+            }
+            let mut q = sqlx::query_as::<_, Hit>(sqlx::AssertSqlSafe(sql));
             for id in chunk {
                 q = q.bind(id);
             }
             for r in q.fetch_all(&self.pool).await? {
                 out.push(PassageHit {
-                    id: r.get(0),
-                    item_id: r.get(1),
-                    version_id: r.get(2),
-                    seq: r.get(3),
-                    connector: r.get(4),
-                    path: r.get(5),
-                    location: r.get(6),
-                    text: r.get(7),
-                    current: r.get::<Option<i64>, _>(8).unwrap_or(0) != 0,
+                    id: r.id,
+                    item_id: r.item_id,
+                    version_id: r.version_id,
+                    seq: r.seq,
+                    connector: r.connector,
+                    path: r.path,
+                    location: r.location,
+                    text: r.text,
+                    current: r.current != 0,
                 });
             }
         }
@@ -434,21 +456,11 @@ impl Catalog {
                  FROM index_state WHERE version_id IN {}",
                 in_list(1, chunk.len())
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let mut q = sqlx::query_as::<_, IndexStateRow>(sqlx::AssertSqlSafe(sql));
             for v in chunk {
                 q = q.bind(v);
             }
-            for r in q.fetch_all(&self.pool).await? {
-                out.push(IndexStateRow {
-                    version_id: r.get(0),
-                    state: r.get(1),
-                    reason: r.get(2),
-                    format: r.get(3),
-                    passages: r.get(4),
-                    attempts: r.get(5),
-                    updated_at: r.get(6),
-                });
-            }
+            out.extend(q.fetch_all(&self.pool).await?);
         }
         Ok(out)
     }

@@ -13,7 +13,7 @@ use super::{
 use crate::NewVersion;
 
 /// A visible owner of a path key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub(crate) struct Owner {
     pub connector: String,
     pub source_id: Vec<u8>,

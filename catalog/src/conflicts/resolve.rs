@@ -1,10 +1,9 @@
 //! Operators' decisions: which resolutions apply to a kind of conflict, and what a
 //! resolution commits (its [`ResolutionPlan`]).
 
-use sqlx::Row;
-
 use super::policy::displacement;
 use super::{ConflictOp, ConflictRow, MASS_DELETE, TORN_READ, conflict_name, path_key};
+use crate::items::ContentRecord;
 use crate::{Catalog, CatalogError, NewVersion, Result};
 
 /// What applying an operator's decision takes.
@@ -128,7 +127,13 @@ impl Catalog {
 
     /// The latest held content version of an item, as a version to commit visibly.
     async fn latest_held(&self, connector: &str, source_id: &[u8]) -> Result<Option<NewVersion>> {
-        let row = sqlx::query(
+        #[derive(sqlx::FromRow)]
+        struct Held {
+            #[sqlx(flatten)]
+            content: ContentRecord,
+            held: i64,
+        }
+        let row: Option<Held> = sqlx::query_as(
             "SELECT v.id, i.path, v.size, v.mtime_ns, v.inode, v.change_tag, v.digest, i.held
              FROM items i JOIN versions v ON v.item_id = i.id
              WHERE i.connector = $1 AND i.source_id = $2 AND v.deleted = 0
@@ -138,30 +143,17 @@ impl Catalog {
         .bind(source_id)
         .fetch_optional(&self.pool)
         .await?;
-        let Some(r) = row else { return Ok(None) };
-        if r.get::<i64, _>(7) == 0 {
+        let Some(Held { content, held }) = row else {
+            return Ok(None);
+        };
+        if held == 0 {
             // the claim is visible already (or deleted since): nothing to apply
             return Ok(None);
         }
-        let digest: Option<Vec<u8>> = r.get(6);
-        Ok(Some(NewVersion {
-            connector: None,
-            source_id: source_id.to_vec(),
-            path: r.get(1),
-            deleted: false,
-            size: r.get::<i64, _>(2) as u64,
-            mtime_ns: r.get(3),
-            inode: r.get(4),
-            change_tag: r.get(5),
-            digest: digest.map(|d| crate::rows::to_hash(&d)).transpose()?,
-            chunks: self.version_chunks(r.get(0)).await?,
-            principals: {
-                let p = self.version_principals(r.get(0)).await?;
-                (!p.is_empty()).then_some(p)
-            },
-            committed_at: 0,
-            held: false,
-            displaced: false,
-        }))
+        let id = content.id;
+        let mut v = self.content_version(source_id, content).await?;
+        let p = self.version_principals(id).await?;
+        v.principals = (!p.is_empty()).then_some(p);
+        Ok(Some(v))
     }
 }
