@@ -4,7 +4,7 @@
 //! stalling each other). Started by the daemon: the `tributary-smb-worker` program, the
 //! only one that links libsmbclient.
 
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pavao::{
@@ -485,6 +485,9 @@ fn list(client: &SmbClient, path: &str, server: &str) -> Result<Vec<u8>, WireErr
     }
 }
 
+/// New handles one read may take after libsmbclient's spurious EINVAL.
+const MAX_REOPENS: u32 = 3;
+
 fn read(
     client: &SmbClient,
     path: &str,
@@ -501,22 +504,27 @@ fn read(
     };
     proto::write_frame(out, proto::OK, b"{}")?;
     let mut buf = vec![0u8; READ_SIZE];
-    let (mut sent, mut reopened) = (false, false);
+    // bytes sent so far, and new handles taken after an EINVAL
+    let (mut offset, mut reopened) = (0u64, 0);
     loop {
         let n = match file.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            // A first read that libsmbclient fails with EINVAL (the server's
-            // INVALID_PARAMETER; seen now and then on a busy smbd) gets one new handle
-            // before it counts; nothing was sent yet, so nothing is sent twice.
-            Err(e) if !sent && !reopened && e.raw_os_error() == Some(libc::EINVAL) => {
-                reopened = true;
+            // libsmbclient fails a read with EINVAL now and then (the server's
+            // INVALID_PARAMETER, seen on a busy smbd): a new handle, positioned where
+            // the last one stopped, carries on, so nothing is sent twice or skipped.
+            Err(e) if reopened < MAX_REOPENS && e.raw_os_error() == Some(libc::EINVAL) => {
+                reopened += 1;
                 drop(file);
                 file = match client.open_with(path, SmbOpenOptions::default().read(true)) {
                     Ok(f) => f,
                     Err(e) => return proto::write_json(out, proto::ERR, &wire(&e, shown, server)),
                 };
+                if let Err(e) = file.seek(SeekFrom::Start(offset)) {
+                    let e = wire(&SmbError::Io(e), shown, server);
+                    return proto::write_json(out, proto::ERR, &e);
+                }
                 continue;
             }
             Err(e) => {
@@ -525,7 +533,7 @@ fn read(
             }
         };
         proto::write_frame(out, proto::DATA, &buf[..n])?;
-        sent = true;
+        offset += n as u64;
     }
     drop(file);
     match client.stat(path) {
