@@ -164,27 +164,10 @@ pub async fn item_content(
         }
     };
     let (start, end) = range.unwrap_or((0, size.saturating_sub(1)));
-    // the chunks that overlap [start, end], with their offsets
-    let mut pieces = Vec::new();
-    let mut off = 0u64;
-    for c in entry.chunks {
-        let (cs, ce) = (off, off + c.size);
-        off = ce;
-        if size == 0 || ce <= start || cs > end {
-            continue;
-        }
-        pieces.push((c, start.saturating_sub(cs), (end + 1).min(ce) - cs));
-    }
-    let store = st.store.clone();
-    let stream = futures::stream::iter(pieces).then(move |(c, from, to)| {
-        let store = store.clone();
-        async move {
-            let data = tributary_store::chunk::get_chunk(&*store, &c.hash, c.size, c.compression)
-                .await
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
-            Ok::<_, std::io::Error>(data.slice(from as usize..to as usize))
-        }
-    });
+    let stop = if size == 0 { 0 } else { end + 1 };
+    let locs = entry.chunks.iter().map(|c| c.loc()).collect();
+    let stream = tributary_store::chunk::read_range(st.store.clone(), locs, start, stop, 4)
+        .map(|r| r.map_err(|e| std::io::Error::other(e.to_string())));
     use futures::StreamExt;
     let name = row.path.rsplit('/').next().unwrap_or_default();
     let mut resp = Response::builder()

@@ -43,6 +43,17 @@ pub struct ChunkRef {
     pub compression: Compression,
 }
 
+impl ChunkRef {
+    /// Where the chunk lies, as reading it back needs it.
+    pub fn loc(&self) -> tributary_store::chunk::ChunkLoc {
+        tributary_store::chunk::ChunkLoc {
+            hash: self.hash,
+            size: self.size,
+            compression: self.compression,
+        }
+    }
+}
+
 /// A version to commit (content or tombstone).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewVersion {

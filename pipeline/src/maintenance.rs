@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use futures::StreamExt;
 use serde::Serialize;
 use tributary_catalog::{Catalog, CommitBatch, Hash, NewVersion, now_ns};
-use tributary_store::chunk::{chunk_key, get_chunk};
+use tributary_store::chunk::{chunk_key, get_chunk, read_range};
 use tributary_store::{ErrorClass, ObjectStore};
 
 use crate::manifest::{self, Manifest};
@@ -139,16 +139,8 @@ async fn restore_file(
             .open(&tmp)
             .with_context(|| format!("create {}", tmp.display()))?;
         let mut hasher = blake3::Hasher::new();
-        let mut chunks = futures::stream::iter(e.chunks.iter().cloned())
-            .map(|c| {
-                let store = store.clone();
-                async move {
-                    get_chunk(&*store, &c.hash, c.size, c.compression)
-                        .await
-                        .map_err(anyhow::Error::from)
-                }
-            })
-            .buffered(8);
+        let locs = e.chunks.iter().map(|c| c.loc()).collect();
+        let mut chunks = read_range(store.clone(), locs, 0, e.size, 8);
         while let Some(data) = chunks.next().await {
             let data = data?;
             hasher.update(&data);

@@ -1,6 +1,8 @@
 //! The stored-chunk format, both halves: how a chunk's bytes become an object
 //! (`encode` + [`put_chunk`]) and how an object becomes the chunk's bytes again
-//! ([`get_chunk`]: key, retry, decompression, BLAKE3 check).
+//! ([`get_chunk`]: key, retry, decompression, BLAKE3 check), and content made of
+//! chunks read back whole or in part ([`read_range`], which restores, downloads and the
+//! vectorizer all use).
 //!
 //! A chunk is stored under [`chunk_key`] of its BLAKE3 hash, either as it is or
 //! zstd-compressed when that makes it smaller ([`Compression`]). Everything read back
@@ -9,8 +11,10 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::retry::{RetryPolicy, with_retry};
@@ -161,10 +165,144 @@ pub async fn get_chunk(
     Ok(data)
 }
 
+/// A chunk of some content, as reading it back needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkLoc {
+    pub hash: ChunkHash,
+    /// Plain size.
+    pub size: u64,
+    pub compression: Compression,
+}
+
+/// Which chunks of content made of chunks of `sizes` (in order) hold the bytes
+/// `[start, end)`, each with the part of it to keep: `(index, from, to)`.
+pub fn pieces(
+    sizes: impl IntoIterator<Item = u64>,
+    start: u64,
+    end: u64,
+) -> Vec<(usize, u64, u64)> {
+    let mut out = Vec::new();
+    if start >= end {
+        return out;
+    }
+    let mut off = 0u64;
+    for (i, size) in sizes.into_iter().enumerate() {
+        let (cs, ce) = (off, off.saturating_add(size));
+        off = ce;
+        if ce <= start || cs >= end || cs == ce {
+            continue;
+        }
+        out.push((i, start.saturating_sub(cs), end.min(ce) - cs));
+    }
+    out
+}
+
+/// The bytes `[start, end)` of content made of `chunks` (in order), as a stream of
+/// pieces in order, fetching up to `ahead` chunks at a time. Every chunk is checked as
+/// [`get_chunk`] checks it: a damaged one is an error item, never bytes.
+pub fn read_range(
+    store: Arc<dyn ObjectStore>,
+    chunks: Vec<ChunkLoc>,
+    start: u64,
+    end: u64,
+    ahead: usize,
+) -> impl Stream<Item = Result<Bytes, StoreError>> + Send + 'static {
+    let wanted = pieces(chunks.iter().map(|c| c.size), start, end);
+    futures::stream::iter(wanted)
+        .map(move |(i, from, to)| {
+            let (store, c) = (store.clone(), chunks[i]);
+            async move {
+                let data = get_chunk(&*store, &c.hash, c.size, c.compression).await?;
+                Ok(data.slice(from as usize..to as usize))
+            }
+        })
+        .buffered(ahead.max(1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::local::LocalStore;
+
+    #[test]
+    fn pieces_of_a_range() {
+        let sizes = [4u64, 0, 3, 5]; // bytes 0-3, (none), 4-6, 7-11
+        assert_eq!(
+            pieces(sizes, 0, 12),
+            [(0, 0, 4), (2, 0, 3), (3, 0, 5)],
+            "all of it; an empty chunk holds nothing"
+        );
+        assert_eq!(pieces(sizes, 3, 8), [(0, 3, 4), (2, 0, 3), (3, 0, 1)]);
+        assert_eq!(pieces(sizes, 4, 7), [(2, 0, 3)], "exactly one chunk");
+        assert_eq!(pieces(sizes, 5, 6), [(2, 1, 2)], "inside one chunk");
+        assert!(pieces(sizes, 12, 20).is_empty(), "past the end");
+        assert!(pieces(sizes, 6, 6).is_empty(), "empty range");
+        assert_eq!(
+            pieces(sizes, 10, 100),
+            [(3, 3, 5)],
+            "end beyond the content"
+        );
+    }
+
+    #[tokio::test]
+    async fn ranges_are_read_across_chunk_boundaries_and_damage_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path()).unwrap());
+        let content: Vec<u8> = (0..50_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut chunks = Vec::new();
+        for part in content.chunks(7_000) {
+            let data = Bytes::copy_from_slice(part);
+            let (body, compression) = encode(Some(3), data.clone()).await.unwrap();
+            put_chunk(
+                &*store,
+                &hash(part),
+                body,
+                RetryPolicy::default(),
+                |_, _| {},
+            )
+            .await
+            .unwrap();
+            chunks.push(ChunkLoc {
+                hash: hash(part),
+                size: part.len() as u64,
+                compression,
+            });
+        }
+        for (start, end) in [
+            (0, 50_000),
+            (6_999, 7_001),
+            (13_000, 40_123),
+            (49_999, 50_000),
+        ] {
+            let got: Vec<Bytes> = read_range(store.clone(), chunks.clone(), start, end, 3)
+                .map(|r| r.unwrap())
+                .collect()
+                .await;
+            assert_eq!(
+                got.concat(),
+                content[start as usize..end as usize],
+                "{start}..{end}"
+            );
+        }
+        // a chunk whose object was replaced by other bytes fails the read
+        store
+            .put(
+                &chunk_key(&chunks[2].hash),
+                Bytes::from_static(b"garbage"),
+                PutMode::Overwrite,
+            )
+            .await
+            .unwrap();
+        let results: Vec<Result<Bytes, StoreError>> =
+            read_range(store.clone(), chunks.clone(), 0, 50_000, 2)
+                .collect()
+                .await;
+        assert!(results[..2].iter().all(Result::is_ok));
+        assert!(
+            results[2].is_err(),
+            "the damaged chunk is an error, never bytes"
+        );
+    }
 
     fn hash(data: &[u8]) -> ChunkHash {
         *blake3::hash(data).as_bytes()

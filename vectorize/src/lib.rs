@@ -565,16 +565,12 @@ impl Vectorizer {
             .version_content(version_id)
             .await?
             .ok_or_else(|| anyhow::anyhow!("version {version_id} has no content"))?;
+        let locs = entry.chunks.iter().map(|c| c.loc()).collect();
+        let mut pieces =
+            tributary_store::chunk::read_range(self.store.clone(), locs, 0, entry.size, 4);
         let mut out = Vec::with_capacity(entry.size as usize);
-        for c in &entry.chunks {
-            let data = tributary_store::chunk::get_chunk(
-                self.store.as_ref(),
-                &c.hash,
-                c.size,
-                c.compression,
-            )
-            .await?;
-            out.extend_from_slice(&data);
+        while let Some(piece) = pieces.next().await {
+            out.extend_from_slice(&piece?);
         }
         Ok(out)
     }

@@ -1,8 +1,58 @@
 //! Reloading the configuration (SIGHUP, `POST /config/reload`): an invalid file is
 //! rejected and the running configuration stays; connectors are added, removed or
-//! restarted; what needs a restart is reported.
+//! restarted; what needs a restart is reported. What changes is decided by pure
+//! functions of the old and new configuration ([`connector_changes`],
+//! [`needs_restart`]).
 
 use super::*;
+
+/// What a reload does to the connectors.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct ConnectorChanges {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    /// Running connectors whose settings (secrets included) changed: restarted with
+    /// the new ones (a job in flight keeps the settings it started with).
+    pub changed: Vec<String>,
+}
+
+/// How the connectors `running` become those of `new` (ids in the order of `running`
+/// for removals, of `new` for the rest).
+pub(super) fn connector_changes<'a>(
+    running: impl IntoIterator<Item = &'a ConnectorConfig>,
+    new: &Config,
+) -> ConnectorChanges {
+    let running: Vec<&ConnectorConfig> = running.into_iter().collect();
+    let mut out = ConnectorChanges::default();
+    for r in &running {
+        if new.connector(&r.id).is_none() {
+            out.removed.push(r.id.clone());
+        }
+    }
+    for c in &new.connectors {
+        match running.iter().find(|r| r.id == c.id) {
+            None => out.added.push(c.id.clone()),
+            Some(r) if !r.same_settings(c) => out.changed.push(c.id.clone()),
+            Some(_) => {}
+        }
+    }
+    out
+}
+
+/// The changes a reload cannot apply, each as what to tell the operator.
+pub(super) fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if format!("{:?}{:?}{:?}", old.catalog, old.object_store, old.pipeline)
+        != format!("{:?}{:?}{:?}", new.catalog, new.object_store, new.pipeline)
+        || old.api.listen != new.api.listen
+    {
+        out.push("catalog, object_store, pipeline or api.listen changed: restart to apply");
+    }
+    if format!("{:?}", old.vectorize) != format!("{:?}", new.vectorize) {
+        out.push("vectorize changed: restart to apply");
+    }
+    out
+}
 
 impl Daemon {
     pub(super) async fn reload_config(self: &Arc<Self>) -> Result<serde_json::Value, ControlError> {
@@ -10,9 +60,6 @@ impl Daemon {
             ControlError::ConfigInvalid(errs.0.iter().map(|e| e.to_string()).collect())
         })?;
         let old = self.config();
-        let mut added = Vec::new();
-        let mut removed = Vec::new();
-        let mut changed = Vec::new();
         let mut built = HashMap::new();
         for c in &new.connectors {
             let conn = wiring::connector(c).map_err(|e| {
@@ -20,61 +67,117 @@ impl Daemon {
             })?;
             built.insert(c.id.clone(), conn);
         }
-        let mut restart = Vec::new();
-        {
+        let changes = {
             let mut conns = self.conns.lock().unwrap();
-            let ids: Vec<String> = conns.keys().cloned().collect();
-            for id in ids {
-                if new.connector(&id).is_none() {
-                    if let Some(s) = conns.remove(&id) {
-                        s.tasks.cancel();
-                    }
-                    removed.push(id);
+            let changes = connector_changes(conns.values().map(|s| &s.cfg), &new);
+            for id in &changes.removed {
+                if let Some(s) = conns.remove(id) {
+                    s.tasks.cancel();
                 }
             }
-            for c in &new.connectors {
-                let conn = built.remove(&c.id).expect("built above");
-                match conns.get_mut(&c.id) {
-                    Some(s) if s.cfg.same_settings(c) => {}
-                    Some(s) => {
-                        s.tasks.cancel();
-                        s.tasks = CancellationToken::new();
-                        s.cfg = c.clone();
-                        s.connector = conn; // a running job keeps the config it started with
-                        s.next_run = None;
-                        changed.push(c.id.clone());
-                        restart.push(c.id.clone());
-                    }
-                    None => {
-                        conns.insert(c.id.clone(), ConnState::new(c.clone(), conn, false));
-                        added.push(c.id.clone());
-                        restart.push(c.id.clone());
-                    }
-                }
+            for id in &changes.changed {
+                let (Some(s), Some(c)) = (conns.get_mut(id), new.connector(id)) else {
+                    continue;
+                };
+                s.tasks.cancel();
+                s.tasks = CancellationToken::new();
+                s.cfg = c.clone();
+                s.connector = built.remove(id).expect("built above");
+                s.next_run = None;
             }
-        }
-        for id in &restart {
+            for id in &changes.added {
+                let c = new.connector(id).expect("listed in the new configuration");
+                let conn = built.remove(id).expect("built above");
+                conns.insert(id.clone(), ConnState::new(c.clone(), conn, false));
+            }
+            changes
+        };
+        for id in changes.added.iter().chain(&changes.changed) {
             self.start_tasks(id);
         }
-        let restart_required = format!("{:?}{:?}{:?}", old.catalog, old.object_store, old.pipeline)
-            != format!("{:?}{:?}{:?}", new.catalog, new.object_store, new.pipeline)
-            || old.api.listen != new.api.listen;
-        let vectorize_changed = format!("{:?}", old.vectorize) != format!("{:?}", new.vectorize);
+        let restart = needs_restart(&old, &new);
         *self.auth.write().unwrap() = auth_of(&new);
         *self.cfg.write().unwrap() = Arc::new(new);
         self.ensure_vectorizer();
+        let ConnectorChanges {
+            added,
+            removed,
+            changed,
+        } = changes;
         tracing::info!(?added, ?removed, ?changed, "configuration reloaded");
         Ok(json!({
             "reloaded": true,
             "added": added,
             "removed": removed,
             "changed": changed,
-            "restart_required_for": match (restart_required, vectorize_changed) {
-                (false, false) => json!([]),
-                (true, false) => json!(["catalog, object_store, pipeline or api.listen changed: restart to apply"]),
-                (false, true) => json!(["vectorize changed: restart to apply"]),
-                (true, true) => json!(["catalog, object_store, pipeline or api.listen changed: restart to apply", "vectorize changed: restart to apply"]),
-            },
+            "restart_required_for": restart,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        let env = std::collections::HashMap::from([("PW".to_string(), "pw-1".to_string())]);
+        let text = format!("version: 1\nstate_dir: /tmp/tributary-reload-test\n{text}");
+        tributary_config::load_str(std::path::Path::new("/tmp/t.yaml"), &text, &env)
+            .map(|l| l.config)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    const A: &str = "  - id: a\n    kind: local\n    path: /srv/a\n    target: /a\n";
+    const B: &str = "  - id: b\n    kind: local\n    path: /srv/b\n    target: /b\n";
+
+    #[test]
+    fn connectors_are_added_removed_and_changed_by_their_settings() {
+        let old = config(&format!("connectors:\n{A}{B}"));
+        let same = config(&format!("connectors:\n{B}{A}"));
+        assert_eq!(
+            connector_changes(&old.connectors, &same),
+            ConnectorChanges::default(),
+            "order alone changes nothing"
+        );
+        let c = "  - id: c\n    kind: local\n    path: /srv/c\n    target: /c\n";
+        let new = config(&format!(
+            "connectors:\n{c}  - id: b\n    kind: local\n    path: /srv/b2\n    target: /b\n"
+        ));
+        assert_eq!(
+            connector_changes(&old.connectors, &new),
+            ConnectorChanges {
+                added: vec!["c".into()],
+                removed: vec!["a".into()],
+                changed: vec!["b".into()],
+            }
+        );
+    }
+
+    #[test]
+    fn a_new_secret_alone_restarts_the_connector() {
+        let smb = |pw: &str| {
+            config(&format!(
+                "connectors:\n  - id: s\n    kind: smb\n    server: files.example\n    share: docs\n    username: u\n    password: {pw}\n    target: /s\n"
+            ))
+        };
+        let old = smb("${PW}");
+        assert!(connector_changes(&old.connectors, &smb("${PW}")) == ConnectorChanges::default());
+        assert_eq!(
+            connector_changes(&old.connectors, &smb("pw-2")).changed,
+            ["s"]
+        );
+    }
+
+    #[test]
+    fn what_a_reload_cannot_apply_is_named() {
+        let old = config(&format!("connectors:\n{A}"));
+        assert!(needs_restart(&old, &config(&format!("connectors:\n{A}{B}"))).is_empty());
+        let moved = config(&format!("api:\n  listen: 127.0.0.1:9999\nconnectors:\n{A}"));
+        assert_eq!(needs_restart(&old, &moved).len(), 1);
+        assert!(needs_restart(&old, &moved)[0].contains("api.listen"));
+        let both = config(&format!(
+            "api:\n  listen: 127.0.0.1:9999\nvectorize:\n  passage_tokens: 64\nconnectors:\n{A}"
+        ));
+        assert_eq!(needs_restart(&old, &both).len(), 2);
     }
 }
