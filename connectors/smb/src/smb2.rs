@@ -16,6 +16,11 @@
 //! so it does any folder this client cannot list and any file it cannot open, so every
 //! error a user sees is worded as before. Files are read with one compound round trip
 //! when they fit one read ([`Session::read_file`]).
+//!
+//! One file because it is one client: the message layout, the session set-up
+//! (negotiate, NTLMv2/SPNEGO, key derivation) and the signing and sealing of every
+//! message share the session's state and keys, and the two operations are a few
+//! compounds over them; the parts are ordered as a request goes out.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
