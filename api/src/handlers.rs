@@ -632,7 +632,7 @@ pub async fn search(
         })
         .unwrap_or_default();
     let text = match text {
-        Some(t) if !t.trim().is_empty() => t,
+        Some(t) if !crate::params::is_blank(&t) => t,
         _ => {
             p.done()?;
             return Err(ApiError::new(

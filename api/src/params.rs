@@ -104,6 +104,28 @@ pub fn meta(page: i64, per_page: i64, total: i64) -> serde_json::Value {
     })
 }
 
+/// Whether `s` is empty or only whitespace as the API's document means it: the
+/// `\s` of ECMA-262 regular expressions, which OpenAPI's `pattern` uses (so U+0085, which
+/// Unicode counts as white space, is text here, as it is to the document's readers).
+pub fn is_blank(s: &str) -> bool {
+    s.chars().all(|c| {
+        matches!(
+            c,
+            '\u{9}'..='\u{D}'
+                | ' '
+                | '\u{A0}'
+                | '\u{1680}'
+                | '\u{2000}'..='\u{200A}'
+                | '\u{2028}'
+                | '\u{2029}'
+                | '\u{202F}'
+                | '\u{205F}'
+                | '\u{3000}'
+                | '\u{FEFF}'
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +146,16 @@ mod tests {
         assert_eq!(time("9999999999"), (Some(i64::MAX), 0));
         for bad in ["", "-", "1.5", "soon", "12ab"] {
             assert_eq!(time(bad), (None, 1), "{bad}");
+        }
+    }
+
+    #[test]
+    fn blank_is_what_the_documents_pattern_calls_blank() {
+        for blank in ["", " ", "\t\r\n", "\u{A0}\u{3000}\u{FEFF}", "\u{2028}"] {
+            assert!(is_blank(blank), "{blank:?}");
+        }
+        for text in ["a", " a ", "\u{85}", "\u{180E}", "\u{200B}"] {
+            assert!(!is_blank(text), "{text:?}");
         }
     }
 }
