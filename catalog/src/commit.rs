@@ -4,6 +4,8 @@
 use serde::{Deserialize, Serialize};
 use sqlx::{Sqlite, Transaction};
 
+use tributary_store::pack::Placed;
+
 use crate::rows::{hex_bytes, hex_hash, opt_hex_hash};
 use crate::{Catalog, Compression, Hash, Result, conflicts, now_ns};
 
@@ -41,6 +43,11 @@ pub struct ChunkRef {
     pub size: u64,
     pub stored_size: u64,
     pub compression: Compression,
+    /// Its pack and offset (format v2), `None`: an object of its own (format v1).
+    /// Not in manifests: the packs' own indexes say where chunks are, and gc may move
+    /// them.
+    #[serde(skip)]
+    pub packed: Option<Placed>,
 }
 
 impl ChunkRef {
@@ -49,7 +56,9 @@ impl ChunkRef {
         tributary_store::chunk::ChunkLoc {
             hash: self.hash,
             size: self.size,
+            stored_size: self.stored_size,
             compression: self.compression,
+            packed: self.packed,
         }
     }
 }
@@ -175,15 +184,23 @@ async fn insert_version(
     }
     for (idx, c) in v.chunks.iter().enumerate() {
         sqlx::query(
-            "INSERT INTO chunks (hash, size, stored_size, compression, refcount, created_at) VALUES ($1, $2, $3, $4, 1, $5)
+            // A chunk that has a row keeps its place: it is there (gc forgets a row
+            // before it deletes the object), and gc may have moved it since the
+            // committer learned of it. Only an object of its own rewritten in place (v1)
+            // takes the new stored form.
+            "INSERT INTO chunks (hash, size, stored_size, compression, refcount, created_at, pack, pack_offset)
+             VALUES ($1, $2, $3, $4, 1, $5, $6, $7)
              ON CONFLICT (hash) DO UPDATE SET refcount = chunks.refcount + 1, orphaned_at = NULL,
-               stored_size = excluded.stored_size, compression = excluded.compression",
+               stored_size = CASE WHEN chunks.pack IS NULL AND excluded.pack IS NULL THEN excluded.stored_size ELSE chunks.stored_size END,
+               compression = CASE WHEN chunks.pack IS NULL AND excluded.pack IS NULL THEN excluded.compression ELSE chunks.compression END",
         )
         .bind(c.hash.as_slice())
         .bind(c.size as i64)
         .bind(c.stored_size as i64)
         .bind(c.compression.as_str())
         .bind(v.committed_at)
+        .bind(c.packed.map(|p| p.pack.to_vec()))
+        .bind(c.packed.map(|p| p.offset as i64))
         .execute(&mut **tx)
         .await?;
         sqlx::query("INSERT INTO version_chunks (version_id, idx, hash) VALUES ($1, $2, $3)")

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::items::StoredVersion;
-use crate::rows::{CHUNK_COLUMNS, ChunkRecord, in_list, prefix_range, to_hash};
+use crate::rows::{ChunkRecord, in_list, prefix_range, to_hash};
 use crate::{Catalog, ChunkRef, Hash, RestoreEntry, Result, now_ns};
 
 impl Catalog {
@@ -36,7 +36,7 @@ impl Catalog {
 
     pub(crate) async fn version_chunks(&self, version_id: i64) -> Result<Vec<ChunkRef>> {
         let rows: Vec<ChunkRecord> = sqlx::query_as(
-            "SELECT c.hash, c.size, c.stored_size, c.compression FROM version_chunks vc JOIN chunks c ON c.hash = vc.hash
+            "SELECT c.hash, c.size, c.stored_size, c.compression, c.pack, c.pack_offset FROM version_chunks vc JOIN chunks c ON c.hash = vc.hash
              WHERE vc.version_id = $1 ORDER BY vc.idx",
         )
         .bind(version_id)
@@ -45,26 +45,14 @@ impl Catalog {
         rows.into_iter().map(ChunkRef::try_from).collect()
     }
 
-    /// Every chunk the catalog holds, ordered by hash, in pages after `after`.
-    pub async fn chunks_page(&self, after: Option<Hash>, limit: i64) -> Result<Vec<ChunkRef>> {
-        let after = after.map(|h| h.to_vec()).unwrap_or_default();
-        let rows: Vec<ChunkRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {CHUNK_COLUMNS} FROM chunks WHERE hash > $1 AND refcount > 0 ORDER BY hash LIMIT $2"
-        )))
-        .bind(after)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter().map(ChunkRef::try_from).collect()
-    }
-
     /// Reference count and orphaning time (Unix ns, when the count fell to 0) of the
-    /// chunks among `hashes` that have a row.
+    /// chunks among `hashes` whose row places them in objects of their own (format v1;
+    /// a chunk moved into a pack leaves its old object unreferenced).
     pub async fn chunk_states(&self, hashes: &[Hash]) -> Result<HashMap<Hash, (i64, Option<i64>)>> {
         let mut found = HashMap::new();
         for batch in hashes.chunks(500) {
             let sql = format!(
-                "SELECT hash, refcount, orphaned_at FROM chunks WHERE hash IN {}",
+                "SELECT hash, refcount, orphaned_at FROM chunks WHERE pack IS NULL AND hash IN {}",
                 in_list(1, batch.len())
             );
             let mut q = sqlx::query_as::<_, (Vec<u8>, i64, Option<i64>)>(sqlx::AssertSqlSafe(sql));
@@ -78,9 +66,9 @@ impl Catalog {
         Ok(found)
     }
 
-    /// Drops the row of a chunk whose object gc deleted, if it is still unreferenced.
+    /// Drops the row of a chunk whose own object gc deleted, if it is still unreferenced.
     pub async fn forget_chunk(&self, hash: &Hash) -> Result<()> {
-        sqlx::query("DELETE FROM chunks WHERE hash = $1 AND refcount = 0")
+        sqlx::query("DELETE FROM chunks WHERE hash = $1 AND refcount = 0 AND pack IS NULL")
             .bind(hash.as_slice())
             .execute(&self.pool)
             .await?;
@@ -155,12 +143,14 @@ impl Catalog {
         Ok((doomed.len() as u64, items))
     }
 
-    /// Whether a chunk is committed with a positive reference count.
+    /// Whether a chunk is committed with a positive reference count, as an object of
+    /// its own (format v1).
     pub async fn chunk_referenced(&self, hash: &Hash) -> Result<bool> {
-        let n: Option<i64> = sqlx::query_scalar("SELECT refcount FROM chunks WHERE hash = $1")
-            .bind(hash.as_slice())
-            .fetch_optional(&self.pool)
-            .await?;
+        let n: Option<i64> =
+            sqlx::query_scalar("SELECT refcount FROM chunks WHERE hash = $1 AND pack IS NULL")
+                .bind(hash.as_slice())
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(n.unwrap_or(0) > 0)
     }
 
@@ -187,6 +177,37 @@ impl Catalog {
         .bind(holder)
         .bind(now + ttl.as_nanos() as i64)
         .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Who holds the named lease, if anyone (expired or not).
+    pub async fn lock_holder(&self, name: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT holder FROM locks WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Takes the named lease from `old` (a holder known to be gone); false if someone
+    /// else took or released it meanwhile.
+    pub async fn take_lock_from(
+        &self,
+        name: &str,
+        old: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE locks SET holder = $1, expires_at = $2 WHERE name = $3 AND holder = $4",
+        )
+        .bind(holder)
+        .bind(now_ns() + ttl.as_nanos() as i64)
+        .bind(name)
+        .bind(old)
         .execute(&self.pool)
         .await?;
         Ok(r.rows_affected() == 1)

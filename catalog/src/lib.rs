@@ -24,6 +24,7 @@ mod feed;
 mod gc;
 mod items;
 mod jobs;
+mod packs;
 pub mod pgvector;
 mod planning;
 mod rows;
@@ -37,6 +38,7 @@ pub use commit::{ChunkRef, CommitBatch, ItemState, NewVersion, acl_text};
 pub use feed::Change;
 pub use items::{DueRetry, ItemError, ItemFilter, ItemRow, RestoreEntry, VersionRow};
 pub use jobs::{JobFilter, JobRow, LogLine, Stats};
+pub use packs::{PackChunk, PackUsage};
 
 pub type Hash = [u8; 32];
 pub use tributary_store::chunk::Compression;
@@ -71,6 +73,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         6,
         include_str!("../../migrations/sqlite/0006_permissions.sql"),
     ),
+    (7, include_str!("../../migrations/sqlite/0007_packs.sql")),
 ];
 
 /// Current time in Unix nanoseconds.

@@ -3,6 +3,7 @@
 //! bytes, a known compression) converts into the public type with `try_into`.
 
 use crate::{CatalogError, ChunkRef, Hash, Result};
+use tributary_store::pack::Placed;
 
 /// `($first, …)`: the `IN` list of `n` bound values numbered from `first` (every list the
 /// catalog binds is written through this one).
@@ -11,8 +12,8 @@ pub(crate) fn in_list(first: usize, n: usize) -> String {
     format!("({})", v.join(", "))
 }
 
-/// The columns of a stored chunk: `hash, size, stored_size, compression`.
-pub(crate) const CHUNK_COLUMNS: &str = "hash, size, stored_size, compression";
+/// The columns of a stored chunk.
+pub(crate) const CHUNK_COLUMNS: &str = "hash, size, stored_size, compression, pack, pack_offset";
 
 /// A row of `chunks`, as stored.
 #[derive(sqlx::FromRow)]
@@ -21,6 +22,8 @@ pub(crate) struct ChunkRecord {
     size: i64,
     stored_size: i64,
     compression: String,
+    pack: Option<Vec<u8>>,
+    pack_offset: Option<i64>,
 }
 
 impl TryFrom<ChunkRecord> for ChunkRef {
@@ -31,6 +34,18 @@ impl TryFrom<ChunkRecord> for ChunkRef {
             size: r.size as u64,
             stored_size: r.stored_size as u64,
             compression: r.compression.parse().map_err(CatalogError::Corrupt)?,
+            packed: match (r.pack, r.pack_offset) {
+                (Some(pack), Some(offset)) if offset >= 0 => Some(Placed {
+                    pack: to_hash(&pack)?,
+                    offset: offset as u64,
+                }),
+                (None, None) => None,
+                _ => {
+                    return Err(CatalogError::Corrupt(
+                        "a chunk row with half a pack location".into(),
+                    ));
+                }
+            },
         })
     }
 }

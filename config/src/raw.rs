@@ -408,6 +408,10 @@ pub struct RawPipeline {
     /// Bound on chunk bytes read but not yet uploaded (default 16MiB).
     #[serde(default)]
     pub max_bytes_in_flight: Option<RawSize>,
+    /// Target size of the pack objects chunks are stored in (default 8MiB, 1MiB to
+    /// 128MiB): larger packs mean fewer requests, smaller ones less memory and finer gc.
+    #[serde(default)]
+    pub pack_size: Option<RawSize>,
     /// Versions per catalog transaction and manifest (default 256).
     #[serde(default)]
     pub commit_batch_size: Option<usize>,

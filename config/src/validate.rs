@@ -579,6 +579,17 @@ fn pipeline(cx: &mut Ctx, raw: &raw::RawPipeline) -> PipelineConfig {
         Some(b) => b,
         None => d.max_bytes_in_flight,
     };
+    let pack_size = match cx.size(&format!("{p}.pack_size"), &raw.pack_size) {
+        Some(b) if !((1 << 20)..=(128 << 20)).contains(&b) => {
+            cx.error(
+                format!("{p}.pack_size"),
+                format!("expected 1MiB to 128MiB, got {b} bytes"),
+            );
+            d.pack_size
+        }
+        Some(b) => b,
+        None => d.pack_size,
+    };
     let zstd_level = match raw.zstd_level {
         Some(l) if !(1..=19).contains(&l) => {
             cx.error(
@@ -599,6 +610,7 @@ fn pipeline(cx: &mut Ctx, raw: &raw::RawPipeline) -> PipelineConfig {
         file_concurrency,
         upload_concurrency,
         max_bytes_in_flight,
+        pack_size,
         commit_batch_size,
         torn_read_retries: raw.torn_read_retries.unwrap_or(d.torn_read_retries),
         upload_max_attempts,

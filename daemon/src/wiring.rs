@@ -82,6 +82,7 @@ pub fn settings(cfg: &Config) -> Settings {
         file_concurrency: p.file_concurrency,
         upload_concurrency: p.upload_concurrency,
         max_bytes_in_flight: p.max_bytes_in_flight,
+        pack_size: p.pack_size,
         commit_batch_size: p.commit_batch_size,
         torn_read_retries: p.torn_read_retries,
         retry: RetryPolicy {
@@ -207,7 +208,10 @@ pub async fn pipeline(cfg: &Config) -> anyhow::Result<Pipeline> {
     if let Err(e) = store.check().await {
         bail!("object store {}: {e}", store.describe());
     }
-    Ok(Pipeline::new(catalog, store, settings(cfg)))
+    let format = tributary_store::format::open(&*store)
+        .await
+        .map_err(|e| anyhow::anyhow!("object store {}: {e}", store.describe()))?;
+    Ok(Pipeline::new(catalog, store, settings(cfg)).with_format(format))
 }
 
 /// Every connector's conflict settings, in configuration order (ties of `newest_wins`

@@ -4,8 +4,9 @@
 //! `commit.after_manifest:3`: the third time that named point is reached, the process
 //! aborts on the spot, like a SIGKILL. Without a plan every point is a no-op.
 //!
-//! Points: `upload.after_put`, `commit.before_manifest`, `commit.after_manifest`,
-//! `commit.after_catalog`, `reconcile.before_commit`.
+//! Points: `upload.after_put` (format v1), `pack.before_upload`, `pack.after_upload`,
+//! `commit.before_manifest`, `commit.after_manifest`, `commit.after_catalog`,
+//! `reconcile.before_commit`, `migrate.before_move`, `migrate.after_move`.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,5 +43,14 @@ pub fn point(name: &str) {
     {
         eprintln!("fault injection: aborting at {name} (hit {})", p.hit);
         std::process::abort();
+    }
+}
+
+/// The fault points of a pack writer (or a migration) that reports nothing else.
+pub struct FaultPoints;
+
+impl tributary_store::pack::PackEvents for FaultPoints {
+    fn point(&self, name: &'static str) {
+        point(name);
     }
 }

@@ -22,6 +22,7 @@ use tributary_catalog::Catalog;
 pub use tributary_catalog::Stats;
 use tributary_connectors::Connector;
 use tributary_store::ObjectStore;
+use tributary_store::format::StoreFormat;
 use tributary_store::retry::RetryPolicy;
 
 pub type Hash = [u8; 32];
@@ -40,6 +41,8 @@ pub struct Settings {
     pub commit_interval: Duration,
     pub torn_read_retries: u32,
     pub retry: RetryPolicy,
+    /// Target size of a pack object (store format v2).
+    pub pack_size: u64,
 }
 
 impl Default for Settings {
@@ -58,6 +61,7 @@ impl Default for Settings {
             commit_interval: Duration::from_secs(2),
             torn_read_retries: 3,
             retry: RetryPolicy::default(),
+            pack_size: 8 << 20,
         }
     }
 }
@@ -68,6 +72,8 @@ pub struct Pipeline {
     pub catalog: Catalog,
     pub store: Arc<dyn ObjectStore>,
     pub settings: Settings,
+    /// The store's format ([`tributary_store::format`]): where new chunks go.
+    pub format: StoreFormat,
 }
 
 impl Pipeline {
@@ -76,7 +82,16 @@ impl Pipeline {
             catalog,
             store,
             settings,
+            format: StoreFormat {
+                format: tributary_store::format::CURRENT,
+            },
         }
+    }
+
+    /// The same pipeline writing a store of format `format`.
+    pub fn with_format(mut self, format: StoreFormat) -> Pipeline {
+        self.format = format;
+        self
     }
 
     /// Runs one job of `connector` to the end (or until `control` stops it) and

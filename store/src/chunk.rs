@@ -17,6 +17,7 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 
+use crate::pack::{Placed, pack_key};
 use crate::retry::{RetryPolicy, with_retry};
 use crate::{ErrorClass, ObjectStore, PutMode, StoreError};
 
@@ -126,52 +127,90 @@ pub async fn put_chunk(
     .await
 }
 
-/// Reads a chunk back: fetches its object (retrying transient failures), undoes its
-/// compression and checks the result against `hash` and the plain `size`. A damaged,
-/// truncated or substituted object is a [`ErrorClass::Permanent`] error.
-pub async fn get_chunk(
-    store: &dyn ObjectStore,
-    hash: &ChunkHash,
-    size: u64,
-    compression: Compression,
-) -> Result<Bytes, StoreError> {
-    let key = chunk_key(hash);
-    let raw = with_retry(RetryPolicy::default(), |_, _| {}, || store.get(&key))
-        .await
-        .map_err(|e| StoreError::new(e.class, format!("fetch chunk {key}: {e}")))?;
-    let corrupt = |why: String| StoreError::new(ErrorClass::Permanent, why);
-    let data = match compression {
-        Compression::None => raw,
-        Compression::Zstd => {
-            // a size beyond any chunk's is damage: never allocate for it
-            if size > MAX_CHUNK_SIZE {
-                return Err(corrupt(format!(
-                    "chunk {key}: size {size} is beyond any chunk's"
-                )));
-            }
-            let size = size as usize;
-            let plain = tokio::task::spawn_blocking(move || zstd::bulk::decompress(&raw, size))
-                .await
-                .map_err(|e| corrupt(format!("decompression task: {e}")))?
-                .map_err(|e| corrupt(format!("decompress chunk {key}: {e}")))?;
-            Bytes::from(plain)
-        }
-    };
-    if data.len() as u64 != size || *blake3::hash(&data).as_bytes() != *hash {
-        return Err(corrupt(format!(
-            "chunk {key} is corrupt: content does not match its hash"
-        )));
-    }
-    Ok(data)
-}
-
 /// A chunk of some content, as reading it back needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChunkLoc {
     pub hash: ChunkHash,
     /// Plain size.
     pub size: u64,
+    /// Stored size (its length in its pack).
+    pub stored_size: u64,
     pub compression: Compression,
+    /// In a pack (format v2), or `None`: an object of its own (format v1).
+    pub packed: Option<Placed>,
+}
+
+impl ChunkLoc {
+    /// The object that holds it, for messages and listings.
+    pub fn object_key(&self) -> String {
+        match &self.packed {
+            Some(p) => pack_key(&p.pack),
+            None => chunk_key(&self.hash),
+        }
+    }
+}
+
+/// Reads a chunk back: fetches its bytes (retrying transient failures) from its pack or
+/// its own object, undoes its compression and checks the result against its hash and
+/// plain size. A damaged, truncated or substituted object is a
+/// [`ErrorClass::Permanent`] error.
+pub async fn get_chunk(store: &dyn ObjectStore, loc: &ChunkLoc) -> Result<Bytes, StoreError> {
+    let key = loc.object_key();
+    let raw = with_retry(
+        RetryPolicy::default(),
+        |_, _| {},
+        || async {
+            match &loc.packed {
+                Some(p) => store.get_range(&key, p.offset, loc.stored_size).await,
+                None => store.get(&key).await,
+            }
+        },
+    )
+    .await
+    .map_err(|e| StoreError::new(e.class, format!("fetch chunk {}: {e}", describe(loc))))?;
+    decode(loc, raw).await
+}
+
+/// A chunk named for messages: its object, and its place in a pack.
+fn describe(loc: &ChunkLoc) -> String {
+    match &loc.packed {
+        Some(p) => format!(
+            "{} in {} at {}",
+            hex::encode(loc.hash),
+            pack_key(&p.pack),
+            p.offset
+        ),
+        None => chunk_key(&loc.hash),
+    }
+}
+
+/// A chunk's plain bytes from its stored bytes, checked against its hash and size.
+pub async fn decode(loc: &ChunkLoc, raw: Bytes) -> Result<Bytes, StoreError> {
+    let corrupt = |why: String| StoreError::new(ErrorClass::Permanent, why);
+    let (size, name) = (loc.size, describe(loc));
+    let data = match loc.compression {
+        Compression::None => raw,
+        Compression::Zstd => {
+            // a size beyond any chunk's is damage: never allocate for it
+            if size > MAX_CHUNK_SIZE {
+                return Err(corrupt(format!(
+                    "chunk {name}: size {size} is beyond any chunk's"
+                )));
+            }
+            let plain =
+                tokio::task::spawn_blocking(move || zstd::bulk::decompress(&raw, size as usize))
+                    .await
+                    .map_err(|e| corrupt(format!("decompression task: {e}")))?
+                    .map_err(|e| corrupt(format!("decompress chunk {name}: {e}")))?;
+            Bytes::from(plain)
+        }
+    };
+    if data.len() as u64 != size || *blake3::hash(&data).as_bytes() != loc.hash {
+        return Err(corrupt(format!(
+            "chunk {name} is corrupt: content does not match its hash"
+        )));
+    }
+    Ok(data)
 }
 
 /// Which chunks of content made of chunks of `sizes` (in order) hold the bytes
@@ -197,8 +236,67 @@ pub fn pieces(
     out
 }
 
+/// The largest span of a pack one ranged read fetches for several chunks.
+pub const MAX_SPAN: u64 = 4 << 20;
+
+/// Groups consecutive `wanted` chunks that lie back to back in the same pack into one
+/// read of at most `max_span` bytes (a chunk alone may be larger): returns ranges of
+/// indexes into `wanted`.
+pub fn spans(chunks: &[ChunkLoc], wanted: &[usize], max_span: u64) -> Vec<std::ops::Range<usize>> {
+    let mut out: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut span_start = 0u64;
+    for (k, &i) in wanted.iter().enumerate() {
+        let c = &chunks[i];
+        if let (Some(last), Some(p)) = (out.last_mut(), c.packed) {
+            let prev = &chunks[wanted[last.end - 1]];
+            let joins = prev
+                .packed
+                .is_some_and(|q| q.pack == p.pack && q.offset + prev.stored_size == p.offset);
+            if joins && p.offset + c.stored_size - span_start <= max_span {
+                last.end = k + 1;
+                continue;
+            }
+        }
+        span_start = c.packed.map_or(0, |p| p.offset);
+        out.push(k..k + 1);
+    }
+    out
+}
+
+/// The stored bytes of the chunks `group` (back to back in one pack, or one loose
+/// chunk) in one read, decoded.
+async fn fetch_span(store: &dyn ObjectStore, group: &[ChunkLoc]) -> Result<Vec<Bytes>, StoreError> {
+    let first = &group[0];
+    let Some(p) = first.packed.filter(|_| group.len() > 1) else {
+        return Ok(vec![get_chunk(store, first).await?]);
+    };
+    let len: u64 = group.iter().map(|c| c.stored_size).sum();
+    let key = pack_key(&p.pack);
+    let raw = with_retry(
+        RetryPolicy::default(),
+        |_, _| {},
+        || store.get_range(&key, p.offset, len),
+    )
+    .await
+    .map_err(|e| {
+        StoreError::new(
+            e.class,
+            format!("fetch chunks of {key} at {}: {e}", p.offset),
+        )
+    })?;
+    let mut out = Vec::with_capacity(group.len());
+    let mut at = 0usize;
+    for c in group {
+        let part = raw.slice(at..at + c.stored_size as usize);
+        at += c.stored_size as usize;
+        out.push(decode(c, part).await?);
+    }
+    Ok(out)
+}
+
 /// The bytes `[start, end)` of content made of `chunks` (in order), as a stream of
-/// pieces in order, fetching up to `ahead` chunks at a time. Every chunk is checked as
+/// pieces in order, with up to `ahead` reads in flight; chunks back to back in a pack
+/// are fetched by one ranged read ([`spans`]). Every chunk is checked as
 /// [`get_chunk`] checks it: a damaged one is an error item, never bytes.
 pub fn read_range(
     store: Arc<dyn ObjectStore>,
@@ -208,15 +306,30 @@ pub fn read_range(
     ahead: usize,
 ) -> impl Stream<Item = Result<Bytes, StoreError>> + Send + 'static {
     let wanted = pieces(chunks.iter().map(|c| c.size), start, end);
-    futures::stream::iter(wanted)
-        .map(move |(i, from, to)| {
-            let (store, c) = (store.clone(), chunks[i]);
+    let idx: Vec<usize> = wanted.iter().map(|w| w.0).collect();
+    let groups = spans(&chunks, &idx, MAX_SPAN);
+    futures::stream::iter(groups)
+        .map(move |g| {
+            let store = store.clone();
+            let locs: Vec<ChunkLoc> = wanted[g.clone()].iter().map(|w| chunks[w.0]).collect();
+            let cuts: Vec<(u64, u64)> = wanted[g].iter().map(|w| (w.1, w.2)).collect();
             async move {
-                let data = get_chunk(&*store, &c.hash, c.size, c.compression).await?;
-                Ok(data.slice(from as usize..to as usize))
+                let data = fetch_span(&*store, &locs).await?;
+                Ok::<_, StoreError>(
+                    data.into_iter()
+                        .zip(cuts)
+                        .map(|(d, (from, to))| d.slice(from as usize..to as usize))
+                        .collect::<Vec<_>>(),
+                )
             }
         })
         .buffered(ahead.max(1))
+        .flat_map(|r| {
+            futures::stream::iter(match r {
+                Ok(v) => v.into_iter().map(Ok).collect::<Vec<_>>(),
+                Err(e) => vec![Err(e)],
+            })
+        })
 }
 
 #[cfg(test)]
@@ -244,64 +357,143 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn ranges_are_read_across_chunk_boundaries_and_damage_is_an_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path()).unwrap());
-        let content: Vec<u8> = (0..50_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    fn loose(hash: ChunkHash, size: u64, stored: u64, compression: Compression) -> ChunkLoc {
+        ChunkLoc {
+            hash,
+            size,
+            stored_size: stored,
+            compression,
+            packed: None,
+        }
+    }
+
+    #[test]
+    fn back_to_back_chunks_of_a_pack_are_read_together() {
+        let at = |pack: u8, offset: u64, stored: u64| ChunkLoc {
+            packed: Some(Placed {
+                pack: [pack; 32],
+                offset,
+            }),
+            ..loose([0; 32], stored, stored, Compression::None)
+        };
+        let chunks = [
+            at(1, 0, 10),
+            at(1, 10, 10),
+            at(1, 30, 10), // a gap before it
+            at(2, 0, 10),  // another pack
+            loose([9; 32], 5, 5, Compression::None),
+            at(2, 10, 10),
+            at(2, 20, 10),
+            at(2, 30, 10),
+        ];
+        let all: Vec<usize> = (0..chunks.len()).collect();
+        assert_eq!(spans(&chunks, &all, 100), [0..2, 2..3, 3..4, 4..5, 5..8]);
+        assert_eq!(
+            spans(&chunks, &all, 20),
+            [0..2, 2..3, 3..4, 4..5, 5..7, 7..8],
+            "a span stops at its size bound"
+        );
+        assert_eq!(spans(&chunks, &[0, 2], 100), [0..1, 1..2]);
+        assert!(spans(&chunks, &[], 100).is_empty());
+    }
+
+    /// `content` stored in chunks of `step` bytes: loose, or in packs of `pack` bytes.
+    async fn store_content(
+        store: &Arc<dyn ObjectStore>,
+        content: &[u8],
+        step: usize,
+        pack: Option<u64>,
+    ) -> Vec<ChunkLoc> {
+        let writer = pack.map(|target| {
+            crate::pack::PackWriter::new(
+                store.clone(),
+                target,
+                2,
+                RetryPolicy::default(),
+                Arc::new(crate::pack::NoEvents),
+            )
+        });
         let mut chunks = Vec::new();
-        for part in content.chunks(7_000) {
+        for part in content.chunks(step) {
             let data = Bytes::copy_from_slice(part);
             let (body, compression) = encode(Some(3), data.clone()).await.unwrap();
-            put_chunk(
-                &*store,
-                &hash(part),
-                body,
-                RetryPolicy::default(),
-                |_, _| {},
-            )
-            .await
-            .unwrap();
-            chunks.push(ChunkLoc {
-                hash: hash(part),
-                size: part.len() as u64,
+            let mut loc = loose(
+                hash(part),
+                part.len() as u64,
+                body.len() as u64,
                 compression,
-            });
-        }
-        for (start, end) in [
-            (0, 50_000),
-            (6_999, 7_001),
-            (13_000, 40_123),
-            (49_999, 50_000),
-        ] {
-            let got: Vec<Bytes> = read_range(store.clone(), chunks.clone(), start, end, 3)
-                .map(|r| r.unwrap())
-                .collect()
-                .await;
-            assert_eq!(
-                got.concat(),
-                content[start as usize..end as usize],
-                "{start}..{end}"
             );
+            match &writer {
+                Some(w) => {
+                    loc.packed = Some(w.add(loc.hash, body, loc.size, compression).await.unwrap())
+                }
+                None => put_chunk(
+                    &**store,
+                    &hash(part),
+                    body,
+                    RetryPolicy::default(),
+                    |_, _| {},
+                )
+                .await
+                .unwrap(),
+            }
+            chunks.push(loc);
         }
-        // a chunk whose object was replaced by other bytes fails the read
-        store
-            .put(
-                &chunk_key(&chunks[2].hash),
-                Bytes::from_static(b"garbage"),
-                PutMode::Overwrite,
-            )
-            .await
-            .unwrap();
-        let results: Vec<Result<Bytes, StoreError>> =
-            read_range(store.clone(), chunks.clone(), 0, 50_000, 2)
-                .collect()
-                .await;
-        assert!(results[..2].iter().all(Result::is_ok));
-        assert!(
-            results[2].is_err(),
-            "the damaged chunk is an error, never bytes"
-        );
+        if let Some(w) = writer {
+            w.finish().await.unwrap();
+        }
+        chunks
+    }
+
+    #[tokio::test]
+    async fn ranges_are_read_across_chunk_and_pack_boundaries_and_damage_is_an_error() {
+        for pack in [None, Some(1_000)] {
+            let dir = tempfile::tempdir().unwrap();
+            let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path()).unwrap());
+            let content: Vec<u8> = (0..50_000u32).map(|i| (i * 7 % 251) as u8).collect();
+            let chunks = store_content(&store, &content, 7_000, pack).await;
+            if pack.is_some() {
+                let packs: std::collections::HashSet<_> =
+                    chunks.iter().map(|c| c.packed.unwrap().pack).collect();
+                assert!(packs.len() > 1, "the content spans several packs");
+            }
+            for (start, end) in [
+                (0, 50_000),
+                (6_999, 7_001),
+                (13_000, 40_123),
+                (49_999, 50_000),
+            ] {
+                let got: Vec<Bytes> = read_range(store.clone(), chunks.clone(), start, end, 3)
+                    .map(|r| r.unwrap())
+                    .collect()
+                    .await;
+                assert_eq!(
+                    got.concat(),
+                    content[start as usize..end as usize],
+                    "{pack:?} {start}..{end}"
+                );
+            }
+            // a chunk whose stored bytes were replaced fails the read, never bytes
+            let mut bad = chunks.clone();
+            match pack {
+                // its place in its pack now holds another chunk's bytes
+                Some(_) => bad[2].packed = bad[3].packed,
+                None => store
+                    .put(
+                        &chunk_key(&bad[2].hash),
+                        Bytes::from_static(b"garbage"),
+                        PutMode::Overwrite,
+                    )
+                    .await
+                    .unwrap(),
+            }
+            let results: Vec<Result<Bytes, StoreError>> =
+                read_range(store.clone(), bad, 0, 50_000, 2).collect().await;
+            assert!(results[..2].iter().all(Result::is_ok), "{pack:?}");
+            assert!(results.iter().any(Result::is_err), "{pack:?}");
+            let e = results.into_iter().find_map(Result::err).unwrap();
+            assert_eq!(e.class, ErrorClass::Permanent, "{e}");
+        }
     }
 
     fn hash(data: &[u8]) -> ChunkHash {
@@ -353,14 +545,20 @@ mod tests {
         let data = Bytes::from("a chunk of text, ".repeat(500));
         let h = hash(&data);
         let (body, c) = encode(Some(3), data.clone()).await.unwrap();
+        let stored = body.len() as u64;
         put_chunk(&store, &h, body, RetryPolicy::default(), |_, _| {})
             .await
             .unwrap();
         let len = data.len() as u64;
-        assert_eq!(get_chunk(&store, &h, len, c).await.unwrap(), data);
+        assert_eq!(
+            get_chunk(&store, &loose(h, len, stored, c)).await.unwrap(),
+            data
+        );
         // wrong size, wrong compression, substituted object: errors, never bytes
         for (size, comp) in [(len - 1, c), (len, Compression::None)] {
-            let e = get_chunk(&store, &h, size, comp).await.unwrap_err();
+            let e = get_chunk(&store, &loose(h, size, stored, comp))
+                .await
+                .unwrap_err();
             assert_eq!(e.class, ErrorClass::Permanent, "{e}");
         }
         let other = encode(Some(3), Bytes::from("something else ".repeat(500)))
@@ -371,10 +569,12 @@ mod tests {
             .put(&chunk_key(&h), other, PutMode::Overwrite)
             .await
             .unwrap();
-        let e = get_chunk(&store, &h, len, c).await.unwrap_err();
+        let e = get_chunk(&store, &loose(h, len, stored, c))
+            .await
+            .unwrap_err();
         assert!(e.message.contains("corrupt"), "{e}");
         let missing = hash(b"never stored");
-        let e = get_chunk(&store, &missing, 3, Compression::None)
+        let e = get_chunk(&store, &loose(missing, 3, 3, Compression::None))
             .await
             .unwrap_err();
         assert_eq!(e.class, ErrorClass::NotFound, "{e}");

@@ -7,7 +7,9 @@
 //! format (key, compression, integrity check) is [`chunk`].
 
 pub mod chunk;
+pub mod format;
 pub mod local;
+pub mod pack;
 pub mod retry;
 pub mod s3;
 #[cfg(feature = "testsuite")]
@@ -50,6 +52,14 @@ impl StoreError {
     }
 }
 
+/// The error of a ranged read that runs past the object's end.
+pub(crate) fn truncated(key: &str, start: u64, len: u64, size: u64) -> StoreError {
+    StoreError::new(
+        ErrorClass::Permanent,
+        format!("{key} is truncated: bytes {start}+{len} asked, the object has {size}"),
+    )
+}
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// How a put treats an existing object.
@@ -78,6 +88,9 @@ pub trait ObjectStore: Send + Sync + 'static {
     async fn check(&self) -> Result<()>;
     async fn put(&self, key: &str, data: Bytes, mode: PutMode) -> Result<()>;
     async fn get(&self, key: &str) -> Result<Bytes>;
+    /// The `len` bytes of an object from `start` on. An object too short to hold them
+    /// is a [`ErrorClass::Permanent`] error (truncated), never fewer bytes.
+    async fn get_range(&self, key: &str, start: u64, len: u64) -> Result<Bytes>;
     /// `None` when the key does not exist.
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>>;
     /// Every object whose key starts with `prefix`, in key order.

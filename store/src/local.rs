@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::{ErrorClass, ObjectMeta, ObjectStore, PutMode, Result, StoreError};
+use crate::{ErrorClass, ObjectMeta, ObjectStore, PutMode, Result, StoreError, truncated};
 
 pub struct LocalStore {
     root: PathBuf,
@@ -189,6 +189,26 @@ impl ObjectStore for LocalStore {
             std::fs::read(&path)
                 .map(Bytes::from)
                 .map_err(|e| io_err(&path, "read", e))
+        })
+        .await
+    }
+
+    async fn get_range(&self, key: &str, start: u64, len: u64) -> Result<Bytes> {
+        let path = self.path(key)?;
+        let key = key.to_string();
+        blocking(move || {
+            use std::io::{Read, Seek, SeekFrom};
+            let mut f = std::fs::File::open(&path).map_err(|e| io_err(&path, "open", e))?;
+            let size = f.metadata().map_err(|e| io_err(&path, "stat", e))?.len();
+            if start.checked_add(len).is_none_or(|end| end > size) {
+                return Err(truncated(&key, start, len, size));
+            }
+            f.seek(SeekFrom::Start(start))
+                .map_err(|e| io_err(&path, "seek", e))?;
+            let mut buf = vec![0u8; len as usize];
+            f.read_exact(&mut buf)
+                .map_err(|e| io_err(&path, "read", e))?;
+            Ok(Bytes::from(buf))
         })
         .await
     }

@@ -18,7 +18,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ServerSideEncryption;
 use bytes::Bytes;
 
-use crate::{ErrorClass, ObjectMeta, ObjectStore, PutMode, Result, StoreError};
+use crate::{ErrorClass, ObjectMeta, ObjectStore, PutMode, Result, StoreError, truncated};
 
 /// Settings of an [`S3Store`]; secrets are plain strings here and never printed.
 #[derive(Clone)]
@@ -252,6 +252,34 @@ impl ObjectStore for S3Store {
             StoreError::new(ErrorClass::Transient, format!("get {full}: body cut: {e}"))
         })?;
         Ok(body.into_bytes())
+    }
+
+    async fn get_range(&self, key: &str, start: u64, len: u64) -> Result<Bytes> {
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        let full = self.key(key);
+        let end = start
+            .checked_add(len - 1)
+            .ok_or_else(|| truncated(key, start, len, 0))?;
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .range(format!("bytes={start}-{end}"))
+            .send()
+            .await
+            // a range that starts past the end is a 416: Permanent, as truncation is
+            .map_err(|e| classify("get", &full, e))?;
+        let body = out.body.collect().await.map_err(|e| {
+            StoreError::new(ErrorClass::Transient, format!("get {full}: body cut: {e}"))
+        })?;
+        let body = body.into_bytes();
+        if body.len() as u64 != len {
+            return Err(truncated(key, start, len, start + body.len() as u64));
+        }
+        Ok(body)
     }
 
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {

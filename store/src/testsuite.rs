@@ -39,6 +39,35 @@ pub async fn run(store: &dyn ObjectStore, prefix: &str) {
         assert!(meta.modified_ns > 0, "head reports a modification time");
     }
 
+    // ranged reads: inside, at the end, empty; past the end is an error, never less
+    let key = format!("{prefix}rt/big");
+    let whole = store.get(&key).await.unwrap();
+    for (start, len) in [
+        (0u64, 10u64),
+        (1_000_003, 70_000),
+        (whole.len() as u64 - 5, 5),
+    ] {
+        let got = store.get_range(&key, start, len).await.expect("get_range");
+        assert_eq!(
+            got,
+            whole.slice(start as usize..(start + len) as usize),
+            "range {start}+{len}"
+        );
+    }
+    assert!(store.get_range(&key, 7, 0).await.unwrap().is_empty());
+    for (start, len) in [(whole.len() as u64 - 5, 6), (whole.len() as u64 + 10, 1)] {
+        let e = store
+            .get_range(&key, start, len)
+            .await
+            .expect_err("a range past the end");
+        assert_eq!(e.class, ErrorClass::Permanent, "range {start}+{len}: {e}");
+    }
+    let e = store
+        .get_range(&format!("{prefix}rt/absent"), 0, 1)
+        .await
+        .unwrap_err();
+    assert_eq!(e.class, ErrorClass::NotFound, "{e}");
+
     // overwrite replaces
     let key = format!("{prefix}ow/x");
     store

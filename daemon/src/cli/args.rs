@@ -75,15 +75,23 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Delete chunks and manifests that no committed version references.
+    /// Delete packs, chunks and manifests that no committed version references, and
+    /// repack packs that are mostly unreferenced.
     Gc {
         #[arg(short, long)]
         config: PathBuf,
         /// Objects younger than this are kept (they may belong to a running ingest).
         #[arg(long, default_value = "24h")]
         grace: String,
+        /// Report what would be deleted and repacked; change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Repack a pack when more than this share of its bytes is unreferenced.
+        #[arg(long, default_value = "5%")]
+        max_unused: String,
+        /// Repack at most this many bytes of packs in one run (e.g. `10GiB`).
+        #[arg(long)]
+        max_repack_size: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -96,8 +104,16 @@ pub enum Command {
         #[arg(long)]
         older_than: String,
     },
-    /// Rebuild an empty catalog from the manifests in the object store.
+    /// Rebuild an empty catalog from the object store alone (its manifests and packs).
     RebuildCatalog {
+        #[arg(short, long)]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rewrite a format 1 store (one object per chunk) as format 2 (packs). Stop the
+    /// daemon first; an interrupted run carries on where it stopped when run again.
+    MigrateStore {
         #[arg(short, long)]
         config: PathBuf,
         #[arg(long)]

@@ -9,7 +9,8 @@ use tributary_catalog::Catalog;
 use tributary_store::ObjectStore;
 
 use anyhow::{Context, bail};
-use tributary_pipeline::maintenance;
+use tributary_config::Config;
+use tributary_pipeline::maintenance::{self, GcOptions};
 
 use super::output::human_bytes;
 use super::shown;
@@ -93,21 +94,17 @@ pub(super) fn parse_at(s: &str) -> anyhow::Result<i64> {
 /// The shape of the commands that work on the store: load the configuration, open the
 /// catalog and the object store, run `op`, print its report (JSON with `--json`, else
 /// `text`); exit 1 unless `ok` says the report is clean.
-async fn on_store<R, Fut>(
+async fn on_store<R: serde::Serialize>(
     path: PathBuf,
     json: bool,
-    op: impl FnOnce(Catalog, Arc<dyn ObjectStore>) -> Fut,
+    op: impl AsyncFnOnce(Catalog, Arc<dyn ObjectStore>, &Config) -> anyhow::Result<R>,
     text: impl FnOnce(&R),
     ok: impl FnOnce(&R) -> bool,
-) -> anyhow::Result<ExitCode>
-where
-    R: serde::Serialize,
-    Fut: Future<Output = anyhow::Result<R>>,
-{
+) -> anyhow::Result<ExitCode> {
     let cfg = load!(path);
     let catalog = wiring::open_catalog(&cfg).await?;
     let store = wiring::open_store(&cfg).await?;
-    let report = op(catalog, store).await?;
+    let report = op(catalog, store, &cfg).await?;
     if json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
@@ -132,7 +129,7 @@ pub(super) async fn restore(
     on_store(
         path,
         json,
-        async |catalog, store| {
+        async |catalog, store, _| {
             maintenance::restore(&catalog, store, prefix.as_bytes(), &dest, at).await
         },
         |r| {
@@ -155,11 +152,12 @@ pub(super) async fn verify(path: PathBuf, json: bool) -> anyhow::Result<ExitCode
     on_store(
         path,
         json,
-        async |catalog, store| Ok(maintenance::verify(&catalog, store).await?),
+        async |catalog, store, _| Ok(maintenance::verify(&catalog, store).await?),
         |r| {
             println!(
-                "verified {} chunk(s), {}: {} missing, {} corrupt",
+                "verified {} chunk(s) in {} pack(s) and objects of their own, {}: {} missing, {} corrupt",
                 r.chunks_checked,
+                r.packs_checked,
                 human_bytes(r.bytes_checked),
                 r.missing.len(),
                 r.corrupt.len()
@@ -180,43 +178,118 @@ pub(super) async fn gc(
     path: PathBuf,
     grace: String,
     dry_run: bool,
+    max_unused: String,
+    max_repack_size: Option<String>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let grace = tributary_config::units::parse_duration(&grace)
         .map_err(anyhow::Error::msg)
         .context("--grace")?;
+    let max_unused = parse_percent(&max_unused).context("--max-unused")?;
+    let max_repack_size = max_repack_size
+        .map(|s| tributary_config::units::parse_size(&s).map_err(anyhow::Error::msg))
+        .transpose()
+        .context("--max-repack-size")?;
     on_store(
         path,
         json,
-        async |catalog, store| Ok(maintenance::gc(&catalog, store, grace, dry_run).await?),
+        async |catalog, store, cfg| {
+            let opts = GcOptions {
+                grace,
+                dry_run,
+                max_unused,
+                max_repack_size,
+                pack_size: cfg.pipeline.pack_size,
+            };
+            maintenance::gc(&catalog, store, opts).await
+        },
         |r| {
+            let (would, deleted, repacked) = if dry_run {
+                (" (dry run)", "would delete", "would repack")
+            } else {
+                ("", "deleted", "repacked")
+            };
             println!(
-                "gc{}: {} chunk(s) listed, {} deleted ({}), {} manifest(s) deleted, {} kept within the grace period",
-                if dry_run { " (dry run)" } else { "" },
-                r.chunks_listed,
+                "gc{would}: {} pack(s) listed, {} {deleted}, {} {repacked} ({} copied); {} chunk(s) freed, {} {deleted} in all; {} manifest(s) {deleted}; {} object(s) kept within the grace period",
+                r.packs_listed,
+                r.packs_deleted,
+                r.packs_repacked,
+                human_bytes(r.bytes_repacked),
                 r.chunks_deleted,
                 human_bytes(r.bytes_deleted),
                 r.manifests_deleted,
                 r.kept_in_grace
-            )
+            );
+            for e in &r.errors {
+                println!("  not repacked: {e}");
+            }
         },
-        |_| true,
+        |r| r.errors.is_empty(),
     )
     .await
+}
+
+/// A share given in per cent: `5%` or `5`.
+fn parse_percent(s: &str) -> anyhow::Result<f64> {
+    let n: f64 = s
+        .trim()
+        .trim_end_matches('%')
+        .trim()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("expected a percentage such as `5%`, got `{s}`"))?;
+    if !(0.0..=100.0).contains(&n) {
+        bail!("expected 0% to 100%, got `{s}`");
+    }
+    Ok(n / 100.0)
 }
 
 pub(super) async fn rebuild(path: PathBuf, json: bool) -> anyhow::Result<ExitCode> {
     on_store(
         path,
         json,
-        async |catalog, store| Ok(maintenance::rebuild_catalog(&catalog, store).await?),
+        async |catalog, store, _| Ok(maintenance::rebuild_catalog(&catalog, store).await?),
         |r| {
             println!(
-                "rebuilt the catalog from {} manifest(s): {} version(s), {} duplicate(s) skipped, {} without data (pruned) skipped",
-                r.manifests, r.versions, r.duplicates_skipped, r.missing_data_skipped
-            )
+                "rebuilt the catalog from {} manifest(s) and {} pack(s): {} version(s), {} duplicate(s) skipped, {} without data (pruned) skipped",
+                r.manifests, r.packs, r.versions, r.duplicates_skipped, r.missing_data_skipped
+            );
+            for p in &r.unreadable_packs {
+                println!("  unreadable pack: {p}");
+            }
         },
-        |_| true,
+        |r| r.unreadable_packs.is_empty(),
+    )
+    .await
+}
+
+pub(super) async fn migrate_store(path: PathBuf, json: bool) -> anyhow::Result<ExitCode> {
+    on_store(
+        path,
+        json,
+        async |catalog, store, cfg| {
+            let report = maintenance::migrate_store(
+                &catalog,
+                store,
+                cfg.pipeline.pack_size,
+                Arc::new(tributary_pipeline::fault::FaultPoints),
+                |done, total| eprintln!("migrate-store: {done} of {total} chunk(s) moved into packs"),
+            )
+            .await?;
+            Ok(report)
+        },
+        |r| {
+            println!(
+                "the store is in format 2 (it was in format {}): {} chunk(s), {}, moved into packs; {} error(s)",
+                r.from_format,
+                r.chunks_moved,
+                human_bytes(r.bytes_moved),
+                r.errors.len()
+            );
+            for e in &r.errors {
+                println!("  not moved: {e}");
+            }
+        },
+        |r| r.errors.is_empty(),
     )
     .await
 }

@@ -25,7 +25,7 @@ mod remote;
 mod status;
 
 pub use args::{Cli, Command, ConfigCommand};
-use maintenance::{check, gc, prune, rebuild, reindex, restore, verify};
+use maintenance::{check, gc, migrate_store, prune, rebuild, reindex, restore, verify};
 use once::once;
 use remote::{ctl, health, search};
 use status::{conflicts, status};
@@ -86,9 +86,12 @@ pub async fn run(args: Cli) -> ExitCode {
             config,
             grace,
             dry_run,
+            max_unused,
+            max_repack_size,
             json,
-        } => gc(config, grace, dry_run, json).await,
+        } => gc(config, grace, dry_run, max_unused, max_repack_size, json).await,
         Command::RebuildCatalog { config, json } => rebuild(config, json).await,
+        Command::MigrateStore { config, json } => migrate_store(config, json).await,
         Command::Prune { config, older_than } => prune(config, older_than).await,
         Command::Status { config, jobs } => status(config, jobs).await,
         Command::Conflicts {

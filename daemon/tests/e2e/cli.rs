@@ -119,17 +119,17 @@ fn mutate(src: &Path, round: u64) {
 
 #[test]
 fn killed_at_any_commit_point_a_rerun_ends_consistent_and_the_bucket_rebuilds_the_catalog() {
-    let env = Env::new("");
+    let env = Env::new("  pack_size: 1MiB\n");
     tree::generate(&env.src(), 5, 3 << 20);
     let points = [
-        "upload.after_put:1",
-        "upload.after_put:9",
+        "pack.before_upload:1",
+        "pack.after_upload:2",
         "commit.before_manifest:1",
         "commit.after_manifest:1",
         "commit.after_catalog:1",
         "commit.after_manifest:2",
         "commit.after_catalog:3",
-        "upload.after_put:30",
+        "pack.after_upload:3",
         "reconcile.before_commit:1",
         "commit.after_manifest:4",
     ];
@@ -155,6 +155,25 @@ fn killed_at_any_commit_point_a_rerun_ends_consistent_and_the_bucket_rebuilds_th
         let again = json(&env.once(None));
         assert_eq!(again["stats"]["versions_committed"], 0, "{point}: {again}");
     }
+
+    // what the crashes left (packs no committed version names, chunks copied twice)
+    // is collectable, and collecting it harms nothing
+    let gc: serde_json::Value =
+        serde_json::from_str(&env.ok(&["gc", "--grace", "0s", "--json"])).unwrap();
+    assert!(
+        gc["packs_deleted"].as_u64().unwrap() + gc["packs_repacked"].as_u64().unwrap() > 0,
+        "{gc}"
+    );
+    assert!(gc["errors"].as_array().unwrap().is_empty(), "{gc}");
+    env.verify_clean();
+    env.assert_restores_source();
+    let again: serde_json::Value =
+        serde_json::from_str(&env.ok(&["gc", "--grace", "0s", "--json"])).unwrap();
+    assert_eq!(again["packs_deleted"], 0, "{again}");
+    assert_eq!(
+        again["packs_repacked"], 0,
+        "a pack just rewritten is not rewritten again: {again}"
+    );
 
     // the catalog is lost: rebuild it from the object store alone
     let state = env.dir.path().join("state");
@@ -185,28 +204,49 @@ fn gc_removes_only_old_unreferenced_objects() {
     let env = Env::new("");
     tree::generate(&env.src(), 9, 0);
     assert_eq!(json(&env.once(None))["status"], "succeeded");
-    let objects = env.dir.path().join("state/objects/chunks");
-    let old = objects.join("ff").join("ff".repeat(32));
-    let fresh = objects.join("fe").join("fe".repeat(32));
-    for p in [&old, &fresh] {
+    // an old and a fresh object that nothing references: a chunk of its own (format
+    // v1) and a pack each
+    let objects = env.dir.path().join("state/objects");
+    let old = objects.join("chunks/ff").join("ff".repeat(32));
+    let fresh = objects.join("chunks/fe").join("fe".repeat(32));
+    let old_pack = objects.join("packs/ff").join("ff".repeat(32));
+    let fresh_pack = objects.join("packs/fe").join("fe".repeat(32));
+    for p in [&old, &fresh, &old_pack, &fresh_pack] {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, b"orphan").unwrap();
     }
-    std::fs::File::options()
-        .write(true)
-        .open(&old)
-        .unwrap()
-        .set_modified(SystemTime::now() - Duration::from_secs(7200))
-        .unwrap();
+    for p in [&old, &old_pack] {
+        std::fs::File::options()
+            .write(true)
+            .open(p)
+            .unwrap()
+            .set_modified(SystemTime::now() - Duration::from_secs(7200))
+            .unwrap();
+    }
     let dry: serde_json::Value =
         serde_json::from_str(&env.ok(&["gc", "--grace", "1h", "--dry-run", "--json"])).unwrap();
-    assert_eq!(dry["chunks_deleted"], 1);
-    assert!(old.exists(), "a dry run deletes nothing");
+    assert_eq!(dry["chunks_deleted"], 1, "{dry}");
+    assert_eq!(dry["packs_deleted"], 1, "{dry}");
+    assert!(
+        old.exists() && old_pack.exists(),
+        "a dry run deletes nothing"
+    );
+    let text = env.ok(&["gc", "--grace", "1h", "--dry-run"]);
+    assert!(
+        text.contains("dry run") && text.contains("1 would delete"),
+        "{text}"
+    );
     let r: serde_json::Value =
         serde_json::from_str(&env.ok(&["gc", "--grace", "1h", "--json"])).unwrap();
     assert_eq!(r["chunks_deleted"], 1, "{r}");
-    assert_eq!(r["kept_in_grace"], 1, "{r}");
+    assert_eq!(r["packs_deleted"], 1, "{r}");
+    assert_eq!(
+        r["packs_repacked"], 0,
+        "the ingest's packs are all in use: {r}"
+    );
+    assert_eq!(r["kept_in_grace"], 2, "{r}");
     assert!(!old.exists() && fresh.exists());
+    assert!(!old_pack.exists() && fresh_pack.exists());
     env.verify_clean();
     env.assert_restores_source();
 }
@@ -322,9 +362,18 @@ fn version_retention_prunes_history_and_gc_frees_its_data_without_harming_the_pr
         out.contains("pruned 4 version(s) and 1 deleted item(s)"),
         "{out}"
     );
+    let packs = env.dir.path().join("state/objects/packs");
+    let before = tree_bytes(&packs);
     let gc: serde_json::Value =
         serde_json::from_str(&env.ok(&["gc", "--grace", "0s", "--json"])).unwrap();
     assert!(gc["chunks_deleted"].as_u64().unwrap() >= 3, "{gc}");
+    // stable.bin shares a pack with pruned data: that pack is rewritten without it
+    assert!(gc["packs_repacked"].as_u64().unwrap() >= 1, "{gc}");
+    let after = tree_bytes(&packs);
+    assert!(
+        after + 3 * 600_000 <= before,
+        "three pruned 600 kB files' data is gone from the bucket: {before} -> {after}"
+    );
     env.verify_clean();
     env.assert_restores_source();
     // the bucket alone still rebuilds the present, leaving out pruned history
@@ -343,6 +392,95 @@ fn version_retention_prunes_history_and_gc_frees_its_data_without_harming_the_pr
     env.assert_restores_source();
     let again = json(&env.once(None));
     assert_eq!(again["stats"]["versions_committed"], 0, "{again}");
+}
+
+#[test]
+fn a_format_1_store_migrates_into_packs_resuming_after_a_kill_and_restores_byte_identical() {
+    let env = Env::new("");
+    // a store written before packs existed: its marker says format 1
+    let objects = env.dir.path().join("state/objects");
+    std::fs::create_dir_all(&objects).unwrap();
+    std::fs::write(objects.join("tributary-store.json"), br#"{"format":1}"#).unwrap();
+    tree::generate(&env.src(), 7, 2 << 20);
+    assert_eq!(json(&env.once(None))["status"], "succeeded");
+    let loose = tree_files(&objects.join("chunks"));
+    assert!(loose > 5, "one object per chunk: {loose}");
+    assert!(!objects.join("packs").exists(), "format 1 writes no packs");
+
+    // killed with its packs uploaded but not yet named; then killed again once the
+    // catalog names them but the old objects are still there
+    for point in ["migrate.before_move:1", "migrate.after_move:1"] {
+        let cfg = env.cfg();
+        let out = env.tributary(&["migrate-store", "-c", cfg.to_str().unwrap()], Some(point));
+        assert!(
+            out.status.code().is_none(),
+            "{point}: expected to abort: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        env.verify_clean();
+        env.assert_restores_source();
+    }
+    let r: serde_json::Value = serde_json::from_str(&env.ok(&["migrate-store", "--json"])).unwrap();
+    assert_eq!(r["from_format"], 2, "the first run marked the store: {r}");
+    assert_eq!(r["errors"], serde_json::json!([]), "{r}");
+    let marker = std::fs::read_to_string(objects.join("tributary-store.json")).unwrap();
+    assert!(marker.contains("\"format\":2"), "{marker}");
+    env.verify_clean();
+    env.assert_restores_source();
+    // what the kills left — the old objects, the packs of the first run — is garbage
+    let gc: serde_json::Value =
+        serde_json::from_str(&env.ok(&["gc", "--grace", "0s", "--json"])).unwrap();
+    assert_eq!(gc["chunks_deleted"], loose as u64, "{gc}");
+    assert!(gc["packs_deleted"].as_u64().unwrap() >= 1, "{gc}");
+    assert_eq!(tree_files(&objects.join("chunks")), 0);
+    env.verify_clean();
+    env.assert_restores_source();
+    // and the next ingest writes packs, committing nothing again
+    std::fs::write(env.src().join("new.txt"), "after the migration").unwrap();
+    let r = json(&env.once(None));
+    assert_eq!(r["stats"]["versions_committed"], 1, "{r}");
+    assert_eq!(
+        tree_files(&objects.join("chunks")),
+        0,
+        "no object of its own any more"
+    );
+    env.assert_restores_source();
+}
+
+/// How many files there are under `dir` (0 if it does not exist).
+fn tree_files(dir: &Path) -> usize {
+    let mut n = 0;
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            if e.file_type().unwrap().is_dir() {
+                dirs.push(e.path());
+            } else {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+/// The bytes of the files under `dir`.
+fn tree_bytes(dir: &Path) -> u64 {
+    let mut n = 0;
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let md = e.metadata().unwrap();
+            if md.is_dir() {
+                dirs.push(e.path());
+            } else {
+                n += md.len();
+            }
+        }
+    }
+    n
 }
 
 /// Every stored manifest of the local object store under `state`.

@@ -100,6 +100,22 @@ async fn flush(
         Ok(b) => Bytes::from(b),
         Err(e) => return job.fail(e),
     };
+    // data before metadata: the packs this batch names are in the store first
+    if let Some(packer) = &job.packer {
+        let packs: std::collections::HashSet<_> = m
+            .versions
+            .iter()
+            .flat_map(|v| v.chunks.iter().filter_map(|c| c.packed.map(|p| p.pack)))
+            .collect();
+        let flush = packer.flush(packs);
+        let flushed = tokio::select! {
+            r = flush => r,
+            _ = job.operator_cancelled() => return,
+        };
+        if let Err(e) = flushed {
+            return job.fail(e);
+        }
+    }
     fault::point("commit.before_manifest");
     let store = job.p.store.clone();
     let put = with_retry(

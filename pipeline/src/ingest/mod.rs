@@ -24,6 +24,7 @@ use tokio::sync::{OnceCell, Semaphore, mpsc};
 use tributary_catalog::conflicts;
 use tributary_catalog::{ChunkRef, Namespace, NewVersion, Stats};
 use tributary_connectors::{Change, Connector, Entry, Fingerprint, ListMode};
+use tributary_store::pack::PackWriter;
 
 use crate::progress::Progress;
 use crate::{Hash, Pipeline, target_path};
@@ -149,6 +150,8 @@ struct Job {
     uploaded: Mutex<HashMap<Hash, Arc<OnceCell<ChunkRef>>>>,
     bytes_budget: Arc<Semaphore>,
     upload_slots: Semaphore,
+    /// Where new chunks go in a format v2 store (`None`: objects of their own, v1).
+    packer: Option<PackWriter>,
     fatal: Mutex<Option<String>>,
     failed: AtomicBool,
     control: JobControl,
@@ -245,6 +248,15 @@ pub(crate) async fn run(
         uploaded: Mutex::new(HashMap::new()),
         bytes_budget: Arc::new(Semaphore::new(budget_permits)),
         upload_slots: Semaphore::new(p.settings.upload_concurrency),
+        packer: p.format.packed().then(|| {
+            PackWriter::new(
+                p.store.clone(),
+                p.settings.pack_size,
+                p.settings.upload_concurrency.clamp(1, 4),
+                p.settings.retry,
+                Arc::new(upload::PackProgress(progress.clone())),
+            )
+        }),
         fatal: Mutex::new(None),
         failed: AtomicBool::new(false),
         control: control.clone(),

@@ -1,17 +1,37 @@
 //! Uploading a chunk: once per job (a second file with the same chunk waits for the
-//! first upload), compressed when that makes it smaller, retried, and counted.
+//! first upload), compressed when that makes it smaller, into the job's open pack
+//! (format v2) or as an object of its own (v1, retried), and counted.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::OnceCell;
 use tributary_catalog::ChunkRef;
+use tributary_store::StoreError;
 use tributary_store::chunk::{encode, put_chunk};
+use tributary_store::pack::PackEvents;
 
 use super::Job;
 use crate::chunking::Chunk;
 use crate::fault;
 use crate::progress::Progress;
+
+fn retried(progress: &Progress, attempt: u32, e: &StoreError) {
+    Progress::add(&progress.upload_retries, 1);
+    tracing::warn!(attempt, error = %e, "upload failed; retrying");
+}
+
+/// A job's pack writer reports its fault points and retried uploads here.
+pub(super) struct PackProgress(pub(super) Arc<Progress>);
+
+impl PackEvents for PackProgress {
+    fn point(&self, name: &'static str) {
+        fault::point(name);
+    }
+    fn retry(&self, attempt: u32, error: &StoreError) {
+        retried(&self.0, attempt, error);
+    }
+}
 
 /// Permits of the job's byte budget (one per KiB) that a chunk of `len` bytes holds.
 pub(super) fn permits_for(len: usize) -> u32 {
@@ -37,26 +57,38 @@ pub(super) async fn upload_chunk(
                 .map_err(|e| e.to_string())?;
             let (body, compression) = encode(job.p.settings.zstd_level, chunk.data).await?;
             let stored = body.len() as u64;
-            let put = put_chunk(
-                job.p.store.as_ref(),
-                &chunk.hash,
-                body,
-                job.p.settings.retry,
-                |attempt, e| {
-                    Progress::add(&job.progress.upload_retries, 1);
-                    tracing::warn!(attempt, error = %e, "upload failed; retrying");
-                },
-            );
-            tokio::select! {
-                r = put => r.map_err(|e| format!("object store {}: {e}", job.p.store.describe()))?,
-                _ = job.operator_cancelled() => return Err("cancelled".to_string()),
+            let mut packed = None;
+            match &job.packer {
+                // into the open pack; it is durable once the batch that names it flushes
+                Some(packer) => {
+                    let add = packer.add(chunk.hash, body, len, compression);
+                    let placed = tokio::select! {
+                        r = add => r.map_err(|e| format!("object store {}: {e}", job.p.store.describe()))?,
+                        _ = job.operator_cancelled() => return Err("cancelled".to_string()),
+                    };
+                    packed = Some(placed);
+                }
+                None => {
+                    let put = put_chunk(
+                        job.p.store.as_ref(),
+                        &chunk.hash,
+                        body,
+                        job.p.settings.retry,
+                        |attempt, e| retried(&job.progress, attempt, e),
+                    );
+                    tokio::select! {
+                        r = put => r.map_err(|e| format!("object store {}: {e}", job.p.store.describe()))?,
+                        _ = job.operator_cancelled() => return Err("cancelled".to_string()),
+                    }
+                    fault::point("upload.after_put");
+                }
             }
-            fault::point("upload.after_put");
             Ok::<_, String>(ChunkRef {
                 hash: chunk.hash,
                 size: len,
                 stored_size: stored,
                 compression,
+                packed,
             })
         })
         .await?

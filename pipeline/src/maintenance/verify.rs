@@ -1,0 +1,141 @@
+//! `verify`: every chunk the catalog references is read back and checked against its
+//! hash — each pack in one read, each chunk of its own (format v1) alone.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use serde::Serialize;
+use tributary_catalog::{Catalog, Hash};
+use tributary_store::chunk::{ChunkLoc, decode, get_chunk};
+use tributary_store::pack::{PackId, pack_key};
+use tributary_store::retry::{RetryPolicy, with_retry};
+use tributary_store::{ErrorClass, ObjectStore, StoreError};
+
+#[derive(Debug, Default, Serialize)]
+pub struct VerifyReport {
+    pub chunks_checked: u64,
+    pub bytes_checked: u64,
+    pub packs_checked: u64,
+    /// Objects that are not there (a pack, or a chunk's own object).
+    pub missing: Vec<String>,
+    /// Chunks whose bytes do not decode to their hash, each with its object's name.
+    pub corrupt: Vec<String>,
+}
+
+impl VerifyReport {
+    pub fn ok(&self) -> bool {
+        self.missing.is_empty() && self.corrupt.is_empty()
+    }
+
+    fn record(&mut self, loc: &ChunkLoc, r: Result<(), StoreError>) {
+        self.chunks_checked += 1;
+        self.bytes_checked += loc.size;
+        match r {
+            Ok(()) => {}
+            Err(e) if e.class == ErrorClass::NotFound => {
+                let key = loc.object_key();
+                if !self.missing.contains(&key) {
+                    self.missing.push(key);
+                }
+            }
+            Err(e) => self.corrupt.push(e.to_string()),
+        }
+    }
+}
+
+/// Reads back every referenced chunk and checks it.
+pub async fn verify(
+    catalog: &Catalog,
+    store: Arc<dyn ObjectStore>,
+) -> anyhow::Result<VerifyReport> {
+    let mut report = VerifyReport::default();
+    // chunks of their own (format v1)
+    let mut after: Option<Hash> = None;
+    loop {
+        let page = catalog.loose_chunks_page(after, 1000).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.hash);
+        let live = page.into_iter();
+        let results: Vec<_> = futures::stream::iter(live)
+            .map(|c| {
+                let store = store.clone();
+                async move {
+                    let loc = c.loc();
+                    let r = get_chunk(&*store, &loc).await.map(drop);
+                    (loc, r)
+                }
+            })
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        for (loc, r) in results {
+            report.record(&loc, r);
+        }
+    }
+    // packs, each read once
+    let packs: Vec<PackId> = catalog
+        .pack_usage()
+        .await?
+        .into_iter()
+        .filter(|(_, u)| u.live_chunks > 0)
+        .map(|(p, _)| p)
+        .collect();
+    let mut checked = futures::stream::iter(packs)
+        .map(|pack| {
+            let store = store.clone();
+            async move {
+                let chunks: Vec<ChunkLoc> = catalog
+                    .pack_chunks(&pack)
+                    .await?
+                    .into_iter()
+                    .filter(|c| c.refcount > 0)
+                    .map(|c| c.chunk.loc())
+                    .collect();
+                anyhow::Ok(check_pack(&*store, &pack, chunks).await)
+            }
+        })
+        .buffer_unordered(4);
+    while let Some(results) = checked.next().await {
+        report.packs_checked += 1;
+        for (loc, r) in results? {
+            report.record(&loc, r);
+        }
+    }
+    Ok(report)
+}
+
+/// Reads `pack` whole and checks each of `chunks` in it.
+async fn check_pack(
+    store: &dyn ObjectStore,
+    pack: &PackId,
+    chunks: Vec<ChunkLoc>,
+) -> Vec<(ChunkLoc, Result<(), StoreError>)> {
+    let key = pack_key(pack);
+    let body = with_retry(RetryPolicy::default(), |_, _| {}, || store.get(&key)).await;
+    let mut out = Vec::with_capacity(chunks.len());
+    for loc in chunks {
+        let r = match &body {
+            Err(e) => Err(StoreError::new(e.class, format!("{key}: {e}"))),
+            Ok(body) => {
+                let p = loc.packed.expect("a pack's chunks are packed");
+                let end = p.offset.checked_add(loc.stored_size);
+                match end.filter(|e| *e <= body.len() as u64) {
+                    None => Err(StoreError::new(
+                        ErrorClass::Permanent,
+                        format!(
+                            "chunk {} in {key} at {}: the pack is truncated ({} bytes)",
+                            hex::encode(loc.hash),
+                            p.offset,
+                            body.len()
+                        ),
+                    )),
+                    Some(end) => decode(&loc, body.slice(p.offset as usize..end as usize))
+                        .await
+                        .map(drop),
+                }
+            }
+        };
+        out.push((loc, r));
+    }
+    out
+}

@@ -1,0 +1,140 @@
+//! The store's format, recorded in the bucket itself (`tributary-store.json`), so that
+//! every reader and writer of a bucket — another daemon, a rebuilt catalog — agrees on
+//! it and a store is never silently mixed.
+//!
+//! - **1**: one object per chunk (`chunks/<2 hex>/<hash>`), manifests.
+//! - **2**: chunks in pack objects (`packs/…`, [`crate::pack`]), manifests.
+//!
+//! A bucket without the marker is format 1 if it holds chunk objects (written before
+//! the marker existed), else a new store: format 2. `tributary migrate-store` turns a
+//! format 1 store into format 2.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::{ErrorClass, ObjectStore, PutMode, StoreError};
+
+/// The key of the marker object.
+pub const MARKER_KEY: &str = "tributary-store.json";
+
+/// The format new stores get.
+pub const CURRENT: u32 = 2;
+
+/// What the marker says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreFormat {
+    pub format: u32,
+}
+
+impl StoreFormat {
+    /// Chunks go into packs.
+    pub fn packed(&self) -> bool {
+        self.format >= 2
+    }
+}
+
+fn parse(body: &[u8]) -> Result<StoreFormat, StoreError> {
+    let f: StoreFormat = serde_json::from_slice(body).map_err(|e| {
+        StoreError::new(
+            ErrorClass::Permanent,
+            format!("{MARKER_KEY} is not a Tributary store marker: {e}"),
+        )
+    })?;
+    if f.format == 0 || f.format > CURRENT {
+        return Err(StoreError::new(
+            ErrorClass::Permanent,
+            format!(
+                "the store is in format {} ({MARKER_KEY}); this Tributary reads formats 1 to {CURRENT} (written by a newer version?)",
+                f.format
+            ),
+        ));
+    }
+    Ok(f)
+}
+
+/// The store's format; marks a store that has no marker yet (see the module docs).
+pub async fn open(store: &dyn ObjectStore) -> Result<StoreFormat, StoreError> {
+    match store.get(MARKER_KEY).await {
+        Ok(body) => return parse(&body),
+        Err(e) if e.class == ErrorClass::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let legacy = !store.list("chunks/").await?.is_empty();
+    let f = StoreFormat {
+        format: if legacy { 1 } else { CURRENT },
+    };
+    match store.put(MARKER_KEY, encode(&f), PutMode::IfAbsent).await {
+        Ok(()) => Ok(f),
+        // another writer marked it first: its word holds
+        Err(e) if e.class == ErrorClass::AlreadyExists => parse(&store.get(MARKER_KEY).await?),
+        Err(e) => Err(e),
+    }
+}
+
+/// Records a new format (`migrate-store`, once the store holds only that format).
+pub async fn set(store: &dyn ObjectStore, f: StoreFormat) -> Result<(), StoreError> {
+    store.put(MARKER_KEY, encode(&f), PutMode::Overwrite).await
+}
+
+fn encode(f: &StoreFormat) -> Bytes {
+    Bytes::from(serde_json::to_vec(f).expect("a plain struct serializes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::local::LocalStore;
+
+    #[tokio::test]
+    async fn new_stores_are_v2_old_ones_v1_and_newer_formats_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path()).unwrap();
+        assert_eq!(open(&store).await.unwrap().format, 2);
+        assert_eq!(open(&store).await.unwrap().format, 2, "the marker holds");
+
+        let old = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(old.path()).unwrap();
+        store
+            .put(
+                "chunks/ab/ab00",
+                Bytes::from_static(b"x"),
+                PutMode::Overwrite,
+            )
+            .await
+            .unwrap();
+        let f = open(&store).await.unwrap();
+        assert_eq!(f.format, 1);
+        assert!(!f.packed());
+        set(&store, StoreFormat { format: 2 }).await.unwrap();
+        assert!(open(&store).await.unwrap().packed());
+
+        store
+            .put(
+                MARKER_KEY,
+                Bytes::from_static(b"{\"format\":3}"),
+                PutMode::Overwrite,
+            )
+            .await
+            .unwrap();
+        let e = open(&store).await.unwrap_err();
+        assert!(
+            e.message.contains("format 3") && e.message.contains("newer"),
+            "{e}"
+        );
+        store
+            .put(
+                MARKER_KEY,
+                Bytes::from_static(b"<html>"),
+                PutMode::Overwrite,
+            )
+            .await
+            .unwrap();
+        assert!(
+            open(&store)
+                .await
+                .unwrap_err()
+                .message
+                .contains("not a Tributary store marker")
+        );
+    }
+}
