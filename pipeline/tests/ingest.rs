@@ -70,6 +70,54 @@ async fn s3_store_roundtrip_is_byte_identical_and_rerun_is_free() {
     roundtrip(StoreKind::S3).await;
 }
 
+/// Many small files: chunks go into packs, so the store receives a few objects, not one
+/// per file (each object is a request, and on S3 a per-request charge).
+async fn small_files_make_few_objects(kind: StoreKind) {
+    let h = Harness::new(kind).await;
+    let n = 2_000;
+    for i in 0..n {
+        let dir = h.src().join(format!("d{}", i % 17));
+        std::fs::create_dir_all(&dir).unwrap();
+        let body = tree::random_bytes(i as u64, 3_000 + (i * 37) % 5_000);
+        std::fs::write(dir.join(format!("f{i}.bin")), body).unwrap();
+    }
+    let r = h.run().await;
+    assert_eq!(r.status, JobStatus::Succeeded, "{:?}", r.error);
+    assert_eq!(r.stats.files_done, n as u64);
+    let objects = h.pipeline.store.list("").await.unwrap();
+    let packs = objects
+        .iter()
+        .filter(|o| o.key.starts_with("packs/"))
+        .count();
+    assert!(packs >= 1);
+    assert!(
+        objects.len() <= n / 20,
+        "{} objects ({packs} packs) for {n} files",
+        objects.len()
+    );
+    assert!(
+        !objects.iter().any(|o| o.key.starts_with("chunks/")),
+        "no chunk is an object of its own"
+    );
+    let out = h.restore(None).await;
+    assert_same_tree(&h.src(), &out);
+    let v = maintenance::verify(&h.pipeline.catalog, h.pipeline.store.clone())
+        .await
+        .unwrap();
+    assert!(v.ok() && v.chunks_checked == n as u64, "{v:?}");
+    assert_eq!(v.packs_checked as usize, packs, "{v:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_files_make_few_objects_in_a_local_store() {
+    small_files_make_few_objects(StoreKind::Local).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_files_make_few_objects_on_s3() {
+    small_files_make_few_objects(StoreKind::S3).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_byte_insert_in_50_mib_uploads_at_most_3_chunks() {
     let h = Harness::new(StoreKind::S3).await;
