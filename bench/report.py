@@ -31,5 +31,12 @@ print(f"  v2 increment          vs restic      : {ratio(s2t - s1t, s2r - s1r)}  
 print(f"  no-change rerun wall  vs restic      : {ratio(g('nochange', 'tributary', 'wall_s'), g('nochange', 'restic', 'wall_s'))}  (bar <= 1.0x)")
 print(f"  no-change rerun wall  vs rclone      : {ratio(g('nochange', 'tributary', 'wall_s'), g('nochange', 'rclone', 'wall_s'))}")
 print(f"  peak RSS (cold)       vs restic      : {ratio(g('cold', 'tributary', 'maxrss_kb'), g('cold', 'restic', 'maxrss_kb'))}  (bar <= 0.5x)")
+if ("restore", "tributary") in rows:
+    print(f"  restore of the corpus vs restic      : {ratio(g('restore', 'tributary', 'wall_s'), g('restore', 'restic', 'wall_s'))}  (bar <= 1.0x)")
+import os
+objects = os.path.join(os.path.dirname(res), "objects.tsv")
+if os.path.exists(objects):
+    files, ot, oc, orr = map(int, open(objects).read().split())
+    print(f"  objects after cold    : tributary {ot}, rclone {oc}, restic {orr} for {files} files: tributary 1/{files / max(ot, 1):.0f} of the file count  (bar <= 1/20)")
 if ("big", "tributary") in rows:
     print(f"  peak RSS, one 4 GiB file: {g('big', 'tributary', 'maxrss_kb') / 1024:.0f} MiB (cold corpus: {g('cold', 'tributary', 'maxrss_kb') / 1024:.0f} MiB)")

@@ -66,6 +66,7 @@ export RESTIC_CACHE_DIR="$OUT/restic-cache"; rm -rf "$RESTIC_CACHE_DIR"
 RESULTS="$OUT/results.tsv"
 printf 'phase\ttool\twall_s\tcpu_s\tmaxrss_kb\n' > "$RESULTS"
 stored() { "$RCLONE" size "B:$1" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["bytes"])'; }
+objects() { "$RCLONE" size "B:$1" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["count"])'; }
 run_all() { # phase
   measure "$1" tributary "$TRIB" once -c "$OUT/trib.yaml" corpus
   [ -n "$ONLY" ] && return 0
@@ -76,6 +77,10 @@ run_all() { # phase
 echo "load average before: $(cat /proc/loadavg)"
 run_all cold
 S1_T=$(stored trib); S1_C=$(stored rclone); S1_R=$(stored restic)
+# objects written by the cold ingest (each one PUT, retries aside) against the files
+FILES=$(find "$V1" -type f | wc -l)
+echo "objects after the cold ingest: tributary $(objects trib), rclone $(objects rclone), restic $(objects restic); files: $FILES"
+printf '%s\t%s\t%s\t%s\n' "$FILES" "$(objects trib)" "$(objects rclone)" "$(objects restic)" > "$OUT/objects.tsv"
 run_all nochange
 rsync -a --delete "$V2/" "$WORK/"
 run_all v2
@@ -85,6 +90,14 @@ if [ "$BIG" = 1 ]; then
   sed -e "s#path: $WORK#path: $OUT/big#" -e "s#id: corpus#id: big#" "$OUT/trib.yaml" > "$OUT/trib-big.yaml"
   measure big tributary "$TRIB" once -c "$OUT/trib-big.yaml" big
   rm -rf "$OUT/big"
+fi
+if [ -z "$ONLY" ]; then
+  # the whole corpus (as of v2) restored by each backup tool
+  rm -rf "$OUT/restore-t" "$OUT/restore-r"
+  measure restore tributary "$TRIB" restore -c "$OUT/trib.yaml" /corpus "$OUT/restore-t"
+  measure restore restic "$RESTIC" restore latest --target "$OUT/restore-r"
+  diff -r "$WORK" "$OUT/restore-t/corpus" > /dev/null || { echo "tributary's restore differs from the source"; exit 1; }
+  rm -rf "$OUT/restore-t" "$OUT/restore-r"
 fi
 echo "load average after: $(cat /proc/loadavg)"
 [ -n "$ONLY" ] && exit 0

@@ -104,3 +104,12 @@ rounds = [[
     {"id": "d", "deleted": {"state": "deleted"}},
 ]]
 write("graph_delta", "rounds.json", json.dumps(rounds).encode())
+
+# a pack's tail (store format 2): 40 bytes of blobs, the zstd-compressed JSON index, the
+# trailer (index length, flags, magic); zstd from the command line
+import subprocess
+index = json.dumps({"format": 2, "blobs": [
+    {"id": "ab" * 32, "offset": 0, "length": 30, "size": 30, "compression": "none"},
+    {"id": "cd" * 32, "offset": 30, "length": 10, "size": 900, "compression": "zstd"}]}).encode()
+packed = subprocess.run(["zstd", "-q", "-c"], input=index, capture_output=True, check=True).stdout
+write("pack_index", "two_blobs", b"\x07" * 40 + packed + struct.pack("<II", len(packed), 0) + b"TRBPACK2")

@@ -118,6 +118,80 @@ async fn small_files_make_few_objects_on_s3() {
     small_files_make_few_objects(StoreKind::S3).await;
 }
 
+/// History pruned: gc rewrites the packs it wasted and frees the space, the present
+/// reads back whole, and the bucket alone rebuilds a catalog that restores it too.
+async fn gc_repacks_and_the_bucket_rebuilds_the_catalog(kind: StoreKind) {
+    let mut settings = small_chunks();
+    settings.pack_size = 1 << 20;
+    let h = Harness::with_settings(kind, settings).await;
+    for i in 0..8u64 {
+        let body = tree::random_bytes(i, 200_000 + i as usize * 10_000);
+        std::fs::write(h.src().join(format!("f{i}.bin")), body).unwrap();
+    }
+    assert_eq!(h.run().await.status, JobStatus::Succeeded);
+    for i in (0..8u64).step_by(2) {
+        std::fs::write(
+            h.src().join(format!("f{i}.bin")),
+            tree::random_bytes(50 + i, 150_000),
+        )
+        .unwrap();
+    }
+    assert_eq!(h.run().await.status, JobStatus::Succeeded);
+    let (catalog, store) = (&h.pipeline.catalog, h.pipeline.store.clone());
+    let stored = |objects: &[tributary_store::ObjectMeta]| -> u64 {
+        objects
+            .iter()
+            .filter(|o| o.key.starts_with("packs/"))
+            .map(|o| o.size)
+            .sum()
+    };
+    let before = stored(&store.list("").await.unwrap());
+    catalog
+        .prune_versions(tributary_catalog::now_ns())
+        .await
+        .unwrap();
+    let opts = maintenance::GcOptions {
+        grace: std::time::Duration::ZERO,
+        pack_size: 1 << 20,
+        ..Default::default()
+    };
+    let r = maintenance::gc(catalog, store.clone(), opts).await.unwrap();
+    assert!(
+        r.packs_repacked + r.packs_deleted >= 1 && r.errors.is_empty(),
+        "{r:?}"
+    );
+    let after = stored(&store.list("").await.unwrap());
+    // four old versions of about 200 kB each are gone from the bucket
+    assert!(after + 4 * 200_000 <= before, "{before} -> {after}: {r:?}");
+    assert_same_tree(&h.src(), &h.restore(None).await);
+    let v = maintenance::verify(catalog, store.clone()).await.unwrap();
+    assert!(v.ok(), "{v:?}");
+
+    let fresh = tributary_catalog::Catalog::open_sqlite(&h.dir.path().join("rebuilt.db"))
+        .await
+        .unwrap();
+    let rb = maintenance::rebuild_catalog(&fresh, store.clone())
+        .await
+        .unwrap();
+    assert!(rb.unreadable_packs.is_empty() && rb.packs >= 1, "{rb:?}");
+    let out = h.dir.path().join("from-rebuilt");
+    let rr = maintenance::restore(&fresh, store.clone(), b"/docs", &out, None)
+        .await
+        .unwrap();
+    assert!(rr.errors.is_empty(), "{rr:?}");
+    assert_same_tree(&h.src(), &out.join("docs"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_repacks_and_the_bucket_rebuilds_the_catalog_in_a_local_store() {
+    gc_repacks_and_the_bucket_rebuilds_the_catalog(StoreKind::Local).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_repacks_and_the_bucket_rebuilds_the_catalog_on_s3() {
+    gc_repacks_and_the_bucket_rebuilds_the_catalog(StoreKind::S3).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_byte_insert_in_50_mib_uploads_at_most_3_chunks() {
     let h = Harness::new(StoreKind::S3).await;

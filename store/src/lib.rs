@@ -11,6 +11,7 @@ pub mod format;
 pub mod local;
 pub mod pack;
 pub mod retry;
+#[cfg(feature = "s3")]
 pub mod s3;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;

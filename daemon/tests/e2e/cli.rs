@@ -447,6 +447,72 @@ fn a_format_1_store_migrates_into_packs_resuming_after_a_kill_and_restores_byte_
     env.assert_restores_source();
 }
 
+#[test]
+fn a_repack_killed_before_or_after_the_catalog_moves_its_chunks_loses_nothing() {
+    let env = Env::new("  pack_size: 1MiB\n");
+    // each file's versions share packs with the others'; rewriting half of them and
+    // pruning the old versions leaves every pack half wasted
+    for i in 0..6u64 {
+        std::fs::write(
+            env.src().join(format!("f{i}.bin")),
+            tree::random_bytes(i, 300_000),
+        )
+        .unwrap();
+    }
+    env.once(None);
+    for i in (0..6u64).step_by(2) {
+        std::fs::write(
+            env.src().join(format!("f{i}.bin")),
+            tree::random_bytes(100 + i, 300_000),
+        )
+        .unwrap();
+    }
+    env.once(None);
+    std::thread::sleep(Duration::from_millis(20));
+    env.ok(&["prune", "--older-than", "0s"]);
+    let dry: serde_json::Value =
+        serde_json::from_str(&env.ok(&["gc", "--grace", "0s", "--dry-run", "--json"])).unwrap();
+    assert!(dry["packs_repacked"].as_u64().unwrap() >= 1, "{dry}");
+    let cfg = env.cfg();
+    for point in ["gc.before_move:1", "gc.after_move:1"] {
+        let out = env.tributary(
+            &["gc", "-c", cfg.to_str().unwrap(), "--grace", "0s"],
+            Some(point),
+        );
+        assert!(
+            out.status.code().is_none(),
+            "{point}: expected to abort: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // the killed gc's lease does not block the next command
+        env.verify_clean();
+        env.assert_restores_source();
+    }
+    let gc: serde_json::Value =
+        serde_json::from_str(&env.ok(&["gc", "--grace", "0s", "--json"])).unwrap();
+    assert!(gc["errors"].as_array().unwrap().is_empty(), "{gc}");
+    let again: serde_json::Value =
+        serde_json::from_str(&env.ok(&["gc", "--grace", "0s", "--json"])).unwrap();
+    assert_eq!(
+        (&again["packs_repacked"], &again["packs_deleted"]),
+        (&serde_json::json!(0), &serde_json::json!(0)),
+        "{again}"
+    );
+    env.verify_clean();
+    env.assert_restores_source();
+    // the bucket alone still rebuilds the catalog, chunks placed where they now are
+    let state = env.dir.path().join("state");
+    for f in ["catalog.db", "catalog.db-wal", "catalog.db-shm"] {
+        let _ = std::fs::remove_file(state.join(f));
+    }
+    let r: serde_json::Value =
+        serde_json::from_str(&env.ok(&["rebuild-catalog", "--json"])).unwrap();
+    assert_eq!(r["unreadable_packs"], serde_json::json!([]), "{r}");
+    env.verify_clean();
+    env.assert_restores_source();
+}
+
 /// How many files there are under `dir` (0 if it does not exist).
 fn tree_files(dir: &Path) -> usize {
     let mut n = 0;

@@ -356,8 +356,10 @@ async fn commit_group(
     report: &mut GcReport,
 ) -> anyhow::Result<()> {
     writer.finish().await.map_err(anyhow::Error::msg)?;
+    crate::fault::point("gc.before_move");
     for (id, m, (moves, live_bytes)) in group {
         catalog.move_chunks(&moves).await?;
+        crate::fault::point("gc.after_move");
         let dropped = catalog.forget_pack(&id).await?;
         // a chunk of it committed again meanwhile: it stays for the next gc
         if !catalog.pack_chunks(&id).await?.is_empty() {
