@@ -28,8 +28,22 @@ pub(super) async fn check(path: PathBuf, connect: bool) -> anyhow::Result<ExitCo
     }
     let mut failed = false;
     let store = wiring::open_store(&cfg).await?;
-    match store.check().await {
-        Ok(()) => println!("object store {}: ok", store.describe()),
+    // reachable, and in a format this version reads (a new store is marked here)
+    let reached = match store.check().await {
+        Ok(()) => tributary_store::format::open(&*store).await,
+        Err(e) => Err(e),
+    };
+    match reached {
+        Ok(f) => println!(
+            "object store {}: ok (format {}{})",
+            store.describe(),
+            f.format,
+            if f.packed() {
+                ", packs"
+            } else {
+                ", one object per chunk: `tributary migrate-store` rewrites it into packs"
+            }
+        ),
         Err(e) => {
             failed = true;
             println!("object store {}: {}", store.describe(), shown(e));

@@ -406,6 +406,11 @@ fn a_format_1_store_migrates_into_packs_resuming_after_a_kill_and_restores_byte_
     let loose = tree_files(&objects.join("chunks"));
     assert!(loose > 5, "one object per chunk: {loose}");
     assert!(!objects.join("packs").exists(), "format 1 writes no packs");
+    let check = env.ok(&["check", "--connect"]);
+    assert!(
+        check.contains("(format 1, one object per chunk: `tributary migrate-store`"),
+        "{check}"
+    );
 
     // killed with its packs uploaded but not yet named; then killed again once the
     // catalog names them but the old objects are still there
@@ -425,6 +430,8 @@ fn a_format_1_store_migrates_into_packs_resuming_after_a_kill_and_restores_byte_
     assert_eq!(r["errors"], serde_json::json!([]), "{r}");
     let marker = std::fs::read_to_string(objects.join("tributary-store.json")).unwrap();
     assert!(marker.contains("\"format\":2"), "{marker}");
+    let check = env.ok(&["check", "--connect"]);
+    assert!(check.contains("(format 2, packs)"), "{check}");
     env.verify_clean();
     env.assert_restores_source();
     // what the kills left — the old objects, the packs of the first run — is garbage
