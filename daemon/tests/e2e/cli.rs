@@ -129,7 +129,7 @@ fn killed_at_any_commit_point_a_rerun_ends_consistent_and_the_bucket_rebuilds_th
         "commit.after_catalog:1",
         "commit.after_manifest:2",
         "commit.after_catalog:3",
-        "pack.after_upload:3",
+        "pack.before_upload:2",
         "reconcile.before_commit:1",
         "commit.after_manifest:4",
     ];

@@ -252,7 +252,7 @@ pub(crate) async fn run(
             PackWriter::new(
                 p.store.clone(),
                 p.settings.pack_size,
-                p.settings.upload_concurrency.clamp(1, 4),
+                p.settings.upload_concurrency.clamp(1, 2),
                 p.settings.retry,
                 Arc::new(upload::PackProgress(progress.clone())),
             )

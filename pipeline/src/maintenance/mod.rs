@@ -21,9 +21,11 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use futures::StreamExt;
 use serde::Serialize;
-use tributary_catalog::Catalog;
+use tributary_catalog::{Catalog, RestoreEntry};
 use tributary_store::ObjectStore;
-use tributary_store::chunk::read_range;
+use tributary_store::chunk::{ChunkLoc, MAX_SPAN, decode, read_range};
+use tributary_store::pack::pack_key;
+use tributary_store::retry::{RetryPolicy, with_retry};
 
 #[derive(Debug, Default, Serialize)]
 pub struct RestoreReport {
@@ -62,33 +64,46 @@ pub async fn restore(
     // files stored together go to the same pack, one after the other
     entries.sort_by_key(restore_order);
     let mut report = RestoreReport::default();
-    let mut done = futures::stream::iter(entries)
-        .map(|e| {
-            let store = store.clone();
-            async move {
-                let result = match safe_relative(&e.path) {
-                    Ok(rel) => restore_file(store, &e, dest, &rel).await,
-                    Err(why) => Err(anyhow::anyhow!(
-                        "not restored: an unsafe path ({why}); the catalog or a manifest in the bucket names it"
-                    )),
-                };
-                (e, result)
-            }
+    let dest_buf = dest.to_path_buf();
+    let mut done = futures::stream::iter(restore_groups(entries))
+        .map(|group| {
+            // its own task: the hashing and writing of files run on every core
+            tokio::spawn(restore_group(store.clone(), group, dest_buf.clone()))
         })
-        .buffer_unordered(RESTORE_FILES_AT_ONCE);
+        .buffer_unordered(RESTORE_FILES_AT_ONCE)
+        .flat_map(|r| {
+            futures::stream::iter(match r {
+                Ok(done) => done,
+                Err(e) => vec![(None, Err(anyhow::anyhow!("restore task: {e}")))],
+            })
+        });
     while let Some((e, result)) = done.next().await {
-        match result {
-            Ok(()) => {
+        match (e, result) {
+            (Some(e), Ok(())) => {
                 report.files += 1;
                 report.bytes += e.size;
             }
-            Err(err) => report
+            (Some(e), Err(err)) => report
                 .errors
                 .push(format!("{}: {err:#}", String::from_utf8_lossy(&e.path))),
+            (None, Err(err)) => report.errors.push(format!("{err:#}")),
+            (None, Ok(())) => {}
         }
     }
     report.errors.sort();
+    // durable once, at the end (a file at a time would cost a disk flush each)
+    sync_filesystem(dest).await?;
     Ok(report)
+}
+
+/// Flushes the file system that holds `dir` to disk (`syncfs`).
+async fn sync_filesystem(dir: &Path) -> anyhow::Result<()> {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let f = std::fs::File::open(&dir).with_context(|| format!("open {}", dir.display()))?;
+        rustix::fs::syncfs(&f).with_context(|| format!("sync the file system of {}", dir.display()))
+    })
+    .await?
 }
 
 /// Files a restore writes at the same time.
@@ -96,7 +111,7 @@ const RESTORE_FILES_AT_ONCE: usize = 8;
 
 /// Where a file's data starts in the store: its first chunk's pack and offset (files
 /// of chunks of their own, and empty ones, first).
-fn restore_order(e: &tributary_catalog::RestoreEntry) -> (Option<[u8; 32]>, u64) {
+fn restore_order(e: &RestoreEntry) -> (Option<[u8; 32]>, u64) {
     match e.chunks.first().and_then(|c| c.packed) {
         Some(p) => (Some(p.pack), p.offset),
         None => (None, 0),
@@ -158,12 +173,106 @@ fn safe_parent(dest: &Path, rel: &Path) -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-async fn restore_file(
+type Restored = (Option<RestoreEntry>, anyhow::Result<()>);
+
+/// Restores a group of files ([`restore_groups`]): one alone through [`read_range`],
+/// several stored back to back with one ranged read of their pack.
+async fn restore_group(
     store: Arc<dyn ObjectStore>,
-    e: &tributary_catalog::RestoreEntry,
+    group: Vec<RestoreEntry>,
+    dest: PathBuf,
+) -> Vec<Restored> {
+    let mut out = Vec::with_capacity(group.len());
+    if group.len() == 1 {
+        let e = group.into_iter().next().expect("one entry");
+        let locs = e.chunks.iter().map(|c| c.loc()).collect();
+        let data = read_range(store, locs, 0, e.size, 3);
+        let r = write_checked(&e, &dest, data).await;
+        out.push((Some(e), r));
+        return out;
+    }
+    let locs: Vec<ChunkLoc> = group
+        .iter()
+        .flat_map(|e| e.chunks.iter().map(|c| c.loc()))
+        .collect();
+    let first = locs[0].packed.expect("a group lies in a pack");
+    let len: u64 = locs.iter().map(|c| c.stored_size).sum();
+    let key = pack_key(&first.pack);
+    let span = with_retry(
+        RetryPolicy::default(),
+        |_, _| {},
+        || store.get_range(&key, first.offset, len),
+    )
+    .await;
+    let mut at = 0usize;
+    for e in group {
+        let r = match &span {
+            Err(err) => Err(anyhow::anyhow!("fetch {key} at {}: {err}", first.offset)),
+            Ok(span) => {
+                let mut pieces = Vec::with_capacity(e.chunks.len());
+                for c in &e.chunks {
+                    let loc = c.loc();
+                    let raw = span.slice(at..at + loc.stored_size as usize);
+                    at += loc.stored_size as usize;
+                    pieces.push(decode(&loc, raw).await);
+                }
+                write_checked(&e, &dest, futures::stream::iter(pieces)).await
+            }
+        };
+        out.push((Some(e), r));
+    }
+    out
+}
+
+/// Groups files (in the order [`restore_order`] gives) whose chunks lie back to back in
+/// one pack, file after file, up to [`MAX_SPAN`] bytes: each group is read with one
+/// ranged read. Any other file is a group of its own.
+pub fn restore_groups(entries: Vec<RestoreEntry>) -> Vec<Vec<RestoreEntry>> {
+    // the pack, first offset and end of a file's data, if it lies back to back in one
+    fn extent(e: &RestoreEntry) -> Option<([u8; 32], u64, u64)> {
+        let first = e.chunks.first()?.packed?;
+        let mut end = first.offset;
+        for c in &e.chunks {
+            let p = c.packed?;
+            if p.pack != first.pack || p.offset != end {
+                return None;
+            }
+            end += c.stored_size;
+        }
+        Some((first.pack, first.offset, end))
+    }
+    let mut groups: Vec<Vec<RestoreEntry>> = Vec::new();
+    let mut open: Option<([u8; 32], u64, u64)> = None; // pack, start, end of the last group
+    for e in entries {
+        match (extent(&e), open) {
+            (Some((pack, start, end)), Some((gp, gs, ge)))
+                if pack == gp && start == ge && end - gs <= MAX_SPAN =>
+            {
+                groups.last_mut().expect("an open group").push(e);
+                open = Some((gp, gs, end));
+            }
+            (x, _) => {
+                open = x;
+                groups.push(vec![e]);
+            }
+        }
+    }
+    groups
+}
+
+/// Writes one restored file from its content's pieces: into a new temp file, checked
+/// against the recorded digest, mtime set, renamed into place.
+async fn write_checked(
+    e: &RestoreEntry,
     dest: &Path,
-    rel: &Path,
+    data: impl futures::Stream<Item = Result<bytes::Bytes, tributary_store::StoreError>>,
 ) -> anyhow::Result<()> {
+    let rel = safe_relative(&e.path).map_err(|why| {
+        anyhow::anyhow!(
+            "not restored: an unsafe path ({why}); the catalog or a manifest in the bucket names it"
+        )
+    })?;
+    let rel = rel.as_path();
     let dir = safe_parent(dest, rel)?;
     let out = dest.join(rel);
     let tmp: PathBuf = dir.join(format!(".tributary-restore-{:016x}", rand::random::<u64>()));
@@ -175,8 +284,7 @@ async fn restore_file(
             .open(&tmp)
             .with_context(|| format!("create {}", tmp.display()))?;
         let mut hasher = blake3::Hasher::new();
-        let locs = e.chunks.iter().map(|c| c.loc()).collect();
-        let mut chunks = read_range(store.clone(), locs, 0, e.size, 3);
+        let mut chunks = std::pin::pin!(data);
         while let Some(data) = chunks.next().await {
             let data = data?;
             hasher.update(&data);
@@ -187,7 +295,6 @@ async fn restore_file(
         {
             bail!("restored content does not match the recorded digest");
         }
-        f.sync_all().context("fsync restored file")?;
         let mtime = std::time::UNIX_EPOCH + Duration::from_nanos(e.mtime_ns.max(0) as u64);
         f.set_modified(mtime).context("set mtime")?;
         drop(f);
@@ -230,6 +337,65 @@ mod tests {
                     .all(|c| matches!(c, std::path::Component::Normal(_)))
             );
         }
+    }
+
+    fn entry(name: &str, chunks: &[(u8, u64, u64)]) -> RestoreEntry {
+        RestoreEntry {
+            path: name.as_bytes().to_vec(),
+            size: chunks.iter().map(|c| c.2).sum(),
+            mtime_ns: 0,
+            digest: None,
+            chunks: chunks
+                .iter()
+                .map(|&(pack, offset, len)| tributary_catalog::ChunkRef {
+                    hash: [0; 32],
+                    size: len,
+                    stored_size: len,
+                    compression: tributary_catalog::Compression::None,
+                    packed: (pack > 0).then_some(tributary_store::pack::Placed {
+                        pack: [pack; 32],
+                        offset,
+                    }),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn files_stored_back_to_back_in_a_pack_are_restored_from_one_read() {
+        let names = |groups: Vec<Vec<RestoreEntry>>| -> Vec<Vec<String>> {
+            groups
+                .into_iter()
+                .map(|g| {
+                    g.into_iter()
+                        .map(|e| String::from_utf8(e.path).unwrap())
+                        .collect()
+                })
+                .collect()
+        };
+        let entries = vec![
+            entry("loose", &[(0, 0, 10)]),
+            entry("empty", &[]),
+            entry("a", &[(1, 0, 10), (1, 10, 5)]),
+            entry("b", &[(1, 15, 20)]),
+            entry("gap", &[(1, 40, 5)]),
+            entry("c", &[(1, 45, 5)]),
+            entry("torn", &[(1, 50, 5), (2, 0, 5)]),
+            entry("d", &[(2, 5, 5)]),
+            entry("big", &[(2, 10, MAX_SPAN)]),
+        ];
+        assert_eq!(
+            names(restore_groups(entries)),
+            [
+                vec!["loose"],
+                vec!["empty"],
+                vec!["a", "b"],
+                vec!["gap", "c"],
+                vec!["torn"],
+                vec!["d"],
+                vec!["big"],
+            ]
+        );
     }
 
     #[test]
