@@ -3,7 +3,8 @@
 # same SeaweedFS on loopback, runs interleaved. Prints wall, CPU, peak RSS, bytes
 # stored, the no-change rerun and the v2 increment, as ratios against the peers.
 #
-# usage: bench/run.sh [--scale 1.0] [--big]     (--big adds a 4 GiB single-file RSS run)
+# usage: [PACK_SIZE=4MiB] bench/run.sh [--scale 1.0] [--big] [--only-tributary]
+#        (--big adds a 4 GiB single-file RSS run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -50,6 +51,8 @@ object_store:
   bucket: trib
   access_key_id: $AK
   secret_access_key: $SK
+pipeline:
+  pack_size: ${PACK_SIZE:-4MiB}
 connectors:
   - id: corpus
     kind: local

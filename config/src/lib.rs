@@ -279,7 +279,7 @@ impl Default for PipelineConfig {
             file_concurrency: 4,
             upload_concurrency: 8,
             max_bytes_in_flight: 16 << 20,
-            pack_size: 8 << 20,
+            pack_size: 4 << 20,
             commit_batch_size: 256,
             torn_read_retries: 3,
             upload_max_attempts: 10,

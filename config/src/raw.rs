@@ -408,7 +408,7 @@ pub struct RawPipeline {
     /// Bound on chunk bytes read but not yet uploaded (default 16MiB).
     #[serde(default)]
     pub max_bytes_in_flight: Option<RawSize>,
-    /// Target size of the pack objects chunks are stored in (default 8MiB, 1MiB to
+    /// Target size of the pack objects chunks are stored in (default 4MiB, 1MiB to
     /// 128MiB): larger packs mean fewer requests, smaller ones less memory and finer gc.
     #[serde(default)]
     pub pack_size: Option<RawSize>,

@@ -70,6 +70,7 @@ fn valid_fixture_gives_typed_values_and_never_prints_secrets() {
     );
     assert_eq!(c.pipeline.chunk_avg_size, 512 << 10);
     assert_eq!(c.pipeline.max_bytes_in_flight, 32 << 20);
+    assert_eq!(c.pipeline.pack_size, 16 << 20);
     let d = &c.connectors[0];
     assert_eq!(d.target, "/docs");
     assert_eq!(d.max_file_size, Some(64 << 20));

@@ -61,7 +61,7 @@ impl Default for Settings {
             commit_interval: Duration::from_secs(2),
             torn_read_retries: 3,
             retry: RetryPolicy::default(),
-            pack_size: 8 << 20,
+            pack_size: 4 << 20,
         }
     }
 }

@@ -53,6 +53,17 @@ pub(super) async fn commit_loop(job: Arc<Job>, mut rx: mpsc::Receiver<CommitMsg>
     }
 }
 
+/// An operator cancelled the job while a batch waited for the store: says so in the
+/// job's log (the job's summary counts only what was committed).
+fn not_committed(job: &Job, versions: usize) {
+    job.progress.log(
+        "warn",
+        format!(
+            "job stopped (cancelled) while {versions} version(s) waited for the object store; not committed, the next run stores them"
+        ),
+    );
+}
+
 async fn flush(
     job: &Arc<Job>,
     batch: &mut Vec<NewVersion>,
@@ -110,7 +121,7 @@ async fn flush(
         let flush = packer.flush(packs);
         let flushed = tokio::select! {
             r = flush => r,
-            _ = job.operator_cancelled() => return,
+            _ = job.operator_cancelled() => return not_committed(job, m.versions.len()),
         };
         if let Err(e) = flushed {
             return job.fail(e);
@@ -126,7 +137,7 @@ async fn flush(
     let put = tokio::select! {
         r = put => r,
         // cancelled: this batch is not committed (its data is collected by gc)
-        _ = job.operator_cancelled() => return,
+        _ = job.operator_cancelled() => return not_committed(job, m.versions.len()),
     };
     match put {
         Ok(()) => {}

@@ -44,7 +44,7 @@ impl Default for GcOptions {
             dry_run: false,
             max_unused: 0.05,
             max_repack_size: None,
-            pack_size: 8 << 20,
+            pack_size: 4 << 20,
         }
     }
 }
