@@ -72,6 +72,14 @@ impl Env {
         assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
         assert!(a == b, "restored bytes differ from the source");
     }
+    /// Deletes the catalog and rebuilds it from the bucket; returns the report.
+    fn lose_catalog_and_rebuild(&self) -> serde_json::Value {
+        let state = self.dir.path().join("state");
+        for f in ["catalog.db", "catalog.db-wal", "catalog.db-shm"] {
+            let _ = std::fs::remove_file(state.join(f));
+        }
+        serde_json::from_str(&self.ok(&["rebuild-catalog", "--json"])).unwrap()
+    }
     fn verify_clean(&self) {
         let v: serde_json::Value = serde_json::from_str(&self.ok(&["verify", "--json"])).unwrap();
         assert_eq!(v["missing"], serde_json::json!([]), "{v}");
@@ -176,12 +184,7 @@ fn killed_at_any_commit_point_a_rerun_ends_consistent_and_the_bucket_rebuilds_th
     );
 
     // the catalog is lost: rebuild it from the object store alone
-    let state = env.dir.path().join("state");
-    for f in ["catalog.db", "catalog.db-wal", "catalog.db-shm"] {
-        let _ = std::fs::remove_file(state.join(f));
-    }
-    let r: serde_json::Value =
-        serde_json::from_str(&env.ok(&["rebuild-catalog", "--json"])).unwrap();
+    let r = env.lose_catalog_and_rebuild();
     assert!(r["versions"].as_u64().unwrap() > 0, "{r}");
     env.verify_clean();
     env.assert_restores_source();
@@ -377,12 +380,7 @@ fn version_retention_prunes_history_and_gc_frees_its_data_without_harming_the_pr
     env.verify_clean();
     env.assert_restores_source();
     // the bucket alone still rebuilds the present, leaving out pruned history
-    let state = env.dir.path().join("state");
-    for f in ["catalog.db", "catalog.db-wal", "catalog.db-shm"] {
-        let _ = std::fs::remove_file(state.join(f));
-    }
-    let r: serde_json::Value =
-        serde_json::from_str(&env.ok(&["rebuild-catalog", "--json"])).unwrap();
+    let r = env.lose_catalog_and_rebuild();
     assert_eq!(
         r["missing_data_skipped"], 2,
         "the pruned versions sharing a manifest with stable.bin: {r}"
@@ -509,51 +507,39 @@ fn a_repack_killed_before_or_after_the_catalog_moves_its_chunks_loses_nothing() 
     env.verify_clean();
     env.assert_restores_source();
     // the bucket alone still rebuilds the catalog, chunks placed where they now are
-    let state = env.dir.path().join("state");
-    for f in ["catalog.db", "catalog.db-wal", "catalog.db-shm"] {
-        let _ = std::fs::remove_file(state.join(f));
-    }
-    let r: serde_json::Value =
-        serde_json::from_str(&env.ok(&["rebuild-catalog", "--json"])).unwrap();
+    let r = env.lose_catalog_and_rebuild();
     assert_eq!(r["unreadable_packs"], serde_json::json!([]), "{r}");
     env.verify_clean();
     env.assert_restores_source();
 }
 
-/// How many files there are under `dir` (0 if it does not exist).
-fn tree_files(dir: &Path) -> usize {
-    let mut n = 0;
+/// How many files there are under `dir` and their bytes (none if it does not exist).
+fn tree_stats(dir: &Path) -> (usize, u64) {
+    let (mut files, mut bytes) = (0, 0);
     let mut dirs = vec![dir.to_path_buf()];
     while let Some(d) = dirs.pop() {
         let Ok(entries) = std::fs::read_dir(&d) else {
             continue;
         };
         for e in entries.flatten() {
-            if e.file_type().unwrap().is_dir() {
-                dirs.push(e.path());
-            } else {
-                n += 1;
-            }
-        }
-    }
-    n
-}
-
-/// The bytes of the files under `dir`.
-fn tree_bytes(dir: &Path) -> u64 {
-    let mut n = 0;
-    let mut dirs = vec![dir.to_path_buf()];
-    while let Some(d) = dirs.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
             let md = e.metadata().unwrap();
             if md.is_dir() {
                 dirs.push(e.path());
             } else {
-                n += md.len();
+                files += 1;
+                bytes += md.len();
             }
         }
     }
-    n
+    (files, bytes)
+}
+
+fn tree_files(dir: &Path) -> usize {
+    tree_stats(dir).0
+}
+
+fn tree_bytes(dir: &Path) -> u64 {
+    tree_stats(dir).1
 }
 
 /// Every stored manifest of the local object store under `state`.
