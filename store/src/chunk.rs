@@ -155,8 +155,14 @@ impl ChunkLoc {
 /// plain size. A damaged, truncated or substituted object is a
 /// [`ErrorClass::Permanent`] error.
 pub async fn get_chunk(store: &dyn ObjectStore, loc: &ChunkLoc) -> Result<Bytes, StoreError> {
+    decode(loc, get_stored(store, loc).await?).await
+}
+
+/// A chunk's stored bytes as they are (compressed or not), fetched with retries from
+/// its pack or its own object; [`decode`] checks them.
+pub async fn get_stored(store: &dyn ObjectStore, loc: &ChunkLoc) -> Result<Bytes, StoreError> {
     let key = loc.object_key();
-    let raw = with_retry(
+    with_retry(
         RetryPolicy::default(),
         |_, _| {},
         || async {
@@ -167,8 +173,24 @@ pub async fn get_chunk(store: &dyn ObjectStore, loc: &ChunkLoc) -> Result<Bytes,
         },
     )
     .await
-    .map_err(|e| StoreError::new(e.class, format!("fetch chunk {}: {e}", describe(loc))))?;
-    decode(loc, raw).await
+    .map_err(|e| StoreError::new(e.class, format!("fetch chunk {}: {e}", describe(loc))))
+}
+
+/// A packed chunk's stored bytes out of its whole pack's `body`; a pack too short to
+/// hold them is damage.
+pub fn stored_in(body: &Bytes, loc: &ChunkLoc) -> Result<Bytes, StoreError> {
+    let offset = loc.packed.map_or(0, |p| p.offset);
+    match offset.checked_add(loc.stored_size) {
+        Some(end) if end <= body.len() as u64 => Ok(body.slice(offset as usize..end as usize)),
+        _ => Err(StoreError::new(
+            ErrorClass::Permanent,
+            format!(
+                "chunk {}: the pack is truncated ({} bytes)",
+                describe(loc),
+                body.len()
+            ),
+        )),
+    }
 }
 
 /// A chunk named for messages: its object, and its place in a pack.

@@ -11,11 +11,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::bail;
-use bytes::Bytes;
 use serde::Serialize;
 use tributary_catalog::{Catalog, Hash, now_ns};
-use tributary_store::chunk::decode;
+use tributary_store::chunk::{decode, stored_in};
 use tributary_store::pack::{self, NoEvents, PackId, PackWriter, Placed, parse_pack_key};
 use tributary_store::retry::RetryPolicy;
 use tributary_store::{ObjectMeta, ObjectStore};
@@ -328,15 +326,7 @@ async fn copy_live(
             continue;
         }
         let loc = row.chunk.loc();
-        let p = loc.packed.expect("a pack's chunks are packed");
-        let end = p.offset.saturating_add(loc.stored_size);
-        if end > body.len() as u64 {
-            bail!(
-                "truncated: chunk {} lies past its end",
-                hex::encode(loc.hash)
-            );
-        }
-        let blob: Bytes = body.slice(p.offset as usize..end as usize);
+        let blob = stored_in(&body, &loc)?;
         decode(&loc, blob.clone()).await?;
         let placed = writer
             .add(loc.hash, blob, loc.size, loc.compression)

@@ -13,12 +13,11 @@ use std::sync::Arc;
 use futures::StreamExt;
 use serde::Serialize;
 use tributary_catalog::{Catalog, Hash};
-use tributary_store::chunk::{ChunkLoc, decode};
+use tributary_store::ObjectStore;
+use tributary_store::chunk::{ChunkLoc, decode, get_stored};
 use tributary_store::format::{self, StoreFormat};
 use tributary_store::pack::{PackEvents, PackWriter, Placed};
 use tributary_store::retry::RetryPolicy;
-use tributary_store::retry::with_retry;
-use tributary_store::{ObjectStore, StoreError};
 
 use super::lease::Lease;
 
@@ -86,13 +85,10 @@ async fn migrate_locked(
                 let store = store.clone();
                 async move {
                     let loc = c.loc();
-                    let key = loc.object_key();
-                    let r = match with_retry(RetryPolicy::default(), |_, _| {}, || store.get(&key))
-                        .await
-                    {
-                        // checked against its hash, then moved as it is stored
+                    // checked against its hash, then moved as it is stored
+                    let r = match get_stored(&*store, &loc).await {
                         Ok(raw) => decode(&loc, raw.clone()).await.map(|_| raw),
-                        Err(e) => Err(StoreError::new(e.class, format!("{key}: {e}"))),
+                        Err(e) => Err(e),
                     };
                     (loc, r)
                 }

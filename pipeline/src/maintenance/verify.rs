@@ -6,7 +6,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use serde::Serialize;
 use tributary_catalog::{Catalog, Hash};
-use tributary_store::chunk::{ChunkLoc, decode, get_chunk};
+use tributary_store::chunk::{ChunkLoc, decode, get_chunk, stored_in};
 use tributary_store::pack::{PackId, pack_key};
 use tributary_store::retry::{RetryPolicy, with_retry};
 use tributary_store::{ErrorClass, ObjectStore, StoreError};
@@ -116,24 +116,10 @@ async fn check_pack(
     for loc in chunks {
         let r = match &body {
             Err(e) => Err(StoreError::new(e.class, format!("{key}: {e}"))),
-            Ok(body) => {
-                let p = loc.packed.expect("a pack's chunks are packed");
-                let end = p.offset.checked_add(loc.stored_size);
-                match end.filter(|e| *e <= body.len() as u64) {
-                    None => Err(StoreError::new(
-                        ErrorClass::Permanent,
-                        format!(
-                            "chunk {} in {key} at {}: the pack is truncated ({} bytes)",
-                            hex::encode(loc.hash),
-                            p.offset,
-                            body.len()
-                        ),
-                    )),
-                    Some(end) => decode(&loc, body.slice(p.offset as usize..end as usize))
-                        .await
-                        .map(drop),
-                }
-            }
+            Ok(body) => match stored_in(body, &loc) {
+                Ok(raw) => decode(&loc, raw).await.map(drop),
+                Err(e) => Err(e),
+            },
         };
         out.push((loc, r));
     }
