@@ -98,6 +98,14 @@ impl S3Store {
 
 /// Maps an SDK error to a class and a message that names the operation and the key but
 /// never credentials.
+/// A GET's whole body; a body cut short is worth retrying.
+async fn body_bytes(full: &str, body: aws_sdk_s3::primitives::ByteStream) -> Result<Bytes> {
+    let body = body.collect().await.map_err(|e| {
+        StoreError::new(ErrorClass::Transient, format!("get {full}: body cut: {e}"))
+    })?;
+    Ok(body.into_bytes())
+}
+
 fn classify<E, R>(op: &str, what: &str, e: SdkError<E, R>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
@@ -248,10 +256,7 @@ impl ObjectStore for S3Store {
             .send()
             .await
             .map_err(|e| classify("get", &full, e))?;
-        let body = out.body.collect().await.map_err(|e| {
-            StoreError::new(ErrorClass::Transient, format!("get {full}: body cut: {e}"))
-        })?;
-        Ok(body.into_bytes())
+        body_bytes(&full, out.body).await
     }
 
     async fn get_range(&self, key: &str, start: u64, len: u64) -> Result<Bytes> {
@@ -272,10 +277,7 @@ impl ObjectStore for S3Store {
             .await
             // a range that starts past the end is a 416: Permanent, as truncation is
             .map_err(|e| classify("get", &full, e))?;
-        let body = out.body.collect().await.map_err(|e| {
-            StoreError::new(ErrorClass::Transient, format!("get {full}: body cut: {e}"))
-        })?;
-        let body = body.into_bytes();
+        let body = body_bytes(&full, out.body).await?;
         if body.len() as u64 != len {
             return Err(truncated(key, start, len, start + body.len() as u64));
         }

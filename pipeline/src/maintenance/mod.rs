@@ -70,7 +70,7 @@ pub async fn restore(
             // its own task: the hashing and writing of files run on every core
             tokio::spawn(restore_group(store.clone(), group, dest_buf.clone()))
         })
-        .buffer_unordered(RESTORE_FILES_AT_ONCE)
+        .buffer_unordered(RESTORE_GROUPS_AT_ONCE)
         .flat_map(|r| {
             futures::stream::iter(match r {
                 Ok(done) => done,
@@ -106,8 +106,8 @@ async fn sync_filesystem(dir: &Path) -> anyhow::Result<()> {
     .await?
 }
 
-/// Files a restore writes at the same time.
-const RESTORE_FILES_AT_ONCE: usize = 8;
+/// Groups of files ([`restore_groups`]) a restore works on at the same time.
+const RESTORE_GROUPS_AT_ONCE: usize = 8;
 
 /// Where a file's data starts in the store: its first chunk's pack and offset (files
 /// of chunks of their own, and empty ones, first).
