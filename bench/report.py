@@ -3,7 +3,7 @@
 import csv
 import sys
 
-res, corpus, s1t, s1c, s1r, s2t, s2c, s2r = sys.argv[1], *map(int, sys.argv[2:])
+res, corpus, s1t, s1c, s1r, s2t, s2c, s2r, s1e, s2e = sys.argv[1], *map(int, sys.argv[2:])
 rows = {}
 for r in csv.DictReader(open(res), delimiter="\t"):
     rows[(r["phase"], r["tool"])] = r
@@ -17,14 +17,17 @@ print(f"{'phase':10} {'tool':10} {'wall s':>8} {'cpu s':>8} {'RSS MiB':>8}")
 for (phase, tool), r in rows.items():
     print(f"{phase:10} {tool:10} {float(r['wall_s']):8.2f} {float(r['cpu_s']):8.2f} {int(r['maxrss_kb']) / 1024:8.1f}")
 print()
-print(f"stored after v1 (MiB): tributary {s1t / mib:.1f}  rclone {s1c / mib:.1f}  restic {s1r / mib:.1f}")
-print(f"v2 increment (MiB):    tributary {(s2t - s1t) / mib:.1f}  rclone {(s2c - s1c) / mib:.1f}  restic {(s2r - s1r) / mib:.1f}")
+print(f"stored after v1 (MiB): tributary {s1t / mib:.1f}  encrypted {s1e / mib:.1f}  rclone {s1c / mib:.1f}  restic {s1r / mib:.1f}")
+print(f"v2 increment (MiB):    tributary {(s2t - s1t) / mib:.1f}  encrypted {(s2e - s1e) / mib:.1f}  rclone {(s2c - s1c) / mib:.1f}  restic {(s2r - s1r) / mib:.1f}")
 print()
 def ratio(a, b):
     return f"{a / b:.2f}x" if b else "n/a"
 print("ratios (tributary / peer; lower is better):")
 print(f"  cold ingest wall      vs rclone copy : {ratio(g('cold', 'tributary', 'wall_s'), g('cold', 'rclone', 'wall_s'))}  (bar <= 0.8x)")
 print(f"  cold ingest wall      vs restic      : {ratio(g('cold', 'tributary', 'wall_s'), g('cold', 'restic', 'wall_s'))}")
+print(f"  cold ingest encrypted vs rclone copy : {ratio(g('cold', 'trib-enc', 'wall_s'), g('cold', 'rclone', 'wall_s'))}  (bar <= 0.8x)")
+print(f"  encryption's cost     (cold wall)    : {ratio(g('cold', 'trib-enc', 'wall_s'), g('cold', 'tributary', 'wall_s'))} of the clear ingest  (bar <= 1.10x)")
+print(f"  encrypted bytes       vs restic      : {ratio(s1e, s1r)}; v2 increment {ratio(s2e - s1e, s2r - s1r)}")
 print(f"  cold ingest CPU       vs rclone/restic: {ratio(g('cold', 'tributary', 'cpu_s'), g('cold', 'rclone', 'cpu_s'))} / {ratio(g('cold', 'tributary', 'cpu_s'), g('cold', 'restic', 'cpu_s'))}")
 print(f"  bytes stored after v1 vs restic      : {ratio(s1t, s1r)}  (bar <= 1.0x)")
 print(f"  v2 increment          vs restic      : {ratio(s2t - s1t, s2r - s1r)}  (bar <= 1.0x)")
@@ -33,6 +36,7 @@ print(f"  no-change rerun wall  vs rclone      : {ratio(g('nochange', 'tributary
 print(f"  peak RSS (cold)       vs restic      : {ratio(g('cold', 'tributary', 'maxrss_kb'), g('cold', 'restic', 'maxrss_kb'))}  (bar <= 0.5x)")
 if ("restore", "tributary") in rows:
     print(f"  restore of the corpus vs restic      : {ratio(g('restore', 'tributary', 'wall_s'), g('restore', 'restic', 'wall_s'))}  (bar <= 1.0x)")
+    print(f"  restore, encrypted    vs restic      : {ratio(g('restore', 'trib-enc', 'wall_s'), g('restore', 'restic', 'wall_s'))}")
 import os
 objects = os.path.join(os.path.dirname(res), "objects.tsv")
 if os.path.exists(objects):

@@ -32,6 +32,8 @@ pub struct Config {
     pub state_dir: PathBuf,
     pub catalog: CatalogConfig,
     pub object_store: ObjectStoreConfig,
+    /// `object_store.encryption.key_file`: the store is encrypted with this key file.
+    pub store_key_file: Option<PathBuf>,
     pub pipeline: PipelineConfig,
     pub api: ApiConfig,
     pub daemon: DaemonConfig,

@@ -372,6 +372,20 @@ pub struct RawObjectStore {
     /// s3: timeout of one request attempt (default 60s).
     #[serde(default)]
     pub request_timeout: Option<RawDuration>,
+    /// Client-side encryption of everything written to the store (any kind).
+    #[serde(default)]
+    pub encryption: Option<RawEncryption>,
+}
+
+/// Client-side encryption: packs, their indexes and manifests are sealed
+/// (XChaCha20-Poly1305) and chunk ids and boundaries are keyed, so the bucket reveals
+/// neither content nor names. The catalog on the daemon's own disk stays in the clear.
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawEncryption {
+    /// A key file written by `tributary key generate` (mode 0600). Keep a copy apart
+    /// from the store: without one of its key files, a store cannot be read.
+    pub key_file: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]

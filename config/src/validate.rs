@@ -179,6 +179,7 @@ pub(crate) fn validate(
     let state_dir = cx.resolve(raw.state_dir.as_deref().unwrap_or("var"));
     let catalog = catalog(&mut cx, raw.catalog.as_ref(), &state_dir);
     let object_store = object_store(&mut cx, raw.object_store.as_ref(), &state_dir);
+    let store_key_file = store_key_file(&mut cx, raw.object_store.as_ref(), object_store.as_ref());
     let pipeline = pipeline(
         &mut cx,
         raw.pipeline.as_ref().unwrap_or(&Default::default()),
@@ -217,6 +218,7 @@ pub(crate) fn validate(
                 state_dir,
                 catalog: catalog.expect("no errors"),
                 object_store: object_store.expect("no errors"),
+                store_key_file,
                 pipeline,
                 api,
                 daemon,
@@ -255,6 +257,39 @@ fn catalog(cx: &mut Ctx, raw: Option<&raw::RawCatalog>, state_dir: &Path) -> Opt
         cx.error("catalog.url", "expected a URL of the form `sqlite://PATH`");
         None
     }
+}
+
+/// `object_store.encryption.key_file`: a file that exists, outside the store it
+/// protects.
+fn store_key_file(
+    cx: &mut Ctx,
+    raw: Option<&raw::RawObjectStore>,
+    store: Option<&ObjectStoreConfig>,
+) -> Option<PathBuf> {
+    let file = cx.resolve(&raw?.encryption.as_ref()?.key_file);
+    let p = "object_store.encryption.key_file";
+    if !file.is_file() {
+        cx.error(
+            p,
+            format!(
+                "{} is not a file (`tributary key generate --out {}` writes one)",
+                file.display(),
+                file.display()
+            ),
+        );
+    } else if let Some(ObjectStoreConfig::Local { path }) = store
+        && file.starts_with(path)
+    {
+        cx.error(
+            p,
+            format!(
+                "{} lies inside the object store it protects ({}): keep it apart",
+                file.display(),
+                path.display()
+            ),
+        );
+    }
+    Some(file)
 }
 
 fn object_store(

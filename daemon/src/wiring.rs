@@ -17,6 +17,8 @@ use tributary_connectors::local::{LocalConnector, LocalSettings};
 use tributary_pipeline::chunking::ChunkParams;
 use tributary_pipeline::{Pipeline, Settings};
 use tributary_store::ObjectStore;
+use tributary_store::crypt::Kek;
+use tributary_store::format::StoreFormat;
 use tributary_store::local::LocalStore;
 use tributary_store::retry::RetryPolicy;
 use tributary_store::s3::{S3Settings, S3Store, Sse};
@@ -39,6 +41,32 @@ pub async fn open_catalog(cfg: &Config) -> anyhow::Result<Catalog> {
     }
 }
 
+/// The object store as every command reads and writes it: reachable, its format known
+/// (a new store is marked) and, when encrypted, unlocked with the configured key file
+/// ([`tributary_store::keyring::open`]). A missing or wrong key is this one error,
+/// before anything is written.
+pub async fn open_bucket(cfg: &Config) -> anyhow::Result<(Arc<dyn ObjectStore>, StoreFormat)> {
+    let raw = open_store(cfg).await?;
+    if let Err(e) = raw.check().await {
+        bail!("object store {}: {e}", raw.describe());
+    }
+    let kek = store_key(cfg)?;
+    tributary_store::keyring::open(raw.clone(), kek.as_ref())
+        .await
+        .map_err(|e| anyhow::anyhow!("object store {}: {e}", raw.describe()))
+}
+
+/// The configured store key file, read.
+pub fn store_key(cfg: &Config) -> anyhow::Result<Option<Kek>> {
+    cfg.store_key_file
+        .as_deref()
+        .map(Kek::load)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("object_store.encryption.key_file: {e}"))
+}
+
+/// The object store as configured, not yet opened: [`open_bucket`] is what commands
+/// use.
 pub async fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn ObjectStore>> {
     Ok(match &cfg.object_store {
         ObjectStoreConfig::Local { path } => Arc::new(LocalStore::new(path)?),
@@ -204,13 +232,7 @@ fn smb_worker_exe(connector: &str) -> anyhow::Result<std::path::PathBuf> {
 
 pub async fn pipeline(cfg: &Config) -> anyhow::Result<Pipeline> {
     let catalog = open_catalog(cfg).await?;
-    let store = open_store(cfg).await?;
-    if let Err(e) = store.check().await {
-        bail!("object store {}: {e}", store.describe());
-    }
-    let format = tributary_store::format::open(&*store)
-        .await
-        .map_err(|e| anyhow::anyhow!("object store {}: {e}", store.describe()))?;
+    let (store, format) = open_bucket(cfg).await?;
     Ok(Pipeline::new(catalog, store, settings(cfg)).with_format(format))
 }
 

@@ -82,9 +82,7 @@ impl Pipeline {
             catalog,
             store,
             settings,
-            format: StoreFormat {
-                format: tributary_store::format::CURRENT,
-            },
+            format: StoreFormat::current(),
         }
     }
 

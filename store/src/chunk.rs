@@ -17,6 +17,7 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 
+use crate::crypt::Crypt;
 use crate::pack::{Placed, pack_key};
 use crate::retry::{RetryPolicy, with_retry};
 use crate::{ErrorClass, ObjectStore, PutMode, StoreError};
@@ -70,19 +71,52 @@ impl FromStr for Compression {
     }
 }
 
-/// The bytes to store for a chunk and how they are stored: zstd at `level` when that
-/// makes them smaller, else the chunk as it is (`level` `None`: never compressed).
-/// Runs the compression on the blocking pool.
-pub async fn encode(level: Option<i32>, data: Bytes) -> Result<(Bytes, Compression), String> {
-    let Some(level) = level else {
-        return Ok((data, Compression::None));
+/// The bytes to store for chunk `id` and how they are stored: zstd at `level` when that
+/// makes them smaller, else the chunk as it is (`level` `None`: never compressed); then,
+/// in an encrypted store (`crypt`), sealed bound to the chunk's id. Runs on the blocking
+/// pool.
+pub async fn encode(
+    level: Option<i32>,
+    crypt: Option<Arc<Crypt>>,
+    id: ChunkHash,
+    data: Bytes,
+) -> Result<(Bytes, Compression), String> {
+    let small = data.len() < 64;
+    let (data, compression) = match level {
+        Some(level) if !small => {
+            let crypt = crypt.clone();
+            return tokio::task::spawn_blocking(move || {
+                let (body, c) = encode_blocking(level, data);
+                (seal_blob(crypt.as_deref(), &id, body), c)
+            })
+            .await
+            .map_err(|e| format!("compression task: {e}"));
+        }
+        _ => (data, Compression::None),
     };
-    if data.len() < 64 {
-        return Ok((data, Compression::None));
+    match crypt {
+        Some(c) if data.len() > 64 * 1024 => {
+            tokio::task::spawn_blocking(move || (seal_blob(Some(&c), &id, data), compression))
+                .await
+                .map_err(|e| format!("encryption task: {e}"))
+        }
+        c => Ok((seal_blob(c.as_deref(), &id, data), compression)),
     }
-    tokio::task::spawn_blocking(move || encode_blocking(level, data))
-        .await
-        .map_err(|e| format!("compression task: {e}"))
+}
+
+fn seal_blob(crypt: Option<&Crypt>, id: &ChunkHash, body: Bytes) -> Bytes {
+    match crypt {
+        Some(c) => Bytes::from(c.seal(id, &body)),
+        None => body,
+    }
+}
+
+/// A chunk's id: its BLAKE3 hash, keyed in an encrypted store.
+pub fn chunk_id(crypt: Option<&Crypt>, data: &[u8]) -> ChunkHash {
+    match crypt {
+        Some(c) => c.chunk_id(data),
+        None => *blake3::hash(data).as_bytes(),
+    }
 }
 
 fn encode_blocking(level: i32, data: Bytes) -> (Bytes, Compression) {
@@ -155,7 +189,7 @@ impl ChunkLoc {
 /// plain size. A damaged, truncated or substituted object is a
 /// [`ErrorClass::Permanent`] error.
 pub async fn get_chunk(store: &dyn ObjectStore, loc: &ChunkLoc) -> Result<Bytes, StoreError> {
-    decode(loc, get_stored(store, loc).await?).await
+    decode(store, loc, get_stored(store, loc).await?).await
 }
 
 /// A chunk's stored bytes as they are (compressed or not), fetched with retries from
@@ -206,30 +240,54 @@ fn describe(loc: &ChunkLoc) -> String {
     }
 }
 
-/// A chunk's plain bytes from its stored bytes, checked against its hash and size.
-pub async fn decode(loc: &ChunkLoc, raw: Bytes) -> Result<Bytes, StoreError> {
+/// A chunk's plain bytes from its stored bytes in `store` (opened first when the
+/// store is encrypted), checked against its id and size. Large chunks are decoded on
+/// the blocking pool.
+pub async fn decode(
+    store: &dyn ObjectStore,
+    loc: &ChunkLoc,
+    raw: Bytes,
+) -> Result<Bytes, StoreError> {
+    let crypt = store.crypt().cloned();
+    let loc = *loc;
+    if raw.len() < 64 * 1024 {
+        return decode_blocking(crypt.as_deref(), &loc, raw);
+    }
+    tokio::task::spawn_blocking(move || decode_blocking(crypt.as_deref(), &loc, raw))
+        .await
+        .map_err(|e| StoreError::new(ErrorClass::Permanent, format!("decode task: {e}")))?
+}
+
+fn decode_blocking(crypt: Option<&Crypt>, loc: &ChunkLoc, raw: Bytes) -> Result<Bytes, StoreError> {
     let corrupt = |why: String| StoreError::new(ErrorClass::Permanent, why);
-    let (size, name) = (loc.size, describe(loc));
+    let size = loc.size;
+    let raw = match crypt {
+        Some(c) => Bytes::from(
+            c.open(&loc.hash, &raw)
+                .map_err(|_| crate::sealed::unauthentic(&format!("chunk {}", describe(loc))))?,
+        ),
+        None => raw,
+    };
     let data = match loc.compression {
         Compression::None => raw,
         Compression::Zstd => {
             // a size beyond any chunk's is damage: never allocate for it
             if size > MAX_CHUNK_SIZE {
                 return Err(corrupt(format!(
-                    "chunk {name}: size {size} is beyond any chunk's"
+                    "chunk {}: size {size} is beyond any chunk's",
+                    describe(loc)
                 )));
             }
-            let plain =
-                tokio::task::spawn_blocking(move || zstd::bulk::decompress(&raw, size as usize))
-                    .await
-                    .map_err(|e| corrupt(format!("decompression task: {e}")))?
-                    .map_err(|e| corrupt(format!("decompress chunk {name}: {e}")))?;
-            Bytes::from(plain)
+            Bytes::from(
+                zstd::bulk::decompress(&raw, size as usize)
+                    .map_err(|e| corrupt(format!("decompress chunk {}: {e}", describe(loc))))?,
+            )
         }
     };
-    if data.len() as u64 != size || *blake3::hash(&data).as_bytes() != loc.hash {
+    if data.len() as u64 != size || chunk_id(crypt, &data) != loc.hash {
         return Err(corrupt(format!(
-            "chunk {name} is corrupt: content does not match its hash"
+            "chunk {} is corrupt: content does not match its hash",
+            describe(loc)
         )));
     }
     Ok(data)
@@ -311,7 +369,7 @@ async fn fetch_span(store: &dyn ObjectStore, group: &[ChunkLoc]) -> Result<Vec<B
     for c in group {
         let part = raw.slice(at..at + c.stored_size as usize);
         at += c.stored_size as usize;
-        out.push(decode(c, part).await?);
+        out.push(decode(store, c, part).await?);
     }
     Ok(out)
 }
@@ -438,13 +496,10 @@ mod tests {
         let mut chunks = Vec::new();
         for part in content.chunks(step) {
             let data = Bytes::copy_from_slice(part);
-            let (body, compression) = encode(Some(3), data.clone()).await.unwrap();
-            let mut loc = loose(
-                hash(part),
-                part.len() as u64,
-                body.len() as u64,
-                compression,
-            );
+            let crypt = store.crypt().cloned();
+            let id = chunk_id(crypt.as_deref(), part);
+            let (body, compression) = encode(Some(3), crypt, id, data.clone()).await.unwrap();
+            let mut loc = loose(id, part.len() as u64, body.len() as u64, compression);
             match &writer {
                 Some(w) => {
                     loc.packed = Some(w.add(loc.hash, body, loc.size, compression).await.unwrap())
@@ -469,9 +524,13 @@ mod tests {
 
     #[tokio::test]
     async fn ranges_are_read_across_chunk_and_pack_boundaries_and_damage_is_an_error() {
-        for pack in [None, Some(1_000)] {
+        for (pack, sealed) in [(None, false), (Some(1_000), false), (Some(1_000), true)] {
             let dir = tempfile::tempdir().unwrap();
-            let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path()).unwrap());
+            let mut store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path()).unwrap());
+            if sealed {
+                let crypt = Crypt::new(crate::crypt::DataKey::generate());
+                store = Arc::new(crate::sealed::SealedStore::new(store, Arc::new(crypt)));
+            }
             let content: Vec<u8> = (0..50_000u32).map(|i| (i * 7 % 251) as u8).collect();
             let chunks = store_content(&store, &content, 7_000, pack).await;
             if pack.is_some() {
@@ -546,18 +605,24 @@ mod tests {
     #[tokio::test]
     async fn text_is_compressed_noise_and_tiny_chunks_are_not() {
         let text = Bytes::from("all work and no play ".repeat(10_000));
-        let (body, c) = encode(Some(3), text.clone()).await.unwrap();
+        let (body, c) = encode(Some(3), None, [0; 32], text.clone()).await.unwrap();
         assert_eq!(c, Compression::Zstd);
         assert!(body.len() < text.len() / 10);
         let noise = Bytes::from(tributary_testkit::tree::random_bytes(7, 300_000));
-        let (body, c) = encode(Some(3), noise.clone()).await.unwrap();
+        let (body, c) = encode(Some(3), None, [0; 32], noise.clone()).await.unwrap();
         assert_eq!((c, &body), (Compression::None, &noise));
         let tiny = Bytes::from_static(b"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
         assert_eq!(
-            encode(Some(3), tiny.clone()).await.unwrap().1,
+            encode(Some(3), None, [0; 32], tiny.clone())
+                .await
+                .unwrap()
+                .1,
             Compression::None
         );
-        assert_eq!(encode(None, text).await.unwrap().1, Compression::None);
+        assert_eq!(
+            encode(None, None, [0; 32], text).await.unwrap().1,
+            Compression::None
+        );
     }
 
     #[tokio::test]
@@ -566,7 +631,7 @@ mod tests {
         let store = LocalStore::new(dir.path()).unwrap();
         let data = Bytes::from("a chunk of text, ".repeat(500));
         let h = hash(&data);
-        let (body, c) = encode(Some(3), data.clone()).await.unwrap();
+        let (body, c) = encode(Some(3), None, h, data.clone()).await.unwrap();
         let stored = body.len() as u64;
         put_chunk(&store, &h, body, RetryPolicy::default(), |_, _| {})
             .await
@@ -583,7 +648,7 @@ mod tests {
                 .unwrap_err();
             assert_eq!(e.class, ErrorClass::Permanent, "{e}");
         }
-        let other = encode(Some(3), Bytes::from("something else ".repeat(500)))
+        let other = encode(Some(3), None, h, Bytes::from("something else ".repeat(500)))
             .await
             .unwrap()
             .0;

@@ -3,7 +3,9 @@
 //! it and a store is never silently mixed.
 //!
 //! - **1**: one object per chunk (`chunks/<2 hex>/<hash>`), manifests.
-//! - **2**: chunks in pack objects (`packs/…`, [`crate::pack`]), manifests.
+//! - **2**: chunks in pack objects (`packs/…`, [`crate::pack`]), manifests; either in
+//!   the clear or, when the marker says `encryption`, every object sealed
+//!   ([`crate::keyring`]).
 //!
 //! A bucket without the marker is format 1 if it holds chunk objects (written before
 //! the marker existed), else a new store: format 2. `tributary migrate-store` turns a
@@ -21,12 +23,35 @@ pub const MARKER_KEY: &str = "tributary-store.json";
 pub const CURRENT: u32 = 2;
 
 /// What the marker says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoreFormat {
     pub format: u32,
+    /// Set when every object of the store is sealed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<Encryption>,
 }
 
+/// How an encrypted store is sealed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Encryption {
+    /// The one cipher there is: `xchacha20-poly1305`.
+    pub cipher: String,
+    /// The data key's check value ([`crate::crypt::DataKey::check`]).
+    pub key_check: String,
+}
+
+/// The cipher encrypted stores use.
+pub const CIPHER: &str = "xchacha20-poly1305";
+
 impl StoreFormat {
+    /// A new store in the current format, in the clear.
+    pub fn current() -> StoreFormat {
+        StoreFormat {
+            format: CURRENT,
+            encryption: None,
+        }
+    }
+
     /// Chunks go into packs.
     pub fn packed(&self) -> bool {
         self.format >= 2
@@ -40,6 +65,17 @@ fn parse(body: &[u8]) -> Result<StoreFormat, StoreError> {
             format!("{MARKER_KEY} is not a Tributary store marker: {e}"),
         )
     })?;
+    if let Some(e) = &f.encryption
+        && (e.cipher != CIPHER || f.format < 2)
+    {
+        return Err(StoreError::new(
+            ErrorClass::Permanent,
+            format!(
+                "the store is encrypted with `{}` in format {} ({MARKER_KEY}); this Tributary encrypts format 2 with `{CIPHER}` only",
+                e.cipher, f.format
+            ),
+        ));
+    }
     if f.format == 0 || f.format > CURRENT {
         return Err(StoreError::new(
             ErrorClass::Permanent,
@@ -52,28 +88,50 @@ fn parse(body: &[u8]) -> Result<StoreFormat, StoreError> {
     Ok(f)
 }
 
-/// The store's format; marks a store that has no marker yet (see the module docs).
-pub async fn open(store: &dyn ObjectStore) -> Result<StoreFormat, StoreError> {
+/// What the store's marker says, `None` when it has none.
+pub async fn read(store: &dyn ObjectStore) -> Result<Option<StoreFormat>, StoreError> {
     match store.get(MARKER_KEY).await {
-        Ok(body) => return parse(&body),
-        Err(e) if e.class == ErrorClass::NotFound => {}
-        Err(e) => return Err(e),
+        Ok(body) => parse(&body).map(Some),
+        Err(e) if e.class == ErrorClass::NotFound => Ok(None),
+        Err(e) => Err(e),
     }
-    let legacy = !store.list("chunks/").await?.is_empty();
-    let f = StoreFormat {
-        format: if legacy { 1 } else { CURRENT },
+}
+
+/// Whether the store holds chunks written before the marker existed (format 1).
+pub async fn holds_legacy_chunks(store: &dyn ObjectStore) -> Result<bool, StoreError> {
+    Ok(!store.list("chunks/").await?.is_empty())
+}
+
+/// The store's format; marks a store that has no marker yet (see the module docs): a
+/// new one as `fresh` says.
+pub async fn open(store: &dyn ObjectStore, fresh: StoreFormat) -> Result<StoreFormat, StoreError> {
+    if let Some(f) = read(store).await? {
+        return Ok(f);
+    }
+    let f = if holds_legacy_chunks(store).await? {
+        StoreFormat {
+            format: 1,
+            encryption: None,
+        }
+    } else {
+        fresh
     };
+    create(store, f).await
+}
+
+/// Marks a store that has no marker with `f`; when another writer marked it first,
+/// its word holds and is the result.
+pub async fn create(store: &dyn ObjectStore, f: StoreFormat) -> Result<StoreFormat, StoreError> {
     match store.put(MARKER_KEY, encode(&f), PutMode::IfAbsent).await {
         Ok(()) => Ok(f),
-        // another writer marked it first: its word holds
         Err(e) if e.class == ErrorClass::AlreadyExists => parse(&store.get(MARKER_KEY).await?),
         Err(e) => Err(e),
     }
 }
 
 /// Records a new format (`migrate-store`, once the store holds only that format).
-pub async fn set(store: &dyn ObjectStore, f: StoreFormat) -> Result<(), StoreError> {
-    store.put(MARKER_KEY, encode(&f), PutMode::Overwrite).await
+pub async fn set(store: &dyn ObjectStore, f: &StoreFormat) -> Result<(), StoreError> {
+    store.put(MARKER_KEY, encode(f), PutMode::Overwrite).await
 }
 
 fn encode(f: &StoreFormat) -> Bytes {
@@ -89,8 +147,13 @@ mod tests {
     async fn new_stores_are_v2_old_ones_v1_and_newer_formats_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::new(dir.path()).unwrap();
-        assert_eq!(open(&store).await.unwrap().format, 2);
-        assert_eq!(open(&store).await.unwrap().format, 2, "the marker holds");
+        let fresh = StoreFormat::current;
+        assert_eq!(open(&store, fresh()).await.unwrap().format, 2);
+        assert_eq!(
+            open(&store, fresh()).await.unwrap().format,
+            2,
+            "the marker holds"
+        );
 
         let old = tempfile::tempdir().unwrap();
         let store = LocalStore::new(old.path()).unwrap();
@@ -102,11 +165,11 @@ mod tests {
             )
             .await
             .unwrap();
-        let f = open(&store).await.unwrap();
+        let f = open(&store, fresh()).await.unwrap();
         assert_eq!(f.format, 1);
         assert!(!f.packed());
-        set(&store, StoreFormat { format: 2 }).await.unwrap();
-        assert!(open(&store).await.unwrap().packed());
+        set(&store, &fresh()).await.unwrap();
+        assert!(open(&store, fresh()).await.unwrap().packed());
 
         store
             .put(
@@ -116,11 +179,23 @@ mod tests {
             )
             .await
             .unwrap();
-        let e = open(&store).await.unwrap_err();
+        let e = open(&store, fresh()).await.unwrap_err();
         assert!(
             e.message.contains("format 3") && e.message.contains("newer"),
             "{e}"
         );
+        store
+            .put(
+                MARKER_KEY,
+                Bytes::from_static(
+                    br#"{"format":2,"encryption":{"cipher":"rot13","key_check":"00"}}"#,
+                ),
+                PutMode::Overwrite,
+            )
+            .await
+            .unwrap();
+        let e = open(&store, fresh()).await.unwrap_err();
+        assert!(e.message.contains("rot13"), "{e}");
         store
             .put(
                 MARKER_KEY,
@@ -130,7 +205,7 @@ mod tests {
             .await
             .unwrap();
         assert!(
-            open(&store)
+            open(&store, fresh())
                 .await
                 .unwrap_err()
                 .message

@@ -4,15 +4,20 @@
 //! the embedded default) and [`s3::S3Store`] (any S3-compatible server through
 //! aws-sdk-s3). Both pass the shared suite in [`testsuite`] (feature `testsuite`).
 //! Keys are `/`-separated relative paths such as `chunks/ab/ab12…`. The stored-chunk
-//! format (key, compression, integrity check) is [`chunk`].
+//! format (key, compression, integrity check) is [`chunk`]; packs are [`pack`]; an
+//! encrypted store is opened through [`keyring::open`], which wraps it in
+//! [`sealed::SealedStore`].
 
 pub mod chunk;
+pub mod crypt;
 pub mod format;
+pub mod keyring;
 pub mod local;
 pub mod pack;
 pub mod retry;
 #[cfg(feature = "s3")]
 pub mod s3;
+pub mod sealed;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
 
@@ -98,4 +103,9 @@ pub trait ObjectStore: Send + Sync + 'static {
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>>;
     /// Deleting a missing key is not an error.
     async fn delete(&self, key: &str) -> Result<()>;
+    /// The keys of an encrypted store ([`sealed::SealedStore`]): chunks and packs are
+    /// sealed, named and cut with them. `None`: the store is in the clear.
+    fn crypt(&self) -> Option<&std::sync::Arc<crypt::Crypt>> {
+        None
+    }
 }

@@ -10,9 +10,12 @@
 //! ```
 //!
 //! The index is zstd-compressed JSON ([`IndexEntry`] per blob: chunk id, offset, stored
-//! length, plain size, compression). Flags are 0 (no bit is defined yet; an unknown bit
-//! is refused, so a later format is never misread). Everything read from a pack is
-//! untrusted: [`parse_trailer`] and [`parse_index`] check every bound before use.
+//! length, plain size, compression). Flags: bit 0 ([`FLAG_SEALED`]) in an encrypted
+//! store, where each blob is sealed on its own (bound to its chunk id, so that a ranged
+//! read opens one blob) and the index is sealed bound to the pack's key; no other bit is
+//! defined, and an unknown bit is refused, so a later format is never misread.
+//! Everything read from a pack is untrusted: [`parse_trailer`] and [`parse_index`] check
+//! every bound before use.
 //!
 //! [`PackWriter`] fills packs and uploads each when it reaches its target size or when a
 //! caller needs its blobs durable ([`PackWriter::flush`], before a commit names them).
@@ -27,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::chunk::{ChunkHash, Compression, MAX_CHUNK_SIZE};
+use crate::crypt::{self, Crypt};
 use crate::retry::{RetryPolicy, with_retry};
 use crate::{ErrorClass, ObjectStore, PutMode, StoreError};
 
@@ -41,6 +45,9 @@ pub const MAGIC: &[u8; 8] = b"TRBPACK2";
 
 /// Index length, flags and magic.
 pub const TRAILER_LEN: u64 = 16;
+
+/// The pack's blobs and index are sealed.
+pub const FLAG_SEALED: u32 = 1;
 
 /// The largest index a pack may carry, compressed or not (a bound on what a damaged or
 /// hostile pack can make a reader allocate).
@@ -84,8 +91,13 @@ struct Index {
     blobs: Vec<IndexEntry>,
 }
 
-/// The tail of a pack: the index and trailer that follow its blobs.
-pub fn encode_tail(entries: &[IndexEntry]) -> Result<Vec<u8>, String> {
+/// The tail of a pack: the index and trailer that follow its blobs; in an encrypted
+/// store (`crypt`) the index is sealed bound to the pack's key `key`.
+pub fn encode_tail(
+    entries: &[IndexEntry],
+    crypt: Option<&Crypt>,
+    key: &str,
+) -> Result<Vec<u8>, String> {
     let json = serde_json::to_vec(&Index {
         format: 2,
         blobs: entries.to_vec(),
@@ -93,16 +105,29 @@ pub fn encode_tail(entries: &[IndexEntry]) -> Result<Vec<u8>, String> {
     .map_err(|e| format!("encode pack index: {e}"))?;
     let mut out =
         zstd::bulk::compress(&json, 3).map_err(|e| format!("compress pack index: {e}"))?;
+    let mut flags = 0;
+    if let Some(c) = crypt {
+        out = c.seal(key.as_bytes(), &out);
+        flags |= FLAG_SEALED;
+    }
     let len = u32::try_from(out.len()).map_err(|_| "pack index too large".to_string())?;
     out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&flags.to_le_bytes());
     out.extend_from_slice(MAGIC);
     Ok(out)
 }
 
-/// From a pack's last [`TRAILER_LEN`] bytes and its size: where its index lies
-/// (`start`, `len`).
-pub fn parse_trailer(trailer: &[u8], pack_size: u64) -> Result<(u64, u64), String> {
+/// Where a pack's index lies, as its trailer says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trailer {
+    pub index_start: u64,
+    pub index_len: u64,
+    /// Blobs and index are sealed ([`FLAG_SEALED`]).
+    pub sealed: bool,
+}
+
+/// From a pack's last [`TRAILER_LEN`] bytes and its size: where its index lies.
+pub fn parse_trailer(trailer: &[u8], pack_size: u64) -> Result<Trailer, String> {
     if pack_size < TRAILER_LEN || trailer.len() as u64 != TRAILER_LEN {
         return Err(format!("{pack_size} bytes: too short for a pack"));
     }
@@ -111,7 +136,7 @@ pub fn parse_trailer(trailer: &[u8], pack_size: u64) -> Result<(u64, u64), Strin
     }
     let len = u32::from_le_bytes(trailer[0..4].try_into().expect("4 bytes")) as u64;
     let flags = u32::from_le_bytes(trailer[4..8].try_into().expect("4 bytes"));
-    if flags != 0 {
+    if flags & !FLAG_SEALED != 0 {
         return Err(format!(
             "pack flags {flags:#x} are not understood (written by a newer Tributary?)"
         ));
@@ -121,13 +146,19 @@ pub fn parse_trailer(trailer: &[u8], pack_size: u64) -> Result<(u64, u64), Strin
             "index length {len} does not fit a {pack_size}-byte pack"
         ));
     }
-    Ok((pack_size - TRAILER_LEN - len, len))
+    Ok(Trailer {
+        index_start: pack_size - TRAILER_LEN - len,
+        index_len: len,
+        sealed: flags & FLAG_SEALED != 0,
+    })
 }
 
-/// A pack's index from its stored bytes, checked against the `data_len` bytes of blobs
-/// before it: every blob lies inside them, sizes are within a chunk's, and a stored
-/// length agrees with its compression.
-pub fn parse_index(raw: &[u8], data_len: u64) -> Result<Vec<IndexEntry>, String> {
+/// A pack's index from its stored bytes (opened, when sealed), checked against the
+/// `data_len` bytes of blobs before it: every blob lies inside them, sizes are within a
+/// chunk's, and a stored length agrees with its compression (and, when `sealed`, holds
+/// a seal's overhead).
+pub fn parse_index(raw: &[u8], data_len: u64, sealed: bool) -> Result<Vec<IndexEntry>, String> {
+    let overhead = if sealed { crypt::OVERHEAD as u64 } else { 0 };
     let json = zstd::bulk::decompress(raw, MAX_INDEX_LEN as usize)
         .map_err(|e| format!("decompress pack index: {e}"))?;
     let index: Index =
@@ -142,9 +173,9 @@ pub fn parse_index(raw: &[u8], data_len: u64) -> Result<Vec<IndexEntry>, String>
             .is_some_and(|e| e <= data_len);
         let sized = b.size <= MAX_CHUNK_SIZE
             && match b.compression {
-                Compression::None => b.length == b.size,
+                Compression::None => b.length == b.size + overhead,
                 // stored compressed only when that is smaller
-                Compression::Zstd => b.length < b.size,
+                Compression::Zstd => b.length >= overhead && b.length < b.size + overhead,
             };
         if !inside || !sized {
             return Err(format!(
@@ -159,7 +190,9 @@ pub fn parse_index(raw: &[u8], data_len: u64) -> Result<Vec<IndexEntry>, String>
     Ok(index.blobs)
 }
 
-/// Reads the index of the pack `key` of `size` bytes (two ranged reads).
+/// Reads the index of the pack `key` of `size` bytes (two ranged reads), opening it
+/// with the store's keys; a sealed pack in a clear store, or the other way round, is
+/// refused (a store is never mixed).
 pub async fn read_index(
     store: &dyn ObjectStore,
     key: &str,
@@ -174,9 +207,65 @@ pub async fn read_index(
         || store.get_range(key, size.saturating_sub(TRAILER_LEN), TRAILER_LEN.min(size)),
     )
     .await?;
-    let (start, len) = parse_trailer(&trailer, size).map_err(corrupt)?;
-    let raw = with_retry(retry, |_, _| {}, || store.get_range(key, start, len)).await?;
-    parse_index(&raw, start).map_err(corrupt)
+    let t = parse_trailer(&trailer, size).map_err(corrupt)?;
+    check_sealing(store, key, &t)?;
+    let raw = with_retry(
+        retry,
+        |_, _| {},
+        || store.get_range(key, t.index_start, t.index_len),
+    )
+    .await?;
+    open_index(store, key, &t, &raw)
+}
+
+/// The index of the pack `key` from its whole `body` (for readers that fetched it
+/// whole, as `verify` does).
+pub fn index_in(
+    store: &dyn ObjectStore,
+    key: &str,
+    body: &[u8],
+) -> Result<Vec<IndexEntry>, StoreError> {
+    let size = body.len() as u64;
+    let trailer = &body[body.len().saturating_sub(TRAILER_LEN as usize)..];
+    let t = parse_trailer(trailer, size)
+        .map_err(|why| StoreError::new(ErrorClass::Permanent, format!("pack {key}: {why}")))?;
+    check_sealing(store, key, &t)?;
+    let raw = &body[t.index_start as usize..(t.index_start + t.index_len) as usize];
+    open_index(store, key, &t, raw)
+}
+
+/// A sealed pack in a clear store, or the other way round, is refused: a store is
+/// never mixed.
+fn check_sealing(store: &dyn ObjectStore, key: &str, t: &Trailer) -> Result<(), StoreError> {
+    let why = match (t.sealed, store.crypt().is_some()) {
+        (true, false) => "it is sealed and the store is in the clear",
+        (false, true) => "it is in the clear and the store is encrypted",
+        _ => return Ok(()),
+    };
+    Err(StoreError::new(
+        ErrorClass::Permanent,
+        format!("pack {key}: {why}"),
+    ))
+}
+
+fn open_index(
+    store: &dyn ObjectStore,
+    key: &str,
+    t: &Trailer,
+    raw: &[u8],
+) -> Result<Vec<IndexEntry>, StoreError> {
+    let opened;
+    let raw = match store.crypt() {
+        Some(c) => {
+            opened = c
+                .open(key.as_bytes(), raw)
+                .map_err(|_| crate::sealed::unauthentic(&format!("the index of {key}")))?;
+            &opened[..]
+        }
+        None => raw,
+    };
+    parse_index(raw, t.index_start, t.sealed)
+        .map_err(|why| StoreError::new(ErrorClass::Permanent, format!("pack {key}: {why}")))
 }
 
 /// Where [`PackWriter::add`] put a blob.
@@ -309,9 +398,9 @@ impl PackWriter {
                 permit,
                 ..
             } = open;
-            data.extend_from_slice(&encode_tail(&index)?);
-            let body = Bytes::from(data);
             let key = pack_key(&id);
+            data.extend_from_slice(&encode_tail(&index, store.crypt().map(|c| &**c), &key)?);
+            let body = Bytes::from(data);
             events.point("pack.before_upload");
             let put = with_retry(
                 policy,
@@ -404,11 +493,12 @@ mod tests {
             entry(2, 100, 40, 900, Compression::Zstd),
         ];
         let mut pack = vec![7u8; 140];
-        pack.extend_from_slice(&encode_tail(&entries).unwrap());
+        pack.extend_from_slice(&encode_tail(&entries, None, "k").unwrap());
         let size = pack.len() as u64;
-        let (start, len) = parse_trailer(&pack[pack.len() - 16..], size).unwrap();
-        assert_eq!(start, 140);
-        let got = parse_index(&pack[start as usize..(start + len) as usize], start).unwrap();
+        let t = parse_trailer(&pack[pack.len() - 16..], size).unwrap();
+        assert_eq!((t.index_start, t.sealed), (140, false));
+        let (start, len) = (t.index_start, t.index_len);
+        let got = parse_index(&pack[start as usize..(start + len) as usize], start, false).unwrap();
         assert_eq!(got, entries);
 
         let mut bad = pack[pack.len() - 16..].to_vec();
@@ -419,7 +509,7 @@ mod tests {
                 .contains("not a pack")
         );
         let mut flagged = pack[pack.len() - 16..].to_vec();
-        flagged[4] = 1;
+        flagged[4] = 2;
         assert!(parse_trailer(&flagged, size).unwrap_err().contains("flags"));
         let mut long = pack[pack.len() - 16..].to_vec();
         long[0..4].copy_from_slice(&(size as u32).to_le_bytes());
@@ -436,14 +526,42 @@ mod tests {
             entry(3, 0, 10, 11, Compression::None),
             entry(3, 0, 10, MAX_CHUNK_SIZE + 1, Compression::Zstd),
         ] {
-            let tail = encode_tail(&[e]).unwrap();
+            let tail = encode_tail(&[e], None, "k").unwrap();
             let raw = &tail[..tail.len() - 16];
             assert!(
-                parse_index(raw, 140).unwrap_err().contains("out of bounds"),
+                parse_index(raw, 140, false)
+                    .unwrap_err()
+                    .contains("out of bounds"),
                 "{e:?}"
             );
         }
-        assert!(parse_index(b"not zstd", 140).is_err());
+        assert!(parse_index(b"not zstd", 140, false).is_err());
+    }
+
+    #[test]
+    fn a_sealed_index_opens_only_for_its_pack_and_sizes_count_the_seal() {
+        let crypt = Crypt::new(crypt::DataKey::generate());
+        let o = crypt::OVERHEAD as u64;
+        let entries = vec![
+            entry(1, 0, 100 + o, 100, Compression::None),
+            entry(2, 100 + o, 40 + o, 900, Compression::Zstd),
+        ];
+        let data = 140 + 2 * o;
+        let tail = encode_tail(&entries, Some(&crypt), "packs/aa/aa1").unwrap();
+        let t = parse_trailer(&tail[tail.len() - 16..], data + tail.len() as u64).unwrap();
+        assert!(t.sealed);
+        let raw = &tail[..t.index_len as usize];
+        assert!(
+            crypt.open(b"packs/bb/bb2", raw).is_err(),
+            "bound to its pack"
+        );
+        let opened = crypt.open(b"packs/aa/aa1", raw).unwrap();
+        assert_eq!(parse_index(&opened, data, true).unwrap(), entries);
+        let e = parse_index(&opened, data, false).unwrap_err();
+        assert!(
+            e.contains("out of bounds"),
+            "a clear reading refuses seal-sized blobs: {e}"
+        );
     }
 
     #[tokio::test]

@@ -38,6 +38,11 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Key files of an encrypted store (object_store.encryption.key_file).
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
     /// Run one job of a connector in the foreground.
     Once {
         #[arg(short, long)]
@@ -236,6 +241,46 @@ pub enum CtlAction {
     Resolve {
         conflict: i64,
         resolution: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Write a new key file (mode 0600; an existing file is never overwritten).
+    Generate {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// The key files that open the store, by id.
+    List {
+        #[arg(short, long)]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Let another key file open the store too (an operator's recovery key, say). The
+    /// file is created when it does not exist.
+    Add {
+        #[arg(short, long)]
+        config: PathBuf,
+        #[arg(long)]
+        new_key_file: PathBuf,
+    },
+    /// Stop a key file from opening the store (the last one is never removed).
+    Remove {
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Its id, as `key list` shows it.
+        id: String,
+    },
+    /// Replace the configured key file with a new one (created when it does not
+    /// exist): the store's data key is re-wrapped, no data is rewritten. Point
+    /// object_store.encryption.key_file at the new file afterwards.
+    Rotate {
+        #[arg(short, long)]
+        config: PathBuf,
+        #[arg(long)]
+        new_key_file: PathBuf,
     },
 }
 

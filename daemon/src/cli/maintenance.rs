@@ -27,26 +27,27 @@ pub(super) async fn check(path: PathBuf, connect: bool) -> anyhow::Result<ExitCo
         return Ok(ExitCode::SUCCESS);
     }
     let mut failed = false;
-    let store = wiring::open_store(&cfg).await?;
-    // reachable, and in a format this version reads (a new store is marked here)
-    let reached = match store.check().await {
-        Ok(()) => tributary_store::format::open(&*store).await,
-        Err(e) => Err(e),
-    };
-    match reached {
-        Ok(f) => println!(
-            "object store {}: ok (format {}{})",
+    // reachable, in a format this version reads (a new store is marked here) and, when
+    // encrypted, opened by the key file
+    match wiring::open_bucket(&cfg).await {
+        Ok((store, f)) => println!(
+            "object store {}: ok (format {}{}{})",
             store.describe(),
             f.format,
             if f.packed() {
                 ", packs"
             } else {
                 ", one object per chunk: `tributary migrate-store` rewrites it into packs"
+            },
+            match wiring::store_key(&cfg)? {
+                Some(k) if f.encryption.is_some() =>
+                    format!(", encrypted, opened by key {}", k.id()),
+                _ => String::new(),
             }
         ),
         Err(e) => {
             failed = true;
-            println!("object store {}: {}", store.describe(), shown(e));
+            println!("{}", shown(format!("{e:#}")));
         }
     }
     for c in &cfg.connectors {
@@ -117,7 +118,7 @@ async fn on_store<R: serde::Serialize>(
 ) -> anyhow::Result<ExitCode> {
     let cfg = load!(path);
     let catalog = wiring::open_catalog(&cfg).await?;
-    let store = wiring::open_store(&cfg).await?;
+    let (store, _) = wiring::open_bucket(&cfg).await?;
     let report = op(catalog, store, &cfg).await?;
     if json {
         println!("{}", serde_json::to_string(&report)?);

@@ -18,6 +18,7 @@ macro_rules! load {
 }
 
 mod args;
+mod keys;
 mod maintenance;
 mod once;
 mod output;
@@ -67,6 +68,7 @@ pub async fn run(args: Cli) -> ExitCode {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Key { command } => keys::run(command).await,
         Command::Once {
             config,
             connector,

@@ -42,10 +42,13 @@ pub(super) fn connector_changes<'a>(
 /// The changes a reload cannot apply, each as what to tell the operator.
 pub(super) fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     let mut out = Vec::new();
-    if format!("{:?}{:?}{:?}", old.catalog, old.object_store, old.pipeline)
-        != format!("{:?}{:?}{:?}", new.catalog, new.object_store, new.pipeline)
-        || old.api.listen != new.api.listen
-    {
+    let store = |c: &Config| {
+        format!(
+            "{:?}{:?}{:?}{:?}",
+            c.catalog, c.object_store, c.store_key_file, c.pipeline
+        )
+    };
+    if store(old) != store(new) || old.api.listen != new.api.listen {
         out.push("catalog, object_store, pipeline or api.listen changed: restart to apply");
     }
     if format!("{:?}", old.vectorize) != format!("{:?}", new.vectorize) {

@@ -9,6 +9,7 @@ mod common;
 mod cli;
 mod conflicts;
 mod daemon;
+mod encryption;
 mod packaging;
 mod security;
 mod sharepoint;

@@ -118,18 +118,20 @@ async fn process_file(job: &Arc<Job>, mut entry: Entry) -> Result<NewVersion, Fa
         let handle = tokio::runtime::Handle::current();
         let progress = job.progress.clone();
         let size_hint = entry.size;
+        let crypt = job.p.store.crypt().cloned();
         let reader = tokio::task::spawn_blocking(move || {
             let mut file = file;
             let fp_open = file.fingerprint();
-            let digest = chunking::chunk_stream(&mut *file, params, size_hint, |c| {
-                Progress::add(&progress.bytes_read, c.data.len() as u64);
-                let Ok(permit) =
-                    handle.block_on(budget.clone().acquire_many_owned(permits_for(c.data.len())))
-                else {
-                    return false;
-                };
-                chunk_tx.blocking_send((c, permit)).is_ok()
-            });
+            let digest =
+                chunking::chunk_stream(&mut *file, params, size_hint, crypt.as_deref(), |c| {
+                    Progress::add(&progress.bytes_read, c.data.len() as u64);
+                    let Ok(permit) = handle
+                        .block_on(budget.clone().acquire_many_owned(permits_for(c.data.len())))
+                    else {
+                        return false;
+                    };
+                    chunk_tx.blocking_send((c, permit)).is_ok()
+                });
             let fp_end = file.fingerprint();
             (fp_open, digest, fp_end)
         });

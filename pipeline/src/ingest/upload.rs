@@ -55,7 +55,13 @@ pub(super) async fn upload_chunk(
                 .acquire()
                 .await
                 .map_err(|e| e.to_string())?;
-            let (body, compression) = encode(job.p.settings.zstd_level, chunk.data).await?;
+            let (body, compression) = encode(
+                job.p.settings.zstd_level,
+                job.p.store.crypt().cloned(),
+                chunk.hash,
+                chunk.data,
+            )
+            .await?;
             let stored = body.len() as u64;
             let mut packed = None;
             match &job.packer {

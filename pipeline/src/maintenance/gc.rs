@@ -327,7 +327,7 @@ async fn copy_live(
         }
         let loc = row.chunk.loc();
         let blob = stored_in(&body, &loc)?;
-        decode(&loc, blob.clone()).await?;
+        decode(store, &loc, blob.clone()).await?;
         let placed = writer
             .add(loc.hash, blob, loc.size, loc.compression)
             .await?;

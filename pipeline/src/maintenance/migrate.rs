@@ -55,17 +55,11 @@ async fn migrate_locked(
     progress: &mut impl FnMut(u64, u64),
 ) -> anyhow::Result<MigrateReport> {
     let mut report = MigrateReport {
-        from_format: format::open(&*store).await?.format,
+        from_format: format::open(&*store, StoreFormat::current()).await?.format,
         ..MigrateReport::default()
     };
     if report.from_format < format::CURRENT {
-        format::set(
-            &*store,
-            StoreFormat {
-                format: format::CURRENT,
-            },
-        )
-        .await?;
+        format::set(&*store, &StoreFormat::current()).await?;
     }
     let (total, _) = catalog.loose_chunk_count().await?;
     let writer = PackWriter::new(
@@ -87,7 +81,7 @@ async fn migrate_locked(
                     let loc = c.loc();
                     // checked against its hash, then moved as it is stored
                     let r = match get_stored(&*store, &loc).await {
-                        Ok(raw) => decode(&loc, raw.clone()).await.map(|_| raw),
+                        Ok(raw) => decode(&*store, &loc, raw.clone()).await.map(|_| raw),
                         Err(e) => Err(e),
                     };
                     (loc, r)

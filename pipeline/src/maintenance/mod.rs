@@ -214,7 +214,7 @@ async fn restore_group(
                     let loc = c.loc();
                     let raw = span.slice(at..at + loc.stored_size as usize);
                     at += loc.stored_size as usize;
-                    pieces.push(decode(&loc, raw).await);
+                    pieces.push(decode(&*store, &loc, raw).await);
                 }
                 write_checked(&e, &dest, futures::stream::iter(pieces)).await
             }

@@ -1,5 +1,7 @@
 //! `verify`: every chunk the catalog references is read back and checked against its
-//! hash — each pack in one read, each chunk of its own (format v1) alone.
+//! hash — each pack in one read, each chunk of its own (format v1) alone — and each
+//! pack's own index is checked too (opened, in bounds, listing the pack's chunks where
+//! the catalog has them), since `rebuild-catalog` depends on it.
 
 use std::sync::Arc;
 
@@ -7,7 +9,7 @@ use futures::StreamExt;
 use serde::Serialize;
 use tributary_catalog::{Catalog, Hash};
 use tributary_store::chunk::{ChunkLoc, decode, get_chunk, stored_in};
-use tributary_store::pack::{PackId, pack_key};
+use tributary_store::pack::{PackId, index_in, pack_key};
 use tributary_store::retry::{RetryPolicy, with_retry};
 use tributary_store::{ErrorClass, ObjectStore, StoreError};
 
@@ -18,7 +20,8 @@ pub struct VerifyReport {
     pub packs_checked: u64,
     /// Objects that are not there (a pack, or a chunk's own object).
     pub missing: Vec<String>,
-    /// Chunks whose bytes do not decode to their hash, each with its object's name.
+    /// Chunks whose bytes do not decode to their hash, and packs whose index is damaged
+    /// or disagrees with the catalog, each with its object's name.
     pub corrupt: Vec<String>,
 }
 
@@ -95,33 +98,64 @@ pub async fn verify(
             }
         })
         .buffer_unordered(4);
-    while let Some(results) = checked.next().await {
+    while let Some(checked) = checked.next().await {
+        let (results, index) = checked?;
         report.packs_checked += 1;
-        for (loc, r) in results? {
+        for (loc, r) in results {
             report.record(&loc, r);
         }
+        report.corrupt.extend(index);
     }
     Ok(report)
 }
 
-/// Reads `pack` whole and checks each of `chunks` in it.
-async fn check_pack(
-    store: &dyn ObjectStore,
-    pack: &PackId,
-    chunks: Vec<ChunkLoc>,
-) -> Vec<(ChunkLoc, Result<(), StoreError>)> {
+/// What checking one pack found: each chunk's result, and what is wrong with the
+/// pack's index.
+type PackCheck = (Vec<(ChunkLoc, Result<(), StoreError>)>, Option<String>);
+
+/// Reads `pack` whole and checks each of `chunks` in it, and its index.
+async fn check_pack(store: &dyn ObjectStore, pack: &PackId, chunks: Vec<ChunkLoc>) -> PackCheck {
     let key = pack_key(pack);
     let body = with_retry(RetryPolicy::default(), |_, _| {}, || store.get(&key)).await;
+    let index = match &body {
+        Ok(body) => index_problem(store, &key, body, &chunks),
+        Err(_) => None,
+    };
     let mut out = Vec::with_capacity(chunks.len());
     for loc in chunks {
         let r = match &body {
             Err(e) => Err(StoreError::new(e.class, format!("{key}: {e}"))),
             Ok(body) => match stored_in(body, &loc) {
-                Ok(raw) => decode(&loc, raw).await.map(drop),
+                Ok(raw) => decode(store, &loc, raw).await.map(drop),
                 Err(e) => Err(e),
             },
         };
         out.push((loc, r));
     }
-    out
+    (out, index)
+}
+
+/// What is wrong with the index of pack `key` (whole `body`), which must list each of
+/// `chunks` where the catalog has it.
+fn index_problem(
+    store: &dyn ObjectStore,
+    key: &str,
+    body: &[u8],
+    chunks: &[ChunkLoc],
+) -> Option<String> {
+    let index = match index_in(store, key, body) {
+        Ok(i) => i,
+        Err(e) => return Some(e.to_string()),
+    };
+    let listed: std::collections::HashSet<_> =
+        index.iter().map(|e| (e.id, e.offset, e.length)).collect();
+    let unlisted = chunks.iter().find(|c| {
+        let offset = c.packed.map_or(0, |p| p.offset);
+        !listed.contains(&(c.hash, offset, c.stored_size))
+    })?;
+    Some(format!(
+        "pack {key}: its index does not list chunk {} at {} (the catalog does)",
+        hex::encode(unlisted.hash),
+        unlisted.packed.map_or(0, |p| p.offset)
+    ))
 }
