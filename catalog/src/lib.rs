@@ -27,6 +27,7 @@ mod jobs;
 mod packs;
 pub mod pgvector;
 mod planning;
+mod rechunk;
 mod rows;
 pub mod vectors;
 
@@ -39,6 +40,7 @@ pub use feed::Change;
 pub use items::{DueRetry, ItemError, ItemFilter, ItemRow, RestoreEntry, VersionRow};
 pub use jobs::{JobFilter, JobRow, LogLine, Stats};
 pub use packs::{PackChunk, PackUsage};
+pub use rechunk::ContentVersion;
 
 pub type Hash = [u8; 32];
 pub use tributary_store::chunk::Compression;
@@ -74,6 +76,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../migrations/sqlite/0006_permissions.sql"),
     ),
     (7, include_str!("../../migrations/sqlite/0007_packs.sql")),
+    (
+        8,
+        include_str!("../../migrations/sqlite/0008_store_state.sql"),
+    ),
 ];
 
 /// Current time in Unix nanoseconds.

@@ -7,7 +7,7 @@
 //! Points: `upload.after_put` (format v1), `pack.before_upload`, `pack.after_upload`,
 //! `commit.before_manifest`, `commit.after_manifest`, `commit.after_catalog`,
 //! `reconcile.before_commit`, `migrate.before_move`, `migrate.after_move`,
-//! `gc.before_move`, `gc.after_move`.
+//! `gc.before_move`, `gc.after_move`, `encrypt.before_commit`, `encrypt.after_commit`.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};

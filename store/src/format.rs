@@ -29,6 +29,10 @@ pub struct StoreFormat {
     /// Set when every object of the store is sealed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption: Option<Encryption>,
+    /// A clear store being rewritten sealed (`migrate-store --encrypt`): no reader or
+    /// writer but that migration may use it until it is done.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub encrypting: bool,
 }
 
 /// How an encrypted store is sealed.
@@ -49,6 +53,7 @@ impl StoreFormat {
         StoreFormat {
             format: CURRENT,
             encryption: None,
+            encrypting: false,
         }
     }
 
@@ -112,6 +117,7 @@ pub async fn open(store: &dyn ObjectStore, fresh: StoreFormat) -> Result<StoreFo
         StoreFormat {
             format: 1,
             encryption: None,
+            encrypting: false,
         }
     } else {
         fresh

@@ -55,6 +55,15 @@ pub async fn open(
     store: Arc<dyn ObjectStore>,
     kek: Option<&Kek>,
 ) -> Result<(Arc<dyn ObjectStore>, StoreFormat), StoreError> {
+    if format::read(&*store).await?.is_some_and(|f| f.encrypting) {
+        return Err(error(
+            ErrorClass::Permanent,
+            format!(
+                "the store {} is being encrypted by `tributary migrate-store --encrypt`, which has not finished: run it again (it carries on where it stopped)",
+                store.describe()
+            ),
+        ));
+    }
     let Some(kek) = kek else {
         let f = format::open(&*store, StoreFormat::current()).await?;
         if f.encryption.is_some() {
@@ -82,6 +91,7 @@ pub async fn open(
                 &StoreFormat {
                     format: 1,
                     encryption: None,
+                    encrypting: false,
                 },
             ));
         }
@@ -95,7 +105,7 @@ fn clear_store(store: &dyn ObjectStore, f: &StoreFormat) -> StoreError {
     error(
         ErrorClass::Permanent,
         format!(
-            "the store {} holds objects in the clear (format {}): encryption is turned on for a new or empty store only, never for one that would then be mixed; remove object_store.encryption to use it as it is",
+            "the store {} holds objects in the clear (format {}): it is never mixed with sealed ones; `tributary migrate-store --encrypt` rewrites it sealed, or remove object_store.encryption to use it as it is",
             store.describe(),
             f.format
         ),
@@ -120,13 +130,7 @@ async fn init(
     replace_clear: bool,
 ) -> Result<StoreFormat, StoreError> {
     let data_key = DataKey::generate();
-    let wanted = StoreFormat {
-        format: format::CURRENT,
-        encryption: Some(Encryption {
-            cipher: CIPHER.into(),
-            key_check: data_key.check(),
-        }),
-    };
+    let wanted = sealed_format(&data_key, false);
     let f = if replace_clear {
         format::set(store, &wanted).await?;
         wanted.clone()
@@ -162,6 +166,57 @@ async fn put_wrapped(
             ),
             _ => e,
         })
+}
+
+fn sealed_format(data_key: &DataKey, encrypting: bool) -> StoreFormat {
+    StoreFormat {
+        format: format::CURRENT,
+        encryption: Some(Encryption {
+            cipher: CIPHER.into(),
+            key_check: data_key.check(),
+        }),
+        encrypting,
+    }
+}
+
+/// Starts (or resumes) rewriting the clear store `raw` sealed: makes its data key and
+/// marks the store `encrypting`, so that nothing else uses it meanwhile (a rerun finds
+/// the mark and unlocks the same key). Returns the store sealed, for the rewrite to
+/// write into, and whether it was already encrypted (nothing to do).
+pub async fn begin_encryption(
+    raw: Arc<dyn ObjectStore>,
+    kek: &Kek,
+) -> Result<(Arc<dyn ObjectStore>, bool), StoreError> {
+    let f = match format::read(&*raw).await? {
+        Some(f) if f.encryption.is_some() => f,
+        _ => {
+            // a clear store holds no keys: any here were left by a run that stopped
+            // before marking the store, and nothing was sealed with them
+            for m in raw.list(PREFIX).await? {
+                raw.delete(&m.key).await?;
+            }
+            let data_key = DataKey::generate();
+            put_wrapped(&*raw, kek, &data_key).await?;
+            let f = sealed_format(&data_key, true);
+            format::set(&*raw, &f).await?;
+            f
+        }
+    };
+    let done = !f.encrypting;
+    let crypt = unlock(&*raw, &f, kek).await?;
+    Ok((Arc::new(SealedStore::new(raw, Arc::new(crypt))), done))
+}
+
+/// Marks a store whose rewrite is done as encrypted and usable.
+pub async fn finish_encryption(raw: &dyn ObjectStore) -> Result<(), StoreError> {
+    let Some(mut f) = format::read(raw).await? else {
+        return Err(error(
+            ErrorClass::NotFound,
+            "the store marker is gone".into(),
+        ));
+    };
+    f.encrypting = false;
+    format::set(raw, &f).await
 }
 
 /// The data key, unwrapped with `kek` and checked against the marker.

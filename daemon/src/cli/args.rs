@@ -116,11 +116,18 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Rewrite a format 1 store (one object per chunk) as format 2 (packs). Stop the
-    /// daemon first; an interrupted run carries on where it stopped when run again.
+    /// Rewrite a format 1 store (one object per chunk) as format 2 (packs), or with
+    /// --encrypt a clear store as an encrypted one (object_store.encryption.key_file).
+    /// Stop the daemon first; an interrupted run carries on where it stopped when run
+    /// again.
     MigrateStore {
         #[arg(short, long)]
         config: PathBuf,
+        /// Seal everything the store holds with the configured key file: content is
+        /// read back, cut and named with the store's keys, written sealed, and the clear
+        /// objects deleted.
+        #[arg(long)]
+        encrypt: bool,
         #[arg(long)]
         json: bool,
     },

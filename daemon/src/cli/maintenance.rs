@@ -309,6 +309,74 @@ pub(super) async fn migrate_store(path: PathBuf, json: bool) -> anyhow::Result<E
     .await
 }
 
+/// `migrate-store --encrypt`: the clear store rewritten sealed with the configured key
+/// file ([`maintenance::encrypt_store`]).
+pub(super) async fn encrypt_store(path: PathBuf, json: bool) -> anyhow::Result<ExitCode> {
+    let cfg = load!(path);
+    let Some(kek) = wiring::store_key(&cfg)? else {
+        bail!(
+            "{}: `--encrypt` needs object_store.encryption.key_file (`tributary key generate --out …` writes one)",
+            path.display()
+        );
+    };
+    let catalog = wiring::open_catalog(&cfg).await?;
+    let raw = wiring::open_store(&cfg).await?;
+    if let Err(e) = raw.check().await {
+        bail!("object store {}: {}", raw.describe(), shown(e));
+    }
+    let (sealed, done) = tributary_store::keyring::begin_encryption(raw.clone(), &kek)
+        .await
+        .map_err(|e| anyhow::anyhow!("object store {}: {}", raw.describe(), shown(e)))?;
+    const CURSOR: &str = "encrypt.after_version";
+    if done {
+        catalog.clear_store_state(CURSOR).await?;
+        println!("the store {} is encrypted already", raw.describe());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let report = maintenance::encrypt_store(
+        &catalog,
+        raw.clone(),
+        sealed,
+        &wiring::settings(&cfg),
+        Arc::new(tributary_pipeline::fault::FaultPoints),
+        |done, total| eprintln!("migrate-store: {done} of {total} version(s) rewritten sealed"),
+    )
+    .await?;
+    let finished = report.errors.is_empty();
+    if finished {
+        tributary_store::keyring::finish_encryption(&*raw).await?;
+        catalog.clear_store_state(CURSOR).await?;
+    }
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "{} version(s) rewritten sealed: {} chunk(s), {}; {} manifest(s) rewritten; {} of clear objects deleted",
+            report.versions_rewritten,
+            report.chunks_written,
+            human_bytes(report.bytes_written),
+            report.manifests_rewritten,
+            human_bytes(report.cleanup.bytes_deleted)
+        );
+        for e in &report.errors {
+            println!("  not rewritten: {e}");
+        }
+        println!(
+            "{}",
+            if finished {
+                "the store is encrypted"
+            } else {
+                "the store stays marked as being encrypted: fix the errors above and run `migrate-store --encrypt` again"
+            }
+        );
+    }
+    Ok(if finished {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
 pub(super) async fn prune(path: PathBuf, older_than: String) -> anyhow::Result<ExitCode> {
     let cfg = load!(path);
     let age = tributary_config::units::parse_duration(&older_than)

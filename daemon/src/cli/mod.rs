@@ -26,7 +26,9 @@ mod remote;
 mod status;
 
 pub use args::{Cli, Command, ConfigCommand};
-use maintenance::{check, gc, migrate_store, prune, rebuild, reindex, restore, verify};
+use maintenance::{
+    check, encrypt_store, gc, migrate_store, prune, rebuild, reindex, restore, verify,
+};
 use once::once;
 use remote::{ctl, health, search};
 use status::{conflicts, status};
@@ -93,7 +95,16 @@ pub async fn run(args: Cli) -> ExitCode {
             json,
         } => gc(config, grace, dry_run, max_unused, max_repack_size, json).await,
         Command::RebuildCatalog { config, json } => rebuild(config, json).await,
-        Command::MigrateStore { config, json } => migrate_store(config, json).await,
+        Command::MigrateStore {
+            config,
+            encrypt: false,
+            json,
+        } => migrate_store(config, json).await,
+        Command::MigrateStore {
+            config,
+            encrypt: true,
+            json,
+        } => encrypt_store(config, json).await,
         Command::Prune { config, older_than } => prune(config, older_than).await,
         Command::Status { config, jobs } => status(config, jobs).await,
         Command::Conflicts {

@@ -1,12 +1,14 @@
 //! Operations over what the pipeline stored: restore (here), [`verify`], [`gc`],
 //! [`rebuild_catalog`] and [`migrate_store`].
 
+mod encrypt;
 mod gc;
 mod lease;
 mod migrate;
 mod rebuild;
 mod verify;
 
+pub use encrypt::{EncryptReport, encrypt_store};
 pub use gc::{GcOptions, GcReport, gc};
 pub use migrate::{MigrateReport, migrate_store};
 pub use rebuild::{RebuildReport, rebuild_catalog};
