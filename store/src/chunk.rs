@@ -258,7 +258,13 @@ pub async fn decode(
         .map_err(|e| StoreError::new(ErrorClass::Permanent, format!("decode task: {e}")))?
 }
 
-fn decode_blocking(crypt: Option<&Crypt>, loc: &ChunkLoc, raw: Bytes) -> Result<Bytes, StoreError> {
+/// [`decode`] on the calling thread, for callers that already work off the runtime
+/// (a restore decodes, checks and writes a group of files in one blocking task).
+pub fn decode_blocking(
+    crypt: Option<&Crypt>,
+    loc: &ChunkLoc,
+    raw: Bytes,
+) -> Result<Bytes, StoreError> {
     let corrupt = |why: String| StoreError::new(ErrorClass::Permanent, why);
     let size = loc.size;
     let raw = match crypt {

@@ -25,7 +25,7 @@ use futures::StreamExt;
 use serde::Serialize;
 use tributary_catalog::{Catalog, RestoreEntry};
 use tributary_store::ObjectStore;
-use tributary_store::chunk::{ChunkLoc, MAX_SPAN, decode, read_range};
+use tributary_store::chunk::{MAX_SPAN, decode_blocking, read_range};
 use tributary_store::pack::pack_key;
 use tributary_store::retry::{RetryPolicy, with_retry};
 
@@ -177,72 +177,98 @@ fn safe_parent(dest: &Path, rel: &Path) -> anyhow::Result<PathBuf> {
 
 type Restored = (Option<RestoreEntry>, anyhow::Result<()>);
 
-/// Restores a group of files ([`restore_groups`]): one alone through [`read_range`],
-/// several stored back to back with one ranged read of their pack.
+/// Restores a group of files ([`restore_groups`]). A group whose data lies back to back
+/// in one pack (one file or several) is read with one ranged read, then decoded,
+/// checked and written in one blocking task (a hand-off per group, not per chunk);
+/// any other file is streamed through [`read_range`].
 async fn restore_group(
     store: Arc<dyn ObjectStore>,
     group: Vec<RestoreEntry>,
     dest: PathBuf,
 ) -> Vec<Restored> {
-    let mut out = Vec::with_capacity(group.len());
-    if group.len() == 1 {
-        let e = group.into_iter().next().expect("one entry");
-        let locs = e.chunks.iter().map(|c| c.loc()).collect();
-        let data = read_range(store, locs, 0, e.size, 3);
-        let r = write_checked(&e, &dest, data).await;
-        out.push((Some(e), r));
+    let span = match (
+        group.first().and_then(extent),
+        group.last().and_then(extent),
+    ) {
+        (Some((pack, start, _)), Some((_, _, end))) if end - start <= MAX_SPAN => {
+            Some((pack, start, end - start))
+        }
+        _ => None,
+    };
+    let Some((pack, offset, len)) = span else {
+        let mut out = Vec::with_capacity(group.len());
+        for e in group {
+            let locs = e.chunks.iter().map(|c| c.loc()).collect();
+            let data = read_range(store.clone(), locs, 0, e.size, 3);
+            let r = write_streamed(&e, &dest, data).await;
+            out.push((Some(e), r));
+        }
         return out;
-    }
-    let locs: Vec<ChunkLoc> = group
-        .iter()
-        .flat_map(|e| e.chunks.iter().map(|c| c.loc()))
-        .collect();
-    let first = locs[0].packed.expect("a group lies in a pack");
-    let len: u64 = locs.iter().map(|c| c.stored_size).sum();
-    let key = pack_key(&first.pack);
-    let span = with_retry(
+    };
+    let key = pack_key(&pack);
+    let fetched = with_retry(
         RetryPolicy::default(),
         |_, _| {},
-        || store.get_range(&key, first.offset, len),
+        || store.get_range(&key, offset, len),
     )
     .await;
-    let mut at = 0usize;
-    for e in group {
-        let r = match &span {
-            Err(err) => Err(anyhow::anyhow!("fetch {key} at {}: {err}", first.offset)),
-            Ok(span) => {
-                let mut pieces = Vec::with_capacity(e.chunks.len());
-                for c in &e.chunks {
-                    let loc = c.loc();
-                    let raw = span.slice(at..at + loc.stored_size as usize);
-                    at += loc.stored_size as usize;
-                    pieces.push(decode(&*store, &loc, raw).await);
-                }
-                write_checked(&e, &dest, futures::stream::iter(pieces)).await
-            }
-        };
-        out.push((Some(e), r));
+    let span = match fetched {
+        Ok(span) => span,
+        Err(err) => {
+            let why = format!("fetch {key} at {offset}: {err}");
+            return group
+                .into_iter()
+                .map(|e| (Some(e), Err(anyhow::anyhow!("{why}"))))
+                .collect();
+        }
+    };
+    let crypt = store.crypt().cloned();
+    let work = tokio::task::spawn_blocking(move || {
+        let mut at = 0usize;
+        let mut out = Vec::with_capacity(group.len());
+        for e in group {
+            let pieces = e.chunks.iter().map(|c| {
+                let loc = c.loc();
+                let end = at + loc.stored_size as usize;
+                let Some(raw) = span.get(at..end).map(|_| span.slice(at..end)) else {
+                    return Err(tributary_store::StoreError::new(
+                        tributary_store::ErrorClass::Permanent,
+                        format!("{key}: the catalog places a chunk past the range read"),
+                    ));
+                };
+                at = end;
+                decode_blocking(crypt.as_deref(), &loc, raw)
+            });
+            let r = write_checked(&e, &dest, pieces);
+            out.push((Some(e), r));
+        }
+        out
+    });
+    match work.await {
+        Ok(out) => out,
+        Err(e) => vec![(None, Err(anyhow::anyhow!("restore task: {e}")))],
     }
-    out
+}
+
+/// The pack, first offset and end of a file's stored data, if it lies back to back in
+/// one pack.
+fn extent(e: &RestoreEntry) -> Option<([u8; 32], u64, u64)> {
+    let first = e.chunks.first()?.packed?;
+    let mut end = first.offset;
+    for c in &e.chunks {
+        let p = c.packed?;
+        if p.pack != first.pack || p.offset != end {
+            return None;
+        }
+        end += c.stored_size;
+    }
+    Some((first.pack, first.offset, end))
 }
 
 /// Groups files (in the order [`restore_order`] gives) whose chunks lie back to back in
 /// one pack, file after file, up to [`MAX_SPAN`] bytes: each group is read with one
 /// ranged read. Any other file is a group of its own.
 pub fn restore_groups(entries: Vec<RestoreEntry>) -> Vec<Vec<RestoreEntry>> {
-    // the pack, first offset and end of a file's data, if it lies back to back in one
-    fn extent(e: &RestoreEntry) -> Option<([u8; 32], u64, u64)> {
-        let first = e.chunks.first()?.packed?;
-        let mut end = first.offset;
-        for c in &e.chunks {
-            let p = c.packed?;
-            if p.pack != first.pack || p.offset != end {
-                return None;
-            }
-            end += c.stored_size;
-        }
-        Some((first.pack, first.offset, end))
-    }
     let mut groups: Vec<Vec<RestoreEntry>> = Vec::new();
     let mut open: Option<([u8; 32], u64, u64)> = None; // pack, start, end of the last group
     for e in entries {
@@ -262,53 +288,124 @@ pub fn restore_groups(entries: Vec<RestoreEntry>) -> Vec<Vec<RestoreEntry>> {
     groups
 }
 
-/// Writes one restored file from its content's pieces: into a new temp file, checked
-/// against the recorded digest, mtime set, renamed into place.
-async fn write_checked(
-    e: &RestoreEntry,
-    dest: &Path,
-    data: impl futures::Stream<Item = Result<bytes::Bytes, tributary_store::StoreError>>,
-) -> anyhow::Result<()> {
-    let rel = safe_relative(&e.path).map_err(|why| {
-        anyhow::anyhow!(
-            "not restored: an unsafe path ({why}); the catalog or a manifest in the bucket names it"
-        )
-    })?;
-    let rel = rel.as_path();
-    let dir = safe_parent(dest, rel)?;
-    let out = dest.join(rel);
-    let tmp: PathBuf = dir.join(format!(".tributary-restore-{:016x}", rand::random::<u64>()));
-    let result = async {
+/// Reserves a restored file's blocks before it is written, as restic does: on ext4 a
+/// buffered write into reserved blocks costs a tenth of the kernel time of one that
+/// allocates as it goes (measured: 1 GiB in 1 MiB writes, 2.5 s of system time without,
+/// 0.17 s with). Only an optimisation: a file system that cannot (tmpfs, some network
+/// ones) is written as before.
+fn preallocate(f: &std::fs::File, size: u64) {
+    if size > 0 {
+        let _ = rustix::fs::fallocate(f, rustix::fs::FallocateFlags::empty(), 0, size);
+    }
+}
+
+/// A restored file being written: a new temp file next to its place, checked against
+/// the recorded size and digest, given its mtime and renamed into place by
+/// [`Restoring::finish`]; removed if it is dropped unfinished.
+struct Restoring<'a> {
+    e: &'a RestoreEntry,
+    file: Option<std::fs::File>,
+    tmp: PathBuf,
+    out: PathBuf,
+    hasher: blake3::Hasher,
+    written: u64,
+}
+
+impl<'a> Restoring<'a> {
+    fn create(e: &'a RestoreEntry, dest: &Path) -> anyhow::Result<Restoring<'a>> {
+        let rel = safe_relative(&e.path).map_err(|why| {
+            anyhow::anyhow!(
+                "not restored: an unsafe path ({why}); the catalog or a manifest in the bucket names it"
+            )
+        })?;
+        let rel = rel.as_path();
+        let dir = safe_parent(dest, rel)?;
+        let tmp = dir.join(format!(".tributary-restore-{:016x}", rand::random::<u64>()));
         // a new file, never one that is there (or a link planted in its name)
-        let mut f = std::fs::OpenOptions::new()
+        let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&tmp)
             .with_context(|| format!("create {}", tmp.display()))?;
-        let mut hasher = blake3::Hasher::new();
-        let mut chunks = std::pin::pin!(data);
-        while let Some(data) = chunks.next().await {
-            let data = data?;
-            hasher.update(&data);
-            f.write_all(&data).context("write restored file")?;
+        preallocate(&file, e.size);
+        Ok(Restoring {
+            e,
+            file: Some(file),
+            tmp,
+            out: dest.join(rel),
+            hasher: blake3::Hasher::new(),
+            written: 0,
+        })
+    }
+
+    fn write(&mut self, data: &[u8]) -> anyhow::Result<()> {
+        self.hasher.update(data);
+        let f = self.file.as_mut().expect("an open file");
+        f.write_all(data).context("write restored file")?;
+        self.written += data.len() as u64;
+        Ok(())
+    }
+
+    fn finish(mut self) -> anyhow::Result<()> {
+        let e = self.e;
+        if self.written != e.size {
+            bail!(
+                "restored {} bytes, the catalog records {}",
+                self.written,
+                e.size
+            );
         }
         if let Some(d) = e.digest
-            && *hasher.finalize().as_bytes() != d
+            && *self.hasher.finalize().as_bytes() != d
         {
             bail!("restored content does not match the recorded digest");
         }
+        let f = self.file.take().expect("an open file");
         let mtime = std::time::UNIX_EPOCH + Duration::from_nanos(e.mtime_ns.max(0) as u64);
         f.set_modified(mtime).context("set mtime")?;
         drop(f);
         // rename replaces a link in the file's name, it does not write through it
-        std::fs::rename(&tmp, &out).with_context(|| format!("rename into {}", out.display()))?;
+        std::fs::rename(&self.tmp, &self.out)
+            .with_context(|| format!("rename into {}", self.out.display()))?;
+        self.tmp = PathBuf::new();
         Ok(())
     }
-    .await;
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+}
+
+impl Drop for Restoring<'_> {
+    fn drop(&mut self) {
+        if !self.tmp.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
     }
-    result
+}
+
+/// Writes one restored file from its decoded pieces, on the calling thread.
+fn write_checked(
+    e: &RestoreEntry,
+    dest: &Path,
+    pieces: impl IntoIterator<Item = Result<bytes::Bytes, tributary_store::StoreError>>,
+) -> anyhow::Result<()> {
+    let mut f = Restoring::create(e, dest)?;
+    for data in pieces {
+        f.write(&data?)?;
+    }
+    f.finish()
+}
+
+/// Writes one restored file from a stream of its pieces (a file too large, or stored too
+/// scattered, to be read at once).
+async fn write_streamed(
+    e: &RestoreEntry,
+    dest: &Path,
+    data: impl futures::Stream<Item = Result<bytes::Bytes, tributary_store::StoreError>>,
+) -> anyhow::Result<()> {
+    let mut f = Restoring::create(e, dest)?;
+    let mut chunks = std::pin::pin!(data);
+    while let Some(data) = chunks.next().await {
+        f.write(&data?)?;
+    }
+    f.finish()
 }
 
 #[cfg(test)]
