@@ -54,7 +54,7 @@ impl<T: serde::de::DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
             }
             Ok(Ok(b)) => b,
         };
-        let value = if bytes.iter().all(u8::is_ascii_whitespace) {
+        let value = if bytes.is_empty() {
             json!({})
         } else if !is_json {
             return Err(ApiError::new(

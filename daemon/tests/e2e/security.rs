@@ -541,6 +541,9 @@ async fn any_file_name_downloads_ranges_not_served_are_ignored_and_errors_stay_i
             "INVALID_BODY",
         ),
         (("application/json", "{"), 422, "INVALID_BODY"),
+        // whitespace is not a JSON document; only an empty body means "no body"
+        (("application/json", "\n"), 422, "INVALID_BODY"),
+        (("application/json", "  "), 422, "INVALID_BODY"),
     ] {
         let (s, h, b) = post(Some(body)).await;
         assert_eq!(s, status, "{body:?}: {b}");
