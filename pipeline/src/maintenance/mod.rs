@@ -224,12 +224,16 @@ async fn restore_group(
     };
     let crypt = store.crypt().cloned();
     let work = tokio::task::spawn_blocking(move || {
-        let mut at = 0usize;
         let mut out = Vec::with_capacity(group.len());
         for e in group {
+            // each file from its own place in the span: one that fails before reading
+            // its chunks (a planted link in its folder) must not shift the next ones
+            let mut at = extent(&e).map_or(usize::MAX, |(_, start, _)| {
+                usize::try_from(start.saturating_sub(offset)).unwrap_or(usize::MAX)
+            });
             let pieces = e.chunks.iter().map(|c| {
                 let loc = c.loc();
-                let end = at + loc.stored_size as usize;
+                let end = at.saturating_add(loc.stored_size as usize);
                 let Some(raw) = span.get(at..end).map(|_| span.slice(at..end)) else {
                     return Err(tributary_store::StoreError::new(
                         tributary_store::ErrorClass::Permanent,
