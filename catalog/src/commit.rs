@@ -2,12 +2,11 @@
 //! counts, change rows, the checkpoint) in one transaction, and the types it takes.
 
 use serde::{Deserialize, Serialize};
-use sqlx::{Sqlite, Transaction};
 
 use tributary_store::pack::Placed;
 
 use crate::rows::{hex_bytes, hex_hash, opt_hex_hash};
-use crate::{Catalog, Compression, Hash, Result, conflicts, now_ns};
+use crate::{Catalog, Compression, Hash, Result, Tx, conflicts, now_ns};
 
 /// The catalog's view of one item, as planning needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,33 +110,34 @@ pub struct CommitBatch<'a> {
 impl Catalog {
     /// Commits a batch in one transaction. Returns the new version ids in order.
     pub async fn commit_batch(&self, batch: &CommitBatch<'_>) -> Result<Vec<i64>> {
-        let mut tx = self.pool.begin().await?;
-        let mut ids = Vec::with_capacity(batch.versions.len());
-        for v in batch.versions {
-            ids.push(insert_version(&mut tx, batch, v).await?);
-        }
-        conflicts::apply_ops(&mut tx, batch.conflicts).await?;
-        sqlx::query(
-            "INSERT INTO connectors (id, checkpoint, updated_at) VALUES ($1, $2, $3)
-             ON CONFLICT (id) DO UPDATE SET checkpoint = COALESCE(excluded.checkpoint, connectors.checkpoint), updated_at = excluded.updated_at",
-        )
-        .bind(batch.connector)
-        .bind(batch.checkpoint)
-        .bind(now_ns())
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(ids)
+        with_pool!(self, |pool| {
+            let mut tx = crate::Tx::from(pool.begin().await?);
+            let mut ids = Vec::with_capacity(batch.versions.len());
+            for v in batch.versions {
+                ids.push(insert_version(&mut tx, batch, v).await?);
+            }
+            conflicts::apply_ops(&mut tx, batch.conflicts).await?;
+            on_tx!(&mut tx, |db| {
+                sqlx::query(
+                "INSERT INTO connectors (id, checkpoint, updated_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (id) DO UPDATE SET checkpoint = COALESCE(excluded.checkpoint, connectors.checkpoint), updated_at = excluded.updated_at",
+            )
+            .bind(batch.connector)
+            .bind(batch.checkpoint)
+            .bind(now_ns())
+            .execute(db)
+            .await?;
+            });
+            tx.commit().await?;
+            Ok(ids)
+        })
     }
 }
 
-async fn insert_version(
-    tx: &mut Transaction<'_, Sqlite>,
-    batch: &CommitBatch<'_>,
-    v: &NewVersion,
-) -> Result<i64> {
+async fn insert_version(tx: &mut Tx<'_>, batch: &CommitBatch<'_>, v: &NewVersion) -> Result<i64> {
     let connector = v.connector.as_deref().unwrap_or(batch.connector);
-    let item_id: i64 = sqlx::query_scalar(
+    let item_id: i64 = on_tx!(tx, |db| {
+        sqlx::query_scalar(
         "INSERT INTO items (connector, source_id, path, path_key) VALUES ($1, $2, $3, $4)
          ON CONFLICT (connector, source_id) DO UPDATE SET path = excluded.path, path_key = excluded.path_key
          RETURNING id",
@@ -146,9 +146,11 @@ async fn insert_version(
     .bind(&v.source_id)
     .bind(&v.path)
     .bind(conflicts::path_key(&v.path))
-    .fetch_one(&mut **tx)
-    .await?;
-    let version_id: i64 = sqlx::query_scalar(
+    .fetch_one(db)
+    .await?
+    });
+    let version_id: i64 = on_tx!(tx, |db| {
+        sqlx::query_scalar(
         "INSERT INTO versions (item_id, job_id, deleted, size, mtime_ns, inode, change_tag, digest, committed_at, manifest, held)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
     )
@@ -163,27 +165,35 @@ async fn insert_version(
     .bind(v.committed_at)
     .bind(batch.manifest)
     .bind(v.held as i64)
-    .fetch_one(&mut **tx)
-    .await?;
+    .fetch_one(db)
+    .await?
+    });
     if let Some(principals) = &v.principals {
         let text = acl_text(principals);
         for p in text.lines().filter(|p| !p.is_empty()) {
-            sqlx::query("INSERT INTO version_principals (version_id, principal) VALUES ($1, $2)")
+            on_tx!(tx, |db| {
+                sqlx::query(
+                    "INSERT INTO version_principals (version_id, principal) VALUES ($1, $2)",
+                )
                 .bind(version_id)
                 .bind(p)
-                .execute(&mut **tx)
+                .execute(db)
                 .await?;
+            });
         }
         if !v.displaced {
-            sqlx::query("UPDATE items SET acl = $1 WHERE id = $2")
-                .bind(&text)
-                .bind(item_id)
-                .execute(&mut **tx)
-                .await?;
+            on_tx!(tx, |db| {
+                sqlx::query("UPDATE items SET acl = $1 WHERE id = $2")
+                    .bind(&text)
+                    .bind(item_id)
+                    .execute(db)
+                    .await?;
+            });
         }
     }
     for (idx, c) in v.chunks.iter().enumerate() {
-        sqlx::query(
+        on_tx!(tx, |db| {
+            sqlx::query(
             // A chunk that has a row keeps its place: it is there (gc forgets a row
             // before it deletes the object), and gc may have moved it since the
             // committer learned of it. Only an object of its own rewritten in place (v1)
@@ -201,26 +211,34 @@ async fn insert_version(
         .bind(v.committed_at)
         .bind(c.packed.map(|p| p.pack.to_vec()))
         .bind(c.packed.map(|p| p.offset as i64))
-        .execute(&mut **tx)
+        .execute(db)
         .await?;
-        sqlx::query("INSERT INTO version_chunks (version_id, idx, hash) VALUES ($1, $2, $3)")
-            .bind(version_id)
-            .bind(idx as i64)
-            .bind(c.hash.as_slice())
-            .execute(&mut **tx)
-            .await?;
+        });
+        on_tx!(tx, |db| {
+            sqlx::query("INSERT INTO version_chunks (version_id, idx, hash) VALUES ($1, $2, $3)")
+                .bind(version_id)
+                .bind(idx as i64)
+                .bind(c.hash.as_slice())
+                .execute(db)
+                .await?;
+        });
     }
     if v.displaced {
         // the owner's content stops being visible; its source state stays mirrored
-        sqlx::query("UPDATE items SET current_version = $1, deleted = 1, held = 1 WHERE id = $2")
+        on_tx!(tx, |db| {
+            sqlx::query(
+                "UPDATE items SET current_version = $1, deleted = 1, held = 1 WHERE id = $2",
+            )
             .bind(version_id)
             .bind(item_id)
-            .execute(&mut **tx)
+            .execute(db)
             .await?;
+        });
     } else if v.held {
         // a claim kept aside: mirrored (so an unchanged source is not read again) but
         // not visible; a held tombstone simply ends the claim
-        sqlx::query(
+        on_tx!(tx, |db| {
+            sqlx::query(
             "UPDATE items SET deleted = CASE WHEN current_version IS NULL THEN 1 ELSE deleted END,
                held = $1, size = $2, mtime_ns = $3, inode = $4, change_tag = $5 WHERE id = $6",
         )
@@ -230,10 +248,12 @@ async fn insert_version(
         .bind(v.inode)
         .bind(&v.change_tag)
         .bind(item_id)
-        .execute(&mut **tx)
+        .execute(db)
         .await?;
+        });
     } else {
-        sqlx::query(
+        on_tx!(tx, |db| {
+            sqlx::query(
             "UPDATE items SET current_version = $1, deleted = $2, held = 0, size = $3, mtime_ns = $4, inode = $5, change_tag = $6 WHERE id = $7",
         )
         .bind(version_id)
@@ -243,11 +263,13 @@ async fn insert_version(
         .bind(v.inode)
         .bind(&v.change_tag)
         .bind(item_id)
-        .execute(&mut **tx)
+        .execute(db)
         .await?;
+        });
     }
     if !v.held {
-        sqlx::query(
+        on_tx!(tx, |db| {
+            sqlx::query(
             "INSERT INTO changes (connector, item_id, version_id, op, path, at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(connector)
@@ -256,15 +278,18 @@ async fn insert_version(
         .bind(if v.deleted { "delete" } else { "upsert" })
         .bind(&v.path)
         .bind(v.committed_at)
-        .execute(&mut **tx)
+        .execute(db)
         .await?;
+        });
     }
     if !v.displaced {
-        sqlx::query("DELETE FROM item_errors WHERE connector = $1 AND source_id = $2")
-            .bind(connector)
-            .bind(&v.source_id)
-            .execute(&mut **tx)
-            .await?;
+        on_tx!(tx, |db| {
+            sqlx::query("DELETE FROM item_errors WHERE connector = $1 AND source_id = $2")
+                .bind(connector)
+                .bind(&v.source_id)
+                .execute(db)
+                .await?;
+        });
     }
     Ok(version_id)
 }

@@ -12,7 +12,6 @@
 use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
-use sqlx::{Sqlite, Transaction};
 use unicode_normalization::UnicodeNormalization;
 
 mod policy;
@@ -23,7 +22,7 @@ pub use resolve::{RESOLUTIONS, ResolutionPlan, ResolveError, resolutions_for};
 use policy::{Known, Owner, Standing};
 
 use crate::rows::in_list;
-use crate::{Catalog, CatalogError, NewVersion, Result};
+use crate::{Catalog, CatalogError, NewVersion, Result, Tx};
 
 pub const PATH_CLAIM: &str = "path_claim";
 pub const NAME_COLLISION: &str = "name_collision";
@@ -222,7 +221,7 @@ pub struct Decided {
     pub notes: Vec<String>,
 }
 
-pub(crate) async fn apply_ops(tx: &mut Transaction<'_, Sqlite>, ops: &[ConflictOp]) -> Result<()> {
+pub(crate) async fn apply_ops(tx: &mut Tx<'_>, ops: &[ConflictOp]) -> Result<()> {
     for op in ops {
         match op {
             ConflictOp::Insert(c) => {
@@ -231,7 +230,8 @@ pub(crate) async fn apply_ops(tx: &mut Transaction<'_, Sqlite>, ops: &[ConflictO
                 } else {
                     "open"
                 };
-                let id: i64 = sqlx::query_scalar(
+                let id: i64 = on_tx!(tx, |db| {
+                    sqlx::query_scalar(
                     "INSERT INTO conflicts (kind, status, connector, path, policy, detail, first_seen, last_seen, resolution, resolved_by, resolved_at, renamed_to)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10, $11) RETURNING id",
                 )
@@ -246,10 +246,12 @@ pub(crate) async fn apply_ops(tx: &mut Transaction<'_, Sqlite>, ops: &[ConflictO
                 .bind(c.resolved_by)
                 .bind(c.resolution.map(|_| c.at))
                 .bind(&c.renamed_to)
-                .fetch_one(&mut **tx)
-                .await?;
+                .fetch_one(db)
+                .await?
+                });
                 for k in &c.claims {
-                    sqlx::query(
+                    on_tx!(tx, |db| {
+                        sqlx::query(
                         "INSERT INTO conflict_claims (conflict_id, role, connector, source_id, path, fingerprint) VALUES ($1, $2, $3, $4, $5, $6)",
                     )
                     .bind(id)
@@ -258,16 +260,19 @@ pub(crate) async fn apply_ops(tx: &mut Transaction<'_, Sqlite>, ops: &[ConflictO
                     .bind(&k.source_id)
                     .bind(&k.path)
                     .bind(&k.fingerprint)
-                    .execute(&mut **tx)
+                    .execute(db)
                     .await?;
+                    });
                 }
             }
             ConflictOp::Touch { id, at } => {
-                sqlx::query("UPDATE conflicts SET last_seen = $1 WHERE id = $2")
-                    .bind(at)
-                    .bind(id)
-                    .execute(&mut **tx)
-                    .await?;
+                on_tx!(tx, |db| {
+                    sqlx::query("UPDATE conflicts SET last_seen = $1 WHERE id = $2")
+                        .bind(at)
+                        .bind(id)
+                        .execute(db)
+                        .await?;
+                });
             }
             ConflictOp::Resolve {
                 id,
@@ -276,7 +281,8 @@ pub(crate) async fn apply_ops(tx: &mut Transaction<'_, Sqlite>, ops: &[ConflictO
                 at,
                 renamed_to,
             } => {
-                let n = sqlx::query(
+                let n = on_tx!(tx, |db| {
+                    sqlx::query(
                     "UPDATE conflicts SET status = 'resolved', resolution = $1, resolved_by = $2, resolved_at = $3, last_seen = $3,
                        renamed_to = COALESCE($4, renamed_to)
                      WHERE id = $5 AND status = 'open'",
@@ -286,9 +292,10 @@ pub(crate) async fn apply_ops(tx: &mut Transaction<'_, Sqlite>, ops: &[ConflictO
                 .bind(at)
                 .bind(renamed_to)
                 .bind(id)
-                .execute(&mut **tx)
+                .execute(db)
                 .await?
-                .rows_affected();
+                .rows_affected()
+                });
                 if n == 0 {
                     return Err(CatalogError::AlreadyResolved(*id));
                 }
@@ -352,23 +359,25 @@ impl Catalog {
     }
 
     pub(crate) async fn backfill_path_keys(&self) -> Result<()> {
-        let rows: Vec<(i64, Vec<u8>)> =
-            sqlx::query_as("SELECT id, path FROM items WHERE path_key IS NULL")
-                .fetch_all(&self.pool)
-                .await?;
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.pool.begin().await?;
-        for (id, path) in rows {
-            sqlx::query("UPDATE items SET path_key = $1 WHERE id = $2")
-                .bind(path_key(&path))
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        with_pool!(self, |pool| {
+            let rows: Vec<(i64, Vec<u8>)> =
+                sqlx::query_as("SELECT id, path FROM items WHERE path_key IS NULL")
+                    .fetch_all(pool)
+                    .await?;
+            if rows.is_empty() {
+                return Ok(());
+            }
+            let mut tx = pool.begin().await?;
+            for (id, path) in rows {
+                sqlx::query("UPDATE items SET path_key = $1 WHERE id = $2")
+                    .bind(path_key(&path))
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
     }
 
     /// Decides the claims of a batch of `connector` (content and tombstones) against the
@@ -381,53 +390,55 @@ impl Catalog {
         versions: Vec<NewVersion>,
         at: i64,
     ) -> Result<Decided> {
-        let ids: Vec<&[u8]> = versions.iter().map(|v| v.source_id.as_slice()).collect();
-        let known = self.known_claims(connector, &ids).await?;
-        // open conflicts whose incoming claim is one of this connector's items
-        let mut open: HashMap<Vec<u8>, (i64, String)> = HashMap::new();
-        // standing keep_both renames: (source id, original path) → renamed path
-        let mut renames: HashMap<(Vec<u8>, Vec<u8>), Vec<u8>> = HashMap::new();
-        #[derive(sqlx::FromRow)]
-        struct Claimed {
-            id: i64,
-            kind: String,
-            status: String,
-            path: Vec<u8>,
-            renamed_to: Option<Vec<u8>>,
-            source_id: Vec<u8>,
-        }
-        for r in sqlx::query_as::<_, Claimed>(
-            "SELECT c.id, c.kind, c.status, c.path, c.renamed_to, k.source_id
-             FROM conflicts c JOIN conflict_claims k ON k.conflict_id = c.id
-             WHERE k.connector = $1 AND k.role = 'incoming'
-               AND (c.status = 'open' OR (c.resolution = 'keep_both' AND c.renamed_to IS NOT NULL))
-             ORDER BY c.id",
-        )
-        .bind(connector)
-        .fetch_all(&self.pool)
-        .await?
-        {
-            if r.status == "open" {
-                open.insert(r.source_id, (r.id, r.kind));
-            } else if let Some(to) = r.renamed_to {
-                renames.insert((r.source_id, r.path), to);
+        with_pool!(self, |pool| {
+            let ids: Vec<&[u8]> = versions.iter().map(|v| v.source_id.as_slice()).collect();
+            let known = self.known_claims(connector, &ids).await?;
+            // open conflicts whose incoming claim is one of this connector's items
+            let mut open: HashMap<Vec<u8>, (i64, String)> = HashMap::new();
+            // standing keep_both renames: (source id, original path) → renamed path
+            let mut renames: HashMap<(Vec<u8>, Vec<u8>), Vec<u8>> = HashMap::new();
+            #[derive(sqlx::FromRow)]
+            struct Claimed {
+                id: i64,
+                kind: String,
+                status: String,
+                path: Vec<u8>,
+                renamed_to: Option<Vec<u8>>,
+                source_id: Vec<u8>,
             }
-        }
-        let mut versions = versions;
-        policy::apply_renames(&mut versions, &renames);
-        let paths: Vec<Vec<u8>> = versions.iter().map(|v| path_key(&v.path)).collect();
-        let owners = self.owners(&paths).await?;
-        Ok(policy::decide(
-            ns,
-            connector,
-            versions,
-            at,
-            &Standing {
-                known,
-                open,
-                owners,
-            },
-        ))
+            for r in sqlx::query_as::<_, Claimed>(
+                "SELECT c.id, c.kind, c.status, c.path, c.renamed_to, k.source_id
+                 FROM conflicts c JOIN conflict_claims k ON k.conflict_id = c.id
+                 WHERE k.connector = $1 AND k.role = 'incoming'
+                   AND (c.status = 'open' OR (c.resolution = 'keep_both' AND c.renamed_to IS NOT NULL))
+                 ORDER BY c.id",
+            )
+            .bind(connector)
+            .fetch_all(pool)
+            .await?
+            {
+                if r.status == "open" {
+                    open.insert(r.source_id, (r.id, r.kind));
+                } else if let Some(to) = r.renamed_to {
+                    renames.insert((r.source_id, r.path), to);
+                }
+            }
+            let mut versions = versions;
+            policy::apply_renames(&mut versions, &renames);
+            let paths: Vec<Vec<u8>> = versions.iter().map(|v| path_key(&v.path)).collect();
+            let owners = self.owners(&paths).await?;
+            Ok(policy::decide(
+                ns,
+                connector,
+                versions,
+                at,
+                &Standing {
+                    known,
+                    open,
+                    owners,
+                },
+            ))
+        })
     }
 
     async fn known_claims(
@@ -435,106 +446,118 @@ impl Catalog {
         connector: &str,
         ids: &[&[u8]],
     ) -> Result<HashMap<Vec<u8>, Known>> {
-        let mut out = HashMap::new();
-        for batch in ids.chunks(500) {
-            let sql = format!(
-                "SELECT source_id, held, current_version IS NOT NULL FROM items WHERE connector = $1 AND source_id IN {}",
-                in_list(2, batch.len())
-            );
-            let mut q =
-                sqlx::query_as::<_, (Vec<u8>, i64, i64)>(sqlx::AssertSqlSafe(sql)).bind(connector);
-            for id in batch {
-                q = q.bind(*id);
-            }
-            for (source_id, held, was_visible) in q.fetch_all(&self.pool).await? {
-                out.insert(
-                    source_id,
-                    Known {
-                        held: held != 0,
-                        was_visible: was_visible != 0,
-                    },
+        with_pool!(self, |pool| {
+            let mut out = HashMap::new();
+            for batch in ids.chunks(500) {
+                let sql = format!(
+                    "SELECT source_id, held, current_version IS NOT NULL FROM items WHERE connector = $1 AND source_id IN {}",
+                    in_list(2, batch.len())
                 );
+                let mut q = sqlx::query_as::<_, (Vec<u8>, i64, bool)>(sqlx::AssertSqlSafe(sql))
+                    .bind(connector);
+                for id in batch {
+                    q = q.bind(*id);
+                }
+                for (source_id, held, was_visible) in q.fetch_all(pool).await? {
+                    out.insert(
+                        source_id,
+                        Known {
+                            held: held != 0,
+                            was_visible,
+                        },
+                    );
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// The visible owners of these path keys.
     async fn owners(&self, keys: &[Vec<u8>]) -> Result<HashMap<Vec<u8>, Vec<Owner>>> {
-        let mut out: HashMap<Vec<u8>, Vec<Owner>> = HashMap::new();
-        for batch in keys.chunks(500) {
-            let sql = format!(
-                "SELECT i.path_key, i.connector, i.source_id, i.path, COALESCE(i.mtime_ns, 0) AS mtime_ns, v.digest
-                 FROM items i LEFT JOIN versions v ON v.id = i.current_version
-                 WHERE i.deleted = 0 AND i.held = 0 AND i.path_key IN {} ORDER BY i.id",
-                in_list(1, batch.len())
-            );
-            #[derive(sqlx::FromRow)]
-            struct Owned {
-                path_key: Vec<u8>,
-                #[sqlx(flatten)]
-                owner: Owner,
+        with_pool!(self, |pool| {
+            let mut out: HashMap<Vec<u8>, Vec<Owner>> = HashMap::new();
+            for batch in keys.chunks(500) {
+                let sql = format!(
+                    "SELECT i.path_key, i.connector, i.source_id, i.path, COALESCE(i.mtime_ns, 0) AS mtime_ns, v.digest
+                     FROM items i LEFT JOIN versions v ON v.id = i.current_version
+                     WHERE i.deleted = 0 AND i.held = 0 AND i.path_key IN {} ORDER BY i.id",
+                    in_list(1, batch.len())
+                );
+                #[derive(sqlx::FromRow)]
+                struct Owned {
+                    path_key: Vec<u8>,
+                    #[sqlx(flatten)]
+                    owner: Owner,
+                }
+                let mut q = sqlx::query_as::<_, Owned>(sqlx::AssertSqlSafe(sql));
+                for k in batch {
+                    q = q.bind(k.as_slice());
+                }
+                for r in q.fetch_all(pool).await? {
+                    out.entry(r.path_key).or_default().push(r.owner);
+                }
             }
-            let mut q = sqlx::query_as::<_, Owned>(sqlx::AssertSqlSafe(sql));
-            for k in batch {
-                q = q.bind(k.as_slice());
-            }
-            for r in q.fetch_all(&self.pool).await? {
-                out.entry(r.path_key).or_default().push(r.owner);
-            }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// Records a conflict that has no version of its own (a torn read, a held mass
     /// delete), or updates the open one of the same kind for the same claim. Returns its
     /// id and whether it is new.
     pub async fn raise(&self, c: NewConflict) -> Result<(i64, bool)> {
-        let incoming = c.claims.iter().find(|k| k.role == "incoming");
-        let existing: Option<i64> = match incoming {
-            Some(k) => sqlx::query_scalar(
-                "SELECT c.id FROM conflicts c JOIN conflict_claims k ON k.conflict_id = c.id
-                 WHERE c.status = 'open' AND c.kind = $1 AND k.role = 'incoming' AND k.connector = $2 AND k.source_id = $3",
-            )
-            .bind(c.kind)
-            .bind(&k.connector)
-            .bind(&k.source_id)
-            .fetch_optional(&self.pool)
-            .await?,
-            None => sqlx::query_scalar(
-                "SELECT id FROM conflicts WHERE status = 'open' AND kind = $1 AND connector = $2",
-            )
-            .bind(c.kind)
-            .bind(&c.connector)
-            .fetch_optional(&self.pool)
-            .await?,
-        };
-        let mut tx = self.pool.begin().await?;
-        if let Some(id) = existing {
-            sqlx::query(
-                "UPDATE conflicts SET last_seen = $1, detail = COALESCE($2, detail) WHERE id = $3",
-            )
-            .bind(c.at)
-            .bind(&c.detail)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-            if let Some(k) = incoming {
-                sqlx::query("UPDATE conflict_claims SET fingerprint = $1 WHERE conflict_id = $2 AND role = 'incoming'")
-                    .bind(&k.fingerprint)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
+        with_pool!(self, |pool| {
+            let incoming = c.claims.iter().find(|k| k.role == "incoming");
+            let existing: Option<i64> = match incoming {
+                Some(k) => sqlx::query_scalar(
+                    "SELECT c.id FROM conflicts c JOIN conflict_claims k ON k.conflict_id = c.id
+                     WHERE c.status = 'open' AND c.kind = $1 AND k.role = 'incoming' AND k.connector = $2 AND k.source_id = $3",
+                )
+                .bind(c.kind)
+                .bind(&k.connector)
+                .bind(&k.source_id)
+                .fetch_optional(pool)
+                .await?,
+                None => sqlx::query_scalar(
+                    "SELECT id FROM conflicts WHERE status = 'open' AND kind = $1 AND connector = $2",
+                )
+                .bind(c.kind)
+                .bind(&c.connector)
+                .fetch_optional(pool)
+                .await?,
+            };
+            let mut tx = crate::Tx::from(pool.begin().await?);
+            if let Some(id) = existing {
+                on_tx!(&mut tx, |db| {
+                    sqlx::query(
+                    "UPDATE conflicts SET last_seen = $1, detail = COALESCE($2, detail) WHERE id = $3",
+                )
+                .bind(c.at)
+                .bind(&c.detail)
+                .bind(id)
+                .execute(db)
+                .await?;
+                });
+                if let Some(k) = incoming {
+                    on_tx!(&mut tx, |db| {
+                        sqlx::query("UPDATE conflict_claims SET fingerprint = $1 WHERE conflict_id = $2 AND role = 'incoming'")
+                        .bind(&k.fingerprint)
+                        .bind(id)
+                        .execute(db)
+                        .await?;
+                    });
+                }
+                tx.commit().await?;
+                return Ok((id, false));
             }
+            apply_ops(&mut tx, &[ConflictOp::Insert(c)]).await?;
+            let id: i64 = on_tx!(&mut tx, |db| sqlx::query_scalar(
+                "SELECT MAX(id) FROM conflicts"
+            )
+            .fetch_one(db)
+            .await?);
             tx.commit().await?;
-            return Ok((id, false));
-        }
-        apply_ops(&mut tx, &[ConflictOp::Insert(c)]).await?;
-        let id: i64 = sqlx::query_scalar("SELECT MAX(id) FROM conflicts")
-            .fetch_one(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok((id, true))
+            Ok((id, true))
+        })
     }
 
     /// Closes `connector`'s open `mass_delete` conflict, if any: a job was allowed to
@@ -545,63 +568,71 @@ impl Catalog {
         resolution: &'static str,
         by: &'static str,
     ) -> Result<Option<i64>> {
-        let id: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM conflicts WHERE status = 'open' AND kind = 'mass_delete' AND connector = $1",
-        )
-        .bind(connector)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(id) = id else { return Ok(None) };
-        let mut tx = self.pool.begin().await?;
-        apply_ops(
-            &mut tx,
-            &[ConflictOp::Resolve {
-                id,
-                resolution,
-                by: by.into(),
-                at: crate::now_ns(),
-                renamed_to: None,
-            }],
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(Some(id))
+        with_pool!(self, |pool| {
+            let id: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM conflicts WHERE status = 'open' AND kind = 'mass_delete' AND connector = $1",
+            )
+            .bind(connector)
+            .fetch_optional(pool)
+            .await?;
+            let Some(id) = id else { return Ok(None) };
+            let mut tx = crate::Tx::from(pool.begin().await?);
+            apply_ops(
+                &mut tx,
+                &[ConflictOp::Resolve {
+                    id,
+                    resolution,
+                    by: by.into(),
+                    at: crate::now_ns(),
+                    renamed_to: None,
+                }],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(Some(id))
+        })
     }
 
     /// Source ids of `connector` with an open conflict of `kind`.
     pub async fn open_claims(&self, connector: &str, kind: &str) -> Result<HashSet<Vec<u8>>> {
-        let rows: Vec<Vec<u8>> = sqlx::query_scalar(
-            "SELECT k.source_id FROM conflicts c JOIN conflict_claims k ON k.conflict_id = c.id
-             WHERE c.status = 'open' AND c.kind = $1 AND k.role = 'incoming' AND k.connector = $2",
-        )
-        .bind(kind)
-        .bind(connector)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().collect())
+        with_pool!(self, |pool| {
+            let rows: Vec<Vec<u8>> = sqlx::query_scalar(
+                "SELECT k.source_id FROM conflicts c JOIN conflict_claims k ON k.conflict_id = c.id
+                 WHERE c.status = 'open' AND c.kind = $1 AND k.role = 'incoming' AND k.connector = $2",
+            )
+            .bind(kind)
+            .bind(connector)
+            .fetch_all(pool)
+            .await?;
+            Ok(rows.into_iter().collect())
+        })
     }
 
     /// Torn-read conflicts an operator closed with `keep_existing`: (source id →
     /// fingerprint); planning leaves those files alone until they change again.
     pub async fn dismissed_torn_reads(&self, connector: &str) -> Result<HashMap<Vec<u8>, String>> {
-        let rows: Vec<(Vec<u8>, String)> = sqlx::query_as(
-            "SELECT k.source_id, k.fingerprint FROM conflicts c JOIN conflict_claims k ON k.conflict_id = c.id
-             WHERE c.kind = 'torn_read' AND c.resolution = 'keep_existing' AND k.connector = $1 AND k.fingerprint IS NOT NULL
-             ORDER BY c.id",
-        )
-        .bind(connector)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().collect())
+        with_pool!(self, |pool| {
+            let rows: Vec<(Vec<u8>, String)> = sqlx::query_as(
+                "SELECT k.source_id, k.fingerprint FROM conflicts c JOIN conflict_claims k ON k.conflict_id = c.id
+                 WHERE c.kind = 'torn_read' AND c.resolution = 'keep_existing' AND k.connector = $1 AND k.fingerprint IS NOT NULL
+                 ORDER BY c.id",
+            )
+            .bind(connector)
+            .fetch_all(pool)
+            .await?;
+            Ok(rows.into_iter().collect())
+        })
     }
 
     /// Open conflicts by kind.
     pub async fn open_conflict_counts(&self) -> Result<Vec<(String, i64)>> {
-        Ok(sqlx::query_as(
-            "SELECT kind, COUNT(*) FROM conflicts WHERE status = 'open' GROUP BY kind ORDER BY kind",
-        )
-        .fetch_all(&self.pool)
-        .await?)
+        with_pool!(self, |pool| {
+            Ok(sqlx::query_as(
+                "SELECT kind, COUNT(*) FROM conflicts WHERE status = 'open' GROUP BY kind ORDER BY kind",
+            )
+            .fetch_all(pool)
+            .await?)
+        })
     }
 
     pub async fn list_conflicts(
@@ -610,132 +641,136 @@ impl Catalog {
         page: i64,
         per_page: i64,
     ) -> Result<(Vec<ConflictRow>, i64)> {
-        const WHERE: &str = "($1 IS NULL OR connector = $1 OR id IN (SELECT conflict_id FROM conflict_claims WHERE connector = $1))
-            AND ($2 IS NULL OR kind = $2) AND ($3 = 1 OR status = 'open')";
-        let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT COUNT(*) FROM conflicts WHERE {WHERE}"
-        )))
-        .bind(&f.connector)
-        .bind(&f.kind)
-        .bind(f.include_resolved as i64)
-        .fetch_one(&self.pool)
-        .await?;
-        let ids: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT id FROM conflicts WHERE {WHERE} ORDER BY id LIMIT $4 OFFSET $5"
-        )))
-        .bind(&f.connector)
-        .bind(&f.kind)
-        .bind(f.include_resolved as i64)
-        .bind(per_page)
-        .bind((page - 1).max(0) * per_page)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut rows = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Some(c) = self.conflict(id).await? {
-                rows.push(c);
+        with_pool!(self, |pool| {
+            const WHERE: &str = "($1 IS NULL OR connector = $1 OR id IN (SELECT conflict_id FROM conflict_claims WHERE connector = $1))
+                AND ($2 IS NULL OR kind = $2) AND ($3 = 1 OR status = 'open')";
+            let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT COUNT(*) FROM conflicts WHERE {WHERE}"
+            )))
+            .bind(&f.connector)
+            .bind(&f.kind)
+            .bind(f.include_resolved as i64)
+            .fetch_one(pool)
+            .await?;
+            let ids: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT id FROM conflicts WHERE {WHERE} ORDER BY id LIMIT $4 OFFSET $5"
+            )))
+            .bind(&f.connector)
+            .bind(&f.kind)
+            .bind(f.include_resolved as i64)
+            .bind(per_page)
+            .bind((page - 1).max(0) * per_page)
+            .fetch_all(pool)
+            .await?;
+            let mut rows = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some(c) = self.conflict(id).await? {
+                    rows.push(c);
+                }
             }
-        }
-        Ok((rows, total))
+            Ok((rows, total))
+        })
     }
 
     pub async fn conflict(&self, id: i64) -> Result<Option<ConflictRow>> {
-        #[derive(sqlx::FromRow)]
-        struct Record {
-            id: i64,
-            kind: String,
-            status: String,
-            connector: String,
-            path: Vec<u8>,
-            policy: String,
-            detail: Option<String>,
-            first_seen: i64,
-            last_seen: i64,
-            resolution: Option<String>,
-            resolved_by: Option<String>,
-            resolved_at: Option<i64>,
-            renamed_to: Option<Vec<u8>>,
-        }
-        #[derive(sqlx::FromRow)]
-        struct Claim {
-            role: String,
-            connector: String,
-            source_id: Vec<u8>,
-            path: Vec<u8>,
-            fingerprint: Option<String>,
-            item_id: Option<i64>,
-            item_deleted: Option<i64>,
-            item_held: Option<i64>,
-            version_id: Option<i64>,
-            size: Option<i64>,
-            mtime_ns: Option<i64>,
-            digest: Option<Vec<u8>>,
-        }
-        let Some(r) = sqlx::query_as::<_, Record>(
-            "SELECT id, kind, status, connector, path, policy, detail, first_seen, last_seen, resolution, resolved_by, resolved_at, renamed_to
-             FROM conflicts WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?
-        else {
-            return Ok(None);
-        };
-        let claims = sqlx::query_as::<_, Claim>(
-            "SELECT k.role, k.connector, k.source_id, k.path, k.fingerprint,
-                    i.id AS item_id, i.deleted AS item_deleted, i.held AS item_held,
-                    v.id AS version_id, v.size, v.mtime_ns, v.digest
-             FROM conflict_claims k
-             LEFT JOIN items i ON i.connector = k.connector AND i.source_id = k.source_id
-             LEFT JOIN versions v ON v.id = (SELECT l.id FROM versions l WHERE l.item_id = i.id AND l.deleted = 0
-                                             ORDER BY l.committed_at DESC, l.id DESC LIMIT 1)
-             WHERE k.conflict_id = $1 ORDER BY k.role",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?
-        .into_iter()
-        .map(|k| {
-            let state = match k.item_id {
-                None => "unread",
-                Some(_) if k.item_held == Some(1) => "held",
-                Some(_) if k.item_deleted == Some(1) => "deleted",
-                Some(_) => "visible",
-            };
-            ClaimRow {
-                role: k.role,
-                connector: k.connector,
-                source_id: k.source_id,
-                path: String::from_utf8_lossy(&k.path).into_owned(),
-                item_id: k.item_id,
-                state: state.into(),
-                version_id: k.version_id,
-                size: k.size,
-                mtime_ns: k.mtime_ns,
-                digest: k.digest.map(hex::encode),
-                fingerprint: k.fingerprint,
+        with_pool!(self, |pool| {
+            #[derive(sqlx::FromRow)]
+            struct Record {
+                id: i64,
+                kind: String,
+                status: String,
+                connector: String,
+                path: Vec<u8>,
+                policy: String,
+                detail: Option<String>,
+                first_seen: i64,
+                last_seen: i64,
+                resolution: Option<String>,
+                resolved_by: Option<String>,
+                resolved_at: Option<i64>,
+                renamed_to: Option<Vec<u8>>,
             }
+            #[derive(sqlx::FromRow)]
+            struct Claim {
+                role: String,
+                connector: String,
+                source_id: Vec<u8>,
+                path: Vec<u8>,
+                fingerprint: Option<String>,
+                item_id: Option<i64>,
+                item_deleted: Option<i64>,
+                item_held: Option<i64>,
+                version_id: Option<i64>,
+                size: Option<i64>,
+                mtime_ns: Option<i64>,
+                digest: Option<Vec<u8>>,
+            }
+            let Some(r) = sqlx::query_as::<_, Record>(
+                "SELECT id, kind, status, connector, path, policy, detail, first_seen, last_seen, resolution, resolved_by, resolved_at, renamed_to
+                 FROM conflicts WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+            else {
+                return Ok(None);
+            };
+            let claims = sqlx::query_as::<_, Claim>(
+                "SELECT k.role, k.connector, k.source_id, k.path, k.fingerprint,
+                        i.id AS item_id, i.deleted AS item_deleted, i.held AS item_held,
+                        v.id AS version_id, v.size, v.mtime_ns, v.digest
+                 FROM conflict_claims k
+                 LEFT JOIN items i ON i.connector = k.connector AND i.source_id = k.source_id
+                 LEFT JOIN versions v ON v.id = (SELECT l.id FROM versions l WHERE l.item_id = i.id AND l.deleted = 0
+                                                 ORDER BY l.committed_at DESC, l.id DESC LIMIT 1)
+                 WHERE k.conflict_id = $1 ORDER BY k.role",
+            )
+            .bind(id)
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .map(|k| {
+                let state = match k.item_id {
+                    None => "unread",
+                    Some(_) if k.item_held == Some(1) => "held",
+                    Some(_) if k.item_deleted == Some(1) => "deleted",
+                    Some(_) => "visible",
+                };
+                ClaimRow {
+                    role: k.role,
+                    connector: k.connector,
+                    source_id: k.source_id,
+                    path: String::from_utf8_lossy(&k.path).into_owned(),
+                    item_id: k.item_id,
+                    state: state.into(),
+                    version_id: k.version_id,
+                    size: k.size,
+                    mtime_ns: k.mtime_ns,
+                    digest: k.digest.map(hex::encode),
+                    fingerprint: k.fingerprint,
+                }
+            })
+            .collect();
+            Ok(Some(ConflictRow {
+                id: r.id,
+                kind: r.kind,
+                status: r.status,
+                connector: r.connector,
+                path: String::from_utf8_lossy(&r.path).into_owned(),
+                path_bytes: r.path,
+                policy: r.policy,
+                detail: r.detail,
+                first_seen: r.first_seen,
+                last_seen: r.last_seen,
+                resolution: r.resolution,
+                resolved_by: r.resolved_by,
+                resolved_at: r.resolved_at,
+                renamed_to: r
+                    .renamed_to
+                    .map(|p| String::from_utf8_lossy(&p).into_owned()),
+                claims,
+            }))
         })
-        .collect();
-        Ok(Some(ConflictRow {
-            id: r.id,
-            kind: r.kind,
-            status: r.status,
-            connector: r.connector,
-            path: String::from_utf8_lossy(&r.path).into_owned(),
-            path_bytes: r.path,
-            policy: r.policy,
-            detail: r.detail,
-            first_seen: r.first_seen,
-            last_seen: r.last_seen,
-            resolution: r.resolution,
-            resolved_by: r.resolved_by,
-            resolved_at: r.resolved_at,
-            renamed_to: r
-                .renamed_to
-                .map(|p| String::from_utf8_lossy(&p).into_owned()),
-            claims,
-        }))
     }
 }
 

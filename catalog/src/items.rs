@@ -176,89 +176,93 @@ impl Catalog {
         page: i64,
         per_page: i64,
     ) -> Result<(Vec<ItemRow>, i64)> {
-        let (lo, hi) = match &f.prefix {
-            Some(p) => {
-                let (lo, hi) = prefix_range(p);
-                (Some(lo), hi)
+        with_pool!(self, |pool| {
+            let (lo, hi) = match &f.prefix {
+                Some(p) => {
+                    let (lo, hi) = prefix_range(p);
+                    (Some(lo), hi)
+                }
+                None => (None, None),
+            };
+            let offset = (page - 1).max(0) * per_page;
+            if f.status.as_deref() == Some("failed") {
+                const WHERE: &str = "($1 IS NULL OR e.connector = $1) AND ($2 IS NULL OR e.path >= $2) AND ($3 IS NULL OR e.path < $3)";
+                let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "SELECT COUNT(*) FROM item_errors e WHERE {WHERE}"
+                )))
+                .bind(&f.connector)
+                .bind(&lo)
+                .bind(&hi)
+                .fetch_one(pool)
+                .await?;
+                let rows: Vec<ItemRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT i.id, e.connector, e.path, 'failed' AS status, i.size, i.mtime_ns, i.current_version,
+                            e.error AS last_error, e.retry_count, e.at AS failed_at
+                     FROM item_errors e LEFT JOIN items i ON i.connector = e.connector AND i.source_id = e.source_id
+                     WHERE {WHERE} ORDER BY e.path LIMIT $4 OFFSET $5"
+                )))
+                .bind(&f.connector)
+                .bind(&lo)
+                .bind(&hi)
+                .bind(per_page)
+                .bind(offset)
+                .fetch_all(pool)
+                .await?;
+                return Ok((rows.into_iter().map(ItemRow::from).collect(), total));
             }
-            None => (None, None),
-        };
-        let offset = (page - 1).max(0) * per_page;
-        if f.status.as_deref() == Some("failed") {
-            const WHERE: &str = "($1 IS NULL OR e.connector = $1) AND ($2 IS NULL OR e.path >= $2) AND ($3 IS NULL OR e.path < $3)";
+            let status = f.status.as_deref();
+            const WHERE: &str = "($1 IS NULL OR i.connector = $1) AND ($2 IS NULL OR i.path >= $2) AND ($3 IS NULL OR i.path < $3)
+                AND ($4 IS NULL OR (CASE WHEN i.held = 1 THEN 'conflict' WHEN i.deleted = 1 THEN 'deleted' ELSE 'completed' END) = $4)";
             let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "SELECT COUNT(*) FROM item_errors e WHERE {WHERE}"
+                "SELECT COUNT(*) FROM items i WHERE {WHERE}"
             )))
             .bind(&f.connector)
             .bind(&lo)
             .bind(&hi)
-            .fetch_one(&self.pool)
+            .bind(status)
+            .fetch_one(pool)
             .await?;
             let rows: Vec<ItemRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT i.id, e.connector, e.path, 'failed' AS status, i.size, i.mtime_ns, i.current_version,
-                        e.error AS last_error, e.retry_count, e.at AS failed_at
-                 FROM item_errors e LEFT JOIN items i ON i.connector = e.connector AND i.source_id = e.source_id
-                 WHERE {WHERE} ORDER BY e.path LIMIT $4 OFFSET $5"
+                "SELECT {ITEM_COLUMNS}
+                 FROM items i LEFT JOIN item_errors e ON e.connector = i.connector AND e.source_id = i.source_id
+                 WHERE {WHERE} ORDER BY i.path LIMIT $5 OFFSET $6"
             )))
             .bind(&f.connector)
             .bind(&lo)
             .bind(&hi)
+            .bind(status)
             .bind(per_page)
             .bind(offset)
-            .fetch_all(&self.pool)
+            .fetch_all(pool)
             .await?;
-            return Ok((rows.into_iter().map(ItemRow::from).collect(), total));
-        }
-        let status = f.status.as_deref();
-        const WHERE: &str = "($1 IS NULL OR i.connector = $1) AND ($2 IS NULL OR i.path >= $2) AND ($3 IS NULL OR i.path < $3)
-            AND ($4 IS NULL OR (CASE WHEN i.held = 1 THEN 'conflict' WHEN i.deleted = 1 THEN 'deleted' ELSE 'completed' END) = $4)";
-        let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT COUNT(*) FROM items i WHERE {WHERE}"
-        )))
-        .bind(&f.connector)
-        .bind(&lo)
-        .bind(&hi)
-        .bind(status)
-        .fetch_one(&self.pool)
-        .await?;
-        let rows: Vec<ItemRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {ITEM_COLUMNS}
-             FROM items i LEFT JOIN item_errors e ON e.connector = i.connector AND e.source_id = i.source_id
-             WHERE {WHERE} ORDER BY i.path LIMIT $5 OFFSET $6"
-        )))
-        .bind(&f.connector)
-        .bind(&lo)
-        .bind(&hi)
-        .bind(status)
-        .bind(per_page)
-        .bind(offset)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok((rows.into_iter().map(ItemRow::from).collect(), total))
+            Ok((rows.into_iter().map(ItemRow::from).collect(), total))
+        })
     }
 
     pub async fn item(&self, id: i64) -> Result<Option<(ItemRow, Vec<VersionRow>)>> {
-        let row: Option<ItemRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {ITEM_COLUMNS}
-             FROM items i LEFT JOIN item_errors e ON e.connector = i.connector AND e.source_id = i.source_id
-             WHERE i.id = $1"
-        )))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let versions = sqlx::query_as::<_, VersionRecord>(
-            "SELECT v.id, v.deleted, v.size, v.mtime_ns, v.digest, v.committed_at, v.job_id,
-                    (SELECT COUNT(*) FROM version_chunks vc WHERE vc.version_id = v.id) AS chunks, v.held
-             FROM versions v WHERE v.item_id = $1 ORDER BY v.committed_at DESC, v.id DESC",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?
-        .into_iter()
-        .map(VersionRow::from)
-        .collect();
-        Ok(Some((row.into(), versions)))
+        with_pool!(self, |pool| {
+            let row: Option<ItemRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {ITEM_COLUMNS}
+                 FROM items i LEFT JOIN item_errors e ON e.connector = i.connector AND e.source_id = i.source_id
+                 WHERE i.id = $1"
+            )))
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+            let Some(row) = row else { return Ok(None) };
+            let versions = sqlx::query_as::<_, VersionRecord>(
+                "SELECT v.id, v.deleted, v.size, v.mtime_ns, v.digest, v.committed_at, v.job_id,
+                        (SELECT COUNT(*) FROM version_chunks vc WHERE vc.version_id = v.id) AS chunks, v.held
+                 FROM versions v WHERE v.item_id = $1 ORDER BY v.committed_at DESC, v.id DESC",
+            )
+            .bind(id)
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .map(VersionRow::from)
+            .collect();
+            Ok(Some((row.into(), versions)))
+        })
     }
 
     /// The current (visible, live) content of an item as a version to commit again,
@@ -268,17 +272,19 @@ impl Catalog {
         connector: &str,
         source_id: &[u8],
     ) -> Result<Option<NewVersion>> {
-        let row: Option<ContentRecord> = sqlx::query_as(
-            "SELECT v.id, i.path, v.size, v.mtime_ns, v.inode, v.change_tag, v.digest
-             FROM items i JOIN versions v ON v.id = i.current_version
-             WHERE i.connector = $1 AND i.source_id = $2 AND i.deleted = 0 AND i.held = 0 AND v.deleted = 0",
-        )
-        .bind(connector)
-        .bind(source_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(r) = row else { return Ok(None) };
-        Ok(Some(self.content_version(source_id, r).await?))
+        with_pool!(self, |pool| {
+            let row: Option<ContentRecord> = sqlx::query_as(
+                "SELECT v.id, i.path, v.size, v.mtime_ns, v.inode, v.change_tag, v.digest
+                 FROM items i JOIN versions v ON v.id = i.current_version
+                 WHERE i.connector = $1 AND i.source_id = $2 AND i.deleted = 0 AND i.held = 0 AND v.deleted = 0",
+            )
+            .bind(connector)
+            .bind(source_id)
+            .fetch_optional(pool)
+            .await?;
+            let Some(r) = row else { return Ok(None) };
+            Ok(Some(self.content_version(source_id, r).await?))
+        })
     }
 
     /// A committed version's content (`r`), with its chunks, as a version of
@@ -303,17 +309,19 @@ impl Catalog {
 
     /// What it takes to stream a version's content.
     pub async fn version_content(&self, version_id: i64) -> Result<Option<RestoreEntry>> {
-        let row: Option<StoredVersion> = sqlx::query_as(
-            "SELECT i.path, v.id, v.deleted, v.size, v.mtime_ns, v.digest
-             FROM versions v JOIN items i ON i.id = v.item_id WHERE v.id = $1",
-        )
-        .bind(version_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        match row {
-            Some(v) if v.deleted == 0 => Ok(Some(self.restore_entry(v).await?)),
-            _ => Ok(None),
-        }
+        with_pool!(self, |pool| {
+            let row: Option<StoredVersion> = sqlx::query_as(
+                "SELECT i.path, v.id, v.deleted, v.size, v.mtime_ns, v.digest
+                 FROM versions v JOIN items i ON i.id = v.item_id WHERE v.id = $1",
+            )
+            .bind(version_id)
+            .fetch_optional(pool)
+            .await?;
+            match row {
+                Some(v) if v.deleted == 0 => Ok(Some(self.restore_entry(v).await?)),
+                _ => Ok(None),
+            }
+        })
     }
 
     /// A stored version as what it takes to restore or stream it.
@@ -332,23 +340,25 @@ impl Catalog {
     /// Failed items per connector whose next retry is due: fewer than `max_retries`
     /// retries so far and a last failure older than `backoff × 2^retries`.
     pub async fn due_retries(&self, max_retries: i64, backoff: Duration) -> Result<Vec<DueRetry>> {
-        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
-            "SELECT connector, retry_count, at FROM item_errors WHERE retry_count < $1",
-        )
-        .bind(max_retries)
-        .fetch_all(&self.pool)
-        .await?;
-        let now = now_ns();
-        let mut per: std::collections::BTreeMap<String, i64> = Default::default();
-        for (connector, retries, failed_at) in rows {
-            if retry_is_due(retries, failed_at, now, max_retries, backoff) {
-                *per.entry(connector).or_default() += 1;
+        with_pool!(self, |pool| {
+            let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+                "SELECT connector, retry_count, at FROM item_errors WHERE retry_count < $1",
+            )
+            .bind(max_retries)
+            .fetch_all(pool)
+            .await?;
+            let now = now_ns();
+            let mut per: std::collections::BTreeMap<String, i64> = Default::default();
+            for (connector, retries, failed_at) in rows {
+                if retry_is_due(retries, failed_at, now, max_retries, backoff) {
+                    *per.entry(connector).or_default() += 1;
+                }
             }
-        }
-        Ok(per
-            .into_iter()
-            .map(|(connector, count)| DueRetry { connector, count })
-            .collect())
+            Ok(per
+                .into_iter()
+                .map(|(connector, count)| DueRetry { connector, count })
+                .collect())
+        })
     }
 
     /// Failed items whose retries are exhausted, with the fingerprint they failed with:
@@ -358,12 +368,14 @@ impl Catalog {
         connector: &str,
         max_retries: i64,
     ) -> Result<HashMap<Vec<u8>, Option<String>>> {
-        let rows: Vec<(Vec<u8>, Option<String>)> = sqlx::query_as("SELECT source_id, fingerprint FROM item_errors WHERE connector = $1 AND retry_count >= $2")
-            .bind(connector)
-            .bind(max_retries)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.into_iter().collect())
+        with_pool!(self, |pool| {
+            let rows: Vec<(Vec<u8>, Option<String>)> = sqlx::query_as("SELECT source_id, fingerprint FROM item_errors WHERE connector = $1 AND retry_count >= $2")
+                .bind(connector)
+                .bind(max_retries)
+                .fetch_all(pool)
+                .await?;
+            Ok(rows.into_iter().collect())
+        })
     }
 
     /// Records a failed attempt; a repeated failure counts one more retry.
@@ -377,57 +389,65 @@ impl Catalog {
         error: &str,
         fingerprint: Option<&str>,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO item_errors (connector, source_id, path, job_id, error, retry_count, at, fingerprint) VALUES ($1, $2, $3, $4, $5, 0, $6, $7)
-             ON CONFLICT (connector, source_id) DO UPDATE SET path = excluded.path, job_id = excluded.job_id, error = excluded.error,
-               retry_count = item_errors.retry_count + 1, at = excluded.at, fingerprint = excluded.fingerprint",
-        )
-        .bind(connector)
-        .bind(source_id)
-        .bind(path)
-        .bind(job_id)
-        .bind(redact(error))
-        .bind(now_ns())
-        .bind(fingerprint)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        with_pool!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO item_errors (connector, source_id, path, job_id, error, retry_count, at, fingerprint) VALUES ($1, $2, $3, $4, $5, 0, $6, $7)
+                 ON CONFLICT (connector, source_id) DO UPDATE SET path = excluded.path, job_id = excluded.job_id, error = excluded.error,
+                   retry_count = item_errors.retry_count + 1, at = excluded.at, fingerprint = excluded.fingerprint",
+            )
+            .bind(connector)
+            .bind(source_id)
+            .bind(path)
+            .bind(job_id)
+            .bind(redact(error))
+            .bind(now_ns())
+            .bind(fingerprint)
+            .execute(pool)
+            .await?;
+            Ok(())
+        })
     }
 
     /// Forgets the errors of these source ids (files that are gone or no longer wanted,
     /// folders that can be listed again). Returns how many there were.
     pub async fn forget_item_errors(&self, connector: &str, source_ids: &[Vec<u8>]) -> Result<u64> {
-        let mut n = 0;
-        let mut tx = self.pool.begin().await?;
-        for sid in source_ids {
-            n += sqlx::query("DELETE FROM item_errors WHERE connector = $1 AND source_id = $2")
-                .bind(connector)
-                .bind(sid)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-        }
-        tx.commit().await?;
-        Ok(n)
+        with_pool!(self, |pool| {
+            let mut n = 0;
+            let mut tx = pool.begin().await?;
+            for sid in source_ids {
+                n += sqlx::query("DELETE FROM item_errors WHERE connector = $1 AND source_id = $2")
+                    .bind(connector)
+                    .bind(sid)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            }
+            tx.commit().await?;
+            Ok(n)
+        })
     }
 
     /// Source ids of a connector's failed items.
     pub async fn failed_source_ids(&self, connector: &str) -> Result<Vec<Vec<u8>>> {
-        Ok(
-            sqlx::query_scalar("SELECT source_id FROM item_errors WHERE connector = $1")
-                .bind(connector)
-                .fetch_all(&self.pool)
-                .await?,
-        )
+        with_pool!(self, |pool| {
+            Ok(
+                sqlx::query_scalar("SELECT source_id FROM item_errors WHERE connector = $1")
+                    .bind(connector)
+                    .fetch_all(pool)
+                    .await?,
+            )
+        })
     }
 
     pub async fn item_errors(&self, connector: &str) -> Result<Vec<ItemError>> {
-        Ok(sqlx::query_as(
-            "SELECT connector, path, error, retry_count FROM item_errors WHERE connector = $1 ORDER BY path",
-        )
-        .bind(connector)
-        .fetch_all(&self.pool)
-        .await?)
+        with_pool!(self, |pool| {
+            Ok(sqlx::query_as(
+                "SELECT connector, path, error, retry_count FROM item_errors WHERE connector = $1 ORDER BY path",
+            )
+            .bind(connector)
+            .fetch_all(pool)
+            .await?)
+        })
     }
 }
 

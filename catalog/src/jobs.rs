@@ -70,16 +70,18 @@ pub struct LogLine {
 
 impl Catalog {
     pub async fn create_job(&self, connector: &str, kind: &str, trigger: &str) -> Result<i64> {
-        let id = sqlx::query_scalar(
-            "INSERT INTO jobs (connector, kind, trigger, status, started_at) VALUES ($1, $2, $3, 'running', $4) RETURNING id",
-        )
-        .bind(connector)
-        .bind(kind)
-        .bind(trigger)
-        .bind(now_ns())
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(id)
+        with_pool!(self, |pool| {
+            let id = sqlx::query_scalar(
+                "INSERT INTO jobs (connector, kind, trigger, status, started_at) VALUES ($1, $2, $3, 'running', $4) RETURNING id",
+            )
+            .bind(connector)
+            .bind(kind)
+            .bind(trigger)
+            .bind(now_ns())
+            .fetch_one(pool)
+            .await?;
+            Ok(id)
+        })
     }
 
     pub async fn finish_job(
@@ -90,42 +92,48 @@ impl Catalog {
         error_count: i64,
         last_error: Option<&str>,
     ) -> Result<()> {
-        sqlx::query(
-            "UPDATE jobs SET status = $1, finished_at = $2, stats = $3, error_count = $4, last_error = $5 WHERE id = $6",
-        )
-        .bind(status)
-        .bind(now_ns())
-        .bind(stats_json)
-        .bind(error_count)
-        .bind(last_error.map(redact))
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        with_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE jobs SET status = $1, finished_at = $2, stats = $3, error_count = $4, last_error = $5 WHERE id = $6",
+            )
+            .bind(status)
+            .bind(now_ns())
+            .bind(stats_json)
+            .bind(error_count)
+            .bind(last_error.map(redact))
+            .bind(id)
+            .execute(pool)
+            .await?;
+            Ok(())
+        })
     }
 
     /// Marks jobs left `running` or `queued` (by a crash or a stop) as `interrupted`;
     /// returns the connectors they belonged to.
     pub async fn interrupt_unfinished_jobs(&self) -> Result<Vec<String>> {
-        let connectors: Vec<String> = sqlx::query_scalar(
-            "SELECT DISTINCT connector FROM jobs WHERE status IN ('running', 'queued') ORDER BY connector",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        sqlx::query("UPDATE jobs SET status = 'interrupted', finished_at = $1 WHERE status IN ('running', 'queued')")
-            .bind(now_ns())
-            .execute(&self.pool)
+        with_pool!(self, |pool| {
+            let connectors: Vec<String> = sqlx::query_scalar(
+                "SELECT DISTINCT connector FROM jobs WHERE status IN ('running', 'queued') ORDER BY connector",
+            )
+            .fetch_all(pool)
             .await?;
-        Ok(connectors)
+            sqlx::query("UPDATE jobs SET status = 'interrupted', finished_at = $1 WHERE status IN ('running', 'queued')")
+                .bind(now_ns())
+                .execute(pool)
+                .await?;
+            Ok(connectors)
+        })
     }
 
     pub async fn job(&self, id: i64) -> Result<Option<JobRow>> {
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"
-        )))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?)
+        with_pool!(self, |pool| {
+            Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"
+            )))
+            .bind(id)
+            .fetch_optional(pool)
+            .await?)
+        })
     }
 
     /// A job row in state `queued`, for the daemon's job queue.
@@ -135,25 +143,29 @@ impl Catalog {
         kind: &str,
         trigger: &str,
     ) -> Result<i64> {
-        let id = sqlx::query_scalar(
-            "INSERT INTO jobs (connector, kind, trigger, status, queued_at) VALUES ($1, $2, $3, 'queued', $4) RETURNING id",
-        )
-        .bind(connector)
-        .bind(kind)
-        .bind(trigger)
-        .bind(now_ns())
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(id)
+        with_pool!(self, |pool| {
+            let id = sqlx::query_scalar(
+                "INSERT INTO jobs (connector, kind, trigger, status, queued_at) VALUES ($1, $2, $3, 'queued', $4) RETURNING id",
+            )
+            .bind(connector)
+            .bind(kind)
+            .bind(trigger)
+            .bind(now_ns())
+            .fetch_one(pool)
+            .await?;
+            Ok(id)
+        })
     }
 
     pub async fn start_job(&self, id: i64) -> Result<()> {
-        sqlx::query("UPDATE jobs SET status = 'running', started_at = $1 WHERE id = $2")
-            .bind(now_ns())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        with_pool!(self, |pool| {
+            sqlx::query("UPDATE jobs SET status = 'running', started_at = $1 WHERE id = $2")
+                .bind(now_ns())
+                .bind(id)
+                .execute(pool)
+                .await?;
+            Ok(())
+        })
     }
 
     /// Jobs, newest first, with the total count for pagination.
@@ -163,109 +175,123 @@ impl Catalog {
         page: i64,
         per_page: i64,
     ) -> Result<(Vec<JobRow>, i64)> {
-        const WHERE: &str = "($1 IS NULL OR connector = $1) AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR COALESCE(started_at, queued_at) >= $3)";
-        let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT COUNT(*) FROM jobs WHERE {WHERE}"
-        )))
-        .bind(&f.connector)
-        .bind(&f.status)
-        .bind(f.since)
-        .fetch_one(&self.pool)
-        .await?;
-        let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE {WHERE} ORDER BY id DESC LIMIT $4 OFFSET $5"
-        )))
-        .bind(&f.connector)
-        .bind(&f.status)
-        .bind(f.since)
-        .bind(per_page)
-        .bind((page - 1).max(0) * per_page)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok((rows, total))
+        with_pool!(self, |pool| {
+            const WHERE: &str = "($1 IS NULL OR connector = $1) AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR COALESCE(started_at, queued_at) >= $3)";
+            let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT COUNT(*) FROM jobs WHERE {WHERE}"
+            )))
+            .bind(&f.connector)
+            .bind(&f.status)
+            .bind(f.since)
+            .fetch_one(pool)
+            .await?;
+            let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE {WHERE} ORDER BY id DESC LIMIT $4 OFFSET $5"
+            )))
+            .bind(&f.connector)
+            .bind(&f.status)
+            .bind(f.since)
+            .bind(per_page)
+            .bind((page - 1).max(0) * per_page)
+            .fetch_all(pool)
+            .await?;
+            Ok((rows, total))
+        })
     }
 
     /// The latest job of a connector.
     pub async fn last_job(&self, connector: &str) -> Result<Option<JobRow>> {
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE connector = $1 ORDER BY id DESC LIMIT 1"
-        )))
-        .bind(connector)
-        .fetch_optional(&self.pool)
-        .await?)
+        with_pool!(self, |pool| {
+            Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE connector = $1 ORDER BY id DESC LIMIT 1"
+            )))
+            .bind(connector)
+            .fetch_optional(pool)
+            .await?)
+        })
     }
 
     /// When the connector's last successful job finished (Unix ns).
     pub async fn last_success(&self, connector: &str) -> Result<Option<i64>> {
-        let v: Option<Option<i64>> = sqlx::query_scalar(
-            "SELECT MAX(finished_at) FROM jobs WHERE connector = $1 AND status = 'succeeded'",
-        )
-        .bind(connector)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(v.flatten())
+        with_pool!(self, |pool| {
+            let v: Option<Option<i64>> = sqlx::query_scalar(
+                "SELECT MAX(finished_at) FROM jobs WHERE connector = $1 AND status = 'succeeded'",
+            )
+            .bind(connector)
+            .fetch_optional(pool)
+            .await?;
+            Ok(v.flatten())
+        })
     }
 
     /// Counts of jobs per status.
     pub async fn job_status_counts(&self) -> Result<Vec<(String, i64)>> {
-        Ok(
-            sqlx::query_as("SELECT status, COUNT(*) FROM jobs GROUP BY status ORDER BY status")
-                .fetch_all(&self.pool)
-                .await?,
-        )
+        with_pool!(self, |pool| {
+            Ok(
+                sqlx::query_as("SELECT status, COUNT(*) FROM jobs GROUP BY status ORDER BY status")
+                    .fetch_all(pool)
+                    .await?,
+            )
+        })
     }
 
     /// Replaces a job's log with `lines`.
     pub async fn write_job_log(&self, job_id: i64, lines: &[LogLine]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM job_logs WHERE job_id = $1")
-            .bind(job_id)
-            .execute(&mut *tx)
-            .await?;
-        for (i, l) in lines.iter().enumerate() {
-            sqlx::query("INSERT INTO job_logs (job_id, seq, at, level, message) VALUES ($1, $2, $3, $4, $5)")
+        with_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query("DELETE FROM job_logs WHERE job_id = $1")
                 .bind(job_id)
-                .bind(i as i64)
-                .bind(l.at)
-                .bind(&l.level)
-                .bind(redact(&l.message))
                 .execute(&mut *tx)
                 .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+            for (i, l) in lines.iter().enumerate() {
+                sqlx::query("INSERT INTO job_logs (job_id, seq, at, level, message) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(job_id)
+                    .bind(i as i64)
+                    .bind(l.at)
+                    .bind(&l.level)
+                    .bind(redact(&l.message))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
     }
 
     pub async fn job_log(&self, job_id: i64) -> Result<Vec<LogLine>> {
-        Ok(
-            sqlx::query_as(
+        with_pool!(self, |pool| {
+            Ok(sqlx::query_as(
                 "SELECT at, level, message FROM job_logs WHERE job_id = $1 ORDER BY seq",
             )
             .bind(job_id)
-            .fetch_all(&self.pool)
-            .await?,
-        )
+            .fetch_all(pool)
+            .await?)
+        })
     }
 
     // ---- connectors -------------------------------------------------------------
 
     pub async fn set_paused(&self, connector: &str, paused: bool) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO connectors (id, updated_at, paused) VALUES ($1, $2, $3)
-             ON CONFLICT (id) DO UPDATE SET paused = excluded.paused, updated_at = excluded.updated_at",
-        )
-        .bind(connector)
-        .bind(now_ns())
-        .bind(paused as i64)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        with_pool!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO connectors (id, updated_at, paused) VALUES ($1, $2, $3)
+                 ON CONFLICT (id) DO UPDATE SET paused = excluded.paused, updated_at = excluded.updated_at",
+            )
+            .bind(connector)
+            .bind(now_ns())
+            .bind(paused as i64)
+            .execute(pool)
+            .await?;
+            Ok(())
+        })
     }
 
     pub async fn paused_connectors(&self) -> Result<HashSet<String>> {
-        let v: Vec<String> = sqlx::query_scalar("SELECT id FROM connectors WHERE paused = 1")
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(v.into_iter().collect())
+        with_pool!(self, |pool| {
+            let v: Vec<String> = sqlx::query_scalar("SELECT id FROM connectors WHERE paused = 1")
+                .fetch_all(pool)
+                .await?;
+            Ok(v.into_iter().collect())
+        })
     }
 }

@@ -249,9 +249,7 @@ impl PgVectors {
             )));
         }
         self.create(dim).await?;
-        let (n, max): (i64, Option<i64>) = sqlx::query_as("SELECT COUNT(*), MAX(id) FROM passages")
-            .fetch_one(&catalog.pool)
-            .await?;
+        let (n, max) = catalog.passage_span().await?;
         let (m, mmax): (i64, Option<i64>) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT COUNT(*), MAX(id) FROM {}",
             self.table

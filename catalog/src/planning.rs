@@ -4,13 +4,19 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::rows::{CHUNK_COLUMNS, ChunkRecord, in_list};
-use crate::{Catalog, ChunkRef, Hash, ItemState, Result, bulk};
+use crate::{Catalog, ChunkRef, Db, Hash, ItemState, Result, bulk};
 
 impl Catalog {
-    /// Every item of a connector (live and deleted). Read through the raw connection
-    /// ([`bulk`]): at the start of every job, for every file the connector has.
+    /// Every item of a connector (live and deleted). On SQLite read through the raw
+    /// connection ([`bulk`]); on PostgreSQL one query whose rows arrive in the binary
+    /// protocol, decoded as they stream. At the start of every job, for every file the
+    /// connector has.
     pub async fn items(&self, connector: &str) -> Result<Vec<ItemState>> {
-        let mut conn = self.pool.acquire().await?;
+        let pool = match &self.db {
+            Db::Sqlite(pool) => pool,
+            Db::Postgres(pool) => return items_pg(pool, connector).await,
+        };
+        let mut conn = pool.acquire().await?;
         let mut handle = conn.lock_handle().await?;
         let db = handle.as_raw_handle();
         let read = || {
@@ -28,48 +34,96 @@ impl Catalog {
     }
 
     pub async fn checkpoint(&self, connector: &str) -> Result<Option<String>> {
-        let v: Option<Option<String>> =
-            sqlx::query_scalar("SELECT checkpoint FROM connectors WHERE id = $1")
-                .bind(connector)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(v.flatten())
+        with_pool!(self, |pool| {
+            let v: Option<Option<String>> =
+                sqlx::query_scalar("SELECT checkpoint FROM connectors WHERE id = $1")
+                    .bind(connector)
+                    .fetch_optional(pool)
+                    .await?;
+            Ok(v.flatten())
+        })
     }
 
     /// The chunks among `hashes` that the catalog already holds (committed).
     pub async fn known_chunks(&self, hashes: &[Hash]) -> Result<HashMap<Hash, ChunkRef>> {
-        let mut found = HashMap::new();
-        for batch in hashes.chunks(500) {
-            let sql = format!(
-                "SELECT {CHUNK_COLUMNS} FROM chunks WHERE refcount > 0 AND hash IN {}",
-                in_list(1, batch.len())
-            );
-            let mut q = sqlx::query_as::<_, ChunkRecord>(sqlx::AssertSqlSafe(sql));
-            for h in batch {
-                q = q.bind(h.as_slice());
+        with_pool!(self, |pool| {
+            let mut found = HashMap::new();
+            for batch in hashes.chunks(500) {
+                let sql = format!(
+                    "SELECT {CHUNK_COLUMNS} FROM chunks WHERE refcount > 0 AND hash IN {}",
+                    in_list(1, batch.len())
+                );
+                let mut q = sqlx::query_as::<_, ChunkRecord>(sqlx::AssertSqlSafe(sql));
+                for h in batch {
+                    q = q.bind(h.as_slice());
+                }
+                for row in q.fetch_all(pool).await? {
+                    let c = ChunkRef::try_from(row)?;
+                    found.insert(c.hash, c);
+                }
             }
-            for row in q.fetch_all(&self.pool).await? {
-                let c = ChunkRef::try_from(row)?;
-                found.insert(c.hash, c);
-            }
-        }
-        Ok(found)
+            Ok(found)
+        })
     }
 
     /// The manifest keys among `keys` that committed versions name.
     pub async fn known_manifests(&self, keys: &[String]) -> Result<HashSet<String>> {
-        let mut found = HashSet::new();
-        for batch in keys.chunks(500) {
-            let sql = format!(
-                "SELECT DISTINCT manifest FROM versions WHERE manifest IN {}",
-                in_list(1, batch.len())
-            );
-            let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
-            for k in batch {
-                q = q.bind(k);
+        with_pool!(self, |pool| {
+            let mut found = HashSet::new();
+            for batch in keys.chunks(500) {
+                let sql = format!(
+                    "SELECT DISTINCT manifest FROM versions WHERE manifest IN {}",
+                    in_list(1, batch.len())
+                );
+                let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
+                for k in batch {
+                    q = q.bind(k);
+                }
+                found.extend(q.fetch_all(pool).await?);
             }
-            found.extend(q.fetch_all(&self.pool).await?);
-        }
-        Ok(found)
+            Ok(found)
+        })
     }
+}
+
+type ItemTuple = (
+    i64,
+    Vec<u8>,
+    Vec<u8>,
+    i64,
+    i64,
+    i64,
+    Option<i64>,
+    Option<String>,
+    i64,
+    Option<String>,
+);
+
+/// [`Catalog::items`] on PostgreSQL.
+async fn items_pg(pool: &sqlx::PgPool, connector: &str) -> Result<Vec<ItemState>> {
+    use futures::TryStreamExt;
+    let mut rows = sqlx::query_as::<_, ItemTuple>(
+        "SELECT id, source_id, path, deleted, COALESCE(size, 0), COALESCE(mtime_ns, 0), inode, change_tag, held, acl
+         FROM items WHERE connector = $1",
+    )
+    .bind(connector)
+    .fetch(pool);
+    let mut out = Vec::new();
+    while let Some((id, source_id, path, deleted, size, mtime_ns, inode, change_tag, held, acl)) =
+        rows.try_next().await?
+    {
+        out.push(ItemState {
+            id,
+            source_id,
+            path,
+            deleted: deleted != 0,
+            size,
+            mtime_ns,
+            inode,
+            change_tag,
+            held: held != 0,
+            acl,
+        });
+    }
+    Ok(out)
 }

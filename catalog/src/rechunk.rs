@@ -25,37 +25,41 @@ impl Catalog {
         after: i64,
         limit: i64,
     ) -> Result<Vec<ContentVersion>> {
-        let rows: Vec<(i64, i64, Option<Vec<u8>>)> = sqlx::query_as(
-            "SELECT id, size, digest FROM versions
-             WHERE id > $1 AND deleted = 0 AND EXISTS (SELECT 1 FROM version_chunks vc WHERE vc.version_id = versions.id)
-             ORDER BY id LIMIT $2",
-        )
-        .bind(after)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for (id, size, digest) in rows {
-            out.push(ContentVersion {
-                id,
-                size: size.max(0) as u64,
-                digest: digest.as_deref().map(to_hash).transpose()?,
-                chunks: self.version_chunks(id).await?,
-            });
-        }
-        Ok(out)
+        with_pool!(self, |pool| {
+            let rows: Vec<(i64, i64, Option<Vec<u8>>)> = sqlx::query_as(
+                "SELECT id, size, digest FROM versions
+                 WHERE id > $1 AND deleted = 0 AND EXISTS (SELECT 1 FROM version_chunks vc WHERE vc.version_id = versions.id)
+                 ORDER BY id LIMIT $2",
+            )
+            .bind(after)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for (id, size, digest) in rows {
+                out.push(ContentVersion {
+                    id,
+                    size: size.max(0) as u64,
+                    digest: digest.as_deref().map(to_hash).transpose()?,
+                    chunks: self.version_chunks(id).await?,
+                });
+            }
+            Ok(out)
+        })
     }
 
     /// How many versions with content have an id above `after`.
     pub async fn content_versions_after(&self, after: i64) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM versions
-             WHERE id > $1 AND deleted = 0 AND EXISTS (SELECT 1 FROM version_chunks vc WHERE vc.version_id = versions.id)",
-        )
-        .bind(after)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(n.max(0) as u64)
+        with_pool!(self, |pool| {
+            let n: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM versions
+                 WHERE id > $1 AND deleted = 0 AND EXISTS (SELECT 1 FROM version_chunks vc WHERE vc.version_id = versions.id)",
+            )
+            .bind(after)
+            .fetch_one(pool)
+            .await?;
+            Ok(n.max(0) as u64)
+        })
     }
 
     /// Replaces the chunks of each `(version, chunks)` in one transaction, and records
@@ -68,85 +72,91 @@ impl Catalog {
         key: &str,
         cursor: i64,
     ) -> Result<()> {
-        let now = crate::now_ns();
-        let mut tx = self.pool.begin().await?;
-        for (version, chunks) in versions {
-            let counts: Vec<(Vec<u8>, i64)> = sqlx::query_as(
-                "SELECT hash, COUNT(*) FROM version_chunks WHERE version_id = $1 GROUP BY hash",
+        with_pool!(self, |pool| {
+            let now = crate::now_ns();
+            let mut tx = pool.begin().await?;
+            for (version, chunks) in versions {
+                let counts: Vec<(Vec<u8>, i64)> = sqlx::query_as(
+                    "SELECT hash, COUNT(*) FROM version_chunks WHERE version_id = $1 GROUP BY hash",
+                )
+                .bind(version)
+                .fetch_all(&mut *tx)
+                .await?;
+                for (hash, n) in counts {
+                    sqlx::query(
+                        "UPDATE chunks SET refcount = refcount - $1,
+                           orphaned_at = CASE WHEN refcount - $1 <= 0 THEN $2 ELSE orphaned_at END
+                         WHERE hash = $3",
+                    )
+                    .bind(n)
+                    .bind(now)
+                    .bind(&hash)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                sqlx::query("DELETE FROM version_chunks WHERE version_id = $1")
+                    .bind(version)
+                    .execute(&mut *tx)
+                    .await?;
+                for (idx, c) in chunks.iter().enumerate() {
+                    sqlx::query(
+                        "INSERT INTO chunks (hash, size, stored_size, compression, refcount, created_at, pack, pack_offset)
+                         VALUES ($1, $2, $3, $4, 1, $5, $6, $7)
+                         ON CONFLICT (hash) DO UPDATE SET refcount = chunks.refcount + 1, orphaned_at = NULL",
+                    )
+                    .bind(c.hash.as_slice())
+                    .bind(c.size as i64)
+                    .bind(c.stored_size as i64)
+                    .bind(c.compression.as_str())
+                    .bind(now)
+                    .bind(c.packed.map(|p| p.pack.to_vec()))
+                    .bind(c.packed.map(|p| p.offset as i64))
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query(
+                        "INSERT INTO version_chunks (version_id, idx, hash) VALUES ($1, $2, $3)",
+                    )
+                    .bind(version)
+                    .bind(idx as i64)
+                    .bind(c.hash.as_slice())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            sqlx::query(
+                "INSERT INTO store_state (key, value) VALUES ($1, $2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             )
-            .bind(version)
-            .fetch_all(&mut *tx)
+            .bind(key)
+            .bind(cursor.to_string())
+            .execute(&mut *tx)
             .await?;
-            for (hash, n) in counts {
-                sqlx::query(
-                    "UPDATE chunks SET refcount = refcount - $1,
-                       orphaned_at = CASE WHEN refcount - $1 <= 0 THEN $2 ELSE orphaned_at END
-                     WHERE hash = $3",
-                )
-                .bind(n)
-                .bind(now)
-                .bind(&hash)
-                .execute(&mut *tx)
-                .await?;
-            }
-            sqlx::query("DELETE FROM version_chunks WHERE version_id = $1")
-                .bind(version)
-                .execute(&mut *tx)
-                .await?;
-            for (idx, c) in chunks.iter().enumerate() {
-                sqlx::query(
-                    "INSERT INTO chunks (hash, size, stored_size, compression, refcount, created_at, pack, pack_offset)
-                     VALUES ($1, $2, $3, $4, 1, $5, $6, $7)
-                     ON CONFLICT (hash) DO UPDATE SET refcount = chunks.refcount + 1, orphaned_at = NULL",
-                )
-                .bind(c.hash.as_slice())
-                .bind(c.size as i64)
-                .bind(c.stored_size as i64)
-                .bind(c.compression.as_str())
-                .bind(now)
-                .bind(c.packed.map(|p| p.pack.to_vec()))
-                .bind(c.packed.map(|p| p.offset as i64))
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(
-                    "INSERT INTO version_chunks (version_id, idx, hash) VALUES ($1, $2, $3)",
-                )
-                .bind(version)
-                .bind(idx as i64)
-                .bind(c.hash.as_slice())
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
-        sqlx::query(
-            "INSERT INTO store_state (key, value) VALUES ($1, $2)
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        )
-        .bind(key)
-        .bind(cursor.to_string())
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+            tx.commit().await?;
+            Ok(())
+        })
     }
 
     /// A rewrite's progress recorded under `key`.
     pub async fn store_state(&self, key: &str) -> Result<Option<String>> {
-        Ok(
-            sqlx::query_scalar("SELECT value FROM store_state WHERE key = $1")
-                .bind(key)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+        with_pool!(self, |pool| {
+            Ok(
+                sqlx::query_scalar("SELECT value FROM store_state WHERE key = $1")
+                    .bind(key)
+                    .fetch_optional(pool)
+                    .await?,
+            )
+        })
     }
 
     /// Forgets a rewrite's progress (once it is done).
     pub async fn clear_store_state(&self, key: &str) -> Result<()> {
-        sqlx::query("DELETE FROM store_state WHERE key = $1")
-            .bind(key)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        with_pool!(self, |pool| {
+            sqlx::query("DELETE FROM store_state WHERE key = $1")
+                .bind(key)
+                .execute(pool)
+                .await?;
+            Ok(())
+        })
     }
 
     /// The chunks, as the catalog has them now, of the versions committed by manifest
@@ -155,29 +165,33 @@ impl Catalog {
         &self,
         key: &str,
     ) -> Result<HashMap<(Vec<u8>, i64), Vec<ChunkRef>>> {
-        let rows: Vec<(i64, Vec<u8>, i64)> = sqlx::query_as(
-            "SELECT v.id, i.source_id, v.committed_at FROM versions v JOIN items i ON i.id = v.item_id
-             WHERE v.manifest = $1",
-        )
-        .bind(key)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut out = HashMap::new();
-        for (id, source_id, at) in rows {
-            out.insert((source_id, at), self.version_chunks(id).await?);
-        }
-        Ok(out)
+        with_pool!(self, |pool| {
+            let rows: Vec<(i64, Vec<u8>, i64)> = sqlx::query_as(
+                "SELECT v.id, i.source_id, v.committed_at FROM versions v JOIN items i ON i.id = v.item_id
+                 WHERE v.manifest = $1",
+            )
+            .bind(key)
+            .fetch_all(pool)
+            .await?;
+            let mut out = HashMap::new();
+            for (id, source_id, at) in rows {
+                out.insert((source_id, at), self.version_chunks(id).await?);
+            }
+            Ok(out)
+        })
     }
 
     /// Whether a committed chunk row exists for `hash`, and where.
     pub async fn chunk_row(&self, hash: &Hash) -> Result<Option<ChunkRef>> {
-        let row: Option<ChunkRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {} FROM chunks WHERE hash = $1",
-            crate::rows::CHUNK_COLUMNS
-        )))
-        .bind(hash.as_slice())
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(ChunkRef::try_from).transpose()
+        with_pool!(self, |pool| {
+            let row: Option<ChunkRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {} FROM chunks WHERE hash = $1",
+                crate::rows::CHUNK_COLUMNS
+            )))
+            .bind(hash.as_slice())
+            .fetch_optional(pool)
+            .await?;
+            row.map(ChunkRef::try_from).transpose()
+        })
     }
 }

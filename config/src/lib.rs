@@ -232,6 +232,18 @@ impl Config {
 #[derive(Debug, Clone)]
 pub enum CatalogConfig {
     Sqlite { path: PathBuf },
+    Postgres(PostgresCatalog),
+}
+
+/// A PostgreSQL catalog (`catalog.url: postgres://…`).
+#[derive(Debug, Clone)]
+pub struct PostgresCatalog {
+    /// The URL as written (a password in it is registered as a secret).
+    pub url: String,
+    pub password: Option<Secret>,
+    pub pool_size: u32,
+    pub statement_timeout: Option<Duration>,
+    pub connect_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -311,8 +311,23 @@ pub struct RawDaemon {
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawCatalog {
-    /// `sqlite://PATH` (relative paths are relative to the configuration file).
+    /// `sqlite://PATH` (relative paths are relative to the configuration file), or
+    /// `postgres://USER@HOST:PORT/DB` (PostgreSQL 15 or later; TLS with the URL's
+    /// `sslmode` and `sslrootcert` parameters; the password from `password_file`, the
+    /// standard `PGPASSWORD`/`PGPASSFILE` environment, or the URL).
     pub url: String,
+    /// PostgreSQL: the password, as a file holding it.
+    #[serde(default)]
+    pub password_file: Option<String>,
+    /// PostgreSQL: how many connections the daemon keeps at most. Default 8.
+    #[serde(default)]
+    pub pool_size: Option<u32>,
+    /// PostgreSQL: `statement_timeout` of every connection (e.g. `60s`). Default: none.
+    #[serde(default)]
+    pub statement_timeout: Option<RawDuration>,
+    /// PostgreSQL: how long to wait for a connection before failing. Default `10s`.
+    #[serde(default)]
+    pub connect_timeout: Option<RawDuration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]

@@ -358,3 +358,49 @@ fn token_hashes_must_be_64_hex_digits() {
     let c = load(&cfg, &HashMap::new()).unwrap().config;
     assert_eq!(c.api.tokens[0].sha256, [0xab; 32]);
 }
+
+#[test]
+fn a_postgres_catalog_gets_its_settings_and_never_shows_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pg-pw"), "pg-secret-from-file\n").unwrap();
+    let from_file = dir.path().join("file.yaml");
+    std::fs::write(
+        &from_file,
+        "version: 1\ncatalog:\n  url: postgres://tributary@db.corp:5432/tributary?sslmode=require\n  password_file: pg-pw\n  pool_size: 20\n  statement_timeout: 30s\nconnectors: []\n",
+    )
+    .unwrap();
+    let c = load(&from_file, &env()).unwrap().config;
+    let tributary_config::CatalogConfig::Postgres(pg) = &c.catalog else {
+        panic!("a postgres catalog")
+    };
+    assert_eq!(
+        pg.url,
+        "postgres://tributary@db.corp:5432/tributary?sslmode=require"
+    );
+    assert_eq!(
+        pg.password.as_ref().unwrap().expose(),
+        "pg-secret-from-file"
+    );
+    assert_eq!(
+        (pg.pool_size, pg.statement_timeout, pg.connect_timeout),
+        (20, Some(Duration::from_secs(30)), Duration::from_secs(10))
+    );
+    assert!(!format!("{c:?}").contains("pg-secret"), "Debug redacts it");
+
+    // a password written into the URL is moved out of it
+    let in_url = dir.path().join("url.yaml");
+    std::fs::write(
+        &in_url,
+        "version: 1\ncatalog:\n  url: postgresql://app:url%2Fsecret@db.corp/trib\nconnectors: []\n",
+    )
+    .unwrap();
+    let c = load(&in_url, &env()).unwrap().config;
+    let tributary_config::CatalogConfig::Postgres(pg) = &c.catalog else {
+        panic!("a postgres catalog")
+    };
+    assert_eq!(pg.url, "postgresql://app@db.corp/trib");
+    assert_eq!(pg.password.as_ref().unwrap().expose(), "url/secret");
+    assert_eq!(pg.pool_size, 8);
+    let shown = format!("{c:?}");
+    assert!(!shown.contains("url/secret") && !shown.contains("url%2Fsecret"));
+}

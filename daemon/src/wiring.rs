@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use tributary_catalog::Catalog;
+use tributary_catalog::{Catalog, PgSettings};
 use tributary_config::{
     CatalogConfig, Compression, Config, ConfigErrors, ConnectorConfig, EmbedderConfig,
     ObjectStoreConfig, SourceConfig, SseKind, VectorStoreConfig, VectorizeConfig,
@@ -33,11 +33,44 @@ pub fn load_config(path: &Path) -> Result<Config, ConfigErrors> {
     Ok(loaded.config)
 }
 
+/// The catalog, with pending migrations applied (on PostgreSQL under an advisory lock:
+/// instances starting together do not race). A catalog at a newer schema than this
+/// binary is refused.
 pub async fn open_catalog(cfg: &Config) -> anyhow::Result<Catalog> {
     match &cfg.catalog {
         CatalogConfig::Sqlite { path } => Catalog::open_sqlite(path)
             .await
             .with_context(|| format!("open catalog {}", path.display())),
+        CatalogConfig::Postgres(p) => Ok(Catalog::open_postgres(&pg_settings(p)).await?),
+    }
+}
+
+/// The catalog as it is, without applying migrations (`check --connect`, `migrate
+/// --dry-run`).
+pub async fn connect_catalog(cfg: &Config) -> anyhow::Result<Catalog> {
+    match &cfg.catalog {
+        CatalogConfig::Sqlite { path } => Catalog::connect_sqlite(path)
+            .await
+            .with_context(|| format!("open catalog {}", path.display())),
+        CatalogConfig::Postgres(p) => Ok(Catalog::connect_postgres(&pg_settings(p)).await?),
+    }
+}
+
+/// Where the catalog is, for messages: its file, or its server without the password.
+pub fn describe_catalog(cfg: &Config) -> String {
+    match &cfg.catalog {
+        CatalogConfig::Sqlite { path } => format!("sqlite://{}", path.display()),
+        CatalogConfig::Postgres(p) => pg_settings(p).display(),
+    }
+}
+
+fn pg_settings(p: &tributary_config::PostgresCatalog) -> PgSettings {
+    PgSettings {
+        url: p.url.clone(),
+        password: p.password.as_ref().map(|s| s.expose().to_string()),
+        pool_size: p.pool_size,
+        statement_timeout: p.statement_timeout,
+        connect_timeout: p.connect_timeout,
     }
 }
 

@@ -5,15 +5,15 @@ mod common;
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 
-use common::{Harness, StoreKind, assert_same_tree, small_chunks};
+use common::{Backend, Harness, StoreKind, assert_same_tree, open_catalog, small_chunks};
 use tributary_connectors::memory::MemoryConnector;
 use tributary_pipeline::{JobStatus, maintenance};
 use tributary_testkit::tree;
 
 const MIB: usize = 1 << 20;
 
-async fn roundtrip(kind: StoreKind) {
-    let h = Harness::new(kind).await;
+async fn roundtrip(kind: StoreKind, backend: Backend) {
+    let h = Harness::on(kind, backend, Default::default()).await;
     let files = tree::generate(&h.src(), 7, 100 * MIB);
     let r = h.run().await;
     assert_eq!(r.status, JobStatus::Succeeded, "{:?}", r.error);
@@ -62,12 +62,17 @@ async fn roundtrip(kind: StoreKind) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_store_roundtrip_is_byte_identical_and_rerun_is_free() {
-    roundtrip(StoreKind::Local).await;
+    roundtrip(StoreKind::Local, Backend::Sqlite).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_store_roundtrip_is_byte_identical_and_rerun_is_free() {
-    roundtrip(StoreKind::S3).await;
+    roundtrip(StoreKind::S3, Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_store_roundtrip_is_byte_identical_and_rerun_is_free_with_a_postgres_catalog() {
+    roundtrip(StoreKind::S3, Backend::Postgres).await;
 }
 
 /// Many small files: chunks go into packs, so the store receives a few objects, not one
@@ -120,10 +125,10 @@ async fn small_files_make_few_objects_on_s3() {
 
 /// History pruned: gc rewrites the packs it wasted and frees the space, the present
 /// reads back whole, and the bucket alone rebuilds a catalog that restores it too.
-async fn gc_repacks_and_the_bucket_rebuilds_the_catalog(kind: StoreKind) {
+async fn gc_repacks_and_the_bucket_rebuilds_the_catalog(kind: StoreKind, backend: Backend) {
     let mut settings = small_chunks();
     settings.pack_size = 1 << 20;
-    let h = Harness::with_settings(kind, settings).await;
+    let h = Harness::on(kind, backend, settings).await;
     for i in 0..8u64 {
         let body = tree::random_bytes(i, 200_000 + i as usize * 10_000);
         std::fs::write(h.src().join(format!("f{i}.bin")), body).unwrap();
@@ -167,9 +172,9 @@ async fn gc_repacks_and_the_bucket_rebuilds_the_catalog(kind: StoreKind) {
     let v = maintenance::verify(catalog, store.clone()).await.unwrap();
     assert!(v.ok(), "{v:?}");
 
-    let fresh = tributary_catalog::Catalog::open_sqlite(&h.dir.path().join("rebuilt.db"))
-        .await
-        .unwrap();
+    let rebuilt = h.dir.path().join("rebuilt");
+    std::fs::create_dir_all(&rebuilt).unwrap();
+    let fresh = open_catalog(backend, &rebuilt).await;
     let rb = maintenance::rebuild_catalog(&fresh, store.clone())
         .await
         .unwrap();
@@ -184,17 +189,21 @@ async fn gc_repacks_and_the_bucket_rebuilds_the_catalog(kind: StoreKind) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gc_repacks_and_the_bucket_rebuilds_the_catalog_in_a_local_store() {
-    gc_repacks_and_the_bucket_rebuilds_the_catalog(StoreKind::Local).await;
+    gc_repacks_and_the_bucket_rebuilds_the_catalog(StoreKind::Local, Backend::Sqlite).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gc_repacks_and_the_bucket_rebuilds_the_catalog_on_s3() {
-    gc_repacks_and_the_bucket_rebuilds_the_catalog(StoreKind::S3).await;
+    gc_repacks_and_the_bucket_rebuilds_the_catalog(StoreKind::S3, Backend::Sqlite).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_byte_insert_in_50_mib_uploads_at_most_3_chunks() {
-    let h = Harness::new(StoreKind::S3).await;
+async fn gc_repacks_and_the_bucket_rebuilds_a_postgres_catalog_on_s3() {
+    gc_repacks_and_the_bucket_rebuilds_the_catalog(StoreKind::S3, Backend::Postgres).await;
+}
+
+async fn one_byte_insert_in_50_mib_uploads_at_most_3_chunks_on(backend: Backend) {
+    let h = Harness::on(StoreKind::S3, backend, Default::default()).await;
     let mut data = tree::random_bytes(11, 50 * MIB);
     std::fs::write(h.src().join("big.bin"), &data).unwrap();
     let r1 = h.run().await;
@@ -216,8 +225,19 @@ async fn one_byte_insert_in_50_mib_uploads_at_most_3_chunks() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deletes_become_tombstones_and_change_rows_and_restore_at_sees_the_past() {
-    let h = Harness::with_settings(StoreKind::Local, small_chunks()).await;
+async fn one_byte_insert_in_50_mib_uploads_at_most_3_chunks() {
+    one_byte_insert_in_50_mib_uploads_at_most_3_chunks_on(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_byte_insert_in_50_mib_uploads_at_most_3_chunks_with_a_postgres_catalog() {
+    one_byte_insert_in_50_mib_uploads_at_most_3_chunks_on(Backend::Postgres).await;
+}
+
+async fn deletes_become_tombstones_and_change_rows_and_restore_at_sees_the_past_on(
+    backend: Backend,
+) {
+    let h = Harness::on(StoreKind::Local, backend, small_chunks()).await;
     for i in 0..10 {
         std::fs::write(h.src().join(format!("f{i}.txt")), format!("file {i}")).unwrap();
     }
@@ -261,8 +281,20 @@ async fn deletes_become_tombstones_and_change_rows_and_restore_at_sees_the_past(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mass_delete_is_held_until_allowed() {
-    let h = Harness::new(StoreKind::Local).await;
+async fn deletes_become_tombstones_and_change_rows_and_restore_at_sees_the_past() {
+    deletes_become_tombstones_and_change_rows_and_restore_at_sees_the_past_on(Backend::Sqlite)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletes_become_tombstones_and_change_rows_and_restore_at_sees_the_past_with_a_postgres_catalog()
+ {
+    deletes_become_tombstones_and_change_rows_and_restore_at_sees_the_past_on(Backend::Postgres)
+        .await;
+}
+
+async fn mass_delete_is_held_until_allowed_on(backend: Backend) {
+    let h = Harness::on(StoreKind::Local, backend, Default::default()).await;
     for i in 0..10 {
         std::fs::write(h.src().join(format!("f{i}.txt")), format!("file {i}")).unwrap();
     }
@@ -316,8 +348,17 @@ async fn mass_delete_is_held_until_allowed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unreadable_and_vanishing_files_fail_alone() {
-    let h = Harness::new(StoreKind::Local).await;
+async fn mass_delete_is_held_until_allowed() {
+    mass_delete_is_held_until_allowed_on(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mass_delete_is_held_until_allowed_with_a_postgres_catalog() {
+    mass_delete_is_held_until_allowed_on(Backend::Postgres).await;
+}
+
+async fn unreadable_and_vanishing_files_fail_alone_on(backend: Backend) {
+    let h = Harness::on(StoreKind::Local, backend, Default::default()).await;
     std::fs::write(h.src().join("ok.txt"), "fine").unwrap();
     let locked = h.src().join("locked.txt");
     std::fs::write(&locked, "secret").unwrap();
@@ -380,7 +421,7 @@ async fn unreadable_and_vanishing_files_fail_alone() {
             self.0.check().await
         }
     }
-    let h2 = Harness::new(StoreKind::Local).await;
+    let h2 = Harness::on(StoreKind::Local, backend, Default::default()).await;
     mem.write(b"b.txt", b"b");
     let r = h2.run_with(Arc::new(Vanishing(mem)), h2.spec()).await;
     assert_eq!(r.status, JobStatus::Succeeded);
@@ -392,4 +433,14 @@ async fn unreadable_and_vanishing_files_fail_alone() {
     );
     let errs = h2.pipeline.catalog.item_errors("docs").await.unwrap();
     assert_eq!(errs.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_and_vanishing_files_fail_alone() {
+    unreadable_and_vanishing_files_fail_alone_on(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_and_vanishing_files_fail_alone_with_a_postgres_catalog() {
+    unreadable_and_vanishing_files_fail_alone_on(Backend::Postgres).await;
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use async_trait::async_trait;
-use common::{Harness, StoreKind, small_chunks};
+use common::{Backend, Harness, StoreKind, small_chunks};
 use tokio::sync::mpsc;
 use tributary_connectors::memory::MemoryConnector;
 use tributary_connectors::{
@@ -87,9 +87,8 @@ impl Connector for Rewriting {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_file_rewritten_during_the_read_is_read_again_and_committed_whole() {
-    let h = Harness::with_settings(StoreKind::Local, small_chunks()).await;
+async fn a_file_rewritten_during_the_read_is_read_again_and_committed_whole_on(backend: Backend) {
+    let h = Harness::on(StoreKind::Local, backend, small_chunks()).await;
     let mem = MemoryConnector::new("docs");
     mem.write(b"doc.bin", &tree::random_bytes(1, 1 << 20));
     let c = Rewriting {
@@ -117,8 +116,18 @@ async fn a_file_rewritten_during_the_read_is_read_again_and_committed_whole() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_file_that_never_holds_still_fails_that_item_only() {
-    let h = Harness::with_settings(StoreKind::Local, small_chunks()).await;
+async fn a_file_rewritten_during_the_read_is_read_again_and_committed_whole() {
+    a_file_rewritten_during_the_read_is_read_again_and_committed_whole_on(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_rewritten_during_the_read_is_read_again_and_committed_whole_with_a_postgres_catalog()
+ {
+    a_file_rewritten_during_the_read_is_read_again_and_committed_whole_on(Backend::Postgres).await;
+}
+
+async fn a_file_that_never_holds_still_fails_that_item_only_on(backend: Backend) {
+    let h = Harness::on(StoreKind::Local, backend, small_chunks()).await;
     let mem = MemoryConnector::new("docs");
     mem.write(b"busy.bin", &tree::random_bytes(1, 1 << 20));
     mem.write(b"calm.txt", b"calm");
@@ -195,8 +204,17 @@ async fn a_file_that_never_holds_still_fails_that_item_only() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_real_file_appended_to_during_ingest_is_never_committed_mixed() {
-    let h = Harness::with_settings(StoreKind::Local, small_chunks()).await;
+async fn a_file_that_never_holds_still_fails_that_item_only() {
+    a_file_that_never_holds_still_fails_that_item_only_on(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_that_never_holds_still_fails_that_item_only_with_a_postgres_catalog() {
+    a_file_that_never_holds_still_fails_that_item_only_on(Backend::Postgres).await;
+}
+
+async fn a_real_file_appended_to_during_ingest_is_never_committed_mixed_on(backend: Backend) {
+    let h = Harness::on(StoreKind::Local, backend, small_chunks()).await;
     let path = h.src().join("log.bin");
     std::fs::write(&path, tree::random_bytes(3, 8 << 20)).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
@@ -248,4 +266,14 @@ async fn a_real_file_appended_to_during_ingest_is_never_committed_mixed() {
     assert_eq!(r.stats.files_failed, 0);
     let out = h.restore(None).await;
     assert_eq!(std::fs::read(out.join("log.bin")).unwrap(), final_bytes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_file_appended_to_during_ingest_is_never_committed_mixed() {
+    a_real_file_appended_to_during_ingest_is_never_committed_mixed_on(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_file_appended_to_during_ingest_is_never_committed_mixed_with_a_postgres_catalog() {
+    a_real_file_appended_to_during_ingest_is_never_committed_mixed_on(Backend::Postgres).await;
 }

@@ -21,6 +21,9 @@ pub struct Postgres {
 
 const USER: &str = "tributary-pg";
 
+/// The role that logs on with a password ([`Postgres::database_with_password`]).
+pub const PASSWORD_ROLE: &str = "tributary_pw";
+
 fn bin_dir() -> PathBuf {
     match std::env::var_os("TRIBUTARY_PG_BIN") {
         Some(p) => PathBuf::from(p),
@@ -45,6 +48,38 @@ fn as_user(cmd: &Path) -> Command {
         c
     } else {
         Command::new(cmd)
+    }
+}
+
+/// A fresh, empty database for one test, as a URL: on the server `TRIBUTARY_TEST_PG_URL`
+/// names when it is set (e.g. the machine's PostgreSQL 15, `postgres://postgres@127.0.0.1:5432/postgres`),
+/// else on the shared server of this process ([`shared`]).
+pub fn fresh_database() -> String {
+    match std::env::var("TRIBUTARY_TEST_PG_URL") {
+        Ok(url) if !url.is_empty() => {
+            let name = format!("t{:08x}", rand::random::<u32>());
+            let psql = std::env::var_os("TRIBUTARY_PG_BIN")
+                .map(|b| PathBuf::from(b).join("psql"))
+                .filter(|p| p.exists())
+                .unwrap_or_else(|| PathBuf::from("psql"));
+            let out = Command::new(psql)
+                .args([url.as_str(), "-q", "-c", &format!("CREATE DATABASE {name}")])
+                .output()
+                .expect("psql (TRIBUTARY_TEST_PG_URL needs a psql on PATH)");
+            assert!(
+                out.status.success(),
+                "CREATE DATABASE on TRIBUTARY_TEST_PG_URL: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            // the same server, user and parameters, the new database
+            let (base, query) = match url.split_once('?') {
+                Some((b, q)) => (b, format!("?{q}")),
+                None => (url.as_str(), String::new()),
+            };
+            let root = base.rsplit_once('/').map_or(base, |(r, _)| r);
+            format!("{root}/{name}{query}")
+        }
+        _ => shared().database(),
     }
 }
 
@@ -113,6 +148,15 @@ impl Postgres {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        // one role logs on with a password (SCRAM), to test refused passwords; every
+        // other role is trusted on loopback
+        let hba = data.join("pg_hba.conf");
+        let rest = std::fs::read_to_string(&hba).unwrap();
+        std::fs::write(
+            &hba,
+            format!("host all {PASSWORD_ROLE} 127.0.0.1/32 scram-sha-256\n{rest}"),
+        )
+        .unwrap();
         let port = loop {
             let p = 20000 + rand::random::<u16>() % 20000;
             if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
@@ -177,23 +221,42 @@ impl Postgres {
         format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
     }
 
+    /// A fresh database owned by a role that must log on with `password`; returns its
+    /// URL, without the password.
+    pub fn database_with_password(&self, password: &str) -> String {
+        let url = self.database();
+        let name = url.rsplit('/').next().unwrap().to_string();
+        self.psql(
+            "postgres",
+            &format!(
+                "DO $$ BEGIN CREATE ROLE {PASSWORD_ROLE} LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$; \
+                 ALTER ROLE {PASSWORD_ROLE} PASSWORD '{password}'; ALTER DATABASE {name} OWNER TO {PASSWORD_ROLE}"
+            ),
+        );
+        self.psql(
+            &name,
+            &format!("ALTER SCHEMA public OWNER TO {PASSWORD_ROLE}"),
+        );
+        format!("postgres://{PASSWORD_ROLE}@127.0.0.1:{}/{name}", self.port)
+    }
+
     /// A fresh database for one test; returns its URL.
     pub fn database(&self) -> String {
         let name = format!("t{:08x}", rand::random::<u32>());
+        self.psql("postgres", &format!("CREATE DATABASE {name}"));
+        self.url(&name)
+    }
+
+    /// Runs `sql` in database `db` as the superuser; panics with psql's words if it fails.
+    pub fn psql(&self, db: &str, sql: &str) {
         let out = Command::new(self.bin.join("psql"))
-            .args([
-                &self.url("postgres"),
-                "-q",
-                "-c",
-                &format!("CREATE DATABASE {name}"),
-            ])
+            .args([&self.url(db), "-q", "-c", sql])
             .output()
             .unwrap();
         assert!(
             out.status.success(),
-            "{}",
+            "psql: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        self.url(&name)
     }
 }

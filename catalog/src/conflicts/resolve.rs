@@ -127,33 +127,35 @@ impl Catalog {
 
     /// The latest held content version of an item, as a version to commit visibly.
     async fn latest_held(&self, connector: &str, source_id: &[u8]) -> Result<Option<NewVersion>> {
-        #[derive(sqlx::FromRow)]
-        struct Held {
-            #[sqlx(flatten)]
-            content: ContentRecord,
-            held: i64,
-        }
-        let row: Option<Held> = sqlx::query_as(
-            "SELECT v.id, i.path, v.size, v.mtime_ns, v.inode, v.change_tag, v.digest, i.held
-             FROM items i JOIN versions v ON v.item_id = i.id
-             WHERE i.connector = $1 AND i.source_id = $2 AND v.deleted = 0
-             ORDER BY v.committed_at DESC, v.id DESC LIMIT 1",
-        )
-        .bind(connector)
-        .bind(source_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(Held { content, held }) = row else {
-            return Ok(None);
-        };
-        if held == 0 {
-            // the claim is visible already (or deleted since): nothing to apply
-            return Ok(None);
-        }
-        let id = content.id;
-        let mut v = self.content_version(source_id, content).await?;
-        let p = self.version_principals(id).await?;
-        v.principals = (!p.is_empty()).then_some(p);
-        Ok(Some(v))
+        with_pool!(self, |pool| {
+            #[derive(sqlx::FromRow)]
+            struct Held {
+                #[sqlx(flatten)]
+                content: ContentRecord,
+                held: i64,
+            }
+            let row: Option<Held> = sqlx::query_as(
+                "SELECT v.id, i.path, v.size, v.mtime_ns, v.inode, v.change_tag, v.digest, i.held
+                 FROM items i JOIN versions v ON v.item_id = i.id
+                 WHERE i.connector = $1 AND i.source_id = $2 AND v.deleted = 0
+                 ORDER BY v.committed_at DESC, v.id DESC LIMIT 1",
+            )
+            .bind(connector)
+            .bind(source_id)
+            .fetch_optional(pool)
+            .await?;
+            let Some(Held { content, held }) = row else {
+                return Ok(None);
+            };
+            if held == 0 {
+                // the claim is visible already (or deleted since): nothing to apply
+                return Ok(None);
+            }
+            let id = content.id;
+            let mut v = self.content_version(source_id, content).await?;
+            let p = self.version_principals(id).await?;
+            v.principals = (!p.is_empty()).then_some(p);
+            Ok(Some(v))
+        })
     }
 }

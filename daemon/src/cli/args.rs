@@ -33,6 +33,14 @@ pub enum Command {
         #[arg(long)]
         connect: bool,
     },
+    /// Apply the catalog's pending schema migrations (`run` applies them at start too).
+    Migrate {
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Only list the migrations that would be applied.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Configuration helpers.
     Config {
         #[command(subcommand)]

@@ -27,6 +27,14 @@ pub(super) async fn check(path: PathBuf, connect: bool) -> anyhow::Result<ExitCo
         return Ok(ExitCode::SUCCESS);
     }
     let mut failed = false;
+    // reachable, and at a schema this binary reads; nothing is migrated here
+    match catalog_state(&cfg).await {
+        Ok(line) => println!("{line}"),
+        Err(e) => {
+            failed = true;
+            println!("{}", shown(format!("{e:#}")));
+        }
+    }
     // reachable, in a format this version reads (a new store is marked here) and, when
     // encrypted, opened by the key file
     match wiring::open_bucket(&cfg).await {
@@ -94,6 +102,84 @@ pub(super) async fn check(path: PathBuf, connect: bool) -> anyhow::Result<ExitCo
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `catalog …: ok (…, schema N of M)`, or why the catalog cannot be used.
+async fn catalog_state(cfg: &Config) -> anyhow::Result<String> {
+    let catalog = wiring::connect_catalog(cfg).await?;
+    let info = catalog.info().await;
+    let pending = catalog.migration_state().await;
+    catalog.close().await;
+    let (info, (_, pending)) = (info?, pending?);
+    let where_ = wiring::describe_catalog(cfg);
+    if info.schema_version > info.binary_schema_version {
+        bail!(
+            "catalog {where_}: at schema version {}, newer than this binary's {}: it was written by a newer Tributary",
+            info.schema_version,
+            info.binary_schema_version
+        );
+    }
+    Ok(format!(
+        "catalog {where_}: ok ({}, schema version {}{})",
+        info.server_version,
+        info.schema_version,
+        if pending.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; {} migration(s) to apply at start or with `tributary migrate`: {}",
+                pending.len(),
+                pending
+                    .iter()
+                    .map(i64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+    ))
+}
+
+/// `tributary migrate [--dry-run]`: applies the catalog's pending migrations (what
+/// `run` does at start), or lists them.
+pub(super) async fn migrate(path: PathBuf, dry_run: bool) -> anyhow::Result<ExitCode> {
+    let cfg = load!(path);
+    let where_ = wiring::describe_catalog(&cfg);
+    let catalog = wiring::connect_catalog(&cfg).await?;
+    let (at, pending) = catalog.migration_state().await?;
+    if at > tributary_catalog::SCHEMA_VERSION {
+        bail!(
+            "catalog {where_}: at schema version {at}, newer than this binary's {}: it was written by a newer Tributary",
+            tributary_catalog::SCHEMA_VERSION
+        );
+    }
+    if pending.is_empty() {
+        println!("catalog {where_}: at schema version {at}, nothing to apply");
+    } else if dry_run {
+        println!(
+            "catalog {where_}: at schema version {at}; would apply {}",
+            pending
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    } else {
+        let applied = catalog
+            .migrate()
+            .await
+            .with_context(|| format!("catalog {where_}"))?;
+        println!(
+            "catalog {where_}: applied {}; now at schema version {}",
+            applied
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            tributary_catalog::SCHEMA_VERSION
+        );
+    }
+    catalog.close().await;
+    Ok(ExitCode::SUCCESS)
 }
 
 pub(super) fn parse_at(s: &str) -> anyhow::Result<i64> {

@@ -61,6 +61,7 @@ pub async fn run(args: Cli) -> ExitCode {
     let result = match args.command {
         Command::Run { config } => run_daemon(config).await,
         Command::Check { config, connect } => check(config, connect).await,
+        Command::Migrate { config, dry_run } => maintenance::migrate(config, dry_run).await,
         Command::Config {
             command: ConfigCommand::Schema,
         } => {

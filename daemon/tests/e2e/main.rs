@@ -11,6 +11,7 @@ mod conflicts;
 mod daemon;
 mod encryption;
 mod packaging;
+mod postgres;
 mod security;
 mod sharepoint;
 #[cfg(feature = "smb")]

@@ -24,6 +24,26 @@ pub enum StoreKind {
     S3,
 }
 
+/// The catalog's backend: the pipeline tests run on both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A catalog of `backend` (a fresh PostgreSQL database, or a SQLite file in `dir`).
+pub async fn open_catalog(backend: Backend, dir: &Path) -> Catalog {
+    match backend {
+        Backend::Sqlite => Catalog::open_sqlite(&dir.join("catalog.db")).await.unwrap(),
+        Backend::Postgres => {
+            let url = tributary_testkit::postgres::fresh_database();
+            Catalog::open_postgres(&tributary_catalog::PgSettings::new(url))
+                .await
+                .unwrap()
+        }
+    }
+}
+
 pub struct Harness {
     pub dir: tempfile::TempDir,
     pub pipeline: Pipeline,
@@ -51,6 +71,11 @@ impl Harness {
     }
 
     pub async fn with_settings(kind: StoreKind, settings: Settings) -> Harness {
+        Harness::on(kind, Backend::Sqlite, settings).await
+    }
+
+    /// A pipeline over a `kind` store and a `backend` catalog.
+    pub async fn on(kind: StoreKind, backend: Backend, settings: Settings) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn ObjectStore> = match kind {
             StoreKind::Local => Arc::new(LocalStore::new(dir.path().join("objects")).unwrap()),
@@ -60,9 +85,7 @@ impl Harness {
                 s3_store(w.endpoint(), prefix).await
             }
         };
-        let catalog = Catalog::open_sqlite(&dir.path().join("catalog.db"))
-            .await
-            .unwrap();
+        let catalog = open_catalog(backend, dir.path()).await;
         Harness {
             pipeline: Pipeline::new(catalog, store, settings),
             dir,

@@ -1,0 +1,763 @@
+//! The catalog suite: every operation, once on SQLite and once on a real PostgreSQL
+//! (a server of the test process on a free loopback port, or `TRIBUTARY_TEST_PG_URL`),
+//! asserting the same results on both. The pipeline's tests run whole ingests, gc and
+//! rebuilds on both backends; this suite covers the operations they reach only
+//! indirectly: jobs, logs, pauses, leases, the change feed, failed items and retries,
+//! listings, vectors, store state, and the migration state.
+
+use std::time::Duration;
+
+use tributary_catalog::{
+    Catalog, ChunkRef, CommitBatch, Compression, Hash, ItemFilter, JobFilter, LogLine, NewVersion,
+    PgSettings, now_ns, vectors::NewPassage,
+};
+
+async fn sqlite() -> (Catalog, Option<tempfile::TempDir>) {
+    let dir = tempfile::tempdir().unwrap();
+    let cat = Catalog::open_sqlite(&dir.path().join("catalog.db"))
+        .await
+        .unwrap();
+    (cat, Some(dir))
+}
+
+async fn postgres() -> (Catalog, Option<tempfile::TempDir>) {
+    let url = tributary_testkit::postgres::fresh_database();
+    (
+        Catalog::open_postgres(&PgSettings::new(url)).await.unwrap(),
+        None,
+    )
+}
+
+/// `name_sqlite` and `name_postgres` tests running `name(catalog)`.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite_backend {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let (cat, _dir) = super::sqlite().await;
+                    assert_eq!(cat.backend(), "sqlite");
+                    super::$name(cat).await;
+                }
+            )*
+        }
+        mod postgres_backend {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let (cat, _dir) = super::postgres().await;
+                    assert_eq!(cat.backend(), "postgres");
+                    super::$name(cat).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both!(
+    migrations_are_applied_once,
+    jobs_queue_run_finish_and_list,
+    job_logs_are_replaced_whole,
+    pauses_survive_and_clear,
+    leases_exclude_other_holders,
+    commits_feed_the_change_feed_in_order,
+    feed_pruning_keeps_the_newest_change,
+    failed_items_count_retries_and_clear_on_commit,
+    items_list_by_status_prefix_and_page,
+    versions_and_content_read_back,
+    passages_store_replace_and_search,
+    store_state_is_kept_until_cleared,
+);
+
+fn hash(n: u8) -> Hash {
+    let mut h = [0u8; 32];
+    h[0] = n;
+    h[31] = 0xa5;
+    h
+}
+
+fn chunk(n: u8, size: u64) -> ChunkRef {
+    ChunkRef {
+        hash: hash(n),
+        size,
+        stored_size: size / 2,
+        compression: Compression::Zstd,
+        packed: None,
+    }
+}
+
+fn file(path: &str, size: u64, chunks: Vec<ChunkRef>) -> NewVersion {
+    NewVersion {
+        source_id: path.as_bytes().to_vec(),
+        path: path.as_bytes().to_vec(),
+        size,
+        mtime_ns: 1_700_000_000_000_000_000,
+        inode: Some(42),
+        change_tag: Some(format!("tag-{path}")),
+        digest: Some(hash(200)),
+        chunks,
+        committed_at: now_ns(),
+        ..Default::default()
+    }
+}
+
+fn tombstone(path: &str) -> NewVersion {
+    NewVersion {
+        source_id: path.as_bytes().to_vec(),
+        path: path.as_bytes().to_vec(),
+        deleted: true,
+        committed_at: now_ns(),
+        ..Default::default()
+    }
+}
+
+async fn commit(cat: &Catalog, connector: &str, versions: &[NewVersion]) -> Vec<i64> {
+    cat.commit_batch(&CommitBatch {
+        connector,
+        job_id: None,
+        versions,
+        checkpoint: None,
+        manifest: None,
+        conflicts: &[],
+    })
+    .await
+    .unwrap()
+}
+
+async fn migrations_are_applied_once(cat: Catalog) {
+    let (at, pending) = cat.migration_state().await.unwrap();
+    assert!(pending.is_empty(), "pending after open: {pending:?}");
+    let info = cat.info().await.unwrap();
+    assert_eq!(info.schema_version, at);
+    assert_eq!(info.schema_version, info.binary_schema_version);
+    assert!(!info.server_version.is_empty());
+    assert!(
+        cat.migrate().await.unwrap().is_empty(),
+        "a second migrate applies nothing"
+    );
+    assert!(cat.is_empty().await.unwrap());
+    cat.ping().await.unwrap();
+}
+
+async fn jobs_queue_run_finish_and_list(cat: Catalog) {
+    let a = cat
+        .create_queued_job("docs", "incremental", "schedule")
+        .await
+        .unwrap();
+    let queued = cat.job(a).await.unwrap().unwrap();
+    assert_eq!(queued.status, "queued");
+    assert!(queued.queued_at.is_some() && queued.started_at.is_none());
+    cat.start_job(a).await.unwrap();
+    assert_eq!(cat.job(a).await.unwrap().unwrap().status, "running");
+    cat.finish_job(a, "succeeded", r#"{"files_done":3}"#, 0, None)
+        .await
+        .unwrap();
+    let b = cat.create_job("docs", "full", "api").await.unwrap();
+    cat.finish_job(b, "failed", "{}", 2, Some("share unreachable"))
+        .await
+        .unwrap();
+    let c = cat
+        .create_job("wiki", "incremental", "start")
+        .await
+        .unwrap();
+    assert!(a < b && b < c, "job ids grow: {a} {b} {c}");
+
+    let done = cat.job(a).await.unwrap().unwrap();
+    assert_eq!(done.status, "succeeded");
+    assert!(done.finished_at.unwrap() >= done.started_at.unwrap());
+    assert!(done.stats.contains("files_done"));
+    let failed = cat.job(b).await.unwrap().unwrap();
+    assert_eq!(
+        (failed.error_count, failed.last_error.as_deref()),
+        (2, Some("share unreachable"))
+    );
+    assert!(cat.job(c + 1000).await.unwrap().is_none());
+
+    assert_eq!(cat.last_job("docs").await.unwrap().unwrap().id, b);
+    assert_eq!(cat.last_success("docs").await.unwrap(), done.finished_at);
+    assert_eq!(cat.last_success("wiki").await.unwrap(), None);
+
+    let (page, total) = cat
+        .list_jobs(
+            &JobFilter {
+                connector: Some("docs".into()),
+                ..Default::default()
+            },
+            1,
+            1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(total, 2);
+    assert_eq!(page.len(), 1, "one per page");
+    let (page2, _) = cat
+        .list_jobs(
+            &JobFilter {
+                connector: Some("docs".into()),
+                ..Default::default()
+            },
+            2,
+            1,
+        )
+        .await
+        .unwrap();
+    assert_ne!(page[0].id, page2[0].id, "pages do not overlap");
+    let (failed_only, n) = cat
+        .list_jobs(
+            &JobFilter {
+                status: Some("failed".into()),
+                ..Default::default()
+            },
+            1,
+            50,
+        )
+        .await
+        .unwrap();
+    assert_eq!((n, failed_only[0].id), (1, b));
+    let (future, n) = cat
+        .list_jobs(
+            &JobFilter {
+                since: Some(now_ns() + 3_600_000_000_000),
+                ..Default::default()
+            },
+            1,
+            50,
+        )
+        .await
+        .unwrap();
+    assert_eq!((n, future.len()), (0, 0));
+
+    let counts = cat.job_status_counts().await.unwrap();
+    assert_eq!(
+        counts,
+        vec![
+            ("failed".to_string(), 1),
+            ("running".into(), 1),
+            ("succeeded".into(), 1)
+        ]
+    );
+    // a restart: what was running or queued is interrupted, per connector
+    let q = cat
+        .create_queued_job("mail", "incremental", "api")
+        .await
+        .unwrap();
+    assert_eq!(
+        cat.interrupt_unfinished_jobs().await.unwrap(),
+        vec!["mail".to_string(), "wiki".into()]
+    );
+    assert_eq!(cat.job(c).await.unwrap().unwrap().status, "interrupted");
+    assert_eq!(cat.job(q).await.unwrap().unwrap().status, "interrupted");
+    assert!(cat.interrupt_unfinished_jobs().await.unwrap().is_empty());
+}
+
+async fn job_logs_are_replaced_whole(cat: Catalog) {
+    let id = cat.create_job("docs", "incremental", "api").await.unwrap();
+    let line = |at, level: &str, message: &str| LogLine {
+        at,
+        level: level.into(),
+        message: message.into(),
+    };
+    cat.write_job_log(
+        id,
+        &[
+            line(1, "info", "listing"),
+            line(2, "warn", "skipped ünïcode.txt"),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(cat.job_log(id).await.unwrap().len(), 2);
+    let lines = vec![
+        line(1, "info", "listing"),
+        line(2, "warn", "skipped ünïcode.txt"),
+        line(3, "error", "gone"),
+    ];
+    cat.write_job_log(id, &lines).await.unwrap();
+    assert_eq!(
+        cat.job_log(id).await.unwrap(),
+        lines,
+        "in order, not appended twice"
+    );
+    assert!(cat.job_log(id + 1).await.unwrap().is_empty());
+}
+
+async fn pauses_survive_and_clear(cat: Catalog) {
+    assert!(cat.paused_connectors().await.unwrap().is_empty());
+    cat.set_paused("docs", true).await.unwrap();
+    cat.set_paused("wiki", true).await.unwrap();
+    cat.set_paused("wiki", false).await.unwrap();
+    let paused = cat.paused_connectors().await.unwrap();
+    assert_eq!(
+        paused.into_iter().collect::<Vec<_>>(),
+        vec!["docs".to_string()]
+    );
+    // a commit of a paused connector keeps it paused
+    commit(&cat, "docs", &[file("a.txt", 10, vec![chunk(1, 10)])]).await;
+    assert!(cat.paused_connectors().await.unwrap().contains("docs"));
+}
+
+async fn leases_exclude_other_holders(cat: Catalog) {
+    let long = Duration::from_secs(60);
+    assert!(cat.try_lock("gc", "a", long).await.unwrap());
+    assert!(!cat.try_lock("gc", "b", long).await.unwrap(), "held by a");
+    assert!(cat.try_lock("gc", "a", long).await.unwrap(), "a renews");
+    assert_eq!(cat.lock_holder("gc").await.unwrap().as_deref(), Some("a"));
+    assert!(
+        !cat.take_lock_from("gc", "c", "b", long).await.unwrap(),
+        "c does not hold it"
+    );
+    assert!(cat.take_lock_from("gc", "a", "b", long).await.unwrap());
+    assert_eq!(cat.lock_holder("gc").await.unwrap().as_deref(), Some("b"));
+    cat.unlock("gc", "a").await.unwrap();
+    assert_eq!(
+        cat.lock_holder("gc").await.unwrap().as_deref(),
+        Some("b"),
+        "only its holder unlocks"
+    );
+    cat.unlock("gc", "b").await.unwrap();
+    assert_eq!(cat.lock_holder("gc").await.unwrap(), None);
+    // an expired lease is anyone's
+    assert!(
+        cat.try_lock("scrub", "a", Duration::from_millis(1))
+            .await
+            .unwrap()
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(cat.try_lock("scrub", "b", long).await.unwrap());
+    assert_eq!(
+        cat.lock_holder("scrub").await.unwrap().as_deref(),
+        Some("b")
+    );
+}
+
+async fn commits_feed_the_change_feed_in_order(cat: Catalog) {
+    assert_eq!(cat.latest_change().await.unwrap(), 0);
+    let first = commit(
+        &cat,
+        "docs",
+        &[
+            file("a.txt", 10, vec![chunk(1, 10)]),
+            file("b/c.txt", 20, vec![chunk(2, 20)]),
+        ],
+    )
+    .await;
+    let second = commit(&cat, "docs", &[tombstone("a.txt")]).await;
+    let mut held = file("held.txt", 5, vec![chunk(3, 5)]);
+    held.held = true;
+    commit(&cat, "wiki", &[held]).await;
+    let all = cat.changes(0, 100).await.unwrap();
+    let ops: Vec<(&str, &[u8], i64)> = all
+        .iter()
+        .map(|c| (c.op.as_str(), c.path.as_slice(), c.version_id))
+        .collect();
+    assert_eq!(
+        ops,
+        vec![
+            ("upsert", &b"a.txt"[..], first[0]),
+            ("upsert", b"b/c.txt", first[1]),
+            ("delete", b"a.txt", second[0])
+        ],
+        "held versions stay out of the feed"
+    );
+    assert!(all.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert_eq!(cat.latest_change().await.unwrap(), all[2].seq);
+    let after = cat.changes(all[0].seq, 1).await.unwrap();
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].seq, all[1].seq);
+    assert!(cat.changes(all[2].seq, 10).await.unwrap().is_empty());
+}
+
+async fn feed_pruning_keeps_the_newest_change(cat: Catalog) {
+    commit(&cat, "docs", &[file("a.txt", 10, vec![chunk(1, 10)])]).await;
+    commit(&cat, "docs", &[file("b.txt", 10, vec![chunk(2, 10)])]).await;
+    commit(&cat, "docs", &[file("c.txt", 10, vec![chunk(3, 10)])]).await;
+    let newest = cat.latest_change().await.unwrap();
+    assert_eq!(cat.pruned_through().await.unwrap(), 0);
+    assert_eq!(
+        cat.prune_changes(now_ns() + 1_000_000_000).await.unwrap(),
+        2
+    );
+    assert_eq!(cat.pruned_through().await.unwrap(), newest - 1);
+    let left = cat.changes(0, 10).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].seq, newest);
+    assert_eq!(
+        cat.prune_changes(now_ns()).await.unwrap(),
+        0,
+        "the newest is always kept"
+    );
+    commit(&cat, "docs", &[file("d.txt", 10, vec![chunk(4, 10)])]).await;
+    assert!(
+        cat.latest_change().await.unwrap() > newest,
+        "sequence numbers are not reused"
+    );
+}
+
+async fn failed_items_count_retries_and_clear_on_commit(cat: Catalog) {
+    cat.record_item_error(
+        "docs",
+        b"sid-1",
+        b"a.txt",
+        None,
+        "read: connection reset",
+        Some("fp1"),
+    )
+    .await
+    .unwrap();
+    cat.record_item_error(
+        "docs",
+        b"sid-2",
+        b"b.txt",
+        None,
+        "open: access denied",
+        None,
+    )
+    .await
+    .unwrap();
+    cat.record_item_error(
+        "docs",
+        b"sid-1",
+        b"a.txt",
+        None,
+        "read: connection reset again",
+        Some("fp2"),
+    )
+    .await
+    .unwrap();
+    let errors = cat.item_errors("docs").await.unwrap();
+    let a = errors.iter().find(|e| e.path == b"a.txt").unwrap();
+    assert_eq!(
+        (a.retry_count, a.error.as_str()),
+        (1, "read: connection reset again")
+    );
+    let mut failed = cat.failed_source_ids("docs").await.unwrap();
+    failed.sort();
+    assert_eq!(failed, vec![b"sid-1".to_vec(), b"sid-2".to_vec()]);
+
+    let due = cat.due_retries(3, Duration::ZERO).await.unwrap();
+    assert_eq!(
+        (due.len(), due[0].connector.as_str(), due[0].count),
+        (1, "docs", 2)
+    );
+    assert!(
+        cat.due_retries(3, Duration::from_secs(3600))
+            .await
+            .unwrap()
+            .is_empty(),
+        "backoff not over"
+    );
+    let exhausted = cat.exhausted_failures("docs", 1).await.unwrap();
+    assert_eq!(exhausted.len(), 1);
+    assert_eq!(exhausted.get(&b"sid-1"[..]), Some(&Some("fp2".to_string())));
+
+    let (rows, total) = cat
+        .list_items(
+            &ItemFilter {
+                status: Some("failed".into()),
+                ..Default::default()
+            },
+            1,
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(total, 2);
+    assert!(
+        rows.iter()
+            .all(|r| r.status == "failed" && r.id.is_none() && r.last_error.is_some())
+    );
+
+    // a successful commit of the item clears its error; forgetting clears the other
+    let mut v = file("b.txt", 3, vec![chunk(9, 3)]);
+    v.source_id = b"sid-2".to_vec();
+    commit(&cat, "docs", &[v]).await;
+    assert_eq!(
+        cat.failed_source_ids("docs").await.unwrap(),
+        vec![b"sid-1".to_vec()]
+    );
+    assert_eq!(
+        cat.forget_item_errors("docs", &[b"sid-1".to_vec(), b"nope".to_vec()])
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(cat.item_errors("docs").await.unwrap().is_empty());
+}
+
+async fn items_list_by_status_prefix_and_page(cat: Catalog) {
+    let mut versions: Vec<NewVersion> = (0..25)
+        .map(|i| {
+            file(
+                &format!("dir/{i:02}.txt"),
+                i,
+                vec![chunk(i as u8, i.max(1))],
+            )
+        })
+        .collect();
+    versions.push(file("other/x.txt", 7, vec![chunk(100, 7)]));
+    commit(&cat, "docs", &versions).await;
+    commit(&cat, "docs", &[tombstone("dir/03.txt")]).await;
+    commit(&cat, "wiki", &[file("dir/w.txt", 1, vec![chunk(101, 1)])]).await;
+
+    let docs = |status: Option<&str>, prefix: Option<&[u8]>| ItemFilter {
+        connector: Some("docs".into()),
+        prefix: prefix.map(<[u8]>::to_vec),
+        status: status.map(str::to_string),
+    };
+    let (page1, total) = cat
+        .list_items(&docs(None, Some(b"dir/")), 1, 10)
+        .await
+        .unwrap();
+    assert_eq!((total, page1.len()), (25, 10));
+    assert_eq!(page1[0].path, "dir/00.txt");
+    let (page3, _) = cat
+        .list_items(&docs(None, Some(b"dir/")), 3, 10)
+        .await
+        .unwrap();
+    assert_eq!(page3.len(), 5);
+    assert_eq!(page3[4].path, "dir/24.txt", "ordered by path");
+    let (deleted, n) = cat
+        .list_items(&docs(Some("deleted"), None), 1, 10)
+        .await
+        .unwrap();
+    assert_eq!((n, deleted[0].path.as_str()), (1, "dir/03.txt"));
+    let (_, n) = cat
+        .list_items(&docs(Some("completed"), None), 1, 10)
+        .await
+        .unwrap();
+    assert_eq!(n, 25);
+    let (all, n) = cat
+        .list_items(&ItemFilter::default(), 1, 100)
+        .await
+        .unwrap();
+    assert_eq!((n, all.len()), (27, 27));
+
+    let states = cat.items("docs").await.unwrap();
+    assert_eq!(states.len(), 26);
+    let s = states.iter().find(|s| s.path == b"dir/05.txt").unwrap();
+    assert_eq!(
+        (s.size, s.inode, s.change_tag.as_deref(), s.deleted),
+        (5, Some(42), Some("tag-dir/05.txt"), false)
+    );
+    assert!(
+        states
+            .iter()
+            .find(|s| s.path == b"dir/03.txt")
+            .unwrap()
+            .deleted
+    );
+    assert_eq!(
+        cat.item_ids_under(b"dir/").await.unwrap().len(),
+        25,
+        "both connectors, live only"
+    );
+}
+
+async fn versions_and_content_read_back(cat: Catalog) {
+    let chunks = vec![chunk(1, 100), chunk(2, 50), chunk(1, 100)];
+    let v1 = commit(&cat, "docs", &[file("a.txt", 250, chunks.clone())]).await[0];
+    let mut edited = file("a.txt", 100, vec![chunk(3, 100)]);
+    edited.digest = Some(hash(201));
+    let v2 = commit(&cat, "docs", &[edited]).await[0];
+    assert!(v2 > v1);
+    let between = now_ns();
+    tokio::time::sleep(Duration::from_millis(2)).await;
+
+    let current = cat
+        .current_content("docs", b"a.txt")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (current.size, current.chunks.len(), current.digest),
+        (100, 1, Some(hash(201)))
+    );
+    let old = cat.version_content(v1).await.unwrap().unwrap();
+    assert_eq!(old.chunks, chunks, "chunk order and repeats kept");
+    assert_eq!(old.size, 250);
+    let known = cat
+        .known_chunks(&[hash(1), hash(2), hash(77)])
+        .await
+        .unwrap();
+    assert_eq!(known.len(), 2);
+    assert_eq!(known[&hash(2)].stored_size, 25);
+
+    let id = cat.items("docs").await.unwrap()[0].id;
+    let (row, versions) = cat.item(id).await.unwrap().unwrap();
+    assert_eq!(
+        (row.current_version, row.status.as_str()),
+        (Some(v2), "completed")
+    );
+    assert_eq!(versions.iter().map(|v| v.id).collect::<Vec<_>>().len(), 2);
+    let tomb = commit(&cat, "docs", &[tombstone("a.txt")]).await[0];
+    assert!(
+        cat.version_content(tomb).await.unwrap().is_none(),
+        "a tombstone has no content"
+    );
+    assert!(
+        cat.current_content("docs", b"a.txt")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let (live, versions_n, chunks_n) = cat.counts().await.unwrap();
+    assert_eq!((live, versions_n, chunks_n), (0, 3, 3));
+    // restore sets see the path as it was
+    assert!(
+        cat.restore_set(b"", None).await.unwrap().is_empty(),
+        "deleted now"
+    );
+    let then = cat.restore_set(b"a", Some(between)).await.unwrap();
+    assert_eq!(
+        (then.len(), then[0].size, then[0].digest),
+        (1, 100, Some(hash(201)))
+    );
+    assert!(
+        cat.restore_set(b"b", Some(between))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn passages_store_replace_and_search(cat: Catalog) {
+    commit(
+        &cat,
+        "docs",
+        &[
+            file("a.txt", 10, vec![chunk(1, 10)]),
+            file("b.txt", 10, vec![chunk(2, 10)]),
+        ],
+    )
+    .await;
+    let connectors = vec!["docs".to_string()];
+    let queue = cat
+        .index_queue(&connectors, 3, now_ns(), 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(queue.len(), 2);
+    let counts = cat.index_counts(&connectors).await.unwrap();
+    assert_eq!((counts.pending, counts.indexed), (2, 0));
+
+    let passage = |t: &str, x: f32| NewPassage {
+        location: Some("p1".into()),
+        text: t.into(),
+        embedding: vec![x, 1.0 - x, 0.25],
+    };
+    let (ids, removed) = cat
+        .store_passages(
+            &queue[0],
+            "text/plain",
+            &[passage("alpha", 0.1), passage("beta", 0.9)],
+            None,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((ids.len(), removed.len()), (2, 0));
+    cat.set_index_state(&queue[1], "failed", Some("extract: bad zip"), None)
+        .await
+        .unwrap();
+    let counts = cat.index_counts(&connectors).await.unwrap();
+    assert_eq!((counts.indexed, counts.failed, counts.passages), (1, 1, 2));
+    assert!(
+        cat.index_queue(&connectors, 3, 0, 0, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "failed retry not yet due"
+    );
+    assert_eq!(
+        cat.index_queue(&connectors, 3, now_ns() + 1, 0, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let vectors = cat.passage_vectors(0, 10).await.unwrap();
+    assert_eq!(vectors.len(), 2);
+    let emb = cat.passage_embeddings(&ids).await.unwrap();
+    assert_eq!(
+        emb[0].1,
+        vec![0.1, 0.9, 0.25],
+        "f32 vectors round-trip exactly"
+    );
+    let hits = cat.passage_hits(&ids).await.unwrap();
+    assert!(hits.iter().all(|h| h.current && h.path == b"a.txt"));
+    assert_eq!(
+        cat.passage_span().await.unwrap().1,
+        ids.iter().max().copied()
+    );
+    let (_, found) = cat
+        .passages_by_digest(&hash(200), -1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.len(), 2, "same digest: passages reusable");
+
+    // the item changes: its passages go stale, and are replaced by the next store
+    let mut edited = file("a.txt", 11, vec![chunk(3, 11)]);
+    edited.digest = Some(hash(202));
+    commit(&cat, "docs", &[edited]).await;
+    let task = cat
+        .index_queue(&connectors, 3, now_ns(), 0, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.path == b"a.txt")
+        .unwrap();
+    let (_, removed) = cat
+        .store_passages(&task, "text/plain", &[passage("gamma", 0.5)], None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(removed, vec![queue[0].version_id]);
+    assert_eq!(cat.index_counts(&connectors).await.unwrap().passages, 1);
+    assert!(
+        cat.store_passages(&queue[0], "text/plain", &[passage("old", 0.2)], None)
+            .await
+            .unwrap()
+            .is_none(),
+        "not current any more"
+    );
+    assert_eq!(cat.drop_passages(&[task.version_id]).await.unwrap(), 1);
+    assert_eq!(cat.reset_vectors("model-b", 3).await.unwrap() as usize, 0);
+    assert_eq!(
+        cat.vector_meta("embedder").await.unwrap().as_deref(),
+        Some("model-b")
+    );
+    assert_eq!(cat.vector_meta("dim").await.unwrap().as_deref(), Some("3"));
+    assert_eq!(
+        cat.index_counts(&connectors).await.unwrap().pending,
+        2,
+        "all to index again"
+    );
+}
+
+async fn store_state_is_kept_until_cleared(cat: Catalog) {
+    assert_eq!(cat.store_state("rechunk").await.unwrap(), None);
+    commit(&cat, "docs", &[file("a.txt", 10, vec![chunk(1, 10)])]).await;
+    let page = cat.content_versions_page(0, 10).await.unwrap();
+    assert_eq!(page.len(), 1);
+    cat.replace_version_chunks(
+        &[(page[0].id, vec![chunk(5, 4), chunk(6, 6)])],
+        "rechunk",
+        page[0].id,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        cat.store_state("rechunk").await.unwrap(),
+        Some(page[0].id.to_string())
+    );
+    let back = cat
+        .current_content("docs", b"a.txt")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(back.chunks, vec![chunk(5, 4), chunk(6, 6)]);
+    assert_eq!(cat.content_versions_after(page[0].id).await.unwrap(), 0);
+    cat.clear_store_state("rechunk").await.unwrap();
+    assert_eq!(cat.store_state("rechunk").await.unwrap(), None);
+}
