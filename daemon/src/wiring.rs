@@ -76,17 +76,21 @@ fn pg_settings(p: &tributary_config::PostgresCatalog) -> PgSettings {
 
 /// The object store as every command reads and writes it: reachable, its format known
 /// (a new store is marked) and, when encrypted, unlocked with the configured key file
-/// ([`tributary_store::keyring::open`]). A missing or wrong key is this one error,
-/// before anything is written.
+/// ([`tributary_store::keyring::open`]), the whole retried for a few seconds over
+/// transient failures ([`tributary_store::open::open_bucket`]). A missing or wrong key
+/// is this one error, before anything is written.
 pub async fn open_bucket(cfg: &Config) -> anyhow::Result<(Arc<dyn ObjectStore>, StoreFormat)> {
     let raw = open_store(cfg).await?;
-    if let Err(e) = raw.check().await {
-        bail!("object store {}: {e}", raw.describe());
-    }
     let kek = store_key(cfg)?;
-    tributary_store::keyring::open(raw.clone(), kek.as_ref())
-        .await
-        .map_err(|e| anyhow::anyhow!("object store {}: {e}", raw.describe()))
+    let what = raw.describe();
+    tributary_store::open::open_bucket(
+        raw,
+        kek.as_ref(),
+        tributary_store::open::OPEN_RETRY,
+        |attempt, e| tracing::warn!(attempt, "object store {what}: {e}; trying again"),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("object store {what}: {e}"))
 }
 
 /// The configured store key file, read.

@@ -79,6 +79,15 @@ pub async fn open(
         return Ok((store, f));
     };
     let f = match format::read(&*store).await? {
+        // a first opening that stopped between marking the store and storing its key
+        // left a marker no key opens, and nothing sealed with it: begun again
+        Some(f)
+            if f.encryption.is_some()
+                && list(&*store).await?.is_empty()
+                && !holds_data(&*store).await? =>
+        {
+            init(&*store, kek, true).await?
+        }
         Some(f) if f.encryption.is_some() => f,
         Some(f) if holds_data(&*store).await? => {
             return Err(clear_store(&*store, &f));
@@ -378,6 +387,49 @@ mod tests {
         let e = remove(&*store, &other.id()).await.unwrap_err();
         assert!(e.message.contains("last key"), "{e}");
         assert!(remove(&*store, "0000").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_first_opening_cut_before_its_key_was_stored_is_begun_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let kek = Kek::generate();
+        let raw = local(dir.path());
+        // the marker of a first opening whose key never reached the store
+        format::create(&*raw, sealed_format(&DataKey::generate(), false))
+            .await
+            .unwrap();
+        let (store, f) = open(raw.clone(), Some(&kek)).await.unwrap();
+        assert!(f.encryption.is_some());
+        store
+            .put(
+                "manifests/x",
+                Bytes::from_static(b"kept"),
+                PutMode::IfAbsent,
+            )
+            .await
+            .unwrap();
+        let (again, f2) = open(local(dir.path()), Some(&kek)).await.unwrap();
+        assert_eq!(
+            (f, again.get("manifests/x").await.unwrap()),
+            (f2, Bytes::from_static(b"kept"))
+        );
+
+        // once something is sealed, a store without keys is never begun again
+        let dir = tempfile::tempdir().unwrap();
+        let raw = local(dir.path());
+        format::create(&*raw, sealed_format(&DataKey::generate(), false))
+            .await
+            .unwrap();
+        raw.put(
+            "manifests/y",
+            Bytes::from_static(b"sealed"),
+            PutMode::IfAbsent,
+        )
+        .await
+        .unwrap();
+        let e = refused(open(raw, Some(&kek)).await);
+        assert_eq!(e.class, ErrorClass::Auth);
+        assert!(e.message.contains("0 key(s)"), "{e}");
     }
 
     #[tokio::test]

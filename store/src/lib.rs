@@ -13,6 +13,7 @@ pub mod crypt;
 pub mod format;
 pub mod keyring;
 pub mod local;
+pub mod open;
 pub mod pack;
 pub mod retry;
 #[cfg(feature = "s3")]
