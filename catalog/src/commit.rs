@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use tributary_store::pack::Placed;
 
 use crate::rows::{hex_bytes, hex_hash, opt_hex_hash};
-use crate::{Catalog, Compression, Hash, Result, Tx, conflicts, now_ns};
+use crate::{Catalog, Compression, Db, Hash, Result, Tx, commit_pg, conflicts, now_ns};
 
 /// The catalog's view of one item, as planning needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,9 +109,23 @@ pub struct CommitBatch<'a> {
 
 impl Catalog {
     /// Commits a batch in one transaction. Returns the new version ids in order.
+    /// On PostgreSQL a batch of distinct items is written set-based
+    /// ([`crate::commit_pg`]): a fixed number of statements, not one per row.
     pub async fn commit_batch(&self, batch: &CommitBatch<'_>) -> Result<Vec<i64>> {
+        if let Db::Postgres(pool) = &self.db
+            && commit_pg::set_based(batch)
+        {
+            return commit_pg::commit(pool, batch).await;
+        }
         with_pool!(self, |pool| {
             let mut tx = crate::Tx::from(pool.begin().await?);
+            if let Tx::Postgres(t) = &mut tx {
+                // the feed's order is the commit order (see commit_pg::FEED_LOCK)
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(commit_pg::FEED_LOCK)
+                    .execute(&mut **t)
+                    .await?;
+            }
             let mut ids = Vec::with_capacity(batch.versions.len());
             for v in batch.versions {
                 ids.push(insert_version(&mut tx, batch, v).await?);

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::items::StoredVersion;
-use crate::rows::{ChunkRecord, in_list, prefix_range, to_hash};
+use crate::rows::{ChunkRecord, in_list, prefix_range, release_chunks_sql, to_hash};
 use crate::{Catalog, ChunkRef, Hash, RestoreEntry, Result, now_ns};
 
 impl Catalog {
@@ -111,26 +111,16 @@ impl Catalog {
             .await?;
             let now = now_ns();
             for batch in doomed.chunks(500) {
-                let list = in_list(1, batch.len());
-                let mut q = sqlx::query_as::<_, (Vec<u8>, i64)>(sqlx::AssertSqlSafe(format!(
-                    "SELECT hash, COUNT(*) FROM version_chunks WHERE version_id IN {list} GROUP BY hash"
-                )));
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(release_chunks_sql(&in_list(
+                    2,
+                    batch.len(),
+                ))))
+                .bind(now);
                 for id in batch {
                     q = q.bind(id);
                 }
-                let counts = q.fetch_all(&mut *tx).await?;
-                for (hash, n) in counts {
-                    sqlx::query(
-                        "UPDATE chunks SET refcount = refcount - $1,
-                           orphaned_at = CASE WHEN refcount - $1 <= 0 THEN $2 ELSE orphaned_at END
-                         WHERE hash = $3",
-                    )
-                    .bind(n)
-                    .bind(now)
-                    .bind(&hash)
-                    .execute(&mut *tx)
-                    .await?;
-                }
+                q.execute(&mut *tx).await?;
+                let list = in_list(1, batch.len());
                 for table in [
                     "version_chunks WHERE version_id",
                     "version_principals WHERE version_id",

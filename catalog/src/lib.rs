@@ -48,7 +48,9 @@ macro_rules! on_tx {
 
 mod bulk;
 mod commit;
+mod commit_pg;
 pub mod conflicts;
+pub mod copy;
 mod feed;
 mod gc;
 mod items;
@@ -89,6 +91,9 @@ pub enum CatalogError {
     /// The catalog cannot be opened: where it is (never a password) and why.
     #[error("{0}")]
     Open(String),
+    /// A catalog copy refused or found wrong ([`copy`]).
+    #[error("catalog copy: {0}")]
+    Copy(String),
 }
 
 pub type Result<T, E = CatalogError> = std::result::Result<T, E>;

@@ -46,6 +46,22 @@ impl Catalog {
 
     /// The chunks among `hashes` that the catalog already holds (committed).
     pub async fn known_chunks(&self, hashes: &[Hash]) -> Result<HashMap<Hash, ChunkRef>> {
+        if let Db::Postgres(pool) = &self.db {
+            // one query, the hashes bound as one array
+            let mut found = HashMap::new();
+            let sql = format!(
+                "SELECT {CHUNK_COLUMNS} FROM chunks WHERE refcount > 0 AND hash = ANY($1::bytea[])"
+            );
+            for row in sqlx::query_as::<_, ChunkRecord>(sqlx::AssertSqlSafe(sql))
+                .bind(hashes.iter().map(|h| h.as_slice()).collect::<Vec<_>>())
+                .fetch_all(pool)
+                .await?
+            {
+                let c = ChunkRef::try_from(row)?;
+                found.insert(c.hash, c);
+            }
+            return Ok(found);
+        }
         with_pool!(self, |pool| {
             let mut found = HashMap::new();
             for batch in hashes.chunks(500) {

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use crate::rows::{ChunkRecord, to_hash};
+use crate::rows::{ChunkRecord, release_chunks_sql, to_hash};
 use crate::{Catalog, ChunkRef, Hash, Result};
 
 /// A version with content, as rewriting it needs it.
@@ -76,24 +76,11 @@ impl Catalog {
             let now = crate::now_ns();
             let mut tx = pool.begin().await?;
             for (version, chunks) in versions {
-                let counts: Vec<(Vec<u8>, i64)> = sqlx::query_as(
-                    "SELECT hash, COUNT(*) FROM version_chunks WHERE version_id = $1 GROUP BY hash",
-                )
-                .bind(version)
-                .fetch_all(&mut *tx)
-                .await?;
-                for (hash, n) in counts {
-                    sqlx::query(
-                        "UPDATE chunks SET refcount = refcount - $1,
-                           orphaned_at = CASE WHEN refcount - $1 <= 0 THEN $2 ELSE orphaned_at END
-                         WHERE hash = $3",
-                    )
-                    .bind(n)
+                sqlx::query(sqlx::AssertSqlSafe(release_chunks_sql("($2)")))
                     .bind(now)
-                    .bind(&hash)
+                    .bind(version)
                     .execute(&mut *tx)
                     .await?;
-                }
                 sqlx::query("DELETE FROM version_chunks WHERE version_id = $1")
                     .bind(version)
                     .execute(&mut *tx)

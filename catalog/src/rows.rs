@@ -12,6 +12,20 @@ pub(crate) fn in_list(first: usize, n: usize) -> String {
     format!("({})", v.join(", "))
 }
 
+/// The statement that gives back the chunk references of the versions listed in
+/// `list` (an [`in_list`] of their ids from `$2` on), in one statement whatever their
+/// number: each chunk loses as many references as those versions make to it, and one
+/// left with none is orphaned at `$1` (for gc). Their `version_chunks` rows are the
+/// caller's to delete afterwards.
+pub(crate) fn release_chunks_sql(list: &str) -> String {
+    format!(
+        "UPDATE chunks SET refcount = chunks.refcount - d.n,
+           orphaned_at = CASE WHEN chunks.refcount - d.n <= 0 THEN $1 ELSE chunks.orphaned_at END
+         FROM (SELECT hash, COUNT(*) AS n FROM version_chunks WHERE version_id IN {list} GROUP BY hash) AS d
+         WHERE chunks.hash = d.hash"
+    )
+}
+
 /// The columns of a stored chunk.
 pub(crate) const CHUNK_COLUMNS: &str = "hash, size, stored_size, compression, pack, pack_offset";
 

@@ -67,6 +67,8 @@ on_both!(
     versions_and_content_read_back,
     passages_store_replace_and_search,
     store_state_is_kept_until_cleared,
+    commits_of_many_files_match_row_by_row_commits,
+    a_catalog_copies_into_another_backend_with_every_row,
 );
 
 fn hash(n: u8) -> Hash {
@@ -760,4 +762,292 @@ async fn store_state_is_kept_until_cleared(cat: Catalog) {
     assert_eq!(cat.content_versions_after(page[0].id).await.unwrap(), 0);
     cat.clear_store_state("rechunk").await.unwrap();
     assert_eq!(cat.store_state("rechunk").await.unwrap(), None);
+}
+
+/// Large batches (set-based on PostgreSQL), a batch naming an item twice (row by row
+/// everywhere), held and displaced versions: the same items, references, chunk lists,
+/// principals and feed on both backends.
+async fn commits_of_many_files_match_row_by_row_commits(cat: Catalog) {
+    cat.record_item_error("docs", b"f3", b"f3", None, "locked", None)
+        .await
+        .unwrap();
+    let files: Vec<NewVersion> = (0..300u32)
+        .map(|i| {
+            let (a, b) = ((i % 7) as u8, 100 + (i % 3) as u8);
+            let mut v = file(
+                &format!("f{i}"),
+                i as u64,
+                vec![chunk(a, 70), chunk(b, 30), chunk(a, 70)],
+            );
+            if i % 5 == 0 {
+                v.principals = Some(vec!["user:x".into(), "group:y".into(), "user:x".into()]);
+            }
+            v
+        })
+        .collect();
+    let ids = commit(&cat, "docs", &files).await;
+    assert_eq!(ids.len(), 300);
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "numbered in order");
+
+    let items = cat.items("docs").await.unwrap();
+    assert_eq!(items.len(), 300);
+    let f10 = items.iter().find(|i| i.path == b"f10").unwrap();
+    assert_eq!(
+        (f10.size, f10.change_tag.as_deref(), f10.deleted, f10.held),
+        (10, Some("tag-f10"), false, false)
+    );
+    assert_eq!(f10.acl.as_deref(), Some("group:y\nuser:x"));
+    assert_eq!(items.iter().find(|i| i.path == b"f11").unwrap().acl, None);
+    assert_eq!(
+        cat.version_principals(ids[10]).await.unwrap(),
+        vec!["group:y".to_string(), "user:x".to_string()]
+    );
+    assert_eq!(
+        cat.version_content(ids[12]).await.unwrap().unwrap().chunks,
+        vec![chunk(5, 70), chunk(100, 30), chunk(5, 70)],
+        "chunk order and repeats kept"
+    );
+    let cat = &cat;
+    let refs = |h| async move { cat.chunk_states(&[h]).await.unwrap()[&h].0 };
+    for k in 0..7u8 {
+        let n = (0..300u32).filter(|i| (i % 7) as u8 == k).count() as i64;
+        assert_eq!(refs(hash(k)).await, 2 * n, "chunk {k}");
+    }
+    assert_eq!(refs(hash(101)).await, 100);
+    assert!(
+        cat.item_errors("docs").await.unwrap().is_empty(),
+        "a stored file is no longer failing"
+    );
+    let feed = cat.changes(0, 1000).await.unwrap();
+    assert_eq!(feed.len(), 300);
+    assert!(
+        feed.iter()
+            .zip(&ids)
+            .enumerate()
+            .all(|(i, (c, v))| c.version_id == *v && c.path == format!("f{i}").as_bytes()),
+        "the feed in the batch's order"
+    );
+
+    // one item twice in a batch: each version sees the one before it
+    let twice = [file("f0", 1, vec![chunk(50, 10)]), tombstone("f0")];
+    let ids2 = commit(cat, "docs", &twice).await;
+    assert_eq!(refs(hash(50)).await, 1);
+    let f0 = cat
+        .items("docs")
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|i| i.path == b"f0")
+        .unwrap();
+    assert!(f0.deleted);
+    let tail: Vec<(String, i64)> = cat
+        .changes(feed[299].seq, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.op, c.version_id))
+        .collect();
+    assert_eq!(
+        tail,
+        vec![("upsert".into(), ids2[0]), ("delete".into(), ids2[1])]
+    );
+
+    // a held claim and a displaced owner in one set-based batch
+    let mut held = file("f1", 999, vec![chunk(60, 10)]);
+    held.held = true;
+    let mut displaced = tombstone("f2");
+    displaced.displaced = true;
+    let mut other = file("g", 5, vec![chunk(61, 10)]);
+    other.connector = Some("wiki".into());
+    let ids3 = commit(cat, "docs", &[held, displaced, other]).await;
+    let items = cat.items("docs").await.unwrap();
+    let f1 = items.iter().find(|i| i.path == b"f1").unwrap();
+    assert_eq!((f1.held, f1.deleted, f1.size), (true, false, 999));
+    let f2 = items.iter().find(|i| i.path == b"f2").unwrap();
+    assert!(f2.held && f2.deleted);
+    assert_eq!(
+        cat.items("wiki").await.unwrap().len(),
+        1,
+        "the displaced owner's connector"
+    );
+    let tail: Vec<i64> = cat
+        .changes(feed[299].seq, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.version_id)
+        .collect();
+    assert_eq!(
+        tail,
+        vec![ids2[0], ids2[1], ids3[1], ids3[2]],
+        "held versions stay out"
+    );
+}
+
+async fn a_catalog_copies_into_another_backend_with_every_row(cat: Catalog) {
+    use tributary_catalog::conflicts::{ClaimRef, NewConflict};
+    // a little of everything
+    let job = cat.create_job("docs", "full", "api").await.unwrap();
+    cat.write_job_log(
+        job,
+        &[LogLine {
+            at: 1,
+            level: "INFO".into(),
+            message: "listed".into(),
+        }],
+    )
+    .await
+    .unwrap();
+    let mut a = file("a.txt", 10, vec![chunk(1, 10), chunk(2, 10)]);
+    a.principals = Some(vec!["user:x".into()]);
+    cat.commit_batch(&CommitBatch {
+        connector: "docs",
+        job_id: Some(job),
+        versions: &[a, file("b.txt", 20, vec![chunk(2, 10)])],
+        checkpoint: Some("delta-token-42"),
+        manifest: Some("manifests/1"),
+        conflicts: &[],
+    })
+    .await
+    .unwrap();
+    cat.finish_job(job, "succeeded", "{\"files_done\":2}", 0, None)
+        .await
+        .unwrap();
+    cat.record_item_error("docs", b"c.txt", b"c.txt", Some(job), "locked", None)
+        .await
+        .unwrap();
+    let (conflict, _) = cat
+        .raise(NewConflict::open(
+            "path_claim",
+            "wiki",
+            b"a.txt".to_vec(),
+            "two claims".into(),
+            vec![ClaimRef {
+                role: "incoming",
+                connector: "wiki".into(),
+                source_id: b"a.txt".to_vec(),
+                path: b"a.txt".to_vec(),
+                fingerprint: Some("fp".into()),
+            }],
+        ))
+        .await
+        .unwrap();
+    cat.reset_vectors("local test", 3).await.unwrap();
+    let connectors = vec!["docs".to_string()];
+    let queue = cat
+        .index_queue(&connectors, 3, now_ns(), 0, 10)
+        .await
+        .unwrap();
+    cat.store_passages(
+        &queue[0],
+        "text/plain",
+        &[NewPassage {
+            location: None,
+            text: "alpha".into(),
+            embedding: vec![0.5, 0.25, 0.125],
+        }],
+        None,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    cat.replace_version_chunks(&[], "rechunk", 7).await.unwrap();
+    cat.prune_changes(0).await.unwrap();
+    assert!(
+        cat.try_lock("gc", "me", Duration::from_secs(60))
+            .await
+            .unwrap()
+    );
+
+    let (to, _dir) = if cat.backend() == "sqlite" {
+        postgres().await
+    } else {
+        sqlite().await
+    };
+    let mut heard = Vec::new();
+    let report = cat
+        .copy_to(&to, |t| heard.push(t.table.clone()))
+        .await
+        .unwrap();
+    assert_eq!(heard.len(), tributary_catalog::copy::TABLES.len());
+    for t in &report {
+        assert_eq!(t.source_rows, t.copied_rows, "{t:?}");
+    }
+    let rows = |name: &str| report.iter().find(|t| t.table == name).unwrap().copied_rows;
+    for (name, n) in [
+        ("items", 2),
+        ("versions", 2),
+        ("chunks", 2),
+        ("version_chunks", 3),
+        ("version_principals", 1),
+        ("changes", 2),
+        ("jobs", 1),
+        ("job_logs", 1),
+        ("item_errors", 1),
+        ("conflicts", 1),
+        ("conflict_claims", 1),
+        ("passages", 1),
+        ("index_state", 1),
+        ("store_state", 1),
+        ("feed_state", 1),
+    ] {
+        assert_eq!(rows(name), n, "{name}");
+    }
+    assert!(rows("vector_meta") >= 1 && rows("connectors") >= 1);
+
+    // the destination reads as the source did
+    assert_eq!(
+        to.checkpoint("docs").await.unwrap().as_deref(),
+        Some("delta-token-42")
+    );
+    assert_eq!(
+        to.items("docs").await.unwrap(),
+        cat.items("docs").await.unwrap()
+    );
+    assert_eq!(
+        to.changes(0, 10).await.unwrap(),
+        cat.changes(0, 10).await.unwrap()
+    );
+    assert_eq!(to.job(job).await.unwrap(), cat.job(job).await.unwrap());
+    assert_eq!(
+        to.job_log(job).await.unwrap(),
+        cat.job_log(job).await.unwrap()
+    );
+    assert_eq!(
+        serde_json::to_value(to.conflict(conflict).await.unwrap()).unwrap(),
+        serde_json::to_value(cat.conflict(conflict).await.unwrap()).unwrap()
+    );
+    assert_eq!(
+        to.item_errors("docs").await.unwrap(),
+        cat.item_errors("docs").await.unwrap()
+    );
+    assert_eq!(
+        to.index_counts(&connectors).await.unwrap(),
+        cat.index_counts(&connectors).await.unwrap()
+    );
+    assert_eq!(to.passage_vectors(0, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        to.store_state("rechunk").await.unwrap().as_deref(),
+        Some("7")
+    );
+    assert_eq!(
+        to.pruned_through().await.unwrap(),
+        cat.pruned_through().await.unwrap()
+    );
+    assert_eq!(
+        to.lock_holder("gc").await.unwrap(),
+        None,
+        "leases stay with the source"
+    );
+
+    // new rows are numbered after the copied ones
+    let next = commit(&to, "docs", &[file("c.txt", 1, vec![chunk(3, 1)])]).await[0];
+    let latest = cat.changes(0, 10).await.unwrap().last().unwrap().version_id;
+    assert!(next > latest);
+    assert!(to.create_job("docs", "full", "api").await.unwrap() > job);
+
+    // a destination that holds data is refused, and left as it was
+    let e = cat.copy_to(&to, |_| {}).await.unwrap_err().to_string();
+    assert!(e.contains("already holds data"), "{e}");
+    assert_eq!(to.items("docs").await.unwrap().len(), 3);
 }

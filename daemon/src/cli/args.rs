@@ -211,6 +211,12 @@ pub enum Command {
         #[arg(long)]
         ready: bool,
     },
+    /// Catalog tools: `catalog copy` moves an installation's catalog (SQLite to
+    /// PostgreSQL, or between servers).
+    Catalog {
+        #[command(subcommand)]
+        command: CatalogCommand,
+    },
     /// Ask the running daemon to act, through its API (needs a token).
     Ctl {
         #[arg(short, long)]
@@ -230,6 +236,32 @@ pub struct TokenArgs {
     /// A file holding the bearer token.
     #[arg(long)]
     pub token_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CatalogCommand {
+    /// Copy every row of a catalog into an empty one and check the counts (items,
+    /// versions, chunks, jobs, conflicts, the change feed, passages, checkpoints): an
+    /// installation moves without re-ingesting a byte. The source may be in use (it is
+    /// read as of one moment); point the daemon at the destination afterwards. A
+    /// PostgreSQL password comes from the password file, PGPASSWORD or ~/.pgpass.
+    Copy {
+        /// `sqlite://PATH` (e.g. sqlite:///var/lib/tributary/catalog.db) or
+        /// `postgres://USER@HOST:PORT/DB`.
+        #[arg(long)]
+        from: String,
+        /// The destination, as --from; an empty database (its schema is created).
+        #[arg(long)]
+        to: String,
+        /// A file holding the password of --from's PostgreSQL user.
+        #[arg(long)]
+        from_password_file: Option<PathBuf>,
+        /// A file holding the password of --to's PostgreSQL user.
+        #[arg(long)]
+        to_password_file: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]

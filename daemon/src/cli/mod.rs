@@ -18,6 +18,7 @@ macro_rules! load {
 }
 
 mod args;
+mod catalog;
 mod keys;
 mod maintenance;
 mod once;
@@ -72,6 +73,7 @@ pub async fn run(args: Cli) -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Command::Key { command } => keys::run(command).await,
+        Command::Catalog { command } => catalog::run(command).await,
         Command::Once {
             config,
             connector,

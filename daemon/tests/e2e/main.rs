@@ -6,6 +6,7 @@
 
 mod common;
 
+mod catalog_copy;
 mod cli;
 mod conflicts;
 mod daemon;
