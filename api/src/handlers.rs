@@ -319,6 +319,7 @@ fn job_view(st: &AppState, j: JobRow) -> Value {
         "kind": j.kind,
         "trigger": j.trigger,
         "status": j.status,
+        "instance": j.instance.unwrap_or_default(),
         "queued_at": ts(j.queued_at),
         "started_at": ts(j.started_at),
         "finished_at": ts(j.finished_at),
@@ -326,6 +327,33 @@ fn job_view(st: &AppState, j: JobRow) -> Value {
         "last_error": j.last_error,
         "progress": progress,
     })
+}
+
+/// An instance without a heartbeat for this long is shown `down`.
+pub const INSTANCE_DOWN_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
+
+pub async fn list_instances(State(st): State<AppState>) -> ApiResult<Json<Value>> {
+    let now = tributary_catalog::now_ns();
+    let items: Vec<Value> = st
+        .catalog
+        .instances()
+        .await?
+        .into_iter()
+        .map(|(r, running)| {
+            json!({
+                "state": tributary_catalog::instance_state(&r, now, INSTANCE_DOWN_AFTER.as_nanos() as i64),
+                "this": st.catalog.instance() == Some(r.id.as_str()),
+                "id": r.id,
+                "hostname": r.hostname,
+                "version": r.version,
+                "started_at": rfc3339(r.started_at),
+                "heartbeat_at": rfc3339(r.heartbeat_at),
+                "stopped_at": r.stopped_at.map(rfc3339),
+                "running_jobs": running,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "items": items })))
 }
 
 pub fn rfc3339(ns: i64) -> String {

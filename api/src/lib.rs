@@ -15,6 +15,7 @@ pub mod auth;
 mod download;
 pub mod error;
 mod handlers;
+pub use handlers::INSTANCE_DOWN_AFTER;
 pub mod metrics;
 pub mod oidc;
 pub mod openapi;

@@ -295,6 +295,11 @@ fn describe(method: &str, path: &str) -> Op {
                 error("503", "vectorization is off, starting or failed"),
             ],
         ),
+        ("GET", "/api/v1/instances") => op(
+            "The daemon instances using this catalog: heartbeat, version, state (up, down: no heartbeat for 30 s, stopped) and the jobs each runs",
+            vec![],
+            vec![ok("200", "Instances")],
+        ),
         ("GET", "/api/v1/queue") => op(
             "Vectorization: state, embedder, queue depth, index states and totals",
             vec![],
@@ -328,9 +333,10 @@ fn components() -> Value {
     let ntime = || json!({"type": "string", "format": "date-time", "nullable": true});
     let job = json!({
         "type": "object",
-        "required": ["id", "connector", "kind", "trigger", "status", "queued_at", "started_at", "finished_at", "error_count", "last_error", "progress"],
+        "required": ["id", "connector", "kind", "trigger", "status", "instance", "queued_at", "started_at", "finished_at", "error_count", "last_error", "progress"],
         "properties": {
             "id": int(), "connector": str_(), "kind": {"type": "string", "enum": ["full", "incremental"]},
+            "instance": {"type": "string", "description": "the instance_id of the daemon instance that ran the job (empty for jobs recorded before instances were)"},
             "trigger": str_(), "status": {"type": "string", "enum": crate::handlers::JOB_STATUSES},
             "queued_at": ntime(), "started_at": ntime(), "finished_at": ntime(),
             "error_count": int(), "last_error": nstr(),
@@ -421,6 +427,17 @@ fn components() -> Value {
             "type": "object", "required": ["score", "item_id", "version_id", "connector", "path", "passage", "text"],
             "properties": {"score": {"type": "number"}, "item_id": int(), "version_id": int(), "connector": str_(),
                 "path": str_(), "passage": int(), "location": nstr(), "text": str_()},
+        }}}},
+        "Instances": {"type": "object", "required": ["items"], "properties": {"items": {"type": "array", "items": {
+            "type": "object",
+            "required": ["id", "hostname", "version", "started_at", "heartbeat_at", "stopped_at", "state", "this", "running_jobs"],
+            "properties": {
+                "id": str_(), "hostname": str_(), "version": str_(),
+                "started_at": time(), "heartbeat_at": time(), "stopped_at": ntime(),
+                "state": {"type": "string", "enum": ["up", "down", "stopped"]},
+                "this": {"type": "boolean", "description": "the instance answering"},
+                "running_jobs": {"type": "array", "items": int()},
+            },
         }}}},
         "Queue": {"type": "object", "required": ["state", "connectors", "pending", "indexed", "failed", "skipped"], "properties": {
             "state": {"type": "string", "enum": ["starting", "failed", "ready"]}, "error": nstr(), "embedder": nstr(),

@@ -76,6 +76,7 @@ routes! {
     POST "/api/v1/conflicts/{id}/resolve" OPERATOR => resolve_conflict;
     GET "/api/v1/search" VIEWER => search;
     GET "/api/v1/queue" VIEWER => queue;
+    GET "/api/v1/instances" VIEWER => list_instances;
     POST "/api/v1/config/reload" ADMIN => reload;
 }
 

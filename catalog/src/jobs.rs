@@ -47,9 +47,11 @@ pub struct JobRow {
     pub error_count: i64,
     pub last_error: Option<String>,
     pub stats: String,
+    /// The instance that ran it (`None` for jobs recorded before instances were).
+    pub instance: Option<String>,
 }
 
-const JOB_COLUMNS: &str = "id, connector, kind, trigger, status, queued_at, started_at, finished_at, error_count, last_error, stats";
+const JOB_COLUMNS: &str = "id, connector, kind, trigger, status, queued_at, started_at, finished_at, error_count, last_error, stats, instance";
 
 /// Filters of a job listing.
 #[derive(Debug, Clone, Default)]
@@ -72,12 +74,13 @@ impl Catalog {
     pub async fn create_job(&self, connector: &str, kind: &str, trigger: &str) -> Result<i64> {
         with_pool!(self, |pool| {
             let id = sqlx::query_scalar(
-                "INSERT INTO jobs (connector, kind, trigger, status, started_at) VALUES ($1, $2, $3, 'running', $4) RETURNING id",
+                "INSERT INTO jobs (connector, kind, trigger, status, started_at, instance) VALUES ($1, $2, $3, 'running', $4, $5) RETURNING id",
             )
             .bind(connector)
             .bind(kind)
             .bind(trigger)
             .bind(now_ns())
+            .bind(self.instance.as_deref())
             .fetch_one(pool)
             .await?;
             Ok(id)
@@ -109,18 +112,26 @@ impl Catalog {
     }
 
     /// Marks jobs left `running` or `queued` (by a crash or a stop) as `interrupted`;
-    /// returns the connectors they belonged to.
+    /// returns the connectors they belonged to. A handle acting for an instance
+    /// ([`Catalog::for_instance`]) touches only that instance's jobs and jobs that
+    /// name no instance, never another running instance's.
     pub async fn interrupt_unfinished_jobs(&self) -> Result<Vec<String>> {
+        const MINE: &str =
+            "status IN ('running', 'queued') AND ($1 IS NULL OR instance IS NULL OR instance = $1)";
         with_pool!(self, |pool| {
-            let connectors: Vec<String> = sqlx::query_scalar(
-                "SELECT DISTINCT connector FROM jobs WHERE status IN ('running', 'queued') ORDER BY connector",
-            )
+            let connectors: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT DISTINCT connector FROM jobs WHERE {MINE} ORDER BY connector"
+            )))
+            .bind(self.instance.as_deref())
             .fetch_all(pool)
             .await?;
-            sqlx::query("UPDATE jobs SET status = 'interrupted', finished_at = $1 WHERE status IN ('running', 'queued')")
-                .bind(now_ns())
-                .execute(pool)
-                .await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE jobs SET status = 'interrupted', finished_at = $2 WHERE {MINE}"
+            )))
+            .bind(self.instance.as_deref())
+            .bind(now_ns())
+            .execute(pool)
+            .await?;
             Ok(connectors)
         })
     }
@@ -145,12 +156,13 @@ impl Catalog {
     ) -> Result<i64> {
         with_pool!(self, |pool| {
             let id = sqlx::query_scalar(
-                "INSERT INTO jobs (connector, kind, trigger, status, queued_at) VALUES ($1, $2, $3, 'queued', $4) RETURNING id",
+                "INSERT INTO jobs (connector, kind, trigger, status, queued_at, instance) VALUES ($1, $2, $3, 'queued', $4, $5) RETURNING id",
             )
             .bind(connector)
             .bind(kind)
             .bind(trigger)
             .bind(now_ns())
+            .bind(self.instance.as_deref())
             .fetch_one(pool)
             .await?;
             Ok(id)

@@ -53,6 +53,7 @@ pub mod conflicts;
 pub mod copy;
 mod feed;
 mod gc;
+mod instances;
 mod items;
 mod jobs;
 mod packs;
@@ -69,6 +70,7 @@ pub use conflicts::{
 
 pub use commit::{ChunkRef, CommitBatch, ItemState, NewVersion, acl_text};
 pub use feed::Change;
+pub use instances::{InstanceRow, instance_state};
 pub use items::{DueRetry, ItemError, ItemFilter, ItemRow, RestoreEntry, VersionRow};
 pub use jobs::{JobFilter, JobRow, LogLine, Stats};
 pub use packs::{PackChunk, PackUsage};
@@ -140,6 +142,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         8,
         include_str!("../../migrations/sqlite/0008_store_state.sql"),
         include_str!("../../migrations/postgres/0008_store_state.sql"),
+    ),
+    (
+        9,
+        include_str!("../../migrations/sqlite/0009_instances.sql"),
+        include_str!("../../migrations/postgres/0009_instances.sql"),
     ),
 ];
 
@@ -214,6 +221,9 @@ pub struct Catalog {
     /// Serializes conflict decisions with the commits that apply them (see
     /// [`Catalog::claims_lock`]).
     claims: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// The daemon instance acting through this handle ([`Catalog::for_instance`]): the
+    /// jobs it creates record it.
+    instance: Option<std::sync::Arc<str>>,
 }
 
 impl Catalog {
@@ -253,6 +263,7 @@ impl Catalog {
         Ok(Catalog {
             db: Db::Sqlite(pool),
             claims: Default::default(),
+            instance: None,
         })
     }
 
@@ -293,6 +304,7 @@ impl Catalog {
         Ok(Catalog {
             db: Db::Postgres(pool),
             claims: Default::default(),
+            instance: None,
         })
     }
 

@@ -67,6 +67,7 @@ on_both!(
     versions_and_content_read_back,
     passages_store_replace_and_search,
     store_state_is_kept_until_cleared,
+    instances_register_beat_stop_and_own_their_jobs,
     commits_of_many_files_match_row_by_row_commits,
     a_catalog_copies_into_another_backend_with_every_row,
 );
@@ -764,6 +765,54 @@ async fn store_state_is_kept_until_cleared(cat: Catalog) {
     assert_eq!(cat.store_state("rechunk").await.unwrap(), None);
 }
 
+async fn instances_register_beat_stop_and_own_their_jobs(cat: Catalog) {
+    use tributary_catalog::instance_state;
+    cat.register_instance("host-a-1f2e3d", "host-a", "0.1.0")
+        .await
+        .unwrap();
+    let mine = cat.for_instance("host-a-1f2e3d");
+    assert_eq!(mine.instance(), Some("host-a-1f2e3d"));
+    let job = mine.create_queued_job("docs", "full", "api").await.unwrap();
+    assert_eq!(
+        cat.job(job).await.unwrap().unwrap().instance.as_deref(),
+        Some("host-a-1f2e3d")
+    );
+    let other = cat.create_job("docs", "full", "cli").await.unwrap();
+    assert_eq!(cat.job(other).await.unwrap().unwrap().instance, None);
+
+    let listed = cat.instances().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    let (row, running) = &listed[0];
+    assert_eq!(
+        (row.hostname.as_str(), row.version.as_str()),
+        ("host-a", "0.1.0")
+    );
+    assert_eq!(running, &vec![job]);
+    assert_eq!(instance_state(row, now_ns(), 30_000_000_000), "up");
+    assert_eq!(
+        instance_state(row, row.heartbeat_at + 31_000_000_000, 30_000_000_000),
+        "down"
+    );
+
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    cat.heartbeat("host-a-1f2e3d").await.unwrap();
+    let (beat, _) = &cat.instances().await.unwrap()[0];
+    assert!(beat.heartbeat_at > row.heartbeat_at);
+
+    cat.finish_job(job, "succeeded", "{}", 0, None)
+        .await
+        .unwrap();
+    cat.instance_stopped("host-a-1f2e3d").await.unwrap();
+    let (stopped, running) = &cat.instances().await.unwrap()[0];
+    assert!(running.is_empty());
+    assert_eq!(instance_state(stopped, now_ns(), 30_000_000_000), "stopped");
+    cat.register_instance("host-a-1f2e3d", "host-a", "0.2.0")
+        .await
+        .unwrap();
+    let (again, _) = &cat.instances().await.unwrap()[0];
+    assert_eq!((again.stopped_at, again.version.as_str()), (None, "0.2.0"));
+}
+
 /// Large batches (set-based on PostgreSQL), a batch naming an item twice (row by row
 /// everywhere), held and displaced versions: the same items, references, chunk lists,
 /// principals and feed on both backends.
@@ -958,6 +1007,7 @@ async fn a_catalog_copies_into_another_backend_with_every_row(cat: Catalog) {
             .await
             .unwrap()
     );
+    cat.register_instance("i-1", "h", "0").await.unwrap();
 
     let (to, _dir) = if cat.backend() == "sqlite" {
         postgres().await
@@ -1039,6 +1089,7 @@ async fn a_catalog_copies_into_another_backend_with_every_row(cat: Catalog) {
         None,
         "leases stay with the source"
     );
+    assert!(to.instances().await.unwrap().is_empty());
 
     // new rows are numbered after the copied ones
     let next = commit(&to, "docs", &[file("c.txt", 1, vec![chunk(3, 1)])]).await[0];

@@ -13,7 +13,7 @@ pub mod redact;
 pub mod units;
 mod validate;
 pub use units::Rate;
-pub use validate::parse_schedule;
+pub use validate::{parse_schedule, valid_instance_id};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -200,6 +200,9 @@ pub struct ApiToken {
 
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
+    /// This instance's name among the instances sharing a catalog; `None`: the host's
+    /// name and a random suffix, kept in the state directory (`instance-id`).
+    pub instance_id: Option<String>,
     pub max_concurrent_jobs: usize,
     pub shutdown_deadline: Duration,
     pub max_retries: u32,
@@ -212,6 +215,7 @@ pub struct DaemonConfig {
 impl Default for DaemonConfig {
     fn default() -> Self {
         DaemonConfig {
+            instance_id: None,
             max_concurrent_jobs: 2,
             shutdown_deadline: Duration::from_secs(30),
             max_retries: 3,

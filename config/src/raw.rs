@@ -284,6 +284,11 @@ pub struct RawToken {
 #[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawDaemon {
+    /// This instance's name among the daemon instances sharing one catalog (1 to 64
+    /// letters, digits, `.`, `_`, `-`); default: the host's name and a random suffix,
+    /// kept in the state directory's `instance-id` file.
+    #[serde(default)]
+    pub instance_id: Option<String>,
     /// Jobs running at once across connectors (default 2).
     #[serde(default)]
     pub max_concurrent_jobs: Option<usize>,

@@ -462,7 +462,19 @@ fn daemon(cx: &mut Ctx, raw: &raw::RawDaemon) -> DaemonConfig {
         Some(n) => n,
         None => d.max_concurrent_jobs,
     };
+    let instance_id = raw.instance_id.as_ref().and_then(|id| {
+        if valid_instance_id(id) {
+            Some(id.clone())
+        } else {
+            cx.error(
+                format!("{p}.instance_id"),
+                format!("`{id}`: expected 1 to 64 letters, digits, `.`, `_` or `-`"),
+            );
+            None
+        }
+    });
     DaemonConfig {
+        instance_id,
         max_concurrent_jobs,
         shutdown_deadline,
         max_retries: raw.max_retries.unwrap_or(d.max_retries),
@@ -471,6 +483,14 @@ fn daemon(cx: &mut Ctx, raw: &raw::RawDaemon) -> DaemonConfig {
         version_retention,
         watch_debounce,
     }
+}
+
+/// An instance id: 1 to 64 ASCII letters, digits, `.`, `_` or `-` (a hostname fits).
+pub fn valid_instance_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// `UTC`, `Z` or a fixed offset `±HH:MM`.

@@ -3,6 +3,7 @@
 //! connectors and stores (design invariants 1 and 2).
 
 mod cli;
+mod instance;
 mod redacted_log;
 mod sdnotify;
 mod server;

@@ -268,9 +268,18 @@ fn smb_worker_exe(connector: &str) -> anyhow::Result<std::path::PathBuf> {
 }
 
 pub async fn pipeline(cfg: &Config) -> anyhow::Result<Pipeline> {
-    let catalog = open_catalog(cfg).await?;
+    let catalog = open_catalog(cfg).await?.for_instance(&instance_id(cfg)?);
     let (store, format) = open_bucket(cfg).await?;
     Ok(Pipeline::new(catalog, store, settings(cfg)).with_format(format))
+}
+
+/// This process's instance id ([`crate::instance`]).
+pub fn instance_id(cfg: &Config) -> anyhow::Result<String> {
+    crate::instance::resolve(
+        cfg.daemon.instance_id.as_deref(),
+        &cfg.state_dir,
+        &crate::instance::hostname(),
+    )
 }
 
 /// Every connector's conflict settings, in configuration order (ties of `newest_wins`

@@ -1,9 +1,31 @@
 //! Background tasks: failed files whose backoff has passed are queued again; the
-//! change feed and old versions are pruned.
+//! change feed and old versions are pruned; the instance's heartbeat is renewed.
 
 use super::*;
 
+/// How often an instance renews its heartbeat (an instance silent for
+/// [`tributary_api::INSTANCE_DOWN_AFTER`] is shown down).
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+
 impl Daemon {
+    /// Renews this instance's heartbeat in the catalog until shutdown.
+    pub(super) fn start_heartbeat(self: &Arc<Self>, instance: String) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = me.shutdown.cancelled() => break,
+                }
+                if let Err(e) = me.pipeline.catalog.heartbeat(&instance).await {
+                    tracing::warn!(error = %e, "heartbeat");
+                }
+            }
+        });
+    }
+
     /// Re-queues connectors with failed files whose backoff has passed; prunes the feed.
     pub(super) fn start_background(self: &Arc<Self>) {
         let me = self.clone();

@@ -196,6 +196,22 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
     let api = cfg.api.clone();
     let listen = api.listen;
     let daemon = Daemon::new(config_path, cfg).await?;
+    let instance = daemon
+        .pipeline
+        .catalog
+        .instance()
+        .expect("the daemon's catalog acts for its instance")
+        .to_string();
+    daemon
+        .pipeline
+        .catalog
+        .register_instance(
+            &instance,
+            &crate::instance::hostname(),
+            env!("CARGO_PKG_VERSION"),
+        )
+        .await?;
+    tracing::info!(%instance, "instance registered");
     let interrupted = daemon.pipeline.catalog.interrupt_unfinished_jobs().await?;
     let tls = match &api.tls {
         Some((cert, key)) => Some(
@@ -241,6 +257,7 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
         daemon.start_tasks(id);
     }
     daemon.start_background();
+    daemon.start_heartbeat(instance.clone());
     daemon.ensure_vectorizer();
     for id in &ids {
         let last = daemon.pipeline.catalog.last_job(id).await?;
@@ -312,6 +329,9 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
     }
     api_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    if let Err(e) = daemon.pipeline.catalog.instance_stopped(&instance).await {
+        tracing::warn!(error = %e, "record the instance's stop");
+    }
     daemon.pipeline.catalog.close().await;
     tracing::info!("stopped");
     Ok(())

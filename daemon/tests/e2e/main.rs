@@ -11,6 +11,7 @@ mod cli;
 mod conflicts;
 mod daemon;
 mod encryption;
+mod instances;
 mod packaging;
 mod postgres;
 mod security;
