@@ -10,8 +10,10 @@
 //!
 //! Rows are written in a fixed order (items by connector and source id, chunks by
 //! hash), so that instances committing at the same time lock them in the same order
-//! and never deadlock. Change rows are numbered under [`FEED_LOCK`], held to the
-//! commit: a feed reader never sees a sequence number before a smaller one commits.
+//! and never deadlock. A batch that writes change rows takes [`FEED_LOCK`] first (as
+//! the row-by-row path does, so every committer takes its locks in one order) and
+//! holds it to the commit: sequence numbers are allocated in commit order, and a feed
+//! reader never sees one before a smaller one commits.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -95,6 +97,13 @@ pub(crate) async fn commit(pool: &PgPool, batch: &CommitBatch<'_>) -> Result<Vec
     let crate::Tx::Postgres(t) = &mut tx else {
         unreachable!("a PostgreSQL pool begins PostgreSQL transactions")
     };
+    // first, as the row-by-row path does: one lock order for every committer
+    if batch.versions.iter().any(|v| !v.held) {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(FEED_LOCK)
+            .execute(&mut **t)
+            .await?;
+    }
     let (ids, item_ids) = write_versions(t, batch).await?;
     conflicts::apply_ops(&mut tx, batch.conflicts).await?;
     let crate::Tx::Postgres(t) = &mut tx else {
@@ -354,7 +363,7 @@ async fn update_items(
 }
 
 /// The batch's change rows (every version but the held ones), in its order, numbered
-/// under [`FEED_LOCK`].
+/// under [`FEED_LOCK`] (taken at the start of the transaction).
 async fn write_changes(
     t: &mut Transaction<'static, Postgres>,
     batch: &CommitBatch<'_>,
@@ -366,10 +375,6 @@ async fn write_changes(
     if feed.is_empty() {
         return Ok(());
     }
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(FEED_LOCK)
-        .execute(&mut **t)
-        .await?;
     sqlx::query(
         "INSERT INTO changes (connector, item_id, version_id, op, path, at)
          SELECT u.connector, u.item_id, u.version_id, u.op, u.path, u.at
