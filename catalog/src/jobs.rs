@@ -2,6 +2,7 @@
 //! paused flags.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -113,23 +114,28 @@ impl Catalog {
 
     /// Marks jobs left `running` or `queued` (by a crash or a stop) as `interrupted`;
     /// returns the connectors they belonged to. A handle acting for an instance
-    /// ([`Catalog::for_instance`]) touches only that instance's jobs and jobs that
-    /// name no instance, never another running instance's.
-    pub async fn interrupt_unfinished_jobs(&self) -> Result<Vec<String>> {
-        const MINE: &str =
-            "status IN ('running', 'queued') AND ($1 IS NULL OR instance IS NULL OR instance = $1)";
+    /// ([`Catalog::for_instance`]) touches its own jobs, jobs that name no instance and
+    /// jobs of instances that are not up (stopped, or without a heartbeat for
+    /// `down_after`: a renamed or dead instance) — never a running instance's.
+    pub async fn interrupt_unfinished_jobs(&self, down_after: Duration) -> Result<Vec<String>> {
+        const MINE: &str = "status IN ('running', 'queued') AND ($1 IS NULL OR instance IS NULL OR instance = $1
+            OR instance NOT IN (SELECT id FROM instances WHERE stopped_at IS NULL AND heartbeat_at >= $2))";
+        let now = now_ns();
+        let alive_since = now - down_after.as_nanos() as i64;
         with_pool!(self, |pool| {
             let connectors: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
                 "SELECT DISTINCT connector FROM jobs WHERE {MINE} ORDER BY connector"
             )))
             .bind(self.instance.as_deref())
+            .bind(alive_since)
             .fetch_all(pool)
             .await?;
             sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE jobs SET status = 'interrupted', finished_at = $2 WHERE {MINE}"
+                "UPDATE jobs SET status = 'interrupted', finished_at = $3 WHERE {MINE}"
             )))
             .bind(self.instance.as_deref())
-            .bind(now_ns())
+            .bind(alive_since)
+            .bind(now)
             .execute(pool)
             .await?;
             Ok(connectors)

@@ -245,12 +245,19 @@ async fn jobs_queue_run_finish_and_list(cat: Catalog) {
         .await
         .unwrap();
     assert_eq!(
-        cat.interrupt_unfinished_jobs().await.unwrap(),
+        cat.interrupt_unfinished_jobs(Duration::from_secs(30))
+            .await
+            .unwrap(),
         vec!["mail".to_string(), "wiki".into()]
     );
     assert_eq!(cat.job(c).await.unwrap().unwrap().status, "interrupted");
     assert_eq!(cat.job(q).await.unwrap().unwrap().status, "interrupted");
-    assert!(cat.interrupt_unfinished_jobs().await.unwrap().is_empty());
+    assert!(
+        cat.interrupt_unfinished_jobs(Duration::from_secs(30))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn job_logs_are_replaced_whole(cat: Catalog) {
@@ -811,6 +818,41 @@ async fn instances_register_beat_stop_and_own_their_jobs(cat: Catalog) {
         .unwrap();
     let (again, _) = &cat.instances().await.unwrap()[0];
     assert_eq!((again.stopped_at, again.version.as_str()), (None, "0.2.0"));
+
+    // at start an instance interrupts what it left unfinished and what a stopped,
+    // silent or renamed instance left — never the jobs of an instance that is up
+    cat.register_instance("live", "h", "0").await.unwrap();
+    cat.register_instance("gone", "h", "0").await.unwrap();
+    cat.instance_stopped("gone").await.unwrap();
+    let live = cat
+        .for_instance("live")
+        .create_queued_job("a", "full", "api")
+        .await
+        .unwrap();
+    let gone = cat
+        .for_instance("gone")
+        .create_queued_job("b", "full", "api")
+        .await
+        .unwrap();
+    let renamed = cat
+        .for_instance("old-name")
+        .create_queued_job("c", "full", "api")
+        .await
+        .unwrap();
+    let own = mine.create_queued_job("d", "full", "api").await.unwrap();
+    assert_eq!(
+        mine.interrupt_unfinished_jobs(Duration::from_secs(30))
+            .await
+            .unwrap(),
+        vec!["b", "c", "d", "docs"],
+        "docs: the job above that names no instance"
+    );
+    let cat = &cat;
+    let status = |id| async move { cat.job(id).await.unwrap().unwrap().status };
+    assert_eq!(status(live).await, "queued");
+    for id in [gone, renamed, own] {
+        assert_eq!(status(id).await, "interrupted");
+    }
 }
 
 /// Large batches (set-based on PostgreSQL), a batch naming an item twice (row by row

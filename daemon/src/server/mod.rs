@@ -212,7 +212,11 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
         )
         .await?;
     tracing::info!(%instance, "instance registered");
-    let interrupted = daemon.pipeline.catalog.interrupt_unfinished_jobs().await?;
+    let interrupted = daemon
+        .pipeline
+        .catalog
+        .interrupt_unfinished_jobs(tributary_api::INSTANCE_DOWN_AFTER)
+        .await?;
     let tls = match &api.tls {
         Some((cert, key)) => Some(
             tributary_api::serve::tls_acceptor(cert, key)
@@ -325,7 +329,11 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
             ?deadline,
             "jobs did not finish within the shutdown deadline; marking them interrupted"
         );
-        daemon.pipeline.catalog.interrupt_unfinished_jobs().await?;
+        daemon
+            .pipeline
+            .catalog
+            .interrupt_unfinished_jobs(tributary_api::INSTANCE_DOWN_AFTER)
+            .await?;
     }
     api_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
