@@ -131,15 +131,24 @@ pub async fn health() -> Json<Value> {
 pub async fn ready(State(st): State<AppState>) -> Response {
     let mut parts = serde_json::Map::new();
     let mut ok = true;
-    match st.catalog.ping().await {
-        Ok(()) => {
+    // a database that is gone makes the pool retry until its acquire timeout: the
+    // probe answers sooner
+    match tokio::time::timeout(std::time::Duration::from_secs(3), st.catalog.ping()).await {
+        Ok(Ok(())) => {
             parts.insert("catalog".into(), json!({"ok": true}));
         }
-        Err(e) => {
+        Ok(Err(e)) => {
             ok = false;
             parts.insert(
                 "catalog".into(),
                 json!({"ok": false, "error": e.to_string()}),
+            );
+        }
+        Err(_) => {
+            ok = false;
+            parts.insert(
+                "catalog".into(),
+                json!({"ok": false, "error": "timed out after 3s"}),
             );
         }
     }

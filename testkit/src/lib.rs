@@ -5,6 +5,7 @@ pub mod embeddings;
 pub mod graph;
 pub mod oidc;
 pub mod postgres;
+pub mod proxy;
 pub mod samba;
 pub mod tree;
 pub mod weed;

@@ -4,6 +4,39 @@
 use super::*;
 
 impl Daemon {
+    /// Records the end of a job the pipeline could not record itself (the catalog was
+    /// unreachable, say): retried with backoff until the catalog answers, so that the
+    /// job does not stay `running` once it is back; given up at shutdown, after which
+    /// the next start marks the job interrupted.
+    async fn record_job_end(&self, job_id: i64, status: &str, error: &str) {
+        let policy = tributary_retry::RetryPolicy {
+            base: Duration::from_millis(500),
+            cap: Duration::from_secs(5),
+            ..Default::default()
+        };
+        let mut attempt = 1;
+        loop {
+            match self
+                .pipeline
+                .catalog
+                .finish_job(job_id, status, "{}", 0, Some(error))
+                .await
+            {
+                Ok(()) => return,
+                Err(e) => {
+                    if attempt == 1 {
+                        tracing::warn!(job_id, error = %e, "record the job's end: trying again until the catalog answers");
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(policy.delay(attempt)) => {}
+                        _ = self.shutdown.cancelled() => return,
+                    }
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
     /// Queues a job of `id`. Scheduled runs that find a job running are skipped and
     /// counted; watch runs set a follow-up.
     pub(super) fn trigger<'a>(
@@ -116,14 +149,8 @@ impl Daemon {
                     Some(StopReason::Shutdown) => "interrupted",
                     _ => "cancelled",
                 };
-                if let Err(e) = self
-                    .pipeline
-                    .catalog
-                    .finish_job(job_id, status, "{}", 0, Some("stopped before it started"))
-                    .await
-                {
-                    tracing::error!(job_id, error = %e, "record job end");
-                }
+                self.record_job_end(job_id, status, "stopped before it started")
+                    .await;
                 status.to_string()
             }
             Some(_permit) => {
@@ -144,16 +171,7 @@ impl Daemon {
                     }
                     Err(e) => {
                         tracing::error!(connector = %id, job_id, error = format!("{e:#}"), "job could not run");
-                        let _ = self
-                            .pipeline
-                            .catalog
-                            .finish_job(
-                                job_id,
-                                JobStatus::Failed.as_str(),
-                                "{}",
-                                0,
-                                Some(&format!("{e:#}")),
-                            )
+                        self.record_job_end(job_id, JobStatus::Failed.as_str(), &format!("{e:#}"))
                             .await;
                         "failed".to_string()
                     }

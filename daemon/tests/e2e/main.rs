@@ -7,6 +7,7 @@
 mod common;
 
 mod catalog_copy;
+mod catalog_outage;
 mod cli;
 mod conflicts;
 mod daemon;
