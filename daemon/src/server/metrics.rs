@@ -113,6 +113,24 @@ impl Daemon {
                 counts,
             );
         }
+        if let Ok(instances) = cat.instances().await {
+            let now = tributary_catalog::now_ns();
+            let ttl = tributary_api::INSTANCE_DOWN_AFTER.as_nanos() as i64;
+            let states = ["up", "down", "stopped"].map(|state| {
+                let n = instances
+                    .iter()
+                    .filter(|(r, _)| tributary_catalog::instance_state(r, now, ttl) == state)
+                    .count() as i64;
+                (state.to_string(), n)
+            });
+            gauges(
+                reg,
+                "tributary_instances",
+                "Daemon instances using the catalog, by state (down: no heartbeat for 30 s)",
+                "state",
+                states.to_vec(),
+            );
+        }
         reg.register(
             "tributary_job_duration_seconds",
             "Duration of jobs run by this process",

@@ -86,6 +86,14 @@ async fn instances_are_named_registered_and_shown_with_the_jobs_they_ran() {
         state("node-b.example"),
         (Value::from("up"), Value::from(true))
     );
+    let (_, _, metrics) = d.call("GET", "/api/v1/metrics", Some(VIEWER), None).await;
+    for line in [
+        "tributary_instances{state=\"up\"} 1",
+        "tributary_instances{state=\"stopped\"} 1",
+        "tributary_instances{state=\"down\"} 0",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
     let older = d.jobs("connector=docs").await;
     assert!(
         older.iter().any(|j| j["instance"] == id.as_str()),
