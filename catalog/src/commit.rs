@@ -131,21 +131,28 @@ impl Catalog {
                 ids.push(insert_version(&mut tx, batch, v).await?);
             }
             conflicts::apply_ops(&mut tx, batch.conflicts).await?;
-            on_tx!(&mut tx, |db| {
-                sqlx::query(
-                "INSERT INTO connectors (id, checkpoint, updated_at) VALUES ($1, $2, $3)
-                 ON CONFLICT (id) DO UPDATE SET checkpoint = COALESCE(excluded.checkpoint, connectors.checkpoint), updated_at = excluded.updated_at",
-            )
-            .bind(batch.connector)
-            .bind(batch.checkpoint)
-            .bind(now_ns())
-            .execute(db)
-            .await?;
-            });
+            record_checkpoint(&mut tx, batch).await?;
             tx.commit().await?;
             Ok(ids)
         })
     }
+}
+
+/// The batch's checkpoint (when it has one) and the connector's last update, in the
+/// batch's transaction.
+pub(crate) async fn record_checkpoint(tx: &mut Tx<'_>, batch: &CommitBatch<'_>) -> Result<()> {
+    on_tx!(tx, |db| {
+        sqlx::query(
+            "INSERT INTO connectors (id, checkpoint, updated_at) VALUES ($1, $2, $3)
+             ON CONFLICT (id) DO UPDATE SET checkpoint = COALESCE(excluded.checkpoint, connectors.checkpoint), updated_at = excluded.updated_at",
+        )
+        .bind(batch.connector)
+        .bind(batch.checkpoint)
+        .bind(now_ns())
+        .execute(db)
+        .await?;
+    });
+    Ok(())
 }
 
 async fn insert_version(tx: &mut Tx<'_>, batch: &CommitBatch<'_>, v: &NewVersion) -> Result<i64> {

@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::commit::{CommitBatch, NewVersion, acl_text};
-use crate::{Result, conflicts, now_ns};
+use crate::{Result, conflicts};
 
 /// The advisory lock under which change rows are numbered and committed
 /// (`pg_advisory_xact_lock`): the feed's order is the commit order.
@@ -110,15 +110,7 @@ pub(crate) async fn commit(pool: &PgPool, batch: &CommitBatch<'_>) -> Result<Vec
         unreachable!()
     };
     write_changes(t, batch, &ids, &item_ids).await?;
-    sqlx::query(
-        "INSERT INTO connectors (id, checkpoint, updated_at) VALUES ($1, $2, $3)
-         ON CONFLICT (id) DO UPDATE SET checkpoint = COALESCE(excluded.checkpoint, connectors.checkpoint), updated_at = excluded.updated_at",
-    )
-    .bind(batch.connector)
-    .bind(batch.checkpoint)
-    .bind(now_ns())
-    .execute(&mut **t)
-    .await?;
+    crate::commit::record_checkpoint(&mut tx, batch).await?;
     tx.commit().await?;
     Ok(ids)
 }
