@@ -339,7 +339,7 @@ fn job_view(st: &AppState, j: JobRow) -> Value {
 }
 
 /// An instance without a heartbeat for this long is shown `down`.
-pub const INSTANCE_DOWN_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
+pub use tributary_catalog::INSTANCE_DOWN_AFTER;
 
 pub async fn list_instances(State(st): State<AppState>) -> ApiResult<Json<Value>> {
     let now = tributary_catalog::now_ns();

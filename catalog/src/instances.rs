@@ -6,6 +6,10 @@ use serde::Serialize;
 
 use crate::{Catalog, Result, now_ns};
 
+/// An instance without a heartbeat for this long is taken for gone (`down`): its jobs
+/// may be interrupted by others.
+pub const INSTANCE_DOWN_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// An instance as the catalog knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct InstanceRow {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Catalog, Result, now_ns, redact};
+use crate::{Catalog, CatalogError, Result, now_ns, redact};
 
 /// A job's counters (a point-in-time copy of the pipeline's `Progress`); stored as
 /// JSON in [`JobRow::stats`].
@@ -72,20 +72,74 @@ pub struct LogLine {
 }
 
 impl Catalog {
+    /// A job row in state `running` (`tributary once`). [`CatalogError::JobActive`]
+    /// when the connector has a job queued or running already.
     pub async fn create_job(&self, connector: &str, kind: &str, trigger: &str) -> Result<i64> {
-        with_pool!(self, |pool| {
-            let id = sqlx::query_scalar(
-                "INSERT INTO jobs (connector, kind, trigger, status, started_at, instance) VALUES ($1, $2, $3, 'running', $4, $5) RETURNING id",
+        self.insert_job(connector, kind, trigger, "running").await
+    }
+
+    async fn insert_job(
+        &self,
+        connector: &str,
+        kind: &str,
+        trigger: &str,
+        status: &str,
+    ) -> Result<i64> {
+        let now = now_ns();
+        let (queued_at, started_at) = match status {
+            "queued" => (Some(now), None),
+            _ => (None, Some(now)),
+        };
+        let inserted: Result<i64> = with_pool!(self, |pool| {
+            sqlx::query_scalar(
+                "INSERT INTO jobs (connector, kind, trigger, status, queued_at, started_at, instance)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
             )
             .bind(connector)
             .bind(kind)
             .bind(trigger)
-            .bind(now_ns())
+            .bind(status)
+            .bind(queued_at)
+            .bind(started_at)
             .bind(self.instance.as_deref())
             .fetch_one(pool)
-            .await?;
-            Ok(id)
-        })
+            .await
+            .map_err(CatalogError::from)
+        });
+        match inserted {
+            Err(CatalogError::Db(sqlx::Error::Database(e))) if e.is_unique_violation() => {
+                let job: Option<i64> = with_pool!(self, |pool| {
+                    sqlx::query_scalar(
+                        "SELECT id FROM jobs WHERE connector = $1 AND status IN ('queued', 'running')",
+                    )
+                    .bind(connector)
+                    .fetch_optional(pool)
+                    .await?
+                });
+                match job {
+                    // a job run outside the daemon (`once`) replaces one that nothing
+                    // runs any more: a crashed `once`, or an instance gone
+                    Some(job) if status == "running" && self.abandoned(job).await? => {
+                        self.finish_job(
+                            job,
+                            "interrupted",
+                            "{}",
+                            0,
+                            Some("abandoned: its process is gone"),
+                        )
+                        .await?;
+                        Box::pin(self.insert_job(connector, kind, trigger, status)).await
+                    }
+                    Some(job) => Err(CatalogError::JobActive {
+                        connector: connector.to_string(),
+                        job,
+                    }),
+                    // it ended meanwhile: try once more
+                    None => Box::pin(self.insert_job(connector, kind, trigger, status)).await,
+                }
+            }
+            other => other,
+        }
     }
 
     pub async fn finish_job(
@@ -153,26 +207,33 @@ impl Catalog {
         })
     }
 
+    /// Whether no live instance runs job `id`: it names no instance, or one that
+    /// stopped or sent no heartbeat for [`crate::INSTANCE_DOWN_AFTER`].
+    async fn abandoned(&self, id: i64) -> Result<bool> {
+        let alive_since = now_ns() - crate::INSTANCE_DOWN_AFTER.as_nanos() as i64;
+        let live: Option<i64> = with_pool!(self, |pool| {
+            sqlx::query_scalar(
+                "SELECT j.id FROM jobs j JOIN instances i ON i.id = j.instance
+                 WHERE j.id = $1 AND i.stopped_at IS NULL AND i.heartbeat_at >= $2",
+            )
+            .bind(id)
+            .bind(alive_since)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(live.is_none())
+    }
+
     /// A job row in state `queued`, for the daemon's job queue.
+    /// [`CatalogError::JobActive`] when the connector has a job queued or running
+    /// already, on this instance or another.
     pub async fn create_queued_job(
         &self,
         connector: &str,
         kind: &str,
         trigger: &str,
     ) -> Result<i64> {
-        with_pool!(self, |pool| {
-            let id = sqlx::query_scalar(
-                "INSERT INTO jobs (connector, kind, trigger, status, queued_at, instance) VALUES ($1, $2, $3, 'queued', $4, $5) RETURNING id",
-            )
-            .bind(connector)
-            .bind(kind)
-            .bind(trigger)
-            .bind(now_ns())
-            .bind(self.instance.as_deref())
-            .fetch_one(pool)
-            .await?;
-            Ok(id)
-        })
+        self.insert_job(connector, kind, trigger, "queued").await
     }
 
     pub async fn start_job(&self, id: i64) -> Result<()> {

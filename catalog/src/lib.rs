@@ -70,7 +70,7 @@ pub use conflicts::{
 
 pub use commit::{ChunkRef, CommitBatch, ItemState, NewVersion, acl_text};
 pub use feed::Change;
-pub use instances::{InstanceRow, instance_state};
+pub use instances::{INSTANCE_DOWN_AFTER, InstanceRow, instance_state};
 pub use items::{DueRetry, ItemError, ItemFilter, ItemRow, RestoreEntry, VersionRow};
 pub use jobs::{JobFilter, JobRow, LogLine, Stats};
 pub use packs::{PackChunk, PackUsage};
@@ -96,6 +96,10 @@ pub enum CatalogError {
     /// A catalog copy refused or found wrong ([`copy`]).
     #[error("catalog copy: {0}")]
     Copy(String),
+    /// The connector already has a queued or running job (this one), on this instance
+    /// or another.
+    #[error("connector {connector} already has a job queued or running (job {job})")]
+    JobActive { connector: String, job: i64 },
 }
 
 pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
@@ -147,6 +151,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         9,
         include_str!("../../migrations/sqlite/0009_instances.sql"),
         include_str!("../../migrations/postgres/0009_instances.sql"),
+    ),
+    (
+        10,
+        include_str!("../../migrations/sqlite/0010_one_active_job.sql"),
+        include_str!("../../migrations/postgres/0010_one_active_job.sql"),
     ),
 ];
 

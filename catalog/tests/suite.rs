@@ -71,6 +71,7 @@ on_both!(
     commits_of_many_files_match_row_by_row_commits,
     a_catalog_copies_into_another_backend_with_every_row,
     a_feed_reader_sees_every_change_once_while_writers_commit_at_once,
+    a_connector_has_one_active_job_across_instances,
 );
 
 fn hash(n: u8) -> Hash {
@@ -785,7 +786,7 @@ async fn instances_register_beat_stop_and_own_their_jobs(cat: Catalog) {
         cat.job(job).await.unwrap().unwrap().instance.as_deref(),
         Some("host-a-1f2e3d")
     );
-    let other = cat.create_job("docs", "full", "cli").await.unwrap();
+    let other = cat.create_job("other", "full", "cli").await.unwrap();
     assert_eq!(cat.job(other).await.unwrap().unwrap().instance, None);
 
     let listed = cat.instances().await.unwrap();
@@ -845,8 +846,8 @@ async fn instances_register_beat_stop_and_own_their_jobs(cat: Catalog) {
         mine.interrupt_unfinished_jobs(Duration::from_secs(30))
             .await
             .unwrap(),
-        vec!["b", "c", "d", "docs"],
-        "docs: the job above that names no instance"
+        vec!["b", "c", "d", "other"],
+        "other: the job above that names no instance"
     );
     let cat = &cat;
     let status = |id| async move { cat.job(id).await.unwrap().unwrap().status };
@@ -1201,4 +1202,48 @@ async fn a_feed_reader_sees_every_change_once_while_writers_commit_at_once(cat: 
     let paths: std::collections::HashSet<_> = seen.iter().map(|(_, p)| p.clone()).collect();
     assert_eq!(paths.len(), WRITERS * BATCHES * FILES, "each change once");
     assert_eq!(cat.latest_change().await.unwrap(), seen.last().unwrap().0);
+}
+
+async fn a_connector_has_one_active_job_across_instances(cat: Catalog) {
+    use tributary_catalog::CatalogError;
+    cat.register_instance("a", "h", "0").await.unwrap();
+    cat.register_instance("b", "h", "0").await.unwrap();
+    let (a, b) = (cat.for_instance("a"), cat.for_instance("b"));
+    let first = a
+        .create_queued_job("docs", "full", "schedule")
+        .await
+        .unwrap();
+    // another instance's schedule, an API run, `tributary once`: the first job holds
+    for e in [
+        b.create_queued_job("docs", "full", "schedule").await,
+        b.create_queued_job("docs", "incremental", "api").await,
+        b.create_job("docs", "full", "cli").await,
+    ] {
+        match e {
+            Err(CatalogError::JobActive { connector, job }) => {
+                assert_eq!((connector.as_str(), job), ("docs", first))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let other = b
+        .create_queued_job("wiki", "full", "schedule")
+        .await
+        .unwrap();
+    a.start_job(first).await.unwrap();
+    a.finish_job(first, "succeeded", "{}", 0, None)
+        .await
+        .unwrap();
+    let next = b
+        .create_queued_job("docs", "incremental", "api")
+        .await
+        .unwrap();
+    assert!(next > other);
+
+    // a job whose instance is gone no longer holds the connector for `once`
+    b.instance_stopped("b").await.unwrap();
+    let once = a.create_job("docs", "full", "cli").await.unwrap();
+    let left = cat.job(next).await.unwrap().unwrap();
+    assert_eq!(left.status, "interrupted");
+    assert_eq!(cat.job(once).await.unwrap().unwrap().status, "running");
 }

@@ -88,8 +88,25 @@ impl Daemon {
             Err(e) => {
                 if let Some(s) = self.conns.lock().unwrap().get_mut(id) {
                     s.current = None;
+                    if matches!(e, tributary_catalog::CatalogError::JobActive { .. })
+                        && trigger == "schedule"
+                    {
+                        s.skipped += 1;
+                    }
                 }
-                return Err(ControlError::Internal(format!("create job: {e}")));
+                return Err(match e {
+                    // another instance (or `tributary once`) runs the connector now
+                    tributary_catalog::CatalogError::JobActive { job, .. } => {
+                        tracing::info!(
+                            connector = id,
+                            job_id = job,
+                            trigger,
+                            "the connector's job runs elsewhere; not queued"
+                        );
+                        ControlError::AlreadyRunning(job)
+                    }
+                    e => ControlError::Internal(format!("create job: {e}")),
+                });
             }
         };
         let progress = Arc::new(Progress::default());

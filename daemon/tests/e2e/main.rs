@@ -12,6 +12,7 @@ mod cli;
 mod conflicts;
 mod daemon;
 mod encryption;
+mod fleet;
 mod instances;
 mod packaging;
 mod postgres;
