@@ -70,21 +70,7 @@ fn generate(hostname: &str) -> String {
     } else {
         host
     };
-    format!("{host}-{:06x}", rand_suffix())
-}
-
-fn rand_suffix() -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    // std's randomly keyed hasher: enough to tell instances of one host apart
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.write_u32(std::process::id());
-    (h.finish() & 0xff_ffff) as u32
+    format!("{host}-{:06x}", rand::random::<u32>() & 0xff_ffff)
 }
 
 /// The host's name (`gethostname`).
