@@ -332,7 +332,8 @@ fn job_view(st: &AppState, j: JobRow) -> Value {
         "queued_at": ts(j.queued_at),
         "started_at": ts(j.started_at),
         "finished_at": ts(j.finished_at),
-        "error_count": if live.is_some() { progress["files_failed"].as_i64().unwrap_or(0) } else { j.error_count },
+        // running (here, or elsewhere with its progress saved): as counted so far
+        "error_count": if live.is_some() || j.status == "running" { progress["files_failed"].as_i64().unwrap_or(0) } else { j.error_count },
         "last_error": j.last_error,
         "progress": progress,
     })
@@ -358,11 +359,38 @@ pub async fn list_instances(State(st): State<AppState>) -> ApiResult<Json<Value>
                 "started_at": rfc3339(r.started_at),
                 "heartbeat_at": rfc3339(r.heartbeat_at),
                 "stopped_at": r.stopped_at.map(rfc3339),
+                "draining": r.draining != 0,
                 "running_jobs": running,
             })
         })
         .collect();
     Ok(Json(json!({ "items": items })))
+}
+
+/// Tells an instance to take no new job (`tributary ctl drain`): its running jobs
+/// finish, queued ones go to the other instances.
+pub async fn drain_instance(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    set_draining(st, id, true).await
+}
+
+pub async fn undrain_instance(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    set_draining(st, id, false).await
+}
+
+async fn set_draining(st: AppState, id: String, draining: bool) -> ApiResult<Json<Value>> {
+    if !st.catalog.set_draining(&id, draining).await? {
+        return Err(ApiError::not_found(
+            "INSTANCE_NOT_FOUND",
+            format!("no instance {id}"),
+        ));
+    }
+    Ok(Json(json!({"id": id, "draining": draining})))
 }
 
 pub fn rfc3339(ns: i64) -> String {

@@ -300,6 +300,27 @@ fn describe(method: &str, path: &str) -> Op {
             vec![],
             vec![ok("200", "Instances")],
         ),
+        ("POST", "/api/v1/instances/{id}/drain") | ("POST", "/api/v1/instances/{id}/undrain") => {
+            op(
+                if path.ends_with("/drain") {
+                    "Drain an instance: it claims no new job (its running jobs finish; queued jobs go to other instances), e.g. before an upgrade"
+                } else {
+                    "Let a drained instance claim jobs again"
+                },
+                vec![id()],
+                vec![
+                    (
+                        "200",
+                        "success",
+                        Some((
+                            "application/json",
+                            json!({"type": "object", "required": ["id", "draining"], "properties": {"id": {"type": "string"}, "draining": {"type": "boolean"}}}),
+                        )),
+                    ),
+                    error("404", "no such instance"),
+                ],
+            )
+        }
         ("GET", "/api/v1/queue") => op(
             "Vectorization: state, embedder, queue depth, index states and totals",
             vec![],
@@ -430,12 +451,13 @@ fn components() -> Value {
         }}}},
         "Instances": {"type": "object", "required": ["items"], "properties": {"items": {"type": "array", "items": {
             "type": "object",
-            "required": ["id", "hostname", "version", "started_at", "heartbeat_at", "stopped_at", "state", "this", "running_jobs"],
+            "required": ["id", "hostname", "version", "started_at", "heartbeat_at", "stopped_at", "state", "this", "draining", "running_jobs"],
             "properties": {
                 "id": str_(), "hostname": str_(), "version": str_(),
                 "started_at": time(), "heartbeat_at": time(), "stopped_at": ntime(),
                 "state": {"type": "string", "enum": ["up", "down", "stopped"]},
                 "this": {"type": "boolean", "description": "the instance answering"},
+                "draining": {"type": "boolean", "description": "told to claim no new job (`tributary ctl drain`)"},
                 "running_jobs": {"type": "array", "items": int()},
             },
         }}}},

@@ -77,6 +77,8 @@ routes! {
     GET "/api/v1/search" VIEWER => search;
     GET "/api/v1/queue" VIEWER => queue;
     GET "/api/v1/instances" VIEWER => list_instances;
+    POST "/api/v1/instances/{id}/drain" OPERATOR => drain_instance;
+    POST "/api/v1/instances/{id}/undrain" OPERATOR => undrain_instance;
     POST "/api/v1/config/reload" ADMIN => reload;
 }
 

@@ -108,14 +108,16 @@ pub struct CommitBatch<'a> {
 }
 
 impl Catalog {
-    /// Commits a batch in one transaction. Returns the new version ids in order.
+    /// Commits a batch in one transaction. Returns the new version ids in order. A
+    /// job's batch is refused ([`crate::CatalogError::LeaseLost`]) unless the job still holds
+    /// its connector's lease ([`crate::queue::fence`], in the same transaction).
     /// On PostgreSQL a batch of distinct items is written set-based
     /// ([`crate::commit_pg`]): a fixed number of statements, not one per row.
     pub async fn commit_batch(&self, batch: &CommitBatch<'_>) -> Result<Vec<i64>> {
         if let Db::Postgres(pool) = &self.db
             && commit_pg::set_based(batch)
         {
-            return commit_pg::commit(pool, batch).await;
+            return commit_pg::commit(pool, batch, self.instance.as_deref()).await;
         }
         with_pool!(self, |pool| {
             let mut tx = crate::Tx::from(pool.begin().await?);
@@ -125,6 +127,9 @@ impl Catalog {
                     .bind(commit_pg::FEED_LOCK)
                     .execute(&mut **t)
                     .await?;
+            }
+            if let Some(job) = batch.job_id {
+                crate::queue::fence(&mut tx, job, self.instance.as_deref()).await?;
             }
             let mut ids = Vec::with_capacity(batch.versions.len());
             for v in batch.versions {

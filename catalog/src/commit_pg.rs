@@ -92,7 +92,11 @@ pub(crate) fn chunk_rows(versions: &[NewVersion]) -> Vec<ChunkRow> {
 }
 
 /// [`crate::Catalog::commit_batch`] on PostgreSQL for a batch [`set_based`] accepts.
-pub(crate) async fn commit(pool: &PgPool, batch: &CommitBatch<'_>) -> Result<Vec<i64>> {
+pub(crate) async fn commit(
+    pool: &PgPool,
+    batch: &CommitBatch<'_>,
+    me: Option<&str>,
+) -> Result<Vec<i64>> {
     let mut tx = crate::Tx::from(pool.begin().await?);
     let crate::Tx::Postgres(t) = &mut tx else {
         unreachable!("a PostgreSQL pool begins PostgreSQL transactions")
@@ -104,6 +108,12 @@ pub(crate) async fn commit(pool: &PgPool, batch: &CommitBatch<'_>) -> Result<Vec
             .execute(&mut **t)
             .await?;
     }
+    if let Some(job) = batch.job_id {
+        crate::queue::fence(&mut tx, job, me).await?;
+    }
+    let crate::Tx::Postgres(t) = &mut tx else {
+        unreachable!()
+    };
     let (ids, item_ids) = write_versions(t, batch).await?;
     conflicts::apply_ops(&mut tx, batch.conflicts).await?;
     let crate::Tx::Postgres(t) = &mut tx else {

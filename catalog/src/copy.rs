@@ -7,9 +7,9 @@
 //! so a copy that fails leaves it empty. Row ids are kept (change-feed cursors, job and
 //! conflict ids stay valid) and PostgreSQL's id sequences continue after them. Every
 //! table is counted on both sides at the end: a copy whose counts differ is an error.
-//! Leases (`locks`) and the instance registry (`instances`) are not copied: they
-//! belong to the processes of the source (jobs keep the name of the instance that ran
-//! them).
+//! Leases (`locks`, `vector_claims`), the instance registry (`instances`) and the
+//! record of schedule firings (`schedule_fires`) are not copied: they belong to the processes of the
+//! source (jobs keep the name of the instance that ran them).
 
 use std::collections::BTreeSet;
 
@@ -45,7 +45,7 @@ pub const TABLES: &[&str] = &[
 const REPLACED: &[&str] = &["feed_state"];
 
 /// Tables of a catalog that are not copied (see the module docs).
-pub const NOT_COPIED: &[&str] = &["locks", "instances"];
+pub const NOT_COPIED: &[&str] = &["locks", "instances", "schedule_fires", "vector_claims"];
 
 /// Columns whose values PostgreSQL numbers itself (identity columns), by table.
 const IDENTITIES: &[(&str, &str)] = &[

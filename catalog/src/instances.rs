@@ -21,6 +21,8 @@ pub struct InstanceRow {
     pub heartbeat_at: i64,
     /// Set when it stopped cleanly; `None` while it runs (or if it died).
     pub stopped_at: Option<i64>,
+    /// Non-zero: told to claim no new job.
+    pub draining: i64,
 }
 
 /// Whether an instance is running, stopped cleanly, or silent for longer than `ttl`
@@ -100,7 +102,7 @@ impl Catalog {
     pub async fn instances(&self) -> Result<Vec<(InstanceRow, Vec<i64>)>> {
         with_pool!(self, |pool| {
             let rows: Vec<InstanceRow> = sqlx::query_as(
-                "SELECT id, hostname, version, started_at, heartbeat_at, stopped_at FROM instances ORDER BY id",
+                "SELECT id, hostname, version, started_at, heartbeat_at, stopped_at, draining FROM instances ORDER BY id",
             )
             .fetch_all(pool)
             .await?;
@@ -137,6 +139,7 @@ mod tests {
             started_at: 0,
             heartbeat_at,
             stopped_at,
+            draining: 0,
         };
         assert_eq!(instance_state(&row(100, None), 120, 30), "up");
         assert_eq!(instance_state(&row(100, None), 130, 30), "up");

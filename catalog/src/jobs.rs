@@ -52,7 +52,7 @@ pub struct JobRow {
     pub instance: Option<String>,
 }
 
-const JOB_COLUMNS: &str = "id, connector, kind, trigger, status, queued_at, started_at, finished_at, error_count, last_error, stats, instance";
+pub(crate) const JOB_COLUMNS: &str = "id, connector, kind, trigger, status, queued_at, started_at, finished_at, error_count, last_error, stats, instance";
 
 /// Filters of a job listing.
 #[derive(Debug, Clone, Default)]
@@ -101,7 +101,8 @@ impl Catalog {
             .bind(status)
             .bind(queued_at)
             .bind(started_at)
-            .bind(self.instance.as_deref())
+            // a queued job is anyone's until an instance claims it
+            .bind(self.instance.as_deref().filter(|_| status != "queued"))
             .fetch_one(pool)
             .await
             .map_err(CatalogError::from)
@@ -142,6 +143,8 @@ impl Catalog {
         }
     }
 
+    /// Records a job's end; a job that is no longer queued or running (interrupted by
+    /// a reaper after its lease expired, say) keeps the end it has.
     pub async fn finish_job(
         &self,
         id: i64,
@@ -152,7 +155,8 @@ impl Catalog {
     ) -> Result<()> {
         with_pool!(self, |pool| {
             sqlx::query(
-                "UPDATE jobs SET status = $1, finished_at = $2, stats = $3, error_count = $4, last_error = $5 WHERE id = $6",
+                "UPDATE jobs SET status = $1, finished_at = $2, stats = $3, error_count = $4, last_error = $5
+                 WHERE id = $6 AND status IN ('queued', 'running')",
             )
             .bind(status)
             .bind(now_ns())
@@ -166,13 +170,13 @@ impl Catalog {
         })
     }
 
-    /// Marks jobs left `running` or `queued` (by a crash or a stop) as `interrupted`;
-    /// returns the connectors they belonged to. A handle acting for an instance
+    /// Marks jobs left `running` (by a crash or a stop) as `interrupted`; returns the
+    /// connectors they belonged to. Queued jobs stay queued: any instance claims them. A handle acting for an instance
     /// ([`Catalog::for_instance`]) touches its own jobs, jobs that name no instance and
     /// jobs of instances that are not up (stopped, or without a heartbeat for
     /// `down_after`: a renamed or dead instance) — never a running instance's.
     pub async fn interrupt_unfinished_jobs(&self, down_after: Duration) -> Result<Vec<String>> {
-        const MINE: &str = "status IN ('running', 'queued') AND ($1 IS NULL OR instance IS NULL OR instance = $1
+        const MINE: &str = "status = 'running' AND ($1 IS NULL OR instance IS NULL OR instance = $1
             OR instance NOT IN (SELECT id FROM instances WHERE stopped_at IS NULL AND heartbeat_at >= $2))";
         let now = now_ns();
         let alive_since = now - down_after.as_nanos() as i64;
@@ -207,14 +211,17 @@ impl Catalog {
         })
     }
 
-    /// Whether no live instance runs job `id`: it names no instance, or one that
-    /// stopped or sent no heartbeat for [`crate::INSTANCE_DOWN_AFTER`].
+    /// Whether nothing will run job `id`: running, it names no instance, or one that
+    /// stopped or sent no heartbeat for [`crate::INSTANCE_DOWN_AFTER`]; queued, no
+    /// instance is up to claim it (the fleet is stopped).
     async fn abandoned(&self, id: i64) -> Result<bool> {
         let alive_since = now_ns() - crate::INSTANCE_DOWN_AFTER.as_nanos() as i64;
         let live: Option<i64> = with_pool!(self, |pool| {
             sqlx::query_scalar(
-                "SELECT j.id FROM jobs j JOIN instances i ON i.id = j.instance
-                 WHERE j.id = $1 AND i.stopped_at IS NULL AND i.heartbeat_at >= $2",
+                "SELECT j.id FROM jobs j JOIN instances i
+                   ON i.id = j.instance OR (j.status = 'queued' AND j.instance IS NULL)
+                 WHERE j.id = $1 AND i.stopped_at IS NULL AND i.heartbeat_at >= $2
+                 LIMIT 1",
             )
             .bind(id)
             .bind(alive_since)
@@ -238,7 +245,7 @@ impl Catalog {
 
     pub async fn start_job(&self, id: i64) -> Result<()> {
         with_pool!(self, |pool| {
-            sqlx::query("UPDATE jobs SET status = 'running', started_at = $1 WHERE id = $2")
+            sqlx::query("UPDATE jobs SET status = 'running', started_at = $1 WHERE id = $2 AND status IN ('queued', 'running')")
                 .bind(now_ns())
                 .bind(id)
                 .execute(pool)

@@ -60,6 +60,7 @@ mod packs;
 pub mod pgvector;
 mod planning;
 mod postgres;
+pub mod queue;
 mod rechunk;
 mod rows;
 pub mod vectors;
@@ -100,6 +101,13 @@ pub enum CatalogError {
     /// or another.
     #[error("connector {connector} already has a job queued or running (job {job})")]
     JobActive { connector: String, job: i64 },
+    /// A job's commit found that its instance no longer holds the connector's lease
+    /// (it expired and the job was interrupted, or the job ended): nothing of the
+    /// batch was committed.
+    #[error(
+        "job {job} no longer holds its connector's lease ({why}); nothing more of it is committed"
+    )]
+    LeaseLost { job: i64, why: String },
 }
 
 pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
@@ -156,6 +164,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         10,
         include_str!("../../migrations/sqlite/0010_one_active_job.sql"),
         include_str!("../../migrations/postgres/0010_one_active_job.sql"),
+    ),
+    (
+        11,
+        include_str!("../../migrations/sqlite/0011_job_queue.sql"),
+        include_str!("../../migrations/postgres/0011_job_queue.sql"),
     ),
 ];
 

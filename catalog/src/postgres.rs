@@ -24,6 +24,11 @@ pub struct PgSettings {
     pub statement_timeout: Option<Duration>,
     /// How long to wait for a connection.
     pub connect_timeout: Duration,
+    /// `idle_in_transaction_session_timeout` of every connection: the server ends a
+    /// session that holds a transaction open without a word for this long — a frozen
+    /// daemon instance (SIGSTOP, a VM pause) mid-commit would otherwise keep its locks,
+    /// and every other instance waiting on them, for as long as it is frozen.
+    pub idle_in_transaction_timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for PgSettings {
@@ -44,6 +49,7 @@ impl PgSettings {
             pool_size: 8,
             statement_timeout: None,
             connect_timeout: Duration::from_secs(10),
+            idle_in_transaction_timeout: None,
         }
     }
 
@@ -60,6 +66,12 @@ impl PgSettings {
         }
         if let Some(t) = self.statement_timeout {
             opts = opts.options([("statement_timeout", format!("{}", t.as_millis()))]);
+        }
+        if let Some(t) = self.idle_in_transaction_timeout {
+            opts = opts.options([(
+                "idle_in_transaction_session_timeout",
+                format!("{}", t.as_millis()),
+            )]);
         }
         Ok(opts.application_name("tributary"))
     }

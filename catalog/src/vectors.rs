@@ -156,9 +156,12 @@ impl Catalog {
                  LEFT JOIN index_state s ON s.version_id = v.id
                  WHERE i.deleted = 0 AND i.held = 0 AND v.deleted = 0
                    AND (s.version_id IS NULL OR (s.state = 'failed' AND s.attempts < $1 AND s.updated_at < $2))
-                   AND i.id > $4 AND i.connector IN {}
+                   AND i.id > $4
+                   AND NOT EXISTS (SELECT 1 FROM vector_claims c WHERE c.item_id = i.id
+                                   AND c.instance <> $5 AND c.claimed_until > $6)
+                   AND i.connector IN {}
                  ORDER BY i.id LIMIT $3",
-                in_list(5, connectors.len())
+                in_list(7, connectors.len())
             );
             #[derive(sqlx::FromRow)]
             struct Task {
@@ -174,7 +177,9 @@ impl Catalog {
                 .bind(max_attempts)
                 .bind(retry_before)
                 .bind(limit)
-                .bind(after_item);
+                .bind(after_item)
+                .bind(self.instance.as_deref().unwrap_or(""))
+                .bind(now_ns());
             for c in connectors {
                 q = q.bind(c);
             }
@@ -193,6 +198,67 @@ impl Catalog {
                 })
                 .collect()
         })
+    }
+
+    /// Of `tasks`, those whose items this instance now holds the vectorizer's claim on
+    /// (for `ttl`): a claim of another instance that has not run out is respected, so no
+    /// version is embedded by two instances. A handle without an instance claims
+    /// nothing and keeps every task (one process).
+    pub async fn claim_index_tasks(
+        &self,
+        tasks: Vec<IndexTask>,
+        ttl: std::time::Duration,
+    ) -> Result<Vec<IndexTask>> {
+        let Some(me) = self.instance.as_deref() else {
+            return Ok(tasks);
+        };
+        let now = now_ns();
+        let until = now + ttl.as_nanos().min(i64::MAX as u128 / 2) as i64;
+        let mut held = Vec::with_capacity(tasks.len());
+        with_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            for t in tasks {
+                let got: Option<i64> = sqlx::query_scalar(
+                    "INSERT INTO vector_claims (item_id, instance, claimed_until) VALUES ($1, $2, $3)
+                     ON CONFLICT (item_id) DO UPDATE SET instance = excluded.instance, claimed_until = excluded.claimed_until
+                     WHERE vector_claims.instance = excluded.instance OR vector_claims.claimed_until <= $4
+                     RETURNING item_id",
+                )
+                .bind(t.item_id)
+                .bind(me)
+                .bind(until)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if got.is_some() {
+                    held.push(t);
+                }
+            }
+            tx.commit().await?;
+        });
+        Ok(held)
+    }
+
+    /// Gives back this instance's vectorizer claims on `items`.
+    pub async fn release_index_claims(&self, items: &[i64]) -> Result<()> {
+        let Some(me) = self.instance.as_deref() else {
+            return Ok(());
+        };
+        if items.is_empty() {
+            return Ok(());
+        }
+        let sql = format!(
+            "DELETE FROM vector_claims WHERE instance = $1 AND item_id IN {}",
+            in_list(2, items.len())
+        );
+        with_pool!(self, |pool| {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(me);
+            for i in items {
+                q = q.bind(i);
+            }
+            q.execute(pool).await?;
+        });
+        Ok(())
     }
 
     /// Records a version's state without passages (`failed` or `skipped`).

@@ -72,6 +72,9 @@ on_both!(
     a_catalog_copies_into_another_backend_with_every_row,
     a_feed_reader_sees_every_change_once_while_writers_commit_at_once,
     a_connector_has_one_active_job_across_instances,
+    instances_claim_queued_jobs_under_leases_that_fence_their_commits,
+    concurrent_claims_take_each_queued_job_once,
+    the_vectorizer_of_each_instance_indexes_versions_no_other_holds,
 );
 
 fn hash(n: u8) -> Hash {
@@ -241,7 +244,8 @@ async fn jobs_queue_run_finish_and_list(cat: Catalog) {
             ("succeeded".into(), 1)
         ]
     );
-    // a restart: what was running or queued is interrupted, per connector
+    // a restart: what was running is interrupted, per connector; what is queued
+    // stays queued (any instance claims it)
     let q = cat
         .create_queued_job("mail", "incremental", "api")
         .await
@@ -250,10 +254,10 @@ async fn jobs_queue_run_finish_and_list(cat: Catalog) {
         cat.interrupt_unfinished_jobs(Duration::from_secs(30))
             .await
             .unwrap(),
-        vec!["mail".to_string(), "wiki".into()]
+        vec!["wiki".to_string()]
     );
     assert_eq!(cat.job(c).await.unwrap().unwrap().status, "interrupted");
-    assert_eq!(cat.job(q).await.unwrap().unwrap().status, "interrupted");
+    assert_eq!(cat.job(q).await.unwrap().unwrap().status, "queued");
     assert!(
         cat.interrupt_unfinished_jobs(Duration::from_secs(30))
             .await
@@ -781,7 +785,18 @@ async fn instances_register_beat_stop_and_own_their_jobs(cat: Catalog) {
         .unwrap();
     let mine = cat.for_instance("host-a-1f2e3d");
     assert_eq!(mine.instance(), Some("host-a-1f2e3d"));
+    let ttl = Duration::from_secs(30);
+    // queued, a job is anyone's; claimed, it names its instance
     let job = mine.create_queued_job("docs", "full", "api").await.unwrap();
+    assert_eq!(cat.job(job).await.unwrap().unwrap().instance, None);
+    let claim = |c: Catalog, connector: &'static str| async move {
+        c.claim_job(&[connector.to_string()], ttl, None)
+            .await
+            .unwrap()
+            .unwrap()
+            .id
+    };
+    assert_eq!(claim(mine.clone(), "docs").await, job);
     assert_eq!(
         cat.job(job).await.unwrap().unwrap().instance.as_deref(),
         Some("host-a-1f2e3d")
@@ -826,22 +841,18 @@ async fn instances_register_beat_stop_and_own_their_jobs(cat: Catalog) {
     cat.register_instance("live", "h", "0").await.unwrap();
     cat.register_instance("gone", "h", "0").await.unwrap();
     cat.instance_stopped("gone").await.unwrap();
-    let live = cat
-        .for_instance("live")
-        .create_queued_job("a", "full", "api")
-        .await
-        .unwrap();
-    let gone = cat
-        .for_instance("gone")
-        .create_queued_job("b", "full", "api")
-        .await
-        .unwrap();
-    let renamed = cat
-        .for_instance("old-name")
-        .create_queued_job("c", "full", "api")
-        .await
-        .unwrap();
-    let own = mine.create_queued_job("d", "full", "api").await.unwrap();
+    let mut ids = Vec::new();
+    for (instance, connector) in [("live", "a"), ("gone", "b"), ("old-name", "c")] {
+        cat.create_queued_job(connector, "full", "api")
+            .await
+            .unwrap();
+        ids.push(claim(cat.for_instance(instance), connector).await);
+    }
+    let [live, gone, renamed] = ids[..] else {
+        unreachable!()
+    };
+    mine.create_queued_job("d", "full", "api").await.unwrap();
+    let own = claim(mine.clone(), "d").await;
     assert_eq!(
         mine.interrupt_unfinished_jobs(Duration::from_secs(30))
             .await
@@ -851,7 +862,7 @@ async fn instances_register_beat_stop_and_own_their_jobs(cat: Catalog) {
     );
     let cat = &cat;
     let status = |id| async move { cat.job(id).await.unwrap().unwrap().status };
-    assert_eq!(status(live).await, "queued");
+    assert_eq!(status(live).await, "running");
     for id in [gone, renamed, own] {
         assert_eq!(status(id).await, "interrupted");
     }
@@ -1240,10 +1251,365 @@ async fn a_connector_has_one_active_job_across_instances(cat: Catalog) {
         .unwrap();
     assert!(next > other);
 
-    // a job whose instance is gone no longer holds the connector for `once`
+    // a running job whose instance is gone no longer holds the connector for `once`
+    let ttl = Duration::from_secs(30);
+    let claimed = b.claim_job(&["docs".into()], ttl, None).await.unwrap();
+    assert_eq!(claimed.unwrap().id, next);
     b.instance_stopped("b").await.unwrap();
-    let once = a.create_job("docs", "full", "cli").await.unwrap();
+    let once = cat.create_job("docs", "full", "cli").await.unwrap();
     let left = cat.job(next).await.unwrap().unwrap();
     assert_eq!(left.status, "interrupted");
+    cat.finish_job(once, "succeeded", "{}", 0, None)
+        .await
+        .unwrap();
+    // a queued job holds it while an instance is up to claim it, not once the fleet
+    // is stopped (a stopping instance queues its connectors again)
+    let handed_back = a
+        .create_queued_job("docs", "incremental", "handoff")
+        .await
+        .unwrap();
+    assert!(matches!(
+        cat.create_job("docs", "full", "cli").await,
+        Err(CatalogError::JobActive { job, .. }) if job == handed_back
+    ));
+    a.instance_stopped("a").await.unwrap();
+    let once = cat.create_job("docs", "full", "cli").await.unwrap();
+    assert_eq!(
+        cat.job(handed_back).await.unwrap().unwrap().status,
+        "interrupted"
+    );
     assert_eq!(cat.job(once).await.unwrap().unwrap().status, "running");
+}
+
+/// The fleet's queue: claims, leases, fencing of commits, reaping, cancels, drains and
+/// schedule firings.
+async fn instances_claim_queued_jobs_under_leases_that_fence_their_commits(cat: Catalog) {
+    use tributary_catalog::CatalogError;
+    use tributary_catalog::queue::{CancelOutcome, Reaped};
+    let ttl = Duration::from_secs(30);
+    cat.register_instance("a", "h", "0").await.unwrap();
+    cat.register_instance("b", "h", "0").await.unwrap();
+    let (a, b) = (cat.for_instance("a"), cat.for_instance("b"));
+    let queue = |c: &'static str| {
+        let cat = cat.clone();
+        async move { cat.create_queued_job(c, "full", "schedule").await.unwrap() }
+    };
+    let (docs, wiki, mail) = (
+        queue("docs").await,
+        queue("wiki").await,
+        queue("mail").await,
+    );
+    let both = ["docs".to_string(), "wiki".to_string()];
+    let claimed = a.claim_job(&both, ttl, None).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            claimed.id,
+            claimed.status.as_str(),
+            claimed.instance.as_deref()
+        ),
+        (docs, "running", Some("a")),
+        "the oldest queued job first"
+    );
+    assert_eq!(
+        b.claim_job(&both, ttl, None).await.unwrap().unwrap().id,
+        wiki
+    );
+    assert!(b.claim_job(&both, ttl, None).await.unwrap().is_none());
+    // a busier instance leaves fresh jobs to others for a while
+    let mail_row = cat.job(mail).await.unwrap().unwrap();
+    let only_mail = ["mail".to_string()];
+    let fresh = Some(mail_row.queued_at.unwrap() - 1);
+    assert!(a.claim_job(&only_mail, ttl, fresh).await.unwrap().is_none());
+    assert_eq!(
+        a.claim_job(&only_mail, ttl, None)
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        mail
+    );
+
+    // fencing: a job's batch commits only under its own, unexpired lease
+    let batch = |job| {
+        let v = vec![file("/x.txt", 10, vec![chunk(1, 10)])];
+        (v, job)
+    };
+    let try_commit = |c: Catalog, connector: &'static str, job: i64| async move {
+        let (v, job) = batch(job);
+        c.commit_batch(&CommitBatch {
+            connector,
+            job_id: Some(job),
+            versions: &v,
+            checkpoint: None,
+            manifest: None,
+            conflicts: &[],
+        })
+        .await
+    };
+    assert_eq!(try_commit(a.clone(), "docs", docs).await.unwrap().len(), 1);
+    match try_commit(b.clone(), "docs", docs).await {
+        Err(CatalogError::LeaseLost { job, why }) => {
+            assert_eq!((job, why.as_str()), (docs, "instance a runs it"))
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut renewed = a.renew_leases(ttl).await.unwrap();
+    renewed.sort();
+    assert_eq!(renewed, vec![docs, mail]);
+
+    // b stops renewing (frozen): its lease runs out, it can neither renew nor commit
+    assert_eq!(
+        b.renew_leases(Duration::from_millis(1)).await.unwrap(),
+        vec![wiki]
+    );
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert!(b.renew_leases(ttl).await.unwrap().is_empty());
+    match try_commit(b.clone(), "wiki", wiki).await {
+        Err(CatalogError::LeaseLost { why, .. }) => {
+            assert!(why.starts_with("the lease expired"), "{why}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // any instance reaps it: interrupted, and the connector queued again
+    let reaped = a.reap_expired_leases().await.unwrap();
+    assert_eq!(reaped.len(), 1, "{reaped:?}");
+    let Reaped {
+        job,
+        connector,
+        instance,
+        next,
+    } = reaped[0].clone();
+    assert_eq!(
+        (job, connector.as_str(), instance.as_deref()),
+        (wiki, "wiki", Some("b"))
+    );
+    let gone = cat.job(wiki).await.unwrap().unwrap();
+    assert_eq!(gone.status, "interrupted");
+    assert!(
+        gone.last_error
+            .unwrap()
+            .contains("lease of instance b expired")
+    );
+    let next = cat.job(next.unwrap()).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            next.status.as_str(),
+            next.kind.as_str(),
+            next.trigger.as_str(),
+            next.instance
+        ),
+        ("queued", "incremental", "failover", None)
+    );
+    assert!(a.reap_expired_leases().await.unwrap().is_empty(), "once");
+    // the woken instance's late end does not overwrite the interruption
+    b.finish_job(wiki, "succeeded", "{}", 0, None)
+        .await
+        .unwrap();
+    assert_eq!(cat.job(wiki).await.unwrap().unwrap().status, "interrupted");
+    match try_commit(b.clone(), "wiki", wiki).await {
+        Err(CatalogError::LeaseLost { why, .. }) => assert_eq!(why, "the job is interrupted"),
+        other => panic!("{other:?}"),
+    }
+    let (items, _) = cat
+        .list_items(
+            &ItemFilter {
+                connector: Some("wiki".into()),
+                ..Default::default()
+            },
+            1,
+            50,
+        )
+        .await
+        .unwrap();
+    assert!(items.is_empty(), "nothing of the fenced job was committed");
+
+    // cancels: a queued job at once, a running one by a flag its instance reads
+    assert_eq!(
+        b.request_cancel(next.id).await.unwrap(),
+        CancelOutcome::Dequeued
+    );
+    assert_eq!(cat.job(next.id).await.unwrap().unwrap().status, "cancelled");
+    assert_eq!(
+        b.request_cancel(docs).await.unwrap(),
+        CancelOutcome::Requested {
+            instance: Some("a".into())
+        }
+    );
+    assert_eq!(
+        b.request_cancel(wiki).await.unwrap(),
+        CancelOutcome::NotActive
+    );
+    cat.set_paused("mail", true).await.unwrap();
+    let view = a.fleet_view().await.unwrap();
+    let active: Vec<(i64, &str, Option<&str>, i64)> = view
+        .jobs
+        .iter()
+        .map(|j| {
+            (
+                j.id,
+                j.status.as_str(),
+                j.instance.as_deref(),
+                j.cancel_requested,
+            )
+        })
+        .collect();
+    assert_eq!(
+        active,
+        vec![
+            (docs, "running", Some("a"), 1),
+            (mail, "running", Some("a"), 0)
+        ]
+    );
+    assert!(view.paused.contains("mail") && !view.draining);
+    assert_eq!(view.available, vec!["a".to_string(), "b".into()]);
+    // a draining instance is told so, and is no longer available to others
+    assert!(cat.set_draining("b", true).await.unwrap());
+    assert!(!cat.set_draining("nobody", true).await.unwrap());
+    assert!(b.fleet_view().await.unwrap().draining);
+    assert_eq!(
+        a.fleet_view().await.unwrap().available,
+        vec!["a".to_string()]
+    );
+
+    // progress saved for other instances' APIs
+    a.save_progress(&[(docs, r#"{"files_done":7}"#.into())])
+        .await
+        .unwrap();
+    assert!(
+        cat.job(docs)
+            .await
+            .unwrap()
+            .unwrap()
+            .stats
+            .contains("\"files_done\":7")
+    );
+
+    // a schedule's firing is claimed once for the fleet
+    assert!(a.claim_fire("docs", 1_000).await.unwrap());
+    assert!(!b.claim_fire("docs", 1_000).await.unwrap());
+    assert!(b.claim_fire("wiki", 1_000).await.unwrap());
+    assert_eq!(cat.prune_fires(2_000).await.unwrap(), 2);
+    assert!(a.claim_fire("docs", 1_000).await.unwrap());
+}
+
+/// Several instances claiming at once (`FOR UPDATE SKIP LOCKED` on PostgreSQL): each
+/// queued job is claimed by exactly one of them.
+async fn concurrent_claims_take_each_queued_job_once(cat: Catalog) {
+    let connectors: Vec<String> = (0..24).map(|i| format!("c{i:02}")).collect();
+    for c in &connectors {
+        cat.create_queued_job(c, "full", "startup").await.unwrap();
+    }
+    let mut tasks = Vec::new();
+    for i in 0..4 {
+        let me = cat.for_instance(&format!("i{i}"));
+        let connectors = connectors.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            while let Some(j) = me
+                .claim_job(&connectors, Duration::from_secs(30), None)
+                .await
+                .unwrap()
+            {
+                mine.push(j.id);
+                tokio::task::yield_now().await;
+            }
+            mine
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort();
+    let before = all.len();
+    all.dedup();
+    assert_eq!((before, all.len()), (24, 24), "every job once");
+    let (running, _) = cat
+        .list_jobs(
+            &JobFilter {
+                status: Some("running".into()),
+                ..Default::default()
+            },
+            1,
+            100,
+        )
+        .await
+        .unwrap();
+    assert_eq!(running.len(), 24);
+    assert!(running.iter().all(|j| j.instance.is_some()));
+}
+
+/// Two instances' vectorizers: what one has claimed the other neither lists nor
+/// claims, until it is given back (or the claim runs out).
+async fn the_vectorizer_of_each_instance_indexes_versions_no_other_holds(cat: Catalog) {
+    let files: Vec<NewVersion> = (0..6)
+        .map(|i| file(&format!("f{i}.txt"), 10, vec![chunk(i as u8 + 1, 10)]))
+        .collect();
+    commit(&cat, "docs", &files).await;
+    let connectors = vec!["docs".to_string()];
+    let (a, b) = (cat.for_instance("a"), cat.for_instance("b"));
+    let ttl = Duration::from_secs(600);
+    let listed_a = a.index_queue(&connectors, 3, now_ns(), 0, 4).await.unwrap();
+    let listed_b = b
+        .index_queue(&connectors, 3, now_ns(), 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        (listed_a.len(), listed_b.len()),
+        (4, 6),
+        "nothing claimed yet"
+    );
+    let held_a = a.claim_index_tasks(listed_a, ttl).await.unwrap();
+    assert_eq!(held_a.len(), 4);
+    // b listed before a claimed: its claim gets only the two a does not hold
+    let held_b = b.claim_index_tasks(listed_b, ttl).await.unwrap();
+    let ids = |t: &[tributary_catalog::vectors::IndexTask]| -> Vec<i64> {
+        t.iter().map(|t| t.item_id).collect()
+    };
+    assert_eq!(held_b.len(), 2);
+    assert!(ids(&held_b).iter().all(|i| !ids(&held_a).contains(i)));
+    // and lists only its own from now on
+    let again = b
+        .index_queue(&connectors, 3, now_ns(), 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(&again), ids(&held_b));
+    // claiming again what it holds keeps it (a round that lists its own claims)
+    assert_eq!(
+        a.claim_index_tasks(held_a.clone(), ttl)
+            .await
+            .unwrap()
+            .len(),
+        4
+    );
+    a.release_index_claims(&ids(&held_a)).await.unwrap();
+    assert_eq!(
+        b.index_queue(&connectors, 3, now_ns(), 0, 10)
+            .await
+            .unwrap()
+            .len(),
+        6,
+        "given back"
+    );
+    // a claim that ran out is anyone's
+    let short = a
+        .claim_index_tasks(held_b.clone(), Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(short.is_empty(), "b holds them");
+    b.release_index_claims(&ids(&held_b)).await.unwrap();
+    let brief = a
+        .claim_index_tasks(held_b.clone(), Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(brief.len(), 2);
+    assert_eq!(b.claim_index_tasks(held_b, ttl).await.unwrap().len(), 2);
+    // a handle of no instance claims nothing and keeps every task it lists (it lists
+    // none that an instance holds)
+    let all = cat
+        .index_queue(&connectors, 3, now_ns(), 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 4);
+    assert_eq!(cat.claim_index_tasks(all, ttl).await.unwrap().len(), 4);
 }

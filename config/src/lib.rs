@@ -210,6 +210,8 @@ pub struct DaemonConfig {
     pub change_retention: Duration,
     pub version_retention: Duration,
     pub watch_debounce: Duration,
+    /// A running job's lease on its connector (see [`raw::RawDaemon::lease_ttl`]).
+    pub lease_ttl: Duration,
 }
 
 impl Default for DaemonConfig {
@@ -223,6 +225,7 @@ impl Default for DaemonConfig {
             change_retention: Duration::from_secs(90 * 86400),
             version_retention: Duration::from_secs(365 * 86400),
             watch_debounce: Duration::from_secs(2),
+            lease_ttl: Duration::from_secs(30),
         }
     }
 }
@@ -322,10 +325,17 @@ pub struct ConnectorConfig {
     pub case_sensitive: bool,
     pub watch: bool,
     pub vectorize: bool,
+    /// The instances that may run its jobs (empty: any).
+    pub instances: Vec<String>,
     pub source: SourceConfig,
 }
 
 impl ConnectorConfig {
+    /// Whether instance `id` may run this connector's jobs.
+    pub fn runs_on(&self, id: &str) -> bool {
+        self.instances.is_empty() || self.instances.iter().any(|i| i == id)
+    }
+
     /// Whether a reload leaves this connector as it is: every setting, secrets included
     /// (their `Debug` form is redacted, so they are compared on their own).
     pub fn same_settings(&self, other: &ConnectorConfig) -> bool {

@@ -311,6 +311,12 @@ pub struct RawDaemon {
     /// Quiet time after file-system events before a watch job starts (default 2s).
     #[serde(default)]
     pub watch_debounce: Option<RawDuration>,
+    /// How long a running job's lease on its connector lasts without renewal (default
+    /// 30s, at least 3s): an instance that stops renewing it (dead, frozen, cut off
+    /// from the catalog) loses the connector, which another instance then continues.
+    /// The lease is renewed every sixth of it.
+    #[serde(default)]
+    pub lease_ttl: Option<RawDuration>,
 }
 
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
@@ -624,4 +630,8 @@ pub struct RawConnector {
     /// Extract, embed and index this connector's documents (default false).
     #[serde(default)]
     pub vectorize: Option<bool>,
+    /// The instances (their `daemon.instance_id`) that may run this connector's jobs,
+    /// e.g. the hosts that mount its folder (default: any instance).
+    #[serde(default)]
+    pub instances: Option<Vec<String>>,
 }

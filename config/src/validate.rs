@@ -448,6 +448,14 @@ fn daemon(cx: &mut Ctx, raw: &raw::RawDaemon) -> DaemonConfig {
         d.change_retention,
     );
     let watch_debounce = dur(cx, "watch_debounce", &raw.watch_debounce, d.watch_debounce);
+    let mut lease_ttl = dur(cx, "lease_ttl", &raw.lease_ttl, d.lease_ttl);
+    if !(Duration::from_secs(3)..=Duration::from_secs(3600)).contains(&lease_ttl) {
+        cx.error(
+            format!("{p}.lease_ttl"),
+            "must be between 3s and 1h (it is renewed every sixth of it)",
+        );
+        lease_ttl = d.lease_ttl;
+    }
     let version_retention = dur(
         cx,
         "version_retention",
@@ -482,6 +490,7 @@ fn daemon(cx: &mut Ctx, raw: &raw::RawDaemon) -> DaemonConfig {
         change_retention,
         version_retention,
         watch_debounce,
+        lease_ttl,
     }
 }
 

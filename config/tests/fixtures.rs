@@ -404,3 +404,26 @@ fn a_postgres_catalog_gets_its_settings_and_never_shows_its_password() {
     let shown = format!("{c:?}");
     assert!(!shown.contains("url/secret") && !shown.contains("url%2Fsecret"));
 }
+
+#[test]
+fn fleet_settings_reach_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("fleet.yaml");
+    std::fs::write(
+        &cfg,
+        "version: 1\ndaemon:\n  lease_ttl: 12s\nconnectors:\n  - id: share\n    kind: local\n    path: /mnt/share\n    instances: [host-a, host-b]\n  - id: any\n    kind: local\n    path: /srv/any\n",
+    )
+    .unwrap();
+    let c = tributary_config::load(&cfg, &Default::default())
+        .unwrap()
+        .config;
+    assert_eq!(c.daemon.lease_ttl, Duration::from_secs(12));
+    let pinned = c.connector("share").unwrap();
+    assert!(pinned.runs_on("host-a") && pinned.runs_on("host-b"));
+    assert!(!pinned.runs_on("host-c"));
+    assert!(c.connector("any").unwrap().runs_on("host-c"));
+    assert_eq!(
+        tributary_config::DaemonConfig::default().lease_ttl,
+        Duration::from_secs(30)
+    );
+}

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use tributary_catalog::{Catalog, PgSettings};
@@ -37,11 +38,19 @@ pub fn load_config(path: &Path) -> Result<Config, ConfigErrors> {
 /// instances starting together do not race). A catalog at a newer schema than this
 /// binary is refused.
 pub async fn open_catalog(cfg: &Config) -> anyhow::Result<Catalog> {
+    open_catalog_with(cfg, None).await
+}
+
+async fn open_catalog_with(cfg: &Config, idle: Option<Duration>) -> anyhow::Result<Catalog> {
     match &cfg.catalog {
         CatalogConfig::Sqlite { path } => Catalog::open_sqlite(path)
             .await
             .with_context(|| format!("open catalog {}", path.display())),
-        CatalogConfig::Postgres(p) => Ok(Catalog::open_postgres(&pg_settings(p)).await?),
+        CatalogConfig::Postgres(p) => {
+            let mut settings = pg_settings(p);
+            settings.idle_in_transaction_timeout = idle;
+            Ok(Catalog::open_postgres(&settings).await?)
+        }
     }
 }
 
@@ -71,6 +80,7 @@ fn pg_settings(p: &tributary_config::PostgresCatalog) -> PgSettings {
         pool_size: p.pool_size,
         statement_timeout: p.statement_timeout,
         connect_timeout: p.connect_timeout,
+        idle_in_transaction_timeout: None,
     }
 }
 
@@ -268,7 +278,13 @@ fn smb_worker_exe(connector: &str) -> anyhow::Result<std::path::PathBuf> {
 }
 
 pub async fn pipeline(cfg: &Config) -> anyhow::Result<Pipeline> {
-    let catalog = open_catalog(cfg).await?.for_instance(&instance_id(cfg)?);
+    // the daemon's transactions are commits, statement after statement: one silent
+    // for half a lease belongs to a frozen process, whose locks must not outlive its
+    // lease (see `PgSettings::idle_in_transaction_timeout`)
+    let idle = (cfg.daemon.lease_ttl / 2).max(Duration::from_secs(2));
+    let catalog = open_catalog_with(cfg, Some(idle))
+        .await?
+        .for_instance(&instance_id(cfg)?);
     let (store, format) = open_bucket(cfg).await?;
     Ok(Pipeline::new(catalog, store, settings(cfg)).with_format(format))
 }

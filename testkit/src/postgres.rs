@@ -83,6 +83,26 @@ pub fn fresh_database() -> String {
     }
 }
 
+/// Runs one query on the database at `url` and returns its rows, one per line,
+/// columns separated by `|` (psql's unaligned output): for tests that assert on the
+/// catalog's own tables.
+pub fn query(url: &str, sql: &str) -> String {
+    let psql = std::env::var_os("TRIBUTARY_PG_BIN")
+        .map(|b| PathBuf::from(b).join("psql"))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("psql"));
+    let out = Command::new(psql)
+        .args([url, "-X", "-q", "-A", "-t", "-c", sql])
+        .output()
+        .expect("psql");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 /// The shared server of this test process.
 pub fn shared() -> &'static Postgres {
     static SHARED: std::sync::OnceLock<Postgres> = std::sync::OnceLock::new();

@@ -56,6 +56,10 @@ pub trait OpenBackends: Send + Sync {
 /// Tasks taken from the queue per round; their passages are embedded together.
 const ROUND: i64 = 16;
 
+/// How long a round's claims keep other instances off its items (an instance that
+/// dies mid-round leaves them for at most this long).
+const CLAIM_TTL: Duration = Duration::from_secs(600);
+
 enum Phase {
     Starting,
     Ready(Backends),
@@ -340,6 +344,28 @@ impl Vectorizer {
         if tasks.is_empty() {
             return Ok(0);
         }
+        // instances sharing the catalog: index only what this one holds the claim on
+        let listed = tasks.len();
+        let tasks = self.catalog.claim_index_tasks(tasks, CLAIM_TTL).await?;
+        if tasks.is_empty() {
+            return Ok(listed); // others index these; go on after them
+        }
+        let items: Vec<i64> = tasks.iter().map(|t| t.item_id).collect();
+        let done = self.index_tasks(tasks, embedder, store, shutdown).await;
+        if let Err(e) = self.catalog.release_index_claims(&items).await {
+            tracing::debug!("vectorizer: give back claims: {e}");
+        }
+        done
+    }
+
+    /// Extracts, embeds and stores `tasks` (claimed); returns how many were handled.
+    async fn index_tasks(
+        &self,
+        tasks: Vec<IndexTask>,
+        embedder: &Arc<dyn Embedder>,
+        store: &Arc<dyn VectorStore>,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<usize> {
         self.busy.store(tasks.len() as u64, Ordering::Relaxed);
         let n = tasks.len();
         // Extract (in parallel, bounded), then embed every passage of the round in

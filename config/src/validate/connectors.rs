@@ -125,6 +125,23 @@ pub(super) fn connector(
             "`watch` needs file-system events: only `kind: local` has them (use `schedule`)",
         );
     }
+    let instances = rc.instances.clone().unwrap_or_default();
+    for (i, id) in instances.iter().enumerate() {
+        if !crate::validate::valid_instance_id(id) {
+            cx.error(
+                format!("{path}.instances[{i}]"),
+                format!(
+                    "`{id}`: expected an instance id (1 to 64 letters, digits, `.`, `_` or `-`)"
+                ),
+            );
+        }
+    }
+    if rc.instances.as_ref().is_some_and(|v| v.is_empty()) {
+        cx.error(
+            format!("{path}.instances"),
+            "empty: no instance could run the connector (leave `instances` out for any)",
+        );
+    }
     if cx.errors.len() > before {
         return None;
     }
@@ -153,6 +170,7 @@ pub(super) fn connector(
             .unwrap_or(matches!(rc.kind, ConnectorKind::Local)),
         watch: rc.watch.unwrap_or(false),
         vectorize: rc.vectorize.unwrap_or(false),
+        instances,
         source: source?,
     })
 }
@@ -492,6 +510,7 @@ mod tests {
         "case_sensitive",
         "watch",
         "vectorize",
+        "instances",
     ];
 
     #[test]

@@ -281,6 +281,16 @@ pub enum CtlAction {
     Cancel {
         job: i64,
     },
+    /// Make an instance claim no new job (its running jobs finish; queued jobs go to
+    /// the other instances), e.g. before an upgrade. Default: the instance the
+    /// configuration's API address reaches.
+    Drain {
+        instance: Option<String>,
+    },
+    /// Let a drained instance claim jobs again.
+    Undrain {
+        instance: Option<String>,
+    },
     /// Re-read the configuration file.
     Reload,
     /// Resolve a conflict: keep_source, keep_existing, keep_both (claims and torn

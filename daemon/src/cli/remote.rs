@@ -178,6 +178,18 @@ pub(super) async fn ctl(
             serde_json::json!({}),
         ),
         CtlAction::Cancel { job } => (format!("/jobs/{job}/cancel"), serde_json::json!({})),
+        CtlAction::Drain { instance } | CtlAction::Undrain { instance } => {
+            let id = match instance {
+                Some(i) => i.clone(),
+                None => this_instance(&client, &base, &token).await?,
+            };
+            let verb = if matches!(action, CtlAction::Drain { .. }) {
+                "drain"
+            } else {
+                "undrain"
+            };
+            (format!("/instances/{id}/{verb}"), serde_json::json!({}))
+        }
         CtlAction::Reload => ("/config/reload".to_string(), serde_json::json!({})),
         CtlAction::Resolve {
             conflict,
@@ -202,4 +214,29 @@ pub(super) async fn ctl(
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The id of the instance answering at `base` (`this` in `GET /instances`).
+async fn this_instance(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+) -> anyhow::Result<String> {
+    let resp = client
+        .get(format!("{base}/instances"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .with_context(|| format!("reach the daemon at {base} (is `tributary run` running?)"))?;
+    let status = resp.status();
+    let body: serde_json::Value = resp.json().await.unwrap_or_default();
+    if !status.is_success() {
+        anyhow::bail!("GET {base}/instances: HTTP {status}: {body}");
+    }
+    body["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|i| i["this"] == true))
+        .and_then(|i| i["id"].as_str())
+        .map(str::to_string)
+        .ok_or_else(|| anyhow::anyhow!("the daemon at {base} did not say which instance it is"))
 }

@@ -84,6 +84,11 @@ impl Daemon {
                         Ok(_) => {}
                         Err(e) => tracing::warn!(error = %e, "prune change feed"),
                     }
+                    // schedule firings are claimed within seconds; a day is plenty
+                    let day_ago = tributary_catalog::now_ns() - 86_400_000_000_000;
+                    if let Err(e) = me.pipeline.catalog.prune_fires(day_ago).await {
+                        tracing::warn!(error = %e, "prune schedule firings");
+                    }
                     let before = tributary_catalog::now_ns()
                         - cfg.daemon.version_retention.as_nanos() as i64;
                     match me.pipeline.catalog.prune_versions(before).await {

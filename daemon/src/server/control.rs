@@ -181,10 +181,33 @@ impl Control for Handle {
     }
 
     async fn cancel_job(&self, job_id: i64) -> Result<(), ControlError> {
-        let live = self.live.lock().unwrap();
-        let l = live.get(&job_id).ok_or(ControlError::JobNotRunning)?;
-        l.control.stop(StopReason::Cancelled);
-        Ok(())
+        if let Some(l) = self.live.lock().unwrap().get(&job_id) {
+            l.control.stop(StopReason::Cancelled);
+            return Ok(());
+        }
+        // queued, or running on another instance, which acts within its poll
+        use tributary_catalog::queue::CancelOutcome;
+        match self.pipeline.catalog.request_cancel(job_id).await {
+            Ok(CancelOutcome::Dequeued) => {
+                for s in self.conns.lock().unwrap().values_mut() {
+                    if s.current == Some(job_id) {
+                        s.current = None;
+                    }
+                }
+                tracing::info!(job_id, "queued job cancelled");
+                Ok(())
+            }
+            Ok(CancelOutcome::Requested { instance }) => {
+                tracing::info!(
+                    job_id,
+                    instance = instance.as_deref().unwrap_or("?"),
+                    "cancel requested from the instance running the job"
+                );
+                Ok(())
+            }
+            Ok(CancelOutcome::NotActive) => Err(ControlError::JobNotRunning),
+            Err(e) => Err(ControlError::Internal(e.to_string())),
+        }
     }
 
     fn live_job(&self, job_id: i64) -> Option<LiveJob> {

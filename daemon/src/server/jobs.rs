@@ -1,5 +1,6 @@
-//! Jobs: queueing (one per connector; scheduled runs that find one skip, watch runs
-//! set a follow-up), running under the global concurrency bound, and accounting.
+//! Jobs: queueing in the catalog (one per connector fleet-wide; scheduled runs that
+//! find one skip, watch runs set a follow-up), running a claimed job in one of this
+//! instance's slots, accounting, and handing the connector back on a stop.
 
 use super::*;
 
@@ -37,8 +38,10 @@ impl Daemon {
         }
     }
 
-    /// Queues a job of `id`. Scheduled runs that find a job running are skipped and
-    /// counted; watch runs set a follow-up.
+    /// Queues a job of `id` in the catalog, where any instance that may run the
+    /// connector claims it ([`Daemon::start_dispatcher`]). A connector with a job
+    /// queued or running (here or on another instance) gets none: scheduled runs are
+    /// skipped (the scheduler counts them), watch and retry runs set a follow-up.
     pub(super) fn trigger<'a>(
         self: &'a Arc<Self>,
         id: &'a str,
@@ -57,7 +60,23 @@ impl Daemon {
         if self.shutdown.is_cancelled() {
             return Err(ControlError::ShuttingDown);
         }
-        let (connector, cfg, allow_mass_delete) = {
+        let paused_here = self
+            .conns
+            .lock()
+            .unwrap()
+            .get(id)
+            .ok_or(ControlError::ConnectorNotFound)?
+            .paused;
+        if paused_here {
+            // resumed through another instance since the last poll?
+            if let Ok(paused) = self.pipeline.catalog.paused_connectors().await
+                && !paused.contains(id)
+                && let Some(s) = self.conns.lock().unwrap().get_mut(id)
+            {
+                s.paused = false;
+            }
+        }
+        let allow_mass_delete = {
             let mut conns = self.conns.lock().unwrap();
             let st = conns.get_mut(id).ok_or(ControlError::ConnectorNotFound)?;
             if st.paused {
@@ -66,7 +85,11 @@ impl Daemon {
                 }
                 return Err(ControlError::Paused);
             }
-            if let Some(cur) = st.current {
+            // a job of this instance, or a trigger in flight, answers at once; any
+            // other (queued, or on another instance, as last polled) is for the
+            // catalog to confirm: it may have ended since the poll
+            let here = |cur: i64| cur == 0 || self.live.lock().unwrap().contains_key(&cur);
+            if let Some(cur) = st.current.filter(|c| here(*c)) {
                 match trigger {
                     "watch" | "retry" => st.rerun_pending = true,
                     "schedule" => st.skipped += 1,
@@ -75,8 +98,13 @@ impl Daemon {
                 return Err(ControlError::AlreadyRunning(cur));
             }
             st.current = Some(0); // reserved until the job row exists
-            let allow = std::mem::take(&mut st.allow_mass_delete);
-            (st.connector.clone(), st.cfg.clone(), allow)
+            std::mem::take(&mut st.allow_mass_delete)
+        };
+        // the operator's decision travels with the job, to whichever instance runs it
+        let trigger = if allow_mass_delete {
+            MASS_DELETE_ALLOWED
+        } else {
+            trigger
         };
         let job_id = match self
             .pipeline
@@ -88,20 +116,23 @@ impl Daemon {
             Err(e) => {
                 if let Some(s) = self.conns.lock().unwrap().get_mut(id) {
                     s.current = None;
-                    if matches!(e, tributary_catalog::CatalogError::JobActive { .. })
-                        && trigger == "schedule"
-                    {
-                        s.skipped += 1;
+                    s.allow_mass_delete |= allow_mass_delete;
+                    if matches!(e, tributary_catalog::CatalogError::JobActive { .. }) {
+                        match trigger {
+                            "watch" | "retry" => s.rerun_pending = true,
+                            "schedule" => s.skipped += 1,
+                            _ => {}
+                        }
                     }
                 }
                 return Err(match e {
-                    // another instance (or `tributary once`) runs the connector now
+                    // another instance (or `tributary once`) has it queued or running
                     tributary_catalog::CatalogError::JobActive { job, .. } => {
-                        tracing::info!(
+                        tracing::debug!(
                             connector = id,
                             job_id = job,
                             trigger,
-                            "the connector's job runs elsewhere; not queued"
+                            "the connector has a job queued or running; not queued"
                         );
                         ControlError::AlreadyRunning(job)
                     }
@@ -109,32 +140,11 @@ impl Daemon {
                 });
             }
         };
-        let progress = Arc::new(Progress::default());
-        let control = JobControl::default();
-        self.live.lock().unwrap().insert(
-            job_id,
-            Live {
-                progress: progress.clone(),
-                control: control.clone(),
-            },
-        );
         if let Some(s) = self.conns.lock().unwrap().get_mut(id) {
             s.current = Some(job_id);
+            s.running = false;
         }
-        let me = self.clone();
-        let spec = JobSpec {
-            job_id: Some(job_id),
-            connector_id: id.to_string(),
-            target: cfg.target.clone(),
-            kind,
-            trigger: trigger.to_string(),
-            max_delete_percent: cfg.max_delete_percent,
-            allow_mass_delete,
-            max_retries: Some(self.config().daemon.max_retries as i64),
-            namespace: Arc::new(wiring::namespace(&self.config())),
-        };
-        self.tracker
-            .spawn(async move { me.run_job(connector, spec, progress, control).await });
+        self.claimable.notify_one();
         tracing::info!(
             connector = id,
             job_id,
@@ -145,56 +155,40 @@ impl Daemon {
         Ok(job_id)
     }
 
+    /// Runs a job this instance claimed, holding one of its job slots.
     pub(super) async fn run_job(
         self: Arc<Self>,
         connector: Arc<dyn Connector>,
         spec: JobSpec,
         progress: Arc<Progress>,
         control: JobControl,
+        _slot: tokio::sync::OwnedSemaphorePermit,
     ) {
         let id = spec.connector_id.clone();
         let job_id = spec.job_id.expect("daemon jobs are queued first");
-        let permit = tokio::select! {
-            p = self.jobs.clone().acquire_owned() => p.ok(),
-            _ = control.stopped() => None,
-        };
         let started = Instant::now();
-        let status = match permit {
-            None => {
-                // stopped while queued
-                let status = match control.reason() {
-                    Some(StopReason::Shutdown) => "interrupted",
-                    _ => "cancelled",
-                };
-                self.record_job_end(job_id, status, "stopped before it started")
-                    .await;
-                status.to_string()
+        let status = match self
+            .pipeline
+            .run_job(connector, &spec, progress, control.clone())
+            .await
+        {
+            Ok(r) => {
+                self.metrics.account(&r.stats);
+                if let Some(e) = &r.error {
+                    tracing::warn!(connector = %id, job_id, error = %e, "job failed");
+                }
+                r.status.as_str().to_string()
             }
-            Some(_permit) => {
-                if let Some(s) = self.conns.lock().unwrap().get_mut(&id) {
-                    s.running = true;
-                }
-                match self
-                    .pipeline
-                    .run_job(connector, &spec, progress, control)
-                    .await
-                {
-                    Ok(r) => {
-                        self.metrics.account(&r.stats);
-                        if let Some(e) = &r.error {
-                            tracing::warn!(connector = %id, job_id, error = %e, "job failed");
-                        }
-                        r.status.as_str().to_string()
-                    }
-                    Err(e) => {
-                        tracing::error!(connector = %id, job_id, error = format!("{e:#}"), "job could not run");
-                        self.record_job_end(job_id, JobStatus::Failed.as_str(), &format!("{e:#}"))
-                            .await;
-                        "failed".to_string()
-                    }
-                }
+            Err(e) => {
+                tracing::error!(connector = %id, job_id, error = format!("{e:#}"), "job could not run");
+                self.record_job_end(job_id, JobStatus::Failed.as_str(), &format!("{e:#}"))
+                    .await;
+                "failed".to_string()
             }
         };
+        if control.reason() != Some(StopReason::LeaseLost) {
+            self.note_lease_lost(job_id, &id).await;
+        }
         self.metrics.job_ended(&status, started.elapsed());
         self.live.lock().unwrap().remove(&job_id);
         self.notify_vectorizer();
@@ -209,8 +203,62 @@ impl Daemon {
                 None => false,
             }
         };
-        if rerun && !self.shutdown.is_cancelled() {
-            let _ = self.trigger(&id, JobKind::Incremental, "watch").await;
+        match control.reason() {
+            // stopping: the connector goes back to the queue, for another instance to
+            // continue at once (or this one when it starts again)
+            Some(StopReason::Shutdown) => self.hand_back(&id).await,
+            // lost to another instance, which continues it
+            Some(StopReason::LeaseLost) => {}
+            _ if rerun && !self.shutdown.is_cancelled() => {
+                let _ = self.trigger(&id, JobKind::Incremental, "watch").await;
+            }
+            _ => {}
+        }
+    }
+
+    /// Says so clearly when job `job_id` turns out to have been interrupted by another
+    /// instance because this one lost its lease (the job may have ended on an error of
+    /// its own first: the catalog connection of a frozen instance is cut too).
+    async fn note_lease_lost(&self, job_id: i64, connector: &str) {
+        if let Ok(Some(row)) = self.pipeline.catalog.job(job_id).await
+            && row.status == "interrupted"
+            && row
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("the lease of instance"))
+        {
+            tracing::error!(
+                connector,
+                job_id,
+                "lost the connector's lease: this instance did not renew it within daemon.lease_ttl (frozen, or cut off from the catalog); the job was interrupted and another instance continues the connector"
+            );
+        }
+    }
+
+    /// Queues connector `id` again after this instance stopped its job, so that another
+    /// instance continues it without waiting for the lease to expire.
+    pub(super) async fn hand_back(&self, id: &str) {
+        match self
+            .pipeline
+            .catalog
+            .create_queued_job(id, JobKind::Incremental.as_str(), "handoff")
+            .await
+        {
+            Ok(job) => {
+                tracing::info!(
+                    connector = id,
+                    job_id = job,
+                    "stopping: the connector is queued again for another instance"
+                )
+            }
+            Err(tributary_catalog::CatalogError::JobActive { .. }) => {}
+            Err(e) => {
+                tracing::warn!(connector = id, error = %e, "stopping: could not queue the connector again; it resumes at the next start")
+            }
         }
     }
 }
+
+/// The trigger of a job that acts on an operator's allowing a held mass delete: the
+/// instance that claims it lets it delete beyond `max_delete_percent`.
+pub(super) const MASS_DELETE_ALLOWED: &str = "mass_delete_allowed";

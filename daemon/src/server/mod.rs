@@ -1,16 +1,19 @@
 //! `tributary run`: the long-running daemon.
 //!
-//! One [`Daemon`] owns the per-connector state (paused, current job, next run, skipped
-//! runs), starts jobs under a global concurrency bound, and implements the API's
-//! [`Control`]. Per connector, a scheduler task (cron) and, for `watch: true` local
-//! connectors, a debounced file-system watcher trigger jobs; at most one job per
-//! connector is queued or running, further scheduled runs are skipped and counted and
-//! watch events coalesce into one follow-up run. Background tasks re-queue failed files
-//! whose backoff has passed and prune the change feed.
+//! One [`Daemon`] is one instance of the fleet that shares the catalog. It owns the
+//! per-connector state (paused, current job, next run, skipped runs) and implements the
+//! API's [`Control`]. Per connector, a scheduler task (cron; each firing claimed once
+//! for the fleet) and, for `watch: true` local connectors, a debounced file-system
+//! watcher trigger jobs: a trigger queues a job row in the catalog, at most one queued
+//! or running per connector fleet-wide; further scheduled runs are skipped and counted
+//! and watch events coalesce into one follow-up run. Any instance with a free job slot
+//! claims queued jobs and holds the connector's lease while it runs one ([`fleet`]).
+//! Background tasks re-queue failed files whose backoff has passed and prune the
+//! change feed.
 //!
-//! Shutdown (SIGTERM/SIGINT): stop scheduling and intake, stop jobs (files in flight
-//! finish and commit) within `shutdown_deadline`, mark what is left `interrupted`, then
-//! stop the API. SIGHUP or `POST /config/reload` re-reads the file; an invalid file is
+//! Shutdown (SIGTERM/SIGINT): stop scheduling and claiming, stop jobs (files in flight
+//! finish and commit) within `shutdown_deadline`, mark what is left `interrupted`,
+//! queue the connectors again for another instance (hand-back), then stop the API. SIGHUP or `POST /config/reload` re-reads the file; an invalid file is
 //! rejected and the running configuration stays.
 
 use std::collections::HashMap;
@@ -38,6 +41,7 @@ use crate::wiring;
 
 mod background;
 mod control;
+mod fleet;
 mod jobs;
 mod metrics;
 
@@ -80,10 +84,19 @@ impl ConnState {
 struct Live {
     progress: Arc<Progress>,
     control: JobControl,
+    connector: String,
 }
 
 pub struct Daemon {
     config_path: PathBuf,
+    /// This instance's id among those sharing the catalog.
+    instance: String,
+    /// Wakes the dispatcher: a job was queued here, or a lease reaped.
+    claimable: tokio::sync::Notify,
+    /// Told through the catalog to claim no new job (`tributary ctl drain`).
+    draining: std::sync::atomic::AtomicBool,
+    /// Another available instance runs fewer jobs: fresh jobs are left to it.
+    busier: std::sync::atomic::AtomicBool,
     cfg: RwLock<Arc<Config>>,
     pipeline: Pipeline,
     jobs: Arc<Semaphore>,
@@ -119,8 +132,17 @@ impl Daemon {
             let state = ConnState::new(c.clone(), wiring::connector(c)?, paused.contains(&c.id));
             conns.insert(c.id.clone(), state);
         }
+        let instance = pipeline
+            .catalog
+            .instance()
+            .expect("the daemon's catalog acts for its instance")
+            .to_string();
         Ok(Arc::new(Daemon {
             config_path,
+            instance,
+            claimable: tokio::sync::Notify::new(),
+            draining: Default::default(),
+            busier: Default::default(),
             jobs: Arc::new(Semaphore::new(cfg.daemon.max_concurrent_jobs)),
             auth: Arc::new(RwLock::new(auth_of(&cfg))),
             cfg: RwLock::new(Arc::new(cfg)),
@@ -196,12 +218,7 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
     let api = cfg.api.clone();
     let listen = api.listen;
     let daemon = Daemon::new(config_path, cfg).await?;
-    let instance = daemon
-        .pipeline
-        .catalog
-        .instance()
-        .expect("the daemon's catalog acts for its instance")
-        .to_string();
+    let instance = daemon.instance.clone();
     daemon
         .pipeline
         .catalog
@@ -262,6 +279,8 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
     }
     daemon.start_background();
     daemon.start_heartbeat(instance.clone());
+    daemon.start_fleet_poll();
+    daemon.start_dispatcher();
     daemon.ensure_vectorizer();
     for id in &ids {
         let last = daemon.pipeline.catalog.last_job(id).await?;
@@ -329,11 +348,14 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
             ?deadline,
             "jobs did not finish within the shutdown deadline; marking them interrupted"
         );
-        daemon
+        let left = daemon
             .pipeline
             .catalog
             .interrupt_unfinished_jobs(tributary_api::INSTANCE_DOWN_AFTER)
             .await?;
+        for id in &left {
+            daemon.hand_back(id).await;
+        }
     }
     api_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;

@@ -25,6 +25,19 @@ impl Daemon {
                         _ = tokio::time::sleep(wait) => {}
                         _ = token.cancelled() => break,
                     }
+                    // one instance of the fleet fires it, whatever the clocks say
+                    let at = next.timestamp_nanos_opt().unwrap_or(i64::MAX);
+                    match me.pipeline.catalog.claim_fire(&id, at).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            tracing::debug!(connector = %id, "scheduled run fired by another instance");
+                            continue;
+                        }
+                        Err(e) => {
+                            tracing::warn!(connector = %id, error = %e, "scheduled run not started: the catalog did not answer");
+                            continue;
+                        }
+                    }
                     match me.trigger(&id, JobKind::Full, "schedule").await {
                         Ok(_) => {}
                         Err(ControlError::AlreadyRunning(j)) => {

@@ -385,7 +385,7 @@ async fn errors_use_the_envelope_and_secrets_never_leak() {
             bodies.push(b);
         }
     }
-    assert_eq!(documented, 24);
+    assert_eq!(documented, 26);
     // every body, success or error, is free of secrets
     for path in [
         "/api/v1/connectors",
@@ -514,7 +514,8 @@ async fn runs_conflict_pause_resume_cancel_and_sigterm_interrupts_then_restart_f
     assert!(status.success(), "exit status {status:?}: {}", d.log());
     drop(d);
 
-    // the store is back; the next start resumes and finishes the work
+    // the store is back; the next start claims the connector the stop handed back
+    // and finishes the work
     let _w = tokio::task::spawn_blocking(move || {
         let mut w = w;
         w.restart();
@@ -529,7 +530,7 @@ async fn runs_conflict_pause_resume_cancel_and_sigterm_interrupts_then_restart_f
         d.jobs("status=succeeded")
             .await
             .iter()
-            .any(|j| j["trigger"] == "startup" && j["kind"] == "incremental")
+            .any(|j| j["trigger"] == "handoff" && j["kind"] == "incremental")
     })
     .await;
     let out = dir.path().join("restored");

@@ -1,9 +1,16 @@
-//! Two daemon instances on one PostgreSQL catalog and one object store (a local
-//! directory both use, as two instances of one host may): started together, every
-//! connector's first-start job runs once for the fleet, not once per instance; an
-//! API run on one instance while the connector's job runs on the other is refused
-//! with the job that holds it; `tributary once` meanwhile too; restores are
-//! byte-identical.
+//! Daemon instances on one PostgreSQL catalog and one object store (a local directory
+//! they all use, as instances of one host may):
+//!
+//! - started together, every connector's first-start job runs once for the fleet and
+//!   the jobs spread over the instances; an API run on one instance while the
+//!   connector's job runs on the other is refused with the job that holds it;
+//! - an instance killed mid-job (SIGKILL): another interrupts the job when its lease
+//!   expires and finishes the connector, every file committed once;
+//! - an instance frozen past its lease (SIGSTOP, then SIGCONT) commits nothing more
+//!   and says so; the connector is finished elsewhere;
+//! - pause and cancel issued through one instance reach the job running on another;
+//!
+//! and restores are byte-identical.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -14,11 +21,9 @@ use tributary_testkit::{postgres, tree};
 
 use crate::common::*;
 
-const CONNECTORS: usize = 6;
+const CONNECTORS: usize = 8;
 
 fn instance(dir: &Path, name: &str, port: u16, url: &str) -> std::path::PathBuf {
-    let home = dir.join(name);
-    std::fs::create_dir_all(&home).unwrap();
     let connectors: String = (0..CONNECTORS)
         .map(|i| {
             format!(
@@ -27,6 +32,22 @@ fn instance(dir: &Path, name: &str, port: u16, url: &str) -> std::path::PathBuf 
             )
         })
         .collect();
+    instance_with(dir, name, port, url, &connectors, "", "")
+}
+
+/// Instance `name`'s configuration in `dir/name`: the shared catalog and store,
+/// `connectors`, settings added to `daemon:` and top-level sections.
+fn instance_with(
+    dir: &Path,
+    name: &str,
+    port: u16,
+    url: &str,
+    connectors: &str,
+    daemon: &str,
+    extra: &str,
+) -> std::path::PathBuf {
+    let home = dir.join(name);
+    std::fs::create_dir_all(&home).unwrap();
     let cfg = config(
         &home,
         port,
@@ -34,16 +55,28 @@ fn instance(dir: &Path, name: &str, port: u16, url: &str) -> std::path::PathBuf 
             "catalog:\n  url: {url}\nobject_store:\n  kind: local\n  path: {}\n",
             dir.join("store").display()
         ),
-        &connectors,
-        "",
+        connectors,
+        extra,
     );
     let text = std::fs::read_to_string(&cfg).unwrap().replacen(
         "daemon:\n",
-        &format!("daemon:\n  instance_id: {name}\n"),
+        &format!("daemon:\n  instance_id: {name}\n{daemon}"),
         1,
     );
     std::fs::write(&cfg, text).unwrap();
     cfg
+}
+
+fn migrate(cfg: &Path) {
+    let out = Command::new(BIN)
+        .args(["migrate", "-c", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -61,15 +94,7 @@ async fn two_instances_on_one_catalog_run_each_connector_once() {
     let cfg_a = instance(dir.path(), "node-a", pa, &url);
     let cfg_b = instance(dir.path(), "node-b", pb, &url);
     // a migrated catalog first, so that the two start on equal terms
-    let out = Command::new(BIN)
-        .args(["migrate", "-c", cfg_a.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    migrate(&cfg_a);
     let a = Running::start(&cfg_a, pa, &[]);
     let b = Running::start(&cfg_b, pb, &[]);
 
@@ -99,6 +124,8 @@ async fn two_instances_on_one_catalog_run_each_connector_once() {
         ran_on.keys().all(|k| k == "node-a" || k == "node-b"),
         "{ran_on:?}"
     );
+    // two job slots each (the default): the eight jobs spread over both instances
+    assert_eq!(ran_on.len(), 2, "spread over the instances: {ran_on:?}");
     let listed = a.get("/api/v1/instances").await["items"].clone();
     assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
     assert!(
@@ -144,4 +171,302 @@ async fn two_instances_on_one_catalog_run_each_connector_once() {
             "c{i} restored differs from its source"
         );
     }
+}
+
+/// A connector of many small files committed one by one: a job that lasts long
+/// enough to be interrupted mid-way.
+const SLOW: &str = "pipeline:\n  commit_batch_size: 1\n  file_concurrency: 1\n";
+const FILES: usize = 1500;
+
+fn many_files(root: &Path) {
+    for i in 0..FILES {
+        let p = root.join(format!("d{:02}/f{i:05}.txt", i % 20));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, tree::random_bytes(i as u64, 700 + i % 900)).unwrap();
+    }
+}
+
+/// Two instances sharing a catalog with one slow connector `big` and a short lease.
+struct Pair {
+    dir: tempfile::TempDir,
+    url: String,
+    cfgs: [std::path::PathBuf; 2],
+    nodes: Vec<Running>,
+}
+
+const LEASE_TTL_S: u64 = 4;
+
+impl Pair {
+    fn start() -> Pair {
+        let dir = tempfile::tempdir().unwrap();
+        many_files(&dir.path().join("src-big"));
+        let url = postgres::fresh_database();
+        let connector = format!(
+            "  - id: big\n    kind: local\n    path: {}\n    target: /big\n",
+            dir.path().join("src-big").display()
+        );
+        let lease = format!("  lease_ttl: {LEASE_TTL_S}s\n");
+        let ports = [free_port(), free_port()];
+        let cfgs = ["node-a", "node-b"]
+            .iter()
+            .zip(ports)
+            .map(|(n, p)| instance_with(dir.path(), n, p, &url, &connector, &lease, SLOW))
+            .collect::<Vec<_>>();
+        migrate(&cfgs[0]);
+        let nodes = vec![
+            Running::start(&cfgs[0], ports[0], &[]),
+            Running::start(&cfgs[1], ports[1], &[]),
+        ];
+        Pair {
+            dir,
+            url,
+            cfgs: [cfgs[0].clone(), cfgs[1].clone()],
+            nodes,
+        }
+    }
+
+    /// The first-start job of `big` once it has committed some files, and the index of
+    /// the instance running it.
+    async fn job_under_way(&self) -> (i64, usize) {
+        let mut found = None;
+        self.nodes[0]
+            .wait_for("big's first job under way", 60, async |d| {
+                let Some(j) = d.jobs("connector=big").await.first().cloned() else {
+                    return false;
+                };
+                assert!(
+                    ["queued", "running"].contains(&j["status"].as_str().unwrap()),
+                    "the job ended before the test could act on it: {j}"
+                );
+                let committed = self.committed(j["id"].as_i64().unwrap());
+                if j["status"] == "running" && committed >= 20 {
+                    let on = usize::from(j["instance"] == "node-b");
+                    found = Some((j["id"].as_i64().unwrap(), on));
+                }
+                found.is_some()
+            })
+            .await;
+        found.unwrap()
+    }
+
+    /// Versions job `job` committed, as the catalog holds them.
+    fn committed(&self, job: i64) -> usize {
+        postgres::query(
+            &self.url,
+            &format!("SELECT count(*) FROM versions WHERE job_id = {job}"),
+        )
+        .parse()
+        .unwrap()
+    }
+
+    /// Every file of `big` committed exactly once over all its jobs, nothing lost:
+    /// one version per file, one change per file; restore byte-identical.
+    fn assert_complete(&self) {
+        let per_item = postgres::query(
+            &self.url,
+            "SELECT count(*) FROM versions v JOIN items i ON i.id = v.item_id
+             WHERE i.connector = 'big' GROUP BY v.item_id HAVING count(*) > 1",
+        );
+        assert_eq!(per_item, "", "files committed more than once");
+        let versions = postgres::query(
+            &self.url,
+            "SELECT count(*) FROM versions v JOIN items i ON i.id = v.item_id WHERE i.connector = 'big'",
+        );
+        assert_eq!(versions, FILES.to_string());
+        let changes = postgres::query(
+            &self.url,
+            "SELECT count(*) FROM changes WHERE connector = 'big'",
+        );
+        assert_eq!(
+            changes,
+            FILES.to_string(),
+            "one change per file in the feed"
+        );
+        let out = restore(&self.cfgs[0], "/big", self.dir.path());
+        assert!(
+            tree::snapshot(&self.dir.path().join("src-big")) == tree::snapshot(&out),
+            "the restore differs from the source"
+        );
+    }
+}
+
+/// The jobs of `big` after `job`, once one of them succeeded.
+async fn finished_elsewhere(by: &Running, job: i64) -> Vec<Value> {
+    let mut after = Vec::new();
+    by.wait_for(
+        "the connector finished by the other instance",
+        120,
+        async |d| {
+            after = d
+                .jobs("connector=big")
+                .await
+                .into_iter()
+                .filter(|j| j["id"].as_i64().unwrap() > job)
+                .collect();
+            after.iter().any(|j| j["status"] == "succeeded")
+        },
+    )
+    .await;
+    after
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_killed_mid_job_is_taken_over_by_another() {
+    let mut pair = Pair::start();
+    let (job, on) = pair.job_under_way().await;
+    let (victim, survivor) = (on, 1 - on);
+    pair.nodes[victim].signal("KILL");
+    pair.nodes[victim].wait_exit(10);
+    let killed_at = std::time::Instant::now();
+    let survivor = &pair.nodes[survivor];
+    survivor
+        .wait_for("the killed instance's job interrupted", 30, async |d| {
+            d.get(&format!("/api/v1/jobs/{job}")).await["status"] == "interrupted"
+        })
+        .await;
+    let detected = killed_at.elapsed();
+    let interrupted = survivor.get(&format!("/api/v1/jobs/{job}")).await;
+    assert!(
+        interrupted["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("lease"),
+        "{interrupted}"
+    );
+    // within the lease and one poll (and the time its last renewal had left)
+    assert!(
+        detected.as_secs_f64() <= LEASE_TTL_S as f64 + 5.0,
+        "took {detected:?} to notice"
+    );
+    let after = finished_elsewhere(survivor, job).await;
+    let next = after.iter().find(|j| j["status"] == "succeeded").unwrap();
+    assert_eq!(next["trigger"], "failover", "{after:?}");
+    assert_eq!(next["kind"], "incremental");
+    assert_ne!(next["instance"], interrupted["instance"]);
+    eprintln!("failover: the job was interrupted {detected:?} after the kill");
+    pair.nodes.clear();
+    let verify = Command::new(BIN)
+        .args(["verify", "-c", pair.cfgs[0].to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "verify: {}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    pair.assert_complete();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_frozen_past_its_lease_commits_nothing_after_it() {
+    let mut pair = Pair::start();
+    let (job, on) = pair.job_under_way().await;
+    let (frozen, other) = (on, 1 - on);
+    pair.nodes[frozen].signal("STOP");
+    {
+        let other = &pair.nodes[other];
+        other
+            .wait_for("the frozen instance's job interrupted", 30, async |d| {
+                d.get(&format!("/api/v1/jobs/{job}")).await["status"] == "interrupted"
+            })
+            .await;
+    }
+    let at_loss = pair.committed(job);
+    pair.nodes[frozen].signal("CONT");
+    // it wakes with files in flight: it must give the job up, not commit them
+    pair.nodes[frozen]
+        .wait_for("the woken instance to give the job up", 30, async |d| {
+            d.log().contains("lost the connector's lease")
+        })
+        .await;
+    let after = finished_elsewhere(&pair.nodes[other], job).await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(
+        pair.committed(job),
+        at_loss,
+        "the frozen instance committed after losing its lease"
+    );
+    let next = after.iter().find(|j| j["status"] == "succeeded").unwrap();
+    assert_eq!(next["trigger"], "failover", "{after:?}");
+    let ended = pair.nodes[other].get(&format!("/api/v1/jobs/{job}")).await;
+    assert_eq!(
+        ended["status"], "interrupted",
+        "its late end did not overwrite: {ended}"
+    );
+    // the woken instance is a working member again: it answers and claims new work
+    let woken = &pair.nodes[frozen];
+    assert_eq!(woken.get("/api/v1/health").await["status"], "ok");
+    pair.nodes.clear();
+    pair.assert_complete();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_and_cancel_through_one_instance_reach_the_job_on_another() {
+    let pair = Pair::start();
+    let (job, on) = pair.job_under_way().await;
+    let (runner, other) = (&pair.nodes[on], &pair.nodes[1 - on]);
+    // the running instance's progress is seen through the other (saved every 2 s)
+    other
+        .wait_for(
+            "the job's progress seen through the other instance",
+            10,
+            async |d| {
+                let seen = d.get(&format!("/api/v1/jobs/{job}")).await;
+                assert_eq!(seen["status"], "running", "{seen}");
+                seen["progress"]["files_done"].as_u64().unwrap_or(0) > 0
+            },
+        )
+        .await;
+    let (status, _, body) = other
+        .call("POST", "/api/v1/connectors/big/pause", Some(OPERATOR), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    runner
+        .wait_for("the pause seen by the running instance", 5, async |d| {
+            let c = d.get("/api/v1/connectors/big").await;
+            c["paused"] == true
+        })
+        .await;
+    let (status, _, body) = other
+        .call(
+            "POST",
+            &format!("/api/v1/jobs/{job}/cancel"),
+            Some(OPERATOR),
+            None,
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let started = std::time::Instant::now();
+    runner
+        .wait_for(
+            "the job cancelled on the instance running it",
+            15,
+            async |d| d.get(&format!("/api/v1/jobs/{job}")).await["status"] == "cancelled",
+        )
+        .await;
+    eprintln!(
+        "cancel through the other instance took effect in {:?}",
+        started.elapsed()
+    );
+    // paused: nothing more runs until it is resumed, through either instance
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let jobs = runner.jobs("connector=big").await;
+    assert_eq!(jobs.len(), 1, "nothing ran while paused: {jobs:?}");
+    let (status, _, _) = runner
+        .call(
+            "POST",
+            "/api/v1/connectors/big/resume",
+            Some(OPERATOR),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let id = other.queue_run("big", Some("incremental")).await;
+    other
+        .wait_for("the run after the resume", 120, async |d| {
+            d.get(&format!("/api/v1/jobs/{id}")).await["status"] == "succeeded"
+        })
+        .await;
+    pair.assert_complete();
 }

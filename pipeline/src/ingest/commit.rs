@@ -10,7 +10,7 @@ use tributary_catalog::{CommitBatch, NewVersion, now_ns};
 use tributary_store::PutMode;
 use tributary_store::retry::with_retry;
 
-use super::{CommitMsg, Job};
+use super::{CommitMsg, Job, StopReason};
 use crate::fault;
 use crate::manifest::{self, Manifest};
 use crate::progress::Progress;
@@ -154,8 +154,16 @@ async fn flush(
         manifest: Some(&key),
         conflicts: &decided.ops,
     };
-    if let Err(e) = job.p.catalog.commit_batch(&commit).await {
-        return job.fail(format!("catalog commit: {e}"));
+    match job.p.catalog.commit_batch(&commit).await {
+        Ok(_) => {}
+        Err(e @ tributary_catalog::CatalogError::LeaseLost { .. }) => {
+            // another instance continues the connector; this one must not write
+            job.control.stop(StopReason::LeaseLost);
+            return job.fail(format!(
+                "{e}: this instance stopped renewing the connector's lease for longer than daemon.lease_ttl (frozen, or cut off from the catalog); another instance continues the connector"
+            ));
+        }
+        Err(e) => return job.fail(format!("catalog commit: {e}")),
     }
     fault::point("commit.after_catalog");
     let own = m.versions.iter().filter(|v| !v.displaced);

@@ -74,6 +74,16 @@ pub enum StopReason {
     Cancelled,
     /// The daemon is shutting down.
     Shutdown,
+    /// The job's instance lost the connector's lease (it was frozen or cut off from the
+    /// catalog past `lease_ttl`, and the job was interrupted): it commits nothing more.
+    LeaseLost,
+}
+
+impl StopReason {
+    /// Whether the job stops at once, without finishing the files in flight.
+    pub fn aborts(self) -> bool {
+        matches!(self, StopReason::Cancelled | StopReason::LeaseLost)
+    }
 }
 
 /// Stops a running job: it takes no new file, lets the files in flight finish, commits
@@ -174,11 +184,11 @@ impl Job {
         self.failed.load(Ordering::SeqCst)
     }
 
-    /// Resolves when an operator cancels the job (not on shutdown, which lets uploads
-    /// in flight finish within the daemon's deadline).
+    /// Resolves when an operator cancels the job or its lease is lost (not on
+    /// shutdown, which lets uploads in flight finish within the daemon's deadline).
     async fn operator_cancelled(&self) {
         self.control.stopped().await;
-        if self.control.reason() != Some(StopReason::Cancelled) {
+        if !self.control.reason().is_some_and(StopReason::aborts) {
             std::future::pending::<()>().await;
         }
     }
@@ -281,7 +291,7 @@ pub(crate) async fn run(
     let status = match (&error, control.reason()) {
         (Some(_), _) => JobStatus::Failed,
         (None, Some(StopReason::Cancelled)) => JobStatus::Cancelled,
-        (None, Some(StopReason::Shutdown)) => JobStatus::Interrupted,
+        (None, Some(StopReason::Shutdown | StopReason::LeaseLost)) => JobStatus::Interrupted,
         (None, None) => JobStatus::Succeeded,
     };
     let item_errors = progress.errors();

@@ -199,7 +199,7 @@ async fn process_file(job: &Arc<Job>, mut entry: Entry) -> Result<NewVersion, Fa
             .await
             .map_err(|e| Failure::Item(format!("reader task: {e}")))?;
         if let Some(f) = fatal {
-            if job.control.reason() == Some(StopReason::Cancelled) {
+            if job.control.reason().is_some_and(StopReason::aborts) {
                 return Err(Failure::Stopped);
             }
             return Err(Failure::Fatal(f));
