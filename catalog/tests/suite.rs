@@ -1370,8 +1370,17 @@ async fn instances_claim_queued_jobs_under_leases_that_fence_their_commits(cat: 
         }
         other => panic!("{other:?}"),
     }
-    // any instance reaps it: interrupted, and the connector queued again
-    let reaped = a.reap_expired_leases().await.unwrap();
+    // any instance reaps it: interrupted, and the connector queued again (at the
+    // first poll after the refused commit's transaction is rolled back: until then
+    // its row lock makes the reaper leave the row for the next poll)
+    let mut reaped = Vec::new();
+    for _ in 0..50 {
+        reaped = a.reap_expired_leases().await.unwrap();
+        if !reaped.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(reaped.len(), 1, "{reaped:?}");
     let Reaped {
         job,
