@@ -1,5 +1,6 @@
-//! Daemon instances on one PostgreSQL catalog and one object store (a local directory
-//! they all use, as instances of one host may):
+//! Daemon instances on one PostgreSQL catalog and one object store (an S3 bucket,
+//! SeaweedFS, as instances on several hosts share; or a local directory, as instances
+//! of one host may):
 //!
 //! - started together, every connector's first-start job runs once for the fleet and
 //!   the jobs spread over the instances; an API run on one instance while the
@@ -17,7 +18,7 @@ use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
-use tributary_testkit::{postgres, tree};
+use tributary_testkit::{postgres, tree, weed};
 
 use crate::common::*;
 
@@ -32,16 +33,36 @@ fn instance(dir: &Path, name: &str, port: u16, url: &str) -> std::path::PathBuf 
             )
         })
         .collect();
-    instance_with(dir, name, port, url, &connectors, "", "")
+    // several hosts' instances share an S3 bucket (SeaweedFS): one prefix per test
+    let w = weed::shared();
+    let store = format!(
+        "object_store:\n  kind: s3\n  endpoint: {}\n  bucket: {}\n  prefix: fleet-{}/\n  access_key_id: {}\n  secret_access_key: {}\n",
+        w.endpoint(),
+        weed::BUCKET,
+        dir.file_name().unwrap().to_string_lossy().trim_start_matches('.'),
+        weed::ACCESS_KEY,
+        weed::SECRET_KEY
+    );
+    instance_with(dir, name, port, url, &store, &connectors, "", "")
 }
 
-/// Instance `name`'s configuration in `dir/name`: the shared catalog and store,
+/// A `kind: local` store in `dir`, as instances of one host may share.
+fn local_store(dir: &Path) -> String {
+    format!(
+        "object_store:\n  kind: local\n  path: {}\n",
+        dir.join("store").display()
+    )
+}
+
+/// Instance `name`'s configuration in `dir/name`: the shared catalog and `store`,
 /// `connectors`, settings added to `daemon:` and top-level sections.
+#[allow(clippy::too_many_arguments)]
 fn instance_with(
     dir: &Path,
     name: &str,
     port: u16,
     url: &str,
+    store: &str,
     connectors: &str,
     daemon: &str,
     extra: &str,
@@ -51,10 +72,7 @@ fn instance_with(
     let cfg = config(
         &home,
         port,
-        &format!(
-            "catalog:\n  url: {url}\nobject_store:\n  kind: local\n  path: {}\n",
-            dir.join("store").display()
-        ),
+        &format!("catalog:\n  url: {url}\n{store}"),
         connectors,
         extra,
     );
@@ -210,7 +228,10 @@ impl Pair {
         let cfgs = ["node-a", "node-b"]
             .iter()
             .zip(ports)
-            .map(|(n, p)| instance_with(dir.path(), n, p, &url, &connector, &lease, SLOW))
+            .map(|(n, p)| {
+                let store = local_store(dir.path());
+                instance_with(dir.path(), n, p, &url, &store, &connector, &lease, SLOW)
+            })
             .collect::<Vec<_>>();
         migrate(&cfgs[0]);
         let nodes = vec![
