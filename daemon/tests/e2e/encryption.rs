@@ -358,11 +358,12 @@ fn an_encrypted_local_store_reveals_nothing_and_catches_every_tampering() {
     assert_eq!(ids.len(), 2, "{list}");
     let recovery = Install::new(d, "recovery", &src, &store("recovery.key"));
     std::fs::create_dir_all(d.join("state-recovery")).unwrap();
-    std::fs::copy(
-        state.join("catalog.db"),
-        d.join("state-recovery/catalog.db"),
-    )
-    .unwrap();
+    // a copy of a WAL-mode database takes its write-ahead log with it
+    for f in ["catalog.db", "catalog.db-wal"] {
+        if state.join(f).exists() {
+            std::fs::copy(state.join(f), d.join("state-recovery").join(f)).unwrap();
+        }
+    }
     recovery.assert_restores(&src);
 
     let rotated = ok(&[

@@ -39,7 +39,10 @@ fn instance(dir: &Path, name: &str, port: u16, url: &str) -> std::path::PathBuf 
         "object_store:\n  kind: s3\n  endpoint: {}\n  bucket: {}\n  prefix: fleet-{}/\n  access_key_id: {}\n  secret_access_key: {}\n",
         w.endpoint(),
         weed::BUCKET,
-        dir.file_name().unwrap().to_string_lossy().trim_start_matches('.'),
+        dir.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .trim_start_matches('.'),
         weed::ACCESS_KEY,
         weed::SECRET_KEY
     );
