@@ -15,20 +15,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-SCALE=0.5
-PG_URL=postgres://postgres@127.0.0.1:5432/postgres
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --scale) SCALE=$2; shift 2 ;;
-    --pg-url) PG_URL=$2; shift 2 ;;
-    *) echo "unknown argument $1" >&2; exit 2 ;;
-  esac
-done
-
-CACHE="${TRIBUTARY_CACHE:-$HOME/.cache/tributary}"
-OUT="$ROOT/bench/out"
-mkdir -p "$CACHE" "$OUT"
 . "$ROOT/bench/lib.sh"
+scale_and_pg_args "$@"
+bench_dirs
 bench_tools
 
 GEN="$ROOT/../shared/bench/gen_corpus.py"

@@ -1,4 +1,24 @@
-# Shared by bench/run.sh and bench/smb.sh (sourced; expects CACHE and OUT).
+# Shared by the benchmarks in bench/ (sourced; the functions expect ROOT, CACHE and OUT).
+
+# Where the benchmarks keep tools and results: sets CACHE and OUT.
+bench_dirs() {
+  CACHE="${TRIBUTARY_CACHE:-$HOME/.cache/tributary}"
+  OUT="$ROOT/bench/out"
+  mkdir -p "$CACHE" "$OUT"
+}
+
+# The arguments of the PostgreSQL benchmarks: sets SCALE and PG_URL.
+scale_and_pg_args() {
+  SCALE=0.5
+  PG_URL=postgres://postgres@127.0.0.1:5432/postgres
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --scale) SCALE=$2; shift 2 ;;
+      --pg-url) PG_URL=$2; shift 2 ;;
+      *) echo "unknown argument $1" >&2; exit 2 ;;
+    esac
+  done
+}
 
 # The peers and tributary's release build: sets WEED, RCLONE and TRIB.
 bench_tools() {

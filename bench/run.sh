@@ -21,12 +21,9 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-CACHE="${TRIBUTARY_CACHE:-$HOME/.cache/tributary}"
-OUT="$ROOT/bench/out"
-mkdir -p "$CACHE" "$OUT"
-
 # --- tools -------------------------------------------------------------------------
 . "$ROOT/bench/lib.sh"
+bench_dirs
 command -v restic >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq restic >/dev/null; }
 RESTIC=$(command -v restic)
 bench_tools

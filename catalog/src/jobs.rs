@@ -75,7 +75,8 @@ impl Catalog {
     /// A job row in state `running` (`tributary once`). [`CatalogError::JobActive`]
     /// when the connector has a job queued or running already.
     pub async fn create_job(&self, connector: &str, kind: &str, trigger: &str) -> Result<i64> {
-        self.insert_job(connector, kind, trigger, "running").await
+        self.insert_job(connector, kind, trigger, "running", i64::MAX)
+            .await
     }
 
     async fn insert_job(
@@ -84,16 +85,19 @@ impl Catalog {
         kind: &str,
         trigger: &str,
         status: &str,
+        unless_after: i64,
     ) -> Result<i64> {
         let now = now_ns();
         let (queued_at, started_at) = match status {
             "queued" => (Some(now), None),
             _ => (None, Some(now)),
         };
-        let inserted: Result<i64> = with_pool!(self, |pool| {
+        let inserted: Result<Option<i64>> = with_pool!(self, |pool| {
             sqlx::query_scalar(
                 "INSERT INTO jobs (connector, kind, trigger, status, queued_at, started_at, instance)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                 SELECT $1, $2, $3, $4, $5, $6, $7
+                 WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE connector = $1 AND id > $8)
+                 RETURNING id",
             )
             .bind(connector)
             .bind(kind)
@@ -103,10 +107,27 @@ impl Catalog {
             .bind(started_at)
             // a queued job is anyone's until an instance claims it
             .bind(self.instance.as_deref().filter(|_| status != "queued"))
-            .fetch_one(pool)
+            .bind(unless_after)
+            .fetch_optional(pool)
             .await
             .map_err(CatalogError::from)
         });
+        let inserted = match inserted {
+            Ok(Some(id)) => Ok(id),
+            Ok(None) => {
+                let job: i64 = with_pool!(self, |pool| {
+                    sqlx::query_scalar("SELECT MAX(id) FROM jobs WHERE connector = $1")
+                        .bind(connector)
+                        .fetch_one(pool)
+                        .await?
+                });
+                return Err(CatalogError::JobSuperseded {
+                    connector: connector.to_string(),
+                    job,
+                });
+            }
+            Err(e) => Err(e),
+        };
         match inserted {
             Err(CatalogError::Db(sqlx::Error::Database(e))) if e.is_unique_violation() => {
                 let job: Option<i64> = with_pool!(self, |pool| {
@@ -129,14 +150,18 @@ impl Catalog {
                             Some("abandoned: its process is gone"),
                         )
                         .await?;
-                        Box::pin(self.insert_job(connector, kind, trigger, status)).await
+                        Box::pin(self.insert_job(connector, kind, trigger, status, unless_after))
+                            .await
                     }
                     Some(job) => Err(CatalogError::JobActive {
                         connector: connector.to_string(),
                         job,
                     }),
                     // it ended meanwhile: try once more
-                    None => Box::pin(self.insert_job(connector, kind, trigger, status)).await,
+                    None => {
+                        Box::pin(self.insert_job(connector, kind, trigger, status, unless_after))
+                            .await
+                    }
                 }
             }
             other => other,
@@ -240,7 +265,23 @@ impl Catalog {
         kind: &str,
         trigger: &str,
     ) -> Result<i64> {
-        self.insert_job(connector, kind, trigger, "queued").await
+        self.insert_job(connector, kind, trigger, "queued", i64::MAX)
+            .await
+    }
+
+    /// [`Catalog::create_queued_job`] decided on the connector's latest job as seen
+    /// (`seen`, `None` when it had none): [`CatalogError::JobSuperseded`] when a later
+    /// job exists by the time of the insert — another instance acted on the same sight
+    /// meanwhile, and its job (queued, running or ended) does the work.
+    pub async fn create_queued_job_after(
+        &self,
+        connector: &str,
+        kind: &str,
+        trigger: &str,
+        seen: Option<i64>,
+    ) -> Result<i64> {
+        self.insert_job(connector, kind, trigger, "queued", seen.unwrap_or(0))
+            .await
     }
 
     pub async fn start_job(&self, id: i64) -> Result<()> {

@@ -101,6 +101,10 @@ pub enum CatalogError {
     /// or another.
     #[error("connector {connector} already has a job queued or running (job {job})")]
     JobActive { connector: String, job: i64 },
+    /// A job was to be queued on the sight of the connector's latest job, and a later
+    /// one (this one) exists by now ([`Catalog::create_queued_job_after`]).
+    #[error("connector {connector} has a later job (job {job}); not queued")]
+    JobSuperseded { connector: String, job: i64 },
     /// A job's commit found that its instance no longer holds the connector's lease
     /// (it expired and the job was interrupted, or the job ended): nothing of the
     /// batch was committed.

@@ -1279,6 +1279,50 @@ async fn a_connector_has_one_active_job_across_instances(cat: Catalog) {
         "interrupted"
     );
     assert_eq!(cat.job(once).await.unwrap().unwrap().status, "running");
+    cat.finish_job(once, "succeeded", "{}", 0, None)
+        .await
+        .unwrap();
+
+    // two instances starting together see the same latest job: the first to queue on
+    // that sight runs, the other's job is not queued even once the first has ended
+    let seen = cat.last_job("docs").await.unwrap().map(|j| j.id);
+    assert_eq!(seen, Some(once));
+    let resumed = a
+        .create_queued_job_after("docs", "incremental", "startup", seen)
+        .await
+        .unwrap();
+    a.finish_job(resumed, "succeeded", "{}", 0, None)
+        .await
+        .unwrap();
+    match b
+        .create_queued_job_after("docs", "incremental", "startup", seen)
+        .await
+    {
+        Err(CatalogError::JobSuperseded { connector, job }) => {
+            assert_eq!((connector.as_str(), job), ("docs", resumed))
+        }
+        other => panic!("{other:?}"),
+    }
+    // a connector never seen with a job: a first job anywhere supersedes the sight
+    let first = b
+        .create_queued_job_after("new", "full", "startup", None)
+        .await
+        .unwrap();
+    assert!(matches!(
+        a.create_queued_job_after("new", "full", "startup", None).await,
+        Err(CatalogError::JobSuperseded { job, .. }) if job == first
+    ));
+    let fresh = a
+        .create_queued_job_after("fresh", "full", "startup", None)
+        .await
+        .unwrap();
+    a.finish_job(fresh, "succeeded", "{}", 0, None)
+        .await
+        .unwrap();
+    assert!(matches!(
+        b.create_queued_job_after("fresh", "full", "startup", None).await,
+        Err(CatalogError::JobSuperseded { job, .. }) if job == fresh
+    ));
 }
 
 /// The fleet's queue: claims, leases, fencing of commits, reaping, cancels, drains and

@@ -48,14 +48,28 @@ impl Daemon {
         kind: JobKind,
         trigger: &'a str,
     ) -> futures::future::BoxFuture<'a, Result<i64, ControlError>> {
-        Box::pin(self.trigger_inner(id, kind, trigger))
+        Box::pin(self.trigger_inner(id, kind, trigger, None))
     }
 
-    pub(super) async fn trigger_inner(
+    /// A job queued at start for a connector whose latest job (`seen`, `None` when it
+    /// has none) left work to do: not queued when a later job exists by then, as when
+    /// another instance starting at the same time queued (and maybe ended) one.
+    pub(super) async fn trigger_at_start(
+        self: &Arc<Self>,
+        id: &str,
+        kind: JobKind,
+        seen: Option<i64>,
+    ) -> Result<i64, ControlError> {
+        self.trigger_inner(id, kind, "startup", Some(seen)).await
+    }
+
+    /// Queues a job; with `seen`, only if no job later than that one exists.
+    async fn trigger_inner(
         self: &Arc<Self>,
         id: &str,
         kind: JobKind,
         trigger: &str,
+        seen: Option<Option<i64>>,
     ) -> Result<i64, ControlError> {
         if self.shutdown.is_cancelled() {
             return Err(ControlError::ShuttingDown);
@@ -106,12 +120,16 @@ impl Daemon {
         } else {
             trigger
         };
-        let job_id = match self
-            .pipeline
-            .catalog
-            .create_queued_job(id, kind.as_str(), trigger)
-            .await
-        {
+        let catalog = &self.pipeline.catalog;
+        let queued = match seen {
+            None => catalog.create_queued_job(id, kind.as_str(), trigger).await,
+            Some(seen) => {
+                catalog
+                    .create_queued_job_after(id, kind.as_str(), trigger, seen)
+                    .await
+            }
+        };
+        let job_id = match queued {
             Ok(j) => j,
             Err(e) => {
                 if let Some(s) = self.conns.lock().unwrap().get_mut(id) {
@@ -133,6 +151,15 @@ impl Daemon {
                             job_id = job,
                             trigger,
                             "the connector has a job queued or running; not queued"
+                        );
+                        ControlError::AlreadyRunning(job)
+                    }
+                    tributary_catalog::CatalogError::JobSuperseded { job, .. } => {
+                        tracing::debug!(
+                            connector = id,
+                            job_id = job,
+                            trigger,
+                            "the connector has a later job than the one seen; not queued"
                         );
                         ControlError::AlreadyRunning(job)
                     }

@@ -284,12 +284,23 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
     daemon.ensure_vectorizer();
     for id in &ids {
         let last = daemon.pipeline.catalog.last_job(id).await?;
-        if interrupted.contains(id) || last.is_some_and(|j| j.status == "interrupted") {
-            tracing::info!(connector = %id, "resuming after an interrupted job");
-            let _ = daemon.trigger(id, JobKind::Incremental, "startup").await;
-        } else if daemon.pipeline.catalog.last_success(id).await?.is_none() {
-            tracing::info!(connector = %id, "first start: ingesting");
-            let _ = daemon.trigger(id, JobKind::Full, "startup").await;
+        let seen = last.as_ref().map(|j| j.id);
+        match startup_run(
+            interrupted.contains(id),
+            last.as_ref().map(|j| j.status.as_str()),
+            daemon.pipeline.catalog.last_success(id).await?.is_some(),
+        ) {
+            Some(JobKind::Incremental) => {
+                tracing::info!(connector = %id, "resuming after an interrupted job");
+                let _ = daemon
+                    .trigger_at_start(id, JobKind::Incremental, seen)
+                    .await;
+            }
+            Some(JobKind::Full) => {
+                tracing::info!(connector = %id, "first start: ingesting");
+                let _ = daemon.trigger_at_start(id, JobKind::Full, seen).await;
+            }
+            None => {}
         }
     }
     notifier.notify("READY=1");
@@ -365,4 +376,45 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
     daemon.pipeline.catalog.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The job a connector needs when the daemon starts, from its latest job's status
+/// (`None` when it has none) and whether it ever succeeded: an interrupted one is
+/// resumed (incremental), a connector never ingested is ingested (full); one with a job
+/// queued or running (on another instance) needs none — that job does the work.
+fn startup_run(interrupted_here: bool, last: Option<&str>, succeeded: bool) -> Option<JobKind> {
+    match last {
+        _ if interrupted_here => Some(JobKind::Incremental),
+        Some("queued" | "running") => None,
+        Some("interrupted") => Some(JobKind::Incremental),
+        _ if !succeeded => Some(JobKind::Full),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_start_resumes_interrupted_work_ingests_new_connectors_and_leaves_live_jobs_be() {
+        assert_eq!(
+            startup_run(true, Some("interrupted"), true),
+            Some(JobKind::Incremental)
+        );
+        assert_eq!(
+            startup_run(false, Some("interrupted"), false),
+            Some(JobKind::Incremental)
+        );
+        assert_eq!(startup_run(false, None, false), Some(JobKind::Full));
+        assert_eq!(
+            startup_run(false, Some("failed"), false),
+            Some(JobKind::Full)
+        );
+        assert_eq!(startup_run(false, Some("succeeded"), true), None);
+        assert_eq!(startup_run(false, Some("failed"), true), None);
+        // another instance's first job, queued or under way: not a second one
+        assert_eq!(startup_run(false, Some("running"), false), None);
+        assert_eq!(startup_run(false, Some("queued"), false), None);
+    }
 }

@@ -3,7 +3,8 @@
 //! of one host may):
 //!
 //! - started together, every connector's first-start job runs once for the fleet and
-//!   the jobs spread over the instances; an API run on one instance while the
+//!   the jobs spread over the instances; a consumer polling the change feed of one
+//!   while both commit receives every change once; an API run on one instance while the
 //!   connector's job runs on the other is refused with the job that holds it;
 //! - an instance killed mid-job (SIGKILL): another interrupts the job when its lease
 //!   expires and finishes the connector, every file committed once;
@@ -103,12 +104,14 @@ fn migrate(cfg: &Path) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_on_one_catalog_run_each_connector_once() {
     let dir = tempfile::tempdir().unwrap();
+    let mut files = 0;
     for i in 0..CONNECTORS {
-        tree::generate(
+        files += tree::generate(
             &dir.path().join(format!("src-{i}")),
             900 + i as u64,
             4 << 20,
-        );
+        )
+        .len();
     }
     let url = postgres::fresh_database();
     let (pa, pb) = (free_port(), free_port());
@@ -118,6 +121,9 @@ async fn two_instances_on_one_catalog_run_each_connector_once() {
     migrate(&cfg_a);
     let a = Running::start(&cfg_a, pa, &[]);
     let b = Running::start(&cfg_b, pb, &[]);
+    // a consumer of the change feed, polling one instance while both commit
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let consumer = tokio::spawn(follow_feed(b.url("/api/v1/changes"), stopped));
 
     // every connector's first job, once for the fleet
     let mut ran_on: HashMap<String, usize> = HashMap::new();
@@ -144,6 +150,25 @@ async fn two_instances_on_one_catalog_run_each_connector_once() {
     assert!(
         ran_on.keys().all(|k| k == "node-a" || k == "node-b"),
         "{ran_on:?}"
+    );
+    // every change once, in the order of its cursor, none skipped: one per file
+    stop.send(()).unwrap();
+    let feed = consumer.await.unwrap();
+    let mut seen = std::collections::HashSet::new();
+    for c in &feed {
+        assert!(
+            seen.insert((c["connector"].to_string(), c["item_id"].as_i64().unwrap())),
+            "a change received twice: {c}"
+        );
+    }
+    assert_eq!(feed.len(), files, "changes received, one per file");
+    let total: usize = postgres::query(&url, "SELECT count(*) FROM changes")
+        .parse()
+        .unwrap();
+    assert_eq!(
+        feed.len(),
+        total,
+        "the feed holds no change the consumer missed"
     );
     // two job slots each (the default): the eight jobs spread over both instances
     assert_eq!(ran_on.len(), 2, "spread over the instances: {ran_on:?}");
@@ -191,6 +216,38 @@ async fn two_instances_on_one_catalog_run_each_connector_once() {
             tree::snapshot(&dir.path().join(format!("src-{i}"))) == tree::snapshot(&out),
             "c{i} restored differs from its source"
         );
+    }
+}
+
+/// The changes a consumer polling `url` receives until `stop` fires and the feed is
+/// read to its end; asserts that cursors only grow.
+async fn follow_feed(url: String, mut stop: tokio::sync::oneshot::Receiver<()>) -> Vec<Value> {
+    let http = reqwest::Client::new();
+    let (mut cursor, mut out, mut last_round) = (0i64, Vec::new(), false);
+    loop {
+        let page: Value = http
+            .get(format!("{url}?cursor={cursor}&limit=1000"))
+            .bearer_auth(VIEWER)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let items = page["items"].as_array().unwrap();
+        for c in items {
+            let seq = c["seq"].as_i64().unwrap();
+            assert!(seq > cursor, "cursor went back: {seq} after {cursor}");
+            cursor = seq;
+            out.push(c.clone());
+        }
+        if items.is_empty() {
+            if last_round {
+                return out;
+            }
+            last_round = stop.try_recv().is_ok();
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 }
 
@@ -319,7 +376,7 @@ async fn finished_elsewhere(by: &Running, job: i64) -> Vec<Value> {
     let mut after = Vec::new();
     by.wait_for(
         "the connector finished by the other instance",
-        120,
+        240,
         async |d| {
             after = d
                 .jobs("connector=big")

@@ -157,10 +157,22 @@ async fn flush(
     match job.p.catalog.commit_batch(&commit).await {
         Ok(_) => {}
         Err(e @ tributary_catalog::CatalogError::LeaseLost { .. }) => {
-            // another instance continues the connector; this one must not write
-            job.control.stop(StopReason::LeaseLost);
+            // another instance continues the connector; this one must not write. Found
+            // here before the daemon's lease renewal found it: say so as it would.
+            if job.control.reason() != Some(StopReason::LeaseLost) {
+                tracing::error!(
+                    connector = %job.spec.connector_id,
+                    job_id = job.job_id,
+                    "lost the connector's lease: this instance did not renew it within daemon.lease_ttl (frozen, or cut off from the catalog); the job stops and commits nothing more, another instance continues the connector"
+                );
+                job.progress.log(
+                    "error",
+                    "lost the connector's lease (not renewed within daemon.lease_ttl); stopped, another instance continues the connector".to_string(),
+                );
+                job.control.stop(StopReason::LeaseLost);
+            }
             return job.fail(format!(
-                "{e}: this instance stopped renewing the connector's lease for longer than daemon.lease_ttl (frozen, or cut off from the catalog); another instance continues the connector"
+                "{e}: this instance lost the connector's lease (not renewed within daemon.lease_ttl: frozen, or cut off from the catalog); another instance continues the connector"
             ));
         }
         Err(e) => return job.fail(format!("catalog commit: {e}")),
