@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::signals::Signal;
 use crate::{Catalog, CatalogError, Result, now_ns, redact};
 
 /// A job's counters (a point-in-time copy of the pipeline's `Progress`); stored as
@@ -265,8 +266,11 @@ impl Catalog {
         kind: &str,
         trigger: &str,
     ) -> Result<i64> {
-        self.insert_job(connector, kind, trigger, "queued", i64::MAX)
-            .await
+        let id = self
+            .insert_job(connector, kind, trigger, "queued", i64::MAX)
+            .await?;
+        self.signal_fleet(Signal::Queued).await;
+        Ok(id)
     }
 
     /// [`Catalog::create_queued_job`] decided on the connector's latest job as seen
@@ -280,8 +284,11 @@ impl Catalog {
         trigger: &str,
         seen: Option<i64>,
     ) -> Result<i64> {
-        self.insert_job(connector, kind, trigger, "queued", seen.unwrap_or(0))
-            .await
+        let id = self
+            .insert_job(connector, kind, trigger, "queued", seen.unwrap_or(0))
+            .await?;
+        self.signal_fleet(Signal::Queued).await;
+        Ok(id)
     }
 
     pub async fn start_job(&self, id: i64) -> Result<()> {
@@ -409,8 +416,10 @@ impl Catalog {
             .bind(paused as i64)
             .execute(pool)
             .await?;
-            Ok(())
-        })
+            Ok::<_, CatalogError>(())
+        })?;
+        self.signal_fleet(Signal::Changed).await;
+        Ok(())
     }
 
     pub async fn paused_connectors(&self) -> Result<HashSet<String>> {

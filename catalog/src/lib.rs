@@ -63,6 +63,7 @@ mod postgres;
 pub mod queue;
 mod rechunk;
 mod rows;
+pub mod signals;
 pub mod vectors;
 
 pub use conflicts::{

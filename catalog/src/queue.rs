@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::signals::Signal;
 use crate::{Catalog, CatalogError, Db, Result, Tx, now_ns};
 
 /// The catalog's clock in Unix ns, as SQL (PostgreSQL: the server's; SQLite: the one
@@ -241,7 +242,7 @@ impl Catalog {
              ON CONFLICT (connector) WHERE status IN ('queued', 'running') DO NOTHING
              RETURNING id";
         let stamp = now_ns();
-        with_pool!(self, |pool| {
+        let out = with_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
             let mut gone: Vec<(i64, String, Option<String>)> =
                 sqlx::query_as(sqlx::AssertSqlSafe(reap))
@@ -264,15 +265,19 @@ impl Catalog {
                 });
             }
             tx.commit().await?;
-            Ok(out)
-        })
+            Ok::<_, CatalogError>(out)
+        })?;
+        if out.iter().any(|r| r.next.is_some()) {
+            self.signal_fleet(Signal::Queued).await;
+        }
+        Ok(out)
     }
 
     /// Cancels job `id`: a queued job at once, a running one by a request its instance
     /// acts on.
     pub async fn request_cancel(&self, id: i64) -> Result<CancelOutcome> {
         let now = now_ns();
-        with_pool!(self, |pool| {
+        let outcome = with_pool!(self, |pool| {
             let dequeued = sqlx::query(
                 "UPDATE jobs SET status = 'cancelled', finished_at = $2, last_error = 'cancelled before it started'
                  WHERE id = $1 AND status = 'queued'",
@@ -291,11 +296,15 @@ impl Catalog {
             .bind(id)
             .fetch_optional(pool)
             .await?;
-            Ok(match running {
+            Ok::<_, CatalogError>(match running {
                 Some(instance) => CancelOutcome::Requested { instance },
                 None => CancelOutcome::NotActive,
             })
-        })
+        })?;
+        if matches!(outcome, CancelOutcome::Requested { .. }) {
+            self.signal_fleet(Signal::Changed).await;
+        }
+        Ok(outcome)
     }
 
     /// The fleet's active jobs, paused connectors and this instance's drain flag.
@@ -382,17 +391,19 @@ impl Catalog {
     /// Tells instance `id` to claim no new job (or to claim again); `false` when no
     /// such instance is known.
     pub async fn set_draining(&self, id: &str, draining: bool) -> Result<bool> {
-        with_pool!(self, |pool| {
-            Ok(
-                sqlx::query("UPDATE instances SET draining = $1 WHERE id = $2")
-                    .bind(i64::from(draining))
-                    .bind(id)
-                    .execute(pool)
-                    .await?
-                    .rows_affected()
-                    > 0,
-            )
-        })
+        let known = with_pool!(self, |pool| {
+            sqlx::query("UPDATE instances SET draining = $1 WHERE id = $2")
+                .bind(i64::from(draining))
+                .bind(id)
+                .execute(pool)
+                .await?
+                .rows_affected()
+                > 0
+        });
+        if known {
+            self.signal_fleet(Signal::Changed).await;
+        }
+        Ok(known)
     }
 }
 

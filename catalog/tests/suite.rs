@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use tributary_catalog::{
     Catalog, ChunkRef, CommitBatch, Compression, Hash, ItemFilter, JobFilter, LogLine, NewVersion,
-    PgSettings, now_ns, vectors::NewPassage,
+    PgSettings, now_ns,
+    signals::{FleetSignals, Signal},
+    vectors::NewPassage,
 };
 
 async fn sqlite() -> (Catalog, Option<tempfile::TempDir>) {
@@ -75,6 +77,7 @@ on_both!(
     instances_claim_queued_jobs_under_leases_that_fence_their_commits,
     concurrent_claims_take_each_queued_job_once,
     the_vectorizer_of_each_instance_indexes_versions_no_other_holds,
+    instances_hear_each_others_signals_and_not_their_own,
 );
 
 fn hash(n: u8) -> Hash {
@@ -1665,4 +1668,44 @@ async fn the_vectorizer_of_each_instance_indexes_versions_no_other_holds(cat: Ca
         .unwrap();
     assert_eq!(all.len(), 4);
     assert_eq!(cat.claim_index_tasks(all, ttl).await.unwrap().len(), 4);
+}
+
+/// The next signal `s` hears, waiting at most `secs`.
+async fn heard(s: &mut FleetSignals, secs: u64) -> Option<Signal> {
+    tokio::time::timeout(Duration::from_secs(secs), s.next())
+        .await
+        .ok()
+        .map(|r| r.unwrap())
+}
+
+async fn instances_hear_each_others_signals_and_not_their_own(cat: Catalog) {
+    cat.register_instance("a", "h", "0").await.unwrap();
+    cat.register_instance("b", "h", "0").await.unwrap();
+    let (a, b) = (cat.for_instance("a"), cat.for_instance("b"));
+    let Some(mut at_b) = b.fleet_signals().await.unwrap() else {
+        // one process on SQLite: nobody to tell, and telling nobody costs nothing
+        assert_eq!(cat.backend(), "sqlite");
+        a.create_queued_job("docs", "incremental", "api")
+            .await
+            .unwrap();
+        a.set_paused("docs", true).await.unwrap();
+        return;
+    };
+    assert_eq!(cat.backend(), "postgres");
+    // b's own changes are not signalled back to b: the first signal it hears is a's
+    b.set_paused("docs", true).await.unwrap();
+    b.create_queued_job("wiki", "incremental", "api")
+        .await
+        .unwrap();
+    a.create_queued_job("docs", "incremental", "schedule")
+        .await
+        .unwrap();
+    assert_eq!(heard(&mut at_b, 10).await, Some(Signal::Queued));
+    a.set_paused("docs", false).await.unwrap();
+    assert_eq!(heard(&mut at_b, 10).await, Some(Signal::Changed));
+    assert!(a.set_draining("b", true).await.unwrap());
+    assert_eq!(heard(&mut at_b, 10).await, Some(Signal::Changed));
+    // an instance that is not known changes nothing and says nothing
+    assert!(!a.set_draining("nobody", true).await.unwrap());
+    assert_eq!(heard(&mut at_b, 1).await, None);
 }

@@ -2,8 +2,10 @@
 //! [`tributary_catalog::queue`]):
 //!
 //! - the **dispatcher** claims queued jobs into this instance's free job slots — woken
-//!   at once by a trigger made here, by a poll otherwise;
-//! - the **poll** (every [`POLL`]) reads the fleet's active jobs and paused
+//!   at once by a trigger made here or signalled by another instance
+//!   ([`tributary_catalog::signals`], PostgreSQL `LISTEN/NOTIFY`), by a poll otherwise;
+//! - the **poll** (every [`POLL`], and at once when another instance signals a cancel,
+//!   a pause or resume, or a drain) reads the fleet's active jobs and paused
 //!   connectors (so that every instance's API shows them), acts on cancel requests for
 //!   jobs running here and on this instance's drain flag, renews the leases of this
 //!   instance's jobs (every sixth of `daemon.lease_ttl`; a lease found lost stops its
@@ -18,6 +20,7 @@ use std::sync::atomic::Ordering;
 
 use tokio::sync::OwnedSemaphorePermit;
 use tributary_catalog::queue::FleetView;
+use tributary_catalog::signals::Signal;
 use tributary_catalog::{CatalogError, JobRow};
 
 use super::*;
@@ -25,6 +28,9 @@ use super::*;
 /// How often the catalog is polled (cancels, pauses and queued jobs from other
 /// instances take effect within it).
 pub(super) const POLL: Duration = Duration::from_secs(1);
+
+/// How often the progress of this instance's jobs is saved for other instances' APIs.
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
 /// How long a queued job waits for a less busy instance before a busier one takes it.
 const DEFER_TO_IDLER: Duration = Duration::from_secs(2);
@@ -179,14 +185,16 @@ impl Daemon {
             let mut tick = tokio::time::interval(POLL);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut last_renewal = Instant::now();
-            let mut ticks: u64 = 0;
             let mut failing = false;
+            let mut last_save = Instant::now();
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = me.look_now.notified() => {}
+                }
                 if me.shutdown.is_cancelled() && me.live.lock().unwrap().is_empty() {
                     break;
                 }
-                ticks += 1;
                 let ttl = me.config().daemon.lease_ttl;
                 if last_renewal.elapsed() >= ttl / 6 {
                     last_renewal = Instant::now();
@@ -203,11 +211,51 @@ impl Daemon {
                     }
                     Err(_) => {}
                 }
-                if ticks.is_multiple_of(2) {
+                if last_save.elapsed() >= PROGRESS_EVERY {
+                    last_save = Instant::now();
                     me.save_progress().await;
                 }
                 if !me.shutdown.is_cancelled() {
                     me.reap().await;
+                }
+            }
+        });
+    }
+
+    /// Listens for other instances' signals (PostgreSQL only): a queued job wakes the
+    /// dispatcher, any other change the poll and the dispatcher. The poll stays the fallback: a signal
+    /// lost while the listener reconnects costs one [`POLL`].
+    pub(super) fn start_fleet_signals(self: &Arc<Self>) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut said = false;
+            let mut signals = loop {
+                let failed = match me.pipeline.catalog.fleet_signals().await {
+                    Ok(Some(s)) => break s,
+                    Ok(None) => return,
+                    Err(e) => e,
+                };
+                if !std::mem::replace(&mut said, true) {
+                    tracing::warn!(error = %failed, "listen for the fleet's signals (polling meanwhile); trying again");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(POLL * 5) => {}
+                    _ = me.shutdown.cancelled() => return,
+                }
+            };
+            loop {
+                tokio::select! {
+                    s = signals.next() => match s {
+                        Ok(Signal::Queued) => me.claimable.notify_one(),
+                        // a resume or an undrain may free a queued job too
+                        Ok(Signal::Changed) => {
+                            me.look_now.notify_one();
+                            me.claimable.notify_one();
+                        }
+                        // reconnected at the next call; the poll covers the gap
+                        Err(_) => tokio::time::sleep(POLL).await,
+                    },
+                    _ = me.shutdown.cancelled() => return,
                 }
             }
         });

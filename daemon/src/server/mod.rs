@@ -93,6 +93,9 @@ pub struct Daemon {
     instance: String,
     /// Wakes the dispatcher: a job was queued here, or a lease reaped.
     claimable: tokio::sync::Notify,
+    /// Another instance signalled a change the fleet's poll reads (a cancel, a pause,
+    /// a drain): poll now.
+    look_now: tokio::sync::Notify,
     /// Told through the catalog to claim no new job (`tributary ctl drain`).
     draining: std::sync::atomic::AtomicBool,
     /// Another available instance runs fewer jobs: fresh jobs are left to it.
@@ -141,6 +144,7 @@ impl Daemon {
             config_path,
             instance,
             claimable: tokio::sync::Notify::new(),
+            look_now: tokio::sync::Notify::new(),
             draining: Default::default(),
             busier: Default::default(),
             jobs: Arc::new(Semaphore::new(cfg.daemon.max_concurrent_jobs)),
@@ -280,6 +284,7 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
     daemon.start_background();
     daemon.start_heartbeat(instance.clone());
     daemon.start_fleet_poll();
+    daemon.start_fleet_signals();
     daemon.start_dispatcher();
     daemon.ensure_vectorizer();
     for id in &ids {
