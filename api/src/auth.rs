@@ -220,6 +220,10 @@ pub async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Respo
             return resp;
         }
     };
+    let caller = crate::audit::Caller {
+        principal: principal.clone(),
+        role,
+    };
     if role < need {
         let mut resp = ApiError::new(
             StatusCode::FORBIDDEN,
@@ -228,6 +232,7 @@ pub async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Respo
         )
         .into_response();
         counted.headers(&mut resp);
+        resp.extensions_mut().insert(caller);
         return resp;
     }
     let (class, rate) = if matches!(*req.method(), Method::GET | Method::HEAD) {
@@ -238,7 +243,9 @@ pub async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Respo
     if let Some(v) = hit(class, &principal, rate) {
         counted.add(v);
         if !v.allowed {
-            return counted.refuse(v, &format!("{class} requests of this principal"));
+            let mut resp = counted.refuse(v, &format!("{class} requests of this principal"));
+            resp.extensions_mut().insert(caller);
+            return resp;
         }
     }
     let mut req = req;
@@ -246,6 +253,7 @@ pub async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Respo
     let method = req.method().clone();
     let mut resp = next.run(req).await;
     counted.headers(&mut resp);
+    resp.extensions_mut().insert(caller);
     // what an operator did, and who: every request that may change something
     if class == "write" {
         tracing::info!(

@@ -277,10 +277,12 @@ enum RunKind {
 pub async fn run_connector(
     State(st): State<AppState>,
     Path(id): Path<String>,
+    Extension(Principal(by)): Extension<Principal>,
     JsonBody(body): JsonBody<RunBody>,
 ) -> ApiResult<Response> {
     let full = matches!(body.kind, RunKind::Full);
     let job_id = st.control.run_now(&id, full).await?;
+    st.catalog.set_requested_by(job_id, &by).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"job_id": job_id, "kind": if full { "full" } else { "incremental" }})),
@@ -329,6 +331,7 @@ fn job_view(st: &AppState, j: JobRow) -> Value {
         "trigger": j.trigger,
         "status": j.status,
         "instance": j.instance.unwrap_or_default(),
+        "requested_by": j.requested_by,
         "queued_at": ts(j.queued_at),
         "started_at": ts(j.started_at),
         "finished_at": ts(j.finished_at),
@@ -724,4 +727,50 @@ pub async fn search(
 
 pub async fn queue(State(st): State<AppState>) -> ApiResult<Json<Value>> {
     Ok(Json(st.control.vector_queue().await?))
+}
+
+// ---- audit --------------------------------------------------------------------------
+
+pub async fn list_audit(
+    State(st): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    use tributary_catalog::audit::{AuditFilter, OUTCOMES};
+    let mut p = Params::new(q);
+    let filter = AuditFilter {
+        principal: p.string("principal"),
+        action: p.string("action"),
+        resource: p.string("resource"),
+        outcome: p.one_of("outcome", OUTCOMES),
+        since: p.time("since"),
+        until: p.time("until"),
+    };
+    let (page, per_page) = p.page();
+    p.done()?;
+    let (rows, total) = st.catalog.list_audit(&filter, page, per_page).await?;
+    let items: Vec<Value> = rows
+        .into_iter()
+        .map(|r| {
+            json!({
+                "id": r.id,
+                "at": rfc3339(r.at),
+                "source": r.source,
+                "instance": r.instance,
+                "principal": r.principal,
+                "role": r.role,
+                "client": r.client,
+                "method": r.method,
+                "route": r.route,
+                "action": r.action,
+                "resource": r.resource,
+                "outcome": r.outcome,
+                "status": r.status,
+                "request_id": r.request_id,
+                "duration_ms": r.duration_us as f64 / 1000.0,
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({"items": items, "meta": meta(page, per_page, total)}),
+    ))
 }

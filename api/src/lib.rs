@@ -11,6 +11,7 @@
 // the OpenAPI document's schemas are one large `json!`
 #![recursion_limit = "256"]
 
+pub mod audit;
 pub mod auth;
 mod download;
 pub mod error;
@@ -32,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -267,6 +268,12 @@ async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Respon
         .extensions()
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_string());
+    let path = req.uri().path().to_string();
+    let client = auth::client_key(
+        req.extensions()
+            .get::<ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip()),
+    );
     let too_long = req.uri().to_string().len() > MAX_URI_LEN;
     let mut resp = REQUEST_ID
         .scope(id.clone(), async move {
@@ -285,11 +292,27 @@ async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Respon
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-request-id", v);
     }
-    st.metrics.record(
-        &method,
-        route.as_deref(),
-        resp.status().as_u16(),
-        started.elapsed(),
-    );
+    let status = resp.status().as_u16();
+    st.metrics
+        .record(&method, route.as_deref(), status, started.elapsed());
+    if audit::audited(&method, status) {
+        let caller = resp.extensions().get::<audit::Caller>();
+        let entry = tributary_catalog::audit::AuditEntry {
+            at: tributary_catalog::now_ns(),
+            source: "api".into(),
+            principal: caller.map(|c| c.principal.clone()),
+            role: caller.map(|c| role_name(c.role).to_string()),
+            client,
+            method: method.to_string(),
+            route: route.clone().unwrap_or_else(|| "other".into()),
+            action: audit::action_of(&method, route.as_deref()).into(),
+            resource: route.as_deref().and_then(|t| audit::resource_of(t, &path)),
+            outcome: tributary_catalog::audit::outcome_of_status(status).into(),
+            status: i64::from(status),
+            request_id: id,
+            duration_us: started.elapsed().as_micros().min(i64::MAX as u128) as i64,
+        };
+        audit::record(&st, entry).await;
+    }
     resp
 }

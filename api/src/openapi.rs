@@ -326,6 +326,35 @@ fn describe(method: &str, path: &str) -> Op {
             vec![],
             vec![ok("200", "Queue"), error("503", "vectorization is off")],
         ),
+        ("GET", "/api/v1/audit") => {
+            let mut p = vec![
+                q(
+                    "principal",
+                    "the token's name or the identity provider's subject",
+                ),
+                q(
+                    "action",
+                    "an action name, e.g. connector.run (see the route table)",
+                ),
+                q(
+                    "resource",
+                    "what was acted on, e.g. connectors/docs or jobs/42",
+                ),
+                one_of("outcome", tributary_catalog::audit::OUTCOMES),
+                json!({"name": "since", "in": "query", "description": "at or after: RFC 3339 or Unix seconds", "schema": {"oneOf": [{"type": "string", "format": "date-time"}, {"type": "integer"}]}}),
+                json!({"name": "until", "in": "query", "description": "before: RFC 3339 or Unix seconds", "schema": {"oneOf": [{"type": "string", "format": "date-time"}, {"type": "integer"}]}}),
+            ];
+            p.extend(page());
+            op(
+                "The audit trail, newest first: every mutating request, every refused authentication or authorization, every operator command of the CLI",
+                p,
+                vec![(
+                    "200",
+                    "success",
+                    Some(("application/json", list("AuditEntry"))),
+                )],
+            )
+        }
         ("POST", "/api/v1/config/reload") => op(
             "Re-read the configuration file; 422 CONFIG_INVALID keeps the old one",
             vec![],
@@ -354,10 +383,11 @@ fn components() -> Value {
     let ntime = || json!({"type": "string", "format": "date-time", "nullable": true});
     let job = json!({
         "type": "object",
-        "required": ["id", "connector", "kind", "trigger", "status", "instance", "queued_at", "started_at", "finished_at", "error_count", "last_error", "progress"],
+        "required": ["id", "connector", "kind", "trigger", "status", "instance", "requested_by", "queued_at", "started_at", "finished_at", "error_count", "last_error", "progress"],
         "properties": {
             "id": int(), "connector": str_(), "kind": {"type": "string", "enum": ["full", "incremental"]},
             "instance": {"type": "string", "description": "the instance_id of the daemon instance that ran the job (empty for jobs recorded before instances were)"},
+            "requested_by": {"type": "string", "nullable": true, "description": "who asked for the run over the API (the principal's name); null for runs the daemon started"},
             "trigger": str_(), "status": {"type": "string", "enum": crate::handlers::JOB_STATUSES},
             "queued_at": ntime(), "started_at": ntime(), "finished_at": ntime(),
             "error_count": int(), "last_error": nstr(),
@@ -461,6 +491,21 @@ fn components() -> Value {
                 "running_jobs": {"type": "array", "items": int()},
             },
         }}}},
+        "AuditEntry": {"type": "object",
+            "required": ["id", "at", "source", "instance", "principal", "role", "client", "method", "route", "action", "resource", "outcome", "status", "request_id", "duration_ms"],
+            "properties": {
+                "id": int(), "at": time(), "source": {"type": "string", "enum": ["api", "cli"]},
+                "instance": nstr(), "principal": {"type": "string", "nullable": true, "description": "null when the caller was not authenticated"},
+                "role": {"type": "string", "nullable": true, "enum": ["viewer", "operator", "admin", null]},
+                "client": {"type": "string", "description": "the client address (IPv6 by its /64); local for the CLI"},
+                "method": {"type": "string", "description": "the HTTP method; CLI for a command"},
+                "route": {"type": "string", "description": "the route template, or the command"},
+                "action": str_(), "resource": nstr(),
+                "outcome": {"type": "string", "enum": tributary_catalog::audit::OUTCOMES},
+                "status": {"type": "integer", "description": "the HTTP status; a command's exit code"},
+                "request_id": str_(), "duration_ms": {"type": "number"},
+            },
+        },
         "Queue": {"type": "object", "required": ["state", "connectors", "pending", "indexed", "failed", "skipped"], "properties": {
             "state": {"type": "string", "enum": ["starting", "failed", "ready"]}, "error": nstr(), "embedder": nstr(),
             "dim": nint(), "connectors": {"type": "array", "items": str_()},
@@ -476,6 +521,7 @@ pub fn document() -> Value {
         method,
         path,
         access,
+        ..
     } in ROUTES
     {
         let d = describe(method, path);

@@ -29,15 +29,18 @@ pub struct Route {
     pub method: &'static str,
     pub path: &'static str,
     pub access: Access,
+    /// The action's stable name in the audit trail (`connector.run`).
+    pub action: &'static str,
 }
 
 macro_rules! routes {
-    ($($method:ident $path:literal $access:expr => $handler:ident;)*) => {
+    ($($method:ident $path:literal $access:expr, $action:literal => $handler:ident;)*) => {
         /// Every route the router serves, in the order the OpenAPI document lists them.
         pub const ROUTES: &[Route] = &[$(Route {
             method: stringify!($method),
             path: $path,
             access: $access,
+            action: $action,
         }),*];
 
         /// Adds every route of [`ROUTES`] to `r`, each with its handler.
@@ -54,32 +57,33 @@ const OPERATOR: Access = Access::Needs(Role::Operator);
 const ADMIN: Access = Access::Needs(Role::Admin);
 
 routes! {
-    GET "/api/v1/health" OPEN => health;
-    GET "/api/v1/health/ready" OPEN => ready;
-    GET "/api/v1/metrics" VIEWER => metrics_text;
-    GET "/api/v1/openapi.json" OPEN => openapi_doc;
-    GET "/api/v1/connectors" VIEWER => list_connectors;
-    GET "/api/v1/connectors/{id}" VIEWER => get_connector;
-    POST "/api/v1/connectors/{id}/runs" OPERATOR => run_connector;
-    POST "/api/v1/connectors/{id}/pause" OPERATOR => pause_connector;
-    POST "/api/v1/connectors/{id}/resume" OPERATOR => resume_connector;
-    GET "/api/v1/jobs" VIEWER => list_jobs;
-    GET "/api/v1/jobs/{id}" VIEWER => get_job;
-    GET "/api/v1/jobs/{id}/log" VIEWER => job_log;
-    POST "/api/v1/jobs/{id}/cancel" OPERATOR => cancel_job;
-    GET "/api/v1/items" VIEWER => list_items;
-    GET "/api/v1/items/{id}" VIEWER => get_item;
-    GET "/api/v1/items/{id}/content" VIEWER => item_content;
-    GET "/api/v1/changes" VIEWER => changes;
-    GET "/api/v1/conflicts" VIEWER => list_conflicts;
-    GET "/api/v1/conflicts/{id}" VIEWER => get_conflict;
-    POST "/api/v1/conflicts/{id}/resolve" OPERATOR => resolve_conflict;
-    GET "/api/v1/search" VIEWER => search;
-    GET "/api/v1/queue" VIEWER => queue;
-    GET "/api/v1/instances" VIEWER => list_instances;
-    POST "/api/v1/instances/{id}/drain" OPERATOR => drain_instance;
-    POST "/api/v1/instances/{id}/undrain" OPERATOR => undrain_instance;
-    POST "/api/v1/config/reload" ADMIN => reload;
+    GET "/api/v1/health" OPEN, "health.read" => health;
+    GET "/api/v1/health/ready" OPEN, "health.ready" => ready;
+    GET "/api/v1/metrics" VIEWER, "metrics.read" => metrics_text;
+    GET "/api/v1/openapi.json" OPEN, "openapi.read" => openapi_doc;
+    GET "/api/v1/connectors" VIEWER, "connector.list" => list_connectors;
+    GET "/api/v1/connectors/{id}" VIEWER, "connector.read" => get_connector;
+    POST "/api/v1/connectors/{id}/runs" OPERATOR, "connector.run" => run_connector;
+    POST "/api/v1/connectors/{id}/pause" OPERATOR, "connector.pause" => pause_connector;
+    POST "/api/v1/connectors/{id}/resume" OPERATOR, "connector.resume" => resume_connector;
+    GET "/api/v1/jobs" VIEWER, "job.list" => list_jobs;
+    GET "/api/v1/jobs/{id}" VIEWER, "job.read" => get_job;
+    GET "/api/v1/jobs/{id}/log" VIEWER, "job.log" => job_log;
+    POST "/api/v1/jobs/{id}/cancel" OPERATOR, "job.cancel" => cancel_job;
+    GET "/api/v1/items" VIEWER, "item.list" => list_items;
+    GET "/api/v1/items/{id}" VIEWER, "item.read" => get_item;
+    GET "/api/v1/items/{id}/content" VIEWER, "item.content" => item_content;
+    GET "/api/v1/changes" VIEWER, "change.list" => changes;
+    GET "/api/v1/conflicts" VIEWER, "conflict.list" => list_conflicts;
+    GET "/api/v1/conflicts/{id}" VIEWER, "conflict.read" => get_conflict;
+    POST "/api/v1/conflicts/{id}/resolve" OPERATOR, "conflict.resolve" => resolve_conflict;
+    GET "/api/v1/search" VIEWER, "search.query" => search;
+    GET "/api/v1/queue" VIEWER, "queue.read" => queue;
+    GET "/api/v1/instances" VIEWER, "instance.list" => list_instances;
+    POST "/api/v1/instances/{id}/drain" OPERATOR, "instance.drain" => drain_instance;
+    POST "/api/v1/instances/{id}/undrain" OPERATOR, "instance.undrain" => undrain_instance;
+    POST "/api/v1/config/reload" ADMIN, "config.reload" => reload;
+    GET "/api/v1/audit" ADMIN, "audit.list" => list_audit;
 }
 
 /// The access a request needs: its (method, matched route) entry, HEAD as GET; anything

@@ -38,6 +38,7 @@ pub const TABLES: &[&str] = &[
     "passages",
     "vector_meta",
     "store_state",
+    "audit",
 ];
 
 /// Tables a new catalog is created with rows in (the feed's state): the copy replaces
@@ -55,6 +56,7 @@ const IDENTITIES: &[(&str, &str)] = &[
     ("changes", "seq"),
     ("conflicts", "id"),
     ("passages", "id"),
+    ("audit", "id"),
 ];
 
 /// Rows written per statement.

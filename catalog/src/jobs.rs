@@ -51,9 +51,12 @@ pub struct JobRow {
     pub stats: String,
     /// The instance that ran it (`None` for jobs recorded before instances were).
     pub instance: Option<String>,
+    /// Who asked for it over the API (the principal's name); `None` for jobs the
+    /// daemon started (schedules, watches, retries, start-up).
+    pub requested_by: Option<String>,
 }
 
-pub(crate) const JOB_COLUMNS: &str = "id, connector, kind, trigger, status, queued_at, started_at, finished_at, error_count, last_error, stats, instance";
+pub(crate) const JOB_COLUMNS: &str = "id, connector, kind, trigger, status, queued_at, started_at, finished_at, error_count, last_error, stats, instance, requested_by";
 
 /// Filters of a job listing.
 #[derive(Debug, Clone, Default)]

@@ -46,6 +46,7 @@ macro_rules! on_tx {
     };
 }
 
+pub mod audit;
 mod bulk;
 mod commit;
 mod commit_pg;
@@ -174,6 +175,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         11,
         include_str!("../../migrations/sqlite/0011_job_queue.sql"),
         include_str!("../../migrations/postgres/0011_job_queue.sql"),
+    ),
+    (
+        12,
+        include_str!("../../migrations/sqlite/0012_audit.sql"),
+        include_str!("../../migrations/postgres/0012_audit.sql"),
     ),
 ];
 

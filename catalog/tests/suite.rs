@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use tributary_catalog::{
     Catalog, ChunkRef, CommitBatch, Compression, Hash, ItemFilter, JobFilter, LogLine, NewVersion,
-    PgSettings, now_ns,
+    PgSettings,
+    audit::{self, AuditEntry, AuditFilter},
+    now_ns,
     signals::{FleetSignals, Signal},
     vectors::NewPassage,
 };
@@ -78,6 +80,7 @@ on_both!(
     concurrent_claims_take_each_queued_job_once,
     the_vectorizer_of_each_instance_indexes_versions_no_other_holds,
     instances_hear_each_others_signals_and_not_their_own,
+    the_audit_trail_records_filters_pages_and_prunes,
 );
 
 fn hash(n: u8) -> Hash {
@@ -1066,6 +1069,10 @@ async fn a_catalog_copies_into_another_backend_with_every_row(cat: Catalog) {
             .unwrap()
     );
     cat.register_instance("i-1", "h", "0").await.unwrap();
+    cat.set_requested_by(job, "alice").await.unwrap();
+    cat.record_audit(&audit_entry("alice", "connector.run", 202, 1))
+        .await
+        .unwrap();
 
     let (to, _dir) = if cat.backend() == "sqlite" {
         postgres().await
@@ -1098,6 +1105,7 @@ async fn a_catalog_copies_into_another_backend_with_every_row(cat: Catalog) {
         ("index_state", 1),
         ("store_state", 1),
         ("feed_state", 1),
+        ("audit", 1),
     ] {
         assert_eq!(rows(name), n, "{name}");
     }
@@ -1117,6 +1125,14 @@ async fn a_catalog_copies_into_another_backend_with_every_row(cat: Catalog) {
         cat.changes(0, 10).await.unwrap()
     );
     assert_eq!(to.job(job).await.unwrap(), cat.job(job).await.unwrap());
+    assert_eq!(
+        to.job(job).await.unwrap().unwrap().requested_by.as_deref(),
+        Some("alice")
+    );
+    assert_eq!(
+        to.list_audit(&Default::default(), 1, 10).await.unwrap(),
+        cat.list_audit(&Default::default(), 1, 10).await.unwrap()
+    );
     assert_eq!(
         to.job_log(job).await.unwrap(),
         cat.job_log(job).await.unwrap()
@@ -1708,4 +1724,100 @@ async fn instances_hear_each_others_signals_and_not_their_own(cat: Catalog) {
     // an instance that is not known changes nothing and says nothing
     assert!(!a.set_draining("nobody", true).await.unwrap());
     assert_eq!(heard(&mut at_b, 1).await, None);
+}
+
+fn audit_entry(principal: &str, action: &str, status: i64, at: i64) -> AuditEntry {
+    AuditEntry {
+        at,
+        source: "api".into(),
+        principal: Some(principal.into()),
+        role: Some("operator".into()),
+        client: "127.0.0.1".into(),
+        method: "POST".into(),
+        route: "/api/v1/connectors/{id}/runs".into(),
+        action: action.into(),
+        resource: Some("connectors/docs".into()),
+        outcome: audit::outcome_of_status(status as u16).into(),
+        status,
+        request_id: format!("req-{at}"),
+        duration_us: 1500,
+    }
+}
+
+async fn the_audit_trail_records_filters_pages_and_prunes(cat: Catalog) {
+    let a = cat.for_instance("node-a");
+    for i in 1..=5 {
+        a.record_audit(&audit_entry("alice", "connector.run", 202, i * 10))
+            .await
+            .unwrap();
+    }
+    a.record_audit(&audit_entry("bob", "connector.pause", 403, 60))
+        .await
+        .unwrap();
+    let mut anonymous = audit_entry("x", "config.reload", 401, 70);
+    anonymous.principal = None;
+    anonymous.role = None;
+    anonymous.resource = None;
+    a.record_audit(&anonymous).await.unwrap();
+
+    let all = AuditFilter::default();
+    let (rows, total) = cat.list_audit(&all, 1, 3).await.unwrap();
+    assert_eq!(total, 7);
+    // newest first, every field as recorded, and the instance that answered
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0].at, 70);
+    assert_eq!(rows[0].principal, None);
+    assert_eq!(rows[0].outcome, "permission_denied");
+    assert_eq!(rows[1].principal.as_deref(), Some("bob"));
+    assert_eq!(rows[2].action, "connector.run");
+    assert_eq!(rows[2].resource.as_deref(), Some("connectors/docs"));
+    assert_eq!(rows[2].instance.as_deref(), Some("node-a"));
+    assert_eq!(rows[2].duration_us, 1500);
+    assert_eq!(rows[2].request_id, "req-50");
+    let (page3, _) = cat.list_audit(&all, 3, 3).await.unwrap();
+    assert_eq!(page3.iter().map(|r| r.at).collect::<Vec<_>>(), vec![10]);
+
+    let count = |f: AuditFilter| {
+        let cat = cat.clone();
+        async move { cat.list_audit(&f, 1, 100).await.unwrap().1 }
+    };
+    assert_eq!(
+        count(AuditFilter {
+            principal: Some("alice".into()),
+            ..Default::default()
+        })
+        .await,
+        5
+    );
+    assert_eq!(
+        count(AuditFilter {
+            outcome: Some("permission_denied".into()),
+            ..Default::default()
+        })
+        .await,
+        2
+    );
+    assert_eq!(
+        count(AuditFilter {
+            action: Some("connector.pause".into()),
+            resource: Some("connectors/docs".into()),
+            ..Default::default()
+        })
+        .await,
+        1
+    );
+    assert_eq!(
+        count(AuditFilter {
+            since: Some(20),
+            until: Some(50),
+            ..Default::default()
+        })
+        .await,
+        3,
+        "since is inclusive, until exclusive"
+    );
+
+    // retention: everything before the cut goes
+    assert_eq!(cat.prune_audit(35).await.unwrap(), 3);
+    assert_eq!(cat.list_audit(&all, 1, 100).await.unwrap().1, 4);
 }

@@ -144,6 +144,8 @@ pub struct ApiConfig {
     pub max_connections_per_client: usize,
     pub rate_limits: RateLimits,
     pub oidc: Option<OidcConfig>,
+    /// How long the audit trail keeps a row.
+    pub audit_retention: Duration,
 }
 
 /// OpenID Connect bearer tokens, validated.

@@ -208,6 +208,10 @@ pub struct RawApi {
     /// the static tokens.
     #[serde(default)]
     pub oidc: Option<RawOidc>,
+    /// How long the audit trail (`GET /api/v1/audit`) keeps what it recorded (default
+    /// 365d).
+    #[serde(default)]
+    pub audit_retention: Option<RawDuration>,
 }
 
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]

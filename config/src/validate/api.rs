@@ -18,6 +18,7 @@ pub(super) fn api(cx: &mut Ctx, raw: Option<&raw::RawApi>) -> ApiConfig {
         max_connections_per_client: 128,
         rate_limits: RateLimits::default(),
         oidc: None,
+        audit_retention: Duration::from_secs(365 * 86400),
     };
     let Some(raw) = raw else { return out };
     if let Some(o) = &raw.oidc {
@@ -32,6 +33,11 @@ pub(super) fn api(cx: &mut Ctx, raw: Option<&raw::RawApi>) -> ApiConfig {
         &format!("{p}.body_read_timeout"),
         &raw.body_read_timeout,
         out.body_read_timeout,
+    );
+    out.audit_retention = cx.positive_duration(
+        &format!("{p}.audit_retention"),
+        &raw.audit_retention,
+        out.audit_retention,
     );
     for (key, v, slot) in [
         (

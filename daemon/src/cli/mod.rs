@@ -18,6 +18,7 @@ macro_rules! load {
 }
 
 mod args;
+mod audit;
 mod catalog;
 mod keys;
 mod maintenance;
@@ -59,6 +60,28 @@ pub fn init_tracing(args: &Cli) {
 }
 
 pub async fn run(args: Cli) -> ExitCode {
+    let started = std::time::Instant::now();
+    let audit = audit::audited(&args.command).map(|(action, command, config)| {
+        (
+            action,
+            command,
+            config.to_path_buf(),
+            audit::resource(&args.command),
+        )
+    });
+    let code = run_command(args).await;
+    if let Some((action, command, config, resource)) = audit {
+        let ok = code == ExitCode::SUCCESS;
+        audit::record(
+            &config,
+            audit::entry(action, command, resource, ok, started),
+        )
+        .await;
+    }
+    code
+}
+
+async fn run_command(args: Cli) -> ExitCode {
     let result = match args.command {
         Command::Run { config } => run_daemon(config).await,
         Command::Check { config, connect } => check(config, connect).await,

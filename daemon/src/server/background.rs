@@ -26,7 +26,8 @@ impl Daemon {
         });
     }
 
-    /// Re-queues connectors with failed files whose backoff has passed; prunes the feed.
+    /// Re-queues connectors with failed files whose backoff has passed; prunes the feed,
+    /// schedule firings, the audit trail and old versions (hourly).
     pub(super) fn start_background(self: &Arc<Self>) {
         let me = self.clone();
         tokio::spawn(async move {
@@ -88,6 +89,13 @@ impl Daemon {
                     let day_ago = tributary_catalog::now_ns() - 86_400_000_000_000;
                     if let Err(e) = me.pipeline.catalog.prune_fires(day_ago).await {
                         tracing::warn!(error = %e, "prune schedule firings");
+                    }
+                    let before = tributary_catalog::now_ns()
+                        - cfg.api.audit_retention.as_nanos().min(i64::MAX as u128 / 2) as i64;
+                    match me.pipeline.catalog.prune_audit(before).await {
+                        Ok(n) if n > 0 => tracing::info!(removed = n, "pruned the audit trail"),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "prune the audit trail"),
                     }
                     let before = tributary_catalog::now_ns()
                         - cfg.daemon.version_retention.as_nanos() as i64;
