@@ -7,8 +7,7 @@
 # the time until the other instance claims the connector again, against the bar
 # lease_ttl + 5 s.
 #
-# Status: written on 2026-12-04 and not yet run (the release build did not fit the
-# session); no figures in bench/README.md come from it yet.
+# Figures: bench/README.md, "Several instances".
 #
 # usage: bench/fleet.sh [--scale 0.5] [--pg-url postgres://postgres@127.0.0.1:5432/postgres]
 #        (databases tribfleet1, tribfleet2 and tribfleet3 are created and dropped)
