@@ -16,6 +16,9 @@ use crate::error::{ApiError, ApiResult};
 use crate::params::{Params, meta};
 use crate::{AppState, openapi};
 
+pub use crate::connector_admin::{
+    create_connector, delete_connector, get_connector, patch_connector, replace_connector,
+};
 pub use crate::download::item_content;
 
 /// A JSON object body whose rejections use the error envelope: an absent or empty body
@@ -32,7 +35,12 @@ impl<T: serde::de::DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(';').next())
-            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
+            .is_some_and(|m| {
+                let m = m.trim();
+                // a JSON merge patch (RFC 7386) is JSON too
+                m.eq_ignore_ascii_case("application/json")
+                    || m.eq_ignore_ascii_case("application/merge-patch+json")
+            });
         let read = axum::body::Bytes::from_request(req, st);
         let bytes = match tokio::time::timeout(st.bodies.read_timeout, read).await {
             Err(_) => {
@@ -240,10 +248,8 @@ pub async fn list_connectors(
     ))
 }
 
-pub async fn get_connector(
-    State(st): State<AppState>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+/// A connector's live status and last job, as `GET /connectors/{id}` shows them.
+pub(crate) async fn connector_status(st: &AppState, id: &str) -> ApiResult<Value> {
     let c = st
         .control
         .connectors()
@@ -252,10 +258,16 @@ pub async fn get_connector(
         .ok_or_else(|| {
             ApiError::not_found("CONNECTOR_NOT_FOUND", format!("no connector `{id}`"))
         })?;
-    let last_job = st.catalog.last_job(&id).await?.map(|j| job_view(&st, j));
-    let mut v = serde_json::to_value(c).map_err(ApiError::internal)?;
-    v["last_job"] = json!(last_job);
-    Ok(Json(v))
+    let last_job = st.catalog.last_job(id).await?.map(|j| job_view(st, j));
+    Ok(json!({
+        "state": c.state,
+        "paused": c.paused,
+        "current_job": c.current_job,
+        "next_run": c.next_run,
+        "timezone": c.timezone,
+        "skipped_runs": c.skipped_runs,
+        "last_job": last_job,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -317,7 +329,7 @@ pub(crate) const JOB_STATUSES: &[&str] = &[
     "interrupted",
 ];
 
-fn job_view(st: &AppState, j: JobRow) -> Value {
+pub(crate) fn job_view(st: &AppState, j: JobRow) -> Value {
     let live = st.control.live_job(j.id);
     let progress = match &live {
         Some(l) => serde_json::to_value(&l.stats).unwrap_or(Value::Null),

@@ -13,6 +13,7 @@
 
 pub mod audit;
 pub mod auth;
+mod connector_admin;
 mod download;
 pub mod error;
 mod handlers;
@@ -63,6 +64,23 @@ pub struct ConnectorStatus {
     pub skipped_runs: u64,
     /// The connector's configuration, secrets redacted.
     pub config: serde_json::Value,
+    /// `file` (the configuration file) or `api` (created over the API).
+    pub source: &'static str,
+    /// An API connector's revision (its ETag).
+    pub revision: Option<i64>,
+}
+
+/// A connector as written: its YAML form as JSON (secrets as `{"set": true}`), and where
+/// it is defined.
+#[derive(Debug, Clone)]
+pub struct ConnectorSpec {
+    pub spec: serde_json::Value,
+    /// `file` or `api`.
+    pub source: &'static str,
+    /// An API connector's revision.
+    pub revision: Option<i64>,
+    /// A file connector's configuration file.
+    pub file: Option<String>,
 }
 
 /// A running job as the daemon sees it.
@@ -87,6 +105,22 @@ pub enum ControlError {
     ResolutionInvalid(String),
     /// Vectorization is off, starting or failed (the message says which and why).
     VectorsUnavailable(String),
+    /// A connector body that fails validation: one entry per bad field.
+    ConnectorInvalid(Vec<tributary_config::api_connector::FieldError>),
+    /// A connector of the configuration file (named) cannot be changed over the API.
+    ManagedByFile {
+        id: String,
+        file: String,
+    },
+    /// A connector with this id exists (`file` or `api`).
+    ConnectorExists {
+        id: String,
+        source: &'static str,
+    },
+    /// `If-Match` named another revision than the connector's (its current one).
+    PreconditionFailed {
+        current: i64,
+    },
     Internal(String),
 }
 
@@ -139,6 +173,37 @@ impl From<ControlError> for ApiError {
             ControlError::VectorsUnavailable(m) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "VECTORS_UNAVAILABLE", m)
             }
+            ControlError::ConnectorInvalid(fields) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "CONNECTOR_INVALID",
+                match fields.as_slice() {
+                    [one] if one.path.is_empty() => one.message.clone(),
+                    [one] => format!("{}: {}", one.path, one.message),
+                    many => format!("{} fields are invalid", many.len()),
+                },
+            )
+            .details(json!({"fields": fields})),
+            ControlError::ManagedByFile { id, file } => ApiError::new(
+                StatusCode::CONFLICT,
+                "CONNECTOR_MANAGED_BY_FILE",
+                format!("connector `{id}` is defined in {file}: change it there and reload"),
+            )
+            .details(json!({"file": file})),
+            ControlError::ConnectorExists { id, source } => ApiError::new(
+                StatusCode::CONFLICT,
+                "CONNECTOR_EXISTS",
+                match source {
+                    "file" => format!("connector `{id}` exists, defined in the configuration file"),
+                    _ => format!("connector `{id}` exists; change it with PUT or PATCH"),
+                },
+            )
+            .details(json!({"source": source})),
+            ControlError::PreconditionFailed { current } => ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "PRECONDITION_FAILED",
+                format!("the connector was changed meanwhile: it is at revision {current}; read it again"),
+            )
+            .details(json!({"revision": current})),
             ControlError::Internal(m) => ApiError::internal(m),
         }
     }
@@ -155,6 +220,31 @@ pub trait Control: Send + Sync + 'static {
     fn live_job(&self, job_id: i64) -> Option<LiveJob>;
     /// Re-reads the configuration file; returns a summary of what changed.
     async fn reload(&self) -> Result<serde_json::Value, ControlError>;
+    /// A connector as written.
+    async fn connector_spec(&self, id: &str) -> Result<ConnectorSpec, ControlError>;
+    /// Creates a connector from `body` (its YAML form as JSON); `by`: the principal.
+    async fn create_connector(
+        &self,
+        body: serde_json::Value,
+        by: &str,
+    ) -> Result<ConnectorSpec, ControlError>;
+    /// Replaces API connector `id` with `body`, if it is at revision `if_match` (when
+    /// given).
+    async fn replace_connector(
+        &self,
+        id: &str,
+        body: serde_json::Value,
+        if_match: Option<i64>,
+        by: &str,
+    ) -> Result<ConnectorSpec, ControlError>;
+    /// Deletes API connector `id` (its stored versions stay), if it is at revision
+    /// `if_match` (when given).
+    async fn delete_connector(
+        &self,
+        id: &str,
+        if_match: Option<i64>,
+        by: &str,
+    ) -> Result<(), ControlError>;
     /// Registers the daemon's own metrics for one scrape of `/metrics`.
     async fn metrics(&self, registry: &mut prometheus_client::registry::Registry);
     /// Applies an operator's decision on a conflict (`by`: the principal's name, recorded
@@ -306,7 +396,14 @@ async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Respon
             method: method.to_string(),
             route: route.clone().unwrap_or_else(|| "other".into()),
             action: audit::action_of(&method, route.as_deref()).into(),
-            resource: route.as_deref().and_then(|t| audit::resource_of(t, &path)),
+            // a creation names what it created
+            resource: route
+                .as_deref()
+                .and_then(|t| audit::resource_of(t, &path))
+                .or_else(|| {
+                    let at = resp.headers().get(header::LOCATION)?.to_str().ok()?;
+                    audit::resource_of("/api/v1/connectors/{id}", at)
+                }),
             outcome: tributary_catalog::audit::outcome_of_status(status).into(),
             status: i64::from(status),
             request_id: id,

@@ -50,6 +50,7 @@ fn describe(method: &str, path: &str) -> Op {
         ]
     };
     let id = || json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}, "example": "1"});
+    let if_match = || json!({"name": "If-Match", "in": "header", "description": "the ETag a GET gave: the change is made only at that revision (412 otherwise)", "schema": {"type": "string", "pattern": "^((W/)?\"[1-9][0-9]{0,17}\"|\\*)$"}});
     let q = |name: &str, desc: &str| json!({"name": name, "in": "query", "description": desc, "schema": {"type": "string"}});
     let one_of = |name: &str, values: &[&str]| json!({"name": name, "in": "query", "schema": {"type": "string", "enum": values}});
     let list = |item: &str| {
@@ -103,9 +104,79 @@ fn describe(method: &str, path: &str) -> Op {
             )],
         ),
         ("GET", "/api/v1/connectors/{id}") => op(
-            "A connector: status, next run, last job, config with secrets redacted",
+            "A connector as written in YAML (as JSON; secrets as {\"set\": true}), where it is defined (source, revision as the ETag, file) and its status",
             vec![id()],
-            vec![ok("200", "ConnectorDetail")],
+            vec![
+                ok("200", "ConnectorDetail"),
+                error("404", "no such connector"),
+            ],
+        ),
+        ("POST", "/api/v1/connectors") => Op {
+            summary: "Create a connector (source: api) from its YAML form as JSON; it starts no job by itself",
+            params: vec![],
+            body: Some(schema("ConnectorBody")),
+            body_required: true,
+            responses: vec![
+                ok("201", "ConnectorDetail"),
+                error(
+                    "409",
+                    "CONNECTOR_EXISTS: the id is taken (by the file or the API)",
+                ),
+                error(
+                    "422",
+                    "CONNECTOR_INVALID: details.fields lists each bad field with its key path",
+                ),
+            ],
+        },
+        ("PUT", "/api/v1/connectors/{id}") | ("PATCH", "/api/v1/connectors/{id}") => Op {
+            summary: if method == "PUT" {
+                "Replace an API connector; {\"set\": true} keeps a stored secret"
+            } else {
+                "Change an API connector by a JSON merge patch (RFC 7386) of what GET shows"
+            },
+            params: vec![id(), if_match()],
+            body: Some(if method == "PUT" {
+                schema("ConnectorBody")
+            } else {
+                json!({"type": "object", "description": "a JSON merge patch; null removes a key"})
+            }),
+            body_required: true,
+            responses: vec![
+                ok("200", "ConnectorDetail"),
+                error("404", "no such connector"),
+                error(
+                    "409",
+                    "CONNECTOR_MANAGED_BY_FILE: the configuration file defines it",
+                ),
+                error(
+                    "412",
+                    "PRECONDITION_FAILED: If-Match names another revision",
+                ),
+                error(
+                    "422",
+                    "CONNECTOR_INVALID: details.fields lists each bad field with its key path",
+                ),
+            ],
+        },
+        ("DELETE", "/api/v1/connectors/{id}") => op(
+            "Delete an API connector; its stored versions are kept (data=keep)",
+            vec![
+                id(),
+                if_match(),
+                json!({"name": "data", "in": "query", "schema": {"type": "string", "enum": ["keep"], "default": "keep"}}),
+            ],
+            vec![
+                ("204", "deleted", None),
+                error("404", "no such connector"),
+                error(
+                    "409",
+                    "CONNECTOR_MANAGED_BY_FILE: the configuration file defines it",
+                ),
+                error(
+                    "412",
+                    "PRECONDITION_FAILED: If-Match names another revision",
+                ),
+            ],
         ),
         ("POST", "/api/v1/connectors/{id}/runs") => Op {
             summary: "Queue a job now; 409 JOB_ALREADY_RUNNING when one is queued or running",
@@ -399,10 +470,23 @@ fn components() -> Value {
         "target": str_(), "schedule": nstr(), "timezone": nstr(), "watch": {"type": "boolean"},
         "paused": {"type": "boolean"}, "state": {"type": "string", "enum": ["idle", "queued", "running"]},
         "current_job": nint(), "next_run": ntime(), "skipped_runs": int(), "config": {"type": "object"},
+        "source": {"type": "string", "enum": ["file", "api"]}, "revision": nint(),
     });
-    let connector_required = json!(["id", "kind", "target", "paused", "state", "config"]);
-    let mut detail_props = connector_props.clone();
-    detail_props["last_job"] = json!({"allOf": [schema("Job")], "nullable": true});
+    let connector_required = json!([
+        "id", "kind", "target", "paused", "state", "config", "source", "revision"
+    ]);
+    let detail = json!({"type": "object", "required": ["id", "kind", "source", "revision", "status"], "properties": {
+        "id": str_(), "kind": {"type": "string", "enum": ["local", "smb", "sharepoint"]},
+        "source": {"type": "string", "enum": ["file", "api"]},
+        "revision": {"type": "integer", "nullable": true, "description": "an API connector's revision (its ETag); null for the file's"},
+        "file": {"type": "string", "description": "the configuration file that defines it (source: file)"},
+        "status": {"type": "object", "required": ["state", "paused", "current_job", "next_run", "skipped_runs", "last_job"], "properties": {
+            "state": {"type": "string", "enum": ["idle", "queued", "running"]}, "paused": {"type": "boolean"},
+            "current_job": nint(), "next_run": ntime(), "timezone": nstr(), "skipped_runs": int(),
+            "last_job": {"allOf": [schema("Job")], "nullable": true},
+        }},
+    }});
+    let (body, body_defs) = tributary_config::api_connector::body_schema();
     let item_props = json!({
         "id": nint(), "connector": str_(), "path": str_(),
         "status": {"type": "string", "enum": crate::handlers::ITEM_STATUSES},
@@ -424,7 +508,7 @@ fn components() -> Value {
         },
     }});
     let item_required = json!(["id", "connector", "path", "status"]);
-    json!({
+    let mut out = json!({
         "Error": {
             "type": "object",
             "required": ["error"],
@@ -452,7 +536,8 @@ fn components() -> Value {
             "properties": {"at": time(), "level": {"type": "string", "enum": ["info", "warn", "error"]}, "message": str_()},
         }}}},
         "Connector": {"type": "object", "required": connector_required.clone(), "properties": connector_props},
-        "ConnectorDetail": {"type": "object", "required": connector_required, "properties": detail_props},
+        "ConnectorDetail": detail,
+        "ConnectorBody": body,
         "Item": {"type": "object", "required": item_required.clone(), "properties": item_props},
         "ItemDetail": {"type": "object", "required": item_required, "properties": item_detail_props},
         "Changes": {"type": "object", "required": ["items", "next_cursor"], "properties": {
@@ -512,7 +597,13 @@ fn components() -> Value {
             "pending": int(), "indexed": int(), "failed": int(), "skipped": int(), "passages": int(),
             "index_vectors": int(), "index_memory_bytes": int(), "totals": {"type": "object"},
         }},
-    })
+    });
+    let schemas = out.as_object_mut().expect("an object");
+    for (name, def) in body_defs {
+        assert!(!schemas.contains_key(&name), "schema {name} defined twice");
+        schemas.insert(name, def);
+    }
+    out
 }
 
 pub fn document() -> Value {

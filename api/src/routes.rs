@@ -62,7 +62,11 @@ routes! {
     GET "/api/v1/metrics" VIEWER, "metrics.read" => metrics_text;
     GET "/api/v1/openapi.json" OPEN, "openapi.read" => openapi_doc;
     GET "/api/v1/connectors" VIEWER, "connector.list" => list_connectors;
+    POST "/api/v1/connectors" ADMIN, "connector.create" => create_connector;
     GET "/api/v1/connectors/{id}" VIEWER, "connector.read" => get_connector;
+    PUT "/api/v1/connectors/{id}" ADMIN, "connector.replace" => replace_connector;
+    PATCH "/api/v1/connectors/{id}" ADMIN, "connector.patch" => patch_connector;
+    DELETE "/api/v1/connectors/{id}" ADMIN, "connector.delete" => delete_connector;
     POST "/api/v1/connectors/{id}/runs" OPERATOR, "connector.run" => run_connector;
     POST "/api/v1/connectors/{id}/pause" OPERATOR, "connector.pause" => pause_connector;
     POST "/api/v1/connectors/{id}/resume" OPERATOR, "connector.resume" => resume_connector;

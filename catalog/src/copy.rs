@@ -39,6 +39,7 @@ pub const TABLES: &[&str] = &[
     "vector_meta",
     "store_state",
     "audit",
+    "api_connectors",
 ];
 
 /// Tables a new catalog is created with rows in (the feed's state): the copy replaces

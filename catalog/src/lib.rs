@@ -46,6 +46,7 @@ macro_rules! on_tx {
     };
 }
 
+pub mod api_connectors;
 pub mod audit;
 mod bulk;
 mod commit;
@@ -180,6 +181,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         12,
         include_str!("../../migrations/sqlite/0012_audit.sql"),
         include_str!("../../migrations/postgres/0012_audit.sql"),
+    ),
+    (
+        13,
+        include_str!("../../migrations/sqlite/0013_api_connectors.sql"),
+        include_str!("../../migrations/postgres/0013_api_connectors.sql"),
     ),
 ];
 

@@ -21,7 +21,7 @@ pub enum Signal {
     /// A job was queued: an instance with a free slot may claim it.
     Queued,
     /// A cancel was requested, a connector paused or resumed, an instance drained or
-    /// undrained: the fleet's view is to be read again.
+    /// undrained, an API connector written: the fleet's view is to be read again.
     Changed,
 }
 
@@ -66,6 +66,11 @@ impl Catalog {
         {
             tracing::debug!(error = %e, "signal the fleet (its instances will poll)");
         }
+    }
+
+    /// Tells the other instances that the connectors created over the API changed.
+    pub async fn signal_connectors_changed(&self) {
+        self.signal_fleet(Signal::Changed).await
     }
 
     /// A listener for the other instances' signals, on a connection of its own (not

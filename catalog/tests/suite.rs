@@ -10,6 +10,7 @@ use std::time::Duration;
 use tributary_catalog::{
     Catalog, ChunkRef, CommitBatch, Compression, Hash, ItemFilter, JobFilter, LogLine, NewVersion,
     PgSettings,
+    api_connectors::{ChangeRefused, ConnectorWrite},
     audit::{self, AuditEntry, AuditFilter},
     now_ns,
     signals::{FleetSignals, Signal},
@@ -81,6 +82,7 @@ on_both!(
     the_vectorizer_of_each_instance_indexes_versions_no_other_holds,
     instances_hear_each_others_signals_and_not_their_own,
     the_audit_trail_records_filters_pages_and_prunes,
+    api_connectors_are_stored_under_revisions_that_refuse_stale_writes,
 );
 
 fn hash(n: u8) -> Hash {
@@ -1820,4 +1822,70 @@ async fn the_audit_trail_records_filters_pages_and_prunes(cat: Catalog) {
     // retention: everything before the cut goes
     assert_eq!(cat.prune_audit(35).await.unwrap(), 3);
     assert_eq!(cat.list_audit(&all, 1, 100).await.unwrap().1, 4);
+}
+
+async fn api_connectors_are_stored_under_revisions_that_refuse_stale_writes(cat: Catalog) {
+    let w = |spec: &'static str, by: &'static str| ConnectorWrite {
+        spec,
+        secrets: Some(b"sealed"),
+        key_id: Some("k1"),
+        by,
+    };
+    let c = cat
+        .insert_api_connector("docs", &w(r#"{"id":"docs"}"#, "alice"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.revision, 1);
+    assert_eq!(c.secrets.as_deref(), Some(&b"sealed"[..]));
+    assert_eq!(c.created_by.as_deref(), Some("alice"));
+    assert_eq!(
+        cat.insert_api_connector("docs", &w("{}", "bob"))
+            .await
+            .unwrap(),
+        Err(ChangeRefused::Exists)
+    );
+    // a write naming the revision it read goes through once; the second is stale
+    let c2 = cat
+        .update_api_connector("docs", 1, &w(r#"{"id":"docs","watch":true}"#, "bob"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(c2.revision, 2);
+    assert_eq!(c2.spec, r#"{"id":"docs","watch":true}"#);
+    assert_eq!(c2.created_by.as_deref(), Some("alice"));
+    assert_eq!(c2.updated_by.as_deref(), Some("bob"));
+    assert_eq!(
+        cat.update_api_connector("docs", 1, &w("{}", "carol"))
+            .await
+            .unwrap(),
+        Err(ChangeRefused::Stale(2))
+    );
+    assert_eq!(
+        cat.update_api_connector("nope", 1, &w("{}", "carol"))
+            .await
+            .unwrap(),
+        Err(ChangeRefused::NotFound)
+    );
+    cat.insert_api_connector("alpha", &w("{}", "alice"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        cat.api_connector_revisions().await.unwrap(),
+        [("alpha".to_string(), 1), ("docs".to_string(), 2)]
+    );
+    assert_eq!(
+        cat.delete_api_connector("docs", 1).await.unwrap(),
+        Err(ChangeRefused::Stale(2))
+    );
+    cat.delete_api_connector("docs", 2).await.unwrap().unwrap();
+    assert_eq!(
+        cat.delete_api_connector("docs", 2).await.unwrap(),
+        Err(ChangeRefused::NotFound)
+    );
+    let left = cat.list_api_connectors().await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].id, "alpha");
+    assert!(cat.get_api_connector("docs").await.unwrap().is_none());
 }

@@ -6,6 +6,7 @@
 //! what was expected. The only I/O is reading the configuration file and the `*_file`
 //! secrets it names; the environment is passed in, never read here.
 
+pub mod api_connector;
 pub mod interpolate;
 pub mod positions;
 pub mod raw;
@@ -39,6 +40,8 @@ pub struct Config {
     pub daemon: DaemonConfig,
     pub vectorize: VectorizeConfig,
     pub connectors: Vec<ConnectorConfig>,
+    /// `secrets.key_file`: seals the inline secrets of connectors created over the API.
+    pub secrets_key_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -146,6 +149,10 @@ pub struct ApiConfig {
     pub oidc: Option<OidcConfig>,
     /// How long the audit trail keeps a row.
     pub audit_retention: Duration,
+    /// Folders connectors created over the API may read under (none: no local files).
+    pub connector_roots: Vec<PathBuf>,
+    /// Whether connectors created over the API may set SharePoint's endpoints.
+    pub allow_endpoint_overrides: bool,
 }
 
 /// OpenID Connect bearer tokens, validated.
@@ -330,6 +337,20 @@ pub struct ConnectorConfig {
     /// The instances that may run its jobs (empty: any).
     pub instances: Vec<String>,
     pub source: SourceConfig,
+    /// Where it is defined.
+    pub origin: Origin,
+    /// The connector as written (its YAML form, as JSON), every secret replaced by
+    /// `{"set": true}`.
+    pub spec: serde_json::Value,
+}
+
+/// Where a connector is defined.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// The configuration file.
+    File,
+    /// Created over the admin API and stored in the catalog, at this revision.
+    Api { revision: i64 },
 }
 
 impl ConnectorConfig {
@@ -607,7 +628,7 @@ pub fn load_str(
 }
 
 /// Rust type names in serde messages, in the words of a configuration file.
-fn plain_types(msg: &str) -> String {
+pub(crate) fn plain_types(msg: &str) -> String {
     let mut out = msg.to_string();
     for (rust, plain) in [
         ("expected usize", "expected a non-negative integer"),

@@ -42,6 +42,19 @@ pub struct RawConfig {
     /// The sources to ingest.
     #[serde(default)]
     pub connectors: Vec<RawConnector>,
+    /// Secrets of connectors created over the API (SMB passwords, SharePoint client
+    /// secrets): sealed in the catalog with this key.
+    #[serde(default)]
+    pub secrets: Option<RawSecrets>,
+}
+
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSecrets {
+    /// A key file (`tributary key generate --out FILE` writes one) that seals the inline
+    /// secrets of connectors created over the API. Every instance sharing a catalog
+    /// needs the same one; without it such secrets are refused.
+    pub key_file: String,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
@@ -212,6 +225,15 @@ pub struct RawApi {
     /// 365d).
     #[serde(default)]
     pub audit_retention: Option<RawDuration>,
+    /// Folders under which connectors created over the API may read (their `local`
+    /// `path` and their `*_file` keys). None by default: such connectors may not read
+    /// local files at all.
+    #[serde(default)]
+    pub connector_roots: Vec<String>,
+    /// Let connectors created over the API set SharePoint's `graph_url` and `token_url`
+    /// (default false: they reach Microsoft's endpoints only).
+    #[serde(default)]
+    pub allow_endpoint_overrides: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]

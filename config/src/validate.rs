@@ -194,6 +194,20 @@ pub(crate) fn validate(
         raw.vectorize.as_ref().unwrap_or(&Default::default()),
         &state_dir,
     );
+    let secrets_key_file = raw.secrets.as_ref().map(|s| {
+        let file = cx.resolve(&s.key_file);
+        if !file.is_file() {
+            cx.error(
+                "secrets.key_file",
+                format!(
+                    "{} is not a file (`tributary key generate --out {}` writes one)",
+                    file.display(),
+                    file.display()
+                ),
+            );
+        }
+        file
+    });
     let mut connectors = Vec::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
     for (i, rc) in raw.connectors.iter().enumerate() {
@@ -227,6 +241,7 @@ pub(crate) fn validate(
                 daemon,
                 vectorize,
                 connectors,
+                secrets_key_file,
             },
             warnings: cx.warnings,
         });
@@ -234,6 +249,33 @@ pub(crate) fn validate(
     // in file order, as an editor would list them
     cx.errors.sort_by_key(|e| e.pos.map(|p| (p.line, p.column)));
     Err(ConfigErrors(cx.errors))
+}
+
+/// One connector written over the API, by the same checks as the file's connectors;
+/// each error names its key path within the connector (`schedule`, `include[1]`).
+pub(crate) fn validate_one(
+    rc: &raw::RawConnector,
+) -> Result<ConnectorConfig, Vec<crate::api_connector::FieldError>> {
+    let positions = Positions::index("");
+    let mut cx = Ctx {
+        file: Path::new("request body"),
+        base: PathBuf::from("/"),
+        positions: &positions,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let c = connector(&mut cx, "", rc);
+    match c {
+        Some(c) if cx.errors.is_empty() => Ok(c),
+        _ => Err(cx
+            .errors
+            .into_iter()
+            .map(|e| crate::api_connector::FieldError {
+                path: e.path.trim_start_matches('.').to_string(),
+                message: e.message,
+            })
+            .collect()),
+    }
 }
 
 /// `object_store.encryption.key_file`: a file that exists, outside the store it

@@ -32,6 +32,7 @@ const TAG_LEN: usize = 16;
 /// The line a key file holds its key on, before the hex digits.
 const KEY_LINE: &str = "tributary-key-v1 ";
 
+const CONTEXT_SECRETS: &str = "tributary 2026-12 catalog secrets";
 const CONTEXT_KEY_ID: &str = "tributary 2026-12 key id";
 const CONTEXT_OBJECTS: &str = "tributary 2026-12 object encryption";
 const CONTEXT_CHUNK_ID: &str = "tributary 2026-12 chunk id";
@@ -154,6 +155,21 @@ impl Kek {
     fn cipher(&self) -> XChaCha20Poly1305 {
         XChaCha20Poly1305::new((&*self.key).into())
     }
+
+    /// `plain` sealed for the catalog (connector secrets), bound to `aad`, with a key
+    /// derived from this one for that use alone.
+    pub fn seal_secret(&self, aad: &[u8], plain: &[u8]) -> Vec<u8> {
+        seal_with(&self.secrets_cipher(), aad, plain)
+    }
+
+    /// What [`seal_secret`](Self::seal_secret) sealed with the same `aad`.
+    pub fn open_secret(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, Unauthentic> {
+        open_with(&self.secrets_cipher(), aad, sealed)
+    }
+
+    fn secrets_cipher(&self) -> XChaCha20Poly1305 {
+        XChaCha20Poly1305::new((&blake3::derive_key(CONTEXT_SECRETS, &*self.key)).into())
+    }
 }
 
 /// The data key wrapped by `kek`, bound to the key's id.
@@ -261,6 +277,22 @@ impl Crypt {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn catalog_secrets_open_only_with_their_key_and_their_owner() {
+        let k = Kek::generate();
+        let sealed = k.seal_secret(b"connector a", b"{\"password\":\"pw\"}");
+        assert!(!sealed.windows(2).any(|w| w == b"pw"));
+        assert_eq!(
+            k.open_secret(b"connector a", &sealed).unwrap(),
+            b"{\"password\":\"pw\"}"
+        );
+        assert_eq!(k.open_secret(b"connector b", &sealed), Err(Unauthentic));
+        assert_eq!(
+            Kek::generate().open_secret(b"connector a", &sealed),
+            Err(Unauthentic)
+        );
+    }
 
     #[test]
     fn sealed_messages_open_only_as_they_were_sealed() {

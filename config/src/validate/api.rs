@@ -19,8 +19,22 @@ pub(super) fn api(cx: &mut Ctx, raw: Option<&raw::RawApi>) -> ApiConfig {
         rate_limits: RateLimits::default(),
         oidc: None,
         audit_retention: Duration::from_secs(365 * 86400),
+        connector_roots: Vec::new(),
+        allow_endpoint_overrides: false,
     };
     let Some(raw) = raw else { return out };
+    out.allow_endpoint_overrides = raw.allow_endpoint_overrides.unwrap_or(false);
+    for (i, r) in raw.connector_roots.iter().enumerate() {
+        let root = cx.resolve(r);
+        if root == Path::new("/") {
+            cx.error(
+                format!("{p}.connector_roots[{i}]"),
+                "`/` would let API callers read every file of the host: name the folders that hold the data",
+            );
+        } else {
+            out.connector_roots.push(root);
+        }
+    }
     if let Some(o) = &raw.oidc {
         out.oidc = oidc(cx, o);
     }

@@ -172,6 +172,8 @@ pub(super) fn connector(
         vectorize: rc.vectorize.unwrap_or(false),
         instances,
         source: source?,
+        origin: crate::Origin::File,
+        spec: crate::api_connector::spec_of(rc),
     })
 }
 

@@ -96,6 +96,14 @@ impl Control for Handle {
                 },
                 skipped_runs: s.skipped,
                 config: connector_json(&s.cfg),
+                source: match s.cfg.origin {
+                    tributary_config::Origin::File => "file",
+                    tributary_config::Origin::Api { .. } => "api",
+                },
+                revision: match s.cfg.origin {
+                    tributary_config::Origin::File => None,
+                    tributary_config::Origin::Api { revision } => Some(revision),
+                },
             })
             .collect();
         out.sort_by(|a, b| a.id.cmp(&b.id));
@@ -220,6 +228,37 @@ impl Control for Handle {
 
     async fn reload(&self) -> Result<serde_json::Value, ControlError> {
         self.reload_config().await
+    }
+
+    async fn connector_spec(&self, id: &str) -> Result<ConnectorSpec, ControlError> {
+        self.spec_of(id).ok_or(ControlError::ConnectorNotFound)
+    }
+
+    async fn create_connector(
+        &self,
+        body: serde_json::Value,
+        by: &str,
+    ) -> Result<ConnectorSpec, ControlError> {
+        self.create_api_connector(body, by).await
+    }
+
+    async fn replace_connector(
+        &self,
+        id: &str,
+        body: serde_json::Value,
+        if_match: Option<i64>,
+        by: &str,
+    ) -> Result<ConnectorSpec, ControlError> {
+        self.replace_api_connector(id, body, if_match, by).await
+    }
+
+    async fn delete_connector(
+        &self,
+        id: &str,
+        if_match: Option<i64>,
+        by: &str,
+    ) -> Result<(), ControlError> {
+        self.delete_api_connector(id, if_match, by).await
     }
 
     async fn search(&self, q: SearchQuery) -> Result<serde_json::Value, ControlError> {

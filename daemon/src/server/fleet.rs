@@ -204,6 +204,13 @@ impl Daemon {
                     Ok(view) => {
                         failing = false;
                         me.apply_view(view).await;
+                        // connectors another instance created, changed or deleted
+                        if !me.shutdown.is_cancelled()
+                            && me.api_connectors_changed().await.unwrap_or(false)
+                            && let Err(e) = me.sync_api_connectors().await
+                        {
+                            tracing::warn!(error = %format!("{e:#}"), "apply the connectors created over the API");
+                        }
                     }
                     Err(e) if !failing => {
                         failing = true;

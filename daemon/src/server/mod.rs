@@ -29,7 +29,8 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tributary_api::{
-    AppState, AuthConfig, ConnectorStatus, Control, ControlError, LiveJob, SearchQuery,
+    AppState, AuthConfig, ConnectorSpec, ConnectorStatus, Control, ControlError, LiveJob,
+    SearchQuery,
 };
 use tributary_config::{Config, ConnectorConfig, SourceConfig};
 use tributary_connectors::Connector;
@@ -39,6 +40,7 @@ use tributary_vectorize::{SearchError, Vectorizer};
 use crate::sdnotify::Notifier;
 use crate::wiring;
 
+mod api_connectors;
 mod background;
 mod control;
 mod fleet;
@@ -111,6 +113,12 @@ pub struct Daemon {
     auth: Arc<RwLock<AuthConfig>>,
     /// The vectorization service, once a connector has `vectorize: true`.
     vectors: RwLock<Option<Arc<Vectorizer>>>,
+    /// `secrets.key_file`: seals the secrets of connectors created over the API.
+    secrets_key: Option<Arc<tributary_store::crypt::Kek>>,
+    /// One change of the running connector set at a time (reload, API write, sync).
+    applying: tokio::sync::Mutex<()>,
+    /// `(id, revision)` of the catalog's API connectors when last applied.
+    api_revisions_seen: Mutex<Vec<(String, i64)>>,
 }
 
 fn auth_of(cfg: &Config) -> AuthConfig {
@@ -130,17 +138,13 @@ impl Daemon {
     async fn new(config_path: PathBuf, cfg: Config) -> anyhow::Result<Arc<Daemon>> {
         let pipeline = wiring::pipeline(&cfg).await?;
         let paused = pipeline.catalog.paused_connectors().await?;
-        let mut conns = HashMap::new();
-        for c in &cfg.connectors {
-            let state = ConnState::new(c.clone(), wiring::connector(c)?, paused.contains(&c.id));
-            conns.insert(c.id.clone(), state);
-        }
+        let secrets_key = api_connectors::load_secrets_key(&cfg)?;
         let instance = pipeline
             .catalog
             .instance()
             .expect("the daemon's catalog acts for its instance")
             .to_string();
-        Ok(Arc::new(Daemon {
+        let daemon = Arc::new(Daemon {
             config_path,
             instance,
             claimable: tokio::sync::Notify::new(),
@@ -152,12 +156,41 @@ impl Daemon {
             cfg: RwLock::new(Arc::new(cfg)),
             pipeline,
             shutdown: CancellationToken::new(),
-            conns: Mutex::new(conns),
+            conns: Mutex::new(HashMap::new()),
             live: Mutex::new(HashMap::new()),
             tracker: TaskTracker::new(),
             metrics: Metrics::default(),
             vectors: RwLock::new(None),
-        }))
+            secrets_key,
+            applying: Default::default(),
+            api_revisions_seen: Default::default(),
+        });
+        // the file's connectors and, beside them, those created over the API
+        let file = daemon.file_config();
+        let api = daemon.load_api_connectors(&file).await?;
+        let cfg = match api_connectors::merged(file.clone(), api.clone()) {
+            Ok(cfg) => cfg,
+            Err(clashes) => {
+                for c in &clashes {
+                    tracing::error!("{c}; the file's connector runs");
+                }
+                let api: Vec<ConnectorConfig> = api
+                    .into_iter()
+                    .filter(|c| file.connector(&c.id).is_none())
+                    .collect();
+                api_connectors::merged(file, api).expect("clashes left out")
+            }
+        };
+        {
+            let mut conns = daemon.conns.lock().unwrap();
+            for c in &cfg.connectors {
+                let state =
+                    ConnState::new(c.clone(), wiring::connector(c)?, paused.contains(&c.id));
+                conns.insert(c.id.clone(), state);
+            }
+        }
+        *daemon.cfg.write().unwrap() = Arc::new(cfg);
+        Ok(daemon)
     }
 
     fn vectorizer(&self) -> Option<Arc<Vectorizer>> {

@@ -54,14 +54,32 @@ pub(super) fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     if format!("{:?}", old.vectorize) != format!("{:?}", new.vectorize) {
         out.push("vectorize changed: restart to apply");
     }
+    if old.secrets_key_file != new.secrets_key_file {
+        out.push("secrets.key_file changed: restart to apply");
+    }
     out
 }
 
 impl Daemon {
     pub(super) async fn reload_config(self: &Arc<Self>) -> Result<serde_json::Value, ControlError> {
-        let new = wiring::load_config(&self.config_path).map_err(|errs| {
+        let _one = self.applying.lock().await;
+        let file = wiring::load_config(&self.config_path).map_err(|errs| {
             ControlError::ConfigInvalid(errs.0.iter().map(|e| e.to_string()).collect())
         })?;
+        let api = self
+            .load_api_connectors(&file)
+            .await
+            .map_err(|e| ControlError::Internal(format!("{e:#}")))?;
+        let new = api_connectors::merged(file, api).map_err(ControlError::ConfigInvalid)?;
+        self.apply_config(new)
+    }
+
+    /// Makes `new` the running configuration: connectors added, removed or restarted
+    /// with their new settings; returns what changed. The caller holds `applying`.
+    pub(super) fn apply_config(
+        self: &Arc<Self>,
+        new: Config,
+    ) -> Result<serde_json::Value, ControlError> {
         let old = self.config();
         let mut built = HashMap::new();
         for c in &new.connectors {

@@ -101,6 +101,34 @@ impl Running {
         (status, headers, resp.text().await.unwrap())
     }
 
+    /// As [`call`](Self::call), with more request headers (a body is sent with the
+    /// `Content-Type` among them, when one is).
+    pub async fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (u16, reqwest::header::HeaderMap, String) {
+        let mut req = self.http.request(method.parse().unwrap(), self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        (status, headers, resp.text().await.unwrap())
+    }
+
     pub async fn get(&self, path: &str) -> Value {
         let (status, _, body) = self.call("GET", path, Some(VIEWER), None).await;
         assert_eq!(status, 200, "GET {path}: {body}");

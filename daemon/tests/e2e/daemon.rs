@@ -65,8 +65,9 @@ async fn schedule_fires_jobs_are_listed_with_pagination_and_filters() {
     // connector status: next run, last job
     let c = d.get("/api/v1/connectors/docs").await;
     assert_eq!(c["schedule"], "*/1 * * * * *");
-    assert!(c["next_run"].is_string(), "{c}");
-    assert_eq!(c["last_job"]["connector"], "docs");
+    assert!(c["status"]["next_run"].is_string(), "{c}");
+    assert_eq!(c["status"]["last_job"]["connector"], "docs");
+    assert_eq!(c["source"], "file");
 
     // items, versions, content with Range
     let items = d
@@ -154,9 +155,15 @@ async fn schedule_fires_jobs_are_listed_with_pagination_and_filters() {
     assert!(!denied.status.success());
     assert!(String::from_utf8_lossy(&denied.stdout).contains("AUTHZ_FORBIDDEN"));
     assert!(ctl(OPERATOR, &["pause", "docs"]).status.success());
-    assert_eq!(d.get("/api/v1/connectors/docs").await["paused"], true);
+    assert_eq!(
+        d.get("/api/v1/connectors/docs").await["status"]["paused"],
+        true
+    );
     assert!(ctl(OPERATOR, &["resume", "docs"]).status.success());
-    assert_eq!(d.get("/api/v1/connectors/docs").await["paused"], false);
+    assert_eq!(
+        d.get("/api/v1/connectors/docs").await["status"]["paused"],
+        false
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -486,7 +493,10 @@ async fn runs_conflict_pause_resume_cancel_and_sigterm_interrupts_then_restart_f
         .0,
         200
     );
-    assert_eq!(d.get("/api/v1/connectors/docs").await["paused"], true);
+    assert_eq!(
+        d.get("/api/v1/connectors/docs").await["status"]["paused"],
+        true
+    );
     let (s, h, b) = d
         .call("POST", "/api/v1/connectors/docs/runs", Some(OPERATOR), None)
         .await;

@@ -506,7 +506,7 @@ async fn pause_and_cancel_through_one_instance_reach_the_job_on_another() {
     runner
         .wait_for("the pause seen by the running instance", 5, async |d| {
             let c = d.get("/api/v1/connectors/big").await;
-            c["paused"] == true
+            c["status"]["paused"] == true
         })
         .await;
     let (status, _, body) = other

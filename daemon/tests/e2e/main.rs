@@ -11,6 +11,7 @@ mod catalog_copy;
 mod catalog_outage;
 mod cli;
 mod conflicts;
+mod connector_admin;
 mod daemon;
 mod encryption;
 mod fleet;

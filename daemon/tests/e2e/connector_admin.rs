@@ -1,0 +1,424 @@
+//! Connector administration through the real daemon: connectors created, changed and
+//! deleted over the API beside the file's, checked by the file's validator, guarded by
+//! revisions, with write-only secrets — and still there after a restart.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+const SECRET: &str = "smb-pw-never-shown-7f3a";
+
+/// A daemon configuration whose API connectors may read under `<dir>/shares`, with a
+/// secrets key (when `key`).
+fn admin_config(dir: &Path, port: u16, key: bool) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::create_dir_all(dir.join("shares")).unwrap();
+    let mut extra = String::new();
+    if key {
+        let k = dir.join("secrets.key");
+        let out = Command::new(BIN)
+            .args(["key", "generate", "--out", k.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        extra = format!("secrets:\n  key_file: {}\n", k.display());
+    }
+    let cfg = config(dir, port, "", &local_connector(""), &extra);
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "  max_body_size: 4KiB\n",
+        &format!(
+            "  max_body_size: 4KiB\n  connector_roots: [{}]\n",
+            dir.join("shares").display()
+        ),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    cfg
+}
+
+async fn send(
+    d: &Running,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+    headers: &[(&str, &str)],
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let (s, h, b) = d.call_with(method, path, Some(ADMIN), body, headers).await;
+    let v = if b.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&b).unwrap_or_else(|_| panic!("not JSON: {b}"))
+    };
+    (s, h, v)
+}
+
+fn fields(v: &Value) -> Vec<(String, String)> {
+    v["error"]["details"]["fields"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no fields: {v}"))
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().to_string(),
+                f["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connectors_are_created_changed_and_deleted_over_the_api_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = admin_config(dir.path(), port, true);
+    std::fs::write(dir.path().join("src/a.txt"), b"file connector").unwrap();
+    let data = dir.path().join("shares/team");
+    std::fs::create_dir_all(data.join("sub")).unwrap();
+    std::fs::write(data.join("report.txt"), b"quarterly numbers").unwrap();
+    std::fs::write(data.join("sub/blob.bin"), vec![7u8; 300_000]).unwrap();
+    let mut d = Running::start(&cfg, port, &[]);
+    d.latest_job("docs").await;
+
+    let team = json!({"id": "team", "kind": "local", "path": data, "target": "/team",
+                      "schedule": "0 0 1 1 *", "exclude": ["*.tmp"]});
+    // only an admin creates
+    let (s, _, _) = d
+        .call(
+            "POST",
+            "/api/v1/connectors",
+            Some(OPERATOR),
+            Some(team.clone()),
+        )
+        .await;
+    assert_eq!(s, 403);
+    let (s, h, v) = send(&d, "POST", "/api/v1/connectors", Some(team.clone()), &[]).await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(h["etag"], "\"1\"");
+    assert_eq!(h["location"], "/api/v1/connectors/team");
+    assert_eq!(v["source"], "api");
+    assert_eq!(v["revision"], 1);
+    assert_eq!(v["schedule"], "0 0 1 1 *");
+    assert_eq!(v["exclude"], json!(["*.tmp"]));
+    assert_eq!(v["status"]["state"], "idle");
+    // the GET is the body as written, ready to be edited and sent back
+    let got = d.get("/api/v1/connectors/team").await;
+    for k in ["id", "kind", "path", "target", "schedule", "exclude"] {
+        assert_eq!(got[k], team[k], "{k}: {got}");
+    }
+    let list = d.get("/api/v1/connectors").await;
+    let sources: Vec<(&str, &str)> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["id"].as_str().unwrap(), c["source"].as_str().unwrap()))
+        .collect();
+    assert_eq!(sources, [("docs", "file"), ("team", "api")]);
+    // creating starts no job by itself; a run ingests, and the restore is exact
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(d.jobs("connector=team").await.is_empty());
+    let job = d.run_and_wait("team", "full").await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["progress"]["files_done"], 2, "{job}");
+    let back = restore(&cfg, "/team", dir.path());
+    assert_eq!(
+        std::fs::read(back.join("report.txt")).unwrap(),
+        b"quarterly numbers"
+    );
+    assert_eq!(
+        std::fs::read(back.join("sub/blob.bin")).unwrap(),
+        vec![7u8; 300_000]
+    );
+
+    // one entry per bad field, in the words of the file's errors
+    let bad = json!({"id": "Bad Id", "kind": "local", "path": "/etc", "schedule": "every day",
+                     "include": ["[x"], "max_delete_percent": 300});
+    let (s, h, v) = send(&d, "POST", "/api/v1/connectors", Some(bad), &[]).await;
+    assert_eq!(s, 422);
+    assert_envelope(s, &h, &v.to_string(), "CONNECTOR_INVALID");
+    let got = fields(&v);
+    let paths: Vec<&str> = got.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["id", "include[0]", "max_delete_percent", "path", "schedule"],
+        "{v}"
+    );
+    let yaml = dir.path().join("bad.yaml");
+    std::fs::write(
+        &yaml,
+        "version: 1\nconnectors:\n  - id: Bad Id\n    kind: local\n    path: /x\n    schedule: every day\n    include: ['[x']\n    max_delete_percent: 300\n",
+    )
+    .unwrap();
+    let check = Command::new(BIN)
+        .args(["check", "-c", yaml.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let file_errors = String::from_utf8_lossy(&check.stderr).to_string();
+    for (path, message) in &got {
+        if path == "path" {
+            assert!(message.contains("api.connector_roots"), "{message}");
+        } else {
+            assert!(
+                file_errors.contains(&format!("connectors[0].{path}: {message}")),
+                "`{path}: {message}` is not what the file says:\n{file_errors}"
+            );
+        }
+    }
+    // a connector of the file is the file's
+    for method in ["PUT", "PATCH", "DELETE"] {
+        let (s, h, v) = send(
+            &d,
+            method,
+            "/api/v1/connectors/docs",
+            Some(json!({"schedule": "0 1 * * *"})).filter(|_| method != "DELETE"),
+            &[],
+        )
+        .await;
+        assert_eq!(s, 409, "{method}: {v}");
+        assert_envelope(s, &h, &v.to_string(), "CONNECTOR_MANAGED_BY_FILE");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("tributary.yaml")
+        );
+    }
+    let (s, _, v) = send(
+        &d,
+        "POST",
+        "/api/v1/connectors",
+        Some(json!({"id": "docs", "kind": "local", "path": data})),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (409, Some("CONNECTOR_EXISTS"))
+    );
+
+    // a merge patch moves the schedule; the next run follows at once
+    let before = d.get("/api/v1/connectors/team").await["status"]["next_run"].clone();
+    assert!(
+        before.as_str().unwrap().contains("-01-01T00:00:00"),
+        "{before}"
+    );
+    let (s, h, v) = send(
+        &d,
+        "PATCH",
+        "/api/v1/connectors/team",
+        Some(json!({"schedule": "*/2 * * * * *", "exclude": null})),
+        &[("content-type", "application/merge-patch+json")],
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(h["etag"], "\"2\"");
+    assert_eq!(v["schedule"], "*/2 * * * * *");
+    assert!(v.get("exclude").is_none(), "null removes a key: {v}");
+    d.wait_for("the next run to move", 10, async |d| {
+        let next = d.get("/api/v1/connectors/team").await["status"]["next_run"].clone();
+        next.is_string() && next != before
+    })
+    .await;
+    d.wait_for("a scheduled run", 20, async |d| {
+        d.jobs("connector=team")
+            .await
+            .iter()
+            .any(|j| j["trigger"] == "schedule")
+    })
+    .await;
+    // a stale revision is refused; the current one goes through
+    let (s, h, v) = send(
+        &d,
+        "PUT",
+        "/api/v1/connectors/team",
+        Some(team.clone()),
+        &[("if-match", "\"1\"")],
+    )
+    .await;
+    assert_eq!(s, 412, "{v}");
+    assert_envelope(s, &h, &v.to_string(), "PRECONDITION_FAILED");
+    assert_eq!(v["error"]["details"]["revision"], 2);
+    let (s, h, v) = send(
+        &d,
+        "PUT",
+        "/api/v1/connectors/team",
+        Some(team.clone()),
+        &[("if-match", "\"2\"")],
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(h["etag"], "\"3\"");
+    assert_eq!(v["schedule"], "0 0 1 1 *");
+
+    // secrets are write-only: accepted, never shown, kept by {"set": true}
+    let smb = json!({"id": "files", "kind": "smb", "server": "127.0.0.1", "port": 1,
+                     "share": "docs", "username": "svc", "password": SECRET});
+    let (s, _, v) = send(&d, "POST", "/api/v1/connectors", Some(smb), &[]).await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["password"], json!({"set": true}));
+    let mut shown = d.get("/api/v1/connectors/files").await;
+    shown["domain"] = json!("CORP");
+    let (s, _, v) = send(&d, "PUT", "/api/v1/connectors/files", Some(shown), &[]).await;
+    assert_eq!(s, 200, "the GET sent back keeps the secret: {v}");
+    assert_eq!(v["domain"], "CORP");
+    assert_eq!(v["password"], json!({"set": true}));
+
+    // a restart keeps every API connector at its revision
+    d.signal("TERM");
+    d.wait_exit(30);
+    let d = Running::start(&cfg, port, &[]);
+    let team_after = d.get("/api/v1/connectors/team").await;
+    assert_eq!(team_after["revision"], 3, "{team_after}");
+    assert_eq!(team_after["source"], "api");
+    let files_after = d.get("/api/v1/connectors/files").await;
+    assert_eq!(files_after["domain"], "CORP");
+    assert_eq!(files_after["password"], json!({"set": true}));
+
+    // delete: a stale revision is refused; then the connector is gone, its data kept
+    let (s, _, _) = send(
+        &d,
+        "DELETE",
+        "/api/v1/connectors/team",
+        None,
+        &[("if-match", "\"2\"")],
+    )
+    .await;
+    assert_eq!(s, 412);
+    let (s, _, v) = send(&d, "DELETE", "/api/v1/connectors/team?data=keep", None, &[]).await;
+    assert_eq!(s, 204, "{v}");
+    let (s, _, _) = d
+        .call("GET", "/api/v1/connectors/team", Some(VIEWER), None)
+        .await;
+    assert_eq!(s, 404);
+    let items = d.get("/api/v1/items?connector=team").await;
+    assert_eq!(
+        items["meta"]["total"], 2,
+        "the stored versions stay: {items}"
+    );
+    let back = restore(&cfg, "/team", dir.path());
+    assert_eq!(
+        std::fs::read(back.join("report.txt")).unwrap(),
+        b"quarterly numbers"
+    );
+
+    // the trail names the admin for each change
+    let (s, _, b) = d
+        .call(
+            "GET",
+            "/api/v1/audit?resource=connectors/team&per_page=2",
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let page: Value = serde_json::from_str(&b).unwrap();
+    assert!(page["meta"]["total"].as_i64().unwrap() >= 5, "{page}");
+    assert_eq!(page["items"][0]["action"], "connector.delete");
+    assert_eq!(page["items"][0]["principal"], "a");
+    let (_, _, b) = d
+        .call(
+            "GET",
+            "/api/v1/audit?action=connector.create&outcome=success",
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    let created: Value = serde_json::from_str(&b).unwrap();
+    let resources: Vec<&str> = created["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["resource"].as_str().unwrap())
+        .collect();
+    assert_eq!(resources, ["connectors/files", "connectors/team"]);
+
+    // the secret is nowhere: not in a response, the log, the trail or the catalog file
+    let mut texts = vec![d.log(), b];
+    for path in [
+        "/api/v1/connectors",
+        "/api/v1/connectors/files",
+        "/api/v1/audit?per_page=500",
+    ] {
+        texts.push(d.call("GET", path, Some(ADMIN), None).await.2);
+    }
+    for t in &texts {
+        assert!(!t.contains(SECRET), "the secret leaked: {t}");
+    }
+    let catalog = std::fs::read(dir.path().join("state/catalog.db")).unwrap();
+    assert!(
+        !catalog
+            .windows(SECRET.len())
+            .any(|w| w == SECRET.as_bytes()),
+        "the catalog holds the secret in the clear"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_connector_reads_only_what_the_operator_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = admin_config(dir.path(), port, false);
+    let d = Running::start(&cfg, port, &[]);
+    let state = dir.path().join("state");
+    let cases = [
+        (json!({"id": "x", "kind": "local", "path": "/etc"}), "path"),
+        (json!({"id": "x", "kind": "local", "path": state}), "path"),
+        (
+            json!({"id": "x", "kind": "local", "path": dir.path().join("shares/../state")}),
+            "path",
+        ),
+        (
+            json!({"id": "x", "kind": "smb", "server": "h", "share": "s", "username": "u",
+                   "password_file": dir.path().join("tributary.yaml")}),
+            "password_file",
+        ),
+        (
+            json!({"id": "x", "kind": "sharepoint", "tenant_id": "t", "client_id": "c",
+                   "client_secret_file": dir.path().join("shares/none"), "site": "h:/sites/s",
+                   "graph_url": "http://127.0.0.1:9/v1.0"}),
+            "graph_url",
+        ),
+        // no secrets key: an inline secret cannot be stored
+        (
+            json!({"id": "x", "kind": "smb", "server": "h", "share": "s", "username": "u",
+                   "password": SECRET}),
+            "password",
+        ),
+    ];
+    for (body, field) in cases {
+        let (s, _, v) = send(&d, "POST", "/api/v1/connectors", Some(body.clone()), &[]).await;
+        assert_eq!(s, 422, "{body}: {v}");
+        assert!(
+            fields(&v).iter().any(|(p, _)| p == field),
+            "{body}: {field} not named in {v}"
+        );
+        assert!(!v.to_string().contains(SECRET));
+    }
+    let (_, _, v) = send(
+        &d,
+        "POST",
+        "/api/v1/connectors",
+        Some(json!({"id": "x", "kind": "smb", "server": "h", "share": "s", "username": "u", "password": SECRET})),
+        &[],
+    )
+    .await;
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("secrets.key_file"),
+        "{v}"
+    );
+    assert!(
+        d.get("/api/v1/connectors").await["items"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 1
+    );
+}
