@@ -157,6 +157,22 @@ pub async fn delete_connector(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// Reaches the source of a connector body without storing anything.
+pub async fn test_connector_body(
+    State(st): State<AppState>,
+    JsonBody(body): JsonBody<Value>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(st.control.test_connector_body(body).await?))
+}
+
+/// Reaches the source of connector `id` as it runs.
+pub async fn test_connector(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(st.control.test_connector(&id).await?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,6 +18,7 @@ use crate::{AppState, openapi};
 
 pub use crate::connector_admin::{
     create_connector, delete_connector, get_connector, patch_connector, replace_connector,
+    test_connector, test_connector_body,
 };
 pub use crate::download::item_content;
 

@@ -4,7 +4,7 @@
 //! so it knows nothing of schedulers or connectors. Every response carries
 //! `X-Request-Id`; every error uses the envelope of [`error`]; routes need a bearer
 //! token whose role covers them (GET: viewer; runs, pause, resume, cancel: operator;
-//! reload: admin), except `/health*`, the OpenAPI document and, when configured open,
+//! reload, connector changes and tests, the audit trail: admin), except `/health*`, the OpenAPI document and, when configured open,
 //! `/metrics` ([`routes`] is the one table, [`auth`] the check, fail closed). [`serve`]
 //! runs it on a listener with connection limits and timeouts.
 
@@ -237,6 +237,14 @@ pub trait Control: Send + Sync + 'static {
         if_match: Option<i64>,
         by: &str,
     ) -> Result<ConnectorSpec, ControlError>;
+    /// Reaches the source a connector body describes, as `check --connect` does, within
+    /// a deadline, storing nothing: `{"ok", "found" | "error", "duration_ms"}`.
+    async fn test_connector_body(
+        &self,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value, ControlError>;
+    /// The same for connector `id` as it runs.
+    async fn test_connector(&self, id: &str) -> Result<serde_json::Value, ControlError>;
     /// Deletes API connector `id` (its stored versions stay), if it is at revision
     /// `if_match` (when given).
     async fn delete_connector(

@@ -158,6 +158,45 @@ fn describe(method: &str, path: &str) -> Op {
                 ),
             ],
         },
+        ("POST", "/api/v1/connector-tests") | ("POST", "/api/v1/connectors/{id}/test") => {
+            let result = json!({"type": "object", "required": ["ok", "duration_ms"], "properties": {
+                "ok": {"type": "boolean"},
+                "found": {"type": "string", "description": "what the source showed: log-on, share or site, the root's entries, the protocol"},
+                "error": {"type": "object", "required": ["code", "message"], "properties": {
+                    "code": {"type": "string", "enum": ["ACCESS_DENIED", "SOURCE_UNAVAILABLE", "SOURCE_ERROR", "TIMEOUT"]},
+                    "message": {"type": "string"},
+                }},
+                "duration_ms": {"type": "integer", "minimum": 0},
+            }});
+            let answers = |extra: Response| {
+                vec![
+                    (
+                        "200",
+                        "the source was reached (ok) or why not",
+                        Some(("application/json", result.clone())),
+                    ),
+                    extra,
+                ]
+            };
+            if path == "/api/v1/connector-tests" {
+                Op {
+                    summary: "Reach the source a connector body describes (log-on, share or site, the root listed) within 30 s, storing nothing",
+                    params: vec![],
+                    body: Some(schema("ConnectorBody")),
+                    body_required: true,
+                    responses: answers(error(
+                        "422",
+                        "CONNECTOR_INVALID: details.fields lists each bad field",
+                    )),
+                }
+            } else {
+                op(
+                    "Reach a connector's source as it runs (log-on, share or site, the root listed) within 30 s",
+                    vec![id()],
+                    answers(error("404", "no such connector")),
+                )
+            }
+        }
         ("DELETE", "/api/v1/connectors/{id}") => op(
             "Delete an API connector; its stored versions are kept (data=keep)",
             vec![

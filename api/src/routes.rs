@@ -70,6 +70,8 @@ routes! {
     POST "/api/v1/connectors/{id}/runs" OPERATOR, "connector.run" => run_connector;
     POST "/api/v1/connectors/{id}/pause" OPERATOR, "connector.pause" => pause_connector;
     POST "/api/v1/connectors/{id}/resume" OPERATOR, "connector.resume" => resume_connector;
+    POST "/api/v1/connectors/{id}/test" ADMIN, "connector.test" => test_connector;
+    POST "/api/v1/connector-tests" ADMIN, "connector.test_body" => test_connector_body;
     GET "/api/v1/jobs" VIEWER, "job.list" => list_jobs;
     GET "/api/v1/jobs/{id}" VIEWER, "job.read" => get_job;
     GET "/api/v1/jobs/{id}/log" VIEWER, "job.log" => job_log;

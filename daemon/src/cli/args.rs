@@ -217,6 +217,11 @@ pub enum Command {
         #[command(subcommand)]
         command: CatalogCommand,
     },
+    /// Connectors created over the API.
+    Connectors {
+        #[command(subcommand)]
+        command: ConnectorsCommand,
+    },
     /// Ask the running daemon to act, through its API (needs a token).
     Ctl {
         #[arg(short, long)]
@@ -265,7 +270,42 @@ pub enum CatalogCommand {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum ConnectorsCommand {
+    /// Print the connectors created over the API as the `connectors:` section of a
+    /// configuration file, for keeping them in git. Secrets are never printed: a
+    /// connector that has some says so in a comment.
+    Export {
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Only this connector.
+        #[arg(long)]
+        id: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum CtlAction {
+    /// Create a connector from a YAML file holding one connector as it is written
+    /// under `connectors:` (`-`: standard input).
+    Add {
+        file: PathBuf,
+    },
+    /// Edit a connector created over the API in $VISUAL or $EDITOR; it is replaced
+    /// only if nobody changed it meanwhile.
+    Edit {
+        connector: String,
+    },
+    /// Delete a connector created over the API; what it stored is kept.
+    Delete {
+        connector: String,
+    },
+    /// Reach a connector's source (log-on, share or site, the root listed), or that of
+    /// the connector in `--file`, without storing anything.
+    Test {
+        connector: Option<String>,
+        #[arg(long, conflicts_with = "connector")]
+        file: Option<PathBuf>,
+    },
     /// Queue a job now.
     Run {
         connector: String,

@@ -20,6 +20,7 @@ macro_rules! load {
 mod args;
 mod audit;
 mod catalog;
+mod connectors;
 mod keys;
 mod maintenance;
 mod once;
@@ -27,7 +28,7 @@ mod output;
 mod remote;
 mod status;
 
-pub use args::{Cli, Command, ConfigCommand};
+pub use args::{Cli, Command, ConfigCommand, ConnectorsCommand};
 use maintenance::{
     check, encrypt_store, gc, migrate_store, prune, rebuild, reindex, restore, verify,
 };
@@ -144,6 +145,9 @@ async fn run_command(args: Cli) -> ExitCode {
             auth,
             action,
         } => ctl(config, auth, action).await,
+        Command::Connectors {
+            command: ConnectorsCommand::Export { config, id },
+        } => connectors::export(config, id).await,
         Command::Health { config, ready } => health(config, ready).await,
         Command::ExtractWorker { .. } => {
             unreachable!("handled in main before the runtime starts")

@@ -165,6 +165,12 @@ pub(super) async fn ctl(
     let token = token_of(auth)?;
     let (client, base) = api_client(&cfg)?;
     let (path, body) = match &action {
+        CtlAction::Add { .. }
+        | CtlAction::Edit { .. }
+        | CtlAction::Delete { .. }
+        | CtlAction::Test { .. } => {
+            return super::connectors::ctl(&client, &base, &token, &action).await;
+        }
         CtlAction::Run { connector, full } => (
             format!("/connectors/{connector}/runs"),
             serde_json::json!({"kind": if *full { "full" } else { "incremental" }}),

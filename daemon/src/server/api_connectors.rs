@@ -96,7 +96,45 @@ impl StoredForm {
     }
 }
 
+/// How long a connector test may take.
+pub(super) const TEST_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Reaches a connector's source once, as `tributary check --connect` does (log-on,
+/// share or site, the root listed): what it found, or why not, in words that name no
+/// secret.
+pub(super) async fn reach(conn: &dyn tributary_connectors::Connector) -> Value {
+    use tributary_connectors::ConnectorError;
+    let started = Instant::now();
+    let outcome = tokio::time::timeout(TEST_DEADLINE, conn.check()).await;
+    let ms = started.elapsed().as_millis() as u64;
+    let redact = |m: String| tributary_config::redact::redact(&m).into_owned();
+    match outcome {
+        Ok(Ok(found)) => serde_json::json!({"ok": true, "found": redact(found), "duration_ms": ms}),
+        Ok(Err(e)) => {
+            let code = match &e {
+                ConnectorError::Auth(_) => "ACCESS_DENIED",
+                ConnectorError::Unavailable(_) => "SOURCE_UNAVAILABLE",
+                ConnectorError::Other(_) => "SOURCE_ERROR",
+            };
+            serde_json::json!({"ok": false, "error": {"code": code, "message": redact(e.to_string())}, "duration_ms": ms})
+        }
+        Err(_) => {
+            serde_json::json!({"ok": false, "error": {"code": "TIMEOUT", "message": format!("the source did not answer within {} s", TEST_DEADLINE.as_secs())}, "duration_ms": ms})
+        }
+    }
+}
+
 impl Daemon {
+    /// A connector body as it would run, checked as a creation checks it, for a test
+    /// that stores nothing (an inline secret needs no key then).
+    pub(super) fn checked_connector(&self, body: &Value) -> Result<ConnectorConfig, ControlError> {
+        let (spec, secrets) = api_connector::split_secrets(body, &BTreeMap::new())
+            .map_err(ControlError::ConnectorInvalid)?;
+        let file = self.file_config();
+        api_connector::validate(&spec, &secrets, &policy(&file, &self.config_path), 0)
+            .map_err(ControlError::ConnectorInvalid)
+    }
+
     fn open_secrets(&self, row: &StoredConnector) -> Result<BTreeMap<String, String>, String> {
         let Some(sealed) = &row.secrets else {
             return Ok(BTreeMap::new());

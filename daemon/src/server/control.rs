@@ -252,6 +252,31 @@ impl Control for Handle {
         self.replace_api_connector(id, body, if_match, by).await
     }
 
+    async fn test_connector_body(
+        &self,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value, ControlError> {
+        let c = self.checked_connector(&body)?;
+        let conn = wiring::connector(&c).map_err(|e| {
+            ControlError::ConnectorInvalid(vec![tributary_config::api_connector::FieldError::new(
+                "",
+                format!("{e:#}"),
+            )])
+        })?;
+        Ok(api_connectors::reach(conn.as_ref()).await)
+    }
+
+    async fn test_connector(&self, id: &str) -> Result<serde_json::Value, ControlError> {
+        let conn = self
+            .conns
+            .lock()
+            .unwrap()
+            .get(id)
+            .map(|s| s.connector.clone())
+            .ok_or(ControlError::ConnectorNotFound)?;
+        Ok(api_connectors::reach(conn.as_ref()).await)
+    }
+
     async fn delete_connector(
         &self,
         id: &str,

@@ -195,6 +195,22 @@ impl Drop for Running {
     }
 }
 
+/// A new key file `<dir>/secrets.key` (`tributary key generate`), and the configuration
+/// lines that make it `secrets.key_file`.
+pub fn secrets_key(dir: &Path) -> String {
+    let key = dir.join("secrets.key");
+    let out = Command::new(BIN)
+        .args(["key", "generate", "--out", key.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    format!("secrets:\n  key_file: {}\n", key.display())
+}
+
 pub fn local_connector(extra: &str) -> String {
     format!("  - id: docs\n    kind: local\n    path: src\n    target: /docs\n{extra}")
 }

@@ -16,20 +16,7 @@ const SECRET: &str = "smb-pw-never-shown-7f3a";
 fn admin_config(dir: &Path, port: u16, key: bool) -> std::path::PathBuf {
     std::fs::create_dir_all(dir.join("src")).unwrap();
     std::fs::create_dir_all(dir.join("shares")).unwrap();
-    let mut extra = String::new();
-    if key {
-        let k = dir.join("secrets.key");
-        let out = Command::new(BIN)
-            .args(["key", "generate", "--out", k.to_str().unwrap()])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        extra = format!("secrets:\n  key_file: {}\n", k.display());
-    }
+    let extra = if key { secrets_key(dir) } else { String::new() };
     let cfg = config(dir, port, "", &local_connector(""), &extra);
     let text = std::fs::read_to_string(&cfg).unwrap().replace(
         "  max_body_size: 4KiB\n",
@@ -135,6 +122,42 @@ async fn connectors_are_created_changed_and_deleted_over_the_api_and_survive_a_r
         vec![7u8; 300_000]
     );
 
+    // a test reaches the source and stores nothing
+    let (s, _, v) = send(
+        &d,
+        "POST",
+        "/api/v1/connector-tests",
+        Some(team.clone()),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["ok"], true, "{v}");
+    assert!(v["found"].as_str().unwrap().contains("/team"), "{v}");
+    let mut gone = team.clone();
+    gone["id"] = json!("gone");
+    gone["path"] = json!(dir.path().join("shares/not-there"));
+    let (s, _, v) = send(&d, "POST", "/api/v1/connector-tests", Some(gone), &[]).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["error"]["code"], "SOURCE_UNAVAILABLE", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not-there"),
+        "{v}"
+    );
+    let (s, _, v) = send(&d, "POST", "/api/v1/connectors/team/test", None, &[]).await;
+    assert_eq!((s, v["ok"].as_bool()), (200, Some(true)), "{v}");
+    let (s, _, _) = d
+        .call("POST", "/api/v1/connectors/team/test", Some(OPERATOR), None)
+        .await;
+    assert_eq!(s, 403, "testing is an admin's");
+    let (s, _, _) = send(&d, "POST", "/api/v1/connectors/gone/test", None, &[]).await;
+    assert_eq!(s, 404);
+    assert_eq!(d.get("/api/v1/connectors").await["meta"]["total"], 2);
+
     // one entry per bad field, in the words of the file's errors
     let bad = json!({"id": "Bad Id", "kind": "local", "path": "/etc", "schedule": "every day",
                      "include": ["[x"], "max_delete_percent": 300});
@@ -200,6 +223,18 @@ async fn connectors_are_created_changed_and_deleted_over_the_api_and_survive_a_r
         (s, v["error"]["code"].as_str()),
         (409, Some("CONNECTOR_EXISTS"))
     );
+
+    // the file may not take an id the API holds: the reload is refused, naming both
+    let original = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        format!("{original}  - id: team\n    kind: local\n    path: /srv\n"),
+    )
+    .unwrap();
+    let (s, _, v) = send(&d, "POST", "/api/v1/config/reload", None, &[]).await;
+    assert_eq!(s, 422, "{v}");
+    assert!(v.to_string().contains("created over the API"), "{v}");
+    std::fs::write(&cfg, original).unwrap();
 
     // a merge patch moves the schedule; the next run follows at once
     let before = d.get("/api/v1/connectors/team").await["status"]["next_run"].clone();
@@ -421,4 +456,81 @@ async fn an_api_connector_reads_only_what_the_operator_allowed() {
             .len()
             == 1
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_adds_edits_tests_exports_and_deletes_api_connectors() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = admin_config(dir.path(), port, false);
+    let data = dir.path().join("shares/team");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("a.txt"), b"alpha").unwrap();
+    let d = Running::start(&cfg, port, &[]);
+    let ctl = |args: &[&str], editor: &str| {
+        let out = Command::new(BIN)
+            .args(["ctl", "-c", cfg.to_str().unwrap()])
+            .args(args)
+            .env("TRIBUTARY_TOKEN", ADMIN)
+            .env("EDITOR", editor)
+            .env_remove("VISUAL")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let file = dir.path().join("team.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "id: team\nkind: local\npath: {}\nexclude: ['*.bak']\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let (ok, out) = ctl(&["test", "--file", file.to_str().unwrap()], "true");
+    assert!(ok, "{out}");
+    assert!(out.contains("\"ok\":true"), "{out}");
+    let (ok, out) = ctl(&["add", file.to_str().unwrap()], "true");
+    assert!(ok, "{out}");
+    assert_eq!(d.get("/api/v1/connectors/team").await["source"], "api");
+    let (ok, out) = ctl(&["test", "team"], "true");
+    assert!(ok, "{out}");
+    // an edit through $EDITOR replaces the connector at the revision it read
+    let (ok, out) = ctl(&["edit", "team"], "sed -i -e s/bak/old/");
+    assert!(ok, "{out}");
+    let shown = d.get("/api/v1/connectors/team").await;
+    assert_eq!(shown["exclude"], json!(["*.old"]), "{shown}");
+    assert_eq!(shown["revision"], 2);
+    let (ok, out) = ctl(&["edit", "team"], "false");
+    assert!(!ok && out.contains("nothing was changed"), "{out}");
+    let (ok, out) = ctl(&["edit", "docs"], "true");
+    assert!(!ok && out.contains("tributary.yaml"), "{out}");
+    // the export is a connectors section the file accepts
+    let out = Command::new(BIN)
+        .args(["connectors", "export", "-c", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let exported = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(exported.starts_with("connectors:\n"), "{exported}");
+    assert!(
+        exported.contains("id: team") && exported.contains("'*.old'"),
+        "{exported}"
+    );
+    let (ok, out) = ctl(&["delete", "team"], "true");
+    assert!(ok, "{out}");
+    let (s, _, _) = d
+        .call("GET", "/api/v1/connectors/team", Some(VIEWER), None)
+        .await;
+    assert_eq!(s, 404);
+    let (ok, _) = ctl(&["delete", "team"], "true");
+    assert!(!ok, "a second delete finds nothing");
 }

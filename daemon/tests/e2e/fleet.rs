@@ -551,3 +551,86 @@ async fn pause_and_cancel_through_one_instance_reach_the_job_on_another() {
         .await;
     pair.assert_complete();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connector_created_through_one_instance_is_run_by_the_fleet() {
+    let dir = tempfile::tempdir().unwrap();
+    let shared = dir.path().join("shares/team");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::write(shared.join("a.txt"), b"seen by every instance").unwrap();
+    std::fs::create_dir_all(dir.path().join("src")).unwrap();
+    let secrets = secrets_key(dir.path());
+    let url = postgres::fresh_database();
+    let ports = [free_port(), free_port()];
+    let cfgs: Vec<_> = ["node-a", "node-b"]
+        .iter()
+        .zip(ports)
+        .map(|(n, p)| {
+            let connector = format!(
+                "  - id: docs\n    kind: local\n    path: {}\n",
+                dir.path().join("src").display()
+            );
+            let extra = secrets.clone();
+            let cfg = instance_with(
+                dir.path(),
+                n,
+                p,
+                &url,
+                &local_store(dir.path()),
+                &connector,
+                "",
+                &extra,
+            );
+            let text = std::fs::read_to_string(&cfg).unwrap().replace(
+                "  max_body_size: 4KiB\n",
+                &format!(
+                    "  max_body_size: 4KiB\n  connector_roots: [{}]\n",
+                    dir.path().join("shares").display()
+                ),
+            );
+            std::fs::write(&cfg, text).unwrap();
+            cfg
+        })
+        .collect();
+    migrate(&cfgs[0]);
+    let a = Running::start(&cfgs[0], ports[0], &[]);
+    let b = Running::start(&cfgs[1], ports[1], &[]);
+    let body = serde_json::json!({"id": "team", "kind": "smb", "server": "127.0.0.1", "port": 1,
+        "share": "s", "username": "u", "password": "fleet-pw-0099"});
+    let (s, _, v) = a
+        .call("POST", "/api/v1/connectors", Some(ADMIN), Some(body))
+        .await;
+    assert_eq!(s, 201, "{v}");
+    // the other instance runs it too: its secret opens there with the same key
+    b.wait_for("the connector on the other instance", 10, async |d| {
+        let (s, _, _) = d
+            .call("GET", "/api/v1/connectors/team", Some(VIEWER), None)
+            .await;
+        s == 200
+    })
+    .await;
+    let local = serde_json::json!({"id": "team", "kind": "local", "path": shared});
+    let (s, _, v) = b
+        .call("PUT", "/api/v1/connectors/team", Some(ADMIN), Some(local))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    a.wait_for("the change on the first instance", 10, async |d| {
+        let c = d.get("/api/v1/connectors/team").await;
+        c["revision"] == 2 && c["kind"] == "local"
+    })
+    .await;
+    let job = a.run_and_wait("team", "full").await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let (s, _, _) = a
+        .call("DELETE", "/api/v1/connectors/team", Some(ADMIN), None)
+        .await;
+    assert_eq!(s, 204);
+    b.wait_for("the delete on the other instance", 10, async |d| {
+        let (s, _, _) = d
+            .call("GET", "/api/v1/connectors/team", Some(VIEWER), None)
+            .await;
+        s == 404
+    })
+    .await;
+    assert!(!a.log().contains("fleet-pw-0099") && !b.log().contains("fleet-pw-0099"));
+}

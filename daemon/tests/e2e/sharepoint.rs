@@ -1389,3 +1389,75 @@ async fn the_sharepoint_connector_passes_the_conformance_suite() {
     };
     tributary_connectors::testsuite::run(&fx).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_site_connector_made_over_the_api_is_tested_run_and_restored() {
+    let g = FakeGraph::start().await;
+    let site = g.add_site("contoso.sharepoint.com", "Team");
+    let docs = g.add_drive(&site, "Documents");
+    g.put(&docs, "plans/q3.txt", b"third quarter");
+    g.put(&docs, "deck.pptx", &vec![9u8; 1_200_000]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("src")).unwrap();
+    let secrets = secrets_key(dir.path());
+    let api = free_port();
+    let cfg = config(dir.path(), api, "", &local_connector(""), &secrets);
+    // the fake Graph is an endpoint override: the operator allows them here
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "  max_body_size: 4KiB\n",
+        "  max_body_size: 4KiB\n  allow_endpoint_overrides: true\n",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let d = Running::start(&cfg, api, &[]);
+    let body = |secret: &str| {
+        json!({"id": "team", "kind": "sharepoint", "tenant_id": graph::TENANT,
+               "client_id": graph::CLIENT_ID, "client_secret": secret,
+               "site": "contoso.sharepoint.com:/sites/Team", "graph_url": g.graph_url,
+               "token_url": g.token_url, "target": "/team"})
+    };
+    let wrong = "wrong-graph-secret-0077";
+    let (s, _, b) = d
+        .call(
+            "POST",
+            "/api/v1/connector-tests",
+            Some(ADMIN),
+            Some(body(wrong)),
+        )
+        .await;
+    let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+    assert_eq!((s, &v["ok"]), (200, &json!(false)), "{v}");
+    assert_eq!(v["error"]["code"], "ACCESS_DENIED", "{v}");
+    assert!(!b.contains(wrong));
+    let (s, _, b) = d
+        .call(
+            "POST",
+            "/api/v1/connectors",
+            Some(ADMIN),
+            Some(body(graph::CLIENT_SECRET)),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let (s, _, b) = d
+        .call("POST", "/api/v1/connectors/team/test", Some(ADMIN), None)
+        .await;
+    assert!(s == 200 && b.contains("\"ok\":true"), "{b}");
+    let job = d.run_and_wait("team", "full").await;
+    assert_eq!(job["status"], "succeeded", "{job}\n{}", d.log());
+    let out = restore(&cfg, "/team", dir.path());
+    assert_eq!(
+        std::fs::read(out.join("Documents/plans/q3.txt")).unwrap(),
+        b"third quarter"
+    );
+    assert_eq!(
+        std::fs::read(out.join("Documents/deck.pptx")).unwrap(),
+        vec![9u8; 1_200_000]
+    );
+    let shown = d.get("/api/v1/connectors/team").await;
+    assert_eq!(shown["client_secret"], json!({"set": true}));
+    for t in [d.log(), shown.to_string()] {
+        assert!(
+            !t.contains(graph::CLIENT_SECRET) && !t.contains(wrong),
+            "{t}"
+        );
+    }
+}

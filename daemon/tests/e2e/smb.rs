@@ -1152,3 +1152,77 @@ fn files_read_natively_are_byte_for_byte_what_libsmbclient_reads() {
         assert!(native.contains("not found"), "{native}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_smb_connector_made_over_the_api_is_tested_once_per_log_on_run_and_restored() {
+    let dir = tempfile::tempdir().unwrap();
+    let smb = Samba::start(&dir.path().join("samba"));
+    let share = smb.share_dir();
+    std::fs::create_dir_all(share.join("dept")).unwrap();
+    std::fs::write(share.join("dept/plan.txt"), b"the plan").unwrap();
+    std::fs::write(share.join("big.bin"), vec![3u8; 2_500_000]).unwrap();
+    backdate(&share);
+    std::fs::create_dir_all(dir.path().join("src")).unwrap();
+    let secrets = secrets_key(dir.path());
+    let port = free_port();
+    let cfg = config(dir.path(), port, "", &local_connector(""), &secrets);
+    let d = Running::start(&cfg, port, &[]);
+    let body = |password: &str| {
+        serde_json::json!({"id": "files", "kind": "smb", "server": "127.0.0.1", "port": smb.port,
+                           "share": samba::SHARE, "username": samba::USER, "password": password,
+                           "target": "/files", "workers": 3})
+    };
+    let admin = |method: &'static str, path: &'static str, body: Option<serde_json::Value>| {
+        let d = &d;
+        async move {
+            let (s, _, b) = d.call(method, path, Some(ADMIN), body).await;
+            (
+                s,
+                serde_json::from_str::<serde_json::Value>(&b).unwrap_or_default(),
+            )
+        }
+    };
+    // wrong credentials: one clear answer, one failed log-on at the server
+    let wrong = "Wrong-pw-api-0042";
+    let (s, v) = admin("POST", "/api/v1/connector-tests", Some(body(wrong))).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["error"]["code"], "ACCESS_DENIED", "{v}");
+    assert!(!v.to_string().contains(wrong));
+    assert_eq!(smb.wrong_password_log_ons(), 1);
+    // the right ones: the share listed, nothing stored
+    let (s, v) = admin(
+        "POST",
+        "/api/v1/connector-tests",
+        Some(body(samba::PASSWORD)),
+    )
+    .await;
+    assert_eq!((s, &v["ok"]), (200, &serde_json::json!(true)), "{v}");
+    assert!(
+        v["found"]
+            .as_str()
+            .unwrap()
+            .contains("1 files and 1 folders"),
+        "{v}"
+    );
+    assert_eq!(d.get("/api/v1/connectors").await["meta"]["total"], 1);
+    // created, run and restored byte for byte
+    let (s, v) = admin("POST", "/api/v1/connectors", Some(body(samba::PASSWORD))).await;
+    assert_eq!(s, 201, "{v}");
+    let job = d.run_and_wait("files", "full").await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let back = restore(&cfg, "/files", dir.path());
+    assert_eq!(
+        std::fs::read(back.join("dept/plan.txt")).unwrap(),
+        b"the plan"
+    );
+    assert_eq!(
+        std::fs::read(back.join("big.bin")).unwrap(),
+        vec![3u8; 2_500_000]
+    );
+    let (s, v) = admin("POST", "/api/v1/connectors/files/test", None).await;
+    assert_eq!((s, &v["ok"]), (200, &serde_json::json!(true)), "{v}");
+    for t in [d.log(), d.get_text("/api/v1/connectors/files").await] {
+        assert!(!t.contains(samba::PASSWORD) && !t.contains(wrong), "{t}");
+    }
+}
