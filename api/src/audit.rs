@@ -36,18 +36,7 @@ pub fn audited(method: &Method, status: u16) -> bool {
 /// The audit action of a request: its route's name (HEAD as GET), `unknown` for a path
 /// or method the API does not serve.
 pub fn action_of(method: &Method, matched: Option<&str>) -> &'static str {
-    let method = if method == Method::HEAD {
-        "GET"
-    } else {
-        method.as_str()
-    };
-    matched
-        .and_then(|path| {
-            crate::ROUTES
-                .iter()
-                .find(|r| r.method == method && r.path == path)
-        })
-        .map_or("unknown", |r| r.action)
+    crate::routes::find(method, matched).map_or("unknown", |r| r.action)
 }
 
 /// What a request acts on: `<collection>/<id>` for a route with an `{id}`

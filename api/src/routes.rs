@@ -92,17 +92,21 @@ routes! {
     GET "/api/v1/audit" ADMIN, "audit.list" => list_audit;
 }
 
-/// The access a request needs: its (method, matched route) entry, HEAD as GET; anything
-/// not in the table (an unknown path or method) needs an authenticated viewer.
-pub fn access(method: &Method, matched: Option<&str>) -> Access {
+/// The table's entry of a request: its method (HEAD as GET) on its matched route.
+pub fn find(method: &Method, matched: Option<&str>) -> Option<&'static Route> {
     let method = if method == Method::HEAD {
         "GET"
     } else {
         method.as_str()
     };
-    matched
-        .and_then(|path| ROUTES.iter().find(|r| r.method == method && r.path == path))
-        .map_or(VIEWER, |r| r.access)
+    let path = matched?;
+    ROUTES.iter().find(|r| r.method == method && r.path == path)
+}
+
+/// The access a request needs: its entry's; anything not in the table (an unknown path
+/// or method) needs an authenticated viewer.
+pub fn access(method: &Method, matched: Option<&str>) -> Access {
+    find(method, matched).map_or(VIEWER, |r| r.access)
 }
 
 #[cfg(test)]

@@ -272,6 +272,12 @@ fn policy_errors(rc: &RawConnector, policy: &ApiPolicy) -> Vec<FieldError> {
     {
         out.push(FieldError::new("path", m));
     }
+    if rc.follow_symlinks == Some(true) {
+        out.push(FieldError::new(
+            "follow_symlinks",
+            "connectors created over the API do not follow symbolic links: a link inside the folder could lead anywhere on the host",
+        ));
+    }
     let files = [
         &rc.password_file,
         &rc.client_secret_file,
@@ -450,6 +456,13 @@ mod tests {
         std::os::unix::fs::symlink("/etc", dir.path().join("etc-link")).unwrap();
         let errs = local(dir.path().join("etc-link").to_str().unwrap()).unwrap_err();
         assert!(errs[0].message.contains("/etc"), "{errs:?}");
+        // a link inside the folder is not followed
+        let errs = check(
+            json!({"id": "x", "kind": "local", "path": under, "follow_symlinks": true}),
+            &p,
+        )
+        .unwrap_err();
+        assert_eq!(errs[0].path, "follow_symlinks", "{errs:?}");
         // without roots, no local file at all
         let none = ApiPolicy::default();
         let errs = check(json!({"id": "x", "kind": "local", "path": under}), &none).unwrap_err();
