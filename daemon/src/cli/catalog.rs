@@ -26,6 +26,7 @@ pub(super) async fn run(command: CatalogCommand) -> anyhow::Result<ExitCode> {
                     from.describe()
                 );
             }
+            let started = std::time::Instant::now();
             let source = from
                 .open()
                 .await
@@ -34,16 +35,33 @@ pub(super) async fn run(command: CatalogCommand) -> anyhow::Result<ExitCode> {
                 .open()
                 .await
                 .with_context(|| format!("destination catalog {}", to.describe()))?;
-            let report = source
+            let copied = source
                 .copy_to(&dest, |t| {
                     if !json {
                         println!("{:<20} {:>12} rows", t.table, t.copied_rows);
                     }
                 })
                 .await
-                .with_context(|| format!("copy {} to {}", from.describe(), to.describe()))?;
+                .with_context(|| format!("copy {} to {}", from.describe(), to.describe()));
+            // the trail of the catalog that goes on: the copy once it is whole, else the
+            // source, still the installation's
+            let row = super::audit::entry(
+                "cli.catalog_copy",
+                "tributary catalog copy",
+                Some(format!("catalogs/{}", to.describe())),
+                copied.is_ok(),
+                started,
+            );
+            let trail = if copied.is_ok() { &dest } else { &source };
+            if let Err(e) = trail.record_audit(&row).await {
+                eprintln!(
+                    "warning: the audit trail did not record the copy: {}",
+                    super::shown(format!("{e:#}"))
+                );
+            }
             source.close().await;
             dest.close().await;
+            let report = copied?;
             if json {
                 println!(
                     "{}",

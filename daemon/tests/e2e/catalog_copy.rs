@@ -184,6 +184,19 @@ async fn an_installation_moves_from_sqlite_to_postgres_without_reingesting_a_byt
     )
     .unwrap();
     let mut d = Running::start(&cfg, port, &[]);
+    // the copy is in the trail of the catalog that goes on
+    let (s, _, b) = d
+        .call(
+            "GET",
+            "/api/v1/audit?action=cli.catalog_copy",
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let trail: Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(trail["meta"]["total"], 1, "{trail}");
+    assert_eq!(trail["items"][0]["outcome"], "success", "{trail}");
     // the jobs came along: no connector is new, so none is ingested from scratch
     for c in ["a", "b", "team"] {
         let jobs = d.jobs(&format!("connector={c}")).await;
