@@ -50,6 +50,20 @@ fn describe(method: &str, path: &str) -> Op {
         ]
     };
     let id = || json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}, "example": "1"});
+    // why a change of a connector may be refused
+    let change_refusals = || {
+        vec![
+            error("404", "no such connector"),
+            error(
+                "409",
+                "CONNECTOR_MANAGED_BY_FILE: the configuration file defines it",
+            ),
+            error(
+                "412",
+                "PRECONDITION_FAILED: If-Match names another revision",
+            ),
+        ]
+    };
     let if_match = || json!({"name": "If-Match", "in": "header", "description": "the ETag a GET gave: the change is made only at that revision (412 otherwise)", "schema": {"type": "string", "pattern": "^((W/)?\"[1-9][0-9]{0,17}\"|\\*)$"}});
     let q = |name: &str, desc: &str| json!({"name": name, "in": "query", "description": desc, "schema": {"type": "string"}});
     let one_of = |name: &str, values: &[&str]| json!({"name": name, "in": "query", "schema": {"type": "string", "enum": values}});
@@ -141,22 +155,15 @@ fn describe(method: &str, path: &str) -> Op {
                 json!({"type": "object", "description": "a JSON merge patch; null removes a key"})
             }),
             body_required: true,
-            responses: vec![
-                ok("200", "ConnectorDetail"),
-                error("404", "no such connector"),
-                error(
-                    "409",
-                    "CONNECTOR_MANAGED_BY_FILE: the configuration file defines it",
-                ),
-                error(
-                    "412",
-                    "PRECONDITION_FAILED: If-Match names another revision",
-                ),
-                error(
+            responses: [
+                vec![ok("200", "ConnectorDetail")],
+                change_refusals(),
+                vec![error(
                     "422",
                     "CONNECTOR_INVALID: details.fields lists each bad field with its key path",
-                ),
-            ],
+                )],
+            ]
+            .concat(),
         },
         ("POST", "/api/v1/connector-tests") | ("POST", "/api/v1/connectors/{id}/test") => {
             let result = json!({"type": "object", "required": ["ok", "duration_ms"], "properties": {
@@ -204,18 +211,7 @@ fn describe(method: &str, path: &str) -> Op {
                 if_match(),
                 json!({"name": "data", "in": "query", "schema": {"type": "string", "enum": ["keep"], "default": "keep"}}),
             ],
-            vec![
-                ("204", "deleted", None),
-                error("404", "no such connector"),
-                error(
-                    "409",
-                    "CONNECTOR_MANAGED_BY_FILE: the configuration file defines it",
-                ),
-                error(
-                    "412",
-                    "PRECONDITION_FAILED: If-Match names another revision",
-                ),
-            ],
+            [vec![("204", "deleted", None)], change_refusals()].concat(),
         ),
         ("POST", "/api/v1/connectors/{id}/runs") => Op {
             summary: "Queue a job now; 409 JOB_ALREADY_RUNNING when one is queued or running",

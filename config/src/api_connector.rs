@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::raw::RawConnector;
-use crate::{ConnectorConfig, Origin, SourceConfig};
+use crate::{ConnectorConfig, Origin};
 
 /// Keys that hold a secret inline; each also has a `<key>_file` form (a path).
 pub const SECRET_KEYS: &[&str] = &["password", "client_secret"];
@@ -369,14 +369,6 @@ fn openapi30(v: &mut Value) {
         }
         Value::Array(a) => a.iter_mut().for_each(openapi30),
         _ => {}
-    }
-}
-
-/// The local folder a connector reads, if it is a local one.
-pub fn local_path(c: &ConnectorConfig) -> Option<&Path> {
-    match &c.source {
-        SourceConfig::Local { path, .. } => Some(path),
-        _ => None,
     }
 }
 
