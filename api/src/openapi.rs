@@ -4,7 +4,7 @@
 //! It describes the API exactly, so that a schema-driven fuzzer (schemathesis, run
 //! against the daemon in CI) finds no mismatch: enums for every closed set, bounds for
 //! every number, `additionalProperties: false` on request bodies, and a schema for every
-//! response a route gives (206, 410, 416, 503 where they apply; every error is the
+//! response a route gives (206, 410, 413, 416, 503 where they apply; every error is the
 //! envelope).
 
 use serde_json::{Map, Value, json};
@@ -681,8 +681,9 @@ pub fn document() -> Value {
             }
             Access::Open => op["security"] = json!([]),
         }
-        if let Some(schema) = d.body {
-            op["requestBody"] = json!({"required": d.body_required, "content": {"application/json": {"schema": schema}}});
+        if let Some(body) = d.body {
+            op["requestBody"] = json!({"required": d.body_required, "content": {"application/json": {"schema": body}}});
+            op["responses"]["413"] = json!({"description": "PAYLOAD_TOO_LARGE: the body is larger than api.max_body_size", "content": {"application/json": {"schema": schema("Error")}}});
         }
         paths
             .entry(path.to_string())

@@ -58,5 +58,11 @@ fn the_openapi_document_validates_and_lists_every_route() {
             op["summary"].as_str().is_some_and(|s| !s.is_empty()),
             "every operation is described: {op}"
         );
+        // a body over api.max_body_size is refused whatever its schema allows
+        assert_eq!(
+            op.get("requestBody").is_some(),
+            op["responses"].get("413").is_some(),
+            "an operation with a body documents 413: {op}"
+        );
     }
 }
