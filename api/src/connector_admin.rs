@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::handlers::{JsonBody, Path, Query, connector_status};
-use crate::{AppState, ConnectorSpec};
+use crate::{AppState, ConnectorSpec, DeleteData};
 
 /// `If-Match`: a revision (`"3"`, `W/"3"`); `*`, empty or absent is `None` (any
 /// revision).
@@ -131,8 +131,12 @@ pub async fn patch_connector(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteParams {
-    /// `keep` (the default): the connector's stored versions stay as they are.
+    /// `keep` (the default): the connector's stored versions stay as they are;
+    /// `delete`: its items are tombstoned first, behind the mass-delete guard.
     data: Option<String>,
+    /// With `data=delete`: deletes beyond the connector's `max_delete_percent` are
+    /// meant (`true`, `false`; no effect with `data=keep`).
+    allow_mass_delete: Option<String>,
 }
 
 pub async fn delete_connector(
@@ -142,19 +146,45 @@ pub async fn delete_connector(
     headers: HeaderMap,
     Query(q): Query<DeleteParams>,
 ) -> ApiResult<Response> {
-    match q.data.as_deref() {
-        None | Some("keep") => {}
+    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_QUERY", m);
+    let allow = match q.allow_mass_delete.as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
         Some(other) => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "INVALID_QUERY",
-                format!("data: expected `keep`, got `{other}`"),
-            ));
+            return Err(bad(format!(
+                "allow_mass_delete: expected `true` or `false`, got `{other}`"
+            )));
+        }
+    };
+    let data = match q.data.as_deref() {
+        None | Some("keep") => DeleteData::Keep,
+        Some("delete") => DeleteData::Delete {
+            allow_mass_delete: allow,
+        },
+        Some(other) => {
+            return Err(bad(format!(
+                "data: expected `keep` or `delete`, got `{other}`"
+            )));
+        }
+    };
+    let expected = if_match(&headers)?;
+    match st
+        .control
+        .delete_connector(&id, expected, &by, data)
+        .await?
+    {
+        None => Ok(StatusCode::NO_CONTENT.into_response()),
+        Some(d) => {
+            st.catalog.set_requested_by(d.job_id, &by).await?;
+            Ok(Json(json!({
+                "id": id,
+                "data": "delete",
+                "job_id": d.job_id,
+                "items_deleted": d.items_deleted,
+            }))
+            .into_response())
         }
     }
-    let expected = if_match(&headers)?;
-    st.control.delete_connector(&id, expected, &by).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// Reaches the source of a connector body without storing anything.

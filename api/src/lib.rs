@@ -68,6 +68,9 @@ pub struct ConnectorStatus {
     pub source: &'static str,
     /// An API connector's revision (its ETag).
     pub revision: Option<i64>,
+    /// Its storage quota (shown by `/usage`; the listing shows it in `config`).
+    #[serde(skip)]
+    pub quota: tributary_config::Quota,
 }
 
 /// A connector as written: its YAML form as JSON (secrets as `{"set": true}`), and where
@@ -121,7 +124,31 @@ pub enum ControlError {
     PreconditionFailed {
         current: i64,
     },
+    /// Deleting a connector's data would delete more than its `max_delete_percent`
+    /// of its live items, and the caller did not confirm it.
+    MassDeleteHeld {
+        items: u64,
+        max_delete_percent: f64,
+    },
     Internal(String),
+}
+
+/// What becomes of a deleted connector's stored versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteData {
+    /// They stay as they are.
+    Keep,
+    /// Every live item gets a tombstone through the commit path (change feed, restore
+    /// as of a past moment still sees them), behind the mass-delete guard:
+    /// `allow_mass_delete` confirms deletes beyond the connector's `max_delete_percent`.
+    Delete { allow_mass_delete: bool },
+}
+
+/// A connector deleted with its data: the job that tombstoned its items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataDeleted {
+    pub job_id: i64,
+    pub items_deleted: u64,
 }
 
 impl From<ControlError> for ApiError {
@@ -204,6 +231,17 @@ impl From<ControlError> for ApiError {
                 format!("the connector was changed meanwhile: it is at revision {current}; read it again"),
             )
             .details(json!({"revision": current})),
+            ControlError::MassDeleteHeld {
+                items,
+                max_delete_percent,
+            } => ApiError::new(
+                StatusCode::CONFLICT,
+                "MASS_DELETE_HELD",
+                format!(
+                    "deleting the connector's data deletes all of its {items} stored item(s), more than its max_delete_percent ({max_delete_percent}%): confirm with allow_mass_delete=true; nothing was changed"
+                ),
+            )
+            .details(json!({"items": items, "max_delete_percent": max_delete_percent})),
             ControlError::Internal(m) => ApiError::internal(m),
         }
     }
@@ -214,7 +252,13 @@ impl From<ControlError> for ApiError {
 pub trait Control: Send + Sync + 'static {
     fn connectors(&self) -> Vec<ConnectorStatus>;
     /// Queues a job; returns its id.
-    async fn run_now(&self, connector: &str, full: bool) -> Result<i64, ControlError>;
+    /// Queues a job of `connector`; a dry run stores nothing.
+    async fn run_now(
+        &self,
+        connector: &str,
+        full: bool,
+        dry_run: bool,
+    ) -> Result<i64, ControlError>;
     async fn set_paused(&self, connector: &str, paused: bool) -> Result<(), ControlError>;
     async fn cancel_job(&self, job_id: i64) -> Result<(), ControlError>;
     fn live_job(&self, job_id: i64) -> Option<LiveJob>;
@@ -245,14 +289,15 @@ pub trait Control: Send + Sync + 'static {
     ) -> Result<serde_json::Value, ControlError>;
     /// The same for connector `id` as it runs.
     async fn test_connector(&self, id: &str) -> Result<serde_json::Value, ControlError>;
-    /// Deletes API connector `id` (its stored versions stay), if it is at revision
-    /// `if_match` (when given).
+    /// Deletes API connector `id`, if it is at revision `if_match` (when given); with
+    /// [`DeleteData::Delete`], tombstones its items first (and answers how).
     async fn delete_connector(
         &self,
         id: &str,
         if_match: Option<i64>,
         by: &str,
-    ) -> Result<(), ControlError>;
+        data: DeleteData,
+    ) -> Result<Option<DataDeleted>, ControlError>;
     /// Registers the daemon's own metrics for one scrape of `/metrics`.
     async fn metrics(&self, registry: &mut prometheus_client::registry::Registry);
     /// Applies an operator's decision on a conflict (`by`: the principal's name, recorded

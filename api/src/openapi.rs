@@ -205,19 +205,44 @@ fn describe(method: &str, path: &str) -> Op {
             }
         }
         ("DELETE", "/api/v1/connectors/{id}") => op(
-            "Delete an API connector; its stored versions are kept (data=keep)",
+            "Delete an API connector. data=keep (the default): its stored versions stay as they are (204). data=delete: every live item of the connector is first tombstoned through the commit path, as if the source had deleted it (the change feed says so; a restore as of an earlier moment still sees it), behind the mass-delete guard: more than the connector's max_delete_percent is 409 MASS_DELETE_HELD, and nothing changes, unless allow_mass_delete=true; the answer names the job that did it (200)",
             vec![
                 id(),
                 if_match(),
-                json!({"name": "data", "in": "query", "schema": {"type": "string", "enum": ["keep"], "default": "keep"}}),
+                json!({"name": "data", "in": "query", "schema": {"type": "string", "enum": ["keep", "delete"], "default": "keep"}}),
+                json!({"name": "allow_mass_delete", "in": "query", "description": "with data=delete: deletes beyond max_delete_percent are meant", "schema": {"type": "string", "enum": ["true", "false"], "default": "false"}}),
             ],
-            [vec![("204", "deleted", None)], change_refusals()].concat(),
+            [
+                vec![
+                    (
+                        "200",
+                        "deleted, with its data",
+                        Some((
+                            "application/json",
+                            json!({"type": "object", "required": ["id", "data", "job_id", "items_deleted"], "properties": {
+                                "id": {"type": "string"}, "data": {"type": "string", "enum": ["delete"]},
+                                "job_id": {"type": "integer"}, "items_deleted": {"type": "integer", "minimum": 0},
+                            }}),
+                        )),
+                    ),
+                    ("204", "deleted; its data is kept", None),
+                ],
+                change_refusals()
+                    .into_iter()
+                    .filter(|r| r.0 != "409")
+                    .collect(),
+                vec![error(
+                    "409",
+                    "CONNECTOR_MANAGED_BY_FILE: the configuration file defines it; MASS_DELETE_HELD: data=delete would pass max_delete_percent (confirm with allow_mass_delete=true); JOB_ALREADY_RUNNING: a job of the connector is queued or running",
+                )],
+            ]
+            .concat(),
         ),
         ("POST", "/api/v1/connectors/{id}/runs") => Op {
-            summary: "Queue a job now; 409 JOB_ALREADY_RUNNING when one is queued or running",
+            summary: "Queue a job now; 409 JOB_ALREADY_RUNNING when one is queued or running. A dry run (`dry_run: true`) lists and plans and stores nothing: its job's progress says what a real run would read (files_planned, bytes_planned, files_new, files_changed), relocate, delete, which conflicts it would meet and whether the mass-delete guard would hold (mass_delete_held)",
             params: vec![id()],
             body: Some(
-                json!({"type": "object", "additionalProperties": false, "properties": {"kind": {"type": "string", "enum": ["full", "incremental"]}}}),
+                json!({"type": "object", "additionalProperties": false, "properties": {"kind": {"type": "string", "enum": ["full", "incremental"]}, "dry_run": {"type": "boolean", "default": false}}}),
             ),
             body_required: false,
             responses: vec![
@@ -226,7 +251,7 @@ fn describe(method: &str, path: &str) -> Op {
                     "queued",
                     Some((
                         "application/json",
-                        json!({"type": "object", "required": ["job_id", "kind"], "properties": {"job_id": {"type": "integer"}, "kind": {"type": "string", "enum": ["full", "incremental"]}}}),
+                        json!({"type": "object", "required": ["job_id", "kind", "dry_run"], "properties": {"job_id": {"type": "integer"}, "kind": {"type": "string", "enum": ["full", "incremental"]}, "dry_run": {"type": "boolean"}}}),
                     )),
                 ),
                 error(
@@ -401,6 +426,18 @@ fn describe(method: &str, path: &str) -> Op {
                 error("503", "vectorization is off, starting or failed"),
             ],
         ),
+        ("GET", "/api/v1/usage") => op(
+            "What each connector's current content uses: live files, their logical bytes, and the stored bytes of the distinct chunks they reference (after dedup and compression; a chunk two connectors share counts for both), as last calculated (after a job that committed something) or now with recalculate=true; with the connector's quota. Connectors no longer configured whose items are kept have no target and no quota",
+            vec![one_of("recalculate", &["true", "false"])],
+            vec![(
+                "200",
+                "success",
+                Some((
+                    "application/json",
+                    json!({"type": "object", "required": ["items"], "properties": {"items": {"type": "array", "items": schema("Usage")}}}),
+                )),
+            )],
+        ),
         ("GET", "/api/v1/instances") => op(
             "The daemon instances using this catalog: heartbeat, version, state (up, down: no heartbeat for 30 s, stopped) and the jobs each runs",
             vec![],
@@ -489,7 +526,7 @@ fn components() -> Value {
     let ntime = || json!({"type": "string", "format": "date-time", "nullable": true});
     let job = json!({
         "type": "object",
-        "required": ["id", "connector", "kind", "trigger", "status", "instance", "requested_by", "queued_at", "started_at", "finished_at", "error_count", "last_error", "progress"],
+        "required": ["id", "connector", "kind", "trigger", "status", "instance", "requested_by", "queued_at", "started_at", "finished_at", "error_count", "last_error", "progress", "dry_run"],
         "properties": {
             "id": int(), "connector": str_(), "kind": {"type": "string", "enum": ["full", "incremental"]},
             "instance": {"type": "string", "description": "the instance_id of the daemon instance that ran the job (empty for jobs recorded before instances were)"},
@@ -498,6 +535,7 @@ fn components() -> Value {
             "queued_at": ntime(), "started_at": ntime(), "finished_at": ntime(),
             "error_count": int(), "last_error": nstr(),
             "progress": {"type": "object", "nullable": true},
+            "dry_run": {"type": "boolean", "description": "a dry run: it stored nothing; its progress says what a real run would do"},
         },
     });
     let connector_props = json!({
@@ -566,6 +604,12 @@ fn components() -> Value {
         "Health": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string", "enum": ["ok"]}}},
         "Ready": {"type": "object", "required": ["status", "checks"], "properties": {"status": {"type": "string", "enum": ["ready"]}, "checks": {"type": "object"}}},
         "Job": job,
+        "Usage": {"type": "object", "required": ["connector", "target", "files", "bytes", "stored_bytes", "calculated_at", "quota"], "properties": {
+            "connector": str_(), "target": nstr(),
+            "files": {"type": "integer", "minimum": 0}, "bytes": {"type": "integer", "minimum": 0}, "stored_bytes": {"type": "integer", "minimum": 0},
+            "calculated_at": time(),
+            "quota": {"type": "object", "nullable": true, "required": ["max_bytes", "max_files"], "properties": {"max_bytes": nint(), "max_files": nint()}},
+        }},
         "JobLog": {"type": "object", "required": ["items"], "properties": {"items": {"type": "array", "items": {
             "type": "object", "required": ["at", "level", "message"],
             "properties": {"at": time(), "level": {"type": "string", "enum": ["info", "warn", "error"]}, "message": str_()},

@@ -85,6 +85,7 @@ routes! {
     POST "/api/v1/conflicts/{id}/resolve" OPERATOR, "conflict.resolve" => resolve_conflict;
     GET "/api/v1/search" VIEWER, "search.query" => search;
     GET "/api/v1/queue" VIEWER, "queue.read" => queue;
+    GET "/api/v1/usage" VIEWER, "usage.read" => usage;
     GET "/api/v1/instances" VIEWER, "instance.list" => list_instances;
     POST "/api/v1/instances/{id}/drain" OPERATOR, "instance.drain" => drain_instance;
     POST "/api/v1/instances/{id}/undrain" OPERATOR, "instance.undrain" => undrain_instance;

@@ -9,7 +9,8 @@
 //! table is counted on both sides at the end: a copy whose counts differ is an error.
 //! Leases (`locks`, `vector_claims`), the instance registry (`instances`) and the
 //! record of schedule firings (`schedule_fires`) are not copied: they belong to the processes of the
-//! source (jobs keep the name of the instance that ran them).
+//! source (jobs keep the name of the instance that ran them). Nor is the usage each
+//! connector's content makes (`connector_usage`): it is derived, and recalculated.
 
 use std::collections::BTreeSet;
 
@@ -47,7 +48,13 @@ pub const TABLES: &[&str] = &[
 const REPLACED: &[&str] = &["feed_state"];
 
 /// Tables of a catalog that are not copied (see the module docs).
-pub const NOT_COPIED: &[&str] = &["locks", "instances", "schedule_fires", "vector_claims"];
+pub const NOT_COPIED: &[&str] = &[
+    "locks",
+    "instances",
+    "schedule_fires",
+    "vector_claims",
+    "connector_usage",
+];
 
 /// Columns whose values PostgreSQL numbers itself (identity columns), by table.
 const IDENTITIES: &[(&str, &str)] = &[

@@ -34,6 +34,15 @@ pub struct Stats {
     pub files_relocated: u64,
     pub versions_committed: u64,
     pub listing_done: bool,
+    /// Files read because they are new to the catalog (planned, in a dry run).
+    pub files_new: u64,
+    /// Files read because they changed (planned, in a dry run).
+    pub files_changed: u64,
+    /// The mass-delete guard held this job's deletes (it opened, or in a dry run would
+    /// open, a `mass_delete` conflict).
+    pub mass_delete_held: bool,
+    /// The deletes the mass-delete guard held.
+    pub files_delete_held: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
@@ -54,9 +63,12 @@ pub struct JobRow {
     /// Who asked for it over the API (the principal's name); `None` for jobs the
     /// daemon started (schedules, watches, retries, start-up).
     pub requested_by: Option<String>,
+    /// A dry run: it listed and planned and stored nothing; its counters say what a
+    /// real run would have done.
+    pub dry_run: bool,
 }
 
-pub(crate) const JOB_COLUMNS: &str = "id, connector, kind, trigger, status, queued_at, started_at, finished_at, error_count, last_error, stats, instance, requested_by";
+pub(crate) const JOB_COLUMNS: &str = "id, connector, kind, trigger, status, queued_at, started_at, finished_at, error_count, last_error, stats, instance, requested_by, (dry_run <> 0) AS dry_run";
 
 /// Filters of a job listing.
 #[derive(Debug, Clone, Default)]
@@ -79,7 +91,18 @@ impl Catalog {
     /// A job row in state `running` (`tributary once`). [`CatalogError::JobActive`]
     /// when the connector has a job queued or running already.
     pub async fn create_job(&self, connector: &str, kind: &str, trigger: &str) -> Result<i64> {
-        self.insert_job(connector, kind, trigger, "running", i64::MAX)
+        self.insert_job(connector, kind, trigger, "running", i64::MAX, false)
+            .await
+    }
+
+    /// [`Catalog::create_job`] for a dry run.
+    pub async fn create_dry_run_job(
+        &self,
+        connector: &str,
+        kind: &str,
+        trigger: &str,
+    ) -> Result<i64> {
+        self.insert_job(connector, kind, trigger, "running", i64::MAX, true)
             .await
     }
 
@@ -90,6 +113,7 @@ impl Catalog {
         trigger: &str,
         status: &str,
         unless_after: i64,
+        dry_run: bool,
     ) -> Result<i64> {
         let now = now_ns();
         let (queued_at, started_at) = match status {
@@ -98,8 +122,8 @@ impl Catalog {
         };
         let inserted: Result<Option<i64>> = with_pool!(self, |pool| {
             sqlx::query_scalar(
-                "INSERT INTO jobs (connector, kind, trigger, status, queued_at, started_at, instance)
-                 SELECT $1, $2, $3, $4, $5, $6, $7
+                "INSERT INTO jobs (connector, kind, trigger, status, queued_at, started_at, instance, dry_run)
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $9
                  WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE connector = $1 AND id > $8)
                  RETURNING id",
             )
@@ -112,6 +136,7 @@ impl Catalog {
             // a queued job is anyone's until an instance claims it
             .bind(self.instance.as_deref().filter(|_| status != "queued"))
             .bind(unless_after)
+            .bind(dry_run as i64)
             .fetch_optional(pool)
             .await
             .map_err(CatalogError::from)
@@ -154,8 +179,15 @@ impl Catalog {
                             Some("abandoned: its process is gone"),
                         )
                         .await?;
-                        Box::pin(self.insert_job(connector, kind, trigger, status, unless_after))
-                            .await
+                        Box::pin(self.insert_job(
+                            connector,
+                            kind,
+                            trigger,
+                            status,
+                            unless_after,
+                            dry_run,
+                        ))
+                        .await
                     }
                     Some(job) => Err(CatalogError::JobActive {
                         connector: connector.to_string(),
@@ -163,8 +195,15 @@ impl Catalog {
                     }),
                     // it ended meanwhile: try once more
                     None => {
-                        Box::pin(self.insert_job(connector, kind, trigger, status, unless_after))
-                            .await
+                        Box::pin(self.insert_job(
+                            connector,
+                            kind,
+                            trigger,
+                            status,
+                            unless_after,
+                            dry_run,
+                        ))
+                        .await
                     }
                 }
             }
@@ -269,8 +308,19 @@ impl Catalog {
         kind: &str,
         trigger: &str,
     ) -> Result<i64> {
+        self.queue_job(connector, kind, trigger, false).await
+    }
+
+    /// [`Catalog::create_queued_job`] for a dry run, or not.
+    pub async fn queue_job(
+        &self,
+        connector: &str,
+        kind: &str,
+        trigger: &str,
+        dry_run: bool,
+    ) -> Result<i64> {
         let id = self
-            .insert_job(connector, kind, trigger, "queued", i64::MAX)
+            .insert_job(connector, kind, trigger, "queued", i64::MAX, dry_run)
             .await?;
         self.signal_fleet(Signal::Queued).await;
         Ok(id)
@@ -288,7 +338,7 @@ impl Catalog {
         seen: Option<i64>,
     ) -> Result<i64> {
         let id = self
-            .insert_job(connector, kind, trigger, "queued", seen.unwrap_or(0))
+            .insert_job(connector, kind, trigger, "queued", seen.unwrap_or(0), false)
             .await?;
         self.signal_fleet(Signal::Queued).await;
         Ok(id)
@@ -348,11 +398,11 @@ impl Catalog {
         })
     }
 
-    /// When the connector's last successful job finished (Unix ns).
+    /// When the connector's last successful job (not a dry run) finished (Unix ns).
     pub async fn last_success(&self, connector: &str) -> Result<Option<i64>> {
         with_pool!(self, |pool| {
             let v: Option<Option<i64>> = sqlx::query_scalar(
-                "SELECT MAX(finished_at) FROM jobs WHERE connector = $1 AND status = 'succeeded'",
+                "SELECT MAX(finished_at) FROM jobs WHERE connector = $1 AND status = 'succeeded' AND dry_run = 0",
             )
             .bind(connector)
             .fetch_optional(pool)

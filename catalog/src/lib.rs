@@ -66,6 +66,7 @@ pub mod queue;
 mod rechunk;
 mod rows;
 pub mod signals;
+mod usage;
 pub mod vectors;
 
 pub use conflicts::{
@@ -80,6 +81,7 @@ pub use jobs::{JobFilter, JobRow, LogLine, Stats};
 pub use packs::{PackChunk, PackUsage};
 pub use postgres::PgSettings;
 pub use rechunk::ContentVersion;
+pub use usage::Usage;
 
 pub type Hash = [u8; 32];
 pub use tributary_store::chunk::Compression;
@@ -186,6 +188,16 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         13,
         include_str!("../../migrations/sqlite/0013_api_connectors.sql"),
         include_str!("../../migrations/postgres/0013_api_connectors.sql"),
+    ),
+    (
+        14,
+        include_str!("../../migrations/sqlite/0014_dry_run.sql"),
+        include_str!("../../migrations/postgres/0014_dry_run.sql"),
+    ),
+    (
+        15,
+        include_str!("../../migrations/sqlite/0015_usage.sql"),
+        include_str!("../../migrations/postgres/0015_usage.sql"),
     ),
 ];
 

@@ -44,6 +44,18 @@ impl Catalog {
         })
     }
 
+    /// Forgets the connector's checkpoint: its next listing starts from nothing (its
+    /// data was deleted; a delta cursor would not name what was there).
+    pub async fn forget_checkpoint(&self, connector: &str) -> Result<()> {
+        with_pool!(self, |pool| {
+            sqlx::query("UPDATE connectors SET checkpoint = NULL WHERE id = $1")
+                .bind(connector)
+                .execute(pool)
+                .await?;
+            Ok(())
+        })
+    }
+
     /// The chunks among `hashes` that the catalog already holds (committed).
     pub async fn known_chunks(&self, hashes: &[Hash]) -> Result<HashMap<Hash, ChunkRef>> {
         if let Db::Postgres(pool) = &self.db {

@@ -69,7 +69,8 @@ pub struct Reaped {
     pub connector: String,
     /// The instance that held the lease.
     pub instance: Option<String>,
-    /// The job queued in its place (`None` when one was queued already).
+    /// The job queued in its place (`None` when one was queued already, or the job was
+    /// a dry run).
     pub next: Option<i64>,
 }
 
@@ -235,7 +236,7 @@ impl Catalog {
                last_error = 'the lease of instance ' || COALESCE(instance, '?') || ' expired: it stopped renewing it (dead, frozen or cut off from the catalog)'
              WHERE id IN (SELECT id FROM jobs WHERE status = 'running' AND lease_until IS NOT NULL
                             AND lease_until < {now} {skip_locked})
-             RETURNING id, connector, instance"
+             RETURNING id, connector, instance, dry_run"
         );
         const REQUEUE: &str = "INSERT INTO jobs (connector, kind, trigger, status, queued_at)
              VALUES ($1, 'incremental', 'failover', 'queued', $2)
@@ -244,19 +245,24 @@ impl Catalog {
         let stamp = now_ns();
         let out = with_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
-            let mut gone: Vec<(i64, String, Option<String>)> =
+            let mut gone: Vec<(i64, String, Option<String>, i64)> =
                 sqlx::query_as(sqlx::AssertSqlSafe(reap))
                     .bind(stamp)
                     .fetch_all(&mut *tx)
                     .await?;
             gone.sort();
             let mut out = Vec::with_capacity(gone.len());
-            for (job, connector, instance) in gone {
-                let next: Option<i64> = sqlx::query_scalar(REQUEUE)
-                    .bind(&connector)
-                    .bind(stamp)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            for (job, connector, instance, dry_run) in gone {
+                // a dry run that was cut off is over: it is not continued for real
+                let next: Option<i64> = if dry_run != 0 {
+                    None
+                } else {
+                    sqlx::query_scalar(REQUEUE)
+                        .bind(&connector)
+                        .bind(stamp)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                };
                 out.push(Reaped {
                     job,
                     connector,

@@ -358,12 +358,34 @@ pub fn body_schema() -> (Value, Map<String, Value>) {
     (body, defs)
 }
 
-/// What JSON Schema says that OpenAPI 3.0 cannot: `const` becomes a one-value `enum`.
+/// What JSON Schema says that OpenAPI 3.0 cannot: `const` becomes a one-value `enum`,
+/// a `null` among the types or the `anyOf` choices becomes `nullable`.
 fn openapi30(v: &mut Value) {
     match v {
         Value::Object(m) => {
             if let Some(c) = m.remove("const") {
                 m.insert("enum".into(), json!([c]));
+            }
+            let null = json!("null");
+            if let Some(Value::Array(types)) = m.get("type").cloned()
+                && types.contains(&null)
+            {
+                let rest: Vec<Value> = types.into_iter().filter(|t| *t != null).collect();
+                match rest.as_slice() {
+                    [one] => m.insert("type".into(), one.clone()),
+                    _ => m.insert("type".into(), Value::Array(rest)),
+                };
+                m.insert("nullable".into(), json!(true));
+            }
+            if let Some(Value::Array(choices)) = m.get("anyOf").cloned() {
+                let is_null = |c: &Value| c.get("type") == Some(&null);
+                if choices.iter().any(is_null) {
+                    let rest: Vec<Value> = choices.into_iter().filter(|c| !is_null(c)).collect();
+                    m.remove("anyOf");
+                    let key = if rest.len() == 1 { "allOf" } else { "anyOf" };
+                    m.insert(key.into(), Value::Array(rest));
+                    m.insert("nullable".into(), json!(true));
+                }
             }
             m.values_mut().for_each(openapi30);
         }

@@ -330,6 +330,8 @@ pub struct ConnectorConfig {
     pub glob_case_insensitive: bool,
     pub max_file_size: Option<u64>,
     pub max_delete_percent: f64,
+    /// Limits on its current content.
+    pub quota: Quota,
     pub conflict_policy: ConflictPolicy,
     pub case_sensitive: bool,
     pub watch: bool,
@@ -342,6 +344,13 @@ pub struct ConnectorConfig {
     /// The connector as written (its YAML form, as JSON), every secret replaced by
     /// `{"set": true}`.
     pub spec: serde_json::Value,
+}
+
+/// A connector's storage quota (`None`: no limit).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Quota {
+    pub max_bytes: Option<u64>,
+    pub max_files: Option<u64>,
 }
 
 /// Where a connector is defined.

@@ -523,6 +523,19 @@ pub enum ConflictPolicy {
     KeepBoth,
 }
 
+/// A storage quota over a connector's current content: a new or grown file that would
+/// pass it is held as an item error (`QUOTA_EXCEEDED`) until there is room.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawQuota {
+    /// The most logical bytes (file sizes added up) its live files may hold, e.g. `50GiB`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<RawSize>,
+    /// The most live files it may hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_files: Option<u64>,
+}
+
 /// One source. Keys that belong to another `kind` are rejected by validation
 /// (`validate::KIND_KEYS` says which kinds each key belongs to).
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
@@ -632,6 +645,9 @@ pub struct RawConnector {
     /// deletes nothing and opens a `mass_delete` conflict (default 50).
     #[serde(default)]
     pub max_delete_percent: Option<f64>,
+    /// Limits on the current content of the connector's target (default: none).
+    #[serde(default)]
+    pub quota: Option<RawQuota>,
     /// How claims on a path another claim holds are decided (default `manual`).
     #[serde(default)]
     pub conflict_policy: Option<ConflictPolicy>,

@@ -16,8 +16,8 @@ use crate::units::RawSize;
 use crate::{
     ApiConfig, ApiToken, CatalogConfig, Config, ConfigError, ConfigErrors, ConnectorConfig,
     DaemonConfig, EmbedderConfig, EmbedderKind, Loaded, ObjectStoreConfig, PipelineConfig,
-    PostgresCatalog, RateLimits, S3Config, Schedule, Secret, SourceConfig, VectorStoreConfig,
-    VectorizeConfig,
+    PostgresCatalog, Quota, RateLimits, S3Config, Schedule, Secret, SourceConfig,
+    VectorStoreConfig, VectorizeConfig,
 };
 use api::{api, https_or_loopback};
 use catalog::catalog;

@@ -30,6 +30,14 @@ pub struct Progress {
     pub files_relocated: AtomicU64,
     pub versions_committed: AtomicU64,
     pub listing_done: AtomicU64,
+    /// Files planned for a read because the catalog does not know them.
+    pub files_new: AtomicU64,
+    /// Files planned for a read because they changed.
+    pub files_changed: AtomicU64,
+    /// Set when the mass-delete guard held the job's deletes.
+    pub mass_delete_held: AtomicU64,
+    /// The deletes it held.
+    pub files_delete_held: AtomicU64,
     errors: Mutex<Vec<String>>,
     log: Mutex<(Vec<LogLine>, u64)>,
 }
@@ -109,6 +117,10 @@ impl Progress {
             files_relocated: g(&self.files_relocated),
             versions_committed: g(&self.versions_committed),
             listing_done: g(&self.listing_done) != 0,
+            files_new: g(&self.files_new),
+            files_changed: g(&self.files_changed),
+            mass_delete_held: g(&self.mass_delete_held) != 0,
+            files_delete_held: g(&self.files_delete_held),
         }
     }
 }

@@ -95,6 +95,13 @@ pub(super) fn connector(
             format!("expected a percentage from 0 to 100, got {max_delete_percent}"),
         );
     }
+    let quota = Quota {
+        max_bytes: rc
+            .quota
+            .as_ref()
+            .and_then(|q| cx.size(&format!("{path}.quota.max_bytes"), &q.max_bytes)),
+        max_files: rc.quota.as_ref().and_then(|q| q.max_files),
+    };
     for (key, kinds) in foreign_keys(rc) {
         cx.error(
             format!("{path}.{key}"),
@@ -164,6 +171,7 @@ pub(super) fn connector(
         glob_case_insensitive: ci,
         max_file_size,
         max_delete_percent,
+        quota,
         conflict_policy: rc.conflict_policy.unwrap_or_default(),
         case_sensitive: rc
             .case_sensitive
@@ -508,6 +516,7 @@ mod tests {
         "glob_case_insensitive",
         "max_file_size",
         "max_delete_percent",
+        "quota",
         "conflict_policy",
         "case_sensitive",
         "watch",

@@ -63,6 +63,11 @@ pub enum Command {
         /// Allow this job to delete more than the connector's max_delete_percent.
         #[arg(long)]
         allow_mass_delete: bool,
+        /// List and plan only: report what a run would read, delete and relocate, the
+        /// conflicts it would meet and whether the mass-delete guard would hold, and
+        /// store nothing.
+        #[arg(long)]
+        dry_run: bool,
         /// Print the summary as JSON on stdout.
         #[arg(long)]
         json: bool,
@@ -295,9 +300,18 @@ pub enum CtlAction {
     Edit {
         connector: String,
     },
-    /// Delete a connector created over the API; what it stored is kept.
+    /// Delete a connector created over the API; what it stored is kept unless
+    /// --delete-data.
     Delete {
         connector: String,
+        /// Delete its data too: every stored item gets a tombstone (the change feed
+        /// says so; a restore as of an earlier moment still sees it).
+        #[arg(long)]
+        delete_data: bool,
+        /// With --delete-data: deleting more than the connector's max_delete_percent
+        /// of its items is meant.
+        #[arg(long, requires = "delete_data")]
+        allow_mass_delete: bool,
     },
     /// Reach a connector's source (log-on, share or site, the root listed), or that of
     /// the connector in `--file`, without storing anything.
@@ -311,6 +325,10 @@ pub enum CtlAction {
         connector: String,
         #[arg(long)]
         full: bool,
+        /// List and plan only: the job stores nothing; its progress
+        /// (`GET /api/v1/jobs/{id}`) says what a real run would do.
+        #[arg(long)]
+        dry_run: bool,
     },
     Pause {
         connector: String,

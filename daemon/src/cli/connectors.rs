@@ -150,15 +150,32 @@ pub(super) async fn ctl(
                 .map_err(reach)?;
             printed(resp).await
         }
-        CtlAction::Delete { connector } => {
+        CtlAction::Delete {
+            connector,
+            delete_data,
+            allow_mass_delete,
+        } => {
+            let query = match (delete_data, allow_mass_delete) {
+                (false, _) => "data=keep",
+                (true, false) => "data=delete",
+                (true, true) => "data=delete&allow_mass_delete=true",
+            };
             let resp = client
-                .delete(format!("{base}/connectors/{connector}?data=keep"))
+                .delete(format!("{base}/connectors/{connector}?{query}"))
                 .bearer_auth(token)
                 .send()
                 .await
                 .map_err(reach)?;
             if resp.status().is_success() {
-                println!("deleted connector {connector}; what it stored is kept");
+                if *delete_data {
+                    let v: serde_json::Value = resp.json().await.unwrap_or_default();
+                    println!(
+                        "deleted connector {connector} and its data: {} item(s) deleted by job {}",
+                        v["items_deleted"], v["job_id"]
+                    );
+                } else {
+                    println!("deleted connector {connector}; what it stored is kept");
+                }
                 return Ok(ExitCode::SUCCESS);
             }
             printed(resp).await

@@ -103,8 +103,19 @@ async fn run_command(args: Cli) -> ExitCode {
             connector,
             incremental,
             allow_mass_delete,
+            dry_run,
             json,
-        } => once(config, connector, incremental, allow_mass_delete, json).await,
+        } => {
+            once(
+                config,
+                connector,
+                incremental,
+                allow_mass_delete,
+                dry_run,
+                json,
+            )
+            .await
+        }
         Command::Restore {
             config,
             prefix,

@@ -17,6 +17,7 @@ pub(super) async fn once(
     id: String,
     incremental: bool,
     allow_mass_delete: bool,
+    dry_run: bool,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let cfg = load!(path);
@@ -46,6 +47,8 @@ pub(super) async fn once(
         max_delete_percent: c.max_delete_percent,
         allow_mass_delete,
         namespace: Arc::new(wiring::namespace(&cfg)),
+        dry_run,
+        quota: c.quota,
     };
     let progress = Arc::new(Progress::default());
     let started = std::time::Instant::now();
@@ -78,6 +81,13 @@ pub(super) async fn once(
     let _ = ticker.await;
     let report = report?;
     print_report(&report, json);
+    if dry_run {
+        pipeline.catalog.close().await;
+        return Ok(match report.status {
+            JobStatus::Succeeded => ExitCode::SUCCESS,
+            _ => ExitCode::from(1),
+        });
+    }
     let filter = tributary_catalog::ConflictFilter {
         connector: Some(c.id.clone()),
         ..Default::default()

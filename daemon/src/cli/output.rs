@@ -60,6 +60,7 @@ pub(super) fn print_report(r: &JobReport, json: bool) {
     if json {
         let v = serde_json::json!({
             "job_id": r.job_id,
+            "dry_run": r.dry_run,
             "status": r.status.as_str(),
             "error": r.error,
             "item_errors": r.item_errors,
@@ -74,6 +75,37 @@ pub(super) fn print_report(r: &JobReport, json: bool) {
         JobStatus::Failed => "FAILED",
         s => s.as_str(),
     };
+    if r.dry_run {
+        print_dry_run(r, status);
+    } else {
+        print_job(r, status);
+    }
+    for e in r.item_errors.iter().take(20) {
+        println!("  item error: {e}");
+    }
+    if r.item_errors.len() > 20 {
+        println!(
+            "  … and {} more item errors (tributary status)",
+            r.item_errors.len() - 20
+        );
+    }
+    for c in r.conflicts.iter().take(20) {
+        println!("  conflict: {c}");
+    }
+    if r.conflicts.len() > 20 {
+        println!(
+            "  … and {} more conflicts (tributary conflicts)",
+            r.conflicts.len() - 20
+        );
+    }
+    if let Some(e) = &r.error {
+        println!("  error: {e}");
+    }
+}
+
+/// What a job did.
+fn print_job(r: &JobReport, status: &str) {
+    let s = &r.stats;
     println!(
         "job {} {status} in {:.1}s",
         r.job_id,
@@ -99,27 +131,36 @@ pub(super) fn print_report(r: &JobReport, json: bool) {
         "  chunks: {} new, {} reused; {} upload retries, {} torn reads",
         s.chunks_new, s.chunks_reused, s.upload_retries, s.torn_reads
     );
-    for e in r.item_errors.iter().take(20) {
-        println!("  item error: {e}");
-    }
-    if r.item_errors.len() > 20 {
-        println!(
-            "  … and {} more item errors (tributary status)",
-            r.item_errors.len() - 20
-        );
-    }
-    for c in r.conflicts.iter().take(20) {
-        println!("  conflict: {c}");
-    }
-    if r.conflicts.len() > 20 {
-        println!(
-            "  … and {} more conflicts (tributary conflicts)",
-            r.conflicts.len() - 20
-        );
-    }
-    if let Some(e) = &r.error {
-        println!("  error: {e}");
-    }
+}
+
+/// What a real run would do, as a dry run found it.
+fn print_dry_run(r: &JobReport, status: &str) {
+    let s = &r.stats;
+    println!(
+        "dry run (job {}) {status} in {:.1}s: nothing was stored",
+        r.job_id,
+        r.elapsed.as_secs_f64()
+    );
+    println!(
+        "  would read:   {} files, {} ({} new, {} changed)",
+        s.files_planned,
+        human_bytes(s.bytes_planned),
+        s.files_new,
+        s.files_changed
+    );
+    println!(
+        "  would delete: {}; relocate: {}; {} unchanged, {} skipped, {} failed",
+        s.files_deleted, s.files_relocated, s.files_unchanged, s.files_skipped, s.files_failed
+    );
+    println!(
+        "  conflicts:    {}; the mass-delete guard would {}",
+        s.conflicts,
+        if s.mass_delete_held {
+            "hold the deletes (tributary once --allow-mass-delete lets them through)"
+        } else {
+            "let the deletes through"
+        }
+    );
 }
 
 pub(super) fn fmt_ns(ns: i64) -> String {

@@ -171,9 +171,13 @@ pub(super) async fn ctl(
         | CtlAction::Test { .. } => {
             return super::connectors::ctl(&client, &base, &token, &action).await;
         }
-        CtlAction::Run { connector, full } => (
+        CtlAction::Run {
+            connector,
+            full,
+            dry_run,
+        } => (
             format!("/connectors/{connector}/runs"),
-            serde_json::json!({"kind": if *full { "full" } else { "incremental" }}),
+            serde_json::json!({"kind": if *full { "full" } else { "incremental" }, "dry_run": dry_run}),
         ),
         CtlAction::Pause { connector } => (
             format!("/connectors/{connector}/pause"),

@@ -104,23 +104,29 @@ impl Control for Handle {
                     tributary_config::Origin::File => None,
                     tributary_config::Origin::Api { revision } => Some(revision),
                 },
+                quota: s.cfg.quota,
             })
             .collect();
         out.sort_by(|a, b| a.id.cmp(&b.id));
         out
     }
 
-    async fn run_now(&self, connector: &str, full: bool) -> Result<i64, ControlError> {
-        self.trigger(
-            connector,
-            if full {
-                JobKind::Full
-            } else {
-                JobKind::Incremental
-            },
-            "api",
-        )
-        .await
+    async fn run_now(
+        &self,
+        connector: &str,
+        full: bool,
+        dry_run: bool,
+    ) -> Result<i64, ControlError> {
+        let kind = if full {
+            JobKind::Full
+        } else {
+            JobKind::Incremental
+        };
+        if dry_run {
+            self.trigger_dry_run(connector, kind).await
+        } else {
+            self.trigger(connector, kind, "api").await
+        }
     }
 
     async fn resolve_conflict(
@@ -282,8 +288,13 @@ impl Control for Handle {
         id: &str,
         if_match: Option<i64>,
         by: &str,
-    ) -> Result<(), ControlError> {
-        self.delete_api_connector(id, if_match, by).await
+        data: tributary_api::DeleteData,
+    ) -> Result<Option<tributary_api::DataDeleted>, ControlError> {
+        // a task of its own: a caller that hangs up does not stop it halfway
+        let (me, id, by) = (self.0.clone(), id.to_string(), by.to_string());
+        tokio::spawn(async move { me.delete_connector_with(&id, if_match, &by, data).await })
+            .await
+            .map_err(|e| ControlError::Internal(format!("delete the connector: {e}")))?
     }
 
     async fn search(&self, q: SearchQuery) -> Result<serde_json::Value, ControlError> {

@@ -164,6 +164,8 @@ impl Daemon {
             max_delete_percent: cfg.max_delete_percent,
             max_retries: Some(self.config().daemon.max_retries as i64),
             namespace: Arc::new(wiring::namespace(&self.config())),
+            dry_run: job.dry_run,
+            quota: cfg.quota,
         };
         tracing::info!(
             connector = %job.connector,

@@ -48,7 +48,17 @@ impl Daemon {
         kind: JobKind,
         trigger: &'a str,
     ) -> futures::future::BoxFuture<'a, Result<i64, ControlError>> {
-        Box::pin(self.trigger_inner(id, kind, trigger, None))
+        Box::pin(self.trigger_inner(id, kind, trigger, None, false))
+    }
+
+    /// Queues a dry run of `id` asked for over the API: like a run, but it stores
+    /// nothing and leaves a mass delete the operator allowed for the real run to use.
+    pub(super) async fn trigger_dry_run(
+        self: &Arc<Self>,
+        id: &str,
+        kind: JobKind,
+    ) -> Result<i64, ControlError> {
+        self.trigger_inner(id, kind, "api", None, true).await
     }
 
     /// A job queued at start for a connector whose latest job (`seen`, `None` when it
@@ -60,7 +70,8 @@ impl Daemon {
         kind: JobKind,
         seen: Option<i64>,
     ) -> Result<i64, ControlError> {
-        self.trigger_inner(id, kind, "startup", Some(seen)).await
+        self.trigger_inner(id, kind, "startup", Some(seen), false)
+            .await
     }
 
     /// Queues a job; with `seen`, only if no job later than that one exists.
@@ -70,6 +81,7 @@ impl Daemon {
         kind: JobKind,
         trigger: &str,
         seen: Option<Option<i64>>,
+        dry_run: bool,
     ) -> Result<i64, ControlError> {
         if self.shutdown.is_cancelled() {
             return Err(ControlError::ShuttingDown);
@@ -112,7 +124,7 @@ impl Daemon {
                 return Err(ControlError::AlreadyRunning(cur));
             }
             st.current = Some(0); // reserved until the job row exists
-            std::mem::take(&mut st.allow_mass_delete)
+            !dry_run && std::mem::take(&mut st.allow_mass_delete)
         };
         // the operator's decision travels with the job, to whichever instance runs it
         let trigger = if allow_mass_delete {
@@ -122,7 +134,7 @@ impl Daemon {
         };
         let catalog = &self.pipeline.catalog;
         let queued = match seen {
-            None => catalog.create_queued_job(id, kind.as_str(), trigger).await,
+            None => catalog.queue_job(id, kind.as_str(), trigger, dry_run).await,
             Some(seen) => {
                 catalog
                     .create_queued_job_after(id, kind.as_str(), trigger, seen)
@@ -200,7 +212,9 @@ impl Daemon {
             .await
         {
             Ok(r) => {
-                self.metrics.account(&r.stats);
+                if !spec.dry_run {
+                    self.metrics.account(&r.stats);
+                }
                 if let Some(e) = &r.error {
                     tracing::warn!(connector = %id, job_id, error = %e, "job failed");
                 }
@@ -231,6 +245,8 @@ impl Daemon {
             }
         };
         match control.reason() {
+            // a dry run that stopped is over: nothing continues it
+            _ if spec.dry_run => {}
             // stopping: the connector goes back to the queue, for another instance to
             // continue at once (or this one when it starts again)
             Some(StopReason::Shutdown) => self.hand_back(&id).await,

@@ -131,6 +131,56 @@ impl Daemon {
                 states.to_vec(),
             );
         }
+        if let Ok(usage) = cat.usage().await {
+            type Pick = fn(&tributary_catalog::Usage) -> i64;
+            let all: [(&str, &str, Pick); 3] = [
+                (
+                    "tributary_connector_files",
+                    "Live files of each connector (as last calculated)",
+                    |u| u.files,
+                ),
+                (
+                    "tributary_connector_bytes",
+                    "Logical bytes of each connector's live files (as last calculated)",
+                    |u| u.bytes,
+                ),
+                (
+                    "tributary_connector_stored_bytes",
+                    "Stored bytes of the distinct chunks each connector's live files reference, after dedup and compression",
+                    |u| u.stored_bytes,
+                ),
+            ];
+            for (name, help, pick) in all {
+                let values = usage.iter().map(|u| (u.connector.clone(), pick(u)));
+                gauges(reg, name, help, "connector", values);
+            }
+        }
+        let quotas: Vec<(String, tributary_config::Quota)> = self
+            .conns
+            .lock()
+            .unwrap()
+            .values()
+            .map(|s| (s.cfg.id.clone(), s.cfg.quota))
+            .collect();
+        type Limit = fn(&tributary_config::Quota) -> Option<u64>;
+        let limits: [(&str, &str, Limit); 2] = [
+            (
+                "tributary_connector_quota_bytes",
+                "Each connector's quota.max_bytes (connectors with one)",
+                |q| q.max_bytes,
+            ),
+            (
+                "tributary_connector_quota_files",
+                "Each connector's quota.max_files (connectors with one)",
+                |q| q.max_files,
+            ),
+        ];
+        for (name, help, limit) in limits {
+            let values = quotas.iter().filter_map(|(id, q)| {
+                limit(q).map(|v| (id.clone(), v.min(i64::MAX as u64) as i64))
+            });
+            gauges(reg, name, help, "connector", values);
+        }
         reg.register(
             "tributary_job_duration_seconds",
             "Duration of jobs run by this process",

@@ -42,6 +42,7 @@ use crate::wiring;
 
 mod api_connectors;
 mod background;
+mod connector_data;
 mod control;
 mod fleet;
 mod jobs;

@@ -534,3 +534,294 @@ async fn the_cli_adds_edits_tests_exports_and_deletes_api_connectors() {
     let (ok, _) = ctl(&["delete", "team"], "true");
     assert!(!ok, "a second delete finds nothing");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_connector_with_its_data_tombstones_it_behind_the_mass_delete_guard() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = admin_config(dir.path(), port, false);
+    let share = dir.path().join("shares/archive");
+    std::fs::create_dir_all(share.join("old")).unwrap();
+    for i in 0..5 {
+        std::fs::write(share.join(format!("old/{i}.txt")), format!("record {i}")).unwrap();
+    }
+    let d = Running::start(&cfg, port, &[]);
+    d.latest_job("docs").await;
+    let body = json!({"id": "archive", "kind": "local", "path": share, "target": "/archive"});
+    let (s, _, v) = send(&d, "POST", "/api/v1/connectors", Some(body.clone()), &[]).await;
+    assert_eq!(s, 201, "{v}");
+    let job = d.run_and_wait("archive", "full").await;
+    assert_eq!(job["progress"]["files_done"], 5, "{job}");
+    let live = async || {
+        d.get("/api/v1/items?connector=archive&status=completed")
+            .await["meta"]["total"]
+            .clone()
+    };
+    assert_eq!(live().await, 5);
+    let feed_before = d.get("/api/v1/changes?limit=1000").await["items"]
+        .as_array()
+        .unwrap()
+        .len();
+
+    // all of it is more than max_delete_percent: held, and nothing changes
+    let (s, h, v) = send(
+        &d,
+        "DELETE",
+        "/api/v1/connectors/archive?data=delete",
+        None,
+        &[],
+    )
+    .await;
+    assert_envelope(s, &h, &v.to_string(), "MASS_DELETE_HELD");
+    assert_eq!(s, 409);
+    assert_eq!(v["error"]["details"]["items"], 5, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("allow_mass_delete=true"),
+        "{v}"
+    );
+    assert_eq!(d.get("/api/v1/connectors/archive").await["revision"], 1);
+    assert_eq!(live().await, 5);
+    let conflicts = d.get("/api/v1/conflicts").await;
+    assert_eq!(conflicts["meta"]["total"], 0, "{conflicts}");
+    // an operator may not delete; a bad value is a clear 400
+    let (s, _, _) = d
+        .call(
+            "DELETE",
+            "/api/v1/connectors/archive?data=delete&allow_mass_delete=true",
+            Some(OPERATOR),
+            None,
+        )
+        .await;
+    assert_eq!(s, 403);
+    let (s, _, v) = send(
+        &d,
+        "DELETE",
+        "/api/v1/connectors/archive?data=delete&allow_mass_delete=yes",
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(s, 400, "{v}");
+
+    // confirmed: every item gets a tombstone through the commit path, then the
+    // connector goes; the source is not touched
+    let (s, _, v) = send(
+        &d,
+        "DELETE",
+        "/api/v1/connectors/archive?data=delete&allow_mass_delete=true",
+        None,
+        &[("if-match", "\"1\"")],
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (&v["data"], &v["items_deleted"]),
+        (&json!("delete"), &json!(5)),
+        "{v}"
+    );
+    let (s, _, _) = d
+        .call("GET", "/api/v1/connectors/archive", Some(VIEWER), None)
+        .await;
+    assert_eq!(s, 404);
+    assert_eq!(live().await, 0);
+    let deleted = d
+        .get("/api/v1/items?connector=archive&status=deleted")
+        .await;
+    assert_eq!(deleted["meta"]["total"], 5, "{deleted}");
+    let job = d.get(&format!("/api/v1/jobs/{}", v["job_id"])).await;
+    assert_eq!(
+        (
+            job["status"].as_str(),
+            job["trigger"].as_str(),
+            job["requested_by"].as_str(),
+            job["dry_run"].as_bool()
+        ),
+        (
+            Some("succeeded"),
+            Some("api-delete"),
+            Some("a"),
+            Some(false)
+        ),
+        "{job}"
+    );
+    let feed = d.get("/api/v1/changes?limit=1000").await;
+    let deletes: Vec<&Value> = feed["items"].as_array().unwrap()[feed_before..]
+        .iter()
+        .collect();
+    assert_eq!(deletes.len(), 5, "{feed}");
+    assert!(deletes.iter().all(|c| c["op"] == "delete"), "{feed}");
+    assert_eq!(std::fs::read_dir(share.join("old")).unwrap().count(), 5);
+
+    // the same id made again starts afresh: unpaused, listing from nothing
+    let (s, _, v) = send(&d, "POST", "/api/v1/connectors", Some(body), &[]).await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["status"]["paused"], false, "{v}");
+    let job = d.run_and_wait("archive", "full").await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(live().await, 5);
+    assert!(!d.log().contains("panicked"), "{}", d.log());
+}
+
+/// The connector's usage as `/api/v1/usage` reports it.
+async fn usage_of(d: &Running, id: &str, query: &str) -> Value {
+    let all = d.get(&format!("/api/v1/usage{query}")).await;
+    all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["connector"] == id)
+        .unwrap_or_else(|| panic!("no usage of {id}: {all}"))
+        .clone()
+}
+
+/// Files and bytes of the connector's live items, counted from the item listing.
+async fn recount(d: &Running, id: &str) -> (i64, i64) {
+    let items = d
+        .get(&format!(
+            "/api/v1/items?connector={id}&status=completed&per_page=500"
+        ))
+        .await;
+    let list = items["items"].as_array().unwrap();
+    (
+        list.len() as i64,
+        list.iter().map(|i| i["size"].as_i64().unwrap()).sum(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quota_holds_what_would_pass_it_until_there_is_room_and_usage_agrees_with_a_recount() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = admin_config(dir.path(), port, false);
+    // no retry job of the held files comes between the runs this test asks for
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "  watch_debounce: 300ms\n",
+        "  watch_debounce: 300ms\n  retry_backoff: 1h\n",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let share = dir.path().join("shares/capped");
+    std::fs::create_dir_all(share.join("a")).unwrap();
+    for i in 0..5 {
+        std::fs::write(share.join(format!("a/{i}.txt")), vec![b'a' + i as u8; 100]).unwrap();
+    }
+    let d = Running::start(&cfg, port, &[]);
+    d.latest_job("docs").await;
+    let body = json!({"id": "capped", "kind": "local", "path": share, "target": "/capped",
+                      "quota": {"max_files": 3}});
+    let (s, _, v) = send(&d, "POST", "/api/v1/connectors", Some(body), &[]).await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["quota"], json!({"max_files": 3}), "{v}");
+    let bad = json!({"id": "bad", "kind": "local", "path": share, "quota": {"max_bytes": "lots", "max_dirs": 1}});
+    let (s, _, v) = send(&d, "POST", "/api/v1/connectors", Some(bad), &[]).await;
+    assert_eq!(s, 422, "{v}");
+
+    // three files fit; two are held as item errors, and the job goes on
+    let job = d.run_and_wait("capped", "full").await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(
+        (&job["progress"]["files_done"], &job["error_count"]),
+        (&json!(3), &json!(2)),
+        "{job}"
+    );
+    let failed = d.get("/api/v1/items?connector=capped&status=failed").await;
+    assert_eq!(failed["meta"]["total"], 2, "{failed}");
+    for f in failed["items"].as_array().unwrap() {
+        let e = f["last_error"].as_str().unwrap();
+        assert!(
+            e.starts_with(
+                "QUOTA_EXCEEDED: quota.max_files of connector `capped` is 3 and it holds 3 file(s)"
+            ),
+            "{e}"
+        );
+    }
+    let u = usage_of(&d, "capped", "").await;
+    assert_eq!((&u["files"], &u["bytes"]), (&json!(3), &json!(300)), "{u}");
+    assert_eq!(
+        u["quota"],
+        json!({"max_bytes": null, "max_files": 3}),
+        "{u}"
+    );
+    assert_eq!(u["target"], "/capped");
+    assert!(u["stored_bytes"].as_i64().unwrap() > 0, "{u}");
+    assert_eq!(recount(&d, "capped").await, (3, 300));
+    let again = usage_of(&d, "capped", "?recalculate=true").await;
+    assert_eq!(
+        (&again["files"], &again["bytes"], &again["stored_bytes"]),
+        (&u["files"], &u["bytes"], &u["stored_bytes"])
+    );
+    assert!(again["calculated_at"].as_str() >= u["calculated_at"].as_str());
+    let metrics = d.get_text("/api/v1/metrics").await;
+    for line in [
+        "tributary_connector_files{connector=\"capped\"} 3",
+        "tributary_connector_bytes{connector=\"capped\"} 300",
+        "tributary_connector_quota_files{connector=\"capped\"} 3",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+
+    // raised: the held files are taken by the next run
+    let (s, _, v) = send(
+        &d,
+        "PATCH",
+        "/api/v1/connectors/capped",
+        Some(json!({"quota": {"max_files": 10, "max_bytes": "1KiB"}})),
+        &[],
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let job = d.run_and_wait("capped", "full").await;
+    assert_eq!(
+        (&job["progress"]["files_done"], &job["error_count"]),
+        (&json!(2), &json!(0)),
+        "{job}"
+    );
+    assert_eq!(
+        d.get("/api/v1/items?connector=capped&status=failed").await["meta"]["total"],
+        0
+    );
+    assert_eq!(recount(&d, "capped").await, (5, 500));
+    let u = usage_of(&d, "capped", "").await;
+    assert_eq!((&u["files"], &u["bytes"]), (&json!(5), &json!(500)), "{u}");
+
+    // max_bytes: a file that would pass it is held; one that shrinks goes through
+    std::fs::write(share.join("big.bin"), vec![7u8; 700]).unwrap();
+    std::fs::write(share.join("a/0.txt"), b"0123456789").unwrap();
+    let job = d.run_and_wait("capped", "full").await;
+    assert_eq!(
+        (&job["progress"]["files_done"], &job["error_count"]),
+        (&json!(1), &json!(1)),
+        "{job}"
+    );
+    let failed = d.get("/api/v1/items?connector=capped&status=failed").await;
+    let e = failed["items"][0]["last_error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("quota.max_bytes of connector `capped` is 1024 bytes and it holds 410 bytes")
+            && e.contains("(700 bytes) would bring it to 1110"),
+        "{e}"
+    );
+    assert_eq!(recount(&d, "capped").await, (5, 410));
+
+    // deletes go through whatever the quota; the room they free is used by the next run
+    std::fs::remove_file(share.join("a/1.txt")).unwrap();
+    std::fs::remove_file(share.join("a/2.txt")).unwrap();
+    let job = d.run_and_wait("capped", "full").await;
+    assert_eq!(job["progress"]["files_deleted"], 2, "{job}");
+    let job = d.run_and_wait("capped", "full").await;
+    assert_eq!(
+        (&job["progress"]["files_done"], &job["error_count"]),
+        (&json!(1), &json!(0)),
+        "{job}"
+    );
+    assert_eq!(recount(&d, "capped").await, (4, 910));
+    let u = usage_of(&d, "capped", "").await;
+    assert_eq!((&u["files"], &u["bytes"]), (&json!(4), &json!(910)), "{u}");
+    let back = restore(&cfg, "/capped", dir.path());
+    assert_eq!(std::fs::read(back.join("big.bin")).unwrap(), vec![7u8; 700]);
+    assert!(!d.log().contains("panicked"), "{}", d.log());
+}

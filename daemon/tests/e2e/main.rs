@@ -13,6 +13,7 @@ mod cli;
 mod conflicts;
 mod connector_admin;
 mod daemon;
+mod dry_run;
 mod encryption;
 mod fleet;
 mod instances;

@@ -53,6 +53,54 @@ pub(super) async fn commit_loop(job: Arc<Job>, mut rx: mpsc::Receiver<CommitMsg>
     }
 }
 
+/// A dry run's committer: decides each batch's conflicts against the catalog as it is
+/// (read-only) and counts what a real commit would delete, keep aside and which
+/// conflicts it would meet; it writes nothing. Versions carry no content digest (no
+/// file was read), so a claim whose content equals its rival's counts as the conflict
+/// a real run would close as `identical`: counted alike, as the real run counts it.
+pub(super) async fn dry_commit_loop(job: Arc<Job>, mut rx: mpsc::Receiver<CommitMsg>) {
+    let size = job.p.settings.commit_batch_size.max(1);
+    let mut batch: Vec<NewVersion> = Vec::with_capacity(size);
+    loop {
+        let msg = rx.recv().await;
+        let done = msg.is_none();
+        if let Some(CommitMsg::Version(v)) = msg {
+            batch.push(v);
+        }
+        if (done && !batch.is_empty()) || batch.len() >= size {
+            dry_decide(&job, std::mem::take(&mut batch)).await;
+        }
+        if done {
+            break;
+        }
+    }
+}
+
+async fn dry_decide(job: &Job, batch: Vec<NewVersion>) {
+    if job.stopped() {
+        return;
+    }
+    let decided = match job
+        .p
+        .catalog
+        .decide(&job.spec.namespace, &job.spec.connector_id, batch, now_ns())
+        .await
+    {
+        Ok(d) => d,
+        Err(e) => return job.fail(format!("decide conflicts: {e}")),
+    };
+    let own = decided.versions.iter().filter(|v| !v.displaced);
+    let deleted = own.clone().filter(|v| v.deleted).count() as u64;
+    let held = own.filter(|v| v.held && !v.deleted).count() as u64;
+    Progress::add(&job.progress.files_deleted, deleted);
+    Progress::add(&job.progress.files_held, held);
+    Progress::add(&job.progress.conflicts, decided.notes.len() as u64);
+    for note in decided.notes {
+        job.progress
+            .log("info", format!("conflict: {note} (dry run: not recorded)"));
+    }
+}
+
 /// An operator cancelled the job while a batch waited for the store: says so in the
 /// job's log (the job's summary counts only what was committed).
 fn not_committed(job: &Job, versions: usize) {

@@ -11,6 +11,7 @@
 
 mod commit;
 mod plan;
+mod quota;
 mod read;
 mod reconcile;
 mod upload;
@@ -65,6 +66,12 @@ pub struct JobSpec {
     pub max_retries: Option<i64>,
     /// Conflict settings of every connector sharing the target namespace.
     pub namespace: Arc<Namespace>,
+    /// List and plan only: count what a real run would read, delete, relocate and
+    /// which conflicts it would meet, and store nothing (no chunk, no version, no
+    /// checkpoint, no item error, no conflict).
+    pub dry_run: bool,
+    /// Limits on the connector's current content.
+    pub quota: tributary_config::Quota,
 }
 
 /// Why a job was stopped from outside.
@@ -132,6 +139,8 @@ impl JobStatus {
 #[derive(Debug, Clone)]
 pub struct JobReport {
     pub job_id: i64,
+    /// It was a dry run: the stats say what a real run would do.
+    pub dry_run: bool,
     pub status: JobStatus,
     pub stats: Stats,
     /// Why the job failed, when it did.
@@ -204,6 +213,9 @@ impl Job {
         tracing::warn!(connector = %self.spec.connector_id, job_id = self.job_id, item = %shown, error = %msg, "item failed");
         Progress::add(&self.progress.files_failed, 1);
         self.progress.error(format!("{shown}: {msg}"));
+        if self.spec.dry_run {
+            return;
+        }
         if let Err(e) = self
             .p
             .catalog
@@ -242,6 +254,11 @@ pub(crate) async fn run(
             p.catalog.start_job(id).await?;
             id
         }
+        None if spec.dry_run => {
+            p.catalog
+                .create_dry_run_job(&spec.connector_id, spec.kind.as_str(), &spec.trigger)
+                .await?
+        }
         None => {
             p.catalog
                 .create_job(&spec.connector_id, spec.kind.as_str(), &spec.trigger)
@@ -258,7 +275,7 @@ pub(crate) async fn run(
         uploaded: Mutex::new(HashMap::new()),
         bytes_budget: Arc::new(Semaphore::new(budget_permits)),
         upload_slots: Semaphore::new(p.settings.upload_concurrency),
-        packer: p.format.packed().then(|| {
+        packer: (p.format.packed() && !spec.dry_run).then(|| {
             PackWriter::new(
                 p.store.clone(),
                 p.settings.pack_size,
@@ -271,10 +288,15 @@ pub(crate) async fn run(
         failed: AtomicBool::new(false),
         control: control.clone(),
     });
-    tracing::info!(connector = %spec.connector_id, job_id, kind = spec.kind.as_str(), "job started");
+    tracing::info!(connector = %spec.connector_id, job_id, kind = spec.kind.as_str(), dry_run = spec.dry_run, "job started");
     progress.log(
         "info",
-        format!("{} job started ({})", spec.kind.as_str(), spec.trigger),
+        format!(
+            "{} {} started ({})",
+            spec.kind.as_str(),
+            if spec.dry_run { "dry run" } else { "job" },
+            spec.trigger
+        ),
     );
     let result = drive(job.clone()).await;
     for note in job.connector.take_notes() {
@@ -298,6 +320,7 @@ pub(crate) async fn run(
     let last_error = error.clone().or_else(|| item_errors.last().cloned());
     match &error {
         Some(e) => progress.log("error", format!("job failed: {e}")),
+        None if spec.dry_run => progress.log("info", dry_run_summary(status, &stats)),
         None => progress.log(
             "info",
             format!(
@@ -322,9 +345,16 @@ pub(crate) async fn run(
             last_error.as_deref(),
         )
         .await?;
+    if !spec.dry_run
+        && stats.versions_committed > 0
+        && let Err(e) = p.catalog.recalculate_usage(&spec.connector_id).await
+    {
+        tracing::warn!(connector = %spec.connector_id, error = %e, "recalculate the connector's usage");
+    }
     tracing::info!(connector = %spec.connector_id, job_id, status = ?status, "job finished");
     Ok(JobReport {
         job_id,
+        dry_run: spec.dry_run,
         status,
         stats,
         error,
@@ -336,6 +366,27 @@ pub(crate) async fn run(
             .collect(),
         elapsed: started.elapsed(),
     })
+}
+
+/// The last line of a dry run's log: what a real run would do.
+fn dry_run_summary(status: JobStatus, s: &Stats) -> String {
+    format!(
+        "dry run {}: a real run would read {} file(s), {} byte(s) ({} new, {} changed), relocate {}, delete {}, meet {} conflict(s); {}; {} failed",
+        status.as_str(),
+        s.files_planned,
+        s.bytes_planned,
+        s.files_new,
+        s.files_changed,
+        s.files_relocated,
+        s.files_deleted,
+        s.conflicts,
+        if s.mass_delete_held {
+            "the mass-delete guard would hold its deletes"
+        } else {
+            "the mass-delete guard would let its deletes through"
+        },
+        s.files_failed
+    )
 }
 
 /// Runs one job's stages: the listing, the planner (here), the file workers
@@ -373,12 +424,25 @@ async fn drive(job: Arc<Job>) -> anyhow::Result<()> {
         target: &job.spec.target,
         connector,
     };
+    let mut quota =
+        quota::QuotaCheck::new(job.spec.quota, connector, known.iter().map(|k| &k.state));
 
     let (commit_tx, commit_rx) = mpsc::channel::<CommitMsg>(job.p.settings.commit_batch_size * 2);
-    let committer = tokio::spawn(commit::commit_loop(job.clone(), commit_rx));
+    let dry = job.spec.dry_run;
+    let committer = if dry {
+        tokio::spawn(commit::dry_commit_loop(job.clone(), commit_rx))
+    } else {
+        tokio::spawn(commit::commit_loop(job.clone(), commit_rx))
+    };
     let (work_tx, work_rx) = mpsc::channel::<Entry>(job.p.settings.file_concurrency * 4);
     let work_rx = Arc::new(tokio::sync::Mutex::new(work_rx));
-    let workers: Vec<_> = (0..job.p.settings.file_concurrency)
+    // a dry run reads nothing: what a worker would read goes to the (dry) committer as
+    // it stands in the listing
+    let workers: Vec<_> = (0..if dry {
+        0
+    } else {
+        job.p.settings.file_concurrency
+    })
         .map(|_| {
             tokio::spawn(read::file_worker(
                 job.clone(),
@@ -445,9 +509,7 @@ async fn drive(job: Arc<Job>) -> anyhow::Result<()> {
                             tracing::debug!(item = %item(), "retries exhausted and unchanged; skipped");
                         }
                         Decision::Relocate | Decision::Read => {
-                            Progress::add(&pr.files_planned, 1);
-                            Progress::add(&pr.bytes_planned, e.size);
-                            if work_tx.send(e).await.is_err() {
+                            if !plan_read(&job, &mut quota, k, e, &work_tx, &commit_tx).await {
                                 break 'plan;
                             }
                         }
@@ -498,9 +560,8 @@ async fn drive(job: Arc<Job>) -> anyhow::Result<()> {
             }
             match job.connector.stat(&sid).await {
                 Ok(Some(e)) => {
-                    Progress::add(&pr.files_planned, 1);
-                    Progress::add(&pr.bytes_planned, e.size);
-                    if work_tx.send(e).await.is_err() {
+                    let k = known.get(sid.as_slice()).map(|k| &k.state);
+                    if !plan_read(&job, &mut quota, k, e, &work_tx, &commit_tx).await {
                         break;
                     }
                 }
@@ -537,11 +598,56 @@ async fn drive(job: Arc<Job>) -> anyhow::Result<()> {
             deletes: &explicit_deletes,
         };
         job.reconcile(listed, &commit_tx).await;
-        if let Some(c) = checkpoint.filter(|_| !job.stopped()) {
+        if let Some(c) = checkpoint.filter(|_| !job.stopped() && !dry) {
             let _ = commit_tx.send(CommitMsg::Checkpoint(c)).await;
         }
     }
     drop(commit_tx);
     committer.await?;
     Ok(())
+}
+
+/// A file the planner decided to read (`k`: what the catalog knows of it): held as an
+/// item error when it would pass the connector's quota; else counted, and handed to
+/// the file workers, or in a dry run to the dry committer as the listing describes it
+/// (nothing is read). `false` when the job is winding down and the stage is gone.
+async fn plan_read(
+    job: &Job,
+    quota: &mut quota::QuotaCheck,
+    k: Option<&tributary_catalog::ItemState>,
+    e: Entry,
+    work_tx: &mpsc::Sender<Entry>,
+    commit_tx: &mpsc::Sender<CommitMsg>,
+) -> bool {
+    let was = k.filter(|k| !k.deleted).map(|k| k.size.max(0) as u64);
+    if let Err(m) = quota.admit(was, e.size) {
+        job.item_error(&e.source_id, &e.rel_path, &m, None).await;
+        return true;
+    }
+    let new = k.is_none();
+    let pr = &job.progress;
+    Progress::add(&pr.files_planned, 1);
+    Progress::add(&pr.bytes_planned, e.size);
+    Progress::add(
+        if new {
+            &pr.files_new
+        } else {
+            &pr.files_changed
+        },
+        1,
+    );
+    if !job.spec.dry_run {
+        return work_tx.send(e).await.is_ok();
+    }
+    let v = NewVersion {
+        path: target_path(&job.spec.target, &e.rel_path),
+        source_id: e.source_id,
+        size: e.size,
+        mtime_ns: e.mtime_ns,
+        inode: e.inode,
+        change_tag: e.change_tag,
+        principals: e.principals,
+        ..Default::default()
+    };
+    commit_tx.send(CommitMsg::Version(v)).await.is_ok()
 }

@@ -1,7 +1,7 @@
 //! Reconciling deletes at the end of a listing: what a complete listing did not name,
 //! and what the source reported deleted, is deleted in the catalog, unless that would
 //! pass `max_delete_percent` (then a `mass_delete` conflict holds it). Errors of files
-//! that are gone are forgotten.
+//! that are gone are forgotten. A dry run decides the same and records none of it.
 
 use tokio::sync::mpsc;
 use tributary_catalog::conflicts::{self, NewConflict};
@@ -37,7 +37,24 @@ impl Job {
             self.spec.allow_mass_delete,
         );
         if gate.held {
+            Progress::add(&pr.mass_delete_held, 1);
+            Progress::add(&pr.files_delete_held, doomed.len() as u64);
+        }
+        if gate.held && self.spec.dry_run {
+            Progress::add(&pr.conflicts, 1);
+            pr.log(
+                "warn",
+                format!(
+                    "conflict: mass_delete: a real run would hold its deletes: {} of {live} live items ({:.1}%), more than max_delete_percent ({}%) (dry run: not recorded)",
+                    doomed.len(),
+                    gate.pct,
+                    self.spec.max_delete_percent
+                ),
+            );
+        } else if gate.held {
             self.mass_delete_conflict(&doomed, live, gate.pct).await;
+        } else if self.spec.dry_run {
+            // what a real run would close or forget is left as it is
         } else if l.complete || gate.over {
             // allowed, or back within the limit: a held mass delete is over
             let (resolution, by) = if gate.over {
@@ -59,13 +76,21 @@ impl Job {
                 Err(e) => self.fail(format!("close mass delete conflict: {e}")),
             }
         }
-        if l.complete && !gate.held {
+        if l.complete && !gate.held && !self.spec.dry_run {
             self.forget_errors_of_unlisted(&l).await;
         }
         if !doomed.is_empty() && !gate.held {
             pr.log(
                 "info",
-                format!("{} item(s) no longer in the source: deleting", doomed.len()),
+                format!(
+                    "{} item(s) no longer in the source: {}",
+                    doomed.len(),
+                    if self.spec.dry_run {
+                        "a real run would delete them"
+                    } else {
+                        "deleting"
+                    }
+                ),
             );
             fault::point("reconcile.before_commit");
             for k in doomed {

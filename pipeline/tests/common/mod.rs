@@ -122,6 +122,8 @@ impl Harness {
             max_delete_percent: 50.0,
             allow_mass_delete: false,
             namespace: Default::default(),
+            dry_run: false,
+            quota: Default::default(),
         }
     }
 
