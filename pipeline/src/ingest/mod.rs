@@ -333,6 +333,13 @@ pub(crate) async fn run(
             ),
         ),
     }
+    // before the job's end is recorded: whoever sees it ended sees the usage after it
+    if !spec.dry_run
+        && stats.versions_committed > 0
+        && let Err(e) = p.catalog.recalculate_usage(&spec.connector_id).await
+    {
+        tracing::warn!(connector = %spec.connector_id, error = %e, "recalculate the connector's usage");
+    }
     p.catalog
         .write_job_log(job_id, &progress.log_lines())
         .await?;
@@ -345,12 +352,6 @@ pub(crate) async fn run(
             last_error.as_deref(),
         )
         .await?;
-    if !spec.dry_run
-        && stats.versions_committed > 0
-        && let Err(e) = p.catalog.recalculate_usage(&spec.connector_id).await
-    {
-        tracing::warn!(connector = %spec.connector_id, error = %e, "recalculate the connector's usage");
-    }
     tracing::info!(connector = %spec.connector_id, job_id, status = ?status, "job finished");
     Ok(JobReport {
         job_id,
