@@ -26,6 +26,7 @@ pub mod parse_errors;
 pub mod ratelimit;
 pub mod routes;
 pub mod serve;
+mod usage;
 
 pub use routes::{Access, ROUTES, Route};
 
