@@ -246,7 +246,7 @@ impl Daemon {
         };
         match control.reason() {
             // a dry run that stopped is over: nothing continues it
-            _ if spec.dry_run => {}
+            Some(StopReason::Shutdown) if spec.dry_run => {}
             // stopping: the connector goes back to the queue, for another instance to
             // continue at once (or this one when it starts again)
             Some(StopReason::Shutdown) => self.hand_back(&id).await,
