@@ -62,6 +62,37 @@ pub fn resource_of(template: &str, path: &str) -> Option<String> {
     Some(r)
 }
 
+/// A refused authentication that has no HTTP response of its own (a WebSocket closed
+/// with 4401/4403 after its upgrade): recorded as the status it stands for.
+pub(crate) struct AuditEntryParts {
+    pub status: u16,
+    pub principal: Option<(String, Role)>,
+    pub client: String,
+    pub route: &'static str,
+    pub method: &'static str,
+    pub request_id: String,
+}
+
+pub(crate) async fn record_parts(st: &AppState, p: AuditEntryParts) {
+    let method = Method::from_bytes(p.method.as_bytes()).unwrap_or(Method::GET);
+    let entry = AuditEntry {
+        at: tributary_catalog::now_ns(),
+        source: "api".into(),
+        principal: p.principal.as_ref().map(|(n, _)| n.clone()),
+        role: p.principal.map(|(_, r)| crate::role_name(r).to_string()),
+        client: p.client,
+        method: p.method.to_string(),
+        route: p.route.to_string(),
+        action: action_of(&method, Some(p.route)).into(),
+        resource: None,
+        outcome: tributary_catalog::audit::outcome_of_status(p.status).into(),
+        status: i64::from(p.status),
+        request_id: p.request_id,
+        duration_us: 0,
+    };
+    record(st, entry).await;
+}
+
 /// Records `entry`; a row that cannot be written in time is logged in its place.
 pub async fn record(st: &AppState, entry: AuditEntry) {
     let written = tokio::time::timeout(RECORD_TIMEOUT, st.catalog.record_audit(&entry)).await;

@@ -64,7 +64,7 @@ fn static_token(tokens: &[tributary_config::ApiToken], presented: &str) -> Optio
 
 /// Who a presented bearer token names: a static token, else (when configured, and it
 /// has the shape of a JWT) an OpenID Connect token.
-async fn authenticate(st: &AppState, token: &str) -> Result<Identity, OidcError> {
+pub(crate) async fn authenticate(st: &AppState, token: &str) -> Result<Identity, OidcError> {
     let oidc = {
         let cfg = st.auth.read().unwrap_or_else(|e| e.into_inner());
         if let Some(id) = static_token(&cfg.tokens, token) {
@@ -80,7 +80,7 @@ async fn authenticate(st: &AppState, token: &str) -> Result<Identity, OidcError>
 
 /// The bearer token of the request: `None` without an `Authorization` header,
 /// `Some(Err)` with another scheme or an empty token.
-fn bearer(headers: &HeaderMap) -> Option<Result<&str, ()>> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<Result<&str, ()>> {
     let v = headers.get(header::AUTHORIZATION)?;
     let token = v.to_str().ok().and_then(|v| {
         let (scheme, rest) = v.split_once(' ')?;
@@ -165,6 +165,8 @@ pub async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Respo
         .map(|m| m.as_str().to_string());
     let need = match access(req.method(), matched.as_deref()) {
         Access::Open => None,
+        // the handler authenticates after the upgrade (close codes, not 401/403)
+        Access::InBand(_) => None,
         Access::Needs(_) if open_metrics && matched.as_deref() == Some("/api/v1/metrics") => None,
         Access::Needs(r) => Some(r),
     };

@@ -218,6 +218,7 @@ pub async fn metrics_text(State(st): State<AppState>) -> Response {
     st.control.metrics(&mut registry).await;
     st.metrics.register(&mut registry);
     crate::serve::register(&mut registry);
+    st.events.register(&mut registry);
     (
         [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
         crate::metrics::encode(&registry),

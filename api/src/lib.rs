@@ -16,6 +16,8 @@ pub mod auth;
 mod connector_admin;
 mod download;
 pub mod error;
+pub mod events;
+pub mod events_http;
 mod handlers;
 pub use handlers::INSTANCE_DOWN_AFTER;
 pub mod metrics;
@@ -337,6 +339,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::ApiMetrics>,
     pub limiter: Arc<ratelimit::Limiter>,
     pub bodies: BodyLimits,
+    /// What `/api/v1/events` and `/api/v1/ws` stream.
+    pub events: Arc<events::EventBus>,
 }
 
 /// What a request body may be.
@@ -355,6 +359,9 @@ pub struct AuthConfig {
     pub rate_limits: RateLimits,
     /// OpenID Connect bearer tokens, when configured.
     pub oidc: Option<Arc<oidc::Oidc>>,
+    /// Live event streams open at once, in all and per principal.
+    pub max_event_connections: usize,
+    pub max_event_connections_per_principal: usize,
 }
 
 /// Longest request URI the router answers (longer: 414 in the envelope).

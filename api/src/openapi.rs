@@ -16,7 +16,7 @@ type Response = (&'static str, &'static str, Option<(&'static str, Value)>);
 
 /// One operation's description.
 struct Op {
-    summary: &'static str,
+    summary: String,
     params: Vec<Value>,
     body: Option<Value>,
     /// Whether the request body must be there.
@@ -73,8 +73,8 @@ fn describe(method: &str, path: &str) -> Op {
             "meta": schema("Meta"),
         }})
     };
-    let op = |summary, params, responses| Op {
-        summary,
+    let op = |summary: &str, params, responses| Op {
+        summary: summary.to_string(),
         params,
         body: None,
         body_required: false,
@@ -126,7 +126,7 @@ fn describe(method: &str, path: &str) -> Op {
             ],
         ),
         ("POST", "/api/v1/connectors") => Op {
-            summary: "Create a connector (source: api) from its YAML form as JSON; it starts no job by itself",
+            summary: "Create a connector (source: api) from its YAML form as JSON; it starts no job by itself".into(),
             params: vec![],
             body: Some(schema("ConnectorBody")),
             body_required: true,
@@ -147,7 +147,8 @@ fn describe(method: &str, path: &str) -> Op {
                 "Replace an API connector; {\"set\": true} keeps a stored secret"
             } else {
                 "Change an API connector by a JSON merge patch (RFC 7386) of what GET shows"
-            },
+            }
+            .into(),
             params: vec![id(), if_match()],
             body: Some(if method == "PUT" {
                 schema("ConnectorBody")
@@ -187,7 +188,7 @@ fn describe(method: &str, path: &str) -> Op {
             };
             if path == "/api/v1/connector-tests" {
                 Op {
-                    summary: "Reach the source a connector body describes (log-on, share or site, the root listed) within 30 s, storing nothing",
+                    summary: "Reach the source a connector body describes (log-on, share or site, the root listed) within 30 s, storing nothing".into(),
                     params: vec![],
                     body: Some(schema("ConnectorBody")),
                     body_required: true,
@@ -239,7 +240,7 @@ fn describe(method: &str, path: &str) -> Op {
             .concat(),
         ),
         ("POST", "/api/v1/connectors/{id}/runs") => Op {
-            summary: "Queue a job now; 409 JOB_ALREADY_RUNNING when one is queued or running. A dry run (`dry_run: true`) lists and plans and stores nothing: its job's progress says what a real run would read (files_planned, bytes_planned, files_new, files_changed), relocate, delete, which conflicts it would meet and whether the mass-delete guard would hold (mass_delete_held)",
+            summary: "Queue a job now; 409 JOB_ALREADY_RUNNING when one is queued or running. A dry run (`dry_run: true`) lists and plans and stores nothing: its job's progress says what a real run would read (files_planned, bytes_planned, files_new, files_changed), relocate, delete, which conflicts it would meet and whether the mass-delete guard would hold (mass_delete_held)".into(),
             params: vec![id()],
             body: Some(
                 json!({"type": "object", "additionalProperties": false, "properties": {"kind": {"type": "string", "enum": ["full", "incremental"]}, "dry_run": {"type": "boolean", "default": false}}}),
@@ -395,7 +396,7 @@ fn describe(method: &str, path: &str) -> Op {
             vec![ok("200", "Conflict")],
         ),
         ("POST", "/api/v1/conflicts/{id}/resolve") => Op {
-            summary: "Resolve an open conflict; 409 CONFLICT_ALREADY_RESOLVED if it is not open",
+            summary: "Resolve an open conflict; 409 CONFLICT_ALREADY_RESOLVED if it is not open".into(),
             params: vec![id()],
             body: Some(json!({
                 "type": "object",
@@ -438,6 +439,52 @@ fn describe(method: &str, path: &str) -> Op {
                 )),
             )],
         ),
+        ("GET", "/api/v1/events") | ("GET", "/api/v1/ws") => {
+            let types: Vec<&str> = crate::events::EVENT_TYPES.iter().map(|(t, _)| *t).collect();
+            let params = vec![
+                q("connector", "only these connectors' events (comma-separated ids)"),
+                q(
+                    "type",
+                    "only these event types or families (comma-separated: job, job.progress, conflict.*)",
+                ),
+                json!({"name": "last_event_id", "in": "query", "description": "resume after this event id (SSE clients send the Last-Event-ID header instead); an id no longer held gets one `gap` event", "schema": {"type": "integer", "minimum": 0}}),
+            ];
+            let list = crate::events::EVENT_TYPES
+                .iter()
+                .map(|(t, what)| format!("`{t}`: {what}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            let event = json!({"type": "object", "required": ["id", "type", "at"], "properties": {
+                "id": {"type": "integer", "description": "monotonic"},
+                "type": {"type": "string", "enum": types},
+                "at": {"type": "string", "format": "date-time"},
+                "connector": {"type": "string"},
+            }});
+            if path.ends_with("/events") {
+                Op {
+                    summary: format!("Live events as Server-Sent Events: each has `id:`, `event:` (its type) and `data:` (its JSON); a comment every 30 s keeps the stream open. Types: {list}"),
+                    params,
+                    body: None,
+                    body_required: false,
+                    responses: vec![
+                        ("200", "the event stream (text/event-stream; each data line is one Event)", Some(("text/event-stream", event))),
+                        error("400", "an unknown event type"),
+                    ],
+                }
+            } else {
+                Op {
+                    summary: format!("Live events over a WebSocket: after authentication a message {{\"type\": \"welcome\"}}, then each event as a text message of its JSON; a ping every 30 s. Types: {list}"),
+                    params,
+                    body: None,
+                    body_required: false,
+                    responses: vec![
+                        ("101", "switching to the WebSocket protocol", None),
+                        error("400", "an unknown event type"),
+                        error("426", "UPGRADE_REQUIRED: not a WebSocket handshake"),
+                    ],
+                }
+            }
+        }
         ("GET", "/api/v1/instances") => op(
             "The daemon instances using this catalog: heartbeat, version, state (up, down: no heartbeat for 30 s, stopped) and the jobs each runs",
             vec![],
@@ -703,7 +750,7 @@ pub fn document() -> Value {
             }
             responses.insert(status.to_string(), r);
         }
-        if let Access::Needs(_) = access {
+        if let Access::Needs(_) | Access::InBand(_) = access {
             responses.insert("401".into(), json!({"description": "no valid bearer token", "content": {"application/json": {"schema": schema("Error")}}}));
             responses.insert("403".into(), json!({"description": "the token's role is too low", "content": {"application/json": {"schema": schema("Error")}}}));
         }
@@ -722,6 +769,18 @@ pub fn document() -> Value {
             Access::Needs(r) => {
                 op["security"] = json!([{"bearer": []}]);
                 op["description"] = json!(format!("Needs the `{}` role.", role_name(*r)));
+            }
+            Access::InBand(r) => {
+                op["security"] = json!([{"bearer": []}]);
+                op["description"] = json!(format!(
+                    "Needs the `{}` role, checked after the upgrade: the Authorization header, else a first message {{\"token\": \"…\"}}. Failures close the socket with a code: {}.",
+                    role_name(*r),
+                    crate::events_http::CLOSE_CODES
+                        .iter()
+                        .map(|(c, m)| format!("{c} ({m})"))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ));
             }
             Access::Open => op["security"] = json!([]),
         }

@@ -12,6 +12,7 @@ use axum::routing::{MethodFilter, on};
 use tributary_config::Role;
 
 use crate::AppState;
+use crate::events_http::{events, ws};
 use crate::handlers::*;
 
 /// Who may call a route.
@@ -21,6 +22,9 @@ pub enum Access {
     Open,
     /// A token of at least this role (`/metrics` may be opened by `api.open_metrics`).
     Needs(Role),
+    /// A token of at least this role, checked by the handler itself after a WebSocket
+    /// upgrade (failures are close codes: [`crate::events_http`]).
+    InBand(Role),
 }
 
 /// One route of the API.
@@ -86,6 +90,8 @@ routes! {
     GET "/api/v1/search" VIEWER, "search.query" => search;
     GET "/api/v1/queue" VIEWER, "queue.read" => queue;
     GET "/api/v1/usage" VIEWER, "usage.read" => usage;
+    GET "/api/v1/events" VIEWER, "event.stream" => events;
+    GET "/api/v1/ws" Access::InBand(Role::Viewer), "event.ws" => ws;
     GET "/api/v1/instances" VIEWER, "instance.list" => list_instances;
     POST "/api/v1/instances/{id}/drain" OPERATOR, "instance.drain" => drain_instance;
     POST "/api/v1/instances/{id}/undrain" OPERATOR, "instance.undrain" => undrain_instance;

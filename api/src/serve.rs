@@ -25,11 +25,11 @@ use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 /// The largest request head (request line and headers) read: larger is 431. Above
@@ -99,7 +99,7 @@ pub async fn serve(
     stop: CancellationToken,
     drain: Duration,
 ) {
-    let graceful = GracefulShutdown::new();
+    let connections = TaskTracker::new();
     let open = Arc::new(Semaphore::new(limits.max_connections));
     let per_client = Arc::new(PerClient::default());
     loop {
@@ -126,9 +126,9 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
-        let watcher = graceful.watcher();
+        let watcher = stop.clone();
         let tls = tls.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let _held = (permit, slot);
             match tls {
                 None => connection(stream, peer, app, limits, watcher).await,
@@ -146,7 +146,8 @@ pub async fn serve(
         });
     }
     drop(listener);
-    let _ = tokio::time::timeout(drain, graceful.shutdown()).await;
+    connections.close();
+    let _ = tokio::time::timeout(drain, connections.wait()).await;
 }
 
 fn refuse(peer: SocketAddr, limit: &str) {
@@ -164,7 +165,7 @@ async fn connection<I>(
     peer: SocketAddr,
     app: Router,
     limits: ConnLimits,
-    watcher: hyper_util::server::graceful::Watcher,
+    stop: CancellationToken,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -179,11 +180,23 @@ async fn connection<I>(
         .header_read_timeout(limits.header_read_timeout)
         .max_header_size(MAX_HEADER_SECTION)
         .keep_alive(true);
-    let conn = builder.serve_connection(
-        TokioIo::new(crate::parse_errors::Enveloped::new(io)),
-        service,
-    );
-    if let Err(e) = watcher.watch(conn).await {
+    // upgrades: `/api/v1/ws` (the WebSocket runs on in a task of its own)
+    let conn = builder
+        .serve_connection(
+            TokioIo::new(crate::parse_errors::Enveloped::new(io)),
+            service,
+        )
+        .with_upgrades();
+    let mut conn = std::pin::pin!(conn);
+    let ended = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = stop.cancelled() => {
+            // the request in flight finishes; a kept-alive connection closes after it
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = ended {
         tracing::debug!(%peer, error = %e, "api: connection ended with an error");
     }
 }

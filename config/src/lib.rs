@@ -145,6 +145,9 @@ pub struct ApiConfig {
     pub body_read_timeout: Duration,
     pub max_connections: usize,
     pub max_connections_per_client: usize,
+    /// Live event streams open at once, in all and per principal.
+    pub max_event_connections: usize,
+    pub max_event_connections_per_principal: usize,
     pub rate_limits: RateLimits,
     pub oidc: Option<OidcConfig>,
     /// How long the audit trail keeps a row.

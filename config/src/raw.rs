@@ -214,6 +214,13 @@ pub struct RawApi {
     /// Connections served at once from one client address (default 128).
     #[serde(default)]
     pub max_connections_per_client: Option<u32>,
+    /// Live event streams (`/api/v1/events`, `/api/v1/ws`) open at once (default 100);
+    /// more are refused (SSE: 429; WebSocket: close code 4429).
+    #[serde(default)]
+    pub max_event_connections: Option<u32>,
+    /// Live event streams open at once for one principal (default 20).
+    #[serde(default)]
+    pub max_event_connections_per_principal: Option<u32>,
     /// Request rate limits (`50/minute`, `10/s`, `off`).
     #[serde(default)]
     pub rate_limits: Option<RawRateLimits>,

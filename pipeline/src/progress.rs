@@ -40,7 +40,28 @@ pub struct Progress {
     pub files_delete_held: AtomicU64,
     errors: Mutex<Vec<String>>,
     log: Mutex<(Vec<LogLine>, u64)>,
+    /// What happened to single items, for the daemon's event stream: taken by
+    /// [`Progress::take_notices`]; past [`MAX_NOTICES`] untaken, counted instead.
+    notices: Mutex<(Vec<Notice>, u64)>,
 }
+
+/// Something that happened to one item in a job, worth an event of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// A file failed (it is retried with backoff).
+    ItemFailed { path: String, error: String },
+    /// A file that had failed before was stored.
+    ItemRecovered { path: String },
+    /// A conflict that waits for an operator.
+    ConflictOpened {
+        kind: String,
+        path: String,
+        note: String,
+    },
+}
+
+/// Notices kept between two takes; more are counted.
+pub const MAX_NOTICES: usize = 10_000;
 
 /// Kept per job: the first errors, like the head of a job's stderr.
 const MAX_ERRORS_KEPT: usize = 200;
@@ -88,6 +109,21 @@ impl Progress {
             });
         }
         out
+    }
+
+    /// Hands a notice to whoever shows the job live.
+    pub fn notice(&self, n: Notice) {
+        let mut q = self.notices.lock().unwrap();
+        if q.0.len() < MAX_NOTICES {
+            q.0.push(n);
+        } else {
+            q.1 += 1;
+        }
+    }
+
+    /// The notices since the last take, and how many more were dropped.
+    pub fn take_notices(&self) -> (Vec<Notice>, u64) {
+        std::mem::take(&mut *self.notices.lock().unwrap())
     }
 
     pub fn errors(&self) -> Vec<String> {

@@ -16,6 +16,8 @@ pub(super) fn api(cx: &mut Ctx, raw: Option<&raw::RawApi>) -> ApiConfig {
         body_read_timeout: Duration::from_secs(30),
         max_connections: 1024,
         max_connections_per_client: 128,
+        max_event_connections: 100,
+        max_event_connections_per_principal: 20,
         rate_limits: RateLimits::default(),
         oidc: None,
         audit_retention: Duration::from_secs(365 * 86400),
@@ -63,6 +65,16 @@ pub(super) fn api(cx: &mut Ctx, raw: Option<&raw::RawApi>) -> ApiConfig {
             "max_connections_per_client",
             raw.max_connections_per_client,
             &mut out.max_connections_per_client,
+        ),
+        (
+            "max_event_connections",
+            raw.max_event_connections,
+            &mut out.max_event_connections,
+        ),
+        (
+            "max_event_connections_per_principal",
+            raw.max_event_connections_per_principal,
+            &mut out.max_event_connections_per_principal,
         ),
     ] {
         match v {

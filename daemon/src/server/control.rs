@@ -176,6 +176,11 @@ impl Control for Handle {
             }
         }
         self.notify_vectorizer();
+        self.publish(
+            "conflict.resolved",
+            Some(&c.connector),
+            json!({"conflict_id": c.id, "kind": c.kind, "path": c.path, "resolution": c.resolution, "by": c.resolved_by}),
+        );
         Ok(c)
     }
 
@@ -191,7 +196,17 @@ impl Control for Handle {
             .catalog
             .set_paused(connector, paused)
             .await
-            .map_err(|e| ControlError::Internal(e.to_string()))
+            .map_err(|e| ControlError::Internal(e.to_string()))?;
+        self.publish(
+            if paused {
+                "connector.paused"
+            } else {
+                "connector.resumed"
+            },
+            Some(connector),
+            json!({}),
+        );
+        Ok(())
     }
 
     async fn cancel_job(&self, job_id: i64) -> Result<(), ControlError> {
@@ -203,11 +218,18 @@ impl Control for Handle {
         use tributary_catalog::queue::CancelOutcome;
         match self.pipeline.catalog.request_cancel(job_id).await {
             Ok(CancelOutcome::Dequeued) => {
-                for s in self.conns.lock().unwrap().values_mut() {
+                let mut connector = None;
+                for (id, s) in self.conns.lock().unwrap().iter_mut() {
                     if s.current == Some(job_id) {
                         s.current = None;
+                        connector = Some(id.clone());
                     }
                 }
+                self.publish(
+                    "job.finished",
+                    connector.as_deref(),
+                    json!({"job_id": job_id, "status": "cancelled", "error_count": 0, "last_error": null}),
+                );
                 tracing::info!(job_id, "queued job cancelled");
                 Ok(())
             }

@@ -150,6 +150,12 @@ impl Daemon {
                 connector: job.connector.clone(),
             },
         );
+        self.publish(
+            "job.started",
+            Some(&job.connector),
+            json!({"job_id": job.id, "kind": kind.as_str(), "trigger": job.trigger, "dry_run": job.dry_run, "instance": self.instance}),
+        );
+        self.watch_job(job.id, job.connector.clone(), progress.clone());
         if self.shutdown.is_cancelled() {
             // claimed as the stop began: it hands the connector back at once
             control.stop(StopReason::Shutdown);

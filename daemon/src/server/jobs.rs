@@ -184,6 +184,11 @@ impl Daemon {
             s.running = false;
         }
         self.claimable.notify_one();
+        self.publish(
+            "job.queued",
+            Some(id),
+            json!({"job_id": job_id, "kind": kind.as_str(), "trigger": trigger, "dry_run": dry_run}),
+        );
         tracing::info!(
             connector = id,
             job_id,
@@ -206,9 +211,9 @@ impl Daemon {
         let id = spec.connector_id.clone();
         let job_id = spec.job_id.expect("daemon jobs are queued first");
         let started = Instant::now();
-        let status = match self
+        let (status, error) = match self
             .pipeline
-            .run_job(connector, &spec, progress, control.clone())
+            .run_job(connector, &spec, progress.clone(), control.clone())
             .await
         {
             Ok(r) => {
@@ -218,13 +223,14 @@ impl Daemon {
                 if let Some(e) = &r.error {
                     tracing::warn!(connector = %id, job_id, error = %e, "job failed");
                 }
-                r.status.as_str().to_string()
+                (r.status.as_str().to_string(), r.error)
             }
             Err(e) => {
-                tracing::error!(connector = %id, job_id, error = format!("{e:#}"), "job could not run");
-                self.record_job_end(job_id, JobStatus::Failed.as_str(), &format!("{e:#}"))
+                let e = tributary_config::redact::redact(&format!("{e:#}")).into_owned();
+                tracing::error!(connector = %id, job_id, error = %e, "job could not run");
+                self.record_job_end(job_id, JobStatus::Failed.as_str(), &e)
                     .await;
-                "failed".to_string()
+                ("failed".to_string(), Some(e))
             }
         };
         if control.reason() != Some(StopReason::LeaseLost) {
@@ -232,6 +238,16 @@ impl Daemon {
         }
         self.metrics.job_ended(&status, started.elapsed());
         self.live.lock().unwrap().remove(&job_id);
+        // after the job's last notices (its watcher publishes no more once it is gone)
+        self.job_finished(
+            job_id,
+            &id,
+            &progress,
+            &status,
+            error,
+            started.elapsed(),
+            spec.dry_run,
+        );
         self.notify_vectorizer();
         let rerun = {
             let mut conns = self.conns.lock().unwrap();

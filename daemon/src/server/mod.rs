@@ -44,6 +44,7 @@ mod api_connectors;
 mod background;
 mod connector_data;
 mod control;
+mod events;
 mod fleet;
 mod jobs;
 mod metrics;
@@ -120,6 +121,8 @@ pub struct Daemon {
     applying: tokio::sync::Mutex<()>,
     /// `(id, revision)` of the catalog's API connectors when last applied.
     api_revisions_seen: Mutex<Vec<(String, i64)>>,
+    /// What `/api/v1/events` and `/api/v1/ws` stream ([`events`]).
+    events: Arc<tributary_api::events::EventBus>,
 }
 
 fn auth_of(cfg: &Config) -> AuthConfig {
@@ -132,6 +135,8 @@ fn auth_of(cfg: &Config) -> AuthConfig {
             .oidc
             .clone()
             .map(|o| Arc::new(tributary_api::oidc::Oidc::new(o))),
+        max_event_connections: cfg.api.max_event_connections,
+        max_event_connections_per_principal: cfg.api.max_event_connections_per_principal,
     }
 }
 
@@ -165,6 +170,7 @@ impl Daemon {
             secrets_key,
             applying: Default::default(),
             api_revisions_seen: Default::default(),
+            events: Default::default(),
         });
         // the file's connectors and, beside them, those created over the API
         let file = daemon.file_config();
@@ -293,6 +299,7 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
             max_size: api.max_body_size as usize,
             read_timeout: api.body_read_timeout,
         },
+        events: daemon.events.clone(),
     };
     let api_stop = CancellationToken::new();
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -316,6 +323,7 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
         daemon.start_tasks(id);
     }
     daemon.start_background();
+    daemon.watch_vectorizer();
     daemon.start_heartbeat(instance.clone());
     daemon.start_fleet_poll();
     daemon.start_fleet_signals();
@@ -407,6 +415,8 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
             daemon.hand_back(id).await;
         }
     }
+    // event streams end, then the API
+    daemon.events.close();
     api_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     if let Err(e) = daemon.pipeline.catalog.instance_stopped(&instance).await {

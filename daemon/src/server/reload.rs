@@ -71,7 +71,9 @@ impl Daemon {
             .await
             .map_err(|e| ControlError::Internal(format!("{e:#}")))?;
         let new = api_connectors::merged(file, api).map_err(ControlError::ConfigInvalid)?;
-        self.apply_config(new)
+        let summary = self.apply_config(new)?;
+        self.publish("config.reloaded", None, summary.clone());
+        Ok(summary)
     }
 
     /// Makes `new` the running configuration: connectors added, removed or restarted
@@ -126,6 +128,15 @@ impl Daemon {
             changed,
         } = changes;
         tracing::info!(?added, ?removed, ?changed, "configuration reloaded");
+        for (kind, ids) in [
+            ("connector.created", &added),
+            ("connector.removed", &removed),
+            ("connector.changed", &changed),
+        ] {
+            for id in ids {
+                self.publish(kind, Some(id), json!({}));
+            }
+        }
         Ok(json!({
             "reloaded": true,
             "added": added,

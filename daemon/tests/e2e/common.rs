@@ -211,6 +211,37 @@ pub fn secrets_key(dir: &Path) -> String {
     format!("secrets:\n  key_file: {}\n", key.display())
 }
 
+/// Adds `lines` to the `api` section of the configuration file `cfg`.
+pub fn add_api_lines(cfg: &Path, lines: &str) {
+    let text = std::fs::read_to_string(cfg).unwrap().replace(
+        "  max_body_size: 4KiB\n",
+        &format!("  max_body_size: 4KiB\n{lines}"),
+    );
+    std::fs::write(cfg, text).unwrap();
+}
+
+/// Starts the daemon as `nobody` (root reads everything: permission errors need
+/// another user), from a copy of the binary in `dir`, which is handed to `nobody`.
+pub fn start_as_nobody(dir: &Path, cfg: &Path, port: u16) -> Running {
+    let bin = dir.join("tributary");
+    std::fs::copy(BIN, &bin).unwrap();
+    assert!(
+        Command::new("chown")
+            .args(["-R", "nobody:nogroup", dir.to_str().unwrap()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut cmd = Command::new("setpriv");
+    cmd.args([
+        "--reuid=nobody",
+        "--regid=nogroup",
+        "--clear-groups",
+        bin.to_str().unwrap(),
+    ]);
+    Running::start_with(cmd, cfg, port, &[])
+}
+
 pub fn local_connector(extra: &str) -> String {
     format!("  - id: docs\n    kind: local\n    path: src\n    target: /docs\n{extra}")
 }

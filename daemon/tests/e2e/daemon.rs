@@ -670,8 +670,6 @@ async fn unreadable_files_fail_alone_are_retried_with_backoff_then_given_up() {
     std::fs::write(src.join("ok.txt"), "fine").unwrap();
     std::fs::write(src.join("locked.txt"), "secret").unwrap();
     std::fs::write(src.join("closed/inside.txt"), "inside").unwrap();
-    let bin = dir.path().join("tributary");
-    std::fs::copy(BIN, &bin).unwrap();
     let port = free_port();
     let cfg = config(dir.path(), port, "", &local_connector(""), "");
     let extra = "daemon:\n  shutdown_deadline: 3s\n  watch_debounce: 300ms\n  max_retries: 2\n  retry_backoff: 1s\n";
@@ -683,21 +681,7 @@ async fn unreadable_files_fail_alone_are_retried_with_backoff_then_given_up() {
         ),
     )
     .unwrap();
-    assert!(
-        Command::new("chown")
-            .args(["-R", "nobody:nogroup", dir.path().to_str().unwrap()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let mut cmd = Command::new("setpriv");
-    cmd.args([
-        "--reuid=nobody",
-        "--regid=nogroup",
-        "--clear-groups",
-        bin.to_str().unwrap(),
-    ]);
-    let d = Running::start_with(cmd, &cfg, port, &[]);
+    let d = start_as_nobody(dir.path(), &cfg, port);
     d.wait_for("the startup job", 20, async |d| {
         d.jobs("status=succeeded").await.len() == 1
     })

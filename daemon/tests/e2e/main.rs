@@ -15,6 +15,7 @@ mod connector_admin;
 mod daemon;
 mod dry_run;
 mod encryption;
+mod events;
 mod fleet;
 mod instances;
 mod packaging;

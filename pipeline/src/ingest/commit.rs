@@ -13,7 +13,7 @@ use tributary_store::retry::with_retry;
 use super::{CommitMsg, Job, StopReason};
 use crate::fault;
 use crate::manifest::{self, Manifest};
-use crate::progress::Progress;
+use crate::progress::{Notice, Progress};
 
 /// Batches versions into catalog transactions, each preceded by its manifest.
 pub(super) async fn commit_loop(job: Arc<Job>, mut rx: mpsc::Receiver<CommitMsg>) {
@@ -235,6 +235,29 @@ async fn flush(
     Progress::add(&job.progress.files_held, held);
     Progress::add(&job.progress.files_done, own - deleted);
     Progress::add(&job.progress.conflicts, decided.notes.len() as u64);
+    for v in &m.versions {
+        if !v.displaced && !v.deleted && job.failed_before.contains(&v.source_id) {
+            job.progress.notice(Notice::ItemRecovered {
+                path: String::from_utf8_lossy(&v.path).into_owned(),
+            });
+        }
+    }
+    for op in &decided.ops {
+        // a conflict left for an operator (one a policy decided on the spot is logged)
+        if let tributary_catalog::ConflictOp::Insert(c) = op
+            && c.resolution.is_none()
+        {
+            job.progress.notice(Notice::ConflictOpened {
+                kind: c.kind.to_string(),
+                path: String::from_utf8_lossy(&c.path).into_owned(),
+                note: c
+                    .detail
+                    .as_deref()
+                    .map(|d| tributary_config::redact::redact(d).into_owned())
+                    .unwrap_or_default(),
+            });
+        }
+    }
     for note in decided.notes {
         tracing::warn!(connector = %job.spec.connector_id, job_id = job.job_id, "conflict: {note}");
         job.progress.log("warn", format!("conflict: {note}"));

@@ -174,6 +174,9 @@ struct Job {
     fatal: Mutex<Option<String>>,
     failed: AtomicBool,
     control: JobControl,
+    /// Source ids of the connector's failed items when the job started: one stored by
+    /// this job is an `item.recovered` notice.
+    failed_before: std::collections::HashSet<Vec<u8>>,
 }
 
 impl Job {
@@ -216,6 +219,10 @@ impl Job {
         if self.spec.dry_run {
             return;
         }
+        self.progress.notice(crate::progress::Notice::ItemFailed {
+            path: shown,
+            error: tributary_config::redact::redact(msg).into_owned(),
+        });
         if let Err(e) = self
             .p
             .catalog
@@ -266,7 +273,17 @@ pub(crate) async fn run(
         }
     };
     let budget_permits = (p.settings.max_bytes_in_flight / 1024).max(1) as usize;
+    let failed_before = if spec.dry_run {
+        Default::default()
+    } else {
+        p.catalog
+            .failed_source_ids(&spec.connector_id)
+            .await?
+            .into_iter()
+            .collect()
+    };
     let job = Arc::new(Job {
+        failed_before,
         p: p.clone(),
         connector,
         spec: spec.clone(),
