@@ -92,6 +92,13 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<Result<&str, ()>> {
     })
 }
 
+/// The credentials a request came with.
+enum Presented {
+    Bearer(Result<String, ()>),
+    /// The session cookie's value.
+    Cookie(String),
+}
+
 /// The limits counted so far for one request; the tightest goes into the headers.
 #[derive(Default)]
 struct Counted(Option<Verdict>);
@@ -175,13 +182,17 @@ pub async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Respo
         counted.headers(&mut resp);
         return resp;
     };
+    // a bearer token decides when there is one; else the dashboard's session cookie
     let presented = match bearer(req.headers()) {
-        None => {
-            let mut resp = unauthorized("a bearer token is required");
-            counted.headers(&mut resp);
-            return resp;
-        }
-        Some(p) => p.map(str::to_string),
+        Some(p) => Presented::Bearer(p.map(str::to_string)),
+        None => match crate::session::cookie(req.headers()) {
+            Some(id) => Presented::Cookie(id),
+            None => {
+                let mut resp = unauthorized("a bearer token is required");
+                counted.headers(&mut resp);
+                return resp;
+            }
+        },
     };
     let failed_key = format!("failed_auth:{ckey}");
     if let Some(rate) = limits.failed_auth {
@@ -190,11 +201,25 @@ pub async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Respo
             return counted.refuse(v, "failed authentications from this address");
         }
     }
+    let mut session = None;
     let verified = match presented {
-        Ok(token) => authenticate(&st, &token).await,
-        Err(()) => Err(OidcError::Invalid(
+        Presented::Bearer(Ok(token)) => authenticate(&st, &token).await,
+        Presented::Bearer(Err(())) => Err(OidcError::Invalid(
             "the Authorization header is not `Bearer <token>`".into(),
         )),
+        Presented::Cookie(id) => match st.sessions.get(&id) {
+            Some(s) => {
+                let id = Identity {
+                    principal: s.principal.clone(),
+                    role: s.role,
+                };
+                session = Some(s);
+                Ok(id)
+            }
+            None => Err(OidcError::Invalid(
+                "the session has expired or was ended: sign in again".into(),
+            )),
+        },
     };
     let Identity { principal, role } = match verified {
         Ok(id) => id,
@@ -231,6 +256,26 @@ pub async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Respo
             StatusCode::FORBIDDEN,
             "AUTHZ_FORBIDDEN",
             format!("this route needs the `{}` role", crate::role_name(need)),
+        )
+        .into_response();
+        counted.headers(&mut resp);
+        resp.extensions_mut().insert(caller);
+        return resp;
+    }
+    // a change made with the cookie: the page must prove it is ours (a page of another
+    // site can make the browser send the cookie, but cannot read the token)
+    if let Some(s) = &session
+        && !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+        && !req
+            .headers()
+            .get(crate::session::CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| crate::session::same(v, &s.csrf))
+    {
+        let mut resp = ApiError::new(
+            StatusCode::FORBIDDEN,
+            "CSRF_TOKEN_INVALID",
+            "a change made with the session cookie needs the session's anti-CSRF token in X-CSRF-Token",
         )
         .into_response();
         counted.headers(&mut resp);

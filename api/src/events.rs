@@ -201,6 +201,64 @@ impl EventBus {
         Self::starting_at(start)
     }
 
+    /// A bus that takes its events, ids included, from the catalog
+    /// ([`publish_received`](Self::publish_received)): the fleet's ids.
+    pub fn relayed() -> EventBus {
+        let bus = Self::starting_at(1);
+        bus.ring.lock().unwrap_or_else(|e| e.into_inner()).next = 0;
+        bus
+    }
+
+    /// Publishes an event received from the fleet (its JSON, with its id); one whose
+    /// id is not past the last one is ignored (ids only increase).
+    pub fn publish_received(&self, json: &str) {
+        let Ok(v) = serde_json::from_str::<Value>(json) else {
+            return;
+        };
+        let (Some(id), Some(kind)) = (v["id"].as_u64(), v["type"].as_str()) else {
+            return;
+        };
+        let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        if id < ring.next {
+            return;
+        }
+        ring.next = id + 1;
+        let event = Arc::new(Event {
+            id,
+            kind: kind.to_string(),
+            connector: v["connector"].as_str().map(str::to_string),
+            json: json.to_string(),
+        });
+        if ring.held.len() == RING {
+            ring.held.pop_front();
+        }
+        ring.held.push_back(event.clone());
+        let _ = self.tx.send(event);
+        self.metrics.published.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Events were lost on their way here: live subscribers get a `gap`, and what is
+    /// held no longer serves a resume (a client resuming gets a gap too).
+    pub fn lost(&self, why: &str) {
+        let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        ring.held.clear();
+        let id = ring.next.saturating_sub(1);
+        // the next id is unknown: every resume is a gap until events arrive again
+        ring.next = 0;
+        let gap = Arc::new(Event {
+            id,
+            kind: GAP.into(),
+            connector: None,
+            json: render(
+                id,
+                GAP,
+                None,
+                json!({"message": format!("{why}: some events were lost; read the state again through the REST API")}),
+            ),
+        });
+        let _ = self.tx.send(gap);
+    }
+
     /// A bus whose first id is `first`.
     pub fn starting_at(first: u64) -> EventBus {
         let (tx, _) = broadcast::channel(LAG);
@@ -252,7 +310,7 @@ impl EventBus {
                         ring.held.iter().filter(|e| e.id > after).cloned().collect(),
                     ),
                     Resume::Gap => {
-                        let resume = ring.next - 1;
+                        let resume = ring.next.saturating_sub(1);
                         Backlog::Gap(Arc::new(Event {
                             id: resume,
                             kind: GAP.into(),
@@ -511,6 +569,42 @@ mod tests {
             s.live.try_recv(),
             Err(broadcast::error::TryRecvError::Lagged(5))
         ));
+    }
+
+    #[test]
+    fn a_relayed_bus_takes_the_fleets_ids_in_order_and_a_loss_is_a_gap() {
+        let bus = EventBus::relayed();
+        let mut s = bus.subscribe(None);
+        for id in [5, 6, 4, 9] {
+            bus.publish_received(&format!(
+                r#"{{"id":{id},"type":"job.queued","connector":"a"}}"#
+            ));
+        }
+        bus.publish_received("not json");
+        let got: Vec<u64> = std::iter::from_fn(|| s.live.try_recv().ok())
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(got, [5, 6, 9], "an id not past the last is ignored");
+        let ids = |s: Subscription| match s.backlog {
+            Backlog::Events(e) => e.iter().map(|e| e.id).collect::<Vec<_>>(),
+            Backlog::Gap(_) => vec![0],
+        };
+        assert_eq!(ids(bus.subscribe(Some(5))), [6, 9]);
+        let mut s = bus.subscribe(None);
+        bus.lost("the catalog connection dropped");
+        assert_eq!(s.live.try_recv().unwrap().kind, GAP);
+        assert_eq!(
+            ids(bus.subscribe(Some(6))),
+            [0],
+            "nothing held serves a resume"
+        );
+        assert_eq!(
+            ids(bus.subscribe(Some(9))),
+            [0],
+            "nor does the last id seen"
+        );
+        bus.publish_received(r#"{"id":12,"type":"job.queued"}"#);
+        assert_eq!(ids(bus.subscribe(Some(12))), Vec::<u64>::new());
     }
 
     #[test]

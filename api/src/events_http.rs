@@ -146,6 +146,7 @@ async fn forward(
         let since = Instant::now();
         loop {
             tokio::select! {
+                biased;
                 permit = tx.reserve() => match permit {
                     Ok(p) => {
                         p.send(e);
@@ -171,9 +172,18 @@ async fn forward(
     }
     loop {
         let e = tokio::select! {
+            biased;
             r = live.recv() => r,
             _ = tx.closed() => return,
-            _ = bus.closed() => return,
+            _ = bus.closed() => {
+                // the last events (the instance's `instance.down`) still go out
+                while let Ok(e) = live.try_recv() {
+                    if filter.wants(&e) && tx.try_send(e).is_err() {
+                        break;
+                    }
+                }
+                return;
+            }
         };
         match e {
             Ok(e) => {
@@ -262,10 +272,25 @@ pub async fn ws(
     })?;
     let (filter, after) = stream_params(&q, &headers)?;
     let header_token = crate::auth::bearer(&headers).map(|t| t.map(str::to_string));
+    // the dashboard's session cookie, from a page of this origin only
+    let by_cookie = if header_token.is_none() && crate::session::same_origin(&headers) {
+        crate::session::cookie(&headers)
+            .and_then(|id| st.sessions.get(&id))
+            .map(|s| Identity {
+                principal: s.principal,
+                role: s.role,
+            })
+    } else {
+        None
+    };
     let request_id = crate::error::current_request_id();
+    let credentials = match by_cookie {
+        Some(id) => Credentials::Session(id),
+        None => Credentials::Token(header_token),
+    };
     Ok(upgrade
         .on_upgrade(move |socket| async move {
-            session(st, socket, peer, header_token, filter, after, request_id).await
+            session(st, socket, peer, credentials, filter, after, request_id).await
         })
         .into_response())
 }
@@ -300,11 +325,20 @@ async fn first_message_token(socket: &mut WebSocket) -> Option<String> {
         .map(str::to_string)
 }
 
+/// What a WebSocket client authenticates with.
+enum Credentials {
+    /// The `Authorization` header's token (`Err`: not a bearer token), or none: the
+    /// first message's.
+    Token(Option<Result<String, ()>>),
+    /// The session cookie of a page of this origin.
+    Session(Identity),
+}
+
 async fn session(
     st: AppState,
     mut socket: WebSocket,
     peer: SocketAddr,
-    header_token: Option<Result<String, ()>>,
+    credentials: Credentials,
     filter: Filter,
     after: Option<u64>,
     request_id: String,
@@ -325,14 +359,16 @@ async fn session(
         )
         .await;
     }
-    let token = match header_token {
-        Some(Ok(t)) => Some(t),
-        Some(Err(())) => None,
-        None => first_message_token(&mut socket).await,
+    let token = match credentials {
+        Credentials::Session(id) => Ok(id),
+        Credentials::Token(Some(Ok(t))) => Err(Some(t)),
+        Credentials::Token(Some(Err(()))) => Err(None),
+        Credentials::Token(None) => Err(first_message_token(&mut socket).await),
     };
     let verified = match token {
-        Some(t) => crate::auth::authenticate(&st, &t).await,
-        None => Err(OidcError::Invalid(
+        Ok(id) => Ok(id),
+        Err(Some(t)) => crate::auth::authenticate(&st, &t).await,
+        Err(None) => Err(OidcError::Invalid(
             "a bearer token is required: an Authorization header, or a first message {\"token\": \"…\"}".into(),
         )),
     };

@@ -14,6 +14,7 @@
 pub mod audit;
 pub mod auth;
 mod connector_admin;
+pub mod dashboard;
 mod download;
 pub mod error;
 pub mod events;
@@ -28,6 +29,7 @@ pub mod parse_errors;
 pub mod ratelimit;
 pub mod routes;
 pub mod serve;
+pub mod session;
 mod usage;
 
 pub use routes::{Access, ROUTES, Route};
@@ -341,6 +343,10 @@ pub struct AppState {
     pub bodies: BodyLimits,
     /// What `/api/v1/events` and `/api/v1/ws` stream.
     pub events: Arc<events::EventBus>,
+    /// Browser sessions (the dashboard's sign-in).
+    pub sessions: Arc<session::Sessions>,
+    /// Session cookies are `Secure` (the API is served over TLS).
+    pub secure_cookies: bool,
 }
 
 /// What a request body may be.
@@ -362,6 +368,8 @@ pub struct AuthConfig {
     /// Live event streams open at once, in all and per principal.
     pub max_event_connections: usize,
     pub max_event_connections_per_principal: usize,
+    /// How long a browser session lasts.
+    pub session_ttl: Duration,
 }
 
 /// Longest request URI the router answers (longer: 414 in the envelope).
@@ -369,7 +377,7 @@ pub const MAX_URI_LEN: usize = 8192;
 
 pub fn router(state: AppState) -> Router {
     let max_body = state.bodies.max_size;
-    routes::add_routes(Router::new())
+    dashboard::add_pages(routes::add_routes(Router::new()))
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(middleware::from_fn(move |req, next| {

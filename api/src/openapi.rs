@@ -485,6 +485,29 @@ fn describe(method: &str, path: &str) -> Op {
                 }
             }
         }
+        ("POST", "/api/v1/session") => Op {
+            summary: "Sign in (the dashboard): a static API token or an OpenID Connect access token for a session cookie (HttpOnly, SameSite=Strict, Secure under TLS; api.session_ttl). A request with the cookie and no Authorization header acts as the session's principal; one that may change something must carry csrf_token in X-CSRF-Token (403 CSRF_TOKEN_INVALID otherwise). Failures count against the address's failed-authentication limit".into(),
+            params: vec![],
+            body: Some(json!({"type": "object", "additionalProperties": false, "required": ["token"], "properties": {"token": {"type": "string", "minLength": 1, "maxLength": 16384}}})),
+            body_required: true,
+            responses: vec![
+                ("201", "signed in: the session cookie in Set-Cookie", Some(("application/json", schema("Session")))),
+                error("401", "AUTH_TOKEN_INVALID: the token is not valid"),
+                error("403", "AUTHZ_FORBIDDEN: the token maps to no role"),
+                error("422", "INVALID_BODY"),
+                error("503", "the OpenID provider could not be reached"),
+            ],
+        },
+        ("GET", "/api/v1/session") => op(
+            "The browser session of the request's cookie: signed_in, and when it is live its principal, role, anti-CSRF token and end (never 401: the sign-in page asks it first)",
+            vec![],
+            vec![ok("200", "Session")],
+        ),
+        ("DELETE", "/api/v1/session") => op(
+            "Sign out: the session ends and its cookie is cleared",
+            vec![],
+            vec![("204", "signed out", None)],
+        ),
         ("GET", "/api/v1/instances") => op(
             "The daemon instances using this catalog: heartbeat, version, state (up, down: no heartbeat for 30 s, stopped) and the jobs each runs",
             vec![],
@@ -651,6 +674,13 @@ fn components() -> Value {
         "Health": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string", "enum": ["ok"]}}},
         "Ready": {"type": "object", "required": ["status", "checks"], "properties": {"status": {"type": "string", "enum": ["ready"]}, "checks": {"type": "object"}}},
         "Job": job,
+        "Session": {"type": "object", "required": ["signed_in"], "properties": {
+            "signed_in": {"type": "boolean"},
+            "principal": {"type": "string"},
+            "role": {"type": "string", "enum": ["viewer", "operator", "admin"]},
+            "csrf_token": {"type": "string", "description": "send it in X-CSRF-Token with every change made with the session cookie"},
+            "expires_at": {"type": "string", "format": "date-time"},
+        }},
         "Usage": {"type": "object", "required": ["connector", "target", "files", "bytes", "stored_bytes", "calculated_at", "quota"], "properties": {
             "connector": str_(), "target": nstr(),
             "files": {"type": "integer", "minimum": 0}, "bytes": {"type": "integer", "minimum": 0}, "stored_bytes": {"type": "integer", "minimum": 0},

@@ -14,6 +14,7 @@ use tributary_config::Role;
 use crate::AppState;
 use crate::events_http::{events, ws};
 use crate::handlers::*;
+use crate::session::{sign_in, sign_out, who};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +93,9 @@ routes! {
     GET "/api/v1/usage" VIEWER, "usage.read" => usage;
     GET "/api/v1/events" VIEWER, "event.stream" => events;
     GET "/api/v1/ws" Access::InBand(Role::Viewer), "event.ws" => ws;
+    POST "/api/v1/session" OPEN, "session.create" => sign_in;
+    GET "/api/v1/session" OPEN, "session.read" => who;
+    DELETE "/api/v1/session" VIEWER, "session.delete" => sign_out;
     GET "/api/v1/instances" VIEWER, "instance.list" => list_instances;
     POST "/api/v1/instances/{id}/drain" OPERATOR, "instance.drain" => drain_instance;
     POST "/api/v1/instances/{id}/undrain" OPERATOR, "instance.undrain" => undrain_instance;
@@ -113,6 +117,9 @@ pub fn find(method: &Method, matched: Option<&str>) -> Option<&'static Route> {
 /// The access a request needs: its entry's; anything not in the table (an unknown path
 /// or method) needs an authenticated viewer.
 pub fn access(method: &Method, matched: Option<&str>) -> Access {
+    if crate::dashboard::is_page(method, matched) {
+        return OPEN;
+    }
     find(method, matched).map_or(VIEWER, |r| r.access)
 }
 

@@ -10,7 +10,8 @@
 //! Leases (`locks`, `vector_claims`), the instance registry (`instances`) and the
 //! record of schedule firings (`schedule_fires`) are not copied: they belong to the processes of the
 //! source (jobs keep the name of the instance that ran them). Nor is the usage each
-//! connector's content makes (`connector_usage`): it is derived, and recalculated.
+//! connector's content makes (`connector_usage`): it is derived, and recalculated; nor the
+//! fleet's event counter (`event_seq`): event ids belong to the running fleet.
 
 use std::collections::BTreeSet;
 
@@ -54,6 +55,7 @@ pub const NOT_COPIED: &[&str] = &[
     "schedule_fires",
     "vector_claims",
     "connector_usage",
+    "event_seq",
 ];
 
 /// Columns whose values PostgreSQL numbers itself (identity columns), by table.

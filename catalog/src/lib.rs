@@ -54,6 +54,7 @@ mod commit_pg;
 pub mod conflicts;
 pub mod copy;
 mod feed;
+pub mod fleet_events;
 mod gc;
 mod instances;
 mod items;
@@ -198,6 +199,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         15,
         include_str!("../../migrations/sqlite/0015_usage.sql"),
         include_str!("../../migrations/postgres/0015_usage.sql"),
+    ),
+    (
+        16,
+        include_str!("../../migrations/sqlite/0016_event_seq.sql"),
+        include_str!("../../migrations/postgres/0016_event_seq.sql"),
     ),
 ];
 

@@ -76,6 +76,15 @@ impl Catalog {
     /// A listener for the other instances' signals, on a connection of its own (not
     /// one of the pool's); `None` on SQLite.
     pub async fn fleet_signals(&self) -> Result<Option<FleetSignals>> {
+        Ok(self.listener(CHANNEL).await?.map(|listener| FleetSignals {
+            listener,
+            me: self.instance.clone(),
+        }))
+    }
+
+    /// A listener on `channel`, on a connection of its own (not one of the pool's, so
+    /// that it stays open); `None` on SQLite.
+    pub(crate) async fn listener(&self, channel: &str) -> Result<Option<PgListener>> {
         let Db::Postgres(pool) = &self.db else {
             return Ok(None);
         };
@@ -86,11 +95,8 @@ impl Catalog {
             .connect_with((*pool.connect_options()).clone())
             .await?;
         let mut listener = PgListener::connect_with(&own).await?;
-        listener.listen(CHANNEL).await?;
-        Ok(Some(FleetSignals {
-            listener,
-            me: self.instance.clone(),
-        }))
+        listener.listen(channel).await?;
+        Ok(Some(listener))
     }
 }
 

@@ -152,6 +152,8 @@ pub struct ApiConfig {
     pub oidc: Option<OidcConfig>,
     /// How long the audit trail keeps a row.
     pub audit_retention: Duration,
+    /// How long a browser session lasts.
+    pub session_ttl: Duration,
     /// Folders connectors created over the API may read under (none: no local files).
     pub connector_roots: Vec<PathBuf>,
     /// Whether connectors created over the API may set SharePoint's endpoints.

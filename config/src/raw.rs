@@ -232,6 +232,9 @@ pub struct RawApi {
     /// 365d).
     #[serde(default)]
     pub audit_retention: Option<RawDuration>,
+    /// How long a browser session (the dashboard's sign-in) lasts (default 12h).
+    #[serde(default)]
+    pub session_ttl: Option<RawDuration>,
     /// Folders under which connectors created over the API may read (their `local`
     /// `path` and their `*_file` keys). None by default: such connectors may not read
     /// local files at all.

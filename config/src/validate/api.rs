@@ -21,6 +21,7 @@ pub(super) fn api(cx: &mut Ctx, raw: Option<&raw::RawApi>) -> ApiConfig {
         rate_limits: RateLimits::default(),
         oidc: None,
         audit_retention: Duration::from_secs(365 * 86400),
+        session_ttl: Duration::from_secs(12 * 3600),
         connector_roots: Vec::new(),
         allow_endpoint_overrides: false,
     };
@@ -49,6 +50,11 @@ pub(super) fn api(cx: &mut Ctx, raw: Option<&raw::RawApi>) -> ApiConfig {
         &format!("{p}.body_read_timeout"),
         &raw.body_read_timeout,
         out.body_read_timeout,
+    );
+    out.session_ttl = cx.positive_duration(
+        &format!("{p}.session_ttl"),
+        &raw.session_ttl,
+        out.session_ttl,
     );
     out.audit_retention = cx.positive_duration(
         &format!("{p}.audit_retention"),

@@ -18,6 +18,7 @@ fn connector_json(c: &ConnectorConfig) -> serde_json::Value {
         "conflict_policy": c.conflict_policy,
         "case_sensitive": c.case_sensitive,
         "watch": c.watch,
+        "vectorize": c.vectorize,
     });
     match &c.source {
         SourceConfig::Local {

@@ -62,9 +62,109 @@ pub(super) fn notice_event(job_id: i64, n: Notice) -> (&'static str, serde_json:
     }
 }
 
+/// Events waiting to be sent to the fleet; past it, they are dropped (and the streams
+/// told so by a gap).
+pub(super) const RELAY_QUEUE: usize = 10_000;
+
+/// Events sent to the fleet in one transaction, at most.
+const RELAY_BATCH: usize = 500;
+
 impl Daemon {
+    /// Publishes an event: on the bus at once (SQLite: one daemon), or through the
+    /// catalog to every instance of the fleet (PostgreSQL), this one included.
     pub(super) fn publish(&self, kind: &str, connector: Option<&str>, fields: serde_json::Value) {
-        self.events.publish(kind, connector, fields);
+        let Some(relay) = &self.relay else {
+            self.events.publish(kind, connector, fields);
+            return;
+        };
+        let e = tributary_catalog::fleet_events::OutEvent {
+            kind: kind.to_string(),
+            connector: connector.map(str::to_string),
+            fields,
+        };
+        if relay.try_send(e).is_err() {
+            self.events
+                .lost("more events than the catalog took in time");
+        }
+    }
+
+    /// With PostgreSQL: sends the events published here to the fleet, in batches, and
+    /// feeds the bus with the fleet's events (ours included) as the catalog delivers
+    /// them, in id order.
+    pub(super) fn start_event_relay(self: &Arc<Self>) {
+        let Some(mut rx) = self.relay_rx.lock().unwrap().take() else {
+            return;
+        };
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut failing = false;
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < RELAY_BATCH {
+                    match rx.try_recv() {
+                        Ok(e) => batch.push(e),
+                        Err(_) => break,
+                    }
+                }
+                let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                match me.pipeline.catalog.send_events(&batch, &at).await {
+                    Ok(_) => failing = false,
+                    Err(e) => {
+                        if !std::mem::replace(&mut failing, true) {
+                            tracing::warn!(error = %e, "send events to the fleet: they are lost (streams get a gap)");
+                        }
+                        me.events.lost("the catalog did not take the events");
+                    }
+                }
+            }
+        });
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut said = false;
+            loop {
+                let mut listener = match me.pipeline.catalog.fleet_events().await {
+                    Ok(Some(l)) => l,
+                    Ok(None) => return,
+                    Err(e) => {
+                        if !std::mem::replace(&mut said, true) {
+                            tracing::warn!(error = %e, "listen for the fleet's events; trying again");
+                        }
+                        me.events.lost("the catalog's event channel is down");
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_secs(2)) => continue,
+                            _ = me.events.closed() => return,
+                        }
+                    }
+                };
+                loop {
+                    use tributary_catalog::fleet_events::Received;
+                    let got = tokio::select! {
+                        r = listener.next() => r,
+                        _ = me.events.closed() => return,
+                    };
+                    match got {
+                        Ok(Received::Event(json)) => me.events.publish_received(&json),
+                        Ok(Received::Lost) => me.events.lost("the catalog's event channel dropped"),
+                        Err(_) => {
+                            me.events.lost("the catalog's event channel is down");
+                            break;
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+    }
+
+    /// Waits (up to `max`) until the events published here went to the fleet.
+    pub(super) async fn flush_events(&self, max: Duration) {
+        let Some(relay) = &self.relay else { return };
+        let deadline = Instant::now() + max;
+        while relay.capacity() < relay.max_capacity() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // and came back through the listener
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
     /// Publishes job `job_id`'s progress and notices while it runs, until it is no

@@ -123,6 +123,9 @@ pub struct Daemon {
     api_revisions_seen: Mutex<Vec<(String, i64)>>,
     /// What `/api/v1/events` and `/api/v1/ws` stream ([`events`]).
     events: Arc<tributary_api::events::EventBus>,
+    /// With PostgreSQL, events go to the fleet through the catalog first ([`events`]).
+    relay: Option<tokio::sync::mpsc::Sender<tributary_catalog::fleet_events::OutEvent>>,
+    relay_rx: Mutex<Option<tokio::sync::mpsc::Receiver<tributary_catalog::fleet_events::OutEvent>>>,
 }
 
 fn auth_of(cfg: &Config) -> AuthConfig {
@@ -137,12 +140,23 @@ fn auth_of(cfg: &Config) -> AuthConfig {
             .map(|o| Arc::new(tributary_api::oidc::Oidc::new(o))),
         max_event_connections: cfg.api.max_event_connections,
         max_event_connections_per_principal: cfg.api.max_event_connections_per_principal,
+        session_ttl: cfg.api.session_ttl,
     }
 }
 
 impl Daemon {
     async fn new(config_path: PathBuf, cfg: Config) -> anyhow::Result<Arc<Daemon>> {
         let pipeline = wiring::pipeline(&cfg).await?;
+        let (events, relay, relay_rx) = if pipeline.catalog.relays_events() {
+            let (tx, rx) = tokio::sync::mpsc::channel(events::RELAY_QUEUE);
+            (
+                tributary_api::events::EventBus::relayed(),
+                Some(tx),
+                Some(rx),
+            )
+        } else {
+            (tributary_api::events::EventBus::new(), None, None)
+        };
         let paused = pipeline.catalog.paused_connectors().await?;
         let secrets_key = api_connectors::load_secrets_key(&cfg)?;
         let instance = pipeline
@@ -170,7 +184,9 @@ impl Daemon {
             secrets_key,
             applying: Default::default(),
             api_revisions_seen: Default::default(),
-            events: Default::default(),
+            events: Arc::new(events),
+            relay,
+            relay_rx: Mutex::new(relay_rx),
         });
         // the file's connectors and, beside them, those created over the API
         let file = daemon.file_config();
@@ -300,6 +316,8 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
             read_timeout: api.body_read_timeout,
         },
         events: daemon.events.clone(),
+        sessions: Default::default(),
+        secure_cookies: api.tls.is_some(),
     };
     let api_stop = CancellationToken::new();
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -323,7 +341,13 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
         daemon.start_tasks(id);
     }
     daemon.start_background();
+    daemon.start_event_relay();
     daemon.watch_vectorizer();
+    daemon.publish(
+        "instance.up",
+        None,
+        json!({"instance": instance, "hostname": crate::instance::hostname(), "version": env!("CARGO_PKG_VERSION")}),
+    );
     daemon.start_heartbeat(instance.clone());
     daemon.start_fleet_poll();
     daemon.start_fleet_signals();
@@ -415,7 +439,13 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
             daemon.hand_back(id).await;
         }
     }
-    // event streams end, then the API
+    // event streams end (after the fleet heard of this stop), then the API
+    daemon.publish(
+        "instance.down",
+        None,
+        json!({"instance": instance, "reason": "stopped"}),
+    );
+    daemon.flush_events(Duration::from_secs(2)).await;
     daemon.events.close();
     api_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;

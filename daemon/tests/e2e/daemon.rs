@@ -382,6 +382,18 @@ async fn errors_use_the_envelope_and_secrets_never_leak() {
         for method in ops.as_object().unwrap().keys() {
             documented += 1;
             let concrete = path.replace("{id}", "docs");
+            if path == "/api/v1/events" {
+                // a stream that never ends: served, but not read to its end
+                let resp = d
+                    .http
+                    .get(d.url(path))
+                    .bearer_auth(ADMIN)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status(), 200, "{path}");
+                continue;
+            }
             let (_, _, b) = d
                 .call(&method.to_uppercase(), &concrete, Some(ADMIN), None)
                 .await;

@@ -14,20 +14,20 @@ use crate::common::*;
 
 /// One received event: its `id:`, `event:` and `data:` (JSON).
 #[derive(Debug, Clone)]
-struct Ev {
-    id: u64,
-    kind: String,
-    data: Value,
+pub(crate) struct Ev {
+    pub(crate) id: u64,
+    pub(crate) kind: String,
+    pub(crate) data: Value,
 }
 
 /// A Server-Sent Events stream, read frame by frame.
-struct Sse {
+pub(crate) struct Sse {
     resp: reqwest::Response,
     buf: String,
 }
 
 impl Sse {
-    async fn open(d: &Running, query: &str, last_id: Option<u64>) -> Sse {
+    pub(crate) async fn open(d: &Running, query: &str, last_id: Option<u64>) -> Sse {
         let mut req = d
             .http
             .get(d.url(&format!("/api/v1/events{query}")))
@@ -48,7 +48,7 @@ impl Sse {
     }
 
     /// The next event within `secs` (comments skipped); `None` when the stream ends.
-    async fn next(&mut self, secs: u64) -> Option<Ev> {
+    pub(crate) async fn next(&mut self, secs: u64) -> Option<Ev> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
         loop {
             if let Some(end) = self.buf.find("\n\n") {
@@ -77,7 +77,7 @@ impl Sse {
     }
 
     /// Events until one that `stop` accepts (included).
-    async fn until(&mut self, secs: u64, stop: impl Fn(&Ev) -> bool) -> Vec<Ev> {
+    pub(crate) async fn until(&mut self, secs: u64, stop: impl Fn(&Ev) -> bool) -> Vec<Ev> {
         let mut out = Vec::new();
         loop {
             let e = self.next(secs).await.expect("the stream ended");
@@ -139,7 +139,7 @@ async fn close_code(s: &mut Ws) -> u16 {
 /// Many requests in a short time: the tests' own.
 const NO_RATE_LIMITS: &str = "  rate_limits: { client: off, read: off, write: off }\n";
 
-fn is_finish_of(job: i64) -> impl Fn(&Ev) -> bool {
+pub(crate) fn is_finish_of(job: i64) -> impl Fn(&Ev) -> bool {
     move |e: &Ev| e.kind == "job.finished" && e.data["job_id"] == job
 }
 
@@ -344,6 +344,9 @@ async fn a_runs_events_arrive_live_in_order_over_sse_and_websocket_and_resume_af
     // stopping the daemon ends the streams (it does not wait for them)
     let mut d = d;
     d.signal("TERM");
+    let last = all.next(20).await.expect("the instance says it stops");
+    assert_eq!(last.kind, "instance.down", "{last:?}");
+    assert_eq!(last.data["reason"], "stopped");
     assert!(all.next(20).await.is_none(), "the stream ended");
     assert!(d.wait_exit(20).success());
 }

@@ -487,6 +487,10 @@ async fn pause_and_cancel_through_one_instance_reach_the_job_on_another() {
     let pair = Pair::start();
     let (job, on) = pair.job_under_way().await;
     let (runner, other) = (&pair.nodes[on], &pair.nodes[1 - on]);
+    // each instance's event stream carries the fleet's events, under the same ids
+    use crate::events::{Sse, is_finish_of};
+    let mut on_runner = Sse::open(runner, "?connector=big", None).await;
+    let mut on_other = Sse::open(other, "?connector=big", None).await;
     // the running instance's progress is seen through the other (saved every 2 s)
     other
         .wait_for(
@@ -530,6 +534,30 @@ async fn pause_and_cancel_through_one_instance_reach_the_job_on_another() {
         "cancel through the other instance took effect in {:?}",
         started.elapsed()
     );
+    let seen_by_runner = on_runner.until(20, is_finish_of(job)).await;
+    let seen_by_other = on_other.until(20, is_finish_of(job)).await;
+    let from = seen_by_runner[0].id.max(seen_by_other[0].id);
+    let tail = |v: &[crate::events::Ev]| -> Vec<(u64, String)> {
+        v.iter()
+            .filter(|e| e.id >= from)
+            .map(|e| (e.id, e.kind.clone()))
+            .collect()
+    };
+    assert_eq!(tail(&seen_by_runner), tail(&seen_by_other));
+    let kinds: Vec<&str> = seen_by_other.iter().map(|e| e.kind.as_str()).collect();
+    assert!(
+        seen_by_other
+            .iter()
+            .any(|e| e.kind == "job.progress" && e.data["job_id"] == job),
+        "the running instance's progress reaches the other's stream: {kinds:?}"
+    );
+    assert!(
+        seen_by_runner.iter().any(|e| e.kind == "connector.paused"),
+        "a pause made through the other instance reaches the runner's stream: {kinds:?}"
+    );
+    assert_eq!(seen_by_other.last().unwrap().data["status"], "cancelled");
+    let ids: Vec<u64> = seen_by_other.iter().map(|e| e.id).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
     // paused: nothing more runs until it is resumed, through either instance
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     let jobs = runner.jobs("connector=big").await;

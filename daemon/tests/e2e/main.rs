@@ -13,6 +13,7 @@ mod cli;
 mod conflicts;
 mod connector_admin;
 mod daemon;
+mod dashboard;
 mod dry_run;
 mod encryption;
 mod events;
@@ -21,6 +22,7 @@ mod instances;
 mod packaging;
 mod postgres;
 mod security;
+mod sessions;
 mod sharepoint;
 #[cfg(feature = "smb")]
 mod smb;
