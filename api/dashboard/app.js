@@ -175,9 +175,9 @@ function progressBar(job, finished) {
   const p = job.progress || {};
   const planned = p.bytes_planned || 0;
   const done = p.bytes_done !== undefined ? p.bytes_done : p.bytes_read || 0;
-  // a finished job that had nothing to read is complete all the same
+  // a job that succeeded is complete, whatever it had to read (its counts say what)
   const max = Math.max(planned, 1);
-  const value = finished && planned === 0 ? max : Math.min(done, max);
+  const value = finished === "succeeded" || (finished && planned === 0) ? max : Math.min(done, max);
   const bar = h("progress", { max, value, "aria-label": `job ${job.id ?? job.job_id} progress` });
   const files = `${p.files_done || 0} of ${p.files_planned || 0} files`;
   const rate = p.throughput_bytes_per_second ? `, ${bytes(p.throughput_bytes_per_second)}/s` : "";
@@ -348,7 +348,7 @@ async function jobPage(id) {
     const [job, log] = await Promise.all([api("GET", `/jobs/${id}`), api("GET", `/jobs/${id}/log`)]);
     const statusEl = h("p", { id: "job-status", class: statusClass(job.status), text: job.status });
     const over = (s) => !["queued", "running"].includes(s);
-    const barBox = h("div", { id: "job-progress" }, progressBar(job, over(job.status)));
+    const barBox = h("div", { id: "job-progress" }, progressBar(job, over(job.status) && job.status));
     const logEl = h("pre", { class: "log", id: "job-log" });
     const drawLog = (lines) => {
       const items = lines.items || lines.lines || lines;
@@ -367,11 +367,12 @@ async function jobPage(id) {
       if (e.type === "job.progress") { barBox.replaceChildren(progressBar({ id, progress: e })); statusEl.textContent = "running"; refreshLog(); }
       if (e.type === "job.finished") {
         if (cancel) cancel.remove();
+        // the final counts and log first, then the status that says it is over
+        const [j, lines] = await Promise.all([api("GET", `/jobs/${id}`), api("GET", `/jobs/${id}/log`)]);
+        barBox.replaceChildren(progressBar({ id, progress: { ...j.progress, bytes_done: j.progress.bytes_read } }, j.status));
+        drawLog(lines);
         statusEl.textContent = e.status;
         statusEl.className = statusClass(e.status);
-        const j = await api("GET", `/jobs/${id}`);
-        barBox.replaceChildren(progressBar({ id, progress: { ...j.progress, bytes_done: j.progress.bytes_read } }, true));
-        drawLog(await api("GET", `/jobs/${id}/log`));
       }
     });
     var cancel = canOperate() && (job.status === "running" || job.status === "queued")

@@ -187,5 +187,13 @@ await viewer.keyboard.press("Enter");
 await viewer.locator("h1", { hasText: "Overview" }).waitFor();
 assert.deepEqual(viewer.errors, [], "console errors of the viewer's pages");
 
+step("the API reference renders");
+const docs = await open();
+await docs.goto(BASE + "/api/v1/docs");
+await docs.locator("h1", { hasText: "Tributary admin API" }).waitFor();
+await docs.locator("text=Queue a job now").first().waitFor();
+await docs.screenshot({ path: `${OUT}/api-docs.png` }); // its first screen: the whole reference is very long
+assert.deepEqual(docs.errors, [], "console errors of the API reference");
+
 await browser.close();
 console.log("dashboard: all checks passed");

@@ -109,6 +109,21 @@ async fn the_dashboard_works_in_a_real_browser() {
     })
     .await;
 
+    // the page, its assets and the API reference need no token
+    for (path, kind) in [
+        ("/", "text/html"),
+        ("/assets/app.js", "text/javascript"),
+        ("/assets/app.css", "text/css"),
+        ("/api/v1/docs", "text/html"),
+    ] {
+        let (s, h, _) = d.call("GET", path, None, None).await;
+        assert_eq!(s, 200, "{path}");
+        assert!(
+            h["content-type"].to_str().unwrap().starts_with(kind),
+            "{path}"
+        );
+        assert!(h.contains_key("content-security-policy"), "{path}");
+    }
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/dashboard.mjs");
     let run = tokio::process::Command::new("node")
@@ -141,6 +156,7 @@ async fn the_dashboard_works_in_a_real_browser() {
         "conflicts",
         "search",
         "item",
+        "api-docs",
         "overview-phone",
     ] {
         assert!(
