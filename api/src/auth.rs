@@ -2,10 +2,11 @@
 //!
 //! In order: the client address's request limit; the route's access from the route
 //! table ([`crate::routes::access`], fail closed); the bearer token (constant-time
-//! comparison of SHA-256 digests); the failed-authentication limit of the client
-//! address (past it, every request with credentials from that address is refused until
-//! its window ends, so guessing cannot go on); the role; the principal's read or write
-//! limit. Failed authentications are logged with the client address, never the token.
+//! comparison of SHA-256 digests), or without one the dashboard's session cookie
+//! ([`crate::session`]); the failed-authentication limit of the client address (past
+//! it, every request with credentials from that address is refused until its window
+//! ends, so guessing cannot go on); the role; with the cookie, the anti-CSRF token of
+//! a request that may change something; the principal's read or write limit. Failed authentications are logged with the client address, never the token.
 //! Every response that counted against a limit carries `X-RateLimit-Limit`,
 //! `-Remaining` and `-Reset` of the tightest one; a refusal is `429 RATE_LIMITED` with
 //! `Retry-After` and `details.wait_seconds`.

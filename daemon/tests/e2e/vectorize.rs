@@ -371,6 +371,8 @@ async fn a_changed_model_is_refused_until_reindex() {
     let n = weights.len();
     weights[n - 2] ^= 0x01;
     std::fs::write(other.join("model.safetensors"), weights).unwrap();
+    // a new port for each start: another test's daemon may have taken the last one
+    let port = free_port();
     let cfg = vector_config(dir.path(), port, &other);
     {
         let d = Running::start(&cfg, port, &[]);
@@ -398,6 +400,8 @@ async fn a_changed_model_is_refused_until_reindex() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("dropped"));
+    let port = free_port();
+    let cfg = vector_config(dir.path(), port, &other);
     let d = Running::start(&cfg, port, &[]);
     let q = settled(&d).await;
     assert_eq!(q["indexed"], 1, "{q}");
