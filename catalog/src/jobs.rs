@@ -179,33 +179,19 @@ impl Catalog {
                             Some("abandoned: its process is gone"),
                         )
                         .await?;
-                        Box::pin(self.insert_job(
-                            connector,
-                            kind,
-                            trigger,
-                            status,
-                            unless_after,
-                            dry_run,
-                        ))
-                        .await
                     }
-                    Some(job) => Err(CatalogError::JobActive {
-                        connector: connector.to_string(),
-                        job,
-                    }),
-                    // it ended meanwhile: try once more
-                    None => {
-                        Box::pin(self.insert_job(
-                            connector,
-                            kind,
-                            trigger,
-                            status,
-                            unless_after,
-                            dry_run,
-                        ))
-                        .await
+                    Some(job) => {
+                        return Err(CatalogError::JobActive {
+                            connector: connector.to_string(),
+                            job,
+                        });
                     }
+                    // it ended meanwhile
+                    None => {}
                 }
+                // the way is clear: try once more
+                Box::pin(self.insert_job(connector, kind, trigger, status, unless_after, dry_run))
+                    .await
             }
             other => other,
         }
