@@ -151,14 +151,29 @@ function signedOut(message) {
     }
   } },
   h("h1", { text: "Sign in" }),
+  err,
+  state.signInUrl
+    ? h("div", { class: "actions" },
+      h("a", { class: "button primary", id: "idp-sign-in", href: state.signInUrl, text: "Sign in with your identity provider" }))
+    : null,
+  state.signInUrl ? h("p", { class: "muted", text: "Or with a token:" }) : null,
   h("label", { for: "token", text: "API token or access token" }),
   token,
-  err,
-  h("div", { class: "actions" }, h("button", { class: "primary", type: "submit", text: "Sign in" })),
+  h("div", { class: "actions" }, h("button", { class: state.signInUrl ? "" : "primary", type: "submit", text: "Sign in" })),
   h("p", { class: "muted", text: "Use a token from api.tokens in the configuration file, or an access token of your identity provider." }),
   );
   show(form);
-  token.focus();
+  const idp = document.getElementById("idp-sign-in");
+  (idp || token).focus();
+}
+
+/// The reason a sign-in through the identity provider failed, when the daemon sent the
+/// browser back with one (`#/signin?error=…`); the address is cleaned up.
+function signInError() {
+  const m = location.hash.match(/^#\/signin\?error=(.*)$/);
+  if (!m) return null;
+  history.replaceState(null, "", location.pathname + location.search);
+  try { return decodeURIComponent(m[1]); } catch { return m[1]; }
 }
 
 function signedIn() {
@@ -490,11 +505,13 @@ window.addEventListener("DOMContentLoaded", async () => {
   try {
     const resp = await fetch("/api/v1/session", { credentials: "same-origin" });
     const me = resp.ok ? await resp.json() : null;
+    const failed = signInError();
+    state.signInUrl = (me && me.sign_in_url) || null;
     if (me && me.signed_in) {
       state.me = me;
       signedIn();
     } else {
-      signedOut();
+      signedOut(failed ? `Signing in with your identity provider failed: ${failed}` : "");
     }
   } catch {
     signedOut("The daemon could not be reached.");

@@ -208,13 +208,13 @@ pub async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Respo
         Presented::Bearer(Err(())) => Err(OidcError::Invalid(
             "the Authorization header is not `Bearer <token>`".into(),
         )),
-        Presented::Cookie(id) => match st.sessions.get(&id) {
+        Presented::Cookie(cookie) => match st.sessions.get(&cookie) {
             Some(s) => {
                 let id = Identity {
                     principal: s.principal.clone(),
                     role: s.role,
                 };
-                session = Some(s);
+                session = Some((cookie, s));
                 Ok(id)
             }
             None => Err(OidcError::Invalid(
@@ -265,7 +265,7 @@ pub async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Respo
     }
     // a change made with the cookie: the page must prove it is ours (a page of another
     // site can make the browser send the cookie, but cannot read the token)
-    if let Some(s) = &session
+    if let Some((_, s)) = &session
         && !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
         && !req
             .headers()
@@ -298,6 +298,9 @@ pub async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Respo
     }
     let mut req = req;
     req.extensions_mut().insert(Principal(principal.clone()));
+    if let Some((cookie, _)) = session {
+        req.extensions_mut().insert(SessionCookie(cookie));
+    }
     let method = req.method().clone();
     let mut resp = next.run(req).await;
     counted.headers(&mut resp);
@@ -320,6 +323,11 @@ pub async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Respo
 /// The authenticated caller (the token's name), for handlers and logs.
 #[derive(Debug, Clone)]
 pub struct Principal(pub String);
+
+/// The session cookie a request was authenticated with (a stream opened with it ends
+/// with the session).
+#[derive(Clone)]
+pub struct SessionCookie(pub String);
 
 #[cfg(test)]
 mod tests {

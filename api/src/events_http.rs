@@ -52,7 +52,8 @@ pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a WebSocket client without an `Authorization` header has to send its token.
 pub const TOKEN_WAIT: Duration = Duration::from_secs(10);
 
-/// No token, or an invalid or expired one.
+/// No token, or an invalid or expired one; or the session the stream was opened with
+/// ended.
 pub const CLOSE_UNAUTHENTICATED: u16 = 4401;
 /// The token's principal has no role that may read events.
 pub const CLOSE_FORBIDDEN: u16 = 4403;
@@ -210,6 +211,7 @@ const LOOK_EVERY: Duration = Duration::from_millis(200);
 pub async fn events(
     State(st): State<AppState>,
     Extension(Principal(principal)): Extension<Principal>,
+    session: Option<Extension<crate::auth::SessionCookie>>,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
@@ -224,9 +226,19 @@ pub async fn events(
     })?;
     let (tx, rx) = mpsc::channel::<Arc<Event>>(QUEUE);
     let bus = st.events.clone();
+    let sessions = st.sessions.clone();
     tokio::spawn(async move {
         let _slot = slot;
-        forward(bus, filter, after, tx).await;
+        match session {
+            // a stream opened with the session cookie ends with the session
+            Some(Extension(crate::auth::SessionCookie(id))) => {
+                tokio::select! {
+                    _ = forward(bus, filter, after, tx) => {}
+                    _ = sessions.ended(id) => {}
+                }
+            }
+            None => forward(bus, filter, after, tx).await,
+        }
     });
     let bus = st.events.clone();
     let stream = tokio_stream_of(rx).map(move |e| {
@@ -274,18 +286,22 @@ pub async fn ws(
     let header_token = crate::auth::bearer(&headers).map(|t| t.map(str::to_string));
     // the dashboard's session cookie, from a page of this origin only
     let by_cookie = if header_token.is_none() && crate::session::same_origin(&headers) {
-        crate::session::cookie(&headers)
-            .and_then(|id| st.sessions.get(&id))
-            .map(|s| Identity {
-                principal: s.principal,
-                role: s.role,
-            })
+        crate::session::cookie(&headers).and_then(|id| {
+            let s = st.sessions.get(&id)?;
+            Some((
+                Identity {
+                    principal: s.principal,
+                    role: s.role,
+                },
+                id,
+            ))
+        })
     } else {
         None
     };
     let request_id = crate::error::current_request_id();
     let credentials = match by_cookie {
-        Some(id) => Credentials::Session(id),
+        Some((id, cookie)) => Credentials::Session(id, cookie),
         None => Credentials::Token(header_token),
     };
     Ok(upgrade
@@ -330,8 +346,8 @@ enum Credentials {
     /// The `Authorization` header's token (`Err`: not a bearer token), or none: the
     /// first message's.
     Token(Option<Result<String, ()>>),
-    /// The session cookie of a page of this origin.
-    Session(Identity),
+    /// The session (and its cookie) of a page of this origin.
+    Session(Identity, String),
 }
 
 async fn session(
@@ -359,8 +375,12 @@ async fn session(
         )
         .await;
     }
+    let mut session_cookie = None;
     let token = match credentials {
-        Credentials::Session(id) => Ok(id),
+        Credentials::Session(id, cookie) => {
+            session_cookie = Some(cookie);
+            Ok(id)
+        }
         Credentials::Token(Some(Ok(t))) => Err(Some(t)),
         Credentials::Token(Some(Err(()))) => Err(None),
         Credentials::Token(None) => Err(first_message_token(&mut socket).await),
@@ -430,8 +450,19 @@ async fn session(
     let (tx, mut rx) = mpsc::channel::<Arc<Event>>(QUEUE);
     let feeder = tokio::spawn(forward(bus.clone(), filter, after, tx));
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
+    // a stream opened with the session cookie ends with the session
+    let session_ended = async {
+        match session_cookie {
+            Some(id) => st.sessions.clone().ended(id).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(session_ended);
     let code = loop {
         tokio::select! {
+            _ = &mut session_ended => {
+                break Some((CLOSE_UNAUTHENTICATED, "the session has ended: sign in again"));
+            }
             e = rx.recv() => match e {
                 Some(e) => {
                     match tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Text(e.json.clone().into()))).await {

@@ -23,6 +23,7 @@ mod handlers;
 pub use handlers::INSTANCE_DOWN_AFTER;
 pub mod metrics;
 pub mod oidc;
+pub mod oidc_sign_in;
 pub mod openapi;
 mod params;
 pub mod parse_errors;
@@ -345,6 +346,8 @@ pub struct AppState {
     pub events: Arc<events::EventBus>,
     /// Browser sessions (the dashboard's sign-in).
     pub sessions: Arc<session::Sessions>,
+    /// Sign-ins through the OpenID provider in progress.
+    pub sign_in_flows: Arc<oidc_sign_in::Flows>,
     /// Session cookies are `Secure` (the API is served over TLS).
     pub secure_cookies: bool,
 }

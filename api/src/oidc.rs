@@ -51,11 +51,30 @@ struct Keys {
     fetched: Option<Instant>,
 }
 
+/// The provider's endpoints, from its discovery document.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    pub authorization: String,
+    pub token: String,
+    jwks: String,
+}
+
+/// The discovery document is read again after this long.
+pub const DISCOVERY_TTL: Duration = Duration::from_secs(3600);
+
+/// What the token endpoint answered to an authorization code.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Tokens {
+    pub access_token: String,
+    pub id_token: String,
+}
+
 /// A verifier for one provider configuration.
 pub struct Oidc {
     cfg: OidcConfig,
     http: reqwest::Client,
     keys: Mutex<Keys>,
+    endpoints: Mutex<Option<(Endpoints, Instant)>>,
 }
 
 impl Oidc {
@@ -72,6 +91,7 @@ impl Oidc {
                 by_kid: HashMap::new(),
                 fetched: None,
             }),
+            endpoints: Mutex::new(None),
         }
     }
 
@@ -97,8 +117,15 @@ impl Oidc {
             .map_err(|e| OidcError::Unavailable(format!("GET {url}: not JSON: {e}")))
     }
 
-    /// Discovery, then the key set it names.
-    async fn fetch_keys(&self) -> Result<HashMap<String, Jwk>, OidcError> {
+    /// The provider's endpoints (its discovery document, cached for [`DISCOVERY_TTL`]).
+    /// Each must be https or on the issuer's own origin.
+    pub async fn endpoints(&self) -> Result<Endpoints, OidcError> {
+        let mut cached = self.endpoints.lock().await;
+        if let Some((e, at)) = cached.as_ref()
+            && at.elapsed() < DISCOVERY_TTL
+        {
+            return Ok(e.clone());
+        }
         let url = format!("{}/.well-known/openid-configuration", self.cfg.issuer);
         let doc = self.get_json(&url).await?;
         let issuer = doc["issuer"].as_str().unwrap_or_default();
@@ -108,13 +135,30 @@ impl Oidc {
                 self.cfg.issuer
             )));
         }
-        let jwks_uri = doc["jwks_uri"].as_str().unwrap_or_default();
-        if !jwks_uri.starts_with("https://") && !same_origin(jwks_uri, &self.cfg.issuer) {
-            return Err(OidcError::Unavailable(format!(
-                "the key set `{jwks_uri}` is neither https nor on the issuer's own origin"
-            )));
-        }
-        let set = self.get_json(jwks_uri).await?;
+        let endpoint = |name: &str| -> Result<String, OidcError> {
+            let url = doc[name].as_str().unwrap_or_default();
+            if url.starts_with("https://") || same_origin(url, &self.cfg.issuer) {
+                Ok(url.to_string())
+            } else {
+                Err(OidcError::Unavailable(format!(
+                    "the discovery document's {name} `{url}` is neither https nor on the issuer's own origin"
+                )))
+            }
+        };
+        let e = Endpoints {
+            jwks: endpoint("jwks_uri")?,
+            // only sign-in needs these two; their absence fails sign-in, not tokens
+            authorization: endpoint("authorization_endpoint").unwrap_or_default(),
+            token: endpoint("token_endpoint").unwrap_or_default(),
+        };
+        *cached = Some((e.clone(), Instant::now()));
+        Ok(e)
+    }
+
+    /// The key set the discovery document names.
+    async fn fetch_keys(&self) -> Result<HashMap<String, Jwk>, OidcError> {
+        let jwks = self.endpoints().await?.jwks;
+        let set = self.get_json(&jwks).await?;
         Ok(parse_key_set(&set))
     }
 
@@ -135,6 +179,108 @@ impl Oidc {
 
     /// Verifies `token` and says who it names and with which role.
     pub async fn verify(&self, token: &str) -> Result<Identity, OidcError> {
+        let claims = self.decode(token, &self.cfg.audiences).await?;
+        identity(&self.cfg, &claims)
+    }
+
+    /// [`Oidc::verify`], and when the token expires (its `exp`, Unix seconds).
+    pub async fn verify_until(&self, token: &str) -> Result<(Identity, i64), OidcError> {
+        let claims = self.decode(token, &self.cfg.audiences).await?;
+        let exp = claims["exp"].as_i64().unwrap_or_default();
+        Ok((identity(&self.cfg, &claims)?, exp))
+    }
+
+    /// Verifies an ID token of a sign-in: signed by the provider, issued to `client_id`,
+    /// for this sign-in's `nonce`, not expired. Returns its claims.
+    pub async fn verify_id_token(
+        &self,
+        token: &str,
+        client_id: &str,
+        nonce: &str,
+    ) -> Result<Value, OidcError> {
+        let claims = self
+            .decode(token, std::slice::from_ref(&client_id.to_string()))
+            .await
+            .map_err(|e| match e {
+                OidcError::Invalid(why) => OidcError::Invalid(format!("the ID token: {why}")),
+                other => other,
+            })?;
+        id_token_binds(&claims, client_id, nonce)?;
+        Ok(claims)
+    }
+
+    /// Trades a sign-in's authorization code for tokens at the token endpoint (with
+    /// the PKCE verifier; a confidential client authenticates with HTTP Basic).
+    pub async fn exchange(
+        &self,
+        code: &str,
+        verifier: &str,
+        redirect_uri: &str,
+    ) -> Result<Tokens, OidcError> {
+        let Some(si) = &self.cfg.sign_in else {
+            return Err(OidcError::Unavailable(
+                "api.oidc.sign_in is not configured".into(),
+            ));
+        };
+        let token_url = self.endpoints().await?.token;
+        if token_url.is_empty() {
+            return Err(OidcError::Unavailable(
+                "the provider's discovery document names no token_endpoint".into(),
+            ));
+        }
+        // (the serializer is not Send: the body is made before any await)
+        let body = {
+            let mut form = form_urlencoded::Serializer::new(String::new());
+            form.append_pair("grant_type", "authorization_code")
+                .append_pair("code", code)
+                .append_pair("redirect_uri", redirect_uri)
+                .append_pair("code_verifier", verifier);
+            if let Some(r) = &si.resource {
+                form.append_pair("resource", r);
+            }
+            // a public client names itself; a confidential one authenticates (Basic)
+            if si.client_secret.is_none() {
+                form.append_pair("client_id", &si.client_id);
+            }
+            form.finish()
+        };
+        let mut req = self
+            .http
+            .post(&token_url)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .header(reqwest::header::ACCEPT, "application/json");
+        if let Some(secret) = &si.client_secret {
+            // RFC 6749 2.3.1: both halves form-encoded before Basic
+            let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            req = req.basic_auth(enc(&si.client_id), Some(enc(secret.expose())));
+        }
+        let resp = req
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| OidcError::Unavailable(format!("POST {token_url}: {e}")))?;
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            let why = token_error(&body);
+            return Err(if status.is_server_error() {
+                OidcError::Unavailable(format!("the token endpoint answered HTTP {status}"))
+            } else {
+                OidcError::Invalid(format!("the provider refused the sign-in: {why}"))
+            });
+        }
+        serde_json::from_value::<Tokens>(body).map_err(|_| {
+            OidcError::Invalid(
+                "the provider's token answer has no access_token and id_token (is `openid` among the scopes?)".into(),
+            )
+        })
+    }
+
+    /// Verifies `token`'s signature, issuer, one of `audiences`, `exp` and `nbf`.
+    async fn decode(&self, token: &str, audiences: &[String]) -> Result<Value, OidcError> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| {
             OidcError::Invalid(match header_alg(token) {
                 Some(alg) => {
@@ -172,13 +318,44 @@ impl Oidc {
         v.leeway = LEEWAY_SECS;
         v.validate_nbf = true;
         v.set_issuer(&[self.cfg.issuer.clone(), format!("{}/", self.cfg.issuer)]);
-        v.set_audience(&self.cfg.audiences);
+        v.set_audience(audiences);
         v.set_required_spec_claims(&["exp", "iss", "aud"]);
-        let claims = jsonwebtoken::decode::<Value>(token, &key, &v)
+        Ok(jsonwebtoken::decode::<Value>(token, &key, &v)
             .map_err(|e| OidcError::Invalid(describe(&e)))?
-            .claims;
-        identity(&self.cfg, &claims)
+            .claims)
     }
+}
+
+/// An ID token belongs to this sign-in: its `nonce` is the one sent, and when it
+/// names several audiences its `azp` is this client (OpenID Connect Core 3.1.3.7).
+pub fn id_token_binds(claims: &Value, client_id: &str, nonce: &str) -> Result<(), OidcError> {
+    if !claims["nonce"]
+        .as_str()
+        .is_some_and(|n| crate::session::same(n, nonce))
+    {
+        return Err(OidcError::Invalid(
+            "the ID token is not for this sign-in (nonce)".into(),
+        ));
+    }
+    let several = claims["aud"].as_array().is_some_and(|a| a.len() > 1);
+    if several && claims["azp"].as_str() != Some(client_id) {
+        return Err(OidcError::Invalid(
+            "the ID token was issued to another client (azp)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The provider's reason in a token endpoint's error answer (RFC 6749 5.2), cut short
+/// and with any configured secret masked.
+pub fn token_error(body: &Value) -> String {
+    let error = body["error"].as_str().unwrap_or("an error");
+    let text = match body["error_description"].as_str() {
+        Some(d) => format!("{error}: {d}"),
+        None => error.to_string(),
+    };
+    let text: String = text.chars().filter(|c| !c.is_control()).take(300).collect();
+    tributary_config::redact::redact(&text).into_owned()
 }
 
 /// The `alg` a token's header names, read without trusting anything else in it (for
@@ -296,6 +473,7 @@ mod tests {
             roles_claim: claim.into(),
             role_map: map.iter().map(|(k, r)| (k.to_string(), *r)).collect(),
             allowed_clients: clients.iter().map(|c| c.to_string()).collect(),
+            sign_in: None,
         }
     }
 

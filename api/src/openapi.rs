@@ -508,6 +508,31 @@ fn describe(method: &str, path: &str) -> Op {
             vec![],
             vec![("204", "signed out", None)],
         ),
+        ("GET", "/api/v1/session/oidc") => Op {
+            summary: "Sign in through the OpenID provider (api.oidc.sign_in): 303 to its authorization endpoint (authorization code + PKCE S256, state, nonce), with a short cookie binding the sign-in to this browser. Open a browser on it; GET /api/v1/session says sign_in_url when it is configured".into(),
+            params: vec![],
+            body: None,
+            body_required: false,
+            responses: vec![
+                ("303", "to the identity provider", None),
+                error("400", "INVALID_PARAMETER: the Host header is not a host name"),
+                error("404", "NOT_FOUND: sign-in through an OpenID provider is not configured"),
+                error("503", "the OpenID provider could not be reached"),
+            ],
+        },
+        ("GET", "/api/v1/session/oidc/callback") => Op {
+            summary: "Where the OpenID provider sends the browser back: the code is traded for tokens (with the PKCE verifier), the ID token (nonce) and the access token (issuer, audience, roles) are verified, and a session starts that ends with the access token or at api.session_ttl. Always 303 to the dashboard: with the session cookie, or to #/signin?error=<reason>. Only the browser that started the sign-in, once, within 10 minutes".into(),
+            params: vec![
+                q("code", "the authorization code"),
+                q("state", "the sign-in's state"),
+                q("iss", "the provider's issuer (RFC 9207)"),
+                q("error", "the provider's refusal"),
+                q("error_description", "its reason"),
+            ],
+            body: None,
+            body_required: false,
+            responses: vec![("303", "to the dashboard (signed in, or with the reason it failed)", None)],
+        },
         ("GET", "/api/v1/instances") => op(
             "The daemon instances using this catalog: heartbeat, version, state (up, down: no heartbeat for 30 s, stopped) and the jobs each runs",
             vec![],
@@ -680,6 +705,7 @@ fn components() -> Value {
             "role": {"type": "string", "enum": ["viewer", "operator", "admin"]},
             "csrf_token": {"type": "string", "description": "send it in X-CSRF-Token with every change made with the session cookie"},
             "expires_at": {"type": "string", "format": "date-time"},
+            "sign_in_url": {"type": "string", "description": "when the identity provider signs in: open it in the browser to sign in"},
         }},
         "Usage": {"type": "object", "required": ["connector", "target", "files", "bytes", "stored_bytes", "calculated_at", "quota"], "properties": {
             "connector": str_(), "target": nstr(),

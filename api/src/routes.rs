@@ -14,6 +14,7 @@ use tributary_config::Role;
 use crate::AppState;
 use crate::events_http::{events, ws};
 use crate::handlers::*;
+use crate::oidc_sign_in::{callback as oidc_callback, start as oidc_start};
 use crate::session::{sign_in, sign_out, who};
 
 /// Who may call a route.
@@ -96,6 +97,8 @@ routes! {
     POST "/api/v1/session" OPEN, "session.create" => sign_in;
     GET "/api/v1/session" OPEN, "session.read" => who;
     DELETE "/api/v1/session" VIEWER, "session.delete" => sign_out;
+    GET "/api/v1/session/oidc" OPEN, "session.oidc_start" => oidc_start;
+    GET "/api/v1/session/oidc/callback" OPEN, "session.oidc_callback" => oidc_callback;
     GET "/api/v1/instances" VIEWER, "instance.list" => list_instances;
     POST "/api/v1/instances/{id}/drain" OPERATOR, "instance.drain" => drain_instance;
     POST "/api/v1/instances/{id}/undrain" OPERATOR, "instance.undrain" => undrain_instance;

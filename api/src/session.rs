@@ -108,6 +108,15 @@ impl Sessions {
             .remove(&digest(id));
     }
 
+    /// Resolves when the session of cookie value `id` ends: it expires, is signed out,
+    /// or was never live. (Looked at every second, and at its expiry.)
+    pub async fn ended(self: std::sync::Arc<Self>, id: String) {
+        while let Some(s) = self.get(&id) {
+            let left = s.expires.saturating_duration_since(Instant::now());
+            tokio::time::sleep(left.min(Duration::from_secs(1))).await;
+        }
+    }
+
     /// Sessions held (expired ones included until they are looked at or pushed out).
     pub fn len(&self) -> usize {
         self.by_digest
@@ -123,13 +132,18 @@ impl Sessions {
 
 /// The session cookie's value in the request's `Cookie` headers.
 pub fn cookie(headers: &HeaderMap) -> Option<String> {
+    cookie_named(headers, COOKIE)
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers (none when empty).
+pub fn cookie_named(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
+        .find(|(k, _)| *k == name)
         .map(|(_, v)| v.trim().to_string())
         .filter(|v| !v.is_empty())
 }
@@ -258,7 +272,8 @@ pub async fn sign_in(
 
 /// `GET /api/v1/session`: the browser session of the request's cookie, if it is live:
 /// `{"signed_in": true, principal, role, csrf_token, expires_at}`, else
-/// `{"signed_in": false}` (never 401, so that the sign-in page loads without an error).
+/// `{"signed_in": false}`; either way with `sign_in_url` when the identity provider
+/// signs in ([`crate::oidc_sign_in`]) (never 401, so that the sign-in page loads without an error).
 /// Only the cookie counts: it is 256 random bits, so asking tells nothing a guesser
 /// could use.
 pub async fn who(
@@ -266,10 +281,20 @@ pub async fn who(
     headers: HeaderMap,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let body = match cookie(&headers).and_then(|id| st.sessions.get(&id)) {
+    let oidc = st
+        .auth
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .oidc
+        .as_ref()
+        .is_some_and(|o| o.config().sign_in.is_some());
+    let mut body = match cookie(&headers).and_then(|id| st.sessions.get(&id)) {
         Some(s) => answer(&s),
         None => serde_json::json!({"signed_in": false}),
     };
+    if oidc {
+        body["sign_in_url"] = crate::oidc_sign_in::PATH.into();
+    }
     let mut resp = axum::Json(body).into_response();
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

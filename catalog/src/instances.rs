@@ -60,7 +60,8 @@ impl Catalog {
                 "INSERT INTO instances (id, hostname, version, started_at, heartbeat_at, stopped_at)
                  VALUES ($1, $2, $3, $4, $4, NULL)
                  ON CONFLICT (id) DO UPDATE SET hostname = excluded.hostname, version = excluded.version,
-                   started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at, stopped_at = NULL",
+                   started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at, stopped_at = NULL,
+                   down_announced_at = NULL",
             )
             .bind(id)
             .bind(hostname)
@@ -75,13 +76,41 @@ impl Catalog {
     /// Renews instance `id`'s heartbeat.
     pub async fn heartbeat(&self, id: &str) -> Result<()> {
         with_pool!(self, |pool| {
-            sqlx::query("UPDATE instances SET heartbeat_at = $1 WHERE id = $2")
-                .bind(now_ns())
-                .bind(id)
-                .execute(pool)
-                .await?;
+            sqlx::query(
+                "UPDATE instances SET heartbeat_at = $1, down_announced_at = NULL WHERE id = $2",
+            )
+            .bind(now_ns())
+            .bind(id)
+            .execute(pool)
+            .await?;
         });
         Ok(())
+    }
+
+    /// The instances other than `me` silent for longer than `ttl` without a clean stop
+    /// and not yet announced down, marked announced: each is returned to one caller
+    /// only, however many instances ask at once (id, last heartbeat in Unix ns).
+    pub async fn claim_silent_instances(
+        &self,
+        me: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Vec<(String, i64)>> {
+        let now = now_ns();
+        let before = now - ttl.as_nanos() as i64;
+        with_pool!(self, |pool| {
+            let mut rows: Vec<(String, i64)> = sqlx::query_as(
+                "UPDATE instances SET down_announced_at = $1
+                 WHERE id <> $2 AND stopped_at IS NULL AND down_announced_at IS NULL AND heartbeat_at < $3
+                 RETURNING id, heartbeat_at",
+            )
+            .bind(now)
+            .bind(me)
+            .bind(before)
+            .fetch_all(pool)
+            .await?;
+            rows.sort();
+            Ok(rows)
+        })
     }
 
     /// Records that instance `id` stopped cleanly.

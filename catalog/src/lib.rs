@@ -205,6 +205,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0016_event_seq.sql"),
         include_str!("../../migrations/postgres/0016_event_seq.sql"),
     ),
+    (
+        17,
+        include_str!("../../migrations/sqlite/0017_instance_down.sql"),
+        include_str!("../../migrations/postgres/0017_instance_down.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.

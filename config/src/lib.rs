@@ -172,6 +172,25 @@ pub struct OidcConfig {
     pub role_map: std::collections::BTreeMap<String, Role>,
     /// Empty: any client.
     pub allowed_clients: Vec<String>,
+    /// Browser sign-in through the provider (authorization code + PKCE), when set.
+    pub sign_in: Option<OidcSignIn>,
+}
+
+/// The dashboard's sign-in through the OpenID provider: the client the daemon is
+/// registered as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OidcSignIn {
+    pub client_id: String,
+    /// A confidential client's secret (sent with HTTP Basic); none: a public client.
+    pub client_secret: Option<Secret>,
+    /// Asked for at the provider; `openid` always among them.
+    pub scopes: Vec<String>,
+    /// RFC 8707 resource indicator sent with the requests, when the provider needs one
+    /// to issue an access token for this API.
+    pub resource: Option<String>,
+    /// Where the provider sends the browser back; none: this API's own
+    /// `/api/v1/session/oidc/callback` on the host the browser used.
+    pub redirect_url: Option<String>,
 }
 
 /// Request rate limits (`None`: no limit).

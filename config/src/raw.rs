@@ -265,6 +265,37 @@ pub struct RawOidc {
     /// Only tokens issued to these clients (`azp`, `client_id` or `appid`).
     #[serde(default)]
     pub allowed_clients: Option<Vec<String>>,
+    /// Sign in to the dashboard through this provider (authorization code + PKCE).
+    #[serde(default)]
+    pub sign_in: Option<RawOidcSignIn>,
+}
+
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawOidcSignIn {
+    /// The client id the daemon is registered under at the provider, with
+    /// `<api>/api/v1/session/oidc/callback` as a redirect URI.
+    pub client_id: String,
+    /// A confidential client's secret (or `client_secret_file`); leave both out for a
+    /// public client (PKCE protects the exchange either way).
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    #[serde(default)]
+    pub client_secret_file: Option<String>,
+    /// Scopes asked for (default `openid profile`; `openid` is always added). Add
+    /// what makes the provider issue an access token for this API's audience, e.g.
+    /// `api://tributary/.default` on Entra ID.
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    /// An RFC 8707 resource indicator to send (for providers that pick the access
+    /// token's audience by it).
+    #[serde(default)]
+    pub resource: Option<String>,
+    /// The redirect URI registered at the provider, when the API is reached through a
+    /// proxy under another name (default: `/api/v1/session/oidc/callback` on the host
+    /// the browser used).
+    #[serde(default)]
+    pub redirect_url: Option<String>,
 }
 
 /// One value or a list of them.

@@ -280,6 +280,45 @@ fn openid_connect_settings_are_validated() {
     assert_eq!(o.roles_claim, "roles");
     assert_eq!(o.role_map["Tributary.Admin"], tributary_config::Role::Admin);
     assert!(o.allowed_clients.is_empty());
+    assert!(o.sign_in.is_none());
+
+    // the dashboard's sign-in through the provider
+    std::fs::write(
+        &cfg,
+        "version: 1\napi:\n  oidc:\n    issuer: https://idp.example\n    audience: api://tributary\n    sign_in:\n      client_id: ''\n      client_secret: a\n      client_secret_file: b\n      scopes: ['two words']\n      redirect_url: http://tributary.example/callback\n",
+    )
+    .unwrap();
+    let errs = load(&cfg, &HashMap::new()).unwrap_err().to_string();
+    for e in [
+        "api.oidc.sign_in.client_id: expected the client id registered at the provider",
+        "api.oidc.sign_in.client_secret_file: give either `client_secret` or `client_secret_file`, not both",
+        "api.oidc.sign_in.scopes: `two words` is not a scope",
+        "api.oidc.sign_in.redirect_url: expected this API's https URL ending in /api/v1/session/oidc/callback",
+    ] {
+        assert!(errs.contains(e), "{e} in {errs}");
+    }
+    std::fs::write(dir.path().join("secret"), "s3cret\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "version: 1\napi:\n  oidc:\n    issuer: https://idp.example\n    audience: api://tributary\n    sign_in:\n      client_id: dash\n      client_secret_file: secret\n      scopes: [api://tributary/.default, openid]\n",
+    )
+    .unwrap();
+    let si = load(&cfg, &HashMap::new())
+        .unwrap()
+        .config
+        .api
+        .oidc
+        .unwrap()
+        .sign_in
+        .unwrap();
+    assert_eq!(si.client_id, "dash");
+    assert_eq!(si.client_secret.unwrap().expose(), "s3cret");
+    assert_eq!(
+        si.scopes,
+        ["openid", "api://tributary/.default"],
+        "openid first, once"
+    );
+    assert!(si.resource.is_none() && si.redirect_url.is_none());
 }
 
 #[test]

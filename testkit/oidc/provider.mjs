@@ -1,8 +1,12 @@
 // A real OpenID provider for the tests (oidc-provider from the npm registry), started by
 // testkit::oidc on a loopback port: `node provider.mjs <port>`.
 //
-// Clients use the client-credentials grant; access tokens are JWTs for the resource
-// asked (`resource=`, default api://tributary) with a `roles` claim per client. Every
+// Machine clients use the client-credentials grant; access tokens are JWTs for the
+// resource asked (`resource=`, default api://tributary) with a `roles` claim per client.
+// People sign in to the dashboard through the public client `dashboard` (authorization
+// code + PKCE; any loopback port in its redirect URI) on the provider's own login and
+// consent pages (oidc-provider's devInteractions: any password; the login is the
+// account, whose roles come from `accounts`). Every
 // start makes new signing keys (RS256 and ES256), so a restart is a key rotation.
 // `GET /test/mint?kind=expired|foreign|none` mints tokens no honest provider issues:
 // expired (signed with the published key), signed by an unpublished key under a
@@ -40,20 +44,57 @@ const clients = {
   stranger: { roles: ['admin'] },
 };
 
+// account (the login typed on the provider's page) → roles claim
+const accounts = {
+  ann: ['operator'],
+  vic: 'viewer',
+  ada: ['admin'],
+  nobody: [],
+};
+// the dashboard's access tokens live this long (TRIBUTARY_TEST_OIDC_TTL seconds)
+const userTokenTtl = Number(process.env.TRIBUTARY_TEST_OIDC_TTL || 300);
+
 const provider = new Provider(issuer, {
-  clients: Object.keys(clients).map((id) => ({
-    client_id: id,
-    client_secret: `${id}-secret`,
-    grant_types: ['client_credentials'],
-    redirect_uris: [],
-    response_types: [],
-    token_endpoint_auth_method: 'client_secret_post',
-    scope: 'api',
-  })),
+  clients: [
+    ...Object.keys(clients).map((id) => ({
+      client_id: id,
+      client_secret: `${id}-secret`,
+      grant_types: ['client_credentials'],
+      redirect_uris: [],
+      response_types: [],
+      token_endpoint_auth_method: 'client_secret_post',
+      scope: 'api',
+    })),
+    {
+      client_id: 'dashboard',
+      application_type: 'native',
+      grant_types: ['authorization_code'],
+      response_types: ['code'],
+      redirect_uris: ['http://127.0.0.1/api/v1/session/oidc/callback'],
+      token_endpoint_auth_method: 'none',
+      scope: 'openid profile api',
+    },
+    {
+      client_id: 'dashboard-confidential',
+      client_secret: 'dashboard-confidential-secret',
+      application_type: 'native',
+      grant_types: ['authorization_code'],
+      response_types: ['code'],
+      redirect_uris: ['http://127.0.0.1/api/v1/session/oidc/callback'],
+      token_endpoint_auth_method: 'client_secret_basic',
+      scope: 'openid profile api',
+    },
+  ],
   jwks: { keys: [rsa, ec] },
-  scopes: ['api'],
+  scopes: ['openid', 'profile', 'api'],
+  claims: { openid: ['sub'], profile: ['preferred_username'] },
+  findAccount: (ctx, id) => ({
+    accountId: id,
+    claims: () => ({ sub: id, preferred_username: `${id}@example.test` }),
+  }),
+  pkce: { required: () => true },
   features: {
-    devInteractions: { enabled: false },
+    devInteractions: { enabled: true },
     clientCredentials: { enabled: true },
     resourceIndicators: {
       enabled: true,
@@ -63,12 +104,14 @@ const provider = new Provider(issuer, {
         scope: 'api',
         audience: resource,
         accessTokenFormat: 'jwt',
-        accessTokenTTL: 300,
+        accessTokenTTL: client.clientId.startsWith('dashboard') ? userTokenTtl : 300,
         jwt: { sign: { alg: clients[client.clientId]?.alg ?? 'RS256' } },
       }),
     },
   },
-  extraTokenClaims: (ctx, token) => ({ roles: clients[token.clientId]?.roles }),
+  extraTokenClaims: (ctx, token) => ({
+    roles: token.accountId ? accounts[token.accountId] : clients[token.clientId]?.roles,
+  }),
 });
 
 const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');

@@ -32,11 +32,19 @@ pub struct OidcProvider {
     script: PathBuf,
     log: PathBuf,
     http: reqwest::Client,
+    /// Lifetime of the dashboard clients' access tokens, when not the default 300 s.
+    user_token_ttl: Option<u64>,
 }
 
 impl OidcProvider {
     /// Starts a provider on a free loopback port.
     pub fn start() -> OidcProvider {
+        Self::start_with(None)
+    }
+
+    /// Starts a provider whose sign-ins (the `dashboard` clients) get access tokens
+    /// valid for `user_token_ttl` seconds.
+    pub fn start_with(user_token_ttl: Option<u64>) -> OidcProvider {
         let dir = install_dir();
         assert!(
             dir.join("node_modules/oidc-provider").is_dir(),
@@ -59,14 +67,22 @@ impl OidcProvider {
             port,
             script,
             log,
-            http: reqwest::Client::new(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            user_token_ttl,
         };
         p.spawn();
         p
     }
 
     fn spawn(&mut self) {
-        let child = Command::new("node")
+        let mut cmd = Command::new("node");
+        if let Some(ttl) = self.user_token_ttl {
+            cmd.env("TRIBUTARY_TEST_OIDC_TTL", ttl.to_string());
+        }
+        let child = cmd
             .arg(&self.script)
             .arg(self.port.to_string())
             .arg(std::process::id().to_string())
@@ -149,6 +165,102 @@ impl OidcProvider {
             .await
             .unwrap();
         body["access_token"].as_str().unwrap().to_string()
+    }
+}
+
+/// What a person does on the provider's pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AtTheProvider<'a> {
+    /// Signs in as this account (any password) and consents.
+    SignIn(&'a str),
+    /// Cancels on the sign-in page.
+    Cancel,
+}
+
+impl OidcProvider {
+    /// Plays a browser at the provider from `authorize_url` (where the daemon sent
+    /// it): follows the provider's redirects, keeping its cookies, and submits its
+    /// sign-in and consent forms as `who` says. Returns the URL the provider finally
+    /// sends the browser to (the daemon's callback, with a code or an error).
+    pub async fn authorize(&self, authorize_url: &str, who: AtTheProvider<'_>) -> String {
+        let issuer = self.issuer();
+        let mut jar: Vec<(String, String)> = Vec::new();
+        let mut url = authorize_url.to_string();
+        let mut form: Option<Vec<(&str, String)>> = None;
+        for _ in 0..20 {
+            let cookies = jar
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            let req = match form.take() {
+                Some(f) => self.http.post(&url).form(&f),
+                None => self.http.get(&url),
+            };
+            let resp = req.header("cookie", cookies).send().await.unwrap();
+            for c in resp.headers().get_all("set-cookie") {
+                let kv = c.to_str().unwrap().split(';').next().unwrap();
+                if let Some((k, v)) = kv.split_once('=') {
+                    jar.retain(|(n, _)| n != k);
+                    jar.push((k.to_string(), v.to_string()));
+                }
+            }
+            let status = resp.status();
+            if status.is_redirection() {
+                let loc = resp.headers()["location"].to_str().unwrap().to_string();
+                let loc = if loc.starts_with('/') {
+                    format!("{issuer}{loc}")
+                } else {
+                    loc
+                };
+                if !loc.starts_with(&issuer) {
+                    return loc;
+                }
+                url = loc;
+                continue;
+            }
+            let page = resp.text().await.unwrap();
+            assert!(
+                status.is_success(),
+                "the provider answered {status}: {page}"
+            );
+            let prompt = if page.contains(r#"name="prompt" value="login""#) {
+                "login"
+            } else if page.contains(r#"name="prompt" value="consent""#) {
+                "consent"
+            } else {
+                panic!("an unexpected page at the provider: {page}");
+            };
+            let action = page
+                .split(r#"action=""#)
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .expect("the page's form")
+                .replace("&amp;", "&");
+            let action = if action.starts_with('/') {
+                format!("{issuer}{action}")
+            } else {
+                action
+            };
+            match (who, prompt) {
+                (AtTheProvider::Cancel, _) => {
+                    url = format!("{action}/abort");
+                }
+                (AtTheProvider::SignIn(login), "login") => {
+                    url = action;
+                    form = Some(vec![
+                        ("prompt", "login".into()),
+                        ("login", login.to_string()),
+                        ("password", "any".into()),
+                    ]);
+                }
+                (AtTheProvider::SignIn(_), _) => {
+                    url = action;
+                    form = Some(vec![("prompt", "consent".into())]);
+                }
+            }
+        }
+        panic!("the provider never sent the browser back");
     }
 }
 

@@ -261,11 +261,69 @@ pub(super) fn oidc(cx: &mut Ctx, raw: &raw::RawOidc) -> Option<crate::OidcConfig
         );
         ok = false;
     }
+    let sign_in = raw.sign_in.as_ref().and_then(|s| {
+        let si = oidc_sign_in(cx, s);
+        ok &= si.is_some();
+        si
+    });
     ok.then(|| crate::OidcConfig {
         issuer,
         audiences,
         roles_claim,
         role_map: raw.role_map.clone().unwrap_or_default(),
         allowed_clients,
+        sign_in,
+    })
+}
+
+fn oidc_sign_in(cx: &mut Ctx, raw: &raw::RawOidcSignIn) -> Option<crate::OidcSignIn> {
+    let p = "api.oidc.sign_in";
+    let mut ok = true;
+    if raw.client_id.trim().is_empty() {
+        cx.error(
+            format!("{p}.client_id"),
+            "expected the client id registered at the provider",
+        );
+        ok = false;
+    }
+    let client_secret = if raw.client_secret.is_some() || raw.client_secret_file.is_some() {
+        let s = cx.secret(
+            p,
+            "client_secret",
+            &raw.client_secret,
+            &raw.client_secret_file,
+        );
+        ok &= s.is_some();
+        s
+    } else {
+        None
+    };
+    let mut scopes = vec!["openid".to_string()];
+    for s in raw.scopes.clone().unwrap_or_else(|| vec!["profile".into()]) {
+        if s.is_empty()
+            || s.chars()
+                .any(|c| c.is_whitespace() || c == '"' || c == '\\')
+        {
+            cx.error(format!("{p}.scopes"), format!("`{s}` is not a scope"));
+            ok = false;
+        } else if !scopes.contains(&s) {
+            scopes.push(s);
+        }
+    }
+    if let Some(u) = &raw.redirect_url
+        && !(https_or_loopback(u) && u.ends_with("/api/v1/session/oidc/callback"))
+    {
+        cx.error(
+            format!("{p}.redirect_url"),
+            format!("expected this API's https URL ending in /api/v1/session/oidc/callback (http only on loopback), got `{u}`"),
+        );
+        ok = false;
+    }
+    ok.then(|| crate::OidcSignIn {
+        client_id: raw.client_id.trim().to_string(),
+        client_secret,
+        scopes,
+        resource: raw.resource.clone().filter(|r| !r.is_empty()),
+        redirect_url: raw.redirect_url.clone(),
     })
 }

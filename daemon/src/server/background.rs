@@ -1,5 +1,6 @@
 //! Background tasks: failed files whose backoff has passed are queued again; the
-//! change feed and old versions are pruned; the instance's heartbeat is renewed.
+//! change feed and old versions are pruned; the instance's heartbeat is renewed, and an
+//! instance silent without a clean stop is announced down (`instance.down`, once).
 
 use super::*;
 
@@ -21,6 +22,26 @@ impl Daemon {
                 }
                 if let Err(e) = me.pipeline.catalog.heartbeat(&instance).await {
                     tracing::warn!(error = %e, "heartbeat");
+                }
+                // an instance that died without a clean stop: one instance tells the fleet
+                match me
+                    .pipeline
+                    .catalog
+                    .claim_silent_instances(&instance, tributary_api::INSTANCE_DOWN_AFTER)
+                    .await
+                {
+                    Ok(gone) => {
+                        for (id, last) in gone {
+                            let last = chrono::DateTime::from_timestamp_nanos(last);
+                            tracing::warn!(instance = %id, last_heartbeat = %last, "an instance went silent without stopping: announced down");
+                            me.publish(
+                                "instance.down",
+                                None,
+                                json!({"instance": id, "reason": "silent", "last_heartbeat_at": last.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)}),
+                            );
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "look for silent instances"),
                 }
             }
         });

@@ -317,6 +317,7 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
         },
         events: daemon.events.clone(),
         sessions: Default::default(),
+        sign_in_flows: Default::default(),
         secure_cookies: api.tls.is_some(),
     };
     let api_stop = CancellationToken::new();

@@ -2,8 +2,9 @@
 // against a daemon the Rust test started (daemon/tests/e2e/dashboard.rs). Exits
 // non-zero on the first failed expectation; writes a screenshot of every page to OUT.
 //
-// Environment: BASE (the daemon's URL), OPERATOR and VIEWER (tokens), OUT (screenshot
-// folder), CHROMIUM (the browser; default /usr/bin/chromium).
+// Environment: BASE (the daemon's URL), OPERATOR and VIEWER (tokens), IDP (the OpenID
+// provider's URL, whose account `ann` is an operator), OUT (screenshot folder),
+// CHROMIUM (the browser; default /usr/bin/chromium).
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -186,6 +187,39 @@ assert.ok(reached, "Tab reaches the Overview link");
 await viewer.keyboard.press("Enter");
 await viewer.locator("h1", { hasText: "Overview" }).waitFor();
 assert.deepEqual(viewer.errors, [], "console errors of the viewer's pages");
+
+step("sign in with the identity provider, and a failed sign-in says why");
+const person = await open();
+await person.goto(BASE + "/");
+await person.locator("#idp-sign-in").waitFor();
+await person.click("#idp-sign-in");
+await person.waitForURL((u) => u.href.startsWith(process.env.IDP));
+await person.fill("input[name=login]", "ann");
+await person.fill("input[name=password]", "any password");
+await person.click("button[type=submit]");
+await person.locator("button", { hasText: "Continue" }).click();
+await person.waitForURL((u) => u.href.startsWith(BASE));
+await person.locator("#principal", { hasText: "oidc:ann (operator)" }).waitFor();
+await person.locator('tr[data-connector="docs"]').waitFor();
+const cookies = await person.context().cookies(BASE);
+const session = cookies.find((c) => c.name === "tributary_session");
+assert.ok(session && session.httpOnly && session.sameSite === "Strict", JSON.stringify(cookies));
+// an operator signed in through the provider sees the operator's buttons
+await person.goto(BASE + "/#/connectors/docs");
+await person.locator("button:text-is('Pause')").waitFor();
+await shot(person, "signed-in-with-idp");
+await person.click("#signout");
+await person.locator("#idp-sign-in").waitFor();
+// the provider's own pages are not ours: only this origin's errors count
+const ours = (errors) => errors.filter((e) => e.includes(BASE));
+assert.deepEqual(ours(person.errors), [], "console errors of the dashboard");
+// as the daemon's callback sends the browser back after a failed sign-in
+await person.goto("about:blank");
+await person.goto(BASE + "/#/signin?error=" + encodeURIComponent("the identity provider refused: access_denied"));
+await person.locator("p.error", { hasText: "access_denied" }).waitFor();
+assert.equal(await person.locator("#nav").isVisible(), false, "no navigation while signed out");
+assert.equal(new URL(person.url()).hash, "", "the reason is taken off the address");
+await shot(person, "signin-failed");
 
 step("the API reference renders");
 const docs = await open();

@@ -61,9 +61,13 @@ async fn the_dashboard_works_in_a_real_browser() {
         model_dir().display()
     );
     let cfg = config(dir.path(), port, "", &connectors, &vectorize);
+    let idp = tributary_testkit::oidc::OidcProvider::start();
     add_api_lines(
         &cfg,
-        "  rate_limits: { client: off, read: off, write: off }\n",
+        &format!(
+            "  rate_limits: {{ client: off, read: off, write: off }}\n  oidc:\n    issuer: {}\n    audience: api://tributary\n    sign_in: {{ client_id: dashboard, scopes: [openid, profile, api] }}\n",
+            idp.issuer()
+        ),
     );
     let d = Running::start(&cfg, port, &[]);
     for c in ["docs", "a", "b"] {
@@ -131,6 +135,7 @@ async fn the_dashboard_works_in_a_real_browser() {
         .env("BASE", d.url(""))
         .env("OPERATOR", OPERATOR)
         .env("VIEWER", VIEWER)
+        .env("IDP", idp.issuer())
         .env("OUT", &out)
         .env("CHROMIUM", &chromium)
         .env("NODE_MODULES_DIR", &modules)
@@ -158,6 +163,8 @@ async fn the_dashboard_works_in_a_real_browser() {
         "item",
         "api-docs",
         "overview-phone",
+        "signed-in-with-idp",
+        "signin-failed",
     ] {
         assert!(
             out.join(format!("{page}.png")).exists(),

@@ -7,7 +7,8 @@
 //!   while both commit receives every change once; an API run on one instance while the
 //!   connector's job runs on the other is refused with the job that holds it;
 //! - an instance killed mid-job (SIGKILL): another interrupts the job when its lease
-//!   expires and finishes the connector, every file committed once;
+//!   expires and finishes the connector, every file committed once; the fleet's event
+//!   stream announces it down once it is silent for 30 s;
 //! - an instance frozen past its lease (SIGSTOP, then SIGCONT) commits nothing more
 //!   and says so; the connector is finished elsewhere;
 //! - pause and cancel issued through one instance reach the job running on another;
@@ -396,6 +397,8 @@ async fn an_instance_killed_mid_job_is_taken_over_by_another() {
     let mut pair = Pair::start();
     let (job, on) = pair.job_under_way().await;
     let (victim, survivor) = (on, 1 - on);
+    let mut instance_events =
+        crate::events::Sse::open(&pair.nodes[survivor], "?type=instance", None).await;
     pair.nodes[victim].signal("KILL");
     pair.nodes[victim].wait_exit(10);
     let killed_at = std::time::Instant::now();
@@ -425,6 +428,14 @@ async fn an_instance_killed_mid_job_is_taken_over_by_another() {
     assert_eq!(next["kind"], "incremental");
     assert_ne!(next["instance"], interrupted["instance"]);
     eprintln!("failover: the job was interrupted {detected:?} after the kill");
+    // the fleet hears that the killed instance is gone, once it is silent for 30 s
+    let down = instance_events
+        .until(45, |e| e.kind == "instance.down")
+        .await;
+    let down = &down.last().unwrap().data;
+    assert_eq!(down["instance"], interrupted["instance"], "{down}");
+    assert_eq!(down["reason"], "silent", "{down}");
+    assert!(down["last_heartbeat_at"].is_string(), "{down}");
     pair.nodes.clear();
     let verify = Command::new(BIN)
         .args(["verify", "-c", pair.cfgs[0].to_str().unwrap()])

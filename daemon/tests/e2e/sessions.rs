@@ -1,7 +1,8 @@
 //! Browser sessions through the real daemon: sign in with a token for an `HttpOnly`,
 //! `SameSite=Strict` cookie; changes made with the cookie need the anti-CSRF token; the
 //! role still decides; the event streams take the cookie (a WebSocket only from a page
-//! of this origin); sessions end when signed out and when they expire.
+//! of this origin) and end with the session; sessions end when signed out and when
+//! they expire.
 
 use std::time::Duration;
 
@@ -137,15 +138,14 @@ async fn a_browser_session_acts_as_its_principal_needs_its_csrf_token_for_change
     );
 
     // the event streams take the cookie; a WebSocket only from a page of this origin
-    let resp = d
+    let sse = d
         .http
         .get(d.url("/api/v1/events"))
         .header("cookie", &op)
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 200);
-    drop(resp);
+    assert_eq!(sse.status(), 200);
     let ws = |origin: &str| {
         let mut req = format!("ws://127.0.0.1:{port}/api/v1/ws")
             .into_client_request()
@@ -177,6 +177,25 @@ async fn a_browser_session_acts_as_its_principal_needs_its_csrf_token_for_change
     assert!(h["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
     let (s, _, b) = with_cookie(&d, "GET", "/api/v1/jobs", &op, None).await;
     assert_eq!(s, 401, "{b}");
+    // and the event streams opened with it: SSE ends, the WebSocket closes with 4401
+    let mut sse = sse;
+    let sse_ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(_)) = sse.chunk().await {}
+    })
+    .await;
+    assert!(sse_ended.is_ok(), "the SSE stream ended with its session");
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match ours.next().await {
+                Some(Ok(Message::Close(Some(f)))) => return Some(u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                _ => return None,
+            }
+        }
+    })
+    .await
+    .expect("the WebSocket closed with its session");
+    assert_eq!(closed, Some(4401));
     // sign-ins are in the audit trail; the token is never recorded nor logged
     let (s, _, audit) = d
         .call(
