@@ -11,6 +11,7 @@ pub mod interpolate;
 pub mod positions;
 pub mod raw;
 pub mod redact;
+pub mod reference;
 pub mod units;
 mod validate;
 pub use units::Rate;

@@ -113,6 +113,8 @@ pub enum EmbedderKind {
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawEmbedder {
+    /// `local` (a model run in process), `openai` (an OpenAI-compatible embeddings
+    /// API) or `ollama`.
     pub kind: EmbedderKind,
     /// local: the model directory (config.json, tokenizer.json, model.safetensors).
     #[serde(default)]
@@ -133,6 +135,7 @@ pub struct RawEmbedder {
     /// openai: API key (or `api_key_file`).
     #[serde(default)]
     pub api_key: Option<String>,
+    /// openai: a file holding the API key.
     #[serde(default)]
     pub api_key_file: Option<String>,
     /// Passages per request / inference batch (default 32).
@@ -158,11 +161,14 @@ pub enum VectorStoreKind {
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawVectorStore {
+    /// `catalog` (the vectors beside the catalog) or `pgvector` (a PostgreSQL database
+    /// with pgvector).
     pub kind: VectorStoreKind,
     /// pgvector: `postgres://user@host:port/db` (or `url_file`, when it holds a
     /// password).
     #[serde(default)]
     pub url: Option<String>,
+    /// pgvector: a file holding the URL (when it holds a password).
     #[serde(default)]
     pub url_file: Option<String>,
     /// pgvector: the table (default `tributary_passages`).
@@ -280,6 +286,7 @@ pub struct RawOidcSignIn {
     /// public client (PKCE protects the exchange either way).
     #[serde(default)]
     pub client_secret: Option<String>,
+    /// A file holding the client secret.
     #[serde(default)]
     pub client_secret_file: Option<String>,
     /// Scopes asked for (default `openid profile`; `openid` is always added). Add
@@ -327,7 +334,9 @@ pub struct RawRateLimits {
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawTls {
+    /// The certificate chain (PEM), leaf first.
     pub cert_file: String,
+    /// Its private key (PEM).
     pub key_file: String,
 }
 
@@ -336,6 +345,8 @@ pub struct RawTls {
 pub struct RawToken {
     /// A name for logs and audit.
     pub name: String,
+    /// What the token may do: `viewer` (every GET), `operator` (+ runs, pause/resume,
+    /// cancel, conflict resolutions), `admin` (+ reload, audit, connector changes).
     pub role: Role,
     /// Hex SHA-256 of the token (`printf %s TOKEN | sha256sum`).
     #[serde(default)]
@@ -427,6 +438,7 @@ pub enum SseKind {
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawObjectStore {
+    /// `local` (a directory) or `s3` (any S3-compatible server).
     pub kind: StoreKind,
     /// local: the directory.
     #[serde(default)]
@@ -451,15 +463,19 @@ pub struct RawObjectStore {
     /// environment and the AWS default chain are used.
     #[serde(default)]
     pub access_key_id: Option<String>,
+    /// s3: a file holding the access key id.
     #[serde(default)]
     pub access_key_id_file: Option<String>,
+    /// s3: the secret access key (better `secret_access_key_file`).
     #[serde(default)]
     pub secret_access_key: Option<String>,
+    /// s3: a file holding the secret access key.
     #[serde(default)]
     pub secret_access_key_file: Option<String>,
     /// s3: server-side encryption.
     #[serde(default)]
     pub sse: Option<SseKind>,
+    /// s3: the KMS key of SSE-KMS (`sse`).
     #[serde(default)]
     pub sse_kms_key_id: Option<String>,
     /// s3: timeout of one request attempt (default 60s).
@@ -584,6 +600,8 @@ pub struct RawQuota {
 pub struct RawConnector {
     /// Unique id: lowercase letters, digits, `-` and `_`.
     pub id: String,
+    /// The source: `local` (a folder), `smb` (a share) or `sharepoint` (a document
+    /// library through Microsoft Graph).
     pub kind: ConnectorKind,
     /// local: the folder to ingest; smb: a folder inside the share (default: its root).
     #[serde(default)]
@@ -606,6 +624,7 @@ pub struct RawConnector {
     /// smb: password (or `password_file`).
     #[serde(default)]
     pub password: Option<String>,
+    /// smb: a file holding the password.
     #[serde(default)]
     pub password_file: Option<String>,
     /// smb: the oldest protocol accepted: `smb2` (default), `smb3`, or `smb1` (only for
@@ -629,12 +648,14 @@ pub struct RawConnector {
     /// sharepoint: the app's client secret (or `client_secret_file`).
     #[serde(default)]
     pub client_secret: Option<String>,
+    /// sharepoint: a file holding the client secret.
     #[serde(default)]
     pub client_secret_file: Option<String>,
     /// sharepoint: certificate credentials instead of a secret: the certificate
     /// registered with the app (PEM) and its RSA private key (PEM).
     #[serde(default)]
     pub certificate_file: Option<String>,
+    /// sharepoint: the certificate's RSA private key (PEM).
     #[serde(default)]
     pub private_key_file: Option<String>,
     /// sharepoint: the site, by id or as `host:/sites/name`.

@@ -466,3 +466,12 @@ fn fleet_settings_reach_the_config() {
         Duration::from_secs(30)
     );
 }
+
+#[test]
+fn the_configuration_reference_in_docs_is_up_to_date() {
+    let committed = include_str!("../../docs/configuration.md");
+    assert!(
+        committed == tributary_config::reference::markdown(),
+        "docs/configuration.md is out of date: run `tributary config reference > docs/configuration.md`"
+    );
+}

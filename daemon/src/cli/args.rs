@@ -403,4 +403,9 @@ pub enum KeyCommand {
 pub enum ConfigCommand {
     /// Print the JSON Schema of the configuration file.
     Schema,
+    /// Print the configuration reference (Markdown: every key, its type and what it
+    /// does; docs/configuration.md is this output).
+    ///
+    /// Example: tributary config reference > docs/configuration.md
+    Reference,
 }

@@ -96,6 +96,12 @@ async fn run_command(args: Cli) -> ExitCode {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Config {
+            command: ConfigCommand::Reference,
+        } => {
+            print!("{}", tributary_config::reference::markdown());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Key { command } => keys::run(command).await,
         Command::Catalog { command } => catalog::run(command).await,
         Command::Once {
