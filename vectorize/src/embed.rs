@@ -44,6 +44,20 @@ pub struct LocalEmbedder {
     batch_size: usize,
 }
 
+/// Why a local model directory cannot be loaded, judged by the files it holds
+/// (`None`: they are all there), with the command that fetches the default model.
+pub fn model_dir_problem(model_dir: &Path) -> Option<String> {
+    let missing = tributary_embed_local::missing_files(model_dir);
+    (!missing.is_empty()).then(|| {
+        format!(
+            "the model directory `{}` lacks {}: fetch the default model (all-MiniLM-L6-v2) with `scripts/fetch-model.sh {}`, or set vectorize.embedder.model_dir",
+            model_dir.display(),
+            missing.join(", "),
+            model_dir.display()
+        )
+    })
+}
+
 impl LocalEmbedder {
     /// Loads the model in `model_dir` (on a blocking thread); a missing model is an
     /// error that names the setup script. `threads` 0 means one per core.

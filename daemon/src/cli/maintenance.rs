@@ -23,10 +23,24 @@ pub(super) async fn check(path: PathBuf, connect: bool) -> anyhow::Result<ExitCo
         path.display(),
         cfg.connectors.len()
     );
-    if !connect {
-        return Ok(ExitCode::SUCCESS);
-    }
+    // offline too: the local model a vectorized connector needs is on disk
     let mut failed = false;
+    let mut model_missing = false;
+    if !cfg.vectorized_connectors().is_empty()
+        && let tributary_config::EmbedderConfig::Local { model_dir, .. } = &cfg.vectorize.embedder
+        && let Some(problem) = tributary_vectorize::embed::model_dir_problem(model_dir)
+    {
+        failed = true;
+        model_missing = true;
+        println!("embedder: {problem}");
+    }
+    if !connect {
+        return Ok(if failed {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        });
+    }
     // reachable, and at a schema this binary reads; nothing is migrated here
     match catalog_state(&cfg).await {
         Ok(line) => println!("{line}"),
@@ -73,6 +87,8 @@ pub(super) async fn check(path: PathBuf, connect: bool) -> anyhow::Result<ExitCo
     }
     if !cfg.vectorized_connectors().is_empty() {
         match wiring::embedder(&cfg.vectorize.embedder).await {
+            // said above
+            Err(_) if model_missing => {}
             Ok(e) => match e.embed(vec!["tributary check".into()]).await {
                 Ok(v) => println!(
                     "embedder {}: ok ({} dimensions)",

@@ -337,6 +337,51 @@ fn check_reports_every_problem_and_exits_nonzero() {
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&schema.stdout).unwrap();
     assert!(v["properties"]["connectors"].is_object());
+    // the reference in docs/ is what the binary prints
+    let reference = Command::new(BIN)
+        .args(["config", "reference"])
+        .output()
+        .unwrap();
+    assert!(reference.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&reference.stdout),
+        include_str!("../../../docs/configuration.md")
+    );
+
+    // a vectorized connector without its local model: said offline, with the command
+    // that fetches it; with the model there, fine
+    let vec = dir.path().join("vec.yaml");
+    let models = dir.path().join("models/mini");
+    std::fs::write(
+        &vec,
+        format!(
+            "version: 1\nconnectors:\n  - id: a\n    kind: local\n    path: .\n    vectorize: true\nvectorize:\n  embedder: {{ kind: local, model_dir: {} }}\n",
+            models.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "-c", vec.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("lacks config.json, tokenizer.json, model.safetensors")
+            && said.contains(&format!("scripts/fetch-model.sh {}", models.display())),
+        "{said}"
+    );
+    std::fs::create_dir_all(models.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(crate::common::model_dir(), &models).unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "-c", vec.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]

@@ -99,6 +99,17 @@ impl std::fmt::Debug for Model {
 /// (`sentence_bert_config.json`), used when the directory does not say.
 const DEFAULT_MAX_TOKENS: usize = 256;
 
+/// The files a model directory must hold.
+pub const MODEL_FILES: [&str; 3] = ["config.json", "tokenizer.json", "model.safetensors"];
+
+/// The [`MODEL_FILES`] that `dir` lacks (all of them when it does not exist).
+pub fn missing_files(dir: &Path) -> Vec<&'static str> {
+    MODEL_FILES
+        .into_iter()
+        .filter(|f| !dir.join(f).is_file())
+        .collect()
+}
+
 impl Model {
     /// Loads `config.json`, `tokenizer.json` and `model.safetensors` from `dir`.
     pub fn load(dir: &Path) -> Result<Model, ModelError> {
