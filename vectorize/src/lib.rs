@@ -255,6 +255,22 @@ impl Vectorizer {
         }
     }
 
+    /// Opens the embedder and the index for searching only (`tributary search` without
+    /// a daemon): nothing is indexed, and an index that does not exist yet is not made.
+    pub async fn open_for_search(&self) -> Result<(), String> {
+        let built = self
+            .catalog
+            .vector_meta("embedder")
+            .await
+            .map_err(|e| e.to_string())?;
+        if built.is_none() {
+            return Err(
+                "nothing has been vectorized yet: connectors with `vectorize: true` are indexed by the daemon (`tributary run`) or by `tributary once`".into(),
+            );
+        }
+        self.start().await
+    }
+
     async fn start(&self) -> Result<(), String> {
         let Backends { embedder, store } = self.backends.open().await?;
         let id = embedder.id();

@@ -176,8 +176,11 @@ pub enum Command {
         #[arg(long)]
         cpu_seconds: u64,
     },
-    /// Search the documents of vectorized connectors by meaning, through the running
-    /// daemon's API (needs a token).
+    /// Search the documents of vectorized connectors by meaning: directly on the
+    /// catalog and the vector store with the configured embedder (the daemon running
+    /// or not), or through the running daemon's API when a token is given.
+    ///
+    /// Example: tributary search -c tributary.yaml 'how often is the filter cleaned'
     Search {
         #[arg(short, long)]
         config: PathBuf,

@@ -182,12 +182,14 @@ async fn run_command(args: Cli) -> ExitCode {
             search(
                 config,
                 auth,
-                k,
-                connector,
-                path_prefix,
-                principal,
-                json,
-                query,
+                remote::SearchArgs {
+                    k,
+                    connector,
+                    path_prefix,
+                    principals: principal,
+                    json,
+                    query,
+                },
             )
             .await
         }

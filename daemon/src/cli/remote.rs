@@ -82,29 +82,64 @@ pub(super) fn token_of(auth: TokenArgs) -> anyhow::Result<String> {
     })
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What `tributary search` asks.
+pub(super) struct SearchArgs {
+    pub k: usize,
+    pub connector: Option<String>,
+    pub path_prefix: Option<String>,
+    pub principals: Vec<String>,
+    pub json: bool,
+    pub query: String,
+}
+
+/// `tributary search`: through the running daemon's API when a token is given, else
+/// directly on the catalog and the vector store (daemon running or not).
 pub(super) async fn search(
     path: PathBuf,
     auth: TokenArgs,
-    k: usize,
-    connector: Option<String>,
-    path_prefix: Option<String>,
-    principals: Vec<String>,
-    json: bool,
-    query: String,
+    a: SearchArgs,
 ) -> anyhow::Result<ExitCode> {
     let cfg = load!(path);
+    let text = if auth.token.is_some() || auth.token_file.is_some() {
+        match search_remote(&cfg, auth, &a).await? {
+            Ok(text) => text,
+            Err(code) => return Ok(code),
+        }
+    } else {
+        match search_local(&cfg, &a).await {
+            Ok(hits) => serde_json::json!({ "items": hits }).to_string(),
+            Err(e) => {
+                eprintln!("tributary: search: {}", super::shown(format!("{e:#}")));
+                return Ok(ExitCode::from(1));
+            }
+        }
+    };
+    if a.json {
+        println!("{text}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let v: serde_json::Value = serde_json::from_str(&text).context("the search's answer")?;
+    print_hits(v["items"].as_array().map(Vec::as_slice).unwrap_or_default());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The search through the daemon: its JSON, or the exit code of a refusal (printed).
+async fn search_remote(
+    cfg: &tributary_config::Config,
+    auth: TokenArgs,
+    a: &SearchArgs,
+) -> anyhow::Result<Result<String, ExitCode>> {
     let token = token_of(auth)?;
-    let (client, base) = api_client(&cfg)?;
-    let mut params = vec![("q", query), ("k", k.to_string())];
-    if let Some(c) = connector {
-        params.push(("connector", c));
+    let (client, base) = api_client(cfg)?;
+    let mut params = vec![("q", a.query.clone()), ("k", a.k.to_string())];
+    if let Some(c) = &a.connector {
+        params.push(("connector", c.clone()));
     }
-    if let Some(p) = path_prefix {
-        params.push(("path_prefix", p));
+    if let Some(p) = &a.path_prefix {
+        params.push(("path_prefix", p.clone()));
     }
-    if !principals.is_empty() {
-        params.push(("principal", principals.join(",")));
+    if !a.principals.is_empty() {
+        params.push(("principal", a.principals.join(",")));
     }
     let resp = client
         .get(format!("{base}/search"))
@@ -112,19 +147,51 @@ pub(super) async fn search(
         .bearer_auth(token)
         .send()
         .await
-        .with_context(|| format!("reach the daemon at {base} (is `tributary run` running?)"))?;
+        .with_context(|| {
+            format!("reach the daemon at {base} (is `tributary run` running? without a token, search reads the catalog directly)")
+        })?;
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
-    if json || !status.is_success() {
+    if !status.is_success() {
         println!("{text}");
-        return Ok(if status.is_success() {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(1)
-        });
+        return Ok(Err(ExitCode::from(1)));
     }
-    let v: serde_json::Value = serde_json::from_str(&text).context("the daemon's answer")?;
-    let items = v["items"].as_array().cloned().unwrap_or_default();
+    Ok(Ok(text))
+}
+
+/// The search on the catalog and the vector store, with the configured embedder.
+async fn search_local(
+    cfg: &tributary_config::Config,
+    a: &SearchArgs,
+) -> anyhow::Result<Vec<tributary_vectorize::Hit>> {
+    let connectors = cfg.vectorized_connectors();
+    if connectors.is_empty() {
+        anyhow::bail!("no connector has `vectorize: true`: nothing is searchable");
+    }
+    let catalog = crate::wiring::open_catalog(cfg).await?;
+    let (store, _) = crate::wiring::open_bucket(cfg).await?;
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("tributary"));
+    let v = tributary_vectorize::Vectorizer::new(
+        catalog,
+        store,
+        cfg.vectorize.clone(),
+        Box::new(crate::wiring::VectorBackends(cfg.vectorize.clone())),
+        connectors,
+        exe,
+    );
+    v.open_for_search().await.map_err(anyhow::Error::msg)?;
+    v.search(
+        &a.query,
+        a.k,
+        a.connector.as_deref(),
+        a.path_prefix.as_deref(),
+        &a.principals,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn print_hits(items: &[serde_json::Value]) {
     if items.is_empty() {
         println!("no match");
     }
@@ -153,7 +220,6 @@ pub(super) async fn search(
             if short.len() < text.len() { "…" } else { "" }
         );
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 pub(super) async fn ctl(

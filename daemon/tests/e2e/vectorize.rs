@@ -156,7 +156,7 @@ async fn documents_of_every_type_are_searchable_by_meaning_and_stay_current() {
     write_corpus(&src);
     let port = free_port();
     let cfg = vector_config(dir.path(), port, &model);
-    let d = Running::start(&cfg, port, &[]);
+    let mut d = Running::start(&cfg, port, &[]);
     let job = d.latest_job("docs").await;
     assert_eq!(job["status"], "succeeded", "{job}");
     let q = settled(&d).await;
@@ -318,6 +318,31 @@ async fn documents_of_every_type_are_searchable_by_meaning_and_stay_current() {
     );
     assert!(stdout.starts_with("1. "), "{stdout}");
     assert!(stdout.contains("/docs/kitchen/sourdough.txt"), "{stdout}");
+    // Without a token it searches the catalog itself, the same hits, the daemon running
+    // or not (below, once it has stopped).
+    let local_search = || {
+        let out = Command::new(BIN)
+            .args(["search", "-c", cfg.to_str().unwrap(), "-k", "2", "--json"])
+            .arg("Sicilian defence chess opening")
+            .env_remove("TRIBUTARY_TOKEN")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["items"].as_array().unwrap().clone()
+    };
+    let direct = local_search();
+    let through_api = d
+        .get("/api/v1/search?q=Sicilian%20defence%20chess%20opening&k=2")
+        .await["items"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(paths(&direct), paths(&through_api));
 
     // `check --connect` tries the embedder and the vector store too.
     let out = Command::new(BIN)
@@ -340,6 +365,10 @@ async fn documents_of_every_type_are_searchable_by_meaning_and_stay_current() {
         .call("GET", "/api/v1/search?q=x&k=0", Some(VIEWER), None)
         .await;
     assert_eq!(status, 400);
+
+    d.signal("TERM");
+    assert!(d.wait_exit(30).success());
+    assert_eq!(paths(&local_search()), paths(&direct), "no daemon needed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
