@@ -255,6 +255,35 @@ impl Vectorizer {
         }
     }
 
+    /// Loads the embedder and the index, then indexes what waits for this vectorizer's
+    /// connectors until nothing does (or `shutdown`): `tributary once` after its job.
+    /// Returns the versions handled (indexed, skipped or failed: [`Vectorizer::status`]
+    /// says which).
+    pub async fn index_pending(&self, shutdown: &CancellationToken) -> Result<usize, String> {
+        self.start().await?;
+        let (mut total, mut cursor, mut sweep, mut wrapped) = (0, 0i64, true, false);
+        loop {
+            let n = self
+                .round(shutdown, sweep, &mut cursor)
+                .await
+                .map_err(|e| format!("{e:#}"))?;
+            sweep = false;
+            total += n;
+            if shutdown.is_cancelled() {
+                return Ok(total);
+            }
+            match n {
+                0 if cursor > 0 && !wrapped => {
+                    // the end of the items: look once more from the start
+                    cursor = 0;
+                    wrapped = true;
+                }
+                0 => return Ok(total),
+                _ => wrapped = false,
+            }
+        }
+    }
+
     /// Opens the embedder and the index for searching only (`tributary search` without
     /// a daemon): nothing is indexed, and an index that does not exist yet is not made.
     pub async fn open_for_search(&self) -> Result<(), String> {

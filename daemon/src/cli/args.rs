@@ -68,6 +68,10 @@ pub enum Command {
         /// store nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Do not vectorize what the job stored, although the connector has
+        /// `vectorize: true` (the daemon does it later).
+        #[arg(long)]
+        no_vectorize: bool,
         /// Print the summary as JSON on stdout.
         #[arg(long)]
         json: bool,

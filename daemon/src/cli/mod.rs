@@ -110,6 +110,7 @@ async fn run_command(args: Cli) -> ExitCode {
             incremental,
             allow_mass_delete,
             dry_run,
+            no_vectorize,
             json,
         } => {
             once(
@@ -118,6 +119,7 @@ async fn run_command(args: Cli) -> ExitCode {
                 incremental,
                 allow_mass_delete,
                 dry_run,
+                !no_vectorize,
                 json,
             )
             .await

@@ -18,6 +18,7 @@ pub(super) async fn once(
     incremental: bool,
     allow_mass_delete: bool,
     dry_run: bool,
+    vectorize: bool,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let cfg = load!(path);
@@ -93,6 +94,12 @@ pub(super) async fn once(
         ..Default::default()
     };
     let (_, open) = pipeline.catalog.list_conflicts(&filter, 1, 1).await?;
+    // what the job stored is made searchable now, when the connector asks for it
+    let vectorized = if vectorize && c.vectorize && report.status == JobStatus::Succeeded {
+        Some(vectorize_stored(&cfg, &pipeline, &c.id, json).await)
+    } else {
+        None
+    };
     pipeline.catalog.close().await;
     if open > 0 && !json {
         println!(
@@ -103,8 +110,82 @@ pub(super) async fn once(
     }
     // 3: the job finished, but conflicts it could not decide alone are open
     Ok(match report.status {
+        JobStatus::Succeeded if vectorized == Some(false) => ExitCode::from(1),
         JobStatus::Succeeded if open > 0 => ExitCode::from(3),
         JobStatus::Succeeded => ExitCode::SUCCESS,
         _ => ExitCode::from(1),
     })
+}
+
+/// Indexes what waits for connector `id` (extraction, passages, embeddings), with a
+/// progress line, then says what the index holds for it. `false`: it could not (the
+/// model missing, the vector store unreachable), said on stderr.
+async fn vectorize_stored(
+    cfg: &tributary_config::Config,
+    pipeline: &tributary_pipeline::Pipeline,
+    id: &str,
+    json: bool,
+) -> bool {
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("tributary"));
+    let v = tributary_vectorize::Vectorizer::new(
+        pipeline.catalog.clone(),
+        pipeline.store.clone(),
+        cfg.vectorize.clone(),
+        Box::new(wiring::VectorBackends(cfg.vectorize.clone())),
+        vec![id.to_string()],
+        exe,
+    );
+    let started = std::time::Instant::now();
+    let ticker = {
+        let v = v.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                if let Ok(s) = v.status().await {
+                    eprintln!(
+                        "vectorizing: {} indexed, {} waiting, {} failed ({:.0?})",
+                        s.indexed,
+                        s.pending,
+                        s.failed,
+                        started.elapsed()
+                    );
+                }
+            }
+        })
+    };
+    let done = v
+        .index_pending(&tokio_util::sync::CancellationToken::new())
+        .await;
+    ticker.abort();
+    let _ = ticker.await;
+    if let Err(e) = done {
+        eprintln!(
+            "tributary: vectorize `{id}`: {} (the files are stored; the daemon vectorizes them once this is fixed)",
+            super::shown(e)
+        );
+        return false;
+    }
+    match v.status().await {
+        Ok(s) => {
+            let line = format!(
+                "  vectorized: {} document(s) indexed, {} skipped (no text), {} failed, {} passage(s) in {:.1?}",
+                s.indexed,
+                s.skipped,
+                s.failed,
+                s.passages,
+                started.elapsed()
+            );
+            // stdout stays the JSON summary alone with --json
+            if json {
+                eprintln!("{line}");
+            } else {
+                println!("{line}");
+            }
+            true
+        }
+        Err(e) => {
+            eprintln!("tributary: vectorize `{id}`: {e}");
+            false
+        }
+    }
 }

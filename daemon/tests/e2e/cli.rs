@@ -373,15 +373,7 @@ fn check_reports_every_problem_and_exits_nonzero() {
     );
     std::fs::create_dir_all(models.parent().unwrap()).unwrap();
     std::os::unix::fs::symlink(crate::common::model_dir(), &models).unwrap();
-    let out = Command::new(BIN)
-        .args(["check", "-c", vec.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    crate::common::cli_ok(&["check", "-c", vec.to_str().unwrap()]);
 }
 
 #[test]

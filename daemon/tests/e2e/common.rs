@@ -195,19 +195,29 @@ impl Drop for Running {
     }
 }
 
-/// A new key file `<dir>/secrets.key` (`tributary key generate`), and the configuration
-/// lines that make it `secrets.key_file`.
-pub fn secrets_key(dir: &Path) -> String {
-    let key = dir.join("secrets.key");
+/// Runs the `tributary` binary with `args` (no token from the environment) and asserts
+/// that it succeeds, showing what it said when it does not.
+pub fn cli_ok(args: &[&str]) -> std::process::Output {
     let out = Command::new(BIN)
-        .args(["key", "generate", "--out", key.to_str().unwrap()])
+        .args(args)
+        .env_remove("TRIBUTARY_TOKEN")
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "{}",
+        "tributary {}: {}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    out
+}
+
+/// A new key file `<dir>/secrets.key` (`tributary key generate`), and the configuration
+/// lines that make it `secrets.key_file`.
+pub fn secrets_key(dir: &Path) -> String {
+    let key = dir.join("secrets.key");
+    cli_ok(&["key", "generate", "--out", key.to_str().unwrap()]);
     format!("secrets:\n  key_file: {}\n", key.display())
 }
 

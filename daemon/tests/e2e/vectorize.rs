@@ -1,7 +1,8 @@
 //! Vectorization end to end through the real daemon: documents of every supported type
 //! are extracted in worker processes, split, embedded by the real model and searched;
 //! new versions and deletes leave no stale passages; hostile files fail alone; a
-//! changed model is refused until `tributary reindex`.
+//! changed model is refused until `tributary reindex`; `tributary once` vectorizes what
+//! it stored and `tributary search` needs no daemon.
 
 use std::io::Write;
 use std::path::Path;
@@ -321,17 +322,15 @@ async fn documents_of_every_type_are_searchable_by_meaning_and_stay_current() {
     // Without a token it searches the catalog itself, the same hits, the daemon running
     // or not (below, once it has stopped).
     let local_search = || {
-        let out = Command::new(BIN)
-            .args(["search", "-c", cfg.to_str().unwrap(), "-k", "2", "--json"])
-            .arg("Sicilian defence chess opening")
-            .env_remove("TRIBUTARY_TOKEN")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = cli_ok(&[
+            "search",
+            "-c",
+            cfg.to_str().unwrap(),
+            "-k",
+            "2",
+            "--json",
+            "Sicilian defence chess opening",
+        ]);
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         v["items"].as_array().unwrap().clone()
     };
@@ -706,4 +705,54 @@ async fn a_backlog_is_indexed_in_rounds_and_later_changes_anywhere_are_picked_up
         queue(d).await["passages"] == 39
     })
     .await;
+}
+
+#[test]
+fn once_vectorizes_what_it_stored_unless_told_not_to_and_search_needs_no_daemon() {
+    let model = model_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    write_corpus(&src);
+    let cfg = vector_config(dir.path(), free_port(), &model);
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .args(["-c", cfg.to_str().unwrap()])
+            .env_remove("TRIBUTARY_TOKEN")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // the corpus holds a broken PDF and a bomb: they fail alone, the rest is indexed
+    let (code, out, err) = run(&["once", "docs"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("vectorized: 9 document(s) indexed, 1 skipped (no text), 2 failed"),
+        "{out}"
+    );
+    let (code, out, err) = run(&["search", "-k", "1", "making bread with a starter"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("/docs/kitchen/sourdough.txt"), "{out}");
+
+    // --no-vectorize stores only; the next once (or the daemon) indexes the rest
+    std::fs::write(
+        src.join("kitchen/tea.txt"),
+        "Brewing green tea: water at 80 degrees, three minutes, no longer.",
+    )
+    .unwrap();
+    let (code, out, err) = run(&["once", "docs", "--incremental", "--no-vectorize"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(!out.contains("vectorized:"), "{out}");
+    let (_, out, _) = run(&["search", "-k", "1", "steeping green tea temperature"]);
+    assert!(!out.contains("tea.txt"), "not indexed yet: {out}");
+    let (code, out, err) = run(&["once", "docs", "--incremental", "--json"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    serde_json::from_str::<Value>(&out).expect("stdout stays the JSON summary");
+    assert!(err.contains("vectorized: 10 document(s) indexed"), "{err}");
+    let (_, out, _) = run(&["search", "-k", "1", "steeping green tea temperature"]);
+    assert!(out.contains("/docs/kitchen/tea.txt"), "{out}");
 }
