@@ -67,7 +67,7 @@ pub const CLOSE_TOO_SLOW: u16 = 4408;
 pub const CLOSE_CODES: &[(u16, &str)] = &[
     (
         CLOSE_UNAUTHENTICATED,
-        "no token (neither an Authorization header nor a first message {\"token\": \"…\"} within 10 s), or an invalid or expired one",
+        "no token (neither an Authorization header nor a first message {\"token\": \"…\"} within 10 s), or an invalid or expired one; or the dashboard session the stream was opened with ended",
     ),
     (
         CLOSE_FORBIDDEN,

@@ -17,6 +17,7 @@ mod connector_admin;
 pub mod dashboard;
 mod download;
 pub mod error;
+pub mod error_codes;
 pub mod events;
 pub mod events_http;
 mod handlers;
