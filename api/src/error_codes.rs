@@ -79,8 +79,8 @@ codes! {
 pub fn markdown() -> String {
     let mut out = String::from(
         "# Error codes\n\n\
-         <!-- Generated from api/src/error_codes.rs; a test fails when this file is out of date \
-         (TRIBUTARY_BLESS=1 cargo test -p tributary-api error_codes rewrites it). -->\n\n\
+         <!-- Generated from api/src/error_codes.rs by `tributary config errors`; a test fails \
+         when this file is out of date. -->\n\n\
          Every error of the API answers with the envelope \
          `{\"error\": {\"code\", \"message\", \"details\", \"request_id\"}}`; the `request_id` \
          is in the daemon's log line of the same request. See also \
@@ -206,14 +206,10 @@ mod tests {
     #[test]
     fn docs_errors_md_is_up_to_date() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/errors.md");
-        let made = markdown();
-        if std::env::var_os("TRIBUTARY_BLESS").is_some() {
-            std::fs::write(&path, &made).unwrap();
-        }
         let committed = std::fs::read_to_string(&path).unwrap_or_default();
         assert!(
-            committed == made,
-            "docs/errors.md is out of date: TRIBUTARY_BLESS=1 cargo test -p tributary-api error_codes"
+            committed == markdown(),
+            "docs/errors.md is out of date: run `tributary config errors > docs/errors.md`"
         );
     }
 

@@ -415,4 +415,9 @@ pub enum ConfigCommand {
     ///
     /// Example: tributary config reference > docs/configuration.md
     Reference,
+    /// Print the error-code catalog (Markdown: every API error code with its status,
+    /// meaning and fix, and the WebSocket close codes; docs/errors.md is this output).
+    ///
+    /// Example: tributary config errors > docs/errors.md
+    Errors,
 }

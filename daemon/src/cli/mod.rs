@@ -102,6 +102,12 @@ async fn run_command(args: Cli) -> ExitCode {
             print!("{}", tributary_config::reference::markdown());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Config {
+            command: ConfigCommand::Errors,
+        } => {
+            print!("{}", tributary_api::error_codes::markdown());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Key { command } => keys::run(command).await,
         Command::Catalog { command } => catalog::run(command).await,
         Command::Once {

@@ -347,6 +347,11 @@ fn check_reports_every_problem_and_exits_nonzero() {
         String::from_utf8_lossy(&reference.stdout),
         include_str!("../../../docs/configuration.md")
     );
+    let errors = crate::common::cli_ok(&["config", "errors"]);
+    assert_eq!(
+        String::from_utf8_lossy(&errors.stdout),
+        include_str!("../../../docs/errors.md")
+    );
 
     // a vectorized connector without its local model: said offline, with the command
     // that fetches it; with the model there, fine

@@ -19,6 +19,7 @@ mod encryption;
 mod events;
 mod fleet;
 mod instances;
+mod monitoring;
 mod oidc_sign_in;
 mod packaging;
 mod postgres;
