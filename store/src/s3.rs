@@ -106,6 +106,38 @@ async fn body_bytes(full: &str, body: aws_sdk_s3::primitives::ByteStream) -> Res
     Ok(body.into_bytes())
 }
 
+/// What an S3 error answer means for the caller (retry or not, whose fault), and a
+/// hint for the operator appended to the message (see docs/troubleshooting.md).
+fn service_error(status: u16, code: &str) -> (ErrorClass, &'static str) {
+    let class = match (status, code) {
+        (_, "NoSuchBucket") => ErrorClass::NotFound,
+        (404, _) | (_, "NoSuchKey") | (_, "NotFound") => ErrorClass::NotFound,
+        (412, _) | (_, "PreconditionFailed") => ErrorClass::AlreadyExists,
+        // the body arrived other than it was sent (a proxy, a faulty path): sent again
+        (_, "BadDigest" | "XAmzContentChecksumMismatch" | "InvalidDigest") => ErrorClass::Transient,
+        (401 | 403, _) => ErrorClass::Auth,
+        (408 | 429, _) | (500..=599, _) | (_, "SlowDown" | "RequestTimeout" | "InternalError") => {
+            ErrorClass::Transient
+        }
+        _ => ErrorClass::Permanent,
+    };
+    let hint = match (class, code) {
+        (_, "NoSuchBucket") => " (the bucket does not exist)",
+        (_, "RequestTimeTooSkewed") => {
+            " (this host's clock differs from the server's by more than 15 minutes: synchronise it, e.g. with chrony or systemd-timesyncd)"
+        }
+        (_, "BadDigest" | "XAmzContentChecksumMismatch" | "InvalidDigest") => {
+            " (the server received other bytes than were sent: a proxy or the network path changed the body; retried)"
+        }
+        (ErrorClass::Auth, "InvalidAccessKeyId" | "SignatureDoesNotMatch") => {
+            " (the credentials were rejected: check access_key_id and secret_access_key)"
+        }
+        (ErrorClass::Auth, _) => " (access denied)",
+        _ => "",
+    };
+    (class, hint)
+}
+
 fn classify<E, R>(op: &str, what: &str, e: SdkError<E, R>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
@@ -116,27 +148,7 @@ where
             let status = se.raw().status_code();
             let code = se.err().code().unwrap_or("").to_string();
             let msg = se.err().message().unwrap_or("").to_string();
-            let class = match (status, code.as_str()) {
-                (_, "NoSuchBucket") => ErrorClass::NotFound,
-                (404, _) | (_, "NoSuchKey") | (_, "NotFound") => ErrorClass::NotFound,
-                (412, _) | (_, "PreconditionFailed") => ErrorClass::AlreadyExists,
-                (401 | 403, _) => ErrorClass::Auth,
-                (408 | 429, _)
-                | (500..=599, _)
-                | (_, "SlowDown" | "RequestTimeout" | "InternalError") => ErrorClass::Transient,
-                _ => ErrorClass::Permanent,
-            };
-            let hint = match (class, code.as_str()) {
-                (_, "NoSuchBucket") => " (the bucket does not exist)".to_string(),
-                (ErrorClass::Auth, c)
-                    if c == "InvalidAccessKeyId" || c == "SignatureDoesNotMatch" =>
-                {
-                    " (the credentials were rejected: check access_key_id and secret_access_key)"
-                        .to_string()
-                }
-                (ErrorClass::Auth, _) => " (access denied)".to_string(),
-                _ => String::new(),
-            };
+            let (class, hint) = service_error(status, &code);
             let code = if code.is_empty() {
                 String::new()
             } else {
@@ -364,5 +376,43 @@ impl ObjectStore for S3Store {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod error_tests {
+    use super::*;
+
+    #[test]
+    fn service_errors_are_classified_with_a_hint_for_the_operator() {
+        let c = |status, code| service_error(status, code);
+        assert!(
+            matches!(c(404, "NoSuchBucket"), (ErrorClass::NotFound, h) if h.contains("does not exist"))
+        );
+        assert!(
+            matches!(c(403, "SignatureDoesNotMatch"), (ErrorClass::Auth, h) if h.contains("credentials"))
+        );
+        assert!(matches!(
+            c(403, "AccessDenied"),
+            (ErrorClass::Auth, " (access denied)")
+        ));
+        // a skewed clock is not a wrong key: the hint says what to fix
+        assert!(
+            matches!(c(403, "RequestTimeTooSkewed"), (ErrorClass::Auth, h) if h.contains("clock"))
+        );
+        // a body changed on the way is sent again
+        assert!(
+            matches!(c(400, "BadDigest"), (ErrorClass::Transient, h) if h.contains("other bytes"))
+        );
+        assert!(matches!(
+            c(400, "XAmzContentChecksumMismatch"),
+            (ErrorClass::Transient, _)
+        ));
+        assert!(matches!(c(503, "SlowDown"), (ErrorClass::Transient, "")));
+        assert!(matches!(c(412, ""), (ErrorClass::AlreadyExists, "")));
+        assert!(matches!(
+            c(400, "InvalidArgument"),
+            (ErrorClass::Permanent, "")
+        ));
     }
 }
