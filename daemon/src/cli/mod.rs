@@ -21,6 +21,7 @@ mod args;
 mod audit;
 mod catalog;
 mod connectors;
+mod dist;
 mod keys;
 mod maintenance;
 mod once;
@@ -108,6 +109,8 @@ async fn run_command(args: Cli) -> ExitCode {
             print!("{}", tributary_api::error_codes::markdown());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Completions { shell } => dist::print_completion(shell),
+        Command::Man { out } => dist::man(&out),
         Command::Key { command } => keys::run(command).await,
         Command::Catalog { command } => catalog::run(command).await,
         Command::Once {

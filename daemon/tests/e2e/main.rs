@@ -6,6 +6,7 @@
 
 mod common;
 
+mod api_docs;
 mod audit;
 mod catalog_copy;
 mod catalog_outage;
