@@ -75,6 +75,91 @@ codes! {
     "VERSION_NOT_FOUND" 404 "The item has no version with this id." "List its versions with `GET /api/v1/items/{id}`.";
 }
 
+/// What each job status means (`GET /api/v1/jobs`, `status`), and what to do about it;
+/// a test checks these are exactly the statuses the API filters on.
+pub const JOB_STATUS_DOCS: &[(&str, &str, &str)] = &[
+    (
+        "queued",
+        "Waiting for a free job slot (`daemon.max_concurrent_jobs`) on an instance that may run the connector.",
+        "Nothing; a job queued for long means every slot is busy, or the connector's `instances` are all down or drained (`GET /api/v1/instances`).",
+    ),
+    (
+        "running",
+        "Listing, reading, uploading and committing; `progress` counts as it goes.",
+        "Follow it (`GET /api/v1/jobs/{id}`, the event `job.progress`), or cancel it (`POST /api/v1/jobs/{id}/cancel`).",
+    ),
+    (
+        "succeeded",
+        "The job ran to its end. Files that failed alone are counted in `error_count` and listed as failed items; they do not fail the job.",
+        "Look at `error_count` and `GET /api/v1/items?status=failed`.",
+    ),
+    (
+        "failed",
+        "A problem of the whole source or of the daemon stopped it (`last_error`): the source unreachable or refusing the log-on (`source unavailable: …`, `access denied: …`), the object store failing after its retries (`object store …`), the catalog (`catalog: …`). What it committed before stays committed.",
+        "Fix what `last_error` names (troubleshooting.md has the messages); the next scheduled run, or `POST /api/v1/connectors/{id}/runs`, continues.",
+    ),
+    (
+        "cancelled",
+        "An operator cancelled it; what it committed stays.",
+        "Run it again when you want.",
+    ),
+    (
+        "interrupted",
+        "The daemon stopped (SIGTERM, a crash) or the instance lost the connector's lease (`lost the connector's lease …`) before the job ended; what it committed stays.",
+        "Nothing: the next start, or another instance, continues the connector with an incremental job.",
+    ),
+];
+
+/// What each item status means (`GET /api/v1/items`, `status`); checked against the
+/// statuses the API filters on.
+pub const ITEM_STATUS_DOCS: &[(&str, &str, &str)] = &[
+    (
+        "completed",
+        "The file's current version is stored.",
+        "Nothing.",
+    ),
+    (
+        "deleted",
+        "The file was deleted at the source; its versions are kept for `daemon.version_retention`.",
+        "Restore an earlier version if the delete was a mistake (`tributary restore --at`, `GET /api/v1/items/{id}/content?version=`).",
+    ),
+    (
+        "failed",
+        "The file could not be stored in its last run; `last_error` says why: `vanished before it could be read` (deleted or renamed during the run), `permission denied: …` (the connector's user may not read it), `… deleted at the source before it could be read`, a file that kept changing while it was read (after `pipeline.torn_read_retries` attempts it becomes a `torn_read` conflict), an upload that failed `pipeline.upload_max_attempts` times (`object store …`), or a read error of the source (an SMB or Graph error, a locked file). Retried with backoff (`daemon.max_retries`, `daemon.retry_backoff`), then left until it changes.",
+        "Fix the cause `last_error` names; the next run stores it (the event `item.recovered`).",
+    ),
+    (
+        "conflict",
+        "A claim of this file waits in an open conflict (another connector owns the path, or a torn read): its bytes are stored, not visible.",
+        "Resolve the conflict (`GET /api/v1/conflicts`).",
+    ),
+];
+
+/// What each conflict kind is; its resolutions come from the catalog
+/// (`resolutions_for`), and a test checks that every kind is here.
+pub const CONFLICT_KIND_DOCS: &[(&str, &str)] = &[
+    (
+        "path_claim",
+        "Two connectors sharing a `target` claim the same path.",
+    ),
+    (
+        "name_collision",
+        "Two names that differ only by Unicode normalization, or by case where a connector is `case_sensitive: false`, claim one path.",
+    ),
+    (
+        "diverged",
+        "A connector's path was taken over by another connector since it last wrote it, and it changed again.",
+    ),
+    (
+        "torn_read",
+        "A file changed during every read attempt of a run: it is left alone until resolved.",
+    ),
+    (
+        "mass_delete",
+        "A job would delete more than the connector's `max_delete_percent` of its items: it deleted nothing.",
+    ),
+];
+
 /// The catalog as Markdown (`docs/errors.md`).
 pub fn markdown() -> String {
     let mut out = String::from(
@@ -103,6 +188,33 @@ pub fn markdown() -> String {
     );
     for c in API_ERRORS.iter().filter(|c| c.status == 200) {
         out.push_str(&format!("| `{}` | {} | {} |\n", c.code, c.meaning, c.fix));
+    }
+    out.push_str(
+        "\n## Job statuses\n\nA job's `status` (`GET /api/v1/jobs/{id}`); a failed job's \
+         cause is in `last_error`.\n\n| Status | Meaning | What to do |\n|---|---|---|\n",
+    );
+    for (status, meaning, fix) in JOB_STATUS_DOCS {
+        out.push_str(&format!("| `{status}` | {meaning} | {fix} |\n"));
+    }
+    out.push_str(
+        "\n## Item statuses and failures\n\nAn item's `status` (`GET /api/v1/items`); a \
+         failed item's cause is in `last_error`. One file failing never fails its job.\n\n\
+         | Status | Meaning | What to do |\n|---|---|---|\n",
+    );
+    for (status, meaning, fix) in ITEM_STATUS_DOCS {
+        out.push_str(&format!("| `{status}` | {meaning} | {fix} |\n"));
+    }
+    out.push_str(
+        "\n## Conflict kinds\n\nResolve an open conflict with `POST \
+         /api/v1/conflicts/{id}/resolve` and one of its resolutions.\n\n\
+         | Kind | Meaning | Resolutions |\n|---|---|---|\n",
+    );
+    for (kind, meaning) in CONFLICT_KIND_DOCS {
+        let res: Vec<String> = tributary_catalog::conflicts::resolutions_for(kind)
+            .iter()
+            .map(|r| format!("`{r}`"))
+            .collect();
+        out.push_str(&format!("| `{kind}` | {meaning} | {} |\n", res.join(", ")));
     }
     out.push_str("\n## WebSocket close codes (`/api/v1/ws`)\n\n| Code | Meaning |\n|---|---|\n");
     for (code, meaning) in crate::events_http::CLOSE_CODES {
@@ -173,6 +285,52 @@ mod tests {
             }
         }
         found
+    }
+
+    #[test]
+    fn every_job_and_item_status_and_conflict_kind_is_documented_and_nothing_else() {
+        let keys = |t: &[(&str, &str, &str)]| -> Vec<String> {
+            t.iter().map(|(k, _, _)| k.to_string()).collect()
+        };
+        let sorted = |mut v: Vec<String>| {
+            v.sort();
+            v
+        };
+        assert_eq!(
+            sorted(keys(JOB_STATUS_DOCS)),
+            sorted(
+                crate::handlers::JOB_STATUSES
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect()
+            )
+        );
+        assert_eq!(
+            sorted(keys(ITEM_STATUS_DOCS)),
+            sorted(
+                crate::handlers::ITEM_STATUSES
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect()
+            )
+        );
+        assert_eq!(
+            sorted(
+                CONFLICT_KIND_DOCS
+                    .iter()
+                    .map(|(k, _)| k.to_string())
+                    .collect()
+            ),
+            sorted(
+                tributary_catalog::conflicts::KINDS
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect()
+            )
+        );
+        let md = markdown();
+        assert!(md.contains("| `mass_delete` | A job would delete"));
+        assert!(md.contains("`allow`, `reject`"));
     }
 
     #[test]

@@ -29,4 +29,5 @@ mod sessions;
 mod sharepoint;
 #[cfg(feature = "smb")]
 mod smb;
+mod troubleshooting;
 mod vectorize;
