@@ -75,6 +75,19 @@ codes! {
     "VERSION_NOT_FOUND" 404 "The item has no version with this id." "List its versions with `GET /api/v1/items/{id}`.";
 }
 
+/// The catalog's entry for an API error answer (the envelope's `code`), as one line
+/// for a command-line user: what it means, what to do, and where the catalog is. `None`
+/// when the body is not an envelope or names a code the catalog does not list.
+pub fn explain(body: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    let code = v["error"]["code"].as_str()?;
+    let e = API_ERRORS.iter().find(|e| e.code == code)?;
+    Some(format!(
+        "{code}: {} {} (docs/errors.md; `tributary config errors`)",
+        e.meaning, e.fix
+    ))
+}
+
 /// What each job status means (`GET /api/v1/jobs`, `status`), and what to do about it;
 /// a test checks these are exactly the statuses the API filters on.
 pub const JOB_STATUS_DOCS: &[(&str, &str, &str)] = &[
@@ -285,6 +298,20 @@ mod tests {
             }
         }
         found
+    }
+
+    #[test]
+    fn an_error_answer_is_explained_by_its_catalog_entry() {
+        let body = r#"{"error":{"code":"JOB_ALREADY_RUNNING","message":"job 4 of this connector is already queued or running","details":{"job_id":4},"request_id":"r1"}}"#;
+        let line = explain(body).unwrap();
+        assert!(line.starts_with("JOB_ALREADY_RUNNING: "), "{line}");
+        assert!(line.contains("Follow that job"), "the fix: {line}");
+        assert!(
+            line.contains("docs/errors.md"),
+            "where the catalog is: {line}"
+        );
+        assert_eq!(explain(r#"{"error":{"code":"NO_SUCH_CODE"}}"#), None);
+        assert_eq!(explain("not json"), None);
     }
 
     #[test]

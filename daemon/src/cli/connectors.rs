@@ -120,6 +120,9 @@ async fn printed(resp: reqwest::Response) -> anyhow::Result<ExitCode> {
     let ok = resp.status().is_success();
     let text = resp.text().await.unwrap_or_default();
     println!("{text}");
+    if !ok {
+        super::remote::explain_refusal(&text);
+    }
     Ok(if ok {
         ExitCode::SUCCESS
     } else {

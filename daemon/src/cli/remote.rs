@@ -154,6 +154,7 @@ async fn search_remote(
     let text = resp.text().await.unwrap_or_default();
     if !status.is_success() {
         println!("{text}");
+        explain_refusal(&text);
         return Ok(Err(ExitCode::from(1)));
     }
     Ok(Ok(text))
@@ -285,11 +286,22 @@ pub(super) async fn ctl(
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
     println!("{text}");
+    if !status.is_success() {
+        explain_refusal(&text);
+    }
     Ok(if status.is_success() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// On stderr, the error catalog's entry for an API refusal: what it means and what to
+/// do (nothing for a body that is not an error envelope).
+pub(super) fn explain_refusal(body: &str) {
+    if let Some(line) = tributary_api::error_codes::explain(body) {
+        eprintln!("tributary: {line}");
+    }
 }
 
 /// The id of the instance answering at `base` (`this` in `GET /instances`).

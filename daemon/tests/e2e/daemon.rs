@@ -154,6 +154,13 @@ async fn schedule_fires_jobs_are_listed_with_pagination_and_filters() {
     let denied = ctl(VIEWER, &["pause", "docs"]);
     assert!(!denied.status.success());
     assert!(String::from_utf8_lossy(&denied.stdout).contains("AUTHZ_FORBIDDEN"));
+    // the refusal is explained by its entry of the error catalog
+    let why = String::from_utf8_lossy(&denied.stderr);
+    assert!(
+        why.contains("AUTHZ_FORBIDDEN: The caller is authenticated but its role may not do this")
+            && why.contains("docs/errors.md"),
+        "{why}"
+    );
     assert!(ctl(OPERATOR, &["pause", "docs"]).status.success());
     assert_eq!(
         d.get("/api/v1/connectors/docs").await["status"]["paused"],
