@@ -21,7 +21,8 @@ pub fn completion(shell: Shell) -> Vec<u8> {
 }
 
 /// One man page per visible command (`tributary.1`, `tributary-ctl-run.1`, …), as
-/// (file name, roff).
+/// (file name, roff): `clap_mangen::generate_to`'s walk, kept in memory so that the
+/// test can compare the pages with the committed ones.
 pub fn man_pages() -> Vec<(String, Vec<u8>)> {
     fn walk(cmd: clap::Command, out: &mut Vec<(String, Vec<u8>)>) {
         for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned() {
@@ -54,13 +55,16 @@ pub fn man(out: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Writes every man page into `dir` (created if missing), removing pages of commands
-/// that no longer exist.
+/// Writes every man page into `dir` (created if missing), removing tributary's pages
+/// of commands that no longer exist (never another program's).
 pub fn write_man_pages(dir: &Path) -> std::io::Result<usize> {
     std::fs::create_dir_all(dir)?;
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "1") {
+        let ours = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+            (n == "tributary.1" || n.starts_with("tributary-")) && n.ends_with(".1")
+        });
+        if ours {
             std::fs::remove_file(path)?;
         }
     }
@@ -124,6 +128,21 @@ mod tests {
                 "packaging/man/{name} is out of date; {REGENERATE}"
             );
         }
+    }
+
+    #[test]
+    fn writing_the_pages_replaces_tributarys_own_and_leaves_others_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ls.1"), "another program's page").unwrap();
+        std::fs::write(dir.path().join("tributary-gone.1"), "a removed command").unwrap();
+        let n = write_man_pages(dir.path()).unwrap();
+        assert_eq!(n, man_pages().len());
+        assert!(
+            dir.path().join("ls.1").exists(),
+            "another program's page is kept"
+        );
+        assert!(!dir.path().join("tributary-gone.1").exists());
+        assert!(dir.path().join("tributary-ctl-run.1").exists());
     }
 
     #[test]

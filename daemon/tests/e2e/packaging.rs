@@ -1,7 +1,6 @@
 //! The packaging files name commands the binary really has: the container's entrypoint
 //! and health check, and the systemd unit's ExecStartPre/ExecStart.
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -44,11 +43,7 @@ fn container_entrypoint_and_healthcheck_work_against_the_binary() {
     // the container's paths, mapped to a temp folder
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("src")).unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::common::free_port();
     let cfg = dir.path().join("tributary.yaml");
     std::fs::write(
         &cfg,
@@ -197,21 +192,10 @@ fn installed_example(root: &Path) -> std::path::PathBuf {
         "example-install-token-0123456789abcdef",
     )
     .unwrap();
-    let out = Command::new(BIN)
-        .args(["key", "generate", "--out"])
-        .arg(etc.join("secrets.key"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // the secrets key as the postinst makes it (the returned lines are the shipped
+    // file's own)
+    crate::common::secrets_key(&etc);
+    let port = crate::common::free_port();
     let text = packaging_file("tributary.yaml")
         .replace("/etc/tributary/", &format!("{}/", etc.display()))
         .replace("/var/lib/tributary", state.to_str().unwrap())
