@@ -62,7 +62,15 @@ impl Running {
             let c = d.get("/api/v1/connectors").await;
             for c in c["items"].as_array().unwrap() {
                 let id = c["id"].as_str().unwrap();
-                if c["state"] != "idle" || d.jobs(&format!("connector={id}")).await.is_empty() {
+                // a job queued but not yet claimed leaves the connector `idle`: every
+                // job must have ended
+                let jobs = d.jobs(&format!("connector={id}")).await;
+                if c["state"] != "idle"
+                    || jobs.is_empty()
+                    || jobs.iter().any(|j| {
+                        ["queued", "running"].contains(&j["status"].as_str().unwrap_or(""))
+                    })
+                {
                     return false;
                 }
             }
