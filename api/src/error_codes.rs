@@ -240,18 +240,8 @@ pub fn markdown() -> String {
 mod tests {
     use super::*;
     use std::collections::BTreeSet;
-    use std::path::{Path, PathBuf};
-
-    fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                sources(&p, out);
-            } else if p.extension().is_some_and(|x| x == "rs") {
-                out.push(p);
-            }
-        }
-    }
+    use std::path::Path;
+    use tributary_testkit::tree::rust_sources;
 
     /// The string literals of Rust source (escapes, raw strings and `'"'` understood).
     fn strings(text: &str) -> Vec<String> {
@@ -363,9 +353,8 @@ mod tests {
     #[test]
     fn every_code_the_sources_produce_is_in_the_catalog_and_back() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let mut files = Vec::new();
-        sources(&root.join("src"), &mut files);
-        sources(&root.join("../daemon/src/server"), &mut files);
+        let mut files = rust_sources(&root.join("src"));
+        files.extend(rust_sources(&root.join("../daemon/src/server")));
         let mut used = BTreeSet::new();
         for f in files.iter().filter(|f| !f.ends_with("error_codes.rs")) {
             used.extend(literals(&std::fs::read_to_string(f).unwrap()));

@@ -71,6 +71,25 @@ pub fn generate(root: &Path, seed: u64, big: usize) -> Vec<PathBuf> {
     files
 }
 
+/// The Rust sources (`*.rs`) under `dir`, at any depth, sorted: what the tests that read
+/// the project's own code (layering, error codes, quoted messages) look through.
+pub fn rust_sources(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("read {}: {e}", d.display())) {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 /// Every regular file under `root` with its bytes, keyed by relative path.
 pub fn snapshot(root: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
     let mut out = std::collections::BTreeMap::new();

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
+use tributary_testkit::tree::rust_sources;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -122,17 +123,6 @@ fn wiring_is_the_daemons_and_heavy_connectors_stay_in_it() {
     }
 }
 
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            rust_files(&p, out);
-        } else if p.extension().is_some_and(|x| x == "rs") {
-            out.push(p);
-        }
-    }
-}
-
 #[test]
 fn only_the_daemon_reads_the_environment() {
     let mut offenders = Vec::new();
@@ -140,9 +130,7 @@ fn only_the_daemon_reads_the_environment() {
         if name == "tributary" || name == "tributary-testkit" {
             continue;
         }
-        let mut files = Vec::new();
-        rust_files(&dir.join("src"), &mut files);
-        for f in files {
+        for f in rust_sources(&dir.join("src")) {
             let text = std::fs::read_to_string(&f).unwrap();
             for needle in ["env::var(", "env::var_os(", "env::vars(", "env::vars_os("] {
                 if text.contains(needle) {
@@ -174,9 +162,7 @@ fn only_the_daemon_turns_configuration_into_implementations() {
         if ["tributary", "tributary-config", "tributary-testkit"].contains(&name.as_str()) {
             continue;
         }
-        let mut files = Vec::new();
-        rust_files(&dir.join("src"), &mut files);
-        for f in files {
+        for f in rust_sources(&dir.join("src")) {
             let text = std::fs::read_to_string(&f).unwrap();
             for needle in choices {
                 if text.contains(needle) {

@@ -4,7 +4,9 @@
 //! variable part) is looked up in the sources' text; parts that come from elsewhere
 //! (the operating system, Entra ID, S3 servers, commands to type) are named below.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use tributary_testkit::tree::rust_sources;
 
 /// Words of quoted messages that other programs produce (removed before the lookup).
 const FROM_ELSEWHERE: &[&str] = &[
@@ -66,17 +68,6 @@ fn quoted_parts_are_split_at_variables_and_outside_words() {
     );
 }
 
-fn rust_sources(dir: &Path, out: &mut Vec<PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            rust_sources(&p, out);
-        } else if p.extension().is_some_and(|x| x == "rs") {
-            out.push(p);
-        }
-    }
-}
-
 #[test]
 fn every_message_troubleshooting_quotes_is_one_the_code_produces() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -98,7 +89,7 @@ fn every_message_troubleshooting_quotes_is_one_the_code_produces() {
         "api",
         "daemon",
     ] {
-        rust_sources(&root.join(krate).join("src"), &mut files);
+        files.extend(rust_sources(&root.join(krate).join("src")));
     }
     // the sources' text with Rust's line continuations joined
     let mut text = String::new();
