@@ -103,6 +103,11 @@ if [ -z "$ONLY" ]; then
   measure restore tributary "$TRIB" restore -c "$OUT/trib.yaml" /corpus "$OUT/restore-t"
   measure restore trib-enc "$TRIB" restore -c "$OUT/trib-enc.yaml" /corpus "$OUT/restore-e"
   measure restore restic "$RESTIC" restore latest --target "$OUT/restore-r"
+  # tributary's restore ends durable (one syncfs); restic leaves its files to the page
+  # cache: the same guarantee is restic's restore followed by `sync` (measure syncs
+  # before it starts, so the flush is restic's own files)
+  rm -rf "$OUT/restore-r"
+  measure restore restic+sync sh -c '"$0" restore -q latest --target "$1" && sync' "$RESTIC" "$OUT/restore-r"
   # the files, byte for byte (folders left empty are not items, so not restored)
   sums() { (cd "$1" && find . -type f -print0 | sort -z | xargs -0 sha256sum) | sha256sum; }
   [ "$(sums "$WORK")" = "$(sums "$OUT/restore-t/corpus")" ] || { echo "tributary's restore differs from the source"; exit 1; }

@@ -14,7 +14,10 @@ pub use migrate::{MigrateReport, migrate_store};
 pub use rebuild::{RebuildReport, rebuild_catalog};
 pub use verify::{VerifyReport, verify};
 
+use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::io::Write;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,6 +25,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use futures::StreamExt;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::io::Errno;
 use serde::Serialize;
 use tributary_catalog::{Catalog, RestoreEntry};
 use tributary_store::ObjectStore;
@@ -66,7 +71,7 @@ pub async fn restore(
     // files stored together go to the same pack, one after the other
     entries.sort_by_key(restore_order);
     let mut report = RestoreReport::default();
-    let destination = Arc::new(Destination::new(dest));
+    let destination = Arc::new(Destination::open(dest)?);
     let mut done = futures::stream::iter(restore_groups(entries))
         .map(|group| {
             // its own task: the hashing and writing of files run on every core
@@ -143,81 +148,94 @@ pub fn safe_relative(path: &[u8]) -> Result<PathBuf, String> {
     Ok(out)
 }
 
-/// A restore's destination folder, and the folders under it this restore has checked
-/// or created already: each is inspected once, not once per file (a restore of many
-/// small files spent a third of its system time on the same `statx` and `mkdir`
-/// calls). A link planted before the restore is refused when its folder is first
-/// reached; one swapped in while the restore runs is the same race as before, only
-/// for longer.
+/// A restore's destination folder, and the folders under it this restore has opened.
+/// Every folder is opened from its parent's descriptor without following a link
+/// (`openat` with `O_NOFOLLOW`), and every file is created relative to its folder's
+/// descriptor: a link planted in the destination, before the restore or while it runs,
+/// never leads a restore out of it. Each folder is opened once, not once per file (a
+/// restore of many small files spent a third of its system time on the same `statx`
+/// and `mkdir` calls); at most [`OPEN_FOLDERS`] stay open (a tree of many folders is
+/// reopened from the root when it passes that, never runs out of descriptors).
 struct Destination {
     root: PathBuf,
-    checked: std::sync::Mutex<std::collections::HashSet<PathBuf>>,
+    root_fd: Arc<OwnedFd>,
+    open: std::sync::Mutex<HashMap<PathBuf, Arc<OwnedFd>>>,
 }
+
+/// Folder descriptors a restore keeps open at most.
+const OPEN_FOLDERS: usize = 256;
 
 impl Destination {
-    fn new(root: &Path) -> Destination {
-        Destination {
+    /// Creates the destination if need be (it is the operator's to name, link or not)
+    /// and opens it.
+    fn open(root: &Path) -> anyhow::Result<Destination> {
+        std::fs::create_dir_all(root).with_context(|| format!("create {}", root.display()))?;
+        let fd = rustix::fs::openat(
+            rustix::fs::CWD,
+            root,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(std::io::Error::from)
+        .with_context(|| format!("open {}", root.display()))?;
+        Ok(Destination {
             root: root.to_path_buf(),
-            checked: Default::default(),
-        }
+            root_fd: Arc::new(fd),
+            open: Default::default(),
+        })
     }
 
-    /// Creates the folders of `rel` under the destination one by one, refusing to pass
-    /// through a symbolic link (one planted inside the destination must not lead a
-    /// restore out of it); returns the folder the file goes in.
-    fn parent(&self, rel: &Path) -> anyhow::Result<PathBuf> {
-        let mut dir = self.root.clone();
-        if !self.known(&dir) {
-            // the destination itself is the operator's to name, link or not
-            std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-            self.remember(&dir);
+    /// The folder `rel` (relative, plain names only: [`safe_relative`]) under the
+    /// destination, created if need be, opened without passing through a link.
+    fn folder(&self, rel: &Path) -> anyhow::Result<Arc<OwnedFd>> {
+        let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
+            return Ok(self.root_fd.clone());
+        };
+        if let Some(fd) = self.open.lock().unwrap().get(rel) {
+            return Ok(fd.clone());
         }
-        let mut parts: Vec<_> = rel.components().collect();
-        parts.pop();
-        for p in parts {
-            dir.push(p);
-            if self.known(&dir) {
-                continue;
-            }
-            match std::fs::symlink_metadata(&dir) {
-                Ok(md) if md.file_type().is_symlink() => {
-                    bail!("{} is a symbolic link; not followed", dir.display())
-                }
-                Ok(md) if md.is_dir() => {}
-                Ok(_) => bail!("{} is a file, not a folder", dir.display()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    match std::fs::create_dir(&dir) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                            if !std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
-                                bail!("{} appeared as something else than a folder", dir.display());
-                            }
-                        }
-                        Err(e) => {
-                            return Err(e).with_context(|| format!("create {}", dir.display()));
-                        }
-                    }
-                }
-                Err(e) => return Err(e).with_context(|| format!("inspect {}", dir.display())),
-            }
-            self.remember(&dir);
+        let parent = self.folder(parent)?;
+        let fd = Arc::new(open_folder(&parent, name, &self.root.join(rel))?);
+        let mut open = self.open.lock().unwrap();
+        if open.len() >= OPEN_FOLDERS {
+            open.clear();
         }
-        Ok(dir)
-    }
-
-    fn known(&self, dir: &Path) -> bool {
-        self.checked.lock().unwrap().contains(dir)
-    }
-
-    fn remember(&self, dir: &Path) {
-        self.checked.lock().unwrap().insert(dir.to_path_buf());
+        open.insert(rel.to_path_buf(), fd.clone());
+        Ok(fd)
     }
 }
 
-/// [`Destination::parent`] for a destination of its own.
-#[cfg(test)]
-fn safe_parent(dest: &Path, rel: &Path) -> anyhow::Result<PathBuf> {
-    Destination::new(dest).parent(rel)
+/// Opens the folder `name` in `parent`, creating it if it is not there; refuses a
+/// symbolic link or a file in its place (`shown` names it in messages).
+fn open_folder(parent: &OwnedFd, name: &OsStr, shown: &Path) -> anyhow::Result<OwnedFd> {
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mut made = false;
+    loop {
+        match rustix::fs::openat(parent, name, flags, Mode::empty()) {
+            Ok(fd) => return Ok(fd),
+            Err(Errno::NOENT) if !made => {
+                match rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(0o777)) {
+                    Ok(()) | Err(Errno::EXIST) => made = true,
+                    Err(e) => {
+                        return Err(std::io::Error::from(e))
+                            .with_context(|| format!("create {}", shown.display()));
+                    }
+                }
+            }
+            Err(Errno::NOTDIR | Errno::LOOP) => {
+                let link = rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW)
+                    .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink);
+                if link {
+                    bail!("{} is a symbolic link; not followed", shown.display());
+                }
+                bail!("{} is a file, not a folder", shown.display());
+            }
+            Err(e) => {
+                return Err(std::io::Error::from(e))
+                    .with_context(|| format!("open {}", shown.display()));
+            }
+        }
+    }
 }
 
 type Restored = (Option<RestoreEntry>, anyhow::Result<()>);
@@ -357,40 +375,63 @@ fn start_writeback(f: &std::fs::File) {
     let _ = rustix::fs::fadvise(f, 0, None, rustix::fs::Advice::DontNeed);
 }
 
-/// A restored file being written: a new temp file next to its place, checked against
-/// the recorded size and digest, given its mtime and renamed into place by
-/// [`Restoring::finish`]; removed if it is dropped unfinished.
+/// A restored file being written, checked against the recorded size and digest and
+/// given its mtime by [`Restoring::finish`]. Where its name is free it is written in
+/// place, created new (`O_EXCL`: never an existing file, nor through a link planted in
+/// its name), as restic and `cp` write; where something is there already, it is written
+/// to a new temp file beside it and renamed over it at the end (so a link in its name is
+/// replaced, not written through). Removed if it is dropped unfinished: a file that
+/// fails its checks is never left behind. An interrupted process (SIGKILL, power loss)
+/// can leave the files it was writing incomplete under their names; the next restore
+/// replaces them.
 struct Restoring<'a> {
     e: &'a RestoreEntry,
     file: Option<std::fs::File>,
-    tmp: PathBuf,
-    out: PathBuf,
+    dir: Arc<OwnedFd>,
+    name: &'a OsStr,
+    /// the temp file's name, when the file's own name was taken
+    tmp: Option<String>,
+    finished: bool,
+    shown: PathBuf,
     hasher: blake3::Hasher,
     written: u64,
 }
 
 impl<'a> Restoring<'a> {
-    fn create(e: &'a RestoreEntry, dest: &Destination) -> anyhow::Result<Restoring<'a>> {
-        let rel = safe_relative(&e.path).map_err(|why| {
-            anyhow::anyhow!(
-                "not restored: an unsafe path ({why}); the catalog or a manifest in the bucket names it"
-            )
-        })?;
-        let rel = rel.as_path();
-        let dir = dest.parent(rel)?;
-        let tmp = dir.join(format!(".tributary-restore-{:016x}", rand::random::<u64>()));
-        // a new file, never one that is there (or a link planted in its name)
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .with_context(|| format!("create {}", tmp.display()))?;
+    fn create(
+        e: &'a RestoreEntry,
+        rel: &'a Path,
+        dest: &Destination,
+    ) -> anyhow::Result<Restoring<'a>> {
+        let name = rel.file_name().expect("a safe path ends in a name");
+        let dir = dest.folder(rel.parent().unwrap_or(Path::new("")))?;
+        let shown = dest.root.join(rel);
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC;
+        let mode = Mode::from_raw_mode(0o666);
+        let (fd, tmp) = match rustix::fs::openat(&dir, name, flags, mode) {
+            Ok(fd) => (fd, None),
+            Err(Errno::EXIST) => {
+                let tmp = format!(".tributary-restore-{:016x}", rand::random::<u64>());
+                let fd = rustix::fs::openat(&dir, tmp.as_str(), flags, mode)
+                    .map_err(std::io::Error::from)
+                    .with_context(|| format!("create a temp file beside {}", shown.display()))?;
+                (fd, Some(tmp))
+            }
+            Err(e) => {
+                return Err(std::io::Error::from(e))
+                    .with_context(|| format!("create {}", shown.display()));
+            }
+        };
+        let file = std::fs::File::from(fd);
         preallocate(&file, e.size);
         Ok(Restoring {
             e,
             file: Some(file),
+            dir,
+            name,
             tmp,
-            out: dest.root.join(rel),
+            finished: false,
+            shown,
             hasher: blake3::Hasher::new(),
             written: 0,
         })
@@ -423,20 +464,36 @@ impl<'a> Restoring<'a> {
         f.set_modified(mtime).context("set mtime")?;
         start_writeback(&f);
         drop(f);
-        // rename replaces a link in the file's name, it does not write through it
-        std::fs::rename(&self.tmp, &self.out)
-            .with_context(|| format!("rename into {}", self.out.display()))?;
-        self.tmp = PathBuf::new();
+        if let Some(tmp) = &self.tmp {
+            // rename replaces a link in the file's name, it does not write through it
+            rustix::fs::renameat(&self.dir, tmp.as_str(), &self.dir, self.name)
+                .map_err(std::io::Error::from)
+                .with_context(|| format!("rename into {}", self.shown.display()))?;
+        }
+        self.finished = true;
         Ok(())
     }
 }
 
 impl Drop for Restoring<'_> {
     fn drop(&mut self) {
-        if !self.tmp.as_os_str().is_empty() {
-            let _ = std::fs::remove_file(&self.tmp);
+        if !self.finished {
+            let written: &OsStr = match &self.tmp {
+                Some(tmp) => OsStr::new(tmp),
+                None => self.name,
+            };
+            let _ = rustix::fs::unlinkat(&self.dir, written, AtFlags::empty());
         }
     }
+}
+
+/// A restored file's path under the destination, or why it is not restored.
+fn restore_path(e: &RestoreEntry) -> anyhow::Result<PathBuf> {
+    safe_relative(&e.path).map_err(|why| {
+        anyhow::anyhow!(
+            "not restored: an unsafe path ({why}); the catalog or a manifest in the bucket names it"
+        )
+    })
 }
 
 /// Writes one restored file from its decoded pieces, on the calling thread.
@@ -445,7 +502,8 @@ fn write_checked(
     dest: &Destination,
     pieces: impl IntoIterator<Item = Result<bytes::Bytes, tributary_store::StoreError>>,
 ) -> anyhow::Result<()> {
-    let mut f = Restoring::create(e, dest)?;
+    let rel = restore_path(e)?;
+    let mut f = Restoring::create(e, &rel, dest)?;
     for data in pieces {
         f.write(&data?)?;
     }
@@ -459,7 +517,8 @@ async fn write_streamed(
     dest: &Destination,
     data: impl futures::Stream<Item = Result<bytes::Bytes, tributary_store::StoreError>>,
 ) -> anyhow::Result<()> {
-    let mut f = Restoring::create(e, dest)?;
+    let rel = restore_path(e)?;
+    let mut f = Restoring::create(e, &rel, dest)?;
     let mut chunks = std::pin::pin!(data);
     while let Some(data) = chunks.next().await {
         f.write(&data?)?;
@@ -561,11 +620,119 @@ mod tests {
         let dest = tempfile::tempdir().unwrap();
         let outside = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink(outside.path(), dest.path().join("docs")).unwrap();
-        let e = safe_parent(dest.path(), Path::new("docs/sub/f.txt")).unwrap_err();
-        assert!(e.to_string().contains("symbolic link"), "{e}");
+        std::fs::write(dest.path().join("plain"), b"x").unwrap();
+        let d = Destination::open(dest.path()).unwrap();
+        let e = d.folder(Path::new("docs/sub")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{} is a symbolic link; not followed",
+                dest.path().join("docs").display()
+            )
+        );
+        let e = d.folder(Path::new("plain/sub")).unwrap_err();
+        assert!(
+            e.to_string().ends_with("plain is a file, not a folder"),
+            "{e}"
+        );
         assert!(std::fs::read_dir(outside.path()).unwrap().next().is_none());
-        let d = safe_parent(dest.path(), Path::new("new/sub/f.txt")).unwrap();
-        assert_eq!(d, dest.path().join("new/sub"));
-        assert!(d.is_dir());
+        d.folder(Path::new("new/sub")).unwrap();
+        assert!(dest.path().join("new/sub").is_dir());
+        // more folders than stay open: each still made, in its place
+        for i in 0..OPEN_FOLDERS + 20 {
+            d.folder(&Path::new("many").join(format!("{i}/x"))).unwrap();
+        }
+        assert_eq!(
+            std::fs::read_dir(dest.path().join("many")).unwrap().count(),
+            OPEN_FOLDERS + 20
+        );
+        assert!(d.open.lock().unwrap().len() <= OPEN_FOLDERS);
+        // a link swapped in for a folder already made is not followed either, once the
+        // folder is opened again
+        d.open.lock().unwrap().clear();
+        std::fs::remove_dir_all(dest.path().join("new")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), dest.path().join("new")).unwrap();
+        assert!(d.folder(Path::new("new/sub")).is_err());
+        assert!(std::fs::read_dir(outside.path()).unwrap().next().is_none());
+    }
+
+    fn file_entry(path: &str, content: &[u8]) -> RestoreEntry {
+        RestoreEntry {
+            path: path.as_bytes().to_vec(),
+            size: content.len() as u64,
+            mtime_ns: 1_600_000_000_000_000_000,
+            digest: Some(*blake3::hash(content).as_bytes()),
+            chunks: Vec::new(),
+        }
+    }
+
+    fn pieces(parts: &[&[u8]]) -> Vec<Result<bytes::Bytes, tributary_store::StoreError>> {
+        parts
+            .iter()
+            .map(|p| Ok(bytes::Bytes::copy_from_slice(p)))
+            .collect()
+    }
+
+    /// What a folder holds: its names, sorted.
+    fn names_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_restored_file_is_written_checked_and_dated_or_not_at_all() {
+        let dest = tempfile::tempdir().unwrap();
+        let d = Destination::open(dest.path()).unwrap();
+        let e = file_entry("/docs/a.txt", b"alpha bravo");
+        write_checked(&e, &d, pieces(&[b"alpha ", b"bravo"])).unwrap();
+        let out = dest.path().join("docs/a.txt");
+        assert_eq!(std::fs::read(&out).unwrap(), b"alpha bravo");
+        let mtime = std::fs::metadata(&out).unwrap().modified().unwrap();
+        assert_eq!(
+            mtime,
+            std::time::UNIX_EPOCH + Duration::from_nanos(e.mtime_ns as u64)
+        );
+        // content that fails its digest, or falls short, leaves nothing behind
+        let bad = file_entry("/docs/b.txt", b"charlie");
+        let err = write_checked(&bad, &d, pieces(&[b"charlix"])).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("does not match the recorded digest"),
+            "{err}"
+        );
+        let err = write_checked(&bad, &d, pieces(&[b"char"])).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("restored 4 bytes, the catalog records 7"),
+            "{err}"
+        );
+        assert_eq!(names_in(&dest.path().join("docs")), ["a.txt"]);
+        // over a file that is there: replaced when the new one checks out, kept as it
+        // was when it does not
+        let e2 = file_entry("/docs/a.txt", b"delta");
+        let err = write_checked(&e2, &d, pieces(&[b"delts"])).unwrap_err();
+        assert!(err.to_string().contains("digest"), "{err}");
+        assert_eq!(std::fs::read(&out).unwrap(), b"alpha bravo");
+        write_checked(&e2, &d, pieces(&[b"delta"])).unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), b"delta");
+        assert_eq!(names_in(&dest.path().join("docs")), ["a.txt"]);
+        // a link in the file's own name is replaced by the file, never written through
+        let outside = tempfile::tempdir().unwrap();
+        let target = outside.path().join("target.txt");
+        std::os::unix::fs::symlink(&target, dest.path().join("docs/l.txt")).unwrap();
+        write_checked(&file_entry("/docs/l.txt", b"echo"), &d, pieces(&[b"echo"])).unwrap();
+        assert!(!target.exists());
+        let l = dest.path().join("docs/l.txt");
+        assert!(
+            !std::fs::symlink_metadata(&l)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(std::fs::read(&l).unwrap(), b"echo");
     }
 }
