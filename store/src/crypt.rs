@@ -20,9 +20,8 @@ use std::fmt;
 use std::io::Write;
 use std::path::Path;
 
-use chacha20poly1305::aead::{AeadInPlace, KeyInit};
-use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
-use zeroize::Zeroizing;
+use aws_lc_rs::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
+use zeroize::{Zeroize, Zeroizing};
 
 /// What sealing adds to a message: nonce and tag.
 pub const OVERHEAD: usize = NONCE_LEN + TAG_LEN;
@@ -44,15 +43,47 @@ const CONTEXT_CHECK: &str = "tributary 2026-12 data key check";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Unauthentic;
 
+/// XChaCha20-Poly1305 (draft-irtf-cfrg-xchacha): HChaCha20 derives a subkey from the
+/// key and the nonce's first 16 bytes, and ChaCha20-Poly1305 (RFC 8439) seals with it
+/// under the nonce's last 8 bytes (after 4 zero bytes). The AEAD is aws-lc's
+/// (assembly, with AVX-512 where the CPU has it): on the bench machine it opens a
+/// restore's chunks in half the CPU time RustCrypto's `chacha20poly1305` took, with the
+/// same bytes (a test checks both ways against that crate).
+struct XChaCha20Poly1305 {
+    key: Zeroizing<[u8; 32]>,
+}
+
+impl XChaCha20Poly1305 {
+    fn new(key: &[u8; 32]) -> XChaCha20Poly1305 {
+        XChaCha20Poly1305 {
+            key: Zeroizing::new(*key),
+        }
+    }
+
+    /// The ChaCha20-Poly1305 key and nonce of a message sealed under `nonce`.
+    fn message_key(&self, nonce: &[u8; NONCE_LEN]) -> (LessSafeKey, Nonce) {
+        let mut subkey = chacha20::hchacha::<chacha20::cipher::consts::U10>(
+            (&*self.key).into(),
+            nonce[..16].into(),
+        );
+        let key = UnboundKey::new(&CHACHA20_POLY1305, &subkey).expect("a 32-byte key");
+        subkey[..].zeroize();
+        let mut short = [0u8; 12];
+        short[4..].copy_from_slice(&nonce[16..]);
+        (LessSafeKey::new(key), Nonce::assume_unique_for_key(short))
+    }
+}
+
 fn seal_with(cipher: &XChaCha20Poly1305, aad: &[u8], plain: &[u8]) -> Vec<u8> {
     let nonce: [u8; NONCE_LEN] = rand::random();
     let mut out = Vec::with_capacity(plain.len() + OVERHEAD);
     out.extend_from_slice(&nonce);
     out.extend_from_slice(plain);
-    let tag = cipher
-        .encrypt_in_place_detached(&XNonce::from(nonce), aad, &mut out[NONCE_LEN..])
+    let (key, nonce) = cipher.message_key(&nonce);
+    let tag = key
+        .seal_in_place_separate_tag(nonce, Aad::from(aad), &mut out[NONCE_LEN..])
         .expect("XChaCha20-Poly1305 seals any message a chunk or an object can be");
-    out.extend_from_slice(&tag);
+    out.extend_from_slice(tag.as_ref());
     out
 }
 
@@ -65,13 +96,14 @@ fn open_with(
         return Err(Unauthentic);
     }
     let (nonce, rest) = sealed.split_at(NONCE_LEN);
-    let (body, tag) = rest.split_at(rest.len() - TAG_LEN);
     let nonce: [u8; NONCE_LEN] = nonce.try_into().expect("split at its length");
-    let tag: [u8; TAG_LEN] = tag.try_into().expect("split at its length");
-    let mut plain = body.to_vec();
-    cipher
-        .decrypt_in_place_detached(&XNonce::from(nonce), aad, &mut plain, &Tag::from(tag))
-        .map_err(|_| Unauthentic)?;
+    let (key, nonce) = cipher.message_key(&nonce);
+    let mut plain = rest.to_vec();
+    let len = key
+        .open_in_place(nonce, Aad::from(aad), &mut plain)
+        .map_err(|_| Unauthentic)?
+        .len();
+    plain.truncate(len);
     Ok(plain)
 }
 
@@ -153,7 +185,7 @@ impl Kek {
     }
 
     fn cipher(&self) -> XChaCha20Poly1305 {
-        XChaCha20Poly1305::new((&*self.key).into())
+        XChaCha20Poly1305::new(&self.key)
     }
 
     /// `plain` sealed for the catalog (connector secrets), bound to `aad`, with a key
@@ -168,7 +200,10 @@ impl Kek {
     }
 
     fn secrets_cipher(&self) -> XChaCha20Poly1305 {
-        XChaCha20Poly1305::new((&blake3::derive_key(CONTEXT_SECRETS, &*self.key)).into())
+        XChaCha20Poly1305::new(&Zeroizing::new(blake3::derive_key(
+            CONTEXT_SECRETS,
+            &*self.key,
+        )))
     }
 }
 
@@ -225,8 +260,10 @@ impl fmt::Debug for Crypt {
 
 impl Crypt {
     pub fn new(data_key: DataKey) -> Crypt {
-        let cipher =
-            XChaCha20Poly1305::new((&blake3::derive_key(CONTEXT_OBJECTS, &*data_key.0)).into());
+        let cipher = XChaCha20Poly1305::new(&Zeroizing::new(blake3::derive_key(
+            CONTEXT_OBJECTS,
+            &*data_key.0,
+        )));
         let id_key = Zeroizing::new(blake3::derive_key(CONTEXT_CHUNK_ID, &*data_key.0));
         let mut bytes = [0u8; 256 * 8];
         let mut xof = blake3::Hasher::new_derive_key(CONTEXT_GEAR);
@@ -331,6 +368,45 @@ mod tests {
             "another store's key"
         );
         assert_eq!(c.open(b"", &c.seal(b"", b"")).unwrap(), b"");
+    }
+
+    /// What stores sealed with RustCrypto's XChaCha20-Poly1305 (before the aws-lc AEAD)
+    /// opens, and what is sealed now opens there: the same construction, byte for byte,
+    /// at every length around the block sizes of both implementations.
+    #[test]
+    fn sealed_bytes_are_xchacha20_poly1305_as_the_reference_crate_makes_them() {
+        use chacha20poly1305::aead::{AeadInPlace, KeyInit};
+        let key: [u8; 32] = rand::random();
+        let ours = XChaCha20Poly1305::new(&key);
+        let reference = chacha20poly1305::XChaCha20Poly1305::new((&key).into());
+        for len in [
+            0, 1, 15, 16, 17, 63, 64, 65, 255, 256, 257, 511, 4096, 100_003,
+        ] {
+            let plain: Vec<u8> = (0..len).map(|_| rand::random::<u8>()).collect();
+            let aad = format!("packs/ab/{len}");
+            // sealed by the reference, opened by ours
+            let nonce: [u8; NONCE_LEN] = rand::random();
+            let mut body = plain.clone();
+            let tag = reference
+                .encrypt_in_place_detached(&nonce.into(), aad.as_bytes(), &mut body)
+                .unwrap();
+            let sealed = [&nonce[..], &body, &tag].concat();
+            assert_eq!(open_with(&ours, aad.as_bytes(), &sealed).unwrap(), plain);
+            assert_eq!(
+                open_with(&ours, b"packs/ab/other", &sealed),
+                Err(Unauthentic)
+            );
+            // sealed by ours, opened by the reference
+            let sealed = seal_with(&ours, aad.as_bytes(), &plain);
+            assert_eq!(sealed.len(), len + OVERHEAD);
+            let (nonce, rest) = sealed.split_at(NONCE_LEN);
+            let (body, tag) = rest.split_at(rest.len() - TAG_LEN);
+            let mut opened = body.to_vec();
+            reference
+                .decrypt_in_place_detached(nonce.into(), aad.as_bytes(), &mut opened, tag.into())
+                .unwrap();
+            assert_eq!(opened, plain);
+        }
     }
 
     #[test]

@@ -29,10 +29,10 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 use serde::Serialize;
 use tributary_catalog::{Catalog, RestoreEntry};
-use tributary_store::ObjectStore;
-use tributary_store::chunk::{MAX_SPAN, decode_blocking, read_range};
+use tributary_store::chunk::{ChunkLoc, MAX_SPAN, decode_blocking, open_blocking, read_range};
 use tributary_store::pack::pack_key;
 use tributary_store::retry::{RetryPolicy, with_retry};
+use tributary_store::{ObjectStore, StoreError};
 
 #[derive(Debug, Default, Serialize)]
 pub struct RestoreReport {
@@ -289,24 +289,28 @@ async fn restore_group(
     let work = tokio::task::spawn_blocking(move || {
         let mut out = Vec::with_capacity(group.len());
         for e in group {
-            // each file from its own place in the span: one that fails before reading
-            // its chunks (a planted link in its folder) must not shift the next ones
-            let mut at = extent(&e).map_or(usize::MAX, |(_, start, _)| {
-                usize::try_from(start.saturating_sub(offset)).unwrap_or(usize::MAX)
-            });
-            let pieces = e.chunks.iter().map(|c| {
-                let loc = c.loc();
-                let end = at.saturating_add(loc.stored_size as usize);
-                let Some(raw) = span.get(at..end).map(|_| span.slice(at..end)) else {
-                    return Err(tributary_store::StoreError::new(
-                        tributary_store::ErrorClass::Permanent,
-                        format!("{key}: the catalog places a chunk past the range read"),
-                    ));
-                };
-                at = end;
-                decode_blocking(crypt.as_deref(), &loc, raw)
-            });
-            let r = write_checked(&e, &dest, pieces);
+            // one hash of the content where a digest is recorded (the file's), the
+            // chunk ids' own where not; a damaged chunk is named either way
+            let r = if e.digest.is_some() {
+                let opened = span_pieces(&e, &span, offset, &key, |loc, raw| {
+                    open_blocking(crypt.as_deref(), loc, raw)
+                });
+                write_checked(&e, &dest, opened).map_err(|err| {
+                    match span_pieces(&e, &span, offset, &key, |loc, raw| {
+                        decode_blocking(crypt.as_deref(), loc, raw)
+                    })
+                    .find_map(Result::err)
+                    {
+                        Some(damage) => anyhow::Error::new(damage).context(format!("{err:#}")),
+                        None => err,
+                    }
+                })
+            } else {
+                let checked = span_pieces(&e, &span, offset, &key, |loc, raw| {
+                    decode_blocking(crypt.as_deref(), loc, raw)
+                });
+                write_checked(&e, &dest, checked)
+            };
             out.push((Some(e), r));
         }
         out
@@ -315,6 +319,34 @@ async fn restore_group(
         Ok(out) => out,
         Err(e) => vec![(None, Err(anyhow::anyhow!("restore task: {e}")))],
     }
+}
+
+/// A file's chunks, decoded by `decode` from `span` (the bytes of pack `key` read from
+/// `offset`), in order. Each file is taken from its own place in the span: one that
+/// fails before reading its chunks (a planted link in its folder) must not shift the
+/// next ones.
+fn span_pieces<'a>(
+    e: &'a RestoreEntry,
+    span: &'a bytes::Bytes,
+    offset: u64,
+    key: &'a str,
+    decode: impl Fn(&ChunkLoc, bytes::Bytes) -> Result<bytes::Bytes, StoreError> + 'a,
+) -> impl Iterator<Item = Result<bytes::Bytes, StoreError>> + 'a {
+    let mut at = extent(e).map_or(usize::MAX, |(_, start, _)| {
+        usize::try_from(start.saturating_sub(offset)).unwrap_or(usize::MAX)
+    });
+    e.chunks.iter().map(move |c| {
+        let loc = c.loc();
+        let end = at.saturating_add(loc.stored_size as usize);
+        let Some(raw) = span.get(at..end).map(|_| span.slice(at..end)) else {
+            return Err(StoreError::new(
+                tributary_store::ErrorClass::Permanent,
+                format!("{key}: the catalog places a chunk past the range read"),
+            ));
+        };
+        at = end;
+        decode(&loc, raw)
+    })
 }
 
 /// The pack, first offset and end of a file's stored data, if it lies back to back in
@@ -734,5 +766,98 @@ mod tests {
                 .is_symlink()
         );
         assert_eq!(std::fs::read(&l).unwrap(), b"echo");
+    }
+
+    /// Two files stored back to back in one pack of a real (local) store, restored by
+    /// one ranged read: the chunk ids are not hashed again where the file digest
+    /// covers the content, and a damaged chunk is still named, its file not left.
+    #[tokio::test]
+    async fn a_damaged_chunk_is_named_and_its_file_not_restored() {
+        use tributary_store::ObjectStore;
+        let objects = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(tributary_store::local::LocalStore::new(objects.path()).unwrap());
+        let parts: [&[u8]; 3] = [b"first file, ", b"its end", b"second file"];
+        let pack = [7u8; 32];
+        let mut at = 16; // the pack's own header: the files start past it
+        let mut chunks = Vec::new();
+        for p in parts {
+            chunks.push(tributary_catalog::ChunkRef {
+                hash: *blake3::hash(p).as_bytes(),
+                size: p.len() as u64,
+                stored_size: p.len() as u64,
+                compression: tributary_catalog::Compression::None,
+                packed: Some(tributary_store::pack::Placed { pack, offset: at }),
+            });
+            at += p.len() as u64;
+        }
+        let file =
+            |path: &str, content: &[u8], chunks: &[tributary_catalog::ChunkRef]| RestoreEntry {
+                path: path.as_bytes().to_vec(),
+                size: content.len() as u64,
+                mtime_ns: 0,
+                digest: Some(*blake3::hash(content).as_bytes()),
+                chunks: chunks.to_vec(),
+            };
+        let one = file("/d/one.txt", b"first file, its end", &chunks[..2]);
+        let two = file("/d/two.txt", b"second file", &chunks[2..]);
+        let mut bytes = vec![0u8; 16];
+        for p in parts {
+            bytes.extend_from_slice(p);
+        }
+        let put = |b: Vec<u8>| {
+            let store = store.clone();
+            async move {
+                store
+                    .put(
+                        &pack_key(&pack),
+                        b.into(),
+                        tributary_store::PutMode::Overwrite,
+                    )
+                    .await
+                    .unwrap()
+            }
+        };
+        let restore = |dest: &Path| {
+            let (store, dest) = (store.clone(), Destination::open(dest).unwrap());
+            let group = restore_groups(vec![one.clone(), two.clone()]);
+            assert_eq!(group.len(), 1, "one read for both");
+            let group = group.into_iter().next().unwrap();
+            async move { restore_group(store, group, Arc::new(dest)).await }
+        };
+
+        put(bytes.clone()).await;
+        let dest = tempfile::tempdir().unwrap();
+        for (e, r) in restore(dest.path()).await {
+            assert!(r.is_ok(), "{:?}: {r:?}", e.map(|e| e.path));
+        }
+        assert_eq!(
+            std::fs::read(dest.path().join("d/one.txt")).unwrap(),
+            b"first file, its end"
+        );
+        assert_eq!(
+            std::fs::read(dest.path().join("d/two.txt")).unwrap(),
+            b"second file"
+        );
+
+        // a flipped byte in the first file's second chunk
+        let mut damaged = bytes.clone();
+        damaged[16 + parts[0].len() + 2] ^= 0x20;
+        put(damaged).await;
+        let dest = tempfile::tempdir().unwrap();
+        let out = restore(dest.path()).await;
+        let err = format!("{:#}", out[0].1.as_ref().unwrap_err());
+        assert!(err.contains("does not match the recorded digest"), "{err}");
+        assert!(
+            err.contains(&format!(
+                "chunk {} in {} at {} is corrupt",
+                hex::encode(chunks[1].hash),
+                pack_key(&pack),
+                16 + parts[0].len()
+            )),
+            "{err}"
+        );
+        assert!(out[1].1.is_ok(), "{:?}", out[1].1);
+        assert_eq!(names_in(&dest.path().join("d")), ["two.txt"]);
     }
 }
