@@ -46,9 +46,9 @@ pub struct Unauthentic;
 /// XChaCha20-Poly1305 (draft-irtf-cfrg-xchacha): HChaCha20 derives a subkey from the
 /// key and the nonce's first 16 bytes, and ChaCha20-Poly1305 (RFC 8439) seals with it
 /// under the nonce's last 8 bytes (after 4 zero bytes). The AEAD is aws-lc's
-/// (assembly, with AVX-512 where the CPU has it): on the bench machine it opens a
-/// restore's chunks in half the CPU time RustCrypto's `chacha20poly1305` took, with the
-/// same bytes (a test checks both ways against that crate).
+/// (assembly, with AVX-512 where the CPU has it): with it, a restore of the encrypted
+/// bench corpus took 1.8 s of user CPU where RustCrypto's `chacha20poly1305` took
+/// 2.3 s, for the same bytes (a test checks both ways against that crate).
 struct XChaCha20Poly1305 {
     key: Zeroizing<[u8; 32]>,
 }

@@ -243,8 +243,8 @@ fn open_folder(parent: &OwnedFd, name: &OsStr, shown: &Path) -> anyhow::Result<O
 
 type Restored = (Option<RestoreEntry>, anyhow::Result<()>);
 
-/// Restores a group of files ([`restore_groups`]). A group whose data lies back to back
-/// in one pack (one file or several) is read with one ranged read, then decoded,
+/// Restores a group of files ([`restore_groups`]). A group whose data lies in one pack
+/// (one file or several) is read with one ranged read, then decoded,
 /// checked and written in one blocking task (a hand-off per group, not per chunk);
 /// any other file is streamed through [`read_range`].
 async fn restore_group(
@@ -252,16 +252,7 @@ async fn restore_group(
     group: Vec<RestoreEntry>,
     dest: Arc<Destination>,
 ) -> Vec<Restored> {
-    let span = match (
-        group.first().and_then(extent),
-        group.last().and_then(extent),
-    ) {
-        (Some((pack, start, _)), Some((_, _, end))) if end - start <= MAX_SPAN => {
-            Some((pack, start, end - start))
-        }
-        _ => None,
-    };
-    let Some((pack, offset, len)) = span else {
+    let Some((pack, offset, len)) = group_span(&group) else {
         let mut out = Vec::with_capacity(group.len());
         for e in group {
             let locs = e.chunks.iter().map(|c| c.loc()).collect();
@@ -367,19 +358,22 @@ fn extent(e: &RestoreEntry) -> Option<([u8; 32], u64, u64)> {
     Some((first.pack, first.offset, end))
 }
 
-/// Groups files (in the order [`restore_order`] gives) whose chunks lie back to back in
-/// one pack, file after file, up to [`MAX_SPAN`] bytes: each group is read with one
-/// ranged read. Any other file is a group of its own.
+/// Groups files (in the order [`restore_order`] gives) whose data lies in one pack
+/// within [`MAX_SPAN`] bytes of the group's first: each group is read with one ranged
+/// read, as restic reads the blobs it needs from a pack in one request. What lies
+/// between them (files not restored, older versions) is read and skipped; copies of the
+/// same content share their bytes. A file whose data is not back to back in one pack is
+/// a group of its own.
 pub fn restore_groups(entries: Vec<RestoreEntry>) -> Vec<Vec<RestoreEntry>> {
     let mut groups: Vec<Vec<RestoreEntry>> = Vec::new();
     let mut open: Option<([u8; 32], u64, u64)> = None; // pack, start, end of the last group
     for e in entries {
         match (extent(&e), open) {
             (Some((pack, start, end)), Some((gp, gs, ge)))
-                if pack == gp && start == ge && end - gs <= MAX_SPAN =>
+                if pack == gp && start >= gs && end.max(ge) - gs <= MAX_SPAN =>
             {
                 groups.last_mut().expect("an open group").push(e);
-                open = Some((gp, gs, end));
+                open = Some((gp, gs, end.max(ge)));
             }
             (x, _) => {
                 open = x;
@@ -388,6 +382,21 @@ pub fn restore_groups(entries: Vec<RestoreEntry>) -> Vec<Vec<RestoreEntry>> {
         }
     }
     groups
+}
+
+/// The pack, first offset and length of the one read that holds a group's files, if
+/// one read does ([`restore_groups`]).
+fn group_span(group: &[RestoreEntry]) -> Option<([u8; 32], u64, u64)> {
+    let (pack, mut start, mut end) = extent(group.first()?)?;
+    for e in group {
+        let (p, s, t) = extent(e)?;
+        if p != pack {
+            return None;
+        }
+        start = start.min(s);
+        end = end.max(t);
+    }
+    (end - start <= MAX_SPAN).then_some((pack, start, end - start))
 }
 
 /// Reserves a restored file's blocks before it is written, as restic does: on ext4 a
@@ -614,7 +623,7 @@ mod tests {
     }
 
     #[test]
-    fn files_stored_back_to_back_in_a_pack_are_restored_from_one_read() {
+    fn files_of_one_pack_are_restored_from_one_read_across_gaps_and_copies() {
         let names = |groups: Vec<Vec<RestoreEntry>>| -> Vec<Vec<String>> {
             groups
                 .into_iter()
@@ -629,23 +638,46 @@ mod tests {
             entry("loose", &[(0, 0, 10)]),
             entry("empty", &[]),
             entry("a", &[(1, 0, 10), (1, 10, 5)]),
+            entry("a-copy", &[(1, 0, 10), (1, 10, 5)]),
             entry("b", &[(1, 15, 20)]),
-            entry("gap", &[(1, 40, 5)]),
+            entry("after-a-gap", &[(1, 40, 5)]),
             entry("c", &[(1, 45, 5)]),
             entry("torn", &[(1, 50, 5), (2, 0, 5)]),
             entry("d", &[(2, 5, 5)]),
             entry("big", &[(2, 10, MAX_SPAN)]),
+            entry("far", &[(3, 0, 5)]),
+            entry("too-far", &[(3, MAX_SPAN, 5)]),
         ];
+        let groups = restore_groups(entries);
         assert_eq!(
-            names(restore_groups(entries)),
+            names(groups.clone()),
             [
                 vec!["loose"],
                 vec!["empty"],
-                vec!["a", "b"],
-                vec!["gap", "c"],
+                vec!["a", "a-copy", "b", "after-a-gap", "c"],
                 vec!["torn"],
                 vec!["d"],
                 vec!["big"],
+                vec!["far"],
+                vec!["too-far"],
+            ]
+        );
+        // one read from the group's first byte to its last
+        let spans: Vec<_> = groups
+            .iter()
+            .map(|g| group_span(g).map(|(p, s, l)| (p[0], s, l)))
+            .collect();
+        assert_eq!(
+            spans,
+            [
+                None,
+                None,
+                Some((1, 0, 50)),
+                None,
+                Some((2, 5, 5)),
+                Some((2, 10, MAX_SPAN)),
+                Some((3, 0, 5)),
+                Some((3, MAX_SPAN, 5)),
             ]
         );
     }
@@ -771,18 +803,20 @@ mod tests {
         assert_eq!(std::fs::read(&l).unwrap(), b"echo");
     }
 
-    /// Two files stored back to back in one pack of a real (local) store, restored by
-    /// one ranged read: the chunk ids are not hashed again where the file digest
-    /// covers the content, and a damaged chunk is still named, its file not left.
+    /// Files stored in one pack of a real (local) store, with another file's bytes
+    /// between them, and a copy sharing the first's chunks: restored by one ranged read.
+    /// The chunk ids are not hashed again where the file digest covers the content, and
+    /// a damaged chunk is still named, its file not left.
     #[tokio::test]
     async fn a_damaged_chunk_is_named_and_its_file_not_restored() {
         use tributary_store::ObjectStore;
         let objects = tempfile::tempdir().unwrap();
         let store: Arc<dyn ObjectStore> =
             Arc::new(tributary_store::local::LocalStore::new(objects.path()).unwrap());
-        let parts: [&[u8]; 3] = [b"first file, ", b"its end", b"second file"];
+        // the pack's own header, then the chunks, one not restored (in the gap)
+        let parts: [&[u8]; 4] = [b"first file, ", b"its end", b"not restored", b"second file"];
         let pack = [7u8; 32];
-        let mut at = 16; // the pack's own header: the files start past it
+        let mut at = 16;
         let mut chunks = Vec::new();
         for p in parts {
             chunks.push(tributary_catalog::ChunkRef {
@@ -803,7 +837,8 @@ mod tests {
                 chunks: chunks.to_vec(),
             };
         let one = file("/d/one.txt", b"first file, its end", &chunks[..2]);
-        let two = file("/d/two.txt", b"second file", &chunks[2..]);
+        let copy = file("/d/copy.txt", b"first file, its end", &chunks[..2]);
+        let two = file("/d/two.txt", b"second file", &chunks[3..]);
         let mut bytes = vec![0u8; 16];
         for p in parts {
             bytes.extend_from_slice(p);
@@ -823,8 +858,8 @@ mod tests {
         };
         let restore = |dest: &Path| {
             let (store, dest) = (store.clone(), Destination::open(dest).unwrap());
-            let group = restore_groups(vec![one.clone(), two.clone()]);
-            assert_eq!(group.len(), 1, "one read for both");
+            let group = restore_groups(vec![one.clone(), copy.clone(), two.clone()]);
+            assert_eq!(group.len(), 1, "one read for all three");
             let group = group.into_iter().next().unwrap();
             async move { restore_group(store, group, Arc::new(dest)).await }
         };
@@ -834,14 +869,16 @@ mod tests {
         for (e, r) in restore(dest.path()).await {
             assert!(r.is_ok(), "{:?}: {r:?}", e.map(|e| e.path));
         }
-        assert_eq!(
-            std::fs::read(dest.path().join("d/one.txt")).unwrap(),
-            b"first file, its end"
-        );
-        assert_eq!(
-            std::fs::read(dest.path().join("d/two.txt")).unwrap(),
-            b"second file"
-        );
+        for (name, content) in [
+            ("one.txt", &b"first file, its end"[..]),
+            ("copy.txt", b"first file, its end"),
+            ("two.txt", b"second file"),
+        ] {
+            assert_eq!(
+                std::fs::read(dest.path().join("d").join(name)).unwrap(),
+                content
+            );
+        }
 
         // a flipped byte in the first file's second chunk
         let mut damaged = bytes.clone();
@@ -849,18 +886,20 @@ mod tests {
         put(damaged).await;
         let dest = tempfile::tempdir().unwrap();
         let out = restore(dest.path()).await;
-        let err = format!("{:#}", out[0].1.as_ref().unwrap_err());
-        assert!(err.contains("does not match the recorded digest"), "{err}");
-        assert!(
-            err.contains(&format!(
-                "chunk {} in {} at {} is corrupt",
-                hex::encode(chunks[1].hash),
-                pack_key(&pack),
-                16 + parts[0].len()
-            )),
-            "{err}"
-        );
-        assert!(out[1].1.is_ok(), "{:?}", out[1].1);
+        for damaged in [&out[0], &out[1]] {
+            let err = format!("{:#}", damaged.1.as_ref().unwrap_err());
+            assert!(err.contains("does not match the recorded digest"), "{err}");
+            assert!(
+                err.contains(&format!(
+                    "chunk {} in {} at {} is corrupt",
+                    hex::encode(chunks[1].hash),
+                    pack_key(&pack),
+                    16 + parts[0].len()
+                )),
+                "{err}"
+            );
+        }
+        assert!(out[2].1.is_ok(), "{:?}", out[2].1);
         assert_eq!(names_in(&dest.path().join("d")), ["two.txt"]);
     }
 }
