@@ -290,6 +290,10 @@ async fn restore_group(
                     open_blocking(crypt.as_deref(), loc, raw)
                 });
                 write_checked(&e, &dest, opened).map_err(|err| {
+                    // a chunk that failed its own checks is named already
+                    if !err.is::<DigestMismatch>() {
+                        return err;
+                    }
                     match span_pieces(&e, &span, offset, &key, |loc, raw| {
                         decode_blocking(crypt.as_deref(), loc, raw)
                     })
@@ -419,6 +423,19 @@ fn start_writeback(f: &std::fs::File) {
     let _ = rustix::fs::fadvise(f, 0, None, rustix::fs::Advice::DontNeed);
 }
 
+/// A restored file's content differs from its recorded digest: the one failure that
+/// needs its chunks checked again to name the damaged one.
+#[derive(Debug)]
+struct DigestMismatch;
+
+impl std::fmt::Display for DigestMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("restored content does not match the recorded digest")
+    }
+}
+
+impl std::error::Error for DigestMismatch {}
+
 /// A restored file being written, checked against the recorded size and digest and
 /// given its mtime by [`Restoring::finish`]. Where its name is free it is written in
 /// place, created new (`O_EXCL`: never an existing file, nor through a link planted in
@@ -501,7 +518,7 @@ impl<'a> Restoring<'a> {
         if let Some(d) = e.digest
             && *self.hasher.finalize().as_bytes() != d
         {
-            bail!("restored content does not match the recorded digest");
+            return Err(DigestMismatch.into());
         }
         let f = self.file.take().expect("an open file");
         let mtime = std::time::UNIX_EPOCH + Duration::from_nanos(e.mtime_ns.max(0) as u64);
