@@ -14,6 +14,7 @@
 pub mod filter;
 pub mod local;
 pub mod memory;
+mod prefetch;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
 

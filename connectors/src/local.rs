@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 
 use crate::filter::Filter;
+use crate::prefetch::Prefetch;
 use crate::{
     Batch, Change, ChangeTx, Connector, ConnectorError, Entry, Fingerprint, ItemError, ListMode,
     ListOutcome, SkipReason, SourceFile,
@@ -34,6 +35,8 @@ pub struct LocalSettings {
 pub struct LocalConnector {
     id: String,
     s: LocalSettings,
+    /// The listing ahead that [`Connector::warm_up`] started, for the walk to take.
+    warm: std::sync::Mutex<Option<Prefetch>>,
 }
 
 impl LocalConnector {
@@ -41,12 +44,22 @@ impl LocalConnector {
         LocalConnector {
             id: id.into(),
             s: settings,
+            warm: Default::default(),
         }
     }
 
     fn full_path(&self, rel: &[u8]) -> PathBuf {
         self.s.root.join(std::ffi::OsStr::from_bytes(rel))
     }
+}
+
+/// Lists the tree ahead of a walk of it (`root`: the root's metadata).
+fn prefetch(s: &LocalSettings, root: &Metadata) -> Prefetch {
+    Prefetch::start(
+        s.root.clone(),
+        s.filter.clone(),
+        s.one_file_system.then_some(root.dev()),
+    )
 }
 
 fn mtime_ns(md: &Metadata) -> i64 {
@@ -74,7 +87,7 @@ fn entry(rel: Vec<u8>, md: &Metadata) -> Entry {
     }
 }
 
-fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
+pub(crate) fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
     if parent.is_empty() {
         name.to_vec()
     } else {
@@ -90,6 +103,8 @@ struct Walker<'a> {
     s: &'a LocalSettings,
     batch: RefCell<Batch<'a>>,
     root_dev: u64,
+    /// Lists the tree ahead of the walk, so the disk's waits overlap.
+    prefetch: Prefetch,
 }
 
 impl Walker<'_> {
@@ -125,6 +140,7 @@ impl Walker<'_> {
                 }
             }
         }
+        self.prefetch.walked(names.len());
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         for name in names {
             let child_rel = join(rel, name.as_bytes());
@@ -253,6 +269,16 @@ impl Connector for LocalConnector {
         &self.id
     }
 
+    /// Starts listing the tree ahead of the walk while the caller opens the catalog
+    /// and the store: with the tree out of the cache, the disk's waits overlap them.
+    fn warm_up(&self) {
+        if let Ok(md) = std::fs::metadata(&self.s.root)
+            && md.is_dir()
+        {
+            *self.warm.lock().unwrap() = Some(prefetch(&self.s, &md));
+        }
+    }
+
     async fn list(
         &self,
         _mode: ListMode,
@@ -260,6 +286,8 @@ impl Connector for LocalConnector {
         tx: ChangeTx,
     ) -> Result<ListOutcome, ConnectorError> {
         let s = self.s.clone();
+        // the listing ahead that `warm_up` started, if it did (one walk takes it)
+        let warm = self.warm.lock().unwrap().take();
         tokio::task::spawn_blocking(move || {
             let md = std::fs::metadata(&s.root).map_err(|e| {
                 ConnectorError::Unavailable(format!("folder {}: {e}", s.root.display()))
@@ -274,6 +302,7 @@ impl Connector for LocalConnector {
                 s: &s,
                 batch: RefCell::new(Batch::new(&tx)),
                 root_dev: md.dev(),
+                prefetch: warm.unwrap_or_else(|| prefetch(&s, &md)),
             };
             let mut ancestors = HashSet::from([(md.dev(), md.ino())]);
             let complete =
