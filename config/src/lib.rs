@@ -326,9 +326,9 @@ pub struct PipelineConfig {
 impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig {
-            chunk_min_size: 256 << 10,
-            chunk_avg_size: 1 << 20,
-            chunk_max_size: 4 << 20,
+            chunk_min_size: 64 << 10,
+            chunk_avg_size: 256 << 10,
+            chunk_max_size: 2 << 20,
             compression: Compression::Zstd,
             zstd_level: 3,
             file_concurrency: 4,
