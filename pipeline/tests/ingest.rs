@@ -123,6 +123,44 @@ async fn small_files_make_few_objects_on_s3() {
     small_files_make_few_objects(StoreKind::S3).await;
 }
 
+/// Files read at the same time still each lie back to back in a pack, in order: a
+/// restore (or a download) reads a file with one request per pack it is in, not one per
+/// chunk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_file_lies_back_to_back_in_its_pack_however_many_are_read_at_once() {
+    let h = Harness::with_settings(StoreKind::Local, small_chunks()).await;
+    for i in 0..8u64 {
+        let body = tree::random_bytes(1_000 + i, 500_000 + i as usize * 20_000);
+        std::fs::write(h.src().join(format!("f{i}.bin")), body).unwrap();
+    }
+    let r = h.run().await;
+    assert_eq!(r.status, JobStatus::Succeeded, "{:?}", r.error);
+    let files = h.pipeline.catalog.restore_set(b"", None).await.unwrap();
+    assert_eq!(files.len(), 8);
+    for f in &files {
+        let name = String::from_utf8_lossy(&f.path);
+        assert!(f.chunks.len() > 3, "{name}: {} chunks", f.chunks.len());
+        // each chunk follows the one before it, or (its lane's pack sealed under it, by
+        // a commit or by filling up) begins the next pack
+        let mut last: Option<(tributary_store::pack::Placed, u64)> = None;
+        for (k, c) in f.chunks.iter().enumerate() {
+            let p = c.packed.expect("packed");
+            let follows =
+                last.is_some_and(|(q, len)| q.pack == p.pack && q.offset + len == p.offset);
+            let begins = p.offset == 0 && last.is_none_or(|(q, _)| q.pack != p.pack);
+            assert!(
+                follows || begins || (k == 0),
+                "{name}: chunk {k} out of place: {p:?}"
+            );
+            last = Some((p, c.stored_size));
+        }
+        let packs: std::collections::HashSet<_> =
+            f.chunks.iter().map(|c| c.packed.unwrap().pack).collect();
+        assert!(packs.len() <= 2, "{name}: in {} packs", packs.len());
+    }
+    assert_same_tree(&h.src(), &h.restore(None).await);
+}
+
 /// History pruned: gc rewrites the packs it wasted and frees the space, the present
 /// reads back whole, and the bucket alone rebuilds a catalog that restores it too.
 async fn gc_repacks_and_the_bucket_rebuilds_the_catalog(kind: StoreKind, backend: Backend) {

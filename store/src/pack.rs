@@ -287,7 +287,8 @@ struct Open {
 
 #[derive(Default)]
 struct State {
-    open: Option<Open>,
+    /// The open pack of each lane.
+    open: HashMap<usize, Open>,
     /// Sealed packs: uploading, or uploaded and not yet flushed.
     uploads: HashMap<PackId, Upload>,
 }
@@ -304,12 +305,19 @@ pub struct NoEvents;
 impl PackEvents for NoEvents {}
 
 /// Appends blobs into packs of about `target` bytes and uploads each pack when it is
-/// full or flushed. Memory is bounded: the bytes of the open pack and of the packs being
-/// uploaded hold a budget of `target × (1 + max_uploading)` plus one largest chunk, and
+/// full or flushed. Blobs go into the open pack of their lane ([`with_lanes`]): a writer
+/// per lane (one file at a time, its chunks in order) keeps each file's blobs back to
+/// back, so that a restore reads a file with one ranged read per pack. Memory is
+/// bounded: the bytes of the open packs and of the packs being uploaded hold a budget
+/// of `target × (lanes + max_uploading)` plus one largest chunk, and
 /// [`add`](Self::add) waits for room.
+///
+/// [`with_lanes`]: Self::with_lanes
 pub struct PackWriter {
     store: Arc<dyn ObjectStore>,
     target: u64,
+    max_uploading: usize,
+    lanes: usize,
     policy: RetryPolicy,
     events: Arc<dyn PackEvents>,
     memory: Arc<Semaphore>,
@@ -321,6 +329,14 @@ fn units(len: u64) -> u32 {
     len.div_ceil(1024).max(1).min(u32::MAX as u64) as u32
 }
 
+/// The memory budget of a writer, in [`units`]: an open pack per lane (each under
+/// `target` at rest: it is sealed when it reaches it) and `max_uploading` sealed packs,
+/// plus one largest blob, so an add always finds room once uploads drain.
+fn budget(target: u64, lanes: usize, max_uploading: usize) -> usize {
+    let bytes = target * (lanes.max(1) + max_uploading.max(1)) as u64 + MAX_CHUNK_SIZE + 64 * 1024;
+    units(bytes) as usize
+}
+
 impl PackWriter {
     pub fn new(
         store: Arc<dyn ObjectStore>,
@@ -330,20 +346,31 @@ impl PackWriter {
         events: Arc<dyn PackEvents>,
     ) -> PackWriter {
         let target = target.max(1);
-        let budget = target * (1 + max_uploading.max(1) as u64) + MAX_CHUNK_SIZE + 64 * 1024;
         PackWriter {
             store,
             target,
+            max_uploading,
+            lanes: 1,
             policy,
             events,
-            memory: Arc::new(Semaphore::new(units(budget) as usize)),
+            memory: Arc::new(Semaphore::new(budget(target, 1, max_uploading))),
             state: Mutex::new(State::default()),
         }
     }
 
-    /// Appends a blob (the stored bytes of chunk `id`, of plain `size`) to the open
-    /// pack; uploads the pack once it reaches its target size. The blob is durable only
-    /// after a [`flush`](Self::flush) of its pack succeeds.
+    /// A writer with `lanes` open packs ([`add_in`](Self::add_in)), its memory budget
+    /// grown to match. Set before the first blob.
+    pub fn with_lanes(mut self, lanes: usize) -> PackWriter {
+        self.lanes = lanes.max(1);
+        self.memory = Arc::new(Semaphore::new(budget(
+            self.target,
+            self.lanes,
+            self.max_uploading,
+        )));
+        self
+    }
+
+    /// [`add_in`](Self::add_in) lane 0.
     pub async fn add(
         &self,
         id: ChunkHash,
@@ -351,6 +378,22 @@ impl PackWriter {
         size: u64,
         compression: Compression,
     ) -> Result<Placed, StoreError> {
+        self.add_in(0, id, body, size, compression).await
+    }
+
+    /// Appends a blob (the stored bytes of chunk `id`, of plain `size`) to the open pack
+    /// of `lane` (taken modulo the writer's lanes); uploads the pack once it reaches its
+    /// target size. Blobs added to one lane one after another lie back to back. The blob
+    /// is durable only after a [`flush`](Self::flush) of its pack succeeds.
+    pub async fn add_in(
+        &self,
+        lane: usize,
+        id: ChunkHash,
+        body: Bytes,
+        size: u64,
+        compression: Compression,
+    ) -> Result<Placed, StoreError> {
+        let lane = lane % self.lanes;
         let permit = self
             .memory
             .clone()
@@ -358,7 +401,7 @@ impl PackWriter {
             .await
             .map_err(|_| StoreError::new(ErrorClass::Permanent, "pack writer closed"))?;
         let mut st = self.state.lock().unwrap();
-        let open = st.open.get_or_insert_with(|| Open {
+        let open = st.open.entry(lane).or_insert_with(|| Open {
             id: new_pack_id(),
             data: Vec::with_capacity(self.target as usize + 64 * 1024),
             index: Vec::new(),
@@ -381,14 +424,16 @@ impl PackWriter {
             None => open.permit = Some(permit),
         }
         if open.data.len() as u64 >= self.target {
-            self.seal(&mut st);
+            self.seal(&mut st, lane);
         }
         Ok(placed)
     }
 
-    /// Seals the open pack and starts its upload.
-    fn seal(&self, st: &mut State) {
-        let Some(open) = st.open.take() else { return };
+    /// Seals the open pack of `lane` and starts its upload.
+    fn seal(&self, st: &mut State, lane: usize) {
+        let Some(open) = st.open.remove(&lane) else {
+            return;
+        };
         let id = open.id;
         let (store, policy, events) = (self.store.clone(), self.policy, self.events.clone());
         let task = tokio::spawn(async move {
@@ -419,15 +464,16 @@ impl PackWriter {
         st.uploads.insert(id, upload);
     }
 
-    /// Makes the blobs of `packs` durable: seals the open pack if it is one of them and
-    /// waits for their uploads. An upload that failed (after its retries) is the error.
+    /// Makes the blobs of `packs` durable: seals the open packs among them and waits
+    /// for their uploads. An upload that failed (after its retries) is the error.
     pub async fn flush(&self, packs: impl IntoIterator<Item = PackId>) -> Result<(), String> {
         let waits: Vec<(PackId, Upload)> = {
             let mut st = self.state.lock().unwrap();
             let mut out = Vec::new();
             for id in packs {
-                if st.open.as_ref().is_some_and(|o| o.id == id) {
-                    self.seal(&mut st);
+                let lane = st.open.iter().find(|(_, o)| o.id == id).map(|(l, _)| *l);
+                if let Some(lane) = lane {
+                    self.seal(&mut st, lane);
                 }
                 if let Some(u) = st.uploads.get(&id) {
                     out.push((id, u.clone()));
@@ -447,7 +493,7 @@ impl PackWriter {
         let all: Vec<PackId> = {
             let st = self.state.lock().unwrap();
             st.open
-                .iter()
+                .values()
                 .map(|o| o.id)
                 .chain(st.uploads.keys().copied())
                 .collect()
@@ -460,6 +506,7 @@ impl PackWriter {
 mod tests {
     use super::*;
     use crate::local::LocalStore;
+    use std::path::Path;
 
     fn entry(id: u8, offset: u64, length: u64, size: u64, c: Compression) -> IndexEntry {
         IndexEntry {
@@ -564,10 +611,9 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn packs_fill_rotate_and_flush_and_their_index_reads_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir.path()).unwrap());
+    /// A local store and a writer of 10,000-byte packs into it.
+    fn local_writer(dir: &Path) -> (Arc<dyn ObjectStore>, PackWriter) {
+        let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::new(dir).unwrap());
         let w = PackWriter::new(
             store.clone(),
             10_000,
@@ -575,6 +621,13 @@ mod tests {
             RetryPolicy::default(),
             Arc::new(NoEvents),
         );
+        (store, w)
+    }
+
+    #[tokio::test]
+    async fn packs_fill_rotate_and_flush_and_their_index_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, w) = local_writer(dir.path());
         let mut placed = Vec::new();
         for i in 0..25u8 {
             let body = Bytes::from(vec![i; 1_000]);
@@ -611,5 +664,57 @@ mod tests {
             .unwrap();
         let e = read_index(&*store, &m.key, m.size - 3).await.unwrap_err();
         assert_eq!(e.class, ErrorClass::Permanent, "{e}");
+    }
+
+    #[tokio::test]
+    async fn blobs_of_one_lane_lie_back_to_back_whatever_the_other_lanes_add() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, w) = local_writer(dir.path());
+        let w = w.with_lanes(3);
+        // three files written at the same time, their blobs added in turns
+        let mut placed: Vec<Vec<Placed>> = vec![Vec::new(); 3];
+        for i in 0..12u8 {
+            for (lane, blobs) in placed.iter_mut().enumerate() {
+                let id = [lane as u8 * 16 + i; 32];
+                let p = w
+                    .add_in(
+                        lane,
+                        id,
+                        Bytes::from(vec![i; 1_000]),
+                        1_000,
+                        Compression::None,
+                    )
+                    .await
+                    .unwrap();
+                blobs.push(p);
+            }
+        }
+        for (lane, blobs) in placed.iter().enumerate() {
+            // ten blobs fill a pack: the lane's first ten back to back in one pack of
+            // its own, the rest in the lane's next
+            assert!(
+                blobs[..10].iter().all(|p| p.pack == blobs[0].pack),
+                "lane {lane}"
+            );
+            let offsets: Vec<u64> = blobs.iter().map(|p| p.offset).collect();
+            assert_eq!(
+                offsets[..10],
+                (0..10).map(|k| k * 1_000).collect::<Vec<_>>()[..]
+            );
+            assert_eq!(offsets[10..], [0, 1_000]);
+            for other in &placed[lane + 1..] {
+                assert!(
+                    other
+                        .iter()
+                        .all(|p| p.pack != blobs[0].pack && p.pack != blobs[10].pack)
+                );
+            }
+        }
+        // a flush names the packs it needs; the other lanes' open packs stay open
+        let full = placed.iter().map(|b| b[0].pack);
+        w.flush(full.chain([placed[1][11].pack])).await.unwrap();
+        assert_eq!(store.list(PREFIX).await.unwrap().len(), 3 + 1);
+        w.finish().await.unwrap();
+        assert_eq!(store.list(PREFIX).await.unwrap().len(), 6);
     }
 }

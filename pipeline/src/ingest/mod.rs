@@ -300,6 +300,8 @@ pub(crate) async fn run(
                 p.settings.retry,
                 Arc::new(upload::PackProgress(progress.clone())),
             )
+            // a pack lane per file worker: each file's chunks back to back
+            .with_lanes(p.settings.file_concurrency)
         }),
         fatal: Mutex::new(None),
         failed: AtomicBool::new(false),
@@ -461,11 +463,12 @@ async fn drive(job: Arc<Job>) -> anyhow::Result<()> {
     } else {
         job.p.settings.file_concurrency
     })
-        .map(|_| {
+        .map(|lane| {
             tokio::spawn(read::file_worker(
                 job.clone(),
                 work_rx.clone(),
                 commit_tx.clone(),
+                lane,
             ))
         })
         .collect();

@@ -2,17 +2,18 @@
 //! catalog and the job's uploads, upload what is new; a file that changes while it is
 //! read is read again and never committed half-changed.
 
+use std::collections::hash_map::Entry as Slot;
 use std::sync::Arc;
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tributary_catalog::conflicts::{self, ClaimRef, NewConflict};
 use tributary_catalog::{ChunkRef, NewVersion, now_ns};
 use tributary_connectors::{Entry, Fingerprint};
 
 use super::plan::fingerprint_text;
-use super::upload::{permits_for, upload_chunk};
+use super::upload::{Placement, permits_for, upload_chunk};
 use super::{CommitMsg, Job, StopReason};
 use crate::chunking::{self, Chunk};
 use crate::progress::Progress;
@@ -20,10 +21,12 @@ use crate::{Hash, target_path};
 
 /// One of the job's file workers: reads the files the planner sends until the
 /// channel closes, and hands each version to the committer.
+/// One of the job's file workers; `lane` is its own open pack ([`Placement`]).
 pub(super) async fn file_worker(
     job: Arc<Job>,
     rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Entry>>>,
     tx: mpsc::Sender<CommitMsg>,
+    lane: usize,
 ) {
     loop {
         let next = rx.lock().await.recv().await;
@@ -31,7 +34,7 @@ pub(super) async fn file_worker(
         if job.winding_down() {
             continue;
         }
-        match process_file(&job, entry.clone()).await {
+        match process_file(&job, entry.clone(), lane).await {
             Ok(v) => {
                 if tx.send(CommitMsg::Version(v)).await.is_err() {
                     break;
@@ -98,8 +101,13 @@ pub(super) enum Failure {
     Deleted,
 }
 
-/// Reads, chunks, dedups and uploads one file; returns the version to commit.
-async fn process_file(job: &Arc<Job>, mut entry: Entry) -> Result<NewVersion, Failure> {
+/// Reads, chunks, dedups and uploads one file (its new chunks into pack lane `lane`, in
+/// order); returns the version to commit.
+async fn process_file(
+    job: &Arc<Job>,
+    mut entry: Entry,
+    lane: usize,
+) -> Result<NewVersion, Failure> {
     let retries = job.p.settings.torn_read_retries;
     for _attempt in 0..=retries {
         let expected = entry.fingerprint();
@@ -136,8 +144,10 @@ async fn process_file(job: &Arc<Job>, mut entry: Entry) -> Result<NewVersion, Fa
             (fp_open, digest, fp_end)
         });
 
-        // dedup + upload, in chunk order
+        // dedup + upload, in chunk order: the chunks this file uploads first are encoded
+        // at the same time but added to its pack lane one after another
         let mut refs: Vec<Option<ChunkRef>> = Vec::new();
+        let mut previous_add: Option<oneshot::Receiver<()>> = None;
         let mut uploads = FuturesUnordered::new();
         let mut fatal = None;
         while let Some(first) = chunk_rx.recv().await {
@@ -172,16 +182,29 @@ async fn process_file(job: &Arc<Job>, mut entry: Entry) -> Result<NewVersion, Fa
                     refs[idx] = Some(r.clone());
                     continue;
                 }
-                let cell = job
-                    .uploaded
-                    .lock()
-                    .unwrap()
-                    .entry(chunk.hash)
-                    .or_default()
-                    .clone();
+                let (cell, first) = match job.uploaded.lock().unwrap().entry(chunk.hash) {
+                    Slot::Occupied(e) => (e.get().clone(), false),
+                    Slot::Vacant(e) => (e.insert(Default::default()).clone(), true),
+                };
+                // only the file that uploads a chunk first is ordered by it: a chunk
+                // another file uploads is waited for, never waited on in turn
+                let place = if first {
+                    let (done, next) = oneshot::channel();
+                    Placement {
+                        lane,
+                        after: previous_add.replace(next),
+                        done: Some(done),
+                    }
+                } else {
+                    Placement {
+                        lane,
+                        after: None,
+                        done: None,
+                    }
+                };
                 let job = job.clone();
                 uploads.push(tokio::spawn(async move {
-                    let r = upload_chunk(&job, &cell, chunk).await;
+                    let r = upload_chunk(&job, &cell, chunk, place).await;
                     drop(permit);
                     (idx, r)
                 }));

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, oneshot};
 use tributary_catalog::ChunkRef;
 use tributary_store::StoreError;
 use tributary_store::chunk::{encode, put_chunk};
@@ -38,19 +38,31 @@ pub(super) fn permits_for(len: usize) -> u32 {
     (len.div_ceil(1024)).max(1) as u32
 }
 
+/// Where a chunk a file uploads goes in the job's packs: into the file's lane, after the
+/// file's previous new chunk (`after` resolves, or is dropped, once that one is placed;
+/// `done` does the same for the next). Chunks are encoded at the same time and placed
+/// in order, so a file's chunks lie back to back.
+pub(super) struct Placement {
+    pub(super) lane: usize,
+    pub(super) after: Option<oneshot::Receiver<()>>,
+    pub(super) done: Option<oneshot::Sender<()>>,
+}
+
 /// Uploads a chunk once per job (concurrent callers with the same hash wait for the
 /// first); compresses it when that makes it smaller.
 pub(super) async fn upload_chunk(
     job: &Arc<Job>,
     cell: &OnceCell<ChunkRef>,
     chunk: Chunk,
+    place: Placement,
 ) -> Result<ChunkRef, String> {
+    let Placement { lane, after, done } = place;
     let fresh = AtomicBool::new(false);
     let len = chunk.data.len() as u64;
     let r = cell
         .get_or_try_init(|| async {
             fresh.store(true, Ordering::Relaxed);
-            let _slot = job
+            let slot = job
                 .upload_slots
                 .acquire()
                 .await
@@ -62,16 +74,26 @@ pub(super) async fn upload_chunk(
                 chunk.data,
             )
             .await?;
+            // the slot bounds encoding; waiting for the file's previous chunk without it
+            // never holds up that chunk's own encoding
+            drop(slot);
             let stored = body.len() as u64;
             let mut packed = None;
             match &job.packer {
                 // into the open pack; it is durable once the batch that names it flushes
                 Some(packer) => {
-                    let add = packer.add(chunk.hash, body, len, compression);
+                    if let Some(after) = after {
+                        tokio::select! {
+                            _ = after => {}
+                            _ = job.operator_cancelled() => return Err("cancelled".to_string()),
+                        }
+                    }
+                    let add = packer.add_in(lane, chunk.hash, body, len, compression);
                     let placed = tokio::select! {
                         r = add => r.map_err(|e| format!("object store {}: {e}", job.p.store.describe()))?,
                         _ = job.operator_cancelled() => return Err("cancelled".to_string()),
                     };
+                    drop(done);
                     packed = Some(placed);
                 }
                 None => {
