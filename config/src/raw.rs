@@ -534,6 +534,8 @@ pub struct RawPipeline {
     pub max_bytes_in_flight: Option<RawSize>,
     /// Target size of the pack objects chunks are stored in (default 4MiB, 1MiB to
     /// 128MiB): larger packs mean fewer requests, smaller ones less memory and finer gc.
+    /// A job fills one pack per file worker (`file_concurrency`), each file's chunks back
+    /// to back, so a restore reads a file with one request per pack.
     #[serde(default)]
     pub pack_size: Option<RawSize>,
     /// Versions per catalog transaction and manifest (default 256).

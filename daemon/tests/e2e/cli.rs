@@ -383,7 +383,8 @@ fn check_reports_every_problem_and_exits_nonzero() {
 
 #[test]
 fn version_retention_prunes_history_and_gc_frees_its_data_without_harming_the_present() {
-    let env = Env::new("");
+    // one file worker: the first three files share its pack
+    let env = Env::new("  file_concurrency: 1\n");
     std::fs::write(env.src().join("keep.bin"), tree::random_bytes(1, 600_000)).unwrap();
     std::fs::write(env.src().join("gone.bin"), tree::random_bytes(2, 600_000)).unwrap();
     // committed in the same manifest as the first versions of the others, and kept
@@ -496,8 +497,8 @@ fn a_format_1_store_migrates_into_packs_resuming_after_a_kill_and_restores_byte_
 
 #[test]
 fn a_repack_killed_before_or_after_the_catalog_moves_its_chunks_loses_nothing() {
-    let env = Env::new("  pack_size: 1MiB\n");
-    // each file's versions share packs with the others'; rewriting half of them and
+    let env = Env::new("  pack_size: 1MiB\n  file_concurrency: 1\n");
+    // one file worker: each file's versions share packs with the others'; rewriting half of them and
     // pruning the old versions leaves every pack half wasted
     for i in 0..6u64 {
         std::fs::write(
