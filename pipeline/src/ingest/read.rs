@@ -20,8 +20,8 @@ use crate::progress::Progress;
 use crate::{Hash, target_path};
 
 /// One of the job's file workers: reads the files the planner sends until the
-/// channel closes, and hands each version to the committer.
-/// One of the job's file workers; `lane` is its own open pack ([`Placement`]).
+/// channel closes, and hands each version to the committer; `lane` is its own open pack
+/// ([`Placement`]).
 pub(super) async fn file_worker(
     job: Arc<Job>,
     rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Entry>>>,
@@ -188,20 +188,13 @@ async fn process_file(
                 };
                 // only the file that uploads a chunk first is ordered by it: a chunk
                 // another file uploads is waited for, never waited on in turn
-                let place = if first {
+                let (after, done) = if first {
                     let (done, next) = oneshot::channel();
-                    Placement {
-                        lane,
-                        after: previous_add.replace(next),
-                        done: Some(done),
-                    }
+                    (previous_add.replace(next), Some(done))
                 } else {
-                    Placement {
-                        lane,
-                        after: None,
-                        done: None,
-                    }
+                    (None, None)
                 };
+                let place = Placement { lane, after, done };
                 let job = job.clone();
                 uploads.push(tokio::spawn(async move {
                     let r = upload_chunk(&job, &cell, chunk, place).await;
